@@ -1,0 +1,39 @@
+"""The backend protocol: what every backend package provides.
+
+Capabilities are class attributes that shared code reads instead of checking types.
+Compiling and running are separate steps: `compile` turns a verified IR kernel into
+something `run` can execute many times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from portneuron.ir import Kernel
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot run here; the message says why."""
+
+
+class Backend:
+    name: ClassVar[str] = ""
+    #: "cpu" or "gpu": where the model's arrays live.
+    device_kind: ClassVar[str] = "cpu"
+    #: Lanes processed together; arrays are padded to a multiple of this.
+    simd_width: ClassVar[int] = 1
+    #: Byte alignment the backend wants for array starts.
+    alignment: ClassVar[int] = 64
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        """(True, description) if this backend can run here, else (False, reason)."""
+        raise NotImplementedError
+
+    def compile(self, kernel: Kernel) -> Any:
+        raise NotImplementedError
+
+    def run(self, compiled: Any, args: Mapping[str, Any], lanes: int) -> dict[str, dict[str, Any]]:
+        """Run a compiled kernel over `lanes` lanes; returns its emitted streams."""
+        raise NotImplementedError

@@ -1,0 +1,44 @@
+"""portneuron's typed IR: node types, builder, verifier, printer, reference interpreter."""
+
+from .interpret import run_kernel
+from .nodes import (
+    BOOL,
+    F64,
+    I32,
+    AddTo,
+    Assign,
+    Binary,
+    Call,
+    Cast,
+    Const,
+    DType,
+    Emit,
+    Expr,
+    If,
+    Ion,
+    Kernel,
+    Lane,
+    Load,
+    Loop,
+    Mechanism,
+    Param,
+    Select,
+    Stmt,
+    Store,
+    Stream,
+    Table,
+    Unary,
+    Var,
+    Variable,
+)
+from .printer import format_expr, format_kernel, format_mechanism
+from .types import dtype_of
+from .verify import VerifyError, verify_kernel, verify_mechanism
+
+__all__ = [
+    "BOOL", "F64", "I32", "AddTo", "Assign", "Binary", "Call", "Cast", "Const", "DType",
+    "Emit", "Expr", "If", "Ion", "Kernel", "Lane", "Load", "Loop", "Mechanism", "Param",
+    "Select", "Stmt", "Store", "Stream", "Table", "Unary", "Var", "Variable", "VerifyError",
+    "dtype_of", "format_expr", "format_kernel", "format_mechanism", "run_kernel",
+    "verify_kernel", "verify_mechanism",
+]  # fmt: skip

@@ -1,0 +1,262 @@
+"""IR node types: typed, frozen values with no behaviour.
+
+A `Kernel` is a body of statements executed once per *lane*. What a lane is depends on the
+kernel (`Kernel.lanes`): one mechanism instance, one event, one cell, one table point.
+Lanes are independent except through `AddTo`, which accumulates (a scatter-add that is
+correct when several lanes hit the same element). Inside a lane, `Loop` runs sequentially,
+which is how per-cell work such as the Hines solve is expressed.
+
+Expressions are typed: `F64`, `I32` or `BOOL`; binary operands must agree (use `Cast`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class DType(Enum):
+    F64 = "f64"
+    I32 = "i32"
+    BOOL = "bool"
+
+
+F64, I32, BOOL = DType.F64, DType.I32, DType.BOOL
+
+ARITHMETIC_OPS = frozenset({"add", "sub", "mul", "div", "pow", "min", "max"})
+COMPARISON_OPS = frozenset({"lt", "le", "gt", "ge", "eq", "ne"})
+LOGICAL_OPS = frozenset({"and", "or"})
+UNARY_OPS = frozenset({"neg", "not"})
+
+#: Math intrinsics every backend provides, with their arity. All take and return F64.
+INTRINSICS: dict[str, int] = {
+    "exp": 1, "expm1": 1, "log": 1, "log10": 1, "sqrt": 1, "fabs": 1,
+    "floor": 1, "ceil": 1, "sin": 1, "cos": 1, "tan": 1, "asin": 1, "acos": 1,
+    "atan": 1, "sinh": 1, "cosh": 1, "tanh": 1, "atan2": 2, "fmod": 2,
+}  # fmt: skip
+
+
+# ---------------------------------------------------------------- expressions
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    value: float | int | bool
+    dtype: DType = F64
+
+
+@dataclass(frozen=True, slots=True)
+class Var:
+    """A local variable of the lane, or a scalar kernel parameter."""
+
+    name: str
+    dtype: DType = F64
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """The index of the current lane, in [0, number of lanes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """`array[index]` for an array parameter of the kernel."""
+
+    array: str
+    index: Expr
+    dtype: DType = F64
+
+
+@dataclass(frozen=True, slots=True)
+class Unary:
+    op: str
+    operand: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class Binary:
+    op: str
+    lhs: Expr
+    rhs: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A math intrinsic from `INTRINSICS`."""
+
+    fn: str
+    args: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Select:
+    """`then if cond else otherwise`; both sides are evaluated."""
+
+    cond: Expr
+    then: Expr
+    otherwise: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class Cast:
+    """Convert between F64 and I32 (toward zero, as C does) or BOOL to either."""
+
+    dtype: DType
+    operand: Expr
+
+
+Expr = Const | Var | Lane | Load | Unary | Binary | Call | Select | Cast
+
+
+# ---------------------------------------------------------------- statements
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    """Set a local variable; its type is fixed by its first assignment."""
+
+    name: str
+    value: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """`array[index] = value`. Lanes must not store to the same element."""
+
+    array: str
+    index: Expr
+    value: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class AddTo:
+    """`array[index] += value`, correct when several lanes hit the same element."""
+
+    array: str
+    index: Expr
+    value: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class If:
+    cond: Expr
+    then: tuple[Stmt, ...]
+    otherwise: tuple[Stmt, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Loop:
+    """Sequential loop inside a lane: `var` runs from `start` by `step` (+1 or -1) while it
+    has not reached `stop` (exclusive), like `range(start, stop, step)`."""
+
+    var: str
+    start: Expr
+    stop: Expr
+    body: tuple[Stmt, ...]
+    step: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Append one record to the kernel's output stream `stream` (e.g. a `net_send`)."""
+
+    stream: str
+    values: tuple[Expr, ...]
+
+
+Stmt = Assign | Store | AddTo | If | Loop | Emit
+
+
+# ---------------------------------------------------------------- kernels
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A kernel argument. `space` says what an array is indexed by ("instance", "node",
+    "ion:na", "table", "event", "cell"); scalars have space "uniform"."""
+
+    name: str
+    dtype: DType = F64
+    space: str = "instance"
+
+    @property
+    def is_array(self) -> bool:
+        return self.space != "uniform"
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """An output stream: records of named, typed fields appended by `Emit`."""
+
+    name: str
+    fields: tuple[tuple[str, DType], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Kernel:
+    name: str
+    lanes: str
+    params: tuple[Param, ...]
+    body: tuple[Stmt, ...]
+    streams: tuple[Stream, ...] = ()
+    doc: str = ""
+
+
+# ---------------------------------------------------------------- mechanisms
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """A mechanism variable. `kind` is parameter, state, assigned or global; `per_instance`
+    is False for GLOBAL variables shared by every instance."""
+
+    name: str
+    kind: str
+    unit: str = ""
+    default: float = 0.0
+    per_instance: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Ion:
+    name: str
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+    valence: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A TABLE: `outputs` of a procedure or function tabulated over its argument at
+    `points` equally spaced values from `lo` to `hi`, rebuilt when `depend` changes."""
+
+    name: str
+    outputs: tuple[str, ...]
+    lo: float
+    hi: float
+    points: int
+    depend: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Mechanism:
+    """A mechanism lowered from NMODL: its variables and kernels.
+
+    `kind` is "density", "point_process" or "artificial_cell". Kernels are named `init`,
+    `current`, `state`, `net_receive` and `table_<name>`; a mechanism has the ones its
+    source needs.
+    """
+
+    name: str
+    kind: str
+    variables: tuple[Variable, ...]
+    ions: tuple[Ion, ...] = ()
+    kernels: tuple[Kernel, ...] = ()
+    tables: tuple[Table, ...] = ()
+    net_receive_args: tuple[str, ...] = ()
+    electrode_current: bool = False
+    source: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    def kernel(self, name: str) -> Kernel | None:
+        return next((k for k in self.kernels if k.name == name), None)

@@ -1,0 +1,120 @@
+"""Constant folding.
+
+Before: any verified kernel. After: the same kernel, where every operator and intrinsic whose
+operands are all constants is replaced by its value (computed with the reference semantics,
+so results are bit-identical), `x*1`, `1*x`, `x/1`, `x+0`, `x-0` are reduced to `x`, and an
+`If` or `Select` with a constant condition is replaced by the branch it takes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..interpret import _BINARY, _INTRINSIC, NUMPY_DTYPES
+from ..nodes import (
+    BOOL,
+    F64,
+    AddTo,
+    Assign,
+    Binary,
+    Call,
+    Cast,
+    Const,
+    Emit,
+    Expr,
+    If,
+    Kernel,
+    Load,
+    Loop,
+    Select,
+    Stmt,
+    Store,
+    Unary,
+)
+from ..types import dtype_of
+
+
+def _const(value: object, like: Expr) -> Const:
+    dtype = dtype_of(like)
+    python = {F64: float, BOOL: bool}.get(dtype, int)
+    return Const(python(value), dtype)
+
+
+def _is(e: Expr, value: float) -> bool:
+    return isinstance(e, Const) and e.dtype == F64 and e.value == value
+
+
+def fold_expr(e: Expr) -> Expr:
+    match e:
+        case Load(index=index):
+            return dataclasses.replace(e, index=fold_expr(index))
+        case Unary(op=op, operand=operand):
+            operand = fold_expr(operand)
+            if isinstance(operand, Const):
+                value = np.negative(operand.value) if op == "neg" else not operand.value
+                return _const(value, Unary(op, operand))
+            return Unary(op, operand)
+        case Binary(op=op, lhs=lhs, rhs=rhs):
+            lhs, rhs = fold_expr(lhs), fold_expr(rhs)
+            folded = Binary(op, lhs, rhs)
+            if isinstance(lhs, Const) and isinstance(rhs, Const):
+                with np.errstate(all="ignore"):
+                    t = NUMPY_DTYPES[dtype_of(lhs)]
+                    return _const(_BINARY[op](t(lhs.value), t(rhs.value)), folded)
+            if (op == "mul" and _is(rhs, 1.0)) or (op == "div" and _is(rhs, 1.0)):
+                return lhs
+            if op == "mul" and _is(lhs, 1.0):
+                return rhs
+            if op in ("add", "sub") and _is(rhs, 0.0):
+                return lhs
+            return folded
+        case Call(fn=fn, args=args):
+            args = tuple(fold_expr(a) for a in args)
+            if all(isinstance(a, Const) for a in args):
+                with np.errstate(all="ignore"):
+                    return Const(float(_INTRINSIC[fn](*(np.float64(a.value) for a in args))), F64)
+            return Call(fn, args)
+        case Select(cond=cond, then=then, otherwise=otherwise):
+            cond = fold_expr(cond)
+            if isinstance(cond, Const):
+                return fold_expr(then if cond.value else otherwise)
+            return Select(cond, fold_expr(then), fold_expr(otherwise))
+        case Cast(dtype=dtype, operand=operand):
+            operand = fold_expr(operand)
+            if isinstance(operand, Const):
+                value = np.trunc(operand.value) if dtype != F64 else operand.value
+                return _const(value, Cast(dtype, operand))
+            return Cast(dtype, operand)
+    return e
+
+
+def fold_block(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
+    out: list[Stmt] = []
+    for s in body:
+        match s:
+            case Assign(value=value):
+                out.append(dataclasses.replace(s, value=fold_expr(value)))
+            case Store(index=index, value=value) | AddTo(index=index, value=value):
+                out.append(dataclasses.replace(s, index=fold_expr(index), value=fold_expr(value)))
+            case If(cond=cond, then=then, otherwise=otherwise):
+                cond = fold_expr(cond)
+                if isinstance(cond, Const):
+                    out.extend(fold_block(then if cond.value else otherwise))
+                else:
+                    out.append(If(cond, fold_block(then), fold_block(otherwise)))
+            case Loop(start=start, stop=stop, body=inner):
+                out.append(
+                    dataclasses.replace(
+                        s, start=fold_expr(start), stop=fold_expr(stop), body=fold_block(inner)
+                    )
+                )
+            case Emit(values=values):
+                out.append(dataclasses.replace(s, values=tuple(fold_expr(v) for v in values)))
+    return tuple(out)
+
+
+def fold_constants(kernel: Kernel) -> Kernel:
+    """Return `kernel` with constant subexpressions evaluated."""
+    return dataclasses.replace(kernel, body=fold_block(kernel.body))

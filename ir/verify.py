@@ -1,0 +1,216 @@
+"""The verifier: rejects malformed kernels before any backend sees them.
+
+Checks: every name is declared (parameters) or definitely assigned on every path before
+use (locals); loads and stores name array parameters with I32 indices and matching value
+types; operators get operands of the types they accept; intrinsics exist with their arity;
+loop variables are not assigned in their body; emitted records match their stream.
+"""
+
+from __future__ import annotations
+
+from .nodes import (
+    ARITHMETIC_OPS,
+    BOOL,
+    COMPARISON_OPS,
+    F64,
+    I32,
+    INTRINSICS,
+    LOGICAL_OPS,
+    UNARY_OPS,
+    AddTo,
+    Assign,
+    Binary,
+    Call,
+    Cast,
+    Const,
+    DType,
+    Emit,
+    Expr,
+    If,
+    Kernel,
+    Lane,
+    Load,
+    Loop,
+    Mechanism,
+    Select,
+    Stmt,
+    Store,
+    Unary,
+    Var,
+)
+from .types import dtype_of
+
+
+class VerifyError(ValueError):
+    """A kernel is malformed; the message names the kernel and the offending node."""
+
+
+class _Verifier:
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.params = {p.name: p for p in kernel.params}
+        self.streams = {s.name: s for s in kernel.streams}
+        self.local_types: dict[str, DType] = {}
+        if len(self.params) != len(kernel.params):
+            self.fail("parameter names are not unique")
+
+    def fail(self, message: str) -> None:
+        raise VerifyError(f"kernel {self.kernel.name!r}: {message}")
+
+    # -- expressions
+    def expr(self, e: Expr, defined: frozenset[str]) -> DType:
+        match e:
+            case Const(value=value, dtype=dtype):
+                ok = {F64: (float, int), I32: (int,), BOOL: (bool,)}[dtype]
+                if not isinstance(value, ok) or (dtype != BOOL and isinstance(value, bool)):
+                    self.fail(f"constant {value!r} is not a valid {dtype.value}")
+                return dtype
+            case Var(name=name, dtype=dtype):
+                param = self.params.get(name)
+                if param is not None and not param.is_array:
+                    actual = param.dtype
+                elif name in defined:
+                    actual = self.local_types[name]
+                elif param is not None:
+                    self.fail(f"array parameter {name!r} used as a scalar")
+                else:
+                    self.fail(f"variable {name!r} is used before it is assigned")
+                if actual != dtype:
+                    self.fail(f"variable {name!r} is {actual.value}, referenced as {dtype.value}")
+                return dtype
+            case Lane():
+                return I32
+            case Load(array=array, index=index, dtype=dtype):
+                self.array_param(array, dtype)
+                self.index(index, defined, f"load from {array!r}")
+                return dtype
+            case Unary(op=op, operand=operand):
+                t = self.expr(operand, defined)
+                if op not in UNARY_OPS:
+                    self.fail(f"unknown unary operator {op!r}")
+                if (op == "not") != (t == BOOL):
+                    self.fail(f"operator {op!r} does not accept {t.value}")
+                return t
+            case Binary(op=op, lhs=lhs, rhs=rhs):
+                a, b = self.expr(lhs, defined), self.expr(rhs, defined)
+                if a != b:
+                    self.fail(f"operator {op!r} applied to {a.value} and {b.value}")
+                if op in LOGICAL_OPS:
+                    if a != BOOL:
+                        self.fail(f"operator {op!r} needs bool operands, got {a.value}")
+                    return BOOL
+                if a == BOOL:
+                    self.fail(f"operator {op!r} does not accept bool operands")
+                if op in COMPARISON_OPS:
+                    return BOOL
+                if op not in ARITHMETIC_OPS:
+                    self.fail(f"unknown binary operator {op!r}")
+                if op in ("div", "pow") and a != F64:
+                    self.fail(f"operator {op!r} needs f64 operands, got {a.value}")
+                return a
+            case Call(fn=fn, args=args):
+                arity = INTRINSICS.get(fn)
+                if arity is None:
+                    self.fail(f"unknown intrinsic {fn!r}")
+                if len(args) != arity:
+                    self.fail(f"intrinsic {fn!r} takes {arity} arguments, got {len(args)}")
+                for arg in args:
+                    if self.expr(arg, defined) != F64:
+                        self.fail(f"intrinsic {fn!r} needs f64 arguments")
+                return F64
+            case Select(cond=cond, then=then, otherwise=otherwise):
+                if self.expr(cond, defined) != BOOL:
+                    self.fail("select condition is not bool")
+                a, b = self.expr(then, defined), self.expr(otherwise, defined)
+                if a != b:
+                    self.fail(f"select branches are {a.value} and {b.value}")
+                return a
+            case Cast(dtype=dtype, operand=operand):
+                t = self.expr(operand, defined)
+                if dtype == BOOL:
+                    self.fail("cast to bool is not allowed; compare instead")
+                return dtype
+        self.fail(f"not an expression: {e!r}")
+        raise AssertionError  # unreachable
+
+    def array_param(self, name: str, dtype: DType) -> None:
+        param = self.params.get(name)
+        if param is None or not param.is_array:
+            self.fail(f"{name!r} is not an array parameter")
+        if param.dtype != dtype:
+            self.fail(f"array {name!r} is {param.dtype.value}, accessed as {dtype.value}")
+
+    def index(self, index: Expr, defined: frozenset[str], where: str) -> None:
+        if self.expr(index, defined) != I32:
+            self.fail(f"{where}: index is not i32")
+
+    # -- statements; each returns the set of locals definitely assigned afterwards
+    def block(self, body: tuple[Stmt, ...], defined: frozenset[str], loops: frozenset[str]) -> frozenset[str]:
+        for stmt in body:
+            defined = self.stmt(stmt, defined, loops)
+        return defined
+
+    def stmt(self, s: Stmt, defined: frozenset[str], loops: frozenset[str]) -> frozenset[str]:
+        match s:
+            case Assign(name=name, value=value):
+                t = self.expr(value, defined)
+                if name in self.params:
+                    self.fail(f"assignment to parameter {name!r}; store to an array instead")
+                if name in loops:
+                    self.fail(f"loop variable {name!r} is assigned in its loop")
+                previous = self.local_types.setdefault(name, t)
+                if previous != t:
+                    self.fail(f"local {name!r} is {previous.value}, assigned {t.value}")
+                return defined | {name}
+            case Store(array=array, index=index, value=value) | AddTo(
+                array=array, index=index, value=value
+            ):
+                t = self.expr(value, defined)
+                self.array_param(array, t)
+                self.index(index, defined, f"store to {array!r}")
+                return defined
+            case If(cond=cond, then=then, otherwise=otherwise):
+                if self.expr(cond, defined) != BOOL:
+                    self.fail("if condition is not bool")
+                return self.block(then, defined, loops) & self.block(otherwise, defined, loops)
+            case Loop(var=var, start=start, stop=stop, body=body, step=step):
+                if step not in (1, -1):
+                    self.fail(f"loop step must be 1 or -1, got {step}")
+                for bound in (start, stop):
+                    if self.expr(bound, defined) != I32:
+                        self.fail(f"bounds of loop {var!r} are not i32")
+                if var in self.params:
+                    self.fail(f"loop variable {var!r} shadows a parameter")
+                previous = self.local_types.setdefault(var, I32)
+                if previous != I32:
+                    self.fail(f"loop variable {var!r} was a {previous.value} local")
+                self.block(body, defined | {var}, loops | {var})
+                return defined  # the body may run zero times
+            case Emit(stream=name, values=values):
+                stream = self.streams.get(name)
+                if stream is None:
+                    self.fail(f"emit to undeclared stream {name!r}")
+                if len(values) != len(stream.fields):
+                    self.fail(f"stream {name!r} has {len(stream.fields)} fields, got {len(values)}")
+                for (field_name, field_type), value in zip(stream.fields, values):
+                    if self.expr(value, defined) != field_type:
+                        self.fail(f"stream {name!r} field {field_name!r} is not {field_type.value}")
+                return defined
+        self.fail(f"not a statement: {s!r}")
+        raise AssertionError  # unreachable
+
+
+def verify_kernel(kernel: Kernel) -> Kernel:
+    """Return `kernel` unchanged if it is well formed; raise `VerifyError` otherwise."""
+    _Verifier(kernel).block(kernel.body, frozenset(), frozenset())
+    return kernel
+
+
+def verify_mechanism(mechanism: Mechanism) -> Mechanism:
+    """Verify every kernel of `mechanism` and that kernel names are unique."""
+    names = [k.name for k in mechanism.kernels]
+    if len(set(names)) != len(names):
+        raise VerifyError(f"mechanism {mechanism.name!r}: kernel names are not unique: {names}")
+    for kernel in mechanism.kernels:
+        verify_kernel(kernel)
+    return mechanism

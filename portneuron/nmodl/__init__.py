@@ -1,0 +1,51 @@
+"""The NMODL front end: `.mod` source -> `ir.Mechanism`.
+
+Parsing is NEURON's own parser; lowering, ODE solving (sympy) and TABLE handling are ours.
+Every problem the user can cause is an `NmodlError`, one line with file:line[:col].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from portneuron.errors import NmodlError
+from portneuron.ir import Mechanism, verify_mechanism
+
+from .declarations import collect
+from .mechanism import Assembler
+from .parse import SourceMap, builtin_mod_dir, parse
+from .symbolic import NotSymbolic
+
+
+def compile_source(source: str, filename: str = "<string>") -> Mechanism:
+    """Lower NMODL text to a verified mechanism."""
+    program = parse(source, filename)
+    source_map = SourceMap(source, filename)
+    decl = collect(program, source_map)
+    try:
+        mechanism = Assembler(decl).mechanism()
+    except NotSymbolic as exc:
+        raise NmodlError(f"cannot solve the equations symbolically: {exc}", filename) from None
+    except RecursionError:
+        raise NmodlError("expression nested too deeply", filename) from None
+    return verify_mechanism(mechanism)
+
+
+def compile_file(path: str | Path) -> Mechanism:
+    """Lower a `.mod` file to a verified mechanism."""
+    path = Path(path)
+    try:
+        source = path.read_text()
+    except OSError as exc:
+        raise NmodlError(f"cannot read: {exc.strerror}", str(path)) from None
+    except UnicodeDecodeError:
+        raise NmodlError("not a text file", str(path)) from None
+    return compile_source(source, str(path))
+
+
+def builtin_mod_files() -> dict[str, Path]:
+    """NEURON's built-in mechanism sources, by file stem (hh, passive, expsyn, ...)."""
+    return {p.stem: p for p in sorted(builtin_mod_dir().glob("*.mod"))}
+
+
+__all__ = ["NmodlError", "builtin_mod_dir", "builtin_mod_files", "compile_file", "compile_source"]

@@ -1,0 +1,220 @@
+"""What a `.mod` file declares: its kind, variables, ions and named blocks.
+
+NEURON's rules for where a variable lives: a PARAMETER is GLOBAL unless declared RANGE;
+STATE and ASSIGNED variables are per instance unless declared GLOBAL. `v`, `t`, `dt`,
+`celsius`, `area` and `diam`, and the ion variables named in USEION, come from the simulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .parse import SourceMap, nmodl_module
+
+KINDS = {"SUFFIX": "density", "POINT_PROCESS": "point_process", "ARTIFICIAL_CELL": "artificial_cell"}
+
+#: Names the simulator provides to every mechanism.
+SIMULATOR_NAMES = frozenset({"v", "t", "dt", "celsius", "area", "diam"})
+
+#: NMODL built-in constants (NEURON's values; `PI` as in C).
+BUILTIN_CONSTANTS = {"PI": 3.14159265358979323846, "E": 2.71828182845904523536}
+
+
+def text(node) -> str:
+    return nmodl_module().to_nmodl(node)
+
+
+def number(node) -> float:
+    """The value of a number node (Integer, Double, DoubleUnit, negated forms)."""
+    return float(text(node).split("(")[0])
+
+
+@dataclass
+class Declared:
+    name: str
+    kind: str  # parameter, state, assigned
+    unit: str = ""
+    default: float = 0.0
+
+
+@dataclass
+class Ion:
+    name: str
+    read: list[str] = field(default_factory=list)
+    write: list[str] = field(default_factory=list)
+    valence: int | None = None
+
+    def variable_role(self, var: str) -> str | None:
+        """'current', 'conductance' (di<ion>/dv), 'reversal', 'inside', 'outside' or None."""
+        roles = {
+            f"i{self.name}": "current",
+            f"e{self.name}": "reversal",
+            f"{self.name}i": "inside",
+            f"{self.name}o": "outside",
+        }
+        return roles.get(var)
+
+
+@dataclass
+class Declarations:
+    """Everything declared in a `.mod` file, with its named blocks by name."""
+
+    filename: str
+    source_map: SourceMap
+    name: str = ""
+    kind: str = ""
+    range_names: set[str] = field(default_factory=set)
+    global_names: set[str] = field(default_factory=set)
+    ions: list[Ion] = field(default_factory=list)
+    nonspecific: list[str] = field(default_factory=list)
+    electrode: list[str] = field(default_factory=list)
+    randoms: list[str] = field(default_factory=list)
+    variables: dict[str, Declared] = field(default_factory=dict)
+    constants: dict[str, float] = field(default_factory=dict)
+    procedures: dict[str, object] = field(default_factory=dict)
+    functions: dict[str, object] = field(default_factory=dict)
+    derivatives: dict[str, object] = field(default_factory=dict)
+    kinetics: dict[str, object] = field(default_factory=dict)
+    initial: object | None = None
+    breakpoint: object | None = None
+    net_receive: object | None = None
+
+    def error(self, message: str, block: tuple[str, str] | None = None, word: str | None = None):
+        return self.source_map.error(message, block, word)
+
+    # -- where names live
+    def ion_of(self, var: str) -> Ion | None:
+        for ion in self.ions:
+            if var in ion.read or var in ion.write:
+                return ion
+        return None
+
+    def is_per_instance(self, var: str) -> bool:
+        declared = self.variables.get(var)
+        if declared is None or var in SIMULATOR_NAMES or self.ion_of(var):
+            return False
+        if var in self.range_names:
+            return True
+        if var in self.global_names:
+            return False
+        return declared.kind != "parameter"
+
+    def is_global(self, var: str) -> bool:
+        return var in self.variables and not self.is_per_instance(var) and var not in SIMULATOR_NAMES and not self.ion_of(var)
+
+    @property
+    def currents(self) -> list[str]:
+        """Membrane currents written by the mechanism: ion currents, then nonspecific ones."""
+        ion_currents = [w for ion in self.ions for w in ion.write if ion.variable_role(w) == "current"]
+        return ion_currents + self.nonspecific
+
+    @property
+    def states(self) -> list[str]:
+        return [v.name for v in self.variables.values() if v.kind == "state"]
+
+
+_UNSUPPORTED_BLOCKS = {
+    "LinearBlock": ("LINEAR", "LINEAR blocks are not supported; rewrite as KINETIC"),
+    "NonLinearBlock": ("NONLINEAR", "NONLINEAR blocks are not supported; use derivimplicit"),
+    "FunctionTableBlock": ("FUNCTION_TABLE", "FUNCTION_TABLE is not supported"),
+    "DiscreteBlock": ("DISCRETE", "DISCRETE blocks are not supported"),
+    "BeforeBlock": ("BEFORE", "BEFORE blocks are not supported"),
+    "AfterBlock": ("AFTER", "AFTER blocks are not supported"),
+    "ConstructorBlock": ("CONSTRUCTOR", "CONSTRUCTOR blocks (C code run at creation) are not supported"),
+    "DestructorBlock": ("DESTRUCTOR", "DESTRUCTOR blocks are not supported"),
+    "Include": ("INCLUDE", "INCLUDE is not supported; paste the included text into the file"),
+    "Verbatim": ("VERBATIM", "VERBATIM C code is not supported; rewrite it in NMODL"),
+}
+
+
+def collect(program, source_map: SourceMap) -> Declarations:
+    """Read the declarations and named blocks of a parsed program."""
+    d = Declarations(source_map.filename, source_map)
+    for block in program.blocks:
+        kind = block.get_node_type_name()
+        if kind == "NeuronBlock":
+            _neuron_block(d, block)
+        elif kind == "ParamBlock":
+            for stmt in block.statements:
+                if stmt.get_node_type_name() == "ParamAssign":
+                    default = number(stmt.value) if stmt.value is not None else 0.0
+                    unit = stmt.unit.get_node_name() if stmt.unit is not None else ""
+                    d.variables[stmt.get_node_name()] = Declared(stmt.get_node_name(), "parameter", unit, default)
+        elif kind in ("StateBlock", "AssignedBlock"):
+            what = "state" if kind == "StateBlock" else "assigned"
+            for definition in block.definitions:
+                if definition.get_node_type_name() != "AssignedDefinition":
+                    continue
+                name = definition.get_node_name()
+                if definition.length is not None:
+                    raise d.error(f"array variable {name!r} is not supported", (what.upper(), ""), name)
+                unit = definition.unit.get_node_name() if definition.unit is not None else ""
+                if name not in d.variables or d.variables[name].kind != "parameter":
+                    d.variables[name] = Declared(name, what, unit)
+        elif kind == "ConstantBlock":
+            for stmt in block.statements:
+                if stmt.get_node_type_name() == "ConstantStatement":
+                    var = stmt.constant
+                    d.constants[var.get_node_name()] = number(var.value)
+        elif kind == "ProcedureBlock":
+            d.procedures[block.get_node_name()] = block
+        elif kind == "FunctionBlock":
+            d.functions[block.get_node_name()] = block
+        elif kind == "DerivativeBlock":
+            d.derivatives[block.get_node_name()] = block
+        elif kind == "KineticBlock":
+            d.kinetics[block.get_node_name()] = block
+        elif kind == "InitialBlock":
+            d.initial = block
+        elif kind == "BreakpointBlock":
+            d.breakpoint = block
+        elif kind == "NetReceiveBlock":
+            d.net_receive = block
+        elif kind in _UNSUPPORTED_BLOCKS:
+            keyword, message = _UNSUPPORTED_BLOCKS[kind]
+            raise d.error(message, None, keyword)
+    if not d.kind:
+        raise d.error("no SUFFIX, POINT_PROCESS or ARTIFICIAL_CELL in the NEURON block; add one", ("NEURON", ""))
+    return d
+
+
+def _neuron_block(d: Declarations, block) -> None:
+    where = ("NEURON", "")
+    for stmt in block.statement_block.statements:
+        kind = stmt.get_node_type_name()
+        if kind == "Suffix":
+            d.kind = KINDS.get(stmt.type.get_node_name(), "")
+            d.name = stmt.get_node_name()
+            if not d.kind:
+                raise d.error(f"unknown mechanism kind {stmt.type.get_node_name()!r}", where)
+        elif kind == "Range":
+            d.range_names.update(v.get_node_name() for v in stmt.variables)
+        elif kind == "Global":
+            d.global_names.update(v.get_node_name() for v in stmt.variables)
+        elif kind == "Useion":
+            valence = int(number(stmt.valence.value)) if stmt.valence is not None else None
+            d.ions.append(
+                Ion(
+                    stmt.get_node_name(),
+                    [r.get_node_name() for r in stmt.readlist],
+                    [w.get_node_name() for w in stmt.writelist],
+                    valence,
+                )
+            )
+        elif kind == "Nonspecific":
+            d.nonspecific += [c.get_node_name() for c in stmt.currents]
+        elif kind == "ElectrodeCurrent":
+            d.electrode += [c.get_node_name() for c in stmt.currents]
+        elif kind == "RandomVarList":
+            d.randoms += [v.get_node_name() for v in stmt.variables]
+        elif kind in ("ThreadSafe", "LineComment", "BlockComment"):
+            pass
+        elif kind == "Pointer":
+            raise d.error("POINTER variables are not supported", where, "POINTER")
+        elif kind == "BbcorePointer":
+            raise d.error("BBCOREPOINTER variables are not supported", where, "BBCOREPOINTER")
+        elif kind == "External":
+            raise d.error("EXTERNAL variables are not supported", where, "EXTERNAL")
+        else:
+            keyword = text(stmt).split()[0] if text(stmt).split() else kind
+            raise d.error(f"{keyword} in the NEURON block is not supported", where, keyword)

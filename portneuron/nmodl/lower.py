@@ -1,0 +1,351 @@
+"""Lowering NMODL statements and expressions into the body of one IR kernel.
+
+Mechanism variables become IR locals of the same name: the kernel assembler loads each one
+the body touched at the start and stores back the ones it wrote at the end. NMODL LOCALs,
+FUNCTION and PROCEDURE arguments get fresh dotted names (`rates1.alpha`), because calls are
+inlined: the IR has no calls but math intrinsics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from portneuron.ir import BOOL, F64, Const, Expr, Var, dtype_of
+from portneuron.ir import builder as b
+from portneuron.ir.builder import KernelBuilder
+
+from .declarations import BUILTIN_CONSTANTS, Declarations, text
+
+#: NMODL function name -> IR intrinsic.
+MATH = {
+    "exp": "exp", "log": "log", "log10": "log10", "sqrt": "sqrt", "fabs": "fabs",
+    "floor": "floor", "ceil": "ceil", "sin": "sin", "cos": "cos", "tan": "tan",
+    "asin": "asin", "acos": "acos", "atan": "atan", "sinh": "sinh", "cosh": "cosh",
+    "tanh": "tanh", "atan2": "atan2", "fmod": "fmod", "expm1": "expm1",
+}  # fmt: skip
+
+_BINARY = {
+    "+": b.add, "-": b.sub, "*": b.mul, "/": b.div, "^": b.pow_,
+    "<": b.lt, "<=": b.le, ">": b.gt, ">=": b.ge, "==": b.eq, "!=": b.ne,
+    "&&": b.and_, "||": b.or_,
+}  # fmt: skip
+
+_NOT_HERE = {
+    "DiffEqExpression": "a derivative equation (x' = ...) outside a DERIVATIVE block",
+    "ReactionStatement": "a reaction (~) outside a KINETIC block",
+    "Conserve": "CONSERVE outside a KINETIC block",
+    "Compartment": "COMPARTMENT outside a KINETIC block",
+    "WhileStatement": "WHILE loops",
+    "Verbatim": "VERBATIM C code",
+    "LagStatement": "LAG statements",
+    "MutexLock": "MUTEXLOCK",
+    "MutexUnlock": "MUTEXUNLOCK",
+    "ProtectStatement": "PROTECT",
+    "ForNetcon": "FOR_NETCONS",
+    "WatchStatement": "WATCH statements",
+    "SolveBlock": "SOLVE outside BREAKPOINT",
+    "LonDiffuse": "LONGITUDINAL_DIFFUSION",
+}
+
+
+def to_f64(e: Expr) -> Expr:
+    """NMODL values are doubles; a comparison used as a number is 1.0 or 0.0."""
+    return b.select(e, 1.0, 0.0) if dtype_of(e) == BOOL else b.cast(F64, e)
+
+
+def to_bool(e: Expr) -> Expr:
+    """A number used as a condition is true when it is not zero, as in C."""
+    return e if dtype_of(e) == BOOL else b.ne(e, 0.0)
+
+
+class KernelLowering:
+    """Lowers NMODL into one kernel's body; `touched`/`written` drive its loads and stores.
+
+    `where` is the (keyword, name) of the block being lowered, for error messages.
+    """
+
+    def __init__(self, decl: Declarations, kb: KernelBuilder, where: tuple[str, str]) -> None:
+        self.d = decl
+        self.kb = kb
+        self.where = where
+        self.scopes: list[dict[str, str]] = [{}]
+        #: NMODL names bound to fixed IR values (v in the current kernel, t in net_receive).
+        self.bindings: dict[str, Expr] = {}
+        self.touched: dict[str, None] = {}  # mechanism, ion and node variables, in order
+        self.written: dict[str, None] = {}
+        self.inlining: list[str] = []
+        #: IR locals behind `bindings` that NMODL code may assign (NET_RECEIVE arguments).
+        self.assignable: set[str] = set()
+        self.counts: dict[str, int] = {}
+        #: Hooks set by the kernel being built: table lookups, derivative equations, events.
+        self.on_call: dict[str, Callable[[object, list[Expr]], Expr | None]] = {}
+        self.on_statement: dict[str, Callable[[object], None]] = {}
+
+    # ------------------------------------------------------------------ errors and names
+    def error(self, message: str, word: str | None = None):
+        return self.d.error(message, self.where, word)
+
+    def fresh(self, stem: str) -> str:
+        self.counts[stem] = self.counts.get(stem, 0) + 1
+        return f"{stem}{self.counts[stem]}"
+
+    def lookup_local(self, name: str) -> str | None:
+        for scope in reversed(self.scopes):
+            if name in scope:
+                return scope[name]
+        return None
+
+    def is_mechanism_var(self, name: str) -> bool:
+        d = self.d
+        return d.is_per_instance(name) or d.is_global(name) or d.ion_of(name) is not None
+
+    def touch(self, name: str) -> Var:
+        self.touched.setdefault(name, None)
+        return Var(name, F64)
+
+    def read(self, name: str) -> Expr:
+        local = self.lookup_local(name)
+        if local is not None:
+            return Var(local, F64)
+        if name in self.bindings:
+            return self.bindings[name]
+        if self.is_mechanism_var(name) or name in ("v", "area", "diam"):
+            if name in ("v", "area", "diam") and self.d.kind == "artificial_cell":
+                raise self.error(f"an ARTIFICIAL_CELL has no {name}", name)
+            return self.touch(name)
+        if name in ("t", "dt", "celsius"):
+            return self.kb.scalar(name)
+        if name in self.d.constants:
+            return Const(self.d.constants[name], F64)
+        if name in BUILTIN_CONSTANTS:
+            return Const(BUILTIN_CONSTANTS[name], F64)
+        if name in self.d.randoms:
+            raise self.error(f"RANDOM variable {name!r} can only be passed to random_* functions", name)
+        if name in self.d.functions:
+            raise self.error(f"FUNCTION {name!r} used without parentheses", name)
+        raise self.error(f"undeclared variable {name!r}; declare it in PARAMETER, ASSIGNED or LOCAL", name)
+
+    def assign(self, name: str, value: Expr) -> None:
+        value = to_f64(value)
+        local = self.lookup_local(name)
+        if local is not None:
+            self.kb.assign(local, value)
+            return
+        if name in self.bindings:
+            bound = self.bindings[name]
+            if isinstance(bound, Var) and bound.name in self.assignable:
+                self.kb.assign(bound.name, value)
+                self.written.setdefault(name, None)
+                return
+            raise self.error(f"{name!r} cannot be assigned here", name)
+        if self.is_mechanism_var(name):
+            ion = self.d.ion_of(name)
+            if ion is not None and name not in ion.write:
+                raise self.error(f"ion variable {name!r} is assigned but not in WRITE of USEION {ion.name}", name)
+            self.touch(name)
+            self.written.setdefault(name, None)
+            self.kb.assign(name, value)
+            return
+        if name in ("v", "t", "dt", "celsius", "area", "diam"):
+            raise self.error(f"assigning to {name!r} is not supported", name)
+        raise self.error(f"assignment to undeclared variable {name!r}; declare it in ASSIGNED or LOCAL", name)
+
+    def bind_assignable(self, name: str, ir_name: str, value: Expr) -> None:
+        """Bind NMODL `name` to a new IR local `ir_name`, initialised to `value`."""
+        self.kb.assign(ir_name, value)
+        self.bindings[name] = Var(ir_name, F64)
+        self.assignable.add(ir_name)
+
+    # ------------------------------------------------------------------ statements
+    def block(self, statement_block) -> None:
+        self.scopes.append({})
+        for stmt in statement_block.statements:
+            self.statement(stmt)
+        self.scopes.pop()
+
+    def statement(self, s) -> None:
+        kind = s.get_node_type_name()
+        if kind in self.on_statement:
+            self.on_statement[kind](s)
+        elif kind == "ExpressionStatement":
+            self.expression_statement(s.expression)
+        elif kind == "LocalListStatement":
+            for var in s.variables:
+                name = var.get_node_name()
+                if var.get_node_type_name() != "LocalVar" or getattr(var, "length", None) is not None:
+                    raise self.error(f"LOCAL array {name!r} is not supported", name)
+                ir_name = self.fresh(f"{self.prefix()}{name}")
+                self.scopes[-1][name] = ir_name
+                self.kb.assign(ir_name, 0.0)
+        elif kind == "IfStatement":
+            self.if_statement(s)
+        elif kind == "StatementBlock":
+            self.block(s)
+        elif kind == "FromStatement":
+            self.from_statement(s)
+        elif kind in ("LineComment", "BlockComment", "UnitState", "TableStatement"):
+            pass  # TABLE is handled where the procedure is called
+        elif kind in _NOT_HERE:
+            raise self.error(f"{_NOT_HERE[kind]}: not supported here", text(s).split()[0] if text(s).split() else None)
+        else:
+            words = text(s).split()
+            raise self.error(f"unsupported statement {words[0] if words else kind!r}", words[0] if words else None)
+
+    def prefix(self) -> str:
+        # Dotted, so never equal to an NMODL name.
+        return f"{self.inlining[-1]}." if self.inlining else "local."
+
+    def expression_statement(self, e) -> None:
+        kind = e.get_node_type_name()
+        if kind == "WrappedExpression":
+            self.expression_statement(e.expression)
+        elif kind == "BinaryExpression" and e.op.eval() == "=":
+            target = e.lhs
+            if target.get_node_type_name() == "WrappedExpression":
+                target = target.expression
+            if target.get_node_type_name() not in ("VarName", "Name"):
+                raise self.error(f"cannot assign to {text(target)!r}", text(target))
+            if target.get_node_type_name() == "VarName" and target.index is not None:
+                raise self.error(f"array element {text(target)!r} is not supported", target.get_node_name())
+            self.assign(target.get_node_name(), self.expr(e.rhs))
+        elif kind == "FunctionCall":
+            self.call(e, statement=True)
+        elif kind in self.on_statement:
+            self.on_statement[kind](e)
+        elif kind in _NOT_HERE:
+            raise self.error(f"{_NOT_HERE[kind]}: not supported here", text(e).split("'")[0])
+        else:
+            raise self.error(f"expression {text(e)!r} has no effect as a statement", None)
+
+    def if_statement(self, s) -> None:
+        branches = [(s.condition, s.statement_block)]
+        branches += [(e.condition, e.statement_block) for e in s.elseifs]
+        otherwise = s.elses.statement_block if s.elses is not None else None
+        self._if_chain(branches, otherwise)
+
+    def _if_chain(self, branches, otherwise) -> None:
+        (cond, body), rest = branches[0], branches[1:]
+        with self.kb.if_(to_bool(self.expr(cond))):
+            self.block(body)
+        if rest or otherwise is not None:
+            with self.kb.else_():
+                if rest:
+                    self._if_chain(rest, otherwise)
+                else:
+                    self.block(otherwise)
+
+    def from_statement(self, s) -> None:
+        name = s.get_node_name()
+        if s.increment is not None:
+            raise self.error("FROM ... BY is not supported", "BY")
+        lo = b.cast(b.I32, b.call("floor", to_f64(self.expr(getattr(s, "from")))))
+        hi = b.add(b.cast(b.I32, b.call("floor", to_f64(self.expr(s.to)))), 1)
+        counter = self.fresh(f"{self.prefix()}{name}.i")
+        with self.kb.loop(counter, lo, hi) as k:
+            self.scopes.append({name: self.fresh(f"{self.prefix()}{name}")})
+            self.kb.assign(self.scopes[-1][name], b.cast(F64, k))
+            self.block(s.statement_block)
+            self.scopes.pop()
+
+    # ------------------------------------------------------------------ expressions
+    def expr(self, e) -> Expr:
+        kind = e.get_node_type_name()
+        if kind in ("WrappedExpression", "ParenExpression"):
+            return self.expr(e.expression)
+        if kind == "BinaryExpression":
+            op = e.op.eval()
+            if op not in _BINARY:
+                raise self.error(f"operator {op!r} cannot be used inside an expression", op)
+            lhs, rhs = self.expr(e.lhs), self.expr(e.rhs)
+            if op in ("&&", "||"):
+                return _BINARY[op](to_bool(lhs), to_bool(rhs))
+            return _BINARY[op](to_f64(lhs), to_f64(rhs))
+        if kind == "UnaryExpression":
+            op = e.op.eval()
+            operand = self.expr(e.expression)
+            return b.not_(to_bool(operand)) if op == "!" else b.neg(to_f64(operand))
+        if kind in ("Integer", "Double", "Float"):
+            return Const(float(e.eval()), F64)
+        if kind == "DoubleUnit":
+            return self.expr(e.value)
+        if kind in ("VarName", "Name"):
+            if kind == "VarName" and e.index is not None:
+                raise self.error(f"array element {text(e)!r} is not supported", e.get_node_name())
+            return self.read(e.get_node_name())
+        if kind == "FunctionCall":
+            result = self.call(e, statement=False)
+            assert result is not None
+            return result
+        if kind == "PrimeName":
+            raise self.error(f"derivative {text(e)!r} used as a value", e.get_node_name())
+        if kind == "IndexedName":
+            raise self.error(f"array element {text(e)!r} is not supported", e.get_node_name())
+        raise self.error(f"unsupported expression {text(e)!r}", None)
+
+    # ------------------------------------------------------------------ calls
+    def call(self, e, statement: bool) -> Expr | None:
+        name = e.get_node_name()
+        args_ast = list(e.arguments)
+        if name in self.on_call:
+            result = self.on_call[name](e, args_ast)
+            if result is not None or statement:
+                return result
+        if name in self.d.randoms or name.startswith("random_"):
+            return self.random_call(name, args_ast)
+        args = [to_f64(self.expr(a)) for a in args_ast]
+        if name in MATH:
+            self.check_arity(name, args, 2 if name in ("atan2", "fmod") else 1)
+            return b.call(MATH[name], *args)
+        if name == "pow":
+            self.check_arity(name, args, 2)
+            return b.pow_(*args)
+        if name in ("fmin", "fmax"):
+            self.check_arity(name, args, 2)
+            return (b.min_ if name == "fmin" else b.max_)(*args)
+        if name == "at_time":
+            return Const(0.0, F64)  # only meaningful for variable time steps
+        if name in self.d.functions:
+            return self.inline(self.d.functions[name], args, returns=True)
+        if name in self.d.procedures:
+            self.inline(self.d.procedures[name], args, returns=False)
+            return Const(0.0, F64)
+        if name in ("net_send", "net_event", "net_move"):
+            raise self.error(f"{name} can only be called in NET_RECEIVE or INITIAL of a point process", name)
+        raise self.error(f"call to unknown or unsupported function {name!r}", name)
+
+    def check_arity(self, name: str, args: list, count: int) -> None:
+        if len(args) != count:
+            raise self.error(f"{name} takes {count} argument(s), got {len(args)}", name)
+
+    def random_call(self, name: str, args_ast: list) -> Expr:
+        raise self.error(f"{name}: RANDOM streams are not supported yet", name)
+
+    def inline(self, block, args: list[Expr], returns: bool) -> Expr:
+        """Inline a FUNCTION or PROCEDURE call; returns the function's value (0 for procedures)."""
+        name = block.get_node_name()
+        params = [p.get_node_name() for p in block.parameters]
+        if name in self.inlining:
+            raise self.error(f"recursive call of {name!r} is not supported", name)
+        if len(params) != len(args):
+            raise self.error(f"{name} takes {len(params)} argument(s), got {len(args)}", name)
+        keyword = "FUNCTION" if returns else "PROCEDURE"
+        outer = (self.scopes, self.where, dict(self.bindings))
+        call_name = self.fresh(name)
+        self.inlining.append(call_name)
+        self.where = (keyword, name)
+        scope = {p: f"{call_name}.{p}" for p in params}
+        for p, value in zip(params, args):
+            self.kb.assign(scope[p], value)
+        result = f"{call_name}.result"
+        if returns:
+            scope[name] = result
+            self.kb.assign(result, 0.0)
+        self.scopes = [scope]
+        for mechanism_name in [k for k in self.bindings if k in scope]:
+            del self.bindings[mechanism_name]  # an argument shadows v, t, ...
+        try:
+            self.block(block.statement_block)
+        finally:
+            self.inlining.pop()
+            self.scopes, self.where, self.bindings = outer
+        return Var(result, F64) if returns else Const(0.0, F64)

@@ -1,0 +1,316 @@
+"""Assembling a mechanism's kernels from its NMODL blocks.
+
+Kernel parameters follow one naming scheme that the engine binds:
+
+| name | space | what |
+| --- | --- | --- |
+| `mech.x` | instance | per-instance variable `x` (PARAMETER declared RANGE, STATE, ASSIGNED) |
+| `global.x` | uniform | GLOBAL variable `x` |
+| `node_index` | instance | node of each instance (i32) |
+| `node.v`, `node.area`, `node.diam` | node | membrane potential [mV], area [um2], diameter [um] |
+| `node.rhs`, `node.d` | node | right-hand side and diagonal of the cable equation |
+| `ion.<ion>.<var>`, `ion.<ion>.index` | ion:<ion>, instance | ion variables and each instance's ion index |
+| `t`, `dt`, `celsius`, `usetable` | uniform | simulator values |
+| `table.<f>.<out>`, `table.<f>.x` | table | TABLE contents and argument grid |
+| `event.instance`, `event.t`, `event.flag`, `event.netcon` | event | events to deliver |
+| `netcon.<arg>` | netcon | NET_RECEIVE arguments (weights) of each NetCon |
+
+The `current` kernel follows NEURON's nrn_cur: the BREAKPOINT block runs at v + 0.001 and at
+v; the conductance is the difference quotient; ion currents and di/dv accumulate into the ion
+arrays; the total current is subtracted from `node.rhs` (added, for an ELECTRODE_CURRENT) and
+the conductance added to `node.d` (subtracted). Point-process currents [nA] are scaled by
+100/area [um2] to mA/cm2.
+"""
+
+from __future__ import annotations
+
+from portneuron.ir import F64, I32, Const, Expr, Kernel, Mechanism, Variable, Var
+from portneuron.ir import Ion as IrIon
+from portneuron.ir import builder as b
+from portneuron.ir.builder import KernelBuilder
+
+from . import solvers, tables
+from .declarations import Declarations
+from .lower import KernelLowering, to_f64
+
+#: NEURON's voltage step for the conductance by difference [mV].
+DV = 0.001
+
+EVENT_STREAMS = {
+    "net_send": (("instance", I32), ("t", F64), ("flag", F64)),
+    "net_event": (("instance", I32), ("t", F64)),
+}
+
+
+class Assembler:
+    def __init__(self, decl: Declarations) -> None:
+        self.d = decl
+        self.tables = {}
+        for name, block in {**self.d.procedures, **self.d.functions}.items():
+            if tables.table_statement(block) is not None:
+                self.tables[name] = (tables.describe(decl, block), block)
+
+    # ------------------------------------------------------------------ common parts
+    def lowering(self, kb: KernelBuilder, where: tuple[str, str], use_tables: bool = True) -> KernelLowering:
+        lw = KernelLowering(self.d, kb, where)
+        if use_tables:
+            for table, block in self.tables.values():
+                tables.install_lookup(lw, table, block)
+        return lw
+
+    def finish(self, lw: KernelLowering, body: list, instance: Expr | None = None, table_kernel: bool = False,
+               skip_store: frozenset[str] = frozenset()) -> Kernel:
+        """Wrap `body` in loads of what it touched and stores of what it wrote."""
+        kb, d = lw.kb, self.d
+        with kb.capture() as prologue:
+            inst = kb.assign("pn.instance", instance if instance is not None else kb.lane)
+            node: Expr | None = None
+            if d.kind != "artificial_cell" and not table_kernel:
+                node = kb.assign("pn.node", kb.array("node_index", I32, "instance")[inst])
+            for name in lw.touched:
+                kb.assign(name, self._source(kb, name, inst, node, table_kernel))
+        with kb.capture() as epilogue:
+            if not table_kernel:
+                for name in lw.written:
+                    if name in skip_store or name not in lw.touched:
+                        continue
+                    if d.is_per_instance(name):
+                        kb.array(f"mech.{name}", F64, "instance")
+                        kb.store(f"mech.{name}", inst, Var(name, F64))
+                    elif (ion := d.ion_of(name)) is not None and ion.variable_role(name) != "current":
+                        index = kb.array(f"ion.{ion.name}.index", I32, "instance")[inst]
+                        kb.array(f"ion.{ion.name}.{name}", F64, f"ion:{ion.name}")
+                        kb.store(f"ion.{ion.name}.{name}", index, Var(name, F64))
+        kb.emit_all(prologue)
+        kb.emit_all(body)
+        kb.emit_all(epilogue)
+        return kb.build()
+
+    def _source(self, kb: KernelBuilder, name: str, inst: Var, node: Var | None, table_kernel: bool) -> Expr:
+        d = self.d
+        if name in ("v", "area", "diam"):
+            assert node is not None
+            return kb.array(f"node.{name}", F64, "node")[node]
+        if table_kernel and d.is_per_instance(name):
+            return Const(0.0, F64)  # a table cannot depend on instance values
+        if d.is_per_instance(name):
+            return kb.array(f"mech.{name}", F64, "instance")[inst]
+        ion = d.ion_of(name)
+        if ion is not None:
+            if table_kernel:
+                return Const(0.0, F64)
+            index = kb.array(f"ion.{ion.name}.index", I32, "instance")[inst]
+            return kb.array(f"ion.{ion.name}.{name}", F64, f"ion:{ion.name}")[index]
+        return kb.scalar(f"global.{name}")
+
+    def install_events(self, lw: KernelLowering, allowed: bool) -> None:
+        kb = lw.kb
+
+        def net_send(node, args_ast) -> Expr:
+            if not allowed:
+                raise lw.error("net_send is only allowed in NET_RECEIVE and INITIAL of point processes", "net_send")
+            if len(args_ast) != 2:
+                raise lw.error("net_send takes 2 arguments (delay, flag)", "net_send")
+            delay, flag = (to_f64(lw.expr(a)) for a in args_ast)
+            kb.stream("net_send", EVENT_STREAMS["net_send"])
+            kb.emit("net_send", Var("pn.instance", I32), b.add(lw.read("t"), delay), flag)
+            return Const(0.0, F64)
+
+        def net_event(node, args_ast) -> Expr:
+            if not allowed or "flag" not in lw.bindings:
+                raise lw.error("net_event is only allowed in NET_RECEIVE", "net_event")
+            if len(args_ast) != 1:
+                raise lw.error("net_event takes 1 argument (the time)", "net_event")
+            kb.stream("net_event", EVENT_STREAMS["net_event"])
+            kb.emit("net_event", Var("pn.instance", I32), to_f64(lw.expr(args_ast[0])))
+            return Const(0.0, F64)
+
+        lw.on_call["net_send"] = net_send
+        lw.on_call["net_event"] = net_event
+
+    # ------------------------------------------------------------------ kernels
+    def init(self) -> Kernel:
+        d = self.d
+        kb = KernelBuilder("init", "instance", "INITIAL: states from their <state>0 values, then the INITIAL block")
+        lw = self.lowering(kb, ("INITIAL", ""))
+        self.install_events(lw, allowed=d.kind != "density")
+        kb.scalar("t")
+        with kb.capture() as body:
+            for state in d.states:
+                start = lw.read(f"{state}0") if f"{state}0" in d.variables else Const(0.0, F64)
+                lw.assign(state, start)
+            if d.initial is not None:
+                lw.block(d.initial.statement_block)
+        return self.finish(lw, body)
+
+    def current(self) -> Kernel | None:
+        d = self.d
+        currents = d.electrode if d.electrode else d.currents
+        if not self.has_currents():
+            return None
+        kb = KernelBuilder("current", "instance", "BREAKPOINT currents and their conductance into the cable equation")
+        lw = self.lowering(kb, ("BREAKPOINT", ""))
+        ion_currents = [(ion, w) for ion in d.ions for w in ion.write if ion.variable_role(w) == "current"]
+        with kb.capture() as body:
+            v = lw.touch("v")
+            lw.bindings["v"] = kb.assign("pn.v_plus", b.add(v, DV))
+            self.breakpoint_statements(lw)
+            g = kb.assign("pn.g_plus", self.total(lw, currents))
+            saved = {w: kb.assign(f"pn.{w}_plus", lw.read(w)) for _, w in ion_currents}
+            lw.bindings["v"] = v
+            self.breakpoint_statements(lw)
+            rhs = kb.assign("pn.rhs", self.total(lw, currents))
+            g = kb.assign("pn.g", b.div(b.sub(g, rhs), DV))
+            scale: Expr | None = None
+            if d.kind == "point_process":
+                scale = kb.assign("pn.mfactor", b.div(100.0, lw.touch("area")))
+            for ion, w in ion_currents:
+                index = kb.array(f"ion.{ion.name}.index", I32, "instance")[Var("pn.instance", I32)]
+                didv = b.div(b.sub(saved[w], lw.read(w)), DV)
+                current = lw.read(w)
+                if scale is not None:
+                    didv, current = b.mul(didv, scale), b.mul(current, scale)
+                kb.array(f"ion.{ion.name}.di{ion.name}dv", F64, f"ion:{ion.name}")
+                kb.add_to(f"ion.{ion.name}.di{ion.name}dv", index, didv)
+                kb.array(f"ion.{ion.name}.{w}", F64, f"ion:{ion.name}")
+                kb.add_to(f"ion.{ion.name}.{w}", index, current)
+            if scale is not None:
+                rhs, g = b.mul(rhs, scale), b.mul(g, scale)
+            node = Var("pn.node", I32)
+            kb.array("node.rhs", F64, "node")
+            kb.array("node.d", F64, "node")
+            sign = 1.0 if d.electrode else -1.0
+            kb.add_to("node.rhs", node, b.mul(sign, rhs) if sign > 0 else b.neg(rhs))
+            kb.add_to("node.d", node, g if sign < 0 else b.neg(g))
+        ion_current_names = frozenset(w for _, w in ion_currents)
+        return self.finish(lw, body, skip_store=ion_current_names)
+
+    def total(self, lw: KernelLowering, currents: list[str]) -> Expr:
+        total = lw.read(currents[0])
+        for c in currents[1:]:
+            total = b.add(total, lw.read(c))
+        return total
+
+    def breakpoint_statements(self, lw: KernelLowering) -> None:
+        lw.scopes.append({})
+        for stmt in self.d.breakpoint.statement_block.statements:
+            if stmt.get_node_type_name() == "ExpressionStatement" and stmt.expression.get_node_type_name() == "SolveBlock":
+                continue
+            lw.statement(stmt)
+        lw.scopes.pop()
+
+    def solves(self) -> list:
+        if self.d.breakpoint is None:
+            return []
+        return [
+            s.expression
+            for s in self.d.breakpoint.statement_block.statements
+            if s.get_node_type_name() == "ExpressionStatement" and s.expression.get_node_type_name() == "SolveBlock"
+        ]
+
+    def has_currents(self) -> bool:
+        d = self.d
+        return d.breakpoint is not None and bool(d.electrode or d.currents) and d.kind != "artificial_cell"
+
+    def state(self) -> Kernel | None:
+        solves = self.solves()
+        # Without currents there is no current kernel; BREAKPOINT's other statements run here.
+        trailing = self.d.breakpoint is not None and not self.has_currents()
+        if not solves and not trailing:
+            return None
+        d = self.d
+        kb = KernelBuilder("state", "instance", "advance the states of SOLVE blocks by dt, at the new v")
+        lw = self.lowering(kb, ("BREAKPOINT", ""))
+        with kb.capture() as body:
+            for solve in solves:
+                name = solve.block_name.get_node_name()
+                method = solve.method.get_node_name() if solve.method is not None else ""
+                if solve.steadystate is not None:
+                    raise lw.error("STEADYSTATE is not supported", "STEADYSTATE")
+                if name in d.derivatives:
+                    block = d.derivatives[name]
+                    lw.where = ("DERIVATIVE", name)
+                    if method == "cnexp":
+                        solvers.install_cnexp(lw)
+                        lw.block(block.statement_block)
+                    elif method == "derivimplicit":
+                        solvers.emit_implicit_step(lw, block, kinetic=False)
+                    else:
+                        raise self.d.error(
+                            f"METHOD {method or '(none)'} for DERIVATIVE {name} is not supported; use cnexp or derivimplicit",
+                            ("BREAKPOINT", ""), method or "SOLVE",
+                        )
+                elif name in d.kinetics:
+                    if method not in ("", "sparse"):
+                        raise self.d.error(f"METHOD {method} for KINETIC {name} is not supported; use sparse",
+                                           ("BREAKPOINT", ""), method)
+                    lw.where = ("KINETIC", name)
+                    solvers.emit_implicit_step(lw, d.kinetics[name], kinetic=True)
+                elif name in d.procedures and method in ("", "after_cvode"):
+                    lw.inline(d.procedures[name], [], returns=False)
+                else:
+                    raise self.d.error(f"SOLVE {name} METHOD {method}: no such block, or method not supported",
+                                       ("BREAKPOINT", ""), name)
+                lw.on_statement.pop("DiffEqExpression", None)
+            if trailing:
+                lw.where = ("BREAKPOINT", "")
+                self.breakpoint_statements(lw)
+        return self.finish(lw, body)
+
+    def net_receive(self) -> Kernel | None:
+        d = self.d
+        block = d.net_receive
+        if block is None:
+            return None
+        if d.kind == "density":
+            raise d.error("NET_RECEIVE needs a POINT_PROCESS or ARTIFICIAL_CELL", ("NET_RECEIVE", ""))
+        kb = KernelBuilder("net_receive", "event", "deliver one event per lane; lanes must target distinct instances")
+        lw = self.lowering(kb, ("NET_RECEIVE", ""))
+        self.install_events(lw, allowed=True)
+        args = [p.get_node_name() for p in block.parameters]
+        lane = kb.lane
+        instance = kb.array("event.instance", I32, "event")[lane]
+        with kb.capture() as body:
+            netcon = kb.assign("pn.netcon", kb.array("event.netcon", I32, "event")[lane])
+            lw.bind_assignable("t", "event.time", kb.array("event.t", F64, "event")[lane])
+            lw.bind_assignable("flag", "event.flag_value", kb.array("event.flag", F64, "event")[lane])
+            for arg in args:
+                lw.bind_assignable(arg, f"arg.{arg}", kb.array(f"netcon.{arg}", F64, "netcon")[netcon])
+            for stmt in block.statement_block.statements:
+                if stmt.get_node_type_name() == "InitialBlock":
+                    raise lw.error("INITIAL inside NET_RECEIVE is not supported yet", "INITIAL")
+                lw.statement(stmt)
+            for arg in args:
+                if arg in lw.written:
+                    kb.store(f"netcon.{arg}", netcon, Var(f"arg.{arg}", F64))
+        return self.finish(lw, body, instance=instance)
+
+    # ------------------------------------------------------------------ the mechanism
+    def variables(self) -> tuple[Variable, ...]:
+        d = self.d
+        out = []
+        for v in d.variables.values():
+            if v.name in ("v", "t", "dt", "celsius", "area", "diam") or d.ion_of(v.name):
+                continue
+            out.append(Variable(v.name, v.kind, v.unit, v.default, d.is_per_instance(v.name)))
+        return tuple(out)
+
+    def mechanism(self) -> Mechanism:
+        d = self.d
+        kernels = [tables.build_kernel(d, t, block, self.finish) for t, block in self.tables.values()]
+        kernels.append(self.init())
+        for make in (self.current, self.state, self.net_receive):
+            kernel = make()
+            if kernel is not None:
+                kernels.append(kernel)
+        return Mechanism(
+            name=d.name,
+            kind=d.kind,
+            variables=self.variables(),
+            ions=tuple(IrIon(i.name, tuple(i.read), tuple(i.write), i.valence) for i in d.ions),
+            kernels=tuple(kernels),
+            tables=tuple(t for t, _ in self.tables.values()),
+            net_receive_args=tuple(p.get_node_name() for p in d.net_receive.parameters) if d.net_receive else (),
+            electrode_current=bool(d.electrode),
+            source=d.filename,
+        )

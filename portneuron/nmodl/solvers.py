@@ -1,0 +1,250 @@
+"""Integration methods for SOLVE: cnexp, derivimplicit and KINETIC/sparse, with sympy.
+
+- `cnexp`: each equation `x' = f` must be linear in `x`: f = a*x + c. The update is the exact
+  exponential one NEURON emits, `x = x + (1 - exp(dt*a))*(-c/a - x)` (or `x + dt*c` when
+  a = 0), equations taken in source order.
+- `derivimplicit` and KINETIC (`sparse`): one backward-Euler step, `x - x_old = dt*f(x)`,
+  solved by Newton's method with the exact Jacobian from sympy. A linear system is solved in
+  one Newton step, which is exact. A KINETIC block becomes derivatives by mass action; a
+  CONSERVE statement replaces the equation of the last species it names with the
+  conservation law, and COMPARTMENT volumes scale the time derivatives of their species.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from portneuron.ir import BOOL, F64, Const, Expr, Var
+from portneuron.ir import builder as b
+
+from .declarations import text
+from .lower import KernelLowering, to_f64
+from .symbolic import NotSymbolic, execute, symbol, to_ir, to_sympy
+
+#: Newton iterations for nonlinear implicit steps, and the convergence test on each state:
+#: stop when every |dx| <= NEWTON_RTOL * max(|x|, 1).
+NEWTON_MAX_ITERATIONS = 20
+NEWTON_RTOL = 1e-12
+
+
+def _equation_target(lowering: KernelLowering, equation) -> tuple[str, object]:
+    expr = equation.expression
+    lhs = expr.lhs
+    if lhs.get_node_type_name() == "VarName":
+        lhs = lhs.name
+    if lhs.get_node_type_name() != "PrimeName":
+        raise lowering.error(f"left side of {text(expr)!r} is not a derivative", None)
+    state = lhs.get_node_name()
+    if int(lhs.order.eval()) != 1:
+        raise lowering.error(f"higher-order derivative {text(lhs)!r} is not supported", state)
+    if state not in lowering.d.states:
+        raise lowering.error(f"{state!r} has a derivative but is not a STATE", state)
+    return state, expr.rhs
+
+
+def install_cnexp(lowering: KernelLowering) -> None:
+    """Make derivative equations in the lowered block update their state by cnexp."""
+
+    def equation(node) -> None:
+        state, rhs = _equation_target(lowering, node)
+        with lowering.kb.capture() as pre:
+            value = to_f64(lowering.expr(rhs))
+        x = symbol(state)
+        try:
+            f = to_sympy(value, execute(pre, {}))
+        except NotSymbolic as exc:
+            raise lowering.error(f"cnexp cannot analyse the equation of {state!r}: {exc}", state) from None
+        a = sp.diff(f, x)
+        if a.has(x):
+            raise lowering.error(
+                f"cnexp needs equations linear in their state; {state}' is not. Use METHOD derivimplicit",
+                state,
+            )
+        c = f.subs(x, 0)
+        lowering.kb.emit_all(pre)
+        dt, xv = lowering.read("dt"), Var(state, F64)
+        lowering.touch(state)
+        if a == 0:
+            new = b.add(xv, b.mul(dt, to_ir(c)))
+        else:
+            a_ir = to_ir(a)
+            new = b.add(xv, b.mul(b.sub(1.0, b.call("exp", b.mul(dt, a_ir))), b.sub(b.div(b.neg(to_ir(c)), a_ir), xv)))
+        lowering.assign(state, new)
+
+    lowering.on_statement["DiffEqExpression"] = equation
+
+
+def _species(lowering: KernelLowering, expr) -> list[tuple[str, int]]:
+    """[(state, stoichiometry)] of one side of a reaction."""
+    kind = expr.get_node_type_name()
+    if kind in ("WrappedExpression", "ParenExpression"):
+        return _species(lowering, expr.expression)
+    if kind == "BinaryExpression" and expr.op.eval() == "+":
+        return _species(lowering, expr.lhs) + _species(lowering, expr.rhs)
+    if kind == "ReactVarName":
+        name = expr.get_node_name()
+        if name not in lowering.d.states:
+            raise lowering.error(f"{name!r} in a reaction is not a STATE", name)
+        return [(name, int(float(expr.value.eval())) if expr.value is not None else 1)]
+    raise lowering.error(f"cannot read reaction term {text(expr)!r}", None)
+
+
+class _ImplicitSystem:
+    """Collects the derivatives of a DERIVATIVE or KINETIC block as IR locals."""
+
+    def __init__(self, lowering: KernelLowering) -> None:
+        self.lowering = lowering
+        self.derivative: dict[str, str] = {}  # state -> IR local holding its derivative
+        self.volume: dict[str, Expr] = {}
+        self.conserve: list[tuple[list[tuple[str, int]], Expr]] = []
+
+    def local(self, state: str) -> str:
+        if state not in self.derivative:
+            self.derivative[state] = f"d.{state}"
+            self.lowering.kb.assign(self.derivative[state], 0.0)
+        return self.derivative[state]
+
+    def add(self, state: str, value: Expr) -> None:
+        name = self.local(state)
+        self.lowering.kb.assign(name, b.add(Var(name, F64), value))
+
+    def install(self, kinetic: bool) -> None:
+        lw = self.lowering
+        if kinetic:
+            lw.on_statement["ReactionStatement"] = self.reaction
+            lw.on_statement["Conserve"] = self.conserve_statement
+            lw.on_statement["Compartment"] = self.compartment
+        else:
+            lw.on_statement["DiffEqExpression"] = self.equation
+
+    def equation(self, node) -> None:
+        state, rhs = _equation_target(self.lowering, node)
+        name = self.local(state)
+        self.lowering.kb.assign(name, to_f64(self.lowering.expr(rhs)))
+
+    def reaction(self, node) -> None:
+        lw = self.lowering
+        op = node.op.eval()
+        left = _species(lw, node.reaction1)
+        if op == "<<":
+            if len(left) != 1:
+                raise lw.error("a flux reaction (~ x << (f)) names exactly one species", "<<")
+            self.add(left[0][0], to_f64(lw.expr(node.expression1)))
+            return
+        right = _species(lw, node.reaction2) if node.reaction2 is not None else []
+        kf = to_f64(lw.expr(node.expression1))
+        forward = kf
+        for state, n in left:
+            forward = b.mul(forward, lw.touch(state) if n == 1 else b.pow_(lw.touch(state), float(n)))
+        flux = forward
+        if op == "<->":
+            kb_ = to_f64(lw.expr(node.expression2))
+            backward = kb_
+            for state, n in right:
+                backward = b.mul(backward, lw.touch(state) if n == 1 else b.pow_(lw.touch(state), float(n)))
+            flux = b.sub(forward, backward)
+        elif op != "->":
+            raise lw.error(f"reaction operator {op!r} is not supported", op)
+        flux_var = lw.kb.assign(lw.fresh("kinetic.flux"), flux)
+        for state, n in left:
+            self.add(state, b.neg(b.mul(float(n), flux_var)))
+        for state, n in right:
+            self.add(state, b.mul(float(n), flux_var))
+
+    def conserve_statement(self, node) -> None:
+        lw = self.lowering
+        terms = _species(lw, node.react)
+        self.conserve.append((terms, to_f64(lw.expr(node.expr))))
+
+    def compartment(self, node) -> None:
+        lw = self.lowering
+        if node.index_name is not None:
+            raise lw.error("indexed COMPARTMENT is not supported", "COMPARTMENT")
+        volume = to_f64(lw.expr(node.volume))
+        for species in node.species:
+            self.volume[species.get_node_name()] = volume
+
+
+def emit_implicit_step(lowering: KernelLowering, block, kinetic: bool) -> None:
+    """Lower a DERIVATIVE (derivimplicit) or KINETIC (sparse) block as one implicit step."""
+    system = _ImplicitSystem(lowering)
+    system.install(kinetic)
+    kb = lowering.kb
+    with kb.capture() as body:
+        lowering.block(block.statement_block)
+    states = [s for s in lowering.d.states if s in system.derivative]
+    if not states:
+        raise lowering.error("the block defines no derivatives", None)
+    try:
+        env = execute(body, {})
+        f = [env[system.derivative[s]] for s in states]
+        volume = {s: to_sympy(v, env) for s, v in system.volume.items()}
+        conserve = [([(symbol(s), n) for s, n in terms], to_sympy(total, env)) for terms, total in system.conserve]
+    except NotSymbolic as exc:
+        raise lowering.error(f"cannot solve this block implicitly: {exc}", None) from None
+    x = [symbol(s) for s in states]
+    old = {s: symbol(f"old.{s}") for s in states}
+    dt = symbol(lowering.read("dt").name)
+    residual = [
+        xi - old[s] - dt * fi / volume.get(s, 1) for s, xi, fi in zip(states, x, f)
+    ]
+    for terms, total in conserve:  # replaces the equation of the last species named
+        replaced = states.index(terms[-1][0].name)
+        residual[replaced] = sum(n * sym for sym, n in terms) - total
+    jacobian = sp.Matrix(residual).jacobian(x)
+    linear = not any(entry.has(*x) for entry in jacobian)
+    for s in states:
+        lowering.touch(s)
+        kb.assign(f"old.{s}", Var(s, F64))
+    if linear:
+        _newton_update(lowering, states, residual, jacobian)
+    else:
+        kb.assign("newton.done", Const(False, BOOL))
+        with kb.loop(lowering.fresh("newton"), 0, NEWTON_MAX_ITERATIONS):
+            with kb.if_(b.not_(Var("newton.done", BOOL))):
+                dx = _newton_update(lowering, states, residual, jacobian)
+                converged: Expr = Const(True, BOOL)
+                for s, d in zip(states, dx):
+                    scale = b.max_(b.call("fabs", Var(s, F64)), 1.0)
+                    converged = b.and_(converged, b.le(b.call("fabs", d), b.mul(NEWTON_RTOL, scale)))
+                kb.assign("newton.done", converged)
+    kb.emit_all(body)  # assigned variables take their values at the solution
+    for s in states:
+        lowering.written.setdefault(s, None)
+
+
+def _newton_update(lowering: KernelLowering, states, residual, jacobian) -> list[Expr]:
+    """Emit one Newton step x -= J^-1 G(x) by unrolled Gaussian elimination; returns dx."""
+    kb = lowering.kb
+    n = len(states)
+    exprs = list(residual) + [jacobian[i, j] for i in range(n) for j in range(n)]
+    replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("cse."))
+    for sym, value in replacements:
+        kb.assign(sym.name, to_ir(value))
+    g = [kb.assign(f"g.{i}", to_ir(reduced[i])) for i in range(n)]
+    m: list[list[Expr | None]] = [
+        [None if reduced[n + i * n + j] == 0 else kb.assign(f"j.{i}.{j}", to_ir(reduced[n + i * n + j])) for j in range(n)]
+        for i in range(n)
+    ]
+    for k in range(n):  # forward elimination, skipping structural zeros
+        if m[k][k] is None:
+            raise lowering.error(f"the implicit system is singular in {states[k]!r}", states[k])
+        for i in range(k + 1, n):
+            if m[i][k] is None:
+                continue
+            factor = kb.assign(f"f.{i}.{k}", b.div(m[i][k], m[k][k]))
+            for j in range(k + 1, n):
+                if m[k][j] is not None:
+                    base = m[i][j] if m[i][j] is not None else Const(0.0, F64)
+                    m[i][j] = kb.assign(f"j.{i}.{j}", b.sub(base, b.mul(factor, m[k][j])))
+            g[i] = kb.assign(f"g.{i}", b.sub(g[i], b.mul(factor, g[k])))
+    dx: list[Expr] = [Const(0.0, F64)] * n
+    for i in reversed(range(n)):
+        acc = g[i]
+        for j in range(i + 1, n):
+            if m[i][j] is not None:
+                acc = b.sub(acc, b.mul(m[i][j], dx[j]))
+        dx[i] = kb.assign(f"dx.{i}", b.div(acc, m[i][i]))
+    for s, d in zip(states, dx):
+        kb.assign(s, b.sub(Var(s, F64), d))
+    return dx

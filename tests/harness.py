@@ -1,0 +1,71 @@
+"""Binding a mechanism's kernels to arrays for tests: n instances on n nodes, one ion
+instance per node. The engine does the real binding; this is the minimum to call kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from portneuron.ir import Mechanism, run_kernel
+from portneuron.nmodl import builtin_mod_files, compile_file
+from portneuron.nmodl.tables import grid
+
+
+def builtin(name: str) -> Mechanism:
+    return compile_file(builtin_mod_files()[name])
+
+
+class Instances:
+    """Arrays for `n` instances of `mechanism`: `values` maps parameter names to arrays."""
+
+    def __init__(self, mechanism: Mechanism, n: int, **uniform: float) -> None:
+        self.mechanism, self.n = mechanism, n
+        self.uniform = {"t": 0.0, "dt": 0.025, "celsius": 6.3, "usetable": 1.0, **uniform}
+        self.values: dict[str, np.ndarray] = {"node_index": np.arange(n, dtype=np.int32)}
+        for v in mechanism.variables:
+            if v.per_instance:
+                self.values[f"mech.{v.name}"] = np.full(n, v.default)
+            else:
+                self.uniform.setdefault(f"global.{v.name}", v.default)
+        for name in ("node.v", "node.area", "node.diam", "node.rhs", "node.d"):
+            self.values[name] = np.zeros(n)
+        self.values["node.area"][:] = 100.0
+        for ion in mechanism.ions:
+            self.values[f"ion.{ion.name}.index"] = np.arange(n, dtype=np.int32)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.values[name]
+
+    def __setitem__(self, name: str, value) -> None:
+        self.values[name] = np.array(np.broadcast_to(value, (self.n,)), dtype=np.float64)
+
+    def build_tables(self) -> None:
+        for table in self.mechanism.tables:
+            kernel = self.mechanism.kernel(f"table_{table.name}")
+            self.values[f"table.{table.name}.x"] = grid(table)
+            for out in table.outputs:
+                self.values[f"table.{table.name}.{out}"] = np.zeros(table.points)
+            self.run_kernel(kernel, table.points)
+
+    def args(self, kernel, lanes: int) -> dict:
+        args = {}
+        for p in kernel.params:
+            if not p.is_array:
+                args[p.name] = self.uniform[p.name]
+            else:
+                if p.name not in self.values and p.space.startswith("ion:"):
+                    self.values[p.name] = np.zeros(self.n)
+                args[p.name] = self.values[p.name]
+        return args
+
+    def run_kernel(self, kernel, lanes: int) -> dict:
+        return run_kernel(kernel, self.args(kernel, lanes), lanes)
+
+    def run(self, name: str, **events: np.ndarray) -> dict:
+        """Run kernel `name` over all instances (or over the given events)."""
+        kernel = self.mechanism.kernel(name)
+        assert kernel is not None, f"{self.mechanism.name} has no {name} kernel"
+        lanes = self.n
+        for key, value in events.items():
+            self.values[key] = value
+            lanes = len(value)
+        return self.run_kernel(kernel, lanes)
