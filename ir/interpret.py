@@ -55,6 +55,30 @@ _INTRINSIC = {
 }  # fmt: skip
 
 
+_PHILOX_M = (np.uint64(0xD2511F53), np.uint64(0xCD9E8D57))
+_PHILOX_W = (np.uint64(0x9E3779B9), np.uint64(0xBB67AE85))
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def random123(id1, id2, id3, position):
+    """Philox4x32-10 as NEURON's nrnran123 draws it: (word + 1) / (2**32 + 1), in (0, 1)."""
+    position = np.asarray(position, dtype=np.float64)
+    as_u32 = [np.asarray(x, dtype=np.float64).astype(np.uint64) & _MASK32 for x in (id1, id2, id3)]
+    seq = (position // 4).astype(np.uint64) & _MASK32
+    k0, k1 = np.zeros_like(seq), np.zeros_like(seq)  # NEURON's global index 0
+    c = [seq, as_u32[2], as_u32[0], as_u32[1]]
+    for _ in range(10):
+        p0, p1 = _PHILOX_M[0] * c[0], _PHILOX_M[1] * c[2]
+        c = [(p1 >> np.uint64(32)) ^ c[1] ^ k0, p1 & _MASK32, (p0 >> np.uint64(32)) ^ c[3] ^ k1, p0 & _MASK32]
+        k0, k1 = (k0 + _PHILOX_W[0]) & _MASK32, (k1 + _PHILOX_W[1]) & _MASK32
+    which = (position % 4).astype(np.int64)
+    word = np.choose(which, c)
+    return (word.astype(np.float64) + 1.0) / 4294967297.0
+
+
+_INTRINSIC["random123"] = random123
+
+
 class _Run:
     def __init__(self, kernel: Kernel, args: Mapping[str, Any], lanes: int) -> None:
         self.n = lanes
@@ -74,6 +98,7 @@ class _Run:
             else:
                 self.env[p.name] = NUMPY_DTYPES[p.dtype](value)
         self.streams: dict[str, list[list[np.ndarray]]] = {s.name: [] for s in kernel.streams}
+        self.mask: np.ndarray | None = None  # lanes executing the current statement
 
     def eval(self, e: Expr) -> Any:
         match e:
@@ -84,7 +109,13 @@ class _Run:
             case Lane():
                 return np.arange(self.n, dtype=np.int32)
             case Load(array=array, index=index):
-                return self.arrays[array][self.eval(index)]
+                idx = self.eval(index)
+                if self.mask is None or np.ndim(idx) == 0:
+                    return self.arrays[array][idx]
+                # Inactive lanes may hold indices out of range (a finished loop): skip them.
+                out = np.zeros(self.n, dtype=self.arrays[array].dtype)
+                out[self.mask] = self.arrays[array][np.broadcast_to(idx, (self.n,))[self.mask]]
+                return out
             case Unary(op="neg", operand=operand):
                 return np.negative(self.eval(operand))
             case Unary(operand=operand):
@@ -107,8 +138,10 @@ class _Run:
         return full if mask is None else full[mask]
 
     def block(self, body: tuple[Stmt, ...], mask: np.ndarray | None) -> None:
+        outer, self.mask = self.mask, mask
         for stmt in body:
             self.stmt(stmt, mask)
+        self.mask = outer
 
     def stmt(self, s: Stmt, mask: np.ndarray | None) -> None:
         match s:

@@ -93,7 +93,7 @@ class Declarations:
         declared = self.variables.get(var)
         if declared is None or var in SIMULATOR_NAMES or self.ion_of(var):
             return False
-        if var in self.range_names:
+        if var in self.range_names or declared.kind == "random":
             return True
         if var in self.global_names:
             return False
@@ -138,6 +138,7 @@ def collect(program, source_map: SourceMap) -> Declarations:
             for stmt in block.statements:
                 if stmt.get_node_type_name() == "ParamAssign":
                     default = number(stmt.value) if stmt.value is not None else 0.0
+                    default = float(f"{default:g}")  # nocmodl writes defaults with %g
                     unit = stmt.unit.get_node_name() if stmt.unit is not None else ""
                     d.variables[stmt.get_node_name()] = Declared(stmt.get_node_name(), "parameter", unit, default)
         elif kind in ("StateBlock", "AssignedBlock"):
@@ -206,7 +207,12 @@ def _neuron_block(d: Declarations, block) -> None:
         elif kind == "ElectrodeCurrent":
             d.electrode += [c.get_node_name() for c in stmt.currents]
         elif kind == "RandomVarList":
-            d.randoms += [v.get_node_name() for v in stmt.variables]
+            for v in stmt.variables:
+                name = v.get_node_name()
+                d.randoms.append(name)
+                # A Random123 stream per instance: three ids and the position in the stream.
+                for part in ("id1", "id2", "id3", "position"):
+                    d.variables[f"{name}.{part}"] = Declared(f"{name}.{part}", "random")
         elif kind in ("ThreadSafe", "LineComment", "BlockComment"):
             pass
         elif kind == "Pointer":

@@ -73,7 +73,8 @@ class KernelLowering:
         self.bindings: dict[str, Expr] = {}
         self.touched: dict[str, None] = {}  # mechanism, ion and node variables, in order
         self.written: dict[str, None] = {}
-        self.inlining: list[str] = []
+        self.inlining: list[str] = []  # IR prefixes of the calls being inlined
+        self.active_calls: list[str] = []  # their NMODL names, to refuse recursion
         #: IR locals behind `bindings` that NMODL code may assign (NET_RECEIVE arguments).
         self.assignable: set[str] = set()
         self.counts: dict[str, int] = {}
@@ -318,13 +319,41 @@ class KernelLowering:
             raise self.error(f"{name} takes {count} argument(s), got {len(args)}", name)
 
     def random_call(self, name: str, args_ast: list) -> Expr:
-        raise self.error(f"{name}: RANDOM streams are not supported yet", name)
+        """random_uniform/negexp(r[, ...]), random_setseq(r, n), random_setids(r, a, b, c)."""
+        if not args_ast or args_ast[0].get_node_type_name() not in ("VarName", "Name") or (
+            args_ast[0].get_node_name() not in self.d.randoms
+        ):
+            raise self.error(f"{name} needs a RANDOM variable as its first argument", name)
+        stream = args_ast[0].get_node_name()
+        args = [to_f64(self.expr(a)) for a in args_ast[1:]]
+        position = f"{stream}.position"
+        if name == "random_setseq":
+            self.check_arity(name, args, 1)
+            self.assign(position, b.call("floor", args[0]))  # seq*4 + which, as NEURON
+            return Const(0.0, F64)
+        if name == "random_setids":
+            self.check_arity(name, args, 3)
+            for part, value in zip(("id1", "id2", "id3"), args):
+                self.assign(f"{stream}.{part}", value)
+            self.assign(position, 0.0)
+            return Const(0.0, F64)
+        if name not in ("random_uniform", "random_negexp"):
+            raise self.error(f"{name} is not supported; use random_uniform or random_negexp", name)
+        ids = [self.touch(f"{stream}.{part}") for part in ("id1", "id2", "id3")]
+        u = self.kb.assign(self.fresh("random.u"), b.call("random123", *ids, self.touch(position)))
+        self.assign(position, b.add(Var(position, F64), 1.0))
+        if name == "random_negexp":
+            self.check_arity(name, args, 0)
+            return b.neg(b.call("log", u))
+        if args and len(args) != 2:
+            raise self.error("random_uniform takes no bounds or two (low, high)", name)
+        return b.add(args[0], b.mul(b.sub(args[1], args[0]), u)) if args else u
 
     def inline(self, block, args: list[Expr], returns: bool) -> Expr:
         """Inline a FUNCTION or PROCEDURE call; returns the function's value (0 for procedures)."""
         name = block.get_node_name()
         params = [p.get_node_name() for p in block.parameters]
-        if name in self.inlining:
+        if name in self.active_calls:
             raise self.error(f"recursive call of {name!r} is not supported", name)
         if len(params) != len(args):
             raise self.error(f"{name} takes {len(params)} argument(s), got {len(args)}", name)
@@ -332,6 +361,7 @@ class KernelLowering:
         outer = (self.scopes, self.where, dict(self.bindings))
         call_name = self.fresh(name)
         self.inlining.append(call_name)
+        self.active_calls.append(name)
         self.where = (keyword, name)
         scope = {p: f"{call_name}.{p}" for p in params}
         for p, value in zip(params, args):
@@ -347,5 +377,6 @@ class KernelLowering:
             self.block(block.statement_block)
         finally:
             self.inlining.pop()
+            self.active_calls.pop()
             self.scopes, self.where, self.bindings = outer
         return Var(result, F64) if returns else Const(0.0, F64)

@@ -131,7 +131,9 @@ class SourceMap:
     def error(self, message: str, block: tuple[str, str] | None = None, word: str | None = None) -> NmodlError:
         """An `NmodlError` placed at `word` inside `block` (keyword, name), as well as known."""
         span = self.block(*block) if block else None
-        place = self.find(word, span) if word else None
+        place = None
+        if word and span:  # the body first: the header repeats the block's own name
+            place = self.find(word, (span[0] + 1, span[1])) or self.find(word, span)
         if place is None and word:
             place = self.find(word)
         if place is None and span:

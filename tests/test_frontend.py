@@ -1,0 +1,131 @@
+"""The NMODL front end: built-in mechanisms compile; bad input is one clean error line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from portneuron.errors import NmodlError
+from portneuron.ir import verify_mechanism
+from portneuron.nmodl import builtin_mod_files, compile_file, compile_source
+
+COMPILES = {
+    "hh": ("density", {"table_rates", "init", "current", "state"}),
+    "passive": ("density", {"init", "current"}),
+    "expsyn": ("point_process", {"init", "current", "state", "net_receive"}),
+    "exp2syn": ("point_process", {"init", "current", "state", "net_receive"}),
+    "stim": ("point_process", {"init", "current"}),
+    "netstim": ("artificial_cell", {"init", "net_receive"}),
+    "svclmp": ("point_process", {"init", "current", "state"}),
+}
+ERROR_LINE = re.compile(r"^\S+:\d+(:\d+)?: \S.*$")
+
+
+@pytest.mark.parametrize("name", sorted(COMPILES))
+def test_builtin_compiles_and_verifies(name):
+    mechanism = verify_mechanism(compile_file(builtin_mod_files()[name]))
+    kind, kernels = COMPILES[name]
+    assert mechanism.kind == kind
+    assert {k.name for k in mechanism.kernels} == kernels
+
+
+def test_pattern_is_refused_by_name_with_its_place():
+    with pytest.raises(NmodlError) as info:
+        compile_file(builtin_mod_files()["pattern"])
+    message = str(info.value)
+    assert ERROR_LINE.match(message) and "pattern.mod:" in message
+    assert "BBCOREPOINTER" in message
+
+
+def test_every_builtin_file_is_covered():
+    assert set(builtin_mod_files()) == set(COMPILES) | {"pattern"}
+
+
+HEADER = "NEURON { SUFFIX x RANGE a }\nASSIGNED { a }\n"
+
+
+@pytest.mark.parametrize(
+    "body, line, word",
+    [
+        ("BREAKPOINT {\n  WHILE (a < 3) { a = a + 1 }\n}\n", 4, "WHILE"),
+        ("BREAKPOINT {\n  a = b\n}\n", 4, "undeclared variable 'b'"),
+        ("BREAKPOINT {\n  a = foo(1)\n}\n", 4, "foo"),
+        ("VERBATIM\n int x; \nENDVERBATIM\n", 3, "VERBATIM"),
+        ("STATE { s }\nBREAKPOINT { SOLVE d METHOD cnexp }\nDERIVATIVE d {\n  s' = s*s\n}\n", 6, "linear"),
+        ("STATE { s }\nBREAKPOINT { SOLVE d METHOD euler }\nDERIVATIVE d { s' = -s }\n", 4, "euler"),
+        ("FUNCTION f(x) {\n  f = f(x)\n}\nBREAKPOINT { a = f(1) }\n", 4, "recursive"),
+    ],
+)
+def test_unsupported_constructs_are_named_with_file_and_line(body, line, word):
+    with pytest.raises(NmodlError) as info:
+        compile_source(HEADER + body, "bad.mod")
+    message = str(info.value)
+    assert ERROR_LINE.match(message), message
+    assert message.startswith(f"bad.mod:{line}"), message
+    assert word in message
+
+
+def test_syntax_error_has_line_and_column():
+    with pytest.raises(NmodlError) as info:
+        compile_source("NEURON { SUFFIX x }\nBREAKPOINT {\n  a = b + \n}\n", "s.mod")
+    assert str(info.value).startswith("s.mod:4:1: syntax error")
+
+
+def test_cli_prints_ir_and_one_line_errors(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "portneuron", "compile", "hh", "--emit", "ir"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "kernel state over instance" in ok.stdout
+    bad = tmp_path / "bad.mod"
+    bad.write_text("NEURON { SUFFIX x }\nBREAKPOINT {\n  a = b + \n}\n")
+    run = subprocess.run([sys.executable, "-m", "portneuron", "compile", str(bad)], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+    assert f"{bad}:4:1: syntax error" in run.stderr
+
+
+def test_cli_lists_backends():
+    run = subprocess.run([sys.executable, "-m", "portneuron", "backends"], capture_output=True, text=True)
+    assert run.returncode == 0 and re.search(r"^numpy\s+available", run.stdout, re.M)
+
+
+# ------------------------------------------------------------------ fuzzing
+
+SOURCES = [p.read_text() for name, p in sorted(builtin_mod_files().items())]
+TOKENS = ["{", "}", "(", ")", "=", "'", "+", "-", "*", "/", "^", "<", ">", ":", "~", ",", "0",
+          "1e9", "-1", "v", "t", "dt", "x", "SOLVE", "METHOD", "cnexp", "derivimplicit", "sparse",
+          "IF", "ELSE", "LOCAL", "TABLE", "FROM", "TO", "WITH", "DEPEND", "FUNCTION", "PROCEDURE",
+          "RANGE", "GLOBAL", "USEION", "READ", "WRITE", "net_send", "exp", "STATE", "ASSIGNED",
+          "PARAMETER", "KINETIC", "CONSERVE", "COMPARTMENT", "<->", "VERBATIM", "ENDVERBATIM",
+          "NONSPECIFIC_CURRENT", "POINT_PROCESS", "SUFFIX", "\n"]  # fmt: skip
+
+
+@st.composite
+def mutated_sources(draw):
+    source = draw(st.sampled_from(SOURCES))
+    words = re.split(r"(\s+)", source)
+    for _ in range(draw(st.integers(1, 4))):
+        i = draw(st.integers(0, len(words) - 1))
+        action = draw(st.sampled_from(["delete", "replace", "insert", "duplicate"]))
+        if action == "delete":
+            words[i] = ""
+        elif action == "replace":
+            words[i] = draw(st.sampled_from(TOKENS))
+        elif action == "insert":
+            words.insert(i, " " + draw(st.sampled_from(TOKENS)) + " ")
+        else:
+            words.insert(i, words[i])
+    return "".join(words)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_sources())
+def test_fuzzed_sources_give_ir_or_one_clean_error(source):
+    try:
+        verify_mechanism(compile_source(source, "fuzz.mod"))
+    except NmodlError as exc:
+        message = str(exc)
+        assert "\n" not in message and message.startswith("fuzz.mod"), message

@@ -1,0 +1,152 @@
+"""The IR: verifier, interpreter semantics, the Hines solve as an IR kernel, passes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from portneuron.ir import (
+    BOOL,
+    F64,
+    I32,
+    Assign,
+    Binary,
+    Const,
+    Kernel,
+    Lane,
+    Load,
+    Param,
+    Store,
+    Var,
+    VerifyError,
+    format_kernel,
+    run_kernel,
+    verify_kernel,
+)
+from portneuron.ir import builder as b
+from portneuron.ir.builder import KernelBuilder
+from portneuron.ir.passes import fold_constants
+
+
+def kernel(*body, params=(Param("x"),)):
+    return Kernel("k", "instance", tuple(params), tuple(body))
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (kernel(Assign("y", Var("z"))), "used before it is assigned"),
+        (kernel(Store("x", Const(0, I32), Const(1, I32))), "is f64, accessed as i32"),
+        (kernel(Store("x", Const(0.5), Const(1.0))), "index is not i32"),
+        (kernel(Assign("y", Binary("add", Const(1.0), Const(1, I32)))), "applied to f64 and i32"),
+        (kernel(Assign("x", Const(1.0))), "assignment to parameter"),
+        (kernel(Store("nope", Lane(), Const(1.0))), "not an array parameter"),
+        (kernel(Assign("y", b.call("erf", Const(1.0)))), "unknown intrinsic"),
+        (kernel(Assign("y", Const(1.0)), Assign("y", Const(True, BOOL))), "is f64, assigned bool"),
+    ],
+)
+def test_verifier_rejects_malformed_kernels(bad, message):
+    with pytest.raises(VerifyError, match=message):
+        verify_kernel(bad)
+
+
+def test_definite_assignment_needs_both_branches():
+    kb = KernelBuilder("k", "instance")
+    x = kb.array("x")
+    with kb.if_(b.gt(x[kb.lane], 0.0)):
+        kb.assign("y", 1.0)
+    kb.store("x", kb.lane, Var("y", F64))
+    with pytest.raises(VerifyError, match="'y' is used before"):
+        verify_kernel(kb.build())
+
+
+def test_masked_if_loop_addto_and_emit():
+    kb = KernelBuilder("k", "instance")
+    x = kb.array("x")
+    total = kb.array("total", F64, "node")
+    kb.stream("out", (("lane", I32), ("value", F64)))
+    v = kb.assign("v", x[kb.lane])
+    with kb.if_(b.gt(v, 0.0)):
+        kb.assign("v", b.mul(v, 2.0))
+        kb.emit("out", kb.lane, Var("v"))
+    with kb.else_():
+        with kb.loop("k", 0, b.cast(I32, b.neg(v))) as k:  # per-lane trip counts
+            kb.assign("v", b.add(Var("v"), b.cast(F64, k)))
+    kb.store("x", kb.lane, Var("v"))
+    kb.add_to("total", 0, Var("v"))  # every lane hits the same element
+    k = verify_kernel(kb.build())
+    xs = np.array([1.5, -3.0, 2.0, -1.0, 0.0])
+    acc = np.zeros(1)
+    out = run_kernel(k, {"x": xs, "total": acc}, 5)
+    expected = np.array([3.0, -3.0 + 0 + 1 + 2, 4.0, -1.0 + 0, 0.0])
+    np.testing.assert_array_equal(xs, expected)
+    assert acc[0] == expected.sum()
+    np.testing.assert_array_equal(out["out"]["lane"], [0, 2])
+    np.testing.assert_array_equal(out["out"]["value"], [3.0, 4.0])
+    assert "for k in range(0, i32(-v))" in format_kernel(k)
+
+
+def hines_kernel() -> Kernel:
+    """The Hines solve over one lane per cell, nodes of cell c in [first[c], first[c+1]),
+    parents before children: triangularise from the leaves, then back-substitute."""
+    kb = KernelBuilder("hines", "cell")
+    first = kb.array("first", I32, "cell")
+    parent = kb.array("parent", I32, "node")
+    a, bb, d, rhs = (kb.array(n, F64, "node") for n in ("a", "b", "d", "rhs"))
+    lo = kb.assign("lo", first[kb.lane])
+    hi = kb.assign("hi", first[b.add(kb.lane, 1)])
+    with kb.loop("i", b.sub(hi, 1), lo, step=-1) as i:
+        p = kb.assign("p", parent[i])
+        f = kb.assign("f", b.div(bb[i], d[i]))
+        kb.store("d", p, b.sub(d[p], b.mul(f, a[i])))
+        kb.store("rhs", p, b.sub(rhs[p], b.mul(f, rhs[i])))
+    kb.store("rhs", lo, b.div(rhs[lo], d[lo]))
+    with kb.loop("j", b.add(lo, 1), hi) as j:
+        kb.store("rhs", j, b.div(b.sub(rhs[j], b.mul(a[j], rhs[parent[j]])), d[j]))
+    return verify_kernel(kb.build())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 12), min_size=1, max_size=5), st.randoms(use_true_random=False))
+def test_hines_solve_in_ir_matches_dense_solve(sizes, rnd):
+    first = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+    n = int(first[-1])
+    parent = np.full(n, -1, dtype=np.int32)
+    for c, size in enumerate(sizes):
+        for k in range(1, size):
+            parent[first[c] + k] = first[c] + rnd.randrange(k)
+    a = np.array([-rnd.uniform(0.1, 1) for _ in range(n)])
+    bb = np.array([-rnd.uniform(0.1, 1) for _ in range(n)])
+    d = np.array([rnd.uniform(3, 5) for _ in range(n)])
+    rhs = np.array([rnd.uniform(-1, 1) for _ in range(n)])
+    dense = np.diag(d)
+    for i in range(n):
+        if parent[i] >= 0:  # a[i]: effect of the parent on node i; b[i]: of node i on its parent
+            dense[i, parent[i]], dense[parent[i], i] = a[i], bb[i]
+    expected = np.linalg.solve(dense, rhs)
+    args = {"first": first, "parent": parent, "a": a, "b": bb, "d": d.copy(), "rhs": rhs.copy()}
+    run_kernel(hines_kernel(), args, len(sizes))
+    np.testing.assert_allclose(args["rhs"], expected, rtol=1e-12, atol=1e-14)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(-1e3, 1e3), st.floats(-10, 10), st.floats(0.1, 5))
+def test_constant_folding_keeps_results_bit_identical(x, c, e):
+    kb = KernelBuilder("k", "instance")
+    arr = kb.array("x")
+    expr = b.add(b.mul(arr[kb.lane], b.call("exp", b.div(c, e))), b.mul(b.pow_(e, 2.0), 1.0))
+    with kb.if_(b.gt(Const(c), Const(0.0))):
+        kb.assign("y", expr)
+    with kb.else_():
+        kb.assign("y", b.sub(expr, 0.0))
+    kb.store("x", kb.lane, Var("y"))
+    k = verify_kernel(kb.build())
+    folded = verify_kernel(fold_constants(k))
+    one, two = np.array([x]), np.array([x])
+    run_kernel(k, {"x": one}, 1)
+    run_kernel(folded, {"x": two}, 1)
+    assert one[0] == two[0] or (np.isnan(one[0]) and np.isnan(two[0]))
+    assert "if" not in format_kernel(folded)
+    assert not any(isinstance(s, Load) for s in folded.body)
