@@ -1,10 +1,10 @@
 """Helpers to build IR: short constructors for expressions and a statement builder.
 
-    kb = KernelBuilder("scale", lanes="instance")
-    x = kb.array("x")
-    with kb.if_(gt(x[kb.lane], 0.0)):
-        kb.store("x", kb.lane, mul(x[kb.lane], 2.0))
-    kernel = kb.build()
+kb = KernelBuilder("scale", lanes="instance")
+x = kb.array("x")
+with kb.if_(gt(x[kb.lane], 0.0)):
+    kb.store("x", kb.lane, mul(x[kb.lane], 2.0))
+kernel = kb.build()
 """
 
 from __future__ import annotations
@@ -66,23 +66,72 @@ def _binary(op: str, lhs: Operand, rhs: Operand) -> Binary:
     return Binary(op, lhs, rhs)
 
 
-def add(a: Operand, b: Operand) -> Binary: return _binary("add", a, b)  # noqa: E704
-def sub(a: Operand, b: Operand) -> Binary: return _binary("sub", a, b)  # noqa: E704
-def mul(a: Operand, b: Operand) -> Binary: return _binary("mul", a, b)  # noqa: E704
-def div(a: Operand, b: Operand) -> Binary: return _binary("div", a, b)  # noqa: E704
-def pow_(a: Operand, b: Operand) -> Binary: return _binary("pow", a, b)  # noqa: E704
-def min_(a: Operand, b: Operand) -> Binary: return _binary("min", a, b)  # noqa: E704
-def max_(a: Operand, b: Operand) -> Binary: return _binary("max", a, b)  # noqa: E704
-def lt(a: Operand, b: Operand) -> Binary: return _binary("lt", a, b)  # noqa: E704
-def le(a: Operand, b: Operand) -> Binary: return _binary("le", a, b)  # noqa: E704
-def gt(a: Operand, b: Operand) -> Binary: return _binary("gt", a, b)  # noqa: E704
-def ge(a: Operand, b: Operand) -> Binary: return _binary("ge", a, b)  # noqa: E704
-def eq(a: Operand, b: Operand) -> Binary: return _binary("eq", a, b)  # noqa: E704
-def ne(a: Operand, b: Operand) -> Binary: return _binary("ne", a, b)  # noqa: E704
-def and_(a: Operand, b: Operand) -> Binary: return _binary("and", a, b)  # noqa: E704
-def or_(a: Operand, b: Operand) -> Binary: return _binary("or", a, b)  # noqa: E704
-def neg(a: Operand) -> Unary: return Unary("neg", as_expr(a))  # noqa: E704
-def not_(a: Operand) -> Unary: return Unary("not", as_expr(a))  # noqa: E704
+def add(a: Operand, b: Operand) -> Binary:
+    return _binary("add", a, b)  # noqa: E704
+
+
+def sub(a: Operand, b: Operand) -> Binary:
+    return _binary("sub", a, b)  # noqa: E704
+
+
+def mul(a: Operand, b: Operand) -> Binary:
+    return _binary("mul", a, b)  # noqa: E704
+
+
+def div(a: Operand, b: Operand) -> Binary:
+    return _binary("div", a, b)  # noqa: E704
+
+
+def pow_(a: Operand, b: Operand) -> Binary:
+    return _binary("pow", a, b)  # noqa: E704
+
+
+def min_(a: Operand, b: Operand) -> Binary:
+    return _binary("min", a, b)  # noqa: E704
+
+
+def max_(a: Operand, b: Operand) -> Binary:
+    return _binary("max", a, b)  # noqa: E704
+
+
+def lt(a: Operand, b: Operand) -> Binary:
+    return _binary("lt", a, b)  # noqa: E704
+
+
+def le(a: Operand, b: Operand) -> Binary:
+    return _binary("le", a, b)  # noqa: E704
+
+
+def gt(a: Operand, b: Operand) -> Binary:
+    return _binary("gt", a, b)  # noqa: E704
+
+
+def ge(a: Operand, b: Operand) -> Binary:
+    return _binary("ge", a, b)  # noqa: E704
+
+
+def eq(a: Operand, b: Operand) -> Binary:
+    return _binary("eq", a, b)  # noqa: E704
+
+
+def ne(a: Operand, b: Operand) -> Binary:
+    return _binary("ne", a, b)  # noqa: E704
+
+
+def and_(a: Operand, b: Operand) -> Binary:
+    return _binary("and", a, b)  # noqa: E704
+
+
+def or_(a: Operand, b: Operand) -> Binary:
+    return _binary("or", a, b)  # noqa: E704
+
+
+def neg(a: Operand) -> Unary:
+    return Unary("neg", as_expr(a))  # noqa: E704
+
+
+def not_(a: Operand) -> Unary:
+    return Unary("not", as_expr(a))  # noqa: E704
 
 
 def call(fn: str, *args: Operand) -> Call:

@@ -69,7 +69,12 @@ def random123(id1, id2, id3, position):
     c = [seq, as_u32[2], as_u32[0], as_u32[1]]
     for _ in range(10):
         p0, p1 = _PHILOX_M[0] * c[0], _PHILOX_M[1] * c[2]
-        c = [(p1 >> np.uint64(32)) ^ c[1] ^ k0, p1 & _MASK32, (p0 >> np.uint64(32)) ^ c[3] ^ k1, p0 & _MASK32]
+        c = [
+            (p1 >> np.uint64(32)) ^ c[1] ^ k0,
+            p1 & _MASK32,
+            (p0 >> np.uint64(32)) ^ c[3] ^ k1,
+            p0 & _MASK32,
+        ]
         k0, k1 = (k0 + _PHILOX_W[0]) & _MASK32, (k1 + _PHILOX_W[1]) & _MASK32
     which = (position % 4).astype(np.int64)
     word = np.choose(which, c)
@@ -126,7 +131,7 @@ class _Run:
                 return _INTRINSIC[fn](*(self.eval(a) for a in args))
             case Select(cond=cond, then=then, otherwise=otherwise):
                 return np.where(self.eval(cond), self.eval(then), self.eval(otherwise))
-            case Cast(dtype=I32, operand=operand):
+            case Cast(dtype=DType.I32, operand=operand):
                 return np.trunc(self.eval(operand)).astype(np.int32)
             case Cast(dtype=dtype, operand=operand):
                 return np.asarray(self.eval(operand)).astype(NUMPY_DTYPES[dtype])
@@ -173,7 +178,15 @@ class _Run:
             case Emit(stream=stream, values=values):
                 self.streams[stream].append([self.lanes_of(self.eval(v), mask) for v in values])
 
-    def loop(self, var: str, start: Any, stop: Any, body: tuple[Stmt, ...], step: int, mask: np.ndarray | None) -> None:
+    def loop(
+        self,
+        var: str,
+        start: Any,
+        stop: Any,
+        body: tuple[Stmt, ...],
+        step: int,
+        mask: np.ndarray | None,
+    ) -> None:
         if np.ndim(start) == 0 and np.ndim(stop) == 0 and mask is None:
             for k in range(int(start), int(stop), step):
                 self.env[var] = np.int32(k)
@@ -203,7 +216,9 @@ class _Run:
         return out
 
 
-def run_kernel(kernel: Kernel, args: Mapping[str, Any], lanes: int) -> dict[str, dict[str, np.ndarray]]:
+def run_kernel(
+    kernel: Kernel, args: Mapping[str, Any], lanes: int
+) -> dict[str, dict[str, np.ndarray]]:
     """Run `kernel` over `lanes` lanes; arrays in `args` are updated in place.
 
     Returns the emitted streams: for each stream, its fields as arrays of equal length.

@@ -116,7 +116,9 @@ def format_mechanism(mechanism: Mechanism) -> str:
         lines.append(f"  ion {ion.name} read {list(ion.read)} write {list(ion.write)}")
     for t in mechanism.tables:
         depend = f" depend {list(t.depend)}" if t.depend else ""
-        lines.append(f"  table {t.name} {list(t.outputs)} from {t.lo} to {t.hi} points {t.points}{depend}")
+        lines.append(
+            f"  table {t.name} {list(t.outputs)} from {t.lo} to {t.hi} points {t.points}{depend}"
+        )
     for note in mechanism.notes:
         lines.append(f"  note: {note}")
     text = "\n".join(lines)

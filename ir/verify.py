@@ -38,7 +38,6 @@ from .nodes import (
     Unary,
     Var,
 )
-from .types import dtype_of
 
 
 class VerifyError(ValueError):
@@ -145,7 +144,9 @@ class _Verifier:
             self.fail(f"{where}: index is not i32")
 
     # -- statements; each returns the set of locals definitely assigned afterwards
-    def block(self, body: tuple[Stmt, ...], defined: frozenset[str], loops: frozenset[str]) -> frozenset[str]:
+    def block(
+        self, body: tuple[Stmt, ...], defined: frozenset[str], loops: frozenset[str]
+    ) -> frozenset[str]:
         for stmt in body:
             defined = self.stmt(stmt, defined, loops)
         return defined
@@ -162,8 +163,9 @@ class _Verifier:
                 if previous != t:
                     self.fail(f"local {name!r} is {previous.value}, assigned {t.value}")
                 return defined | {name}
-            case Store(array=array, index=index, value=value) | AddTo(
-                array=array, index=index, value=value
+            case (
+                Store(array=array, index=index, value=value)
+                | AddTo(array=array, index=index, value=value)
             ):
                 t = self.expr(value, defined)
                 self.array_param(array, t)

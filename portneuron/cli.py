@@ -59,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compile", help="lower .mod files and print the result")
-    p.add_argument("files", nargs="+", metavar="FILE.mod", help="a .mod file or a built-in name (hh, pas, expsyn, ...)")
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE.mod",
+        help="a .mod file or a built-in name (hh, pas, expsyn, ...)",
+    )
     p.add_argument("--emit", choices=["ir"], default="ir", help="what to print (default: ir)")
     p.set_defaults(func=cmd_compile)
 

@@ -10,7 +10,9 @@ class PortneuronError(Exception):
 class NmodlError(PortneuronError):
     """A `.mod` file that does not parse, or uses a construct portneuron does not support."""
 
-    def __init__(self, message: str, file: str = "<string>", line: int | None = None, col: int | None = None):
+    def __init__(
+        self, message: str, file: str = "<string>", line: int | None = None, col: int | None = None
+    ):
         self.message, self.file, self.line, self.col = message, file, line, col
         where = file
         if line is not None:

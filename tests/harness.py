@@ -4,8 +4,8 @@ instance per node. The engine does the real binding; this is the minimum to call
 from __future__ import annotations
 
 import numpy as np
-
 from portneuron.ir import Mechanism, run_kernel
+
 from portneuron.nmodl import builtin_mod_files, compile_file
 from portneuron.nmodl.tables import grid
 

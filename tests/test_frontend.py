@@ -9,9 +9,9 @@ import sys
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from portneuron.ir import verify_mechanism
 
 from portneuron.errors import NmodlError
-from portneuron.ir import verify_mechanism
 from portneuron.nmodl import builtin_mod_files, compile_file, compile_source
 
 COMPILES = {
@@ -56,8 +56,16 @@ HEADER = "NEURON { SUFFIX x RANGE a }\nASSIGNED { a }\n"
         ("BREAKPOINT {\n  a = b\n}\n", 4, "undeclared variable 'b'"),
         ("BREAKPOINT {\n  a = foo(1)\n}\n", 4, "foo"),
         ("VERBATIM\n int x; \nENDVERBATIM\n", 3, "VERBATIM"),
-        ("STATE { s }\nBREAKPOINT { SOLVE d METHOD cnexp }\nDERIVATIVE d {\n  s' = s*s\n}\n", 6, "linear"),
-        ("STATE { s }\nBREAKPOINT { SOLVE d METHOD euler }\nDERIVATIVE d { s' = -s }\n", 4, "euler"),
+        (
+            "STATE { s }\nBREAKPOINT { SOLVE d METHOD cnexp }\nDERIVATIVE d {\n  s' = s*s\n}\n",
+            6,
+            "linear",
+        ),
+        (
+            "STATE { s }\nBREAKPOINT { SOLVE d METHOD euler }\nDERIVATIVE d { s' = -s }\n",
+            4,
+            "euler",
+        ),
         ("FUNCTION f(x) {\n  f = f(x)\n}\nBREAKPOINT { a = f(1) }\n", 4, "recursive"),
     ],
 )
@@ -77,18 +85,26 @@ def test_syntax_error_has_line_and_column():
 
 
 def test_cli_prints_ir_and_one_line_errors(tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "portneuron", "compile", "hh", "--emit", "ir"], capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "portneuron", "compile", "hh", "--emit", "ir"],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and "kernel state over instance" in ok.stdout
     bad = tmp_path / "bad.mod"
     bad.write_text("NEURON { SUFFIX x }\nBREAKPOINT {\n  a = b + \n}\n")
-    run = subprocess.run([sys.executable, "-m", "portneuron", "compile", str(bad)], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "portneuron", "compile", str(bad)], capture_output=True, text=True
+    )
     assert run.returncode == 1
     assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
     assert f"{bad}:4:1: syntax error" in run.stderr
 
 
 def test_cli_lists_backends():
-    run = subprocess.run([sys.executable, "-m", "portneuron", "backends"], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "portneuron", "backends"], capture_output=True, text=True
+    )
     assert run.returncode == 0 and re.search(r"^numpy\s+available", run.stdout, re.M)
 
 

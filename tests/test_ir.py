@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from portneuron.ir import (
     BOOL,
     F64,
@@ -30,8 +29,8 @@ from portneuron.ir.builder import KernelBuilder
 from portneuron.ir.passes import fold_constants
 
 
-def kernel(*body, params=(Param("x"),)):
-    return Kernel("k", "instance", tuple(params), tuple(body))
+def kernel(*body):
+    return Kernel("k", "instance", (Param("x"),), tuple(body))
 
 
 @pytest.mark.parametrize(
@@ -65,7 +64,7 @@ def test_definite_assignment_needs_both_branches():
 def test_masked_if_loop_addto_and_emit():
     kb = KernelBuilder("k", "instance")
     x = kb.array("x")
-    total = kb.array("total", F64, "node")
+    kb.array("total", F64, "node")
     kb.stream("out", (("lane", I32), ("value", F64)))
     v = kb.assign("v", x[kb.lane])
     with kb.if_(b.gt(v, 0.0)):

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-
 from portneuron.ir import Kernel, run_kernel, verify_kernel
 from portneuron.ir.passes import fold_constants
 
@@ -25,5 +24,7 @@ class NumpyBackend(Backend):
     def compile(self, kernel: Kernel) -> Kernel:
         return fold_constants(verify_kernel(kernel))
 
-    def run(self, compiled: Kernel, args: Mapping[str, Any], lanes: int) -> dict[str, dict[str, Any]]:
+    def run(
+        self, compiled: Kernel, args: Mapping[str, Any], lanes: int
+    ) -> dict[str, dict[str, Any]]:
         return run_kernel(compiled, args, lanes)

@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 
 from .parse import SourceMap, nmodl_module
 
-KINDS = {"SUFFIX": "density", "POINT_PROCESS": "point_process", "ARTIFICIAL_CELL": "artificial_cell"}
+KINDS = {
+    "SUFFIX": "density",
+    "POINT_PROCESS": "point_process",
+    "ARTIFICIAL_CELL": "artificial_cell",
+}
 
 #: Names the simulator provides to every mechanism.
 SIMULATOR_NAMES = frozenset({"v", "t", "dt", "celsius", "area", "diam"})
@@ -100,12 +104,19 @@ class Declarations:
         return declared.kind != "parameter"
 
     def is_global(self, var: str) -> bool:
-        return var in self.variables and not self.is_per_instance(var) and var not in SIMULATOR_NAMES and not self.ion_of(var)
+        return (
+            var in self.variables
+            and not self.is_per_instance(var)
+            and var not in SIMULATOR_NAMES
+            and not self.ion_of(var)
+        )
 
     @property
     def currents(self) -> list[str]:
         """Membrane currents written by the mechanism: ion currents, then nonspecific ones."""
-        ion_currents = [w for ion in self.ions for w in ion.write if ion.variable_role(w) == "current"]
+        ion_currents = [
+            w for ion in self.ions for w in ion.write if ion.variable_role(w) == "current"
+        ]
         return ion_currents + self.nonspecific
 
     @property
@@ -120,7 +131,10 @@ _UNSUPPORTED_BLOCKS = {
     "DiscreteBlock": ("DISCRETE", "DISCRETE blocks are not supported"),
     "BeforeBlock": ("BEFORE", "BEFORE blocks are not supported"),
     "AfterBlock": ("AFTER", "AFTER blocks are not supported"),
-    "ConstructorBlock": ("CONSTRUCTOR", "CONSTRUCTOR blocks (C code run at creation) are not supported"),
+    "ConstructorBlock": (
+        "CONSTRUCTOR",
+        "CONSTRUCTOR blocks (C code run at creation) are not supported",
+    ),
     "DestructorBlock": ("DESTRUCTOR", "DESTRUCTOR blocks are not supported"),
     "Include": ("INCLUDE", "INCLUDE is not supported; paste the included text into the file"),
     "Verbatim": ("VERBATIM", "VERBATIM C code is not supported; rewrite it in NMODL"),
@@ -140,7 +154,9 @@ def collect(program, source_map: SourceMap) -> Declarations:
                     default = number(stmt.value) if stmt.value is not None else 0.0
                     default = float(f"{default:g}")  # nocmodl writes defaults with %g
                     unit = stmt.unit.get_node_name() if stmt.unit is not None else ""
-                    d.variables[stmt.get_node_name()] = Declared(stmt.get_node_name(), "parameter", unit, default)
+                    d.variables[stmt.get_node_name()] = Declared(
+                        stmt.get_node_name(), "parameter", unit, default
+                    )
         elif kind in ("StateBlock", "AssignedBlock"):
             what = "state" if kind == "StateBlock" else "assigned"
             for definition in block.definitions:
@@ -148,7 +164,9 @@ def collect(program, source_map: SourceMap) -> Declarations:
                     continue
                 name = definition.get_node_name()
                 if definition.length is not None:
-                    raise d.error(f"array variable {name!r} is not supported", (what.upper(), ""), name)
+                    raise d.error(
+                        f"array variable {name!r} is not supported", (what.upper(), ""), name
+                    )
                 unit = definition.unit.get_node_name() if definition.unit is not None else ""
                 if name not in d.variables or d.variables[name].kind != "parameter":
                     d.variables[name] = Declared(name, what, unit)
@@ -175,7 +193,10 @@ def collect(program, source_map: SourceMap) -> Declarations:
             keyword, message = _UNSUPPORTED_BLOCKS[kind]
             raise d.error(message, None, keyword)
     if not d.kind:
-        raise d.error("no SUFFIX, POINT_PROCESS or ARTIFICIAL_CELL in the NEURON block; add one", ("NEURON", ""))
+        raise d.error(
+            "no SUFFIX, POINT_PROCESS or ARTIFICIAL_CELL in the NEURON block; add one",
+            ("NEURON", ""),
+        )
     return d
 
 

@@ -121,10 +121,14 @@ class KernelLowering:
         if name in BUILTIN_CONSTANTS:
             return Const(BUILTIN_CONSTANTS[name], F64)
         if name in self.d.randoms:
-            raise self.error(f"RANDOM variable {name!r} can only be passed to random_* functions", name)
+            raise self.error(
+                f"RANDOM variable {name!r} can only be passed to random_* functions", name
+            )
         if name in self.d.functions:
             raise self.error(f"FUNCTION {name!r} used without parentheses", name)
-        raise self.error(f"undeclared variable {name!r}; declare it in PARAMETER, ASSIGNED or LOCAL", name)
+        raise self.error(
+            f"undeclared variable {name!r}; declare it in PARAMETER, ASSIGNED or LOCAL", name
+        )
 
     def assign(self, name: str, value: Expr) -> None:
         value = to_f64(value)
@@ -142,14 +146,18 @@ class KernelLowering:
         if self.is_mechanism_var(name):
             ion = self.d.ion_of(name)
             if ion is not None and name not in ion.write:
-                raise self.error(f"ion variable {name!r} is assigned but not in WRITE of USEION {ion.name}", name)
+                raise self.error(
+                    f"ion variable {name!r} is assigned but not in WRITE of USEION {ion.name}", name
+                )
             self.touch(name)
             self.written.setdefault(name, None)
             self.kb.assign(name, value)
             return
         if name in ("v", "t", "dt", "celsius", "area", "diam"):
             raise self.error(f"assigning to {name!r} is not supported", name)
-        raise self.error(f"assignment to undeclared variable {name!r}; declare it in ASSIGNED or LOCAL", name)
+        raise self.error(
+            f"assignment to undeclared variable {name!r}; declare it in ASSIGNED or LOCAL", name
+        )
 
     def bind_assignable(self, name: str, ir_name: str, value: Expr) -> None:
         """Bind NMODL `name` to a new IR local `ir_name`, initialised to `value`."""
@@ -173,7 +181,10 @@ class KernelLowering:
         elif kind == "LocalListStatement":
             for var in s.variables:
                 name = var.get_node_name()
-                if var.get_node_type_name() != "LocalVar" or getattr(var, "length", None) is not None:
+                if (
+                    var.get_node_type_name() != "LocalVar"
+                    or getattr(var, "length", None) is not None
+                ):
                     raise self.error(f"LOCAL array {name!r} is not supported", name)
                 ir_name = self.fresh(f"{self.prefix()}{name}")
                 self.scopes[-1][name] = ir_name
@@ -187,10 +198,16 @@ class KernelLowering:
         elif kind in ("LineComment", "BlockComment", "UnitState", "TableStatement"):
             pass  # TABLE is handled where the procedure is called
         elif kind in _NOT_HERE:
-            raise self.error(f"{_NOT_HERE[kind]}: not supported here", text(s).split()[0] if text(s).split() else None)
+            raise self.error(
+                f"{_NOT_HERE[kind]}: not supported here",
+                text(s).split()[0] if text(s).split() else None,
+            )
         else:
             words = text(s).split()
-            raise self.error(f"unsupported statement {words[0] if words else kind!r}", words[0] if words else None)
+            raise self.error(
+                f"unsupported statement {words[0] if words else kind!r}",
+                words[0] if words else None,
+            )
 
     def prefix(self) -> str:
         # Dotted, so never equal to an NMODL name.
@@ -207,7 +224,9 @@ class KernelLowering:
             if target.get_node_type_name() not in ("VarName", "Name"):
                 raise self.error(f"cannot assign to {text(target)!r}", text(target))
             if target.get_node_type_name() == "VarName" and target.index is not None:
-                raise self.error(f"array element {text(target)!r} is not supported", target.get_node_name())
+                raise self.error(
+                    f"array element {text(target)!r} is not supported", target.get_node_name()
+                )
             self.assign(target.get_node_name(), self.expr(e.rhs))
         elif kind == "FunctionCall":
             self.call(e, statement=True)
@@ -311,7 +330,9 @@ class KernelLowering:
             self.inline(self.d.procedures[name], args, returns=False)
             return Const(0.0, F64)
         if name in ("net_send", "net_event", "net_move"):
-            raise self.error(f"{name} can only be called in NET_RECEIVE or INITIAL of a point process", name)
+            raise self.error(
+                f"{name} can only be called in NET_RECEIVE or INITIAL of a point process", name
+            )
         raise self.error(f"call to unknown or unsupported function {name!r}", name)
 
     def check_arity(self, name: str, args: list, count: int) -> None:
@@ -320,8 +341,10 @@ class KernelLowering:
 
     def random_call(self, name: str, args_ast: list) -> Expr:
         """random_uniform/negexp(r[, ...]), random_setseq(r, n), random_setids(r, a, b, c)."""
-        if not args_ast or args_ast[0].get_node_type_name() not in ("VarName", "Name") or (
-            args_ast[0].get_node_name() not in self.d.randoms
+        if (
+            not args_ast
+            or args_ast[0].get_node_type_name() not in ("VarName", "Name")
+            or (args_ast[0].get_node_name() not in self.d.randoms)
         ):
             raise self.error(f"{name} needs a RANDOM variable as its first argument", name)
         stream = args_ast[0].get_node_name()

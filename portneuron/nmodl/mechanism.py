@@ -24,7 +24,7 @@ the conductance added to `node.d` (subtracted). Point-process currents [nA] are 
 
 from __future__ import annotations
 
-from portneuron.ir import F64, I32, Const, Expr, Kernel, Mechanism, Variable, Var
+from portneuron.ir import F64, I32, Const, Expr, Kernel, Mechanism, Var, Variable
 from portneuron.ir import Ion as IrIon
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
@@ -51,15 +51,23 @@ class Assembler:
                 self.tables[name] = (tables.describe(decl, block), block)
 
     # ------------------------------------------------------------------ common parts
-    def lowering(self, kb: KernelBuilder, where: tuple[str, str], use_tables: bool = True) -> KernelLowering:
+    def lowering(
+        self, kb: KernelBuilder, where: tuple[str, str], use_tables: bool = True
+    ) -> KernelLowering:
         lw = KernelLowering(self.d, kb, where)
         if use_tables:
             for table, block in self.tables.values():
                 tables.install_lookup(lw, table, block)
         return lw
 
-    def finish(self, lw: KernelLowering, body: list, instance: Expr | None = None, table_kernel: bool = False,
-               skip_store: frozenset[str] = frozenset()) -> Kernel:
+    def finish(
+        self,
+        lw: KernelLowering,
+        body: list,
+        instance: Expr | None = None,
+        table_kernel: bool = False,
+        skip_store: frozenset[str] = frozenset(),
+    ) -> Kernel:
         """Wrap `body` in loads of what it touched and stores of what it wrote."""
         kb, d = lw.kb, self.d
         with kb.capture() as prologue:
@@ -77,7 +85,9 @@ class Assembler:
                     if d.is_per_instance(name):
                         kb.array(f"mech.{name}", F64, "instance")
                         kb.store(f"mech.{name}", inst, Var(name, F64))
-                    elif (ion := d.ion_of(name)) is not None and ion.variable_role(name) != "current":
+                    elif (ion := d.ion_of(name)) is not None and ion.variable_role(
+                        name
+                    ) != "current":
                         index = kb.array(f"ion.{ion.name}.index", I32, "instance")[inst]
                         kb.array(f"ion.{ion.name}.{name}", F64, f"ion:{ion.name}")
                         kb.store(f"ion.{ion.name}.{name}", index, Var(name, F64))
@@ -86,7 +96,9 @@ class Assembler:
         kb.emit_all(epilogue)
         return kb.build()
 
-    def _source(self, kb: KernelBuilder, name: str, inst: Var, node: Var | None, table_kernel: bool) -> Expr:
+    def _source(
+        self, kb: KernelBuilder, name: str, inst: Var, node: Var | None, table_kernel: bool
+    ) -> Expr:
         d = self.d
         if name in ("v", "area", "diam"):
             assert node is not None
@@ -108,7 +120,10 @@ class Assembler:
 
         def net_send(node, args_ast) -> Expr:
             if not allowed:
-                raise lw.error("net_send is only allowed in NET_RECEIVE and INITIAL of point processes", "net_send")
+                raise lw.error(
+                    "net_send is only allowed in NET_RECEIVE and INITIAL of point processes",
+                    "net_send",
+                )
             if len(args_ast) != 2:
                 raise lw.error("net_send takes 2 arguments (delay, flag)", "net_send")
             delay, flag = (to_f64(lw.expr(a)) for a in args_ast)
@@ -131,7 +146,9 @@ class Assembler:
     # ------------------------------------------------------------------ kernels
     def init(self) -> Kernel:
         d = self.d
-        kb = KernelBuilder("init", "instance", "INITIAL: states from their <state>0 values, then the INITIAL block")
+        kb = KernelBuilder(
+            "init", "instance", "INITIAL: states from their <state>0 values, then the INITIAL block"
+        )
         lw = self.lowering(kb, ("INITIAL", ""))
         self.install_events(lw, allowed=d.kind != "density")
         kb.scalar("t")
@@ -148,9 +165,15 @@ class Assembler:
         currents = d.electrode if d.electrode else d.currents
         if not self.has_currents():
             return None
-        kb = KernelBuilder("current", "instance", "BREAKPOINT currents and their conductance into the cable equation")
+        kb = KernelBuilder(
+            "current",
+            "instance",
+            "BREAKPOINT currents and their conductance into the cable equation",
+        )
         lw = self.lowering(kb, ("BREAKPOINT", ""))
-        ion_currents = [(ion, w) for ion in d.ions for w in ion.write if ion.variable_role(w) == "current"]
+        ion_currents = [
+            (ion, w) for ion in d.ions for w in ion.write if ion.variable_role(w) == "current"
+        ]
         with kb.capture() as body:
             v = lw.touch("v")
             lw.bindings["v"] = kb.assign("pn.v_plus", b.add(v, DV))
@@ -194,7 +217,10 @@ class Assembler:
     def breakpoint_statements(self, lw: KernelLowering) -> None:
         lw.scopes.append({})
         for stmt in self.d.breakpoint.statement_block.statements:
-            if stmt.get_node_type_name() == "ExpressionStatement" and stmt.expression.get_node_type_name() == "SolveBlock":
+            if (
+                stmt.get_node_type_name() == "ExpressionStatement"
+                and stmt.expression.get_node_type_name() == "SolveBlock"
+            ):
                 continue
             lw.statement(stmt)
         lw.scopes.pop()
@@ -205,12 +231,17 @@ class Assembler:
         return [
             s.expression
             for s in self.d.breakpoint.statement_block.statements
-            if s.get_node_type_name() == "ExpressionStatement" and s.expression.get_node_type_name() == "SolveBlock"
+            if s.get_node_type_name() == "ExpressionStatement"
+            and s.expression.get_node_type_name() == "SolveBlock"
         ]
 
     def has_currents(self) -> bool:
         d = self.d
-        return d.breakpoint is not None and bool(d.electrode or d.currents) and d.kind != "artificial_cell"
+        return (
+            d.breakpoint is not None
+            and bool(d.electrode or d.currents)
+            and d.kind != "artificial_cell"
+        )
 
     def state(self) -> Kernel | None:
         solves = self.solves()
@@ -219,7 +250,9 @@ class Assembler:
         if not solves and not trailing:
             return None
         d = self.d
-        kb = KernelBuilder("state", "instance", "advance the states of SOLVE blocks by dt, at the new v")
+        kb = KernelBuilder(
+            "state", "instance", "advance the states of SOLVE blocks by dt, at the new v"
+        )
         lw = self.lowering(kb, ("BREAKPOINT", ""))
         with kb.capture() as body:
             for solve in solves:
@@ -238,19 +271,26 @@ class Assembler:
                     else:
                         raise self.d.error(
                             f"METHOD {method or '(none)'} for DERIVATIVE {name} is not supported; use cnexp or derivimplicit",
-                            ("BREAKPOINT", ""), method or "SOLVE",
+                            ("BREAKPOINT", ""),
+                            method or "SOLVE",
                         )
                 elif name in d.kinetics:
                     if method not in ("", "sparse"):
-                        raise self.d.error(f"METHOD {method} for KINETIC {name} is not supported; use sparse",
-                                           ("BREAKPOINT", ""), method)
+                        raise self.d.error(
+                            f"METHOD {method} for KINETIC {name} is not supported; use sparse",
+                            ("BREAKPOINT", ""),
+                            method,
+                        )
                     lw.where = ("KINETIC", name)
                     solvers.emit_implicit_step(lw, d.kinetics[name], kinetic=True)
                 elif name in d.procedures and method in ("", "after_cvode"):
                     lw.inline(d.procedures[name], [], returns=False)
                 else:
-                    raise self.d.error(f"SOLVE {name} METHOD {method}: no such block, or method not supported",
-                                       ("BREAKPOINT", ""), name)
+                    raise self.d.error(
+                        f"SOLVE {name} METHOD {method}: no such block, or method not supported",
+                        ("BREAKPOINT", ""),
+                        name,
+                    )
                 lw.on_statement.pop("DiffEqExpression", None)
             if trailing:
                 lw.where = ("BREAKPOINT", "")
@@ -263,8 +303,14 @@ class Assembler:
         if block is None:
             return None
         if d.kind == "density":
-            raise d.error("NET_RECEIVE needs a POINT_PROCESS or ARTIFICIAL_CELL", ("NET_RECEIVE", ""))
-        kb = KernelBuilder("net_receive", "event", "deliver one event per lane; lanes must target distinct instances")
+            raise d.error(
+                "NET_RECEIVE needs a POINT_PROCESS or ARTIFICIAL_CELL", ("NET_RECEIVE", "")
+            )
+        kb = KernelBuilder(
+            "net_receive",
+            "event",
+            "deliver one event per lane; lanes must target distinct instances",
+        )
         lw = self.lowering(kb, ("NET_RECEIVE", ""))
         self.install_events(lw, allowed=True)
         args = [p.get_node_name() for p in block.parameters]
@@ -273,9 +319,13 @@ class Assembler:
         with kb.capture() as body:
             netcon = kb.assign("pn.netcon", kb.array("event.netcon", I32, "event")[lane])
             lw.bind_assignable("t", "event.time", kb.array("event.t", F64, "event")[lane])
-            lw.bind_assignable("flag", "event.flag_value", kb.array("event.flag", F64, "event")[lane])
+            lw.bind_assignable(
+                "flag", "event.flag_value", kb.array("event.flag", F64, "event")[lane]
+            )
             for arg in args:
-                lw.bind_assignable(arg, f"arg.{arg}", kb.array(f"netcon.{arg}", F64, "netcon")[netcon])
+                lw.bind_assignable(
+                    arg, f"arg.{arg}", kb.array(f"netcon.{arg}", F64, "netcon")[netcon]
+                )
             for stmt in block.statement_block.statements:
                 if stmt.get_node_type_name() == "InitialBlock":
                     raise lw.error("INITIAL inside NET_RECEIVE is not supported yet", "INITIAL")
@@ -297,7 +347,9 @@ class Assembler:
 
     def mechanism(self) -> Mechanism:
         d = self.d
-        kernels = [tables.build_kernel(d, t, block, self.finish) for t, block in self.tables.values()]
+        kernels = [
+            tables.build_kernel(d, t, block, self.finish) for t, block in self.tables.values()
+        ]
         kernels.append(self.init())
         for make in (self.current, self.state, self.net_receive):
             kernel = make()
@@ -310,7 +362,9 @@ class Assembler:
             ions=tuple(IrIon(i.name, tuple(i.read), tuple(i.write), i.valence) for i in d.ions),
             kernels=tuple(kernels),
             tables=tuple(t for t, _ in self.tables.values()),
-            net_receive_args=tuple(p.get_node_name() for p in d.net_receive.parameters) if d.net_receive else (),
+            net_receive_args=tuple(p.get_node_name() for p in d.net_receive.parameters)
+            if d.net_receive
+            else (),
             electrode_current=bool(d.electrode),
             source=d.filename,
         )

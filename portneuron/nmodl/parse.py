@@ -55,8 +55,13 @@ def parse(source: str, filename: str = "<string>"):
     driver = nmodl_module().NmodlDriver()
     try:
         return driver.parse_string(source)
-    except RuntimeError as exc:
+    except Exception as exc:  # the C++ parser raises RuntimeError, and others on odd input
         text = str(exc).strip()
+        if not isinstance(exc, RuntimeError):
+            raise NmodlError(
+                f"the NMODL parser failed ({text}); check for unbalanced braces or VERBATIM",
+                filename,
+            ) from None
         match = _LOCATION.search(text)
         message = text.split("[Location")[0].strip().splitlines()[0] if text else "parse error"
         message = message.removeprefix("NMODL Parser Error :").strip() or "syntax error"
@@ -128,7 +133,9 @@ class SourceMap:
                 return number, match.start() + 1
         return None
 
-    def error(self, message: str, block: tuple[str, str] | None = None, word: str | None = None) -> NmodlError:
+    def error(
+        self, message: str, block: tuple[str, str] | None = None, word: str | None = None
+    ) -> NmodlError:
         """An `NmodlError` placed at `word` inside `block` (keyword, name), as well as known."""
         span = self.block(*block) if block else None
         place = None

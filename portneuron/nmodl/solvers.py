@@ -53,7 +53,9 @@ def install_cnexp(lowering: KernelLowering) -> None:
         try:
             f = to_sympy(value, execute(pre, {}))
         except NotSymbolic as exc:
-            raise lowering.error(f"cnexp cannot analyse the equation of {state!r}: {exc}", state) from None
+            raise lowering.error(
+                f"cnexp cannot analyse the equation of {state!r}: {exc}", state
+            ) from None
         a = sp.diff(f, x)
         if a.has(x):
             raise lowering.error(
@@ -68,7 +70,13 @@ def install_cnexp(lowering: KernelLowering) -> None:
             new = b.add(xv, b.mul(dt, to_ir(c)))
         else:
             a_ir = to_ir(a)
-            new = b.add(xv, b.mul(b.sub(1.0, b.call("exp", b.mul(dt, a_ir))), b.sub(b.div(b.neg(to_ir(c)), a_ir), xv)))
+            new = b.add(
+                xv,
+                b.mul(
+                    b.sub(1.0, b.call("exp", b.mul(dt, a_ir))),
+                    b.sub(b.div(b.neg(to_ir(c)), a_ir), xv),
+                ),
+            )
         lowering.assign(state, new)
 
     lowering.on_statement["DiffEqExpression"] = equation
@@ -135,13 +143,17 @@ class _ImplicitSystem:
         kf = to_f64(lw.expr(node.expression1))
         forward = kf
         for state, n in left:
-            forward = b.mul(forward, lw.touch(state) if n == 1 else b.pow_(lw.touch(state), float(n)))
+            forward = b.mul(
+                forward, lw.touch(state) if n == 1 else b.pow_(lw.touch(state), float(n))
+            )
         flux = forward
         if op == "<->":
             kb_ = to_f64(lw.expr(node.expression2))
             backward = kb_
             for state, n in right:
-                backward = b.mul(backward, lw.touch(state) if n == 1 else b.pow_(lw.touch(state), float(n)))
+                backward = b.mul(
+                    backward, lw.touch(state) if n == 1 else b.pow_(lw.touch(state), float(n))
+                )
             flux = b.sub(forward, backward)
         elif op != "->":
             raise lw.error(f"reaction operator {op!r} is not supported", op)
@@ -179,15 +191,16 @@ def emit_implicit_step(lowering: KernelLowering, block, kinetic: bool) -> None:
         env = execute(body, {})
         f = [env[system.derivative[s]] for s in states]
         volume = {s: to_sympy(v, env) for s, v in system.volume.items()}
-        conserve = [([(symbol(s), n) for s, n in terms], to_sympy(total, env)) for terms, total in system.conserve]
+        conserve = [
+            ([(symbol(s), n) for s, n in terms], to_sympy(total, env))
+            for terms, total in system.conserve
+        ]
     except NotSymbolic as exc:
         raise lowering.error(f"cannot solve this block implicitly: {exc}", None) from None
     x = [symbol(s) for s in states]
     old = {s: symbol(f"old.{s}") for s in states}
     dt = symbol(lowering.read("dt").name)
-    residual = [
-        xi - old[s] - dt * fi / volume.get(s, 1) for s, xi, fi in zip(states, x, f)
-    ]
+    residual = [xi - old[s] - dt * fi / volume.get(s, 1) for s, xi, fi in zip(states, x, f)]
     for terms, total in conserve:  # replaces the equation of the last species named
         replaced = states.index(terms[-1][0].name)
         residual[replaced] = sum(n * sym for sym, n in terms) - total
@@ -206,7 +219,9 @@ def emit_implicit_step(lowering: KernelLowering, block, kinetic: bool) -> None:
                 converged: Expr = Const(True, BOOL)
                 for s, d in zip(states, dx):
                     scale = b.max_(b.call("fabs", Var(s, F64)), 1.0)
-                    converged = b.and_(converged, b.le(b.call("fabs", d), b.mul(NEWTON_RTOL, scale)))
+                    converged = b.and_(
+                        converged, b.le(b.call("fabs", d), b.mul(NEWTON_RTOL, scale))
+                    )
                 kb.assign("newton.done", converged)
     kb.emit_all(body)  # assigned variables take their values at the solution
     for s in states:
@@ -223,7 +238,12 @@ def _newton_update(lowering: KernelLowering, states, residual, jacobian) -> list
         kb.assign(sym.name, to_ir(value))
     g = [kb.assign(f"g.{i}", to_ir(reduced[i])) for i in range(n)]
     m: list[list[Expr | None]] = [
-        [None if reduced[n + i * n + j] == 0 else kb.assign(f"j.{i}.{j}", to_ir(reduced[n + i * n + j])) for j in range(n)]
+        [
+            None
+            if reduced[n + i * n + j] == 0
+            else kb.assign(f"j.{i}.{j}", to_ir(reduced[n + i * n + j]))
+            for j in range(n)
+        ]
         for i in range(n)
     ]
     for k in range(n):  # forward elimination, skipping structural zeros

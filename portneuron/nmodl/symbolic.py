@@ -16,6 +16,7 @@ from portneuron.ir import (
     Call,
     Cast,
     Const,
+    DType,
     Expr,
     If,
     Select,
@@ -56,7 +57,11 @@ def to_sympy(e: Expr, env: dict[str, sp.Basic]) -> sp.Basic:
         case Const(value=value, dtype=dtype):
             if dtype == BOOL:
                 return sp.true if value else sp.false
-            return sp.Integer(int(value)) if float(value).is_integer() and abs(value) < 2**53 else sp.Float(value)
+            return (
+                sp.Integer(int(value))
+                if float(value).is_integer() and abs(value) < 2**53
+                else sp.Float(value)
+            )
         case Var(name=name):
             return env[name] if name in env else symbol(name)
         case Unary(op="neg", operand=operand):
@@ -68,8 +73,10 @@ def to_sympy(e: Expr, env: dict[str, sp.Basic]) -> sp.Basic:
         case Call(fn=fn, args=args) if fn in _TO_SYMPY_CALL:
             return _TO_SYMPY_CALL[fn](*(to_sympy(a, env) for a in args))
         case Select(cond=cond, then=then, otherwise=otherwise):
-            return sp.Piecewise((to_sympy(then, env), to_sympy(cond, env)), (to_sympy(otherwise, env), True))
-        case Cast(dtype=F64, operand=operand):
+            return sp.Piecewise(
+                (to_sympy(then, env), to_sympy(cond, env)), (to_sympy(otherwise, env), True)
+            )
+        case Cast(dtype=DType.F64, operand=operand):
             return to_sympy(operand, env)
     raise NotSymbolic(f"cannot represent {e!r} symbolically")
 

@@ -35,7 +35,11 @@ def describe(decl: Declarations, block) -> Table:
         raise decl.error(f"TABLE in {name!r} needs exactly one argument", where, "TABLE")
     outputs = tuple(v.get_node_name() for v in stmt.table_vars) or (name,)
     try:
-        lo, hi, n = number(getattr(stmt, "from")), number(stmt.to), int(number(getattr(stmt, "with")))
+        lo, hi, n = (
+            number(getattr(stmt, "from")),
+            number(stmt.to),
+            int(number(getattr(stmt, "with"))),
+        )
     except ValueError:
         raise decl.error("TABLE bounds must be numbers", where, "TABLE") from None
     if n < 1 or not hi > lo:
@@ -116,7 +120,9 @@ def build_kernel(decl: Declarations, table: Table, block, finish) -> object:
     `finish(lowering, body)` assembles loads of what the body touched (globals such as
     celsius; per-instance variables start at 0, since a table cannot depend on them).
     """
-    kb = KernelBuilder(f"table_{table.name}", lanes="table point", doc=f"fill TABLE of {table.name}")
+    kb = KernelBuilder(
+        f"table_{table.name}", lanes="table point", doc=f"fill TABLE of {table.name}"
+    )
     keyword = "FUNCTION" if block.get_node_type_name() == "FunctionBlock" else "PROCEDURE"
     lowering = KernelLowering(decl, kb, (keyword, table.name))
     x = kb.array(f"table.{table.name}.x", F64, "table")
@@ -130,7 +136,9 @@ def build_kernel(decl: Declarations, table: Table, block, finish) -> object:
             kb.store(array_name(table, out), kb.lane, stored)
     for out in table.outputs:
         if keyword != "FUNCTION" and out not in lowering.written:
-            raise decl.error(f"TABLE output {out!r} is not assigned by {table.name}", (keyword, table.name), out)
+            raise decl.error(
+                f"TABLE output {out!r} is not assigned by {table.name}", (keyword, table.name), out
+            )
     return finish(lowering, body, table_kernel=True)
 
 
