@@ -83,7 +83,7 @@ def fold_expr(e: Expr) -> Expr:
             return Select(cond, fold_expr(then), fold_expr(otherwise))
         case Cast(dtype=dtype, operand=operand):
             operand = fold_expr(operand)
-            if isinstance(operand, Const):
+            if isinstance(operand, Const) and (dtype == F64 or np.isfinite(operand.value)):
                 value = np.trunc(operand.value) if dtype != F64 else operand.value
                 return _const(value, Cast(dtype, operand))
             return Cast(dtype, operand)

@@ -15,7 +15,7 @@ from portneuron.ir import F64, I32, Const, Expr, Table, Var
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 
-from .declarations import Declarations, number, text
+from .declarations import Declarations, number
 from .lower import KernelLowering, to_f64
 
 
@@ -140,6 +140,3 @@ def build_kernel(decl: Declarations, table: Table, block, finish) -> object:
                 f"TABLE output {out!r} is not assigned by {table.name}", (keyword, table.name), out
             )
     return finish(lowering, body, table_kernel=True)
-
-
-__all__ = ["build_kernel", "describe", "grid", "install_lookup", "table_statement", "text"]
