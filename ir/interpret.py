@@ -115,12 +115,12 @@ class _Run:
                 return np.arange(self.n, dtype=np.int32)
             case Load(array=array, index=index):
                 idx = self.eval(index)
+                data = self.arrays[array]
                 if self.mask is None or np.ndim(idx) == 0:
-                    return self.arrays[array][idx]
-                # Inactive lanes may hold indices out of range (a finished loop): skip them.
-                out = np.zeros(self.n, dtype=self.arrays[array].dtype)
-                out[self.mask] = self.arrays[array][np.broadcast_to(idx, (self.n,))[self.mask]]
-                return out
+                    return data[idx]
+                # Inactive lanes may hold indices out of range (a finished loop): they read
+                # a clipped element, and whatever they read is never used.
+                return data.take(idx, mode="clip") if len(data) else np.zeros(self.n, data.dtype)
             case Unary(op="neg", operand=operand):
                 return np.negative(self.eval(operand))
             case Unary(operand=operand):
@@ -139,8 +139,9 @@ class _Run:
 
     def lanes_of(self, value: Any, mask: np.ndarray | None) -> np.ndarray:
         """`value` as one element per active lane."""
-        full = np.broadcast_to(value, (self.n,))
-        return full if mask is None else full[mask]
+        if np.ndim(value) == 0:
+            value = np.full(self.n, value)
+        return value if mask is None else value[mask]
 
     def block(self, body: tuple[Stmt, ...], mask: np.ndarray | None) -> None:
         outer, self.mask = self.mask, mask

@@ -260,6 +260,9 @@ class Mechanism:
     electrode_current: bool = False
     source: str = ""
     notes: tuple[str, ...] = field(default=())
+    #: NEURON's per-instance data fields in its order (as datasets store them), hidden
+    #: ones included (`Dm`, `v`, `_g`, `_tsav`, ion copies).
+    layout: tuple[str, ...] = ()
 
     def kernel(self, name: str) -> Kernel | None:
         return next((k for k in self.kernels if k.name == name), None)

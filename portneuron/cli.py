@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .backends.base import BackendUnavailable
 from .errors import PortneuronError
 
 
@@ -53,6 +54,59 @@ def cmd_backends(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Simulate a dataset NEURON wrote with nrncore_write, like CoreNEURON's special-core."""
+    import json
+    import resource
+    import time
+
+    from .backends import load_backend
+    from .io.dataset import load_dataset
+    from .io.spikes import write_spikes
+    from .library import MechanismLibrary
+    from .sim.simulation import Simulation
+
+    if not args.tstop >= 0:
+        raise PortneuronError(f"-e/--tstop must be >= 0, not {args.tstop}")
+    outdir = Path(args.outpath)
+    if outdir.exists() and not outdir.is_dir():
+        raise PortneuronError(f"{outdir}: -o needs a folder, and this is a file")
+    start = time.perf_counter()
+    backend = load_backend(args.backend)
+    model = load_dataset(args.datpath, MechanismLibrary(args.mechanisms))
+    dt = args.dt if args.dt is not None else model.dt
+    sim = Simulation(model, backend, dt=dt)
+    sim.finitialize(args.voltage)
+    setup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    result = sim.run(args.tstop, initialize=False)
+    simulate_s = time.perf_counter() - start
+    outdir.mkdir(parents=True, exist_ok=True)
+    write_spikes(outdir / "out.dat", result.spikes)
+    compartment_steps = model.nodes.count * max(result.steps, 1)
+    summary = {
+        "cells": model.ncell,
+        "compartments": model.nodes.count,
+        "spikes": len(result.spikes),
+        "setup_s": round(setup_s, 6),
+        "simulate_s": round(simulate_s, 6),
+        "ns_per_compartment_step": round(simulate_s * 1e9 / compartment_steps, 3),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "backend": backend.name,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"{summary['cells']} cells, {summary['compartments']} compartments, "
+            f"{summary['spikes']} spikes to {outdir / 'out.dat'}\n"
+            f"setup {setup_s:.3f} s, simulate {simulate_s:.3f} s "
+            f"({summary['ns_per_compartment_step']} ns per compartment-step, "
+            f"backend {backend.name}, peak RSS {summary['peak_rss_mib']} MiB)"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portneuron", description=__doc__)
     parser.add_argument("--version", action="version", version=f"portneuron {_version()}")
@@ -67,6 +121,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--emit", choices=["ir"], default="ir", help="what to print (default: ir)")
     p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", help="simulate a NEURON dataset (nrncore_write) and write out.dat")
+    p.add_argument("-d", "--datpath", required=True, help="folder NEURON's nrncore_write wrote")
+    p.add_argument("-e", "--tstop", type=float, default=100.0, help="stop time [ms] (100)")
+    p.add_argument("--dt", type=float, default=None, help="time step [ms] (the dataset's)")
+    p.add_argument("-o", "--outpath", default=".", help="folder for out.dat (.)")
+    p.add_argument(
+        "-v",
+        "--voltage",
+        type=float,
+        default=None,
+        help="initial voltage [mV] (default: the dataset's voltages)",
+    )
+    p.add_argument("--backend", default="numpy", help="numpy (default), llvm or cuda")
+    p.add_argument(
+        "--mechanisms",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="folder of .mod files for mechanisms that are not NEURON built-ins",
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("backends", help="list backends and whether they can run here")
     p.set_defaults(func=cmd_backends)
@@ -83,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except PortneuronError as exc:
+    except (PortneuronError, BackendUnavailable) as exc:
         print(f"portneuron: error: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:

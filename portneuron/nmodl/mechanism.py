@@ -367,4 +367,51 @@ class Assembler:
             else (),
             electrode_current=bool(d.electrode),
             source=d.filename,
+            layout=data_layout(d),
         )
+
+
+def data_layout(d: Declarations) -> tuple[str, ...]:
+    """The order in which NEURON (nocmodl) stores a mechanism's per-instance values.
+
+    RANGE PARAMETERs, RANGE ASSIGNEDs (currents are implicitly RANGE), STATEs, then the rest
+    in declaration order (other ASSIGNEDs, each D<state> where its state was declared, ion
+    variables), then `v`, `_g` with a BREAKPOINT and `_tsav` with a NET_RECEIVE. Ion
+    variables, `v` and simulator names never count as RANGE.
+    """
+    simulator = {"v", "t", "dt", "celsius", "area", "diam"}
+    range_names = d.range_names | set(d.nonspecific) | set(d.electrode)
+    order = [v for v in d.variables.values() if v.kind != "random" and v.name not in simulator]
+    ion_vars = {n for ion in d.ions for n in ion.read + ion.write}
+
+    def stored(v) -> bool:  # in the p array at all: GLOBAL and plain PARAMETERs are not
+        if v.name in ion_vars:
+            return True
+        if v.name in d.global_names:
+            return False
+        return v.kind != "parameter" or v.name in range_names
+
+    def ranged(v) -> bool:
+        return v.name in range_names and v.name not in ion_vars and stored(v)
+
+    layout = [v.name for v in order if v.kind == "parameter" and ranged(v)]
+    layout += [v.name for v in order if v.kind == "assigned" and ranged(v)]
+    layout += [v.name for v in order if v.kind == "state" and v.name not in ion_vars]
+    for v in order:
+        if v.kind == "state":
+            if v.name in ion_vars:
+                layout.append(v.name)
+            layout.append(f"D{v.name}")
+        elif stored(v) and not ranged(v) and v.kind != "parameter" or v.name in ion_vars:
+            if v.name not in layout:
+                layout.append(v.name)
+    for ion in d.ions:  # ion variables used without a declaration
+        for name in ion.read + ion.write:
+            if name not in layout:
+                layout.append(name)
+    layout.append("v")
+    if d.breakpoint is not None:
+        layout.append("_g")
+    if d.net_receive is not None:
+        layout.append("_tsav")
+    return tuple(layout)

@@ -1,0 +1,98 @@
+"""Direct mode: simulate the model currently built in NEURON, from Python, in one call.
+
+The counterpart of `coreneuron.enable = True`: NEURON builds and initialises the model,
+portneuron runs it and hands back spikes and voltage traces. The transfer goes through
+NEURON's own writer (`ParallelContext.nrncore_write`) into a temporary folder that is
+removed afterwards, so the model portneuron runs is exactly the one CoreNEURON would get.
+As with CoreNEURON, every cell needs a gid (`pc.set_gid2node` and `pc.cell`).
+
+    from neuron import h
+    import portneuron.direct
+    ...build the model...
+    h.finitialize(-65)
+    result = portneuron.direct.run(50.0, record=[soma(0.5), dend(0.3)])
+    result.spikes, result.t, result.v[soma(0.5)]
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from portneuron.errors import PortneuronError
+
+
+@dataclass
+class DirectResult:
+    spikes: list[tuple[float, int]]  # (t [ms], gid), sorted by time then gid
+    t: np.ndarray  # [ms], t = 0 and the end of every step
+    traces: list[np.ndarray]  # v [mV] of each requested segment, in request order
+    segments: list[Any]
+
+    def v(self, segment) -> np.ndarray:
+        """The voltage trace of a recorded segment."""
+        for seg, trace in zip(self.segments, self.traces):
+            if seg.sec == segment.sec and seg.x == segment.x:
+                return trace
+        raise KeyError(f"{segment} was not recorded")
+
+
+def run(
+    tstop: float,
+    record: Sequence[Any] = (),
+    backend: str = "numpy",
+    dt: float | None = None,
+    mechanisms: Iterable[str | Path] = (),
+) -> DirectResult:
+    """Run NEURON's current model in portneuron from t = 0 to `tstop` [ms].
+
+    Call `h.finitialize(v_init)` first, as for CoreNEURON. `record` lists segments
+    (`sec(x)`) whose voltage is returned at t = 0 and after every step; `dt` defaults to
+    NEURON's `h.dt`; `mechanisms` are folders of the model's non-built-in `.mod` files.
+    """
+    from neuron import h
+
+    from portneuron.backends import load_backend
+    from portneuron.io.dataset import load_dataset
+    from portneuron.library import MechanismLibrary
+    from portneuron.sim.simulation import Simulation
+
+    pc = h.ParallelContext()
+    wanted = [(_group_of(pc, seg), seg.node_index()) for seg in record]
+    with tempfile.TemporaryDirectory(prefix="portneuron-direct-") as tmp:
+        try:
+            pc.nrncore_write(tmp)
+        except RuntimeError as exc:
+            raise PortneuronError(
+                f"NEURON could not hand over the model ({exc}); build it with gids "
+                f"(pc.set_gid2node, pc.cell) and call h.finitialize() before portneuron.direct.run"
+            ) from None
+        groups = [int(g) for g in Path(tmp, "files.dat").read_text().split()[2:]]
+        model = load_dataset(tmp, MechanismLibrary(mechanisms))
+    nodes = []
+    for seg, (thread, index) in zip(record, wanted):
+        if thread >= len(groups):
+            raise PortneuronError(f"{seg}: its thread wrote no cell group (does it have a gid?)")
+        nodes.append(model.node_of(groups[thread], index))
+    sim = Simulation(model, load_backend(backend), dt=h.dt if dt is None else dt)
+    result = sim.run(tstop, record=nodes)
+    traces = [result.v[:, k].copy() for k in range(len(nodes))]
+    return DirectResult(result.spikes, result.t, traces, list(record))
+
+
+def _group_of(pc, seg) -> int:
+    """The thread (so the cell group) that simulates `seg`."""
+    from neuron import h
+
+    if int(pc.nthread()) == 1:
+        return 0
+    root = h.SectionRef(sec=seg.sec).root
+    for thread in range(int(pc.nthread())):
+        if any(sec == root for sec in pc.get_partition(thread)):
+            return thread
+    raise PortneuronError(f"{seg}: not in any thread's partition")

@@ -1,0 +1,1 @@
+"""Reading models in and writing results out."""

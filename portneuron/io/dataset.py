@@ -1,0 +1,509 @@
+"""Reading NEURON's offline dataset (`ParallelContext.nrncore_write`, format 1.8) into a Model.
+
+The files: `files.dat` (group ids), `bbcore_mech.dat` (mechanism types), `globals.dat`,
+then per cell group `<g>_1.dat` (spike sources, NetCon sources) and `<g>_2.dat` (nodes,
+mechanism data, thresholds, NetCon targets, weights and delays, VecPlay). The layout is
+NEURON's (src/coreneuron/io/nrn_setup.cpp and phase2.cpp document it). Groups are merged
+into one Model; mechanisms are resolved by name through a MechanismLibrary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from portneuron.ir import Mechanism, Variable
+from portneuron.library import MechanismLibrary
+from portneuron.model import (
+    IonSet,
+    MechanismSet,
+    Model,
+    NetCons,
+    Nodes,
+    Presyns,
+    VecPlay,
+    cells_contiguous,
+)
+
+from .datfile import DatasetError, DatFile
+
+CAPACITANCE = Mechanism(
+    "capacitance",
+    "density",
+    (Variable("cm", "parameter", "uF/cm2", 1.0), Variable("i_cap", "assigned", "mA/cm2")),
+    layout=("cm", "i_cap"),
+)
+
+#: NEURON's ion data fields, in order, for ion `x`.
+ION_FIELDS = ("e{}", "{}i", "{}o", "i{}", "di{}dv")
+
+UNSUPPORTED = {
+    "extracellular": "the extracellular mechanism is not supported",
+    "fastpas": "fastpas is not supported",
+}
+
+
+@dataclass
+class MechType:
+    name: str
+    type_id: int
+    point_type: int
+    artificial: bool
+    is_ion: bool
+    param_size: int
+    dparam_size: int
+    charge: float = 0.0
+
+
+@dataclass
+class Group:
+    """One `<g>_1.dat` + `<g>_2.dat` as read, before merging."""
+
+    gid: int
+    ncell: int
+    parent: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    area: np.ndarray
+    v: np.ndarray
+    diam: np.ndarray
+    mechs: list[tuple[MechType, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    output_gid: np.ndarray
+    output_vindex: np.ndarray
+    threshold: np.ndarray
+    netcon_srcgid: np.ndarray
+    netcon_type: np.ndarray
+    netcon_index: np.ndarray
+    weights: np.ndarray
+    delays: np.ndarray
+    vecplay: list[tuple[int, int, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+
+def load_dataset(directory: str | Path, library: MechanismLibrary | None = None) -> Model:
+    """Read the dataset in `directory` into one Model."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DatasetError(f"{directory}: no such folder; -d needs the folder nrncore_write wrote")
+    library = library or MechanismLibrary()
+    groups_ids = read_files_dat(directory / "files.dat")
+    types = read_mech_types(directory / "bbcore_mech.dat")
+    globals_ = read_globals(directory / "globals.dat")
+    groups = [read_group(directory, g, types) for g in groups_ids]
+    return merge(groups, types, globals_, library, str(directory))
+
+
+def read_files_dat(path: Path) -> list[int]:
+    f = DatFile(path)
+    f.version()
+    n = f.integer("the number of cell groups")
+    if n == -1:
+        raise f.error(
+            "the model has gap junctions, which portneuron does not support yet; "
+            "remove pc.setup_transfer() from the model"
+        )
+    if n < 0:
+        raise f.error(f"negative number of cell groups ({n}); the file is damaged")
+    ids = f.integers("a cell group id", n)
+    return [g for g in ids if g != -1]
+
+
+def read_mech_types(path: Path) -> dict[int, MechType]:
+    f = DatFile(path)
+    f.version()
+    count = f.integer("the number of mechanism types")
+    types: dict[int, MechType] = {}
+    for _ in range(2, count):
+        text = f.line("a mechanism line")
+        words = text.split()
+        try:
+            name = words[0]
+            type_id, pnt, art, ion, psize, dsize = (int(w) for w in words[1:7])
+        except (IndexError, ValueError):
+            raise f.error(f"expected a mechanism line, found {text[:60]!r}") from None
+        mt = MechType(name, type_id, pnt, bool(art), bool(ion), psize, dsize)
+        if mt.is_ion:
+            try:
+                mt.charge = float(f.line("the ion's charge").split()[0])
+            except (IndexError, ValueError):
+                raise f.error(f"expected the charge of ion {name}") from None
+        types[type_id] = mt
+    return types
+
+
+def read_globals(path: Path) -> dict[str, float]:
+    f = DatFile(path)
+    f.version()
+    values: dict[str, float] = {}
+    while True:
+        text = f.line("a global value or the '0 0' terminator")
+        words = text.split()
+        if words == ["0", "0"]:
+            break
+        if len(words) == 1 and words[0].endswith("]") and "[" in words[0]:
+            name, n = words[0][:-1].split("[")
+            for _ in range(int(n)):
+                f.line(f"a value of {name}")
+            continue
+        try:
+            values[words[0]] = float(words[1])
+        except (IndexError, ValueError):
+            raise f.error(f"expected 'name value', found {text[:60]!r}") from None
+    for name in ("secondorder", "Random123_globalindex"):
+        text = f.line(name)
+        words = text.split()
+        if len(words) != 2 or words[0] != name:
+            raise f.error(f"expected '{name} N', found {text[:60]!r}")
+        values[name] = float(words[1])
+    return values
+
+
+def read_group(directory: Path, gid: int, types: dict[int, MechType]) -> Group:
+    f1 = DatFile(directory / f"{gid}_1.dat")
+    f1.version()
+    npresyn = f1.integer("npresyn")
+    nnetcon = f1.integer("nnetcon")
+    output_gid = f1.array("i4", npresyn, "output gids")
+    srcgid = f1.array("i4", nnetcon, "NetCon source gids")
+    f1.end()
+
+    f = DatFile(directory / f"{gid}_2.dat", f1.checkpoint)
+    f.version()
+    ncell = f.integer("n_real_cell")
+    f.integer("ngid")
+    nreal = f.integer("n_real_gid")
+    nnode = f.integer("nnode")
+    ndiam = f.integer("ndiam")
+    nmech = f.integer("nmech")
+    mech_list = []
+    for _ in range(nmech):
+        type_id = f.integer("a mechanism type")
+        count = f.integer("a mechanism's instance count")
+        if type_id not in types:
+            raise f.error(
+                f"mechanism type {type_id} is not in bbcore_mech.dat; the dataset is damaged"
+            )
+        mech_list.append((types[type_id], count))
+    f.integer("nidata")
+    f.integer("nvdata")
+    nweight = f.integer("nweight")
+    parent = f.array("i4", nnode, "parent indices")
+    a = f.array("f8", nnode, "a")
+    b = f.array("f8", nnode, "b")
+    area = f.array("f8", nnode, "area")
+    v = f.array("f8", nnode, "v")
+    diam = f.array("f8", nnode, "diam") if ndiam > 0 else np.zeros(nnode)
+    mechs = []
+    for mt, n in mech_list:
+        nodeindices = (
+            np.zeros(0, np.int32) if mt.artificial else f.array("i4", n, f"{mt.name} node indices")
+        )
+        data = f.array("f8", n * mt.param_size, f"{mt.name} data").reshape(n, mt.param_size)
+        pdata = np.zeros((n, 0), np.int32)
+        random = np.zeros(0, np.uint32)
+        if mt.dparam_size > 0:
+            pdata = f.array("i4", n * mt.dparam_size, f"{mt.name} pdata").reshape(n, -1)
+            npointer = f.integer("npointer")
+            if npointer > 0:
+                raise f.error(f"{mt.name} has POINTER variables, which portneuron does not support")
+            nrandom = f.integer("nmodlrandom")
+            if nrandom > 0:
+                random = f.array("u4", nrandom, f"{mt.name} random streams")
+        mechs.append((mt, nodeindices, data, pdata, random))
+    if ncell > nnode or (ncell > 0 and (parent[ncell:] >= np.arange(ncell, nnode)).any()):
+        raise f.error("parent indices are not in tree order; the file is damaged")
+    vindex = f.array("i4", npresyn, "output_vindex")
+    threshold = f.array("f8", nreal, "thresholds")
+    nc_type = f.array("i4", nnetcon, "NetCon target types")
+    nc_index = f.array("i4", nnetcon, "NetCon target instances")
+    weights = f.array("f8", nweight, "NetCon weights")
+    delays = f.array("f8", nnetcon, "NetCon delays")
+    nbcp = f.integer("bbcorepointer count")
+    if nbcp > 0:
+        raise f.error("BBCOREPOINTER data is not supported")
+    vecplay = []
+    for _ in range(f.integer("the VecPlay count")):
+        vtype, mtype, ix, size = f.integers("a VecPlay field", 4)
+        if vtype != 4:
+            raise f.error(f"VecPlay type {vtype} is not supported (only continuous play, 4)")
+        y = f.array("f8", size, "VecPlay values")
+        t = f.array("f8", size, "VecPlay times")
+        vecplay.append((mtype, ix, y, t))
+    f.end()
+    return Group(
+        gid, ncell, parent, a, b, area, v, diam, mechs, output_gid, vindex, threshold,
+        srcgid, nc_type, nc_index, weights, delays, vecplay,
+    )  # fmt: skip
+
+
+def merge(
+    groups: list[Group],
+    types: dict[int, MechType],
+    globals_: dict[str, float],
+    library: MechanismLibrary,
+    source: str,
+) -> Model:
+    """One Model from the groups: nodes cell by cell, instances of a type together."""
+    order: list[int] = []
+    for g in groups:
+        prev = -1
+        for mt, *_ in g.mechs:
+            if mt.type_id not in order:
+                order.insert(order.index(prev) + 1 if prev in order else len(order), mt.type_id)
+            prev = mt.type_id
+    order.sort(key=lambda t: types[t].artificial)  # artificial cells after the rest, stably
+
+    mechanisms = {}
+    for type_id in order:
+        mt = types[type_id]
+        where = f"{source}/bbcore_mech.dat"
+        if mt.name in UNSUPPORTED:
+            raise DatasetError(f"{where}: {UNSUPPORTED[mt.name]} (the model uses {mt.name})")
+        if mt.is_ion:
+            continue
+        mech = CAPACITANCE if mt.name == "capacitance" else library.get(mt.name, source)
+        if len(mech.layout) != mt.param_size:
+            raise DatasetError(
+                f"{where}: {mt.name} stores {mt.param_size} values per instance, but "
+                f"{mech.source or mt.name} gives {len(mech.layout)}; use the .mod file NEURON used"
+            )
+        mechanisms[type_id] = mech
+
+    # nodes
+    node_parts, first_parts, node_offset, perm_inv = [], [np.zeros(1, np.int32)], [], []
+    src_node, src_group = [], []
+    base = 0
+    for g in groups:
+        n = len(g.v)
+        perm, first = cells_contiguous(g.parent, g.ncell)
+        inverse = np.empty(n, np.int64)
+        inverse[perm] = np.arange(n)
+        parent = np.where(np.arange(n) < g.ncell, -1, g.parent)[perm]
+        parent = np.where(parent >= 0, inverse[np.maximum(parent, 0)], -1) + np.where(
+            parent >= 0, base, 0
+        )
+        node_parts.append((parent, g.a[perm], g.b[perm], g.area[perm], g.v[perm], g.diam[perm]))
+        first_parts.append(first[1:] + base)
+        node_offset.append(base)
+        perm_inv.append(inverse)
+        src_node.append(perm)
+        src_group.append(np.full(n, g.gid))
+        base += n
+    cols = [np.concatenate([p[k] for p in node_parts]) for k in range(6)]
+    nodes = Nodes(
+        cols[0].astype(np.int32), cols[1], cols[2], cols[3], cols[4], cols[5],
+        np.concatenate(first_parts).astype(np.int32),
+    )  # fmt: skip
+
+    def node_map(gi: int, idx: np.ndarray) -> np.ndarray:
+        return (perm_inv[gi][idx] + node_offset[gi]).astype(np.int32)
+
+    # ions
+    ions: dict[int, IonSet] = {}
+    ion_offsets: dict[tuple[int, int], int] = {}
+    for type_id in order:
+        mt = types[type_id]
+        if not mt.is_ion:
+            continue
+        x = mt.name.removesuffix("_ion")
+        parts = [(gi, m) for gi, g in enumerate(groups) for m in g.mechs if m[0].type_id == type_id]
+        nodes_idx, data, style = [], [], []
+        count = 0
+        for gi, (_, ni, d, pd, _) in parts:
+            ion_offsets[(gi, type_id)] = count
+            count += len(ni)
+            nodes_idx.append(node_map(gi, ni))
+            data.append(d)
+            style.append(pd[:, 0] if pd.shape[1] else np.zeros(len(ni), np.int32))
+        block = np.concatenate(data)
+        ions[type_id] = IonSet(
+            x, mt.charge, type_id, np.concatenate(nodes_idx),
+            {f.format(x): block[:, k].copy() for k, f in enumerate(ION_FIELDS)},
+            np.concatenate(style).astype(np.int32),
+            float(globals_.get(f"{x}i0_{mt.name}", 1.0)),
+            float(globals_.get(f"{x}o0_{mt.name}", 1.0)),
+        )  # fmt: skip
+    ion_at_node = {}
+    for ion in ions.values():
+        at = np.full(nodes.count, -1, np.int64)
+        at[ion.node_index] = np.arange(ion.count)
+        ion_at_node[ion.name] = at
+
+    # mechanism sets
+    sets: list[MechanismSet] = []
+    set_of: dict[int, int] = {}
+    instance_offset: dict[tuple[int, int], int] = {}
+    for type_id, mech in mechanisms.items():
+        mt = types[type_id]
+        parts = [(gi, m) for gi, g in enumerate(groups) for m in g.mechs if m[0].type_id == type_id]
+        count = 0
+        node_idx, blocks, randoms = [], [], []
+        for gi, (_, ni, d, _, rnd) in parts:
+            instance_offset[(gi, type_id)] = count
+            count += len(d)
+            node_idx.append(node_map(gi, ni))
+            blocks.append(d)
+            randoms.append(rnd)
+        block = np.concatenate(blocks) if blocks else np.zeros((0, mt.param_size))
+        known = {v.name for v in mech.variables if v.per_instance}
+        data = {name: block[:, k].copy() for k, name in enumerate(mech.layout) if name in known}
+        _random_streams(mech, randoms, [len(b) for b in blocks], data)
+        node_index = np.concatenate(node_idx).astype(np.int32)
+        ion_index = {}
+        for ion in mech.ions:
+            if ion.name not in ion_at_node:
+                raise DatasetError(
+                    f"{source}: {mech.name} uses ion {ion.name}, which the dataset lacks"
+                )
+            idx = ion_at_node[ion.name][node_index]
+            if (idx < 0).any():
+                raise DatasetError(
+                    f"{source}: {mech.name} sits on a node without ion {ion.name}; the dataset is damaged"
+                )
+            ion_index[ion.name] = idx.astype(np.int32)
+        mglobals = {
+            v.name: globals_[f"{v.name}_{mech.name}"]
+            for v in mech.variables
+            if not v.per_instance and f"{v.name}_{mech.name}" in globals_
+        }
+        if f"usetable_{mech.name}" in globals_:
+            mglobals["usetable"] = globals_[f"usetable_{mech.name}"]
+        set_of[type_id] = len(sets)
+        sets.append(MechanismSet(mech, type_id, node_index, data, ion_index, mglobals, count))
+
+    presyns, code_to_presyn = _presyns(groups, node_map, set_of, instance_offset, source)
+    netcons = _netcons(groups, presyns, code_to_presyn, set_of, instance_offset, sets, source)
+    vecplay = []
+    for gi, g in enumerate(groups):
+        for mtype, ix, y, t in g.vecplay:
+            if mtype not in set_of:
+                raise DatasetError(
+                    f"{source}: VecPlay into mechanism type {mtype}, which has no instances"
+                )
+            mset = sets[set_of[mtype]]
+            inst, fld = divmod(ix, types[mtype].param_size)
+            vecplay.append(
+                VecPlay(
+                    set_of[mtype],
+                    mset.mechanism.layout[fld],
+                    inst + instance_offset[(gi, mtype)],
+                    t,
+                    y,
+                )
+            )
+    return Model(
+        nodes=nodes,
+        mechanisms=sets,
+        ions=list(ions.values()),
+        presyns=presyns,
+        netcons=netcons,
+        vecplay=vecplay,
+        celsius=globals_.get("celsius", 6.3),
+        secondorder=int(globals_.get("secondorder", 0)),
+        dt=globals_.get("dt", 0.025),
+        source_node=np.concatenate(src_node).astype(np.int64),
+        source_group=np.concatenate(src_group).astype(np.int64),
+        source=source,
+    )
+
+
+def _random_streams(
+    mech: Mechanism, parts: list[np.ndarray], counts: list[int], data: dict
+) -> None:
+    """RANDOM variables' Random123 ids and positions from the `nmodlrandom` words."""
+    names = [v.name[: -len(".id1")] for v in mech.variables if v.name.endswith(".id1")]
+    if not names:
+        return
+    columns = {f"{n}.{p}": [] for n in names for p in ("id1", "id2", "id3", "position")}
+    for words, n in zip(parts, counts):
+        if len(words) == 0:
+            for key in columns:
+                columns[key].append(np.zeros(n))
+            continue
+        nvar = int(words[0])
+        streams = words[1 + nvar :].reshape(nvar, n, 5).astype(np.float64)
+        for k, name in enumerate(names[:nvar]):
+            s = streams[k]
+            columns[f"{name}.id1"].append(s[:, 0])
+            columns[f"{name}.id2"].append(s[:, 1])
+            columns[f"{name}.id3"].append(s[:, 2])
+            columns[f"{name}.position"].append(s[:, 3] * 4 + s[:, 4])
+    for key, chunks in columns.items():
+        data[key] = np.concatenate(chunks) if chunks else np.zeros(0)
+
+
+def _presyns(groups, node_map, set_of, instance_offset, source):
+    gid, node, thresh, sset, sinst = [], [], [], [], []
+    code_to_presyn: dict[tuple[int, int], int] = {}
+    for gi, g in enumerate(groups):
+        nreal = len(g.threshold)
+        for i, (out, vi) in enumerate(zip(g.output_gid, g.output_vindex)):
+            p = len(gid)
+            gid.append(int(out) if out >= 0 else -1)
+            if i < nreal:
+                if not 0 <= vi < len(g.v):
+                    raise DatasetError(
+                        f"{source}: spike source {i} of group {g.gid} watches node {vi}, which does not exist"
+                    )
+                node.append(int(node_map(gi, np.array([vi]))[0]))
+                thresh.append(float(g.threshold[i]))
+                sset.append(-1)
+                sinst.append(-1)
+            else:
+                code = -int(vi)
+                type_id, inst = code % 1000, code // 1000
+                if type_id not in set_of:
+                    raise DatasetError(
+                        f"{source}: spike source {i} of group {g.gid} is an instance of type {type_id}, which has none"
+                    )
+                node.append(-1)
+                thresh.append(0.0)
+                sset.append(set_of[type_id])
+                sinst.append(inst + instance_offset[(gi, type_id)])
+                code_to_presyn[(gi, code)] = p
+    presyns = Presyns(
+        np.array(gid, np.int64), np.array(node, np.int32), np.array(thresh),
+        np.array(sset, np.int32), np.array(sinst, np.int32),
+    )  # fmt: skip
+    return presyns, code_to_presyn
+
+
+def _netcons(groups, presyns, code_to_presyn, set_of, instance_offset, sets, source):
+    by_gid = {int(g): p for p, g in enumerate(presyns.gid) if g >= 0}
+    src, tset, tinst, delay, woff, weights = [], [], [], [], [], []
+    for gi, g in enumerate(groups):
+        wpos = 0
+        for k in range(len(g.netcon_srcgid)):
+            ttype, tindex = int(g.netcon_type[k]), int(g.netcon_index[k])
+            nargs = len(sets[set_of[ttype]].mechanism.net_receive_args) if ttype in set_of else 1
+            w = g.weights[wpos : wpos + nargs]
+            wpos += nargs
+            if ttype == 0 or tindex < 0:
+                continue  # a NetCon without a target (pc.cell's spike detector): nothing to do
+            if ttype not in set_of:
+                raise DatasetError(
+                    f"{source}: NetCon {k} of group {g.gid} targets type {ttype}, which has no instances"
+                )
+            s = int(g.netcon_srcgid[k])
+            if s >= 0:
+                p = by_gid.get(s, -1)
+            elif s == -1:
+                p = -1
+            else:
+                p = code_to_presyn.get((gi, -s), -1)
+            src.append(p)
+            tset.append(set_of[ttype])
+            tinst.append(tindex + instance_offset[(gi, ttype)])
+            delay.append(float(g.delays[k]))
+            woff.append(len(weights))
+            weights.extend(w.tolist())
+        if wpos != len(g.weights):
+            raise DatasetError(
+                f"{source}: group {g.gid} has {len(g.weights)} NetCon weights but its targets take {wpos}; "
+                f"the .mod files differ from NEURON's or the dataset is damaged"
+            )
+    return NetCons(
+        np.array(src, np.int32), np.array(tset, np.int32), np.array(tinst, np.int32),
+        np.array(delay), np.array(woff, np.int32), np.array(weights),
+    )  # fmt: skip

@@ -1,0 +1,99 @@
+"""Low-level reading of NEURON's dataset files: text lines and `chkpnt`-prefixed arrays.
+
+Every problem is a `DatasetError` naming the file and the line, with what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from portneuron.errors import PortneuronError
+
+VERSION = "1.8"
+
+
+class DatasetError(PortneuronError):
+    """A dataset file that is damaged, truncated or of a format portneuron does not read."""
+
+
+class DatFile:
+    """A cursor over one file: text lines and binary arrays, in order."""
+
+    def __init__(self, path: Path, checkpoint: int = 0) -> None:
+        self.path = path
+        try:
+            self.data = path.read_bytes()
+        except FileNotFoundError:
+            raise DatasetError(
+                f"{path}: missing; the dataset is incomplete (rewrite it with nrncore_write)"
+            ) from None
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read: {exc.strerror}") from None
+        self.pos, self.lineno, self.checkpoint = 0, 0, checkpoint
+
+    def error(self, message: str) -> DatasetError:
+        return DatasetError(f"{self.path}:{self.lineno}: {message}")
+
+    def truncated(self, what: str) -> DatasetError:
+        return DatasetError(
+            f"{self.path}:{self.lineno + 1}: file ends before {what}; the file is truncated "
+            f"(rewrite the dataset with nrncore_write)"
+        )
+
+    def line(self, what: str) -> str:
+        end = self.data.find(b"\n", self.pos)
+        if end < 0:
+            raise self.truncated(what)
+        raw = self.data[self.pos : end]
+        self.pos, self.lineno = end + 1, self.lineno + 1
+        try:
+            return raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise self.error(f"expected {what}, found binary data; the file is damaged") from None
+
+    def version(self) -> None:
+        found = self.line("the version line").strip()
+        if found != VERSION:
+            raise self.error(
+                f"dataset format {found!r}, but portneuron reads format {VERSION} "
+                f"(NEURON 9's nrncore_write); rewrite the dataset with NEURON 9"
+            )
+
+    def integer(self, what: str) -> int:
+        text = self.line(what)
+        words = text.split()
+        try:
+            return int(words[0])
+        except (IndexError, ValueError):
+            raise self.error(f"expected {what} (an integer), found {text[:40]!r}") from None
+
+    def integers(self, what: str, count: int) -> list[int]:
+        return [self.integer(what) for _ in range(count)]
+
+    def array(self, dtype: str, count: int, what: str) -> np.ndarray:
+        """A binary array of `count` items after its `chkpnt N` line."""
+        if count < 0:
+            raise self.error(f"negative length {count} for {what}; the file is damaged")
+        mark = self.line(f"'chkpnt {self.checkpoint}' before {what}")
+        if mark.split() != ["chkpnt", str(self.checkpoint)]:
+            raise self.error(
+                f"expected 'chkpnt {self.checkpoint}' before {what}, found {mark[:40]!r}; "
+                f"the file is damaged or was not written by NEURON 9"
+            )
+        self.checkpoint += 1
+        dt = np.dtype(dtype).newbyteorder("<")
+        nbytes = dt.itemsize * count
+        if self.pos + nbytes > len(self.data):
+            raise self.truncated(f"the end of {what} ({count} values)")
+        out = np.frombuffer(self.data, dt, count, self.pos).astype(dt.newbyteorder("="))
+        self.pos += nbytes
+        return out
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise self.error(
+                f"{len(self.data) - self.pos} unexpected bytes after the last record; "
+                f"the file is damaged"
+            )

@@ -1,0 +1,36 @@
+"""Spike output: CoreNEURON's out.dat, written whole or not at all."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def format_spikes(spikes: Iterable[tuple[float, int]]) -> str:
+    """One `time<TAB>gid` line per spike (`%.8g`), sorted by time, then gid."""
+    return "".join(f"{t:.8g}\t{gid}\n" for t, gid in sorted(spikes))
+
+
+def write_spikes(path: str | Path, spikes: Iterable[tuple[float, int]]) -> None:
+    """Write out.dat atomically: a reader sees the old file, or the whole new one."""
+    path = Path(path)
+    text = format_spikes(spikes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def read_spikes(path: str | Path) -> list[tuple[float, int]]:
+    out = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            t, gid = line.split()
+            out.append((float(t), int(gid)))
+    return out

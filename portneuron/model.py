@@ -1,0 +1,208 @@
+"""The compact in-memory model: one cell group as structure-of-arrays.
+
+Nothing here is a per-node or per-instance Python object: nodes, mechanism instances,
+presyns and netcons are columns of NumPy arrays. Nodes are stored cell by cell: the nodes
+of cell c are `first[c] <= i < first[c + 1]`, the first of them the cell's root, and every
+node's parent comes before it. Within a cell the order is NEURON's, so sums over a node's
+children happen in NEURON's order and results stay bit-identical.
+
+Units are NEURON's: v [mV], area [um2], diam [um], a and b [uS / cm2-ish as NEURON stores
+them: the axial coupling terms of the cable equation, already divided by area], t and delay
+[ms], weights in the units of the target's NET_RECEIVE arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from portneuron.ir import Mechanism
+
+
+@dataclass
+class Nodes:
+    """The compartments of all cells: `parent_index` is -1 for a root."""
+
+    parent_index: np.ndarray  # int32
+    a: np.ndarray  # effect of node i's voltage on its parent's row
+    b: np.ndarray  # effect of the parent's voltage on node i's row
+    area: np.ndarray  # [um2]
+    v: np.ndarray  # [mV]
+    diam: np.ndarray  # [um]
+    first: np.ndarray  # int32, ncell + 1 entries: where each cell's nodes start
+
+    @property
+    def count(self) -> int:
+        return len(self.v)
+
+    @property
+    def ncell(self) -> int:
+        return len(self.first) - 1
+
+
+@dataclass
+class MechanismSet:
+    """All instances of one mechanism in a cell group.
+
+    `data` holds one array per per-instance variable (by NMODL name); `ion_index` maps an
+    ion name to each instance's index into that ion's arrays. Artificial cells have no
+    nodes: their `node_index` is empty.
+    """
+
+    mechanism: Mechanism
+    type_id: int  # NEURON's mechanism type number, as the dataset uses it
+    node_index: np.ndarray  # int32
+    data: dict[str, np.ndarray]
+    ion_index: dict[str, np.ndarray] = field(default_factory=dict)
+    globals: dict[str, float] = field(default_factory=dict)
+    count: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.mechanism.name
+
+    @property
+    def is_artificial(self) -> bool:
+        return self.mechanism.kind == "artificial_cell"
+
+
+@dataclass
+class IonSet:
+    """One ion species: the arrays that mechanisms read and write through USEION.
+
+    `data` has `e<ion>`, `<ion>i`, `<ion>o`, `i<ion>` and `di<ion>dv`; `style` is NEURON's
+    ion style bits per instance (which of concentration and reversal potential are
+    initialised and advanced)."""
+
+    name: str
+    charge: float
+    type_id: int
+    node_index: np.ndarray  # int32
+    data: dict[str, np.ndarray]
+    style: np.ndarray  # int32
+    init_inside: float = 1.0  # <ion>i0_<ion>_ion [mM], for styles that initialise concentrations
+    init_outside: float = 1.0  # <ion>o0_<ion>_ion [mM]
+
+    @property
+    def count(self) -> int:
+        return len(self.node_index)
+
+
+@dataclass
+class Presyns:
+    """Spike sources: a voltage threshold on a node, or an artificial cell's net_event.
+
+    `node` is -1 for an artificial-cell source; then `source_set` and `source_instance` name
+    the mechanism set and instance. `gid` is -1 for a source that is not reported."""
+
+    gid: np.ndarray  # int64
+    node: np.ndarray  # int32
+    threshold: np.ndarray  # [mV]
+    source_set: np.ndarray  # int32, index into Model.mechanisms, -1 for a voltage source
+    source_instance: np.ndarray  # int32
+
+    @property
+    def count(self) -> int:
+        return len(self.gid)
+
+
+@dataclass
+class NetCons:
+    """Connections from presyns to NET_RECEIVE targets.
+
+    `source` indexes Presyns (-1: a source outside this group, which never fires here);
+    `target_set` indexes Model.mechanisms. Weights are flat: netcon k owns
+    `weights[weight_offset[k] : weight_offset[k] + nargs]`, nargs being the number of its
+    target's NET_RECEIVE arguments."""
+
+    source: np.ndarray  # int32
+    target_set: np.ndarray  # int32
+    target_instance: np.ndarray  # int32
+    delay: np.ndarray  # [ms]
+    weight_offset: np.ndarray  # int32
+    weights: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return len(self.source)
+
+
+@dataclass
+class VecPlay:
+    """A variable driven by a played vector (NEURON's Vector.play, continuous): at time t
+    the variable takes `y` interpolated linearly in `t_points`."""
+
+    target_set: int  # index into Model.mechanisms
+    variable: str
+    instance: int
+    t_points: np.ndarray
+    y: np.ndarray
+
+
+@dataclass
+class Model:
+    """One cell group, ready to simulate."""
+
+    nodes: Nodes
+    mechanisms: list[MechanismSet]  # in NEURON's order: the order currents are summed in
+    ions: list[IonSet]
+    presyns: Presyns
+    netcons: NetCons
+    vecplay: list[VecPlay] = field(default_factory=list)
+    celsius: float = 6.3
+    secondorder: int = 0
+    dt: float = 0.025  # [ms], the step the model was written with
+    #: model node index -> index in the source (the dataset's or NEURON's thread order)
+    source_node: np.ndarray | None = None
+    #: model node index -> the cell group it came from
+    source_group: np.ndarray | None = None
+    source: str = ""
+
+    @property
+    def ncell(self) -> int:
+        return self.nodes.ncell
+
+    def mechanism_set(self, name: str) -> MechanismSet | None:
+        for m in self.mechanisms:
+            if m.name == name:
+                return m
+        return None
+
+    def ion(self, name: str) -> IonSet | None:
+        for ion in self.ions:
+            if ion.name == name:
+                return ion
+        return None
+
+    def node_of(self, group: int, index: int) -> int:
+        """The model node of node `index` of cell group `group` in the source."""
+        assert self.source_node is not None and self.source_group is not None
+        hits = np.flatnonzero((self.source_node == index) & (self.source_group == group))
+        if not len(hits):
+            raise KeyError(f"no node {index} in cell group {group}")
+        return int(hits[0])
+
+    def min_delay(self) -> float:
+        """The smallest NetCon delay: how far ahead every spike's effect is known [ms]."""
+        active = self.netcons.delay[self.netcons.source >= 0]
+        return float(active.min()) if len(active) else float("inf")
+
+
+def cells_contiguous(parent_index: np.ndarray, ncell: int) -> tuple[np.ndarray, np.ndarray]:
+    """A node order that puts each cell's nodes together, keeping NEURON's relative order.
+
+    `parent_index` is NEURON's: the first `ncell` nodes are the roots and every parent comes
+    before its child. Returns (order, first): `order[k]` is the source index of model node
+    k, and cell c owns model nodes `first[c]:first[c+1]`.
+    """
+    n = len(parent_index)
+    cell = np.empty(n, dtype=np.int64)
+    cell[:ncell] = np.arange(ncell)
+    for i in range(ncell, n):  # parents first, so one pass labels every node
+        cell[i] = cell[parent_index[i]]
+    order = np.argsort(cell, kind="stable")  # roots stay first in their cell
+    counts = np.bincount(cell, minlength=ncell)
+    first = np.zeros(ncell + 1, dtype=np.int32)
+    np.cumsum(counts, out=first[1:])
+    return order, first

@@ -1,0 +1,109 @@
+"""Binding a mechanism set's kernels to the model's arrays.
+
+The front end names kernel parameters by a fixed scheme (see portneuron.nmodl.mechanism);
+here each name is resolved once to the array or value it stands for, and the kernels are
+compiled by the backend. Running a kernel is then one backend call with a prepared
+argument table; only the uniform values (t, dt) change between calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from portneuron.backends.base import Backend
+from portneuron.ir import Kernel
+from portneuron.model import MechanismSet, Model
+from portneuron.nmodl.tables import grid
+
+
+class BoundMechanism:
+    """One mechanism set with its compiled kernels and their arguments."""
+
+    def __init__(
+        self,
+        index: int,
+        mset: MechanismSet,
+        model: Model,
+        node_arrays: dict[str, np.ndarray],
+        backend: Backend,
+    ) -> None:
+        self.index, self.set, self.backend = index, mset, backend
+        mech = mset.mechanism
+        self.kernels: dict[str, Any] = {}
+        self.lanes: dict[str, int] = {}
+        self.args: dict[str, Any] = {"t": 0.0, "dt": 0.025, "celsius": model.celsius}
+        self.args["usetable"] = float(mset.globals.get("usetable", 1.0))
+        self.args["node_index"] = mset.node_index
+        self.args.update(node_arrays)
+        for var in mech.variables:
+            if var.per_instance:
+                if var.name not in mset.data:
+                    mset.data[var.name] = np.full(mset.count, var.default)
+                self.args[f"mech.{var.name}"] = mset.data[var.name]
+            else:
+                self.args[f"global.{var.name}"] = float(mset.globals.get(var.name, var.default))
+        for ion in mech.ions:
+            ion_set = model.ion(ion.name)
+            if ion_set is None:
+                raise ValueError(f"{mech.name} uses ion {ion.name}, which the model lacks")
+            self.args[f"ion.{ion.name}.index"] = mset.ion_index[ion.name]
+            for name, array in ion_set.data.items():
+                self.args[f"ion.{ion.name}.{name}"] = array
+        for table in mech.tables:
+            self.args[f"table.{table.name}.x"] = grid(table)
+            for out in table.outputs:
+                self.args[f"table.{table.name}.{out}"] = np.zeros(table.points)
+        self.weight_columns: dict[str, np.ndarray] = {}
+        for kernel in mech.kernels:
+            self._check(kernel)
+            self.kernels[kernel.name] = backend.compile(kernel)
+        self._table_state: tuple | None = None
+
+    def _check(self, kernel: Kernel) -> None:
+        for p in kernel.params:
+            prefix = p.name.split(".")[0]
+            if p.name in self.args or prefix in ("event", "netcon"):
+                continue
+            raise ValueError(f"{self.set.name}: kernel {kernel.name} needs {p.name!r}")
+
+    def has(self, name: str) -> bool:
+        return name in self.kernels
+
+    def set_weights(self, columns: dict[str, np.ndarray]) -> None:
+        """Weight columns of the NetCons that target this set (plus a spare zero row)."""
+        self.weight_columns = columns
+        for arg, column in columns.items():
+            self.args[f"netcon.{arg}"] = column
+
+    def run(self, name: str, t: float, dt: float, lanes: int | None = None) -> dict:
+        self.args["t"], self.args["dt"] = t, dt
+        n = self.set.count if lanes is None else lanes
+        if n == 0:
+            return {}
+        return self.backend.run(self.kernels[name], self.args, n)
+
+    def check_tables(self, dt: float) -> None:
+        """Rebuild the TABLEs if a DEPEND value changed since they were built."""
+        mech = self.set.mechanism
+        if not mech.tables or not self.args["usetable"]:
+            return
+        state = tuple(
+            self.args.get(name, self.args.get(f"global.{name}"))
+            for t in mech.tables
+            for name in t.depend
+        )
+        if state == self._table_state:
+            return
+        for table in mech.tables:
+            self.run(f"table_{table.name}", 0.0, dt, lanes=table.points)
+        self._table_state = state
+
+    def deliver(self, instance: int, t: float, flag: float, row: int, dt: float) -> dict:
+        """Run NET_RECEIVE for one event."""
+        self.args["event.instance"] = np.array([instance], dtype=np.int32)
+        self.args["event.t"] = np.array([t])
+        self.args["event.flag"] = np.array([flag])
+        self.args["event.netcon"] = np.array([row], dtype=np.int32)
+        return self.run("net_receive", t, dt, lanes=1)

@@ -1,0 +1,129 @@
+"""The engine's own per-step work as IR kernels: the cable equation and spike detection.
+
+Every backend compiles these like mechanism kernels, so the whole step is IR. The
+arithmetic is NEURON's, operation for operation (treeset.cpp, solve.cpp, capac.cpp,
+fadvance.cpp): the same sums in the same order give the same bits.
+
+Node arrays are `node.*`; `cell.first` (ncell + 1 entries) says where each cell's nodes
+start. Cell kernels run one lane per cell and walk its nodes in order, so accumulations into
+a parent happen child by child as in NEURON, on any backend.
+"""
+
+from __future__ import annotations
+
+from portneuron.ir import F64, I32, Kernel
+from portneuron.ir import builder as b
+from portneuron.ir.builder import KernelBuilder
+
+#: NEURON's offset of a threshold spike after the step that detected it [ms].
+THRESHOLD_TEPS = 1e-10
+
+SPIKE_STREAM = (("presyn", I32), ("t", F64))
+
+
+def clear_matrix() -> Kernel:
+    kb = KernelBuilder("clear_matrix", "node", "zero the right-hand side and diagonal")
+    kb.array("node.rhs", F64, "node")
+    kb.array("node.d", F64, "node")
+    kb.store("node.rhs", kb.lane, 0.0)
+    kb.store("node.d", kb.lane, 0.0)
+    return kb.build()
+
+
+def capacitance() -> Kernel:
+    """cm/dt on the diagonal (2cm/dt for Crank-Nicolson), after the mechanisms' conductances."""
+    kb = KernelBuilder("capacitance", "instance", "capacitive term of the diagonal")
+    node = kb.array("node_index", I32, "instance")[kb.lane]
+    cm = kb.array("mech.cm", F64, "instance")[kb.lane]
+    cfac = kb.assign("cfac", b.mul(0.001, kb.scalar("cj")))
+    d = kb.array("node.d", F64, "node")
+    kb.store("node.d", node, b.add(d[node], b.mul(cfac, cm)))
+    return kb.build()
+
+
+def axial() -> Kernel:
+    """The axial currents between each node and its parent, into rhs and d."""
+    kb = KernelBuilder("axial", "cell", "axial coupling terms of the cable equation")
+    first = kb.array("cell.first", I32, "cell")
+    parent = kb.array("node.parent", I32, "node")
+    a, bb, v, rhs, d = (kb.array(f"node.{n}", F64, "node") for n in ("a", "b", "v", "rhs", "d"))
+    lo = kb.assign("lo", first[kb.lane])
+    hi = kb.assign("hi", first[b.add(kb.lane, 1)])
+    with kb.loop("i", b.add(lo, 1), hi) as i:
+        p = kb.assign("p", parent[i])
+        dv = kb.assign("dv", b.sub(v[p], v[i]))
+        kb.store("node.rhs", i, b.sub(rhs[i], b.mul(bb[i], dv)))
+        kb.store("node.rhs", p, b.add(rhs[p], b.mul(a[i], dv)))
+        kb.store("node.d", i, b.sub(d[i], bb[i]))
+        kb.store("node.d", p, b.sub(d[p], a[i]))
+    return kb.build()
+
+
+def hines() -> Kernel:
+    """Solve the tree-structured system in place: rhs becomes the voltage change."""
+    kb = KernelBuilder("hines", "cell", "triangularise from the leaves, back-substitute")
+    first = kb.array("cell.first", I32, "cell")
+    parent = kb.array("node.parent", I32, "node")
+    a, bb, rhs, d = (kb.array(f"node.{n}", F64, "node") for n in ("a", "b", "rhs", "d"))
+    lo = kb.assign("lo", first[kb.lane])
+    hi = kb.assign("hi", first[b.add(kb.lane, 1)])
+    with kb.loop("i", b.sub(hi, 1), lo, step=-1) as i:
+        p = kb.assign("p", parent[i])
+        f = kb.assign("f", b.div(a[i], d[i]))
+        kb.store("node.d", p, b.sub(d[p], b.mul(f, bb[i])))
+        kb.store("node.rhs", p, b.sub(rhs[p], b.mul(f, rhs[i])))
+    kb.store("node.rhs", lo, b.div(rhs[lo], d[lo]))
+    with kb.loop("j", b.add(lo, 1), hi) as j:
+        p = kb.assign("q", parent[j])
+        r = kb.assign("r", b.sub(rhs[j], b.mul(bb[j], rhs[p])))
+        kb.store("node.rhs", j, b.div(r, d[j]))
+    return kb.build()
+
+
+def update_voltage() -> Kernel:
+    """v += rhs (2 rhs for Crank-Nicolson: `factor` is 1 or 2)."""
+    kb = KernelBuilder("update_voltage", "node", "apply the solved voltage change")
+    v = kb.array("node.v", F64, "node")
+    rhs = kb.array("node.rhs", F64, "node")
+    kb.store("node.v", kb.lane, b.add(v[kb.lane], b.mul(kb.scalar("factor"), rhs[kb.lane])))
+    return kb.build()
+
+
+def ion_reset(ion: str) -> Kernel:
+    """NEURON's ion current step: the ion's current and di/dv restart from zero."""
+    kb = KernelBuilder(f"ion_reset_{ion}", "instance", f"zero i{ion} and di{ion}/dv")
+    for name in (f"ion.{ion}.i{ion}", f"ion.{ion}.di{ion}dv"):
+        kb.array(name, F64, f"ion:{ion}")
+        kb.store(name, kb.lane, 0.0)
+    return kb.build()
+
+
+def second_order_current(ion: str) -> Kernel:
+    """Crank-Nicolson's correction of an ion current by its slope times the voltage change."""
+    kb = KernelBuilder(f"second_order_{ion}", "instance", f"i{ion} += di{ion}/dv * dv")
+    node = kb.array(f"ion.{ion}.node_index", I32, f"ion:{ion}")[kb.lane]
+    cur = kb.array(f"ion.{ion}.i{ion}", F64, f"ion:{ion}")
+    slope = kb.array(f"ion.{ion}.di{ion}dv", F64, f"ion:{ion}")
+    rhs = kb.array("node.rhs", F64, "node")
+    kb.store(f"ion.{ion}.i{ion}", kb.lane, b.add(cur[kb.lane], b.mul(slope[kb.lane], rhs[node])))
+    return kb.build()
+
+
+def threshold() -> Kernel:
+    """Upward threshold crossings of presyn voltages, checked at the start of a step.
+
+    A presyn fires when v - threshold > 0 and it was below at the previous check; the spike
+    is stamped t + 1e-10 ms, as NEURON's ConditionEvent does."""
+    kb = KernelBuilder("threshold", "presyn", "detect spikes")
+    kb.stream("spike", SPIKE_STREAM)
+    node = kb.array("presyn.node", I32, "presyn")[kb.lane]
+    thresh = kb.array("presyn.threshold", F64, "presyn")[kb.lane]
+    flag = kb.array("presyn.flag", F64, "presyn")
+    v = kb.array("node.v", F64, "node")
+    with kb.if_(b.gt(b.sub(v[node], thresh), 0.0)):
+        with kb.if_(b.eq(flag[kb.lane], 0.0)):
+            kb.store("presyn.flag", kb.lane, 1.0)
+            kb.emit("spike", kb.lane, b.add(kb.scalar("t"), THRESHOLD_TEPS))
+    with kb.else_():
+        kb.store("presyn.flag", kb.lane, 0.0)
+    return kb.build()

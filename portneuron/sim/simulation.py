@@ -1,0 +1,318 @@
+"""The simulation loop: NEURON's staggered fixed step, events, spikes, in min-delay epochs.
+
+One step from t to t + dt, as NEURON's fadvance does it:
+
+1. threshold check on v(t); deliver events due by t + dt/2; t += dt/2;
+2. currents at the old v (clear rhs and d, ion currents from zero, every mechanism's
+   current kernel in model order, capacitance, axial terms), Hines solve, v += dv;
+3. t += dt/2; every mechanism's state kernel at the new v; deliver events due by t.
+
+The loop runs in epochs of min-delay length: within an epoch a group needs nothing from
+other groups, because every NetCon delay is at least the min-delay. Spikes between cells of
+the group are queued as they happen, as NEURON does, so a spike stamped exactly on an epoch
+boundary still arrives on the step NEURON delivers it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from portneuron.backends.base import Backend
+from portneuron.errors import PortneuronError
+from portneuron.model import Model
+
+from . import cable
+from .binding import BoundMechanism
+from .events import EventQueue
+
+
+class SimulationError(PortneuronError):
+    """The simulation cannot go on (a voltage blew up); names the cell and the time."""
+
+
+@dataclass
+class Result:
+    spikes: list[tuple[float, int]]  # (t [ms], gid), sorted by time then gid
+    t: np.ndarray  # recording times [ms]
+    v: np.ndarray  # recorded voltages [mV], one column per recorded node
+    steps: int
+
+
+class Simulation:
+    """Runs a Model on a backend."""
+
+    def __init__(self, model: Model, backend: Backend, dt: float = 0.025) -> None:
+        if not dt > 0:
+            raise PortneuronError(f"dt must be positive, not {dt}")
+        self.model, self.backend, self.dt = model, backend, dt
+        nodes = model.nodes
+        n = nodes.count
+        self.rhs, self.d = np.zeros(n), np.zeros(n)
+        self.node_arrays = {
+            "node.v": nodes.v,
+            "node.area": nodes.area,
+            "node.diam": nodes.diam,
+            "node.rhs": self.rhs,
+            "node.d": self.d,
+        }
+        self.cable_args = {
+            **self.node_arrays,
+            "node.a": nodes.a,
+            "node.b": nodes.b,
+            "node.parent": nodes.parent_index,
+            "cell.first": nodes.first,
+            "factor": 2.0 if model.secondorder == 2 else 1.0,
+            "cj": (2.0 if model.secondorder == 2 else 1.0) / dt,
+        }
+        self.kernels = {
+            k.name: backend.compile(k)
+            for k in (cable.clear_matrix(), cable.axial(), cable.hines(), cable.update_voltage())
+        }
+        self.mechanisms = [
+            BoundMechanism(i, m, model, self.node_arrays, backend)
+            for i, m in enumerate(model.mechanisms)
+        ]
+        self._bind_capacitance()
+        self._bind_ions()
+        self._bind_netcons()
+        self._bind_presyns()
+        self.queue = EventQueue()
+        self.t = 0.0
+        self.spikes: list[tuple[float, int]] = []
+
+    # ------------------------------------------------------------------ setup
+    def _bind_capacitance(self) -> None:
+        self.capacitance = []
+        for bound in self.mechanisms:
+            if bound.set.name == "capacitance":
+                self.capacitance.append(
+                    {"node_index": bound.set.node_index, "mech.cm": bound.set.data["cm"]}
+                )
+        self.kernels["capacitance"] = self.backend.compile(cable.capacitance())
+
+    def _bind_ions(self) -> None:
+        self.ion_kernels = []
+        for ion in self.model.ions:
+            args = {f"ion.{ion.name}.{k}": v for k, v in ion.data.items()}
+            args[f"ion.{ion.name}.node_index"] = ion.node_index
+            args["node.rhs"] = self.rhs
+            reset = self.backend.compile(cable.ion_reset(ion.name))
+            second = self.backend.compile(cable.second_order_current(ion.name))
+            self.ion_kernels.append((ion, args, reset, second))
+
+    def _bind_netcons(self) -> None:
+        nc = self.model.netcons
+        self.netcon_row = np.zeros(nc.count, dtype=np.int64)
+        for bound in self.mechanisms:
+            args = bound.set.mechanism.net_receive_args
+            targets = np.flatnonzero(nc.target_set == bound.index)
+            self.netcon_row[targets] = np.arange(len(targets))
+            columns = {}
+            for k, arg in enumerate(args):
+                column = np.zeros(len(targets) + 1)  # the last row: self-events from INITIAL
+                column[: len(targets)] = nc.weights[nc.weight_offset[targets] + k]
+                columns[arg] = column
+            bound.set_weights(columns)
+        # NetCons by source presyn, in NetCon order
+        order = np.argsort(nc.source, kind="stable")
+        self.netcons_by_source = order[nc.source[order] >= 0]
+        counts = np.bincount(nc.source[self.netcons_by_source], minlength=self.model.presyns.count)
+        self.source_start = np.zeros(self.model.presyns.count + 1, dtype=np.int64)
+        np.cumsum(counts, out=self.source_start[1:])
+
+    def _bind_presyns(self) -> None:
+        ps = self.model.presyns
+        self.voltage_presyn = np.flatnonzero(ps.node >= 0)
+        self.threshold_args = {
+            "presyn.node": ps.node[self.voltage_presyn].astype(np.int32),
+            "presyn.threshold": ps.threshold[self.voltage_presyn].astype(np.float64),
+            "presyn.flag": np.zeros(len(self.voltage_presyn)),
+            "node.v": self.model.nodes.v,
+            "t": 0.0,
+        }
+        self.kernels["threshold"] = self.backend.compile(cable.threshold())
+        # (mechanism set, instance) -> presyn, for artificial cells' net_event
+        self.artificial_presyn = {
+            (int(s), int(i)): p
+            for p, (s, i) in enumerate(zip(ps.source_set, ps.source_instance))
+            if ps.node[p] < 0
+        }
+
+    # ------------------------------------------------------------------ events
+    def _spike(self, presyn: int, t: float) -> None:
+        """Record a spike and queue its NetCon events (all targets are in this group)."""
+        nc, gid = self.model.netcons, int(self.model.presyns.gid[presyn])
+        if gid >= 0:
+            self.spikes.append((t, gid))
+        lo, hi = self.source_start[presyn], self.source_start[presyn + 1]
+        for k in self.netcons_by_source[lo:hi]:
+            self.queue.push(
+                t + nc.delay[k],
+                int(nc.target_set[k]),
+                int(nc.target_instance[k]),
+                0.0,
+                int(self.netcon_row[k]),
+            )
+
+    def _streams(self, bound: BoundMechanism, streams: dict, row: int) -> None:
+        """Queue the self-events and spikes a kernel emitted."""
+        sends = streams.get("net_send")
+        if sends is not None:
+            for inst, td, flag in zip(sends["instance"], sends["t"], sends["flag"]):
+                self.queue.push(float(td), bound.index, int(inst), float(flag), row)
+        events = streams.get("net_event")
+        if events is not None:
+            for inst, te in zip(events["instance"], events["t"]):
+                presyn = self.artificial_presyn.get((bound.index, int(inst)))
+                if presyn is not None:
+                    self._spike(presyn, float(te))
+
+    def deliver(self, until: float) -> None:
+        """Deliver every queued event due by `until`, each at its own time."""
+        while (event := self.queue.pop_due(until)) is not None:
+            bound = self.mechanisms[event.target_set]
+            out = bound.deliver(event.instance, event.t, event.flag, event.row, self.dt)
+            self._streams(bound, out, event.row)
+
+    def check_thresholds(self) -> None:
+        if not len(self.voltage_presyn):
+            return
+        self.threshold_args["t"] = self.t
+        out = self.backend.run(
+            self.kernels["threshold"], self.threshold_args, len(self.voltage_presyn)
+        )
+        for lane, t in zip(out["spike"]["presyn"], out["spike"]["t"]):
+            self._spike(int(self.voltage_presyn[lane]), float(t))
+
+    # ------------------------------------------------------------------ the step
+    def _currents(self) -> None:
+        n = self.model.nodes.count
+        run = self.backend.run
+        run(self.kernels["clear_matrix"], self.cable_args, n)
+        for ion, args, reset, _ in self.ion_kernels:
+            run(reset, args, ion.count)
+        for bound in self.mechanisms:
+            if bound.has("current"):
+                bound.run("current", self.t, self.dt)
+        for args in self.capacitance:
+            args["cj"] = self.cable_args["cj"]
+            args["node.d"] = self.d
+            run(self.kernels["capacitance"], args, len(args["node_index"]))
+
+    def step(self) -> None:
+        dt, run, ncell = self.dt, self.backend.run, self.model.ncell
+        self.check_thresholds()
+        self.deliver(self.t + 0.5 * dt)
+        self.t += 0.5 * dt
+        self._play()
+        self._currents()
+        run(self.kernels["axial"], self.cable_args, ncell)
+        run(self.kernels["hines"], self.cable_args, ncell)
+        if self.model.secondorder == 2:
+            for ion, args, _, second in self.ion_kernels:
+                run(second, args, ion.count)
+        run(self.kernels["update_voltage"], self.cable_args, self.model.nodes.count)
+        self.t += 0.5 * dt
+        self._play()
+        for bound in self.mechanisms:
+            if bound.has("state"):
+                bound.run("state", self.t, dt)
+        self.deliver(self.t)
+
+    def _play(self) -> None:
+        for play in self.model.vecplay:
+            array = self.model.mechanisms[play.target_set].data[play.variable]
+            array[play.instance] = _interpolate(play.t_points, play.y, self.t)
+
+    # ------------------------------------------------------------------ driving
+    def finitialize(self, v_init: float | None = None) -> None:
+        """NEURON's finitialize: t = 0, tables, v, INITIAL blocks, events due at 0, currents."""
+        self.t = 0.0
+        self.queue.clear()
+        self.spikes.clear()
+        if v_init is not None:
+            self.model.nodes.v[:] = v_init
+        for bound in self.mechanisms:
+            bound.check_tables(self.dt)
+        self._play()
+        spare = {
+            b.index: len(next(iter(b.weight_columns.values()), [0])) - 1 for b in self.mechanisms
+        }
+        order = [b for b in self.mechanisms if not b.set.is_artificial]
+        order += [b for b in self.mechanisms if b.set.is_artificial]
+        for bound in order:
+            if bound.has("init"):
+                out = bound.run("init", self.t, self.dt)
+                self._streams(bound, out, spare[bound.index])
+        for bound in self.mechanisms:  # no NET_RECEIVE INITIAL: weights after the first are 0
+            for arg in bound.set.mechanism.net_receive_args[1:]:
+                bound.weight_columns[arg][:] = 0.0
+        self.threshold_args["presyn.flag"][:] = 0.0
+        self.deliver(self.t)
+        self._currents()
+
+    def run(
+        self,
+        tstop: float,
+        record: Sequence[int] = (),
+        v_init: float | None = None,
+        initialize: bool = True,
+    ) -> Result:
+        """Simulate to `tstop` [ms], recording v at the model nodes `record` every step."""
+        if initialize:
+            self.finitialize(v_init)
+        record = np.asarray(record, dtype=np.int64)
+        nsteps = max(0, int((tstop - self.t) / self.dt + 0.5))
+        epoch = self.epoch_steps()
+        times = [self.t]
+        trace = [self.model.nodes.v[record].copy()]
+        done = 0
+        while done < nsteps:
+            for _ in range(min(epoch, nsteps - done)):
+                self.step()
+                self._check_finite()
+                done += 1
+                if len(record):
+                    times.append(self.t)
+                    trace.append(self.model.nodes.v[record].copy())
+        spikes = sorted(self.spikes)
+        return Result(
+            spikes, np.array(times), np.array(trace).reshape(len(times), len(record)), nsteps
+        )
+
+    def epoch_steps(self) -> int:
+        """Steps per epoch: as many as fit in the min-delay."""
+        md = self.model.min_delay()
+        if math.isinf(md):
+            return 1 << 30
+        return max(1, int(md / self.dt + 1e-9))
+
+    def _check_finite(self) -> None:
+        v = self.model.nodes.v
+        if np.isfinite(v).all():
+            return
+        node = int(np.flatnonzero(~np.isfinite(v))[0])
+        cell = int(np.searchsorted(self.model.nodes.first, node, side="right") - 1)
+        gid = self.model.presyns.gid
+        raise SimulationError(
+            f"{self.model.source or 'model'}: voltage of cell {cell} is not finite at "
+            f"t = {self.t:.6g} ms (node {node}); reduce dt or check the mechanisms"
+            + (f" (first gid of the group: {int(gid[0])})" if len(gid) else "")
+        )
+
+
+def _interpolate(tp: np.ndarray, y: np.ndarray, t: float) -> float:
+    """Vector.play's continuous value at t: linear between points, held at the ends."""
+    if t <= tp[0]:
+        return float(y[0])
+    if t >= tp[-1]:
+        return float(y[-1])
+    i = int(np.searchsorted(tp, t, side="right")) - 1
+    t0, t1 = tp[i], tp[i + 1]
+    if t1 == t0:
+        return float(y[i + 1])
+    return float(y[i] + (y[i + 1] - y[i]) * (t - t0) / (t1 - t0))
