@@ -9,8 +9,7 @@ As with CoreNEURON, every cell needs a gid (`pc.set_gid2node` and `pc.cell`).
     from neuron import h
     import portneuron.direct
     ...build the model...
-    h.finitialize(-65)
-    result = portneuron.direct.run(50.0, record=[soma(0.5), dend(0.3)])
+    result = portneuron.direct.run(50.0, record=[soma(0.5), dend(0.3)], v_init=-65)
     result.spikes, result.t, result.v[soma(0.5)]
 """
 
@@ -48,10 +47,12 @@ def run(
     backend: str = "numpy",
     dt: float | None = None,
     mechanisms: Iterable[str | Path] = (),
+    v_init: float | None = None,
 ) -> DirectResult:
     """Run NEURON's current model in portneuron from t = 0 to `tstop` [ms].
 
-    Call `h.finitialize(v_init)` first, as for CoreNEURON. `record` lists segments
+    The run starts from NEURON's node voltages, as after `h.finitialize(v_init)`; given
+    `v_init`, this calls `h.finitialize(v_init)` first. `record` lists segments
     (`sec(x)`) whose voltage is returned at t = 0 and after every step; `dt` defaults to
     NEURON's `h.dt`; `mechanisms` are folders of the model's non-built-in `.mod` files.
     """
@@ -63,6 +64,8 @@ def run(
     from portneuron.sim.simulation import Simulation
 
     pc = h.ParallelContext()
+    if v_init is not None:
+        h.finitialize(v_init)
     wanted = [(_group_of(pc, seg), seg.node_index()) for seg in record]
     with tempfile.TemporaryDirectory(prefix="portneuron-direct-") as tmp:
         try:

@@ -19,13 +19,13 @@ The model, as in the original:
   by a Random123(0, 1) shuffle, and type k draws its number of dendrites, their nseg and their
   tree from Random123(k, 2).
 - celsius 6.3, v_init -65 mV, dt 0.025 ms, pc.set_maxstep(10).
-- hh without its rate tables (usetable_hh = 0), as in CoreNEURON, whose hh has none, and in
-  the NEURON build that made the original's reference raster.
+- hh with its rate tables (usetable_hh = 1), NEURON's default, so the comparison exercises
+  TABLE; `hh_tables=False` gives the hh of CoreNEURON builds, which has none.
 
 With the defaults (16 rings of 8 cells, 10 to 20 dendrites, 1 segment each) a 100 ms run gives
-592 spikes, the raster of the original's reference_data/spk1.100ms.std.ref to its printed
-digits. With hh's tables (NEURON's default) it is still 592 spikes, but 6 of the 16 rings run
-up to 0.075 ms late from their third cycle on.
+592 spikes. Without hh's tables the raster is the original's reference_data/spk1.100ms.std.ref
+to its printed digits; with them (the default here) it is still 592 spikes, but 6 of the 16
+rings run up to 0.075 ms late from their third cycle on.
 """
 
 from __future__ import annotations

@@ -32,17 +32,25 @@ class DatFile:
         except OSError as exc:
             raise DatasetError(f"{path}: cannot read: {exc.strerror}") from None
         self.pos, self.lineno, self.checkpoint = 0, 0, checkpoint
+        self.binary_seen, self.record_start = False, 0
+
+    def where(self, next_line: bool = False) -> str:
+        """file:line while the file is all text so far, else file@byte-offset of the record."""
+        if self.binary_seen:
+            return f"{self.path}@{self.record_start}"
+        return f"{self.path}:{self.lineno + next_line}"
 
     def error(self, message: str) -> DatasetError:
-        return DatasetError(f"{self.path}:{self.lineno}: {message}")
+        return DatasetError(f"{self.where()}: {message}")
 
     def truncated(self, what: str) -> DatasetError:
         return DatasetError(
-            f"{self.path}:{self.lineno + 1}: file ends before {what}; the file is truncated "
+            f"{self.where(next_line=True)}: file ends before {what}; the file is truncated "
             f"(rewrite the dataset with nrncore_write)"
         )
 
     def line(self, what: str) -> str:
+        self.record_start = self.pos
         end = self.data.find(b"\n", self.pos)
         if end < 0:
             raise self.truncated(what)
@@ -83,6 +91,7 @@ class DatFile:
                 f"the file is damaged or was not written by NEURON 9"
             )
         self.checkpoint += 1
+        self.binary_seen = True
         dt = np.dtype(dtype).newbyteorder("<")
         nbytes = dt.itemsize * count
         if self.pos + nbytes > len(self.data):

@@ -1,0 +1,113 @@
+"""Small NEURON models for the equivalence and validation tests, built in NEURON itself.
+
+Each builder clears what was built before, registers gid 0 for its cell (direct mode, like
+CoreNEURON, transfers cells with gids) and returns the objects to keep alive, with the
+segments worth recording.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from neuron import h
+from neuron_models import clear_neuron
+
+pc = h.ParallelContext()
+h.load_file("stdrun.hoc")
+
+
+@dataclass
+class Built:
+    segments: list
+    keep: list = field(default_factory=list)
+
+
+def _register(soma) -> None:
+    pc.set_gid2node(0, pc.id())
+    pc.cell(0, h.NetCon(soma(0.5)._ref_v, None, sec=soma))
+
+
+def ball_and_sticks(drive: str) -> Built:
+    """An hh soma with two dendrites carrying hh and pas, driven by `drive`:
+
+    "iclamp": an IClamp at the soma; "expsyn": a NetStim through an ExpSyn on a dendrite;
+    "exp2syn": a noisy NetStim (Random123) through an Exp2Syn on a dendrite."""
+    clear_neuron()
+    soma = h.Section(name="soma")
+    soma.L = soma.diam = 20
+    soma.insert("hh")
+    dends = []
+    for k in range(2):
+        dend = h.Section(name=f"dend{k}")
+        dend.L, dend.diam, dend.nseg = 200, 1, 5
+        dend.insert("pas")
+        dend.insert("hh")
+        for seg in dend:
+            seg.hh.gnabar, seg.pas.g = 0.02, 2e-4
+        dend.connect(soma(1))
+        dends.append(dend)
+    for sec in (soma, *dends):
+        sec.Ra, sec.cm = 120, 1.1
+    keep = [soma, *dends]
+    if drive == "iclamp":
+        stim = h.IClamp(soma(0.5))
+        stim.delay, stim.dur, stim.amp = 2, 30, 0.25
+        keep.append(stim)
+    else:
+        ns = h.NetStim()
+        ns.start, ns.interval, ns.number = 3, 6, 8
+        if drive == "expsyn":
+            syn = h.ExpSyn(dends[0](0.7))
+            syn.tau, weight = 3, 0.02
+        else:
+            syn = h.Exp2Syn(dends[1](0.4))
+            syn.tau1, syn.tau2, weight = 0.5, 4, 0.02
+            ns.noise = 0.6
+            ns.noiseFromRandom123(3, 5, 7)
+        nc = h.NetCon(ns, syn)
+        nc.weight[0], nc.delay = weight, 1.5
+        keep += [ns, syn, nc]
+    _register(soma)
+    segments = [soma(0.5), dends[0](0.1), dends[0](0.7), dends[1](0.9), dends[1](1.0)]
+    return Built(segments, keep)
+
+
+def run_neuron(built: Built, tstop: float, dt: float = 0.025, v_init: float = -65.0) -> np.ndarray:
+    """NEURON's voltages at `built.segments`, one row per step (t = 0 first)."""
+    vecs = [h.Vector().record(seg._ref_v) for seg in built.segments]
+    h.dt = dt
+    h.finitialize(v_init)
+    while h.t < tstop - dt / 2:
+        h.fadvance()
+    return np.array([v.to_python() for v in vecs]).T
+
+
+def rallpack1(nseg: int) -> Built:
+    """Rallpack 1: a sealed passive cable 1 mm x 1 um (Rm 4 ohm m2, Cm 0.01 F/m2, Ra 1 ohm m)
+    with 0.1 nA injected at x = 0 from t = 0; rest -65 mV."""
+    clear_neuron()
+    cable = h.Section(name="cable")
+    cable.L, cable.diam, cable.nseg, cable.Ra, cable.cm = 1000, 1, nseg, 100, 1
+    cable.insert("pas")
+    for seg in cable:
+        seg.pas.g, seg.pas.e = 2.5e-5, -65  # 1 / (4 ohm m2) in S/cm2
+    stim = h.IClamp(cable(0))
+    stim.delay, stim.dur, stim.amp = 0, 1e9, 0.1
+    _register(cable)
+    return Built([cable(0), cable(1)], [cable, stim])
+
+
+def rallpack1_analytic(t_ms: np.ndarray, x: float, terms: int = 4000) -> np.ndarray:
+    """The exact depolarisation [mV] of Rallpack 1 at electrotonic position x (0 or 1).
+
+    The cable is one space constant long (lambda = sqrt(Rm d / 4 Ra) = 1 mm), tau = Rm Cm =
+    40 ms; the current-step response of a sealed finite cable as a cosine series (Rall)."""
+    length, tau = 1.0, 40.0
+    r_axial = 4 * 1.0 / (np.pi * 1e-12)  # ohm/m
+    scale = r_axial * 1e-3 * 1e-10 * 1e3  # r_a * lambda * I [mV]
+    big_t = np.asarray(t_ms)[:, None] / tau
+    alpha = np.arange(1, terms + 1)[None, :] * np.pi / length
+    series = (np.cos(alpha * x) * np.exp(-(1 + alpha**2) * big_t) / (1 + alpha**2)).sum(axis=1)
+    steady = np.cosh(length - x) / np.sinh(length)
+    return scale * (steady - np.exp(-big_t[:, 0]) / length - 2 / length * series)

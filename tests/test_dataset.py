@@ -1,0 +1,130 @@
+"""The dataset reader and `portneuron run`: what NEURON writes is read back faithfully, and
+damaged or unsupported datasets get one clear line, a nonzero exit and no out.dat."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("neuron")
+
+import neuron_cells  # noqa: E402
+from neuron import h  # noqa: E402
+
+from portneuron.io.dataset import load_dataset  # noqa: E402
+from portneuron.io.spikes import read_spikes  # noqa: E402
+
+pytestmark = pytest.mark.neuron
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """A ball-and-sticks cell driven by a noisy NetStim through an Exp2Syn, as NEURON wrote it."""
+    built = neuron_cells.ball_and_sticks("exp2syn")
+    h.dt = 0.025
+    h.finitialize(-65)
+    path = tmp_path_factory.mktemp("ds") / "data"
+    h.ParallelContext().nrncore_write(str(path))
+    stim = next(k for k in built.keep if k.hname().startswith("NetStim"))
+    path.joinpath("stim.txt").write_text(f"{stim.interval} {stim.noise}")
+    del built
+    return path
+
+
+def portneuron_run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "portneuron", "run", *args], capture_output=True, text=True
+    )
+
+
+def test_reader_restores_neuron_values(dataset):
+    model = load_dataset(dataset)
+    assert model.ncell == 1 and model.nodes.count == 1 + 2 + 2 * 6
+    assert [m.name for m in model.mechanisms] == [
+        "capacitance", "pas", "Exp2Syn", "hh", "NetStim",
+    ]  # fmt: skip
+    hh = model.mechanism_set("hh")
+    assert hh.count == 11 and hh.data["gnabar"][0] == 0.12 and hh.data["gnabar"][1] == 0.02
+    np.testing.assert_array_equal(model.nodes.v, -65.0)
+    assert (model.nodes.parent_index[1:] < np.arange(1, model.nodes.count)).all()
+    stim = model.mechanism_set("NetStim")
+    interval, noise = map(float, (dataset / "stim.txt").read_text().split())
+    assert stim.data["interval"][0] == interval and stim.data["noise"][0] == noise
+    assert (stim.data["ranvar.id1"][0], stim.data["ranvar.id2"][0]) == (3, 5)
+    assert stim.data["ranvar.id3"][0] == 7
+    assert model.netcons.count == 1 and model.netcons.delay[0] == 1.5
+    na = model.ion("na")
+    assert na.count == 11 and (na.data["ena"] == 50).all()
+
+
+def test_run_writes_out_dat(dataset, tmp_path):
+    run = portneuron_run("-d", str(dataset), "-e", "30", "-o", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    spikes = read_spikes(tmp_path / "out.dat")
+    assert spikes and all(gid == 0 for _, gid in spikes)
+    assert "1 cells" in run.stdout and "spikes" in run.stdout
+
+
+def damaged(dataset: Path, tmp_path: Path, name: str, change) -> Path:
+    copy = tmp_path / "damaged"
+    shutil.copytree(dataset, copy)
+    path = copy / name
+    path.write_bytes(change(path.read_bytes()))
+    return copy
+
+
+@pytest.mark.parametrize(
+    "name, change, message",
+    [
+        ("0_2.dat", lambda b: b[: len(b) // 2], "0_2.dat@[0-9]+: .* truncated"),
+        ("0_1.dat", lambda b: b.replace(b"1.8", b"1.7", 1), "0_1.dat:1: dataset format '1.7'"),
+        ("bbcore_mech.dat", lambda b: b.replace(b"Exp2Syn", b"MySyn"), "'MySyn' has no .mod"),
+        ("files.dat", lambda b: b"", "files.dat:1: file ends before the version line"),
+    ],
+    ids=["truncated", "version", "missing-mod", "empty"],
+)
+def test_bad_dataset_one_line_no_out_dat(dataset, tmp_path, name, change, message):
+    import re
+
+    bad = damaged(dataset, tmp_path, name, change)
+    out = tmp_path / "out"
+    run = portneuron_run("-d", str(bad), "-o", str(out))
+    assert run.returncode != 0
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert re.search(message, lines[0]), lines[0]
+    assert not (out / "out.dat").exists()
+
+
+def test_mechanisms_folder_supplies_a_missing_mod(dataset, tmp_path):
+    """A renamed synapse resolves through --mechanisms, and runs as the original did."""
+    bad = damaged(dataset, tmp_path, "bbcore_mech.dat", lambda b: b.replace(b"Exp2Syn", b"MySyn"))
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    from portneuron.nmodl import builtin_mod_files
+
+    source = builtin_mod_files()["exp2syn"].read_text()
+    (mods / "mysyn.mod").write_text(source.replace("POINT_PROCESS Exp2Syn", "POINT_PROCESS MySyn"))
+    for folder, args in (
+        ("a", ["-d", str(dataset)]),
+        ("b", ["-d", str(bad), "--mechanisms", str(mods)]),
+    ):
+        run = portneuron_run(*args, "-e", "30", "-o", str(tmp_path / folder))
+        assert run.returncode == 0, run.stderr
+    assert (tmp_path / "a" / "out.dat").read_text() == (tmp_path / "b" / "out.dat").read_text()
+
+
+def test_impossible_options_are_one_line(dataset, tmp_path):
+    for args, message in (
+        (["-d", str(tmp_path / "nowhere")], "no such folder"),
+        (["-d", str(dataset), "--dt", "0"], "dt must be positive"),
+        (["-d", str(dataset), "--backend", "vulkan"], "unknown backend 'vulkan'"),
+    ):
+        run = portneuron_run(*args, "-o", str(tmp_path / "o"))
+        assert run.returncode != 0 and message in run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr

@@ -1,0 +1,71 @@
+"""The numpy engine against NEURON 9 itself: voltages step by step, and ringtest spikes.
+
+Tolerances: voltages within 1e-9 mV of NEURON's at every step (direct mode); spike times
+identical as printed with %.8g (dataset mode, through the command line).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("neuron")
+
+import neuron_cells  # noqa: E402
+import neuron_models  # noqa: E402
+
+import portneuron.direct  # noqa: E402
+from portneuron.io.spikes import format_spikes  # noqa: E402
+
+pytestmark = pytest.mark.neuron
+
+VOLTAGE_TOLERANCE = 1e-9  # mV
+
+
+@pytest.mark.parametrize("drive", ["iclamp", "expsyn", "exp2syn"])
+def test_single_cell_voltages_match_neuron_every_step(drive):
+    built = neuron_cells.ball_and_sticks(drive)
+    expected = neuron_cells.run_neuron(built, 50.0)
+    result = portneuron.direct.run(50.0, record=built.segments, v_init=-65.0)
+    got = np.array(result.traces).T
+    assert got.shape == expected.shape == (2001, len(built.segments))
+    np.testing.assert_allclose(result.t[-1], 50.0, rtol=1e-12)
+    assert np.abs(got - expected).max() <= VOLTAGE_TOLERANCE
+    assert expected[:, 0].max() > 0  # the soma fires: the comparison covers spikes
+    del built
+
+
+def test_rallpack1_matches_the_analytic_cable():
+    """Relative RMS error (of the depolarisation) below 0.1 % at both ends of the cable."""
+    built = neuron_cells.rallpack1(nseg=30)
+    result = portneuron.direct.run(250.0, record=built.segments, dt=0.1, v_init=-65.0)
+    for x, trace in zip((0.0, 1.0), result.traces):
+        exact = neuron_cells.rallpack1_analytic(result.t, x)
+        error = np.sqrt(np.mean((trace + 65.0 - exact) ** 2) / np.mean(exact**2))
+        assert error < 1e-3, (x, error)
+    del built
+
+
+@pytest.mark.slow
+def test_ringtest_dataset_spikes_identical_to_neuron(tmp_path):
+    ring = neuron_models.build_ringtest()
+    expected = neuron_models.run_neuron(ring, tstop=100.0)
+    neuron_models.write_dataset(ring, tmp_path / "data")
+    neuron_models.clear_neuron()
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "portneuron", "run", "-d", str(tmp_path / "data"), "-e", "100",
+         "-o", str(out), "--json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    summary = json.loads(run.stdout)
+    assert set(summary) == {
+        "cells", "compartments", "spikes", "setup_s", "simulate_s",
+        "ns_per_compartment_step", "peak_rss_mib", "backend",
+    }  # fmt: skip
+    assert summary["cells"] == 128 and summary["spikes"] == len(expected) == 592
+    assert (out / "out.dat").read_text() == format_spikes(expected)
