@@ -28,11 +28,13 @@ def _register(soma) -> None:
     pc.cell(0, h.NetCon(soma(0.5)._ref_v, None, sec=soma))
 
 
-def ball_and_sticks(drive: str) -> Built:
+def ball_and_sticks(drive: str, nernst: bool = False) -> Built:
     """An hh soma with two dendrites carrying hh and pas, driven by `drive`:
 
-    "iclamp": an IClamp at the soma; "expsyn": a NetStim through an ExpSyn on a dendrite;
-    "exp2syn": a noisy NetStim (Random123) through an Exp2Syn on a dendrite."""
+    "iclamp": an IClamp at the soma; "play": the IClamp's amplitude played from a Vector
+    (continuous, with a step); "expsyn": a NetStim through an ExpSyn on a dendrite;
+    "exp2syn": a noisy NetStim (Random123) through an Exp2Syn on a dendrite. With `nernst`,
+    sodium's reversal potential follows its concentrations (ion_style: einit, eadvance)."""
     clear_neuron()
     soma = h.Section(name="soma")
     soma.L = soma.diam = 20
@@ -50,10 +52,21 @@ def ball_and_sticks(drive: str) -> Built:
     for sec in (soma, *dends):
         sec.Ra, sec.cm = 120, 1.1
     keep = [soma, *dends]
-    if drive == "iclamp":
+    if nernst:
+        for sec in (soma, *dends):
+            sec.nai, sec.nao = 12.0, 135.0
+        soma.push()
+        h.ion_style("na_ion", 1, 2, 1, 1, 0)
+        h.pop_section()
+    if drive in ("iclamp", "play"):
         stim = h.IClamp(soma(0.5))
         stim.delay, stim.dur, stim.amp = 2, 30, 0.25
         keep.append(stim)
+        if drive == "play":
+            t = h.Vector([0, 4, 9.99, 10, 10, 21.3, 35])
+            amp = h.Vector([0, 0.3, 0.05, 0.4, 0.2, 0.1, 0.35])
+            amp.play(stim._ref_amp, t, 1)
+            keep += [t, amp]
     else:
         ns = h.NetStim()
         ns.start, ns.interval, ns.number = 3, 6, 8

@@ -26,11 +26,28 @@ pytestmark = pytest.mark.neuron
 VOLTAGE_TOLERANCE = 1e-9  # mV
 
 
-@pytest.mark.parametrize("drive", ["iclamp", "expsyn", "exp2syn"])
-def test_single_cell_voltages_match_neuron_every_step(drive):
-    built = neuron_cells.ball_and_sticks(drive)
-    expected = neuron_cells.run_neuron(built, 50.0)
-    result = portneuron.direct.run(50.0, record=built.segments, v_init=-65.0)
+@pytest.mark.parametrize(
+    "drive, nernst, secondorder",
+    [
+        ("iclamp", False, 0),
+        ("expsyn", False, 0),
+        ("exp2syn", False, 0),
+        ("play", False, 0),
+        ("iclamp", True, 0),
+        ("expsyn", False, 2),
+    ],
+    ids=["iclamp", "expsyn", "exp2syn-noise", "vecplay", "nernst", "crank-nicolson"],
+)
+def test_single_cell_voltages_match_neuron_every_step(drive, nernst, secondorder):
+    from neuron import h
+
+    built = neuron_cells.ball_and_sticks(drive, nernst)
+    h.secondorder = secondorder
+    try:
+        expected = neuron_cells.run_neuron(built, 50.0)
+        result = portneuron.direct.run(50.0, record=built.segments, v_init=-65.0)
+    finally:
+        h.secondorder = 0
     got = np.array(result.traces).T
     assert got.shape == expected.shape == (2001, len(built.segments))
     np.testing.assert_allclose(result.t[-1], 50.0, rtol=1e-12)

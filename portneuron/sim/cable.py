@@ -89,13 +89,48 @@ def update_voltage() -> Kernel:
     return kb.build()
 
 
-def ion_reset(ion: str) -> Kernel:
-    """NEURON's ion current step: the ion's current and di/dv restart from zero."""
+def ion_reset(ion: str, nernst: bool = False) -> Kernel:
+    """NEURON's ion current step: the ion's current and di/dv restart from zero; with
+    `nernst`, instances whose `ion.<ion>.eadvance` is nonzero recompute the reversal
+    potential from the concentrations."""
     kb = KernelBuilder(f"ion_reset_{ion}", "instance", f"zero i{ion} and di{ion}/dv")
     for name in (f"ion.{ion}.i{ion}", f"ion.{ion}.di{ion}dv"):
         kb.array(name, F64, f"ion:{ion}")
         kb.store(name, kb.lane, 0.0)
+    if nernst:
+        advance = kb.array(f"ion.{ion}.eadvance", F64, f"ion:{ion}")
+        with kb.if_(b.ne(advance[kb.lane], 0.0)):
+            kb.store(f"ion.{ion}.e{ion}", kb.lane, nernst_potential(kb, ion))
     return kb.build()
+
+
+def ion_init(ion: str) -> Kernel:
+    """NEURON's ion INITIAL: concentrations from <ion>i0/<ion>o0 where the style says so,
+    then the reversal potential from them where the style says so."""
+    kb = KernelBuilder(f"ion_init_{ion}", "instance", "initialise ion concentrations and erev")
+    cinit = kb.array(f"ion.{ion}.cinit", F64, f"ion:{ion}")
+    einit = kb.array(f"ion.{ion}.einit", F64, f"ion:{ion}")
+    for name in (f"{ion}i", f"{ion}o"):
+        kb.array(f"ion.{ion}.{name}", F64, f"ion:{ion}")
+    with kb.if_(b.ne(cinit[kb.lane], 0.0)):
+        kb.store(f"ion.{ion}.{ion}i", kb.lane, kb.scalar("conc_inside0"))
+        kb.store(f"ion.{ion}.{ion}o", kb.lane, kb.scalar("conc_outside0"))
+    with kb.if_(b.ne(einit[kb.lane], 0.0)):
+        kb.store(f"ion.{ion}.e{ion}", kb.lane, nernst_potential(kb, ion))
+    return kb.build()
+
+
+def nernst_potential(kb: KernelBuilder, ion: str):
+    """NEURON's nrn_nernst: ktf/z * log(co/ci), with its guards for empty compartments.
+    `ktf_over_z` [mV] is 1000 R (celsius + 273.15) / F / z, 0 for an uncharged ion."""
+    ci = kb.array(f"ion.{ion}.{ion}i", F64, f"ion:{ion}")[kb.lane]
+    co = kb.array(f"ion.{ion}.{ion}o", F64, f"ion:{ion}")[kb.lane]
+    kb.array(f"ion.{ion}.e{ion}", F64, f"ion:{ion}")
+    ktf_z = kb.scalar("ktf_over_z")
+    value = b.mul(ktf_z, b.call("log", b.div(co, ci)))
+    value = b.select(b.le(co, 0.0), -1e6, value)
+    value = b.select(b.le(ci, 0.0), 1e6, value)
+    return b.select(b.eq(ktf_z, 0.0), 0.0, value)
 
 
 def second_order_current(ion: str) -> Kernel:

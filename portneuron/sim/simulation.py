@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from portneuron import units
 from portneuron.backends.base import Backend
 from portneuron.errors import PortneuronError
 from portneuron.model import Model
@@ -28,6 +29,7 @@ from portneuron.model import Model
 from . import cable
 from .binding import BoundMechanism
 from .events import EventQueue
+from .play import Player
 
 
 class SimulationError(PortneuronError):
@@ -80,6 +82,9 @@ class Simulation:
         self._bind_ions()
         self._bind_netcons()
         self._bind_presyns()
+        self.players = [
+            Player(p, model.mechanisms[p.target_set].data[p.variable]) for p in model.vecplay
+        ]
         self.queue = EventQueue()
         self.t = 0.0
         self.spikes: list[tuple[float, int]] = []
@@ -95,14 +100,27 @@ class Simulation:
         self.kernels["capacitance"] = self.backend.compile(cable.capacitance())
 
     def _bind_ions(self) -> None:
+        """Ion kernels; the style bits (eion.cpp) say which instances initialise their
+        concentrations (04), their reversal potential (040) or advance it each step (0100)."""
         self.ion_kernels = []
+        self.ion_inits = []
         for ion in self.model.ions:
-            args = {f"ion.{ion.name}.{k}": v for k, v in ion.data.items()}
-            args[f"ion.{ion.name}.node_index"] = ion.node_index
+            x = ion.name
+            args: dict = {f"ion.{x}.{k}": v for k, v in ion.data.items()}
+            args[f"ion.{x}.node_index"] = ion.node_index
             args["node.rhs"] = self.rhs
-            reset = self.backend.compile(cable.ion_reset(ion.name))
-            second = self.backend.compile(cable.second_order_current(ion.name))
+            args[f"ion.{x}.cinit"] = ((ion.style & 0o4) != 0).astype(np.float64)
+            args[f"ion.{x}.einit"] = ((ion.style & 0o40) != 0).astype(np.float64)
+            args[f"ion.{x}.eadvance"] = ((ion.style & 0o100) != 0).astype(np.float64)
+            args["conc_inside0"], args["conc_outside0"] = ion.init_inside, ion.init_outside
+            ktf = 1000.0 * units.GAS_CONSTANT * (self.model.celsius + 273.15) / units.FARADAY
+            args["ktf_over_z"] = ktf / ion.charge if ion.charge != 0 else 0.0
+            nernst = bool((ion.style & 0o100).any())
+            reset = self.backend.compile(cable.ion_reset(x, nernst))
+            second = self.backend.compile(cable.second_order_current(x))
             self.ion_kernels.append((ion, args, reset, second))
+            if (ion.style & 0o44).any():
+                self.ion_inits.append((ion, args, self.backend.compile(cable.ion_init(x))))
 
     def _bind_netcons(self) -> None:
         nc = self.model.netcons
@@ -173,6 +191,8 @@ class Simulation:
 
     def deliver(self, until: float) -> None:
         """Deliver every queued event due by `until`, each at its own time."""
+        for player in self.players:
+            player.deliver(until)
         while (event := self.queue.pop_due(until)) is not None:
             bound = self.mechanisms[event.target_set]
             out = bound.deliver(event.instance, event.t, event.flag, event.row, self.dt)
@@ -224,9 +244,8 @@ class Simulation:
         self.deliver(self.t)
 
     def _play(self) -> None:
-        for play in self.model.vecplay:
-            array = self.model.mechanisms[play.target_set].data[play.variable]
-            array[play.instance] = _interpolate(play.t_points, play.y, self.t)
+        for player in self.players:
+            player.play(self.t)
 
     # ------------------------------------------------------------------ driving
     def finitialize(self, v_init: float | None = None) -> None:
@@ -238,10 +257,14 @@ class Simulation:
             self.model.nodes.v[:] = v_init
         for bound in self.mechanisms:
             bound.check_tables(self.dt)
-        self._play()
+        for player in self.players:
+            player.reset()
+            player.deliver(self.t)
         spare = {
             b.index: len(next(iter(b.weight_columns.values()), [0])) - 1 for b in self.mechanisms
         }
+        for ion, args, kernel in self.ion_inits:  # ions come before their users
+            self.backend.run(kernel, args, ion.count)
         order = [b for b in self.mechanisms if not b.set.is_artificial]
         order += [b for b in self.mechanisms if b.set.is_artificial]
         for bound in order:
@@ -303,16 +326,3 @@ class Simulation:
             f"t = {self.t:.6g} ms (node {node}); reduce dt or check the mechanisms"
             + (f" (first gid of the group: {int(gid[0])})" if len(gid) else "")
         )
-
-
-def _interpolate(tp: np.ndarray, y: np.ndarray, t: float) -> float:
-    """Vector.play's continuous value at t: linear between points, held at the ends."""
-    if t <= tp[0]:
-        return float(y[0])
-    if t >= tp[-1]:
-        return float(y[-1])
-    i = int(np.searchsorted(tp, t, side="right")) - 1
-    t0, t1 = tp[i], tp[i + 1]
-    if t1 == t0:
-        return float(y[i + 1])
-    return float(y[i] + (y[i + 1] - y[i]) * (t - t0) / (t1 - t0))

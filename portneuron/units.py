@@ -1,0 +1,7 @@
+"""Physical constants as NEURON 9 uses them (CODATA 2018, src/oc/nrnunits.h)."""
+
+ELECTRON_CHARGE = 1.602176634e-19  # C
+AVOGADRO = 6.02214076e23  # 1/mol
+BOLTZMANN = 1.380649e-23  # J/K
+FARADAY = ELECTRON_CHARGE * AVOGADRO  # C/mol
+GAS_CONSTANT = BOLTZMANN * AVOGADRO  # J/(mol K)
