@@ -77,6 +77,7 @@ def run(
             ) from None
         groups = [int(g) for g in Path(tmp, "files.dat").read_text().split()[2:]]
         model = load_dataset(tmp, MechanismLibrary(mechanisms))
+        model.source = "NEURON model"
     nodes = []
     for seg, (thread, index) in zip(record, wanted):
         if thread >= len(groups):

@@ -195,13 +195,15 @@ def build_ringtest(
     ncompart: int | tuple[int, int] = 1,
     ncell_per_type: int = NCELL_PER_TYPE,
     hh_tables: bool = True,
+    stim_gids: bool = False,
 ) -> Ring:
     """Builds ringtest in NEURON, in this process, after clearing any model built before.
 
     `nbranch` and `ncompart` are the inclusive ranges [lo, hi] of dendrites per cell and of
     segments per dendrite (an int n means [n, n]). Cell gids are 0 .. nring * ncell - 1, all on
     host 0; the NetStims have no gid. `hh_tables` sets the global usetable_hh, which is also
-    written to the dataset's globals.dat.
+    written to the dataset's globals.dat. `stim_gids` gives the NetStims gids (10**6 + ring)
+    and connects them by gid, which NEURON needs when their cells run in another thread.
     """
     clear_neuron()
     nbranch, ncompart = _as_range(nbranch), _as_range(ncompart)
@@ -231,7 +233,12 @@ def build_ringtest(
         # unused (noise 0) but written to the dataset: the stream a fresh process would give,
         # not one numbered after the NetStims of models built before
         stim.ranvar.set_ids(1, 0, r + 1)
-        nc = h.NetCon(stim, ring.cells[first].syn)
+        if stim_gids:
+            pc.set_gid2node(10**6 + r, pc.id())
+            pc.cell(10**6 + r, h.NetCon(stim, None))
+            nc = pc.gid_connect(10**6 + r, ring.cells[first].syn)
+        else:
+            nc = h.NetCon(stim, ring.cells[first].syn)
         nc.weight[0], nc.delay = WEIGHT, DELAY
         ring.stims.append(stim)
         ring.stim_netcons.append(nc)

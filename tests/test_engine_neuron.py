@@ -86,3 +86,41 @@ def test_ringtest_dataset_spikes_identical_to_neuron(tmp_path):
     }  # fmt: skip
     assert summary["cells"] == 128 and summary["spikes"] == len(expected) == 592
     assert (out / "out.dat").read_text() == format_spikes(expected)
+
+
+def test_blow_up_names_the_cell_and_the_time():
+    from neuron import h
+
+    from portneuron.sim.simulation import SimulationError
+
+    neuron_models.clear_neuron()
+    soma = h.Section(name="soma")
+    soma.insert("pas")
+    soma(0.5).pas.g = -0.02  # a negative leak: backward Euler doubles v - e every step
+    h.ParallelContext().set_gid2node(7, 0)
+    h.ParallelContext().cell(7, h.NetCon(soma(0.5)._ref_v, None, sec=soma))
+    with pytest.raises(SimulationError, match=r"^NEURON model: cell gid 7: voltage is not finite at t = \d+\.?\d* ms"):
+        portneuron.direct.run(50.0, v_init=-60.0)
+    del soma
+
+
+def test_two_thread_dataset_merges_into_one_model(tmp_path):
+    """NEURON with 2 threads writes 2 cell groups; portneuron runs them as one model."""
+    from portneuron.backends import load_backend
+    from portneuron.io.dataset import load_dataset
+    from portneuron.sim.simulation import Simulation
+
+    ring = neuron_models.build_ringtest(nring=4, ncell=4, stim_gids=True)
+    pc = neuron_models.pc
+    pc.nthread(2)
+    try:
+        expected = neuron_models.run_neuron(ring, tstop=30.0)
+        neuron_models.write_dataset(ring, tmp_path)
+    finally:
+        pc.nthread(1)
+    assert len((tmp_path / "files.dat").read_text().split()) == 4  # version, count, 2 ids
+    model = load_dataset(tmp_path)
+    assert model.ncell == 16
+    result = Simulation(model, load_backend("numpy")).run(30.0)
+    assert format_spikes(result.spikes) == format_spikes(expected) and len(expected) > 20
+    assert any(gid >= 10**6 for _, gid in expected)  # the NetStims' spikes are reported too

@@ -153,6 +153,11 @@ class Simulation:
             "t": 0.0,
         }
         self.kernels["threshold"] = self.backend.compile(cable.threshold())
+        self.cell_gid = np.full(self.model.ncell, -1, dtype=np.int64)
+        for p in self.voltage_presyn:  # a cell is named by the gid of its spike source
+            cell = np.searchsorted(self.model.nodes.first, ps.node[p], side="right") - 1
+            if ps.gid[p] >= 0:
+                self.cell_gid[cell] = ps.gid[p]
         # (mechanism set, instance) -> presyn, for artificial cells' net_event
         self.artificial_presyn = {
             (int(s), int(i)): p
@@ -320,9 +325,9 @@ class Simulation:
             return
         node = int(np.flatnonzero(~np.isfinite(v))[0])
         cell = int(np.searchsorted(self.model.nodes.first, node, side="right") - 1)
-        gid = self.model.presyns.gid
+        gid = self.cell_gid[cell]
+        name = f"cell gid {gid}" if gid >= 0 else f"cell {cell} (no gid)"
         raise SimulationError(
-            f"{self.model.source or 'model'}: voltage of cell {cell} is not finite at "
-            f"t = {self.t:.6g} ms (node {node}); reduce dt or check the mechanisms"
-            + (f" (first gid of the group: {int(gid[0])})" if len(gid) else "")
+            f"{self.model.source or 'model'}: {name}: voltage is not finite at "
+            f"t = {self.t:.6g} ms; reduce dt or check the cell's mechanisms"
         )
