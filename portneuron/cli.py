@@ -83,10 +83,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     simulate_s = time.perf_counter() - start
     outdir.mkdir(parents=True, exist_ok=True)
     write_spikes(outdir / "out.dat", result.spikes)
-    compartment_steps = model.nodes.count * max(result.steps, 1)
+    compartment_steps = model.compartments * max(result.steps, 1)
     summary = {
         "cells": model.ncell,
-        "compartments": model.nodes.count,
+        "compartments": model.compartments,
         "spikes": len(result.spikes),
         "setup_s": round(setup_s, 6),
         "simulate_s": round(simulate_s, 6),

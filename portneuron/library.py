@@ -57,8 +57,9 @@ class MechanismLibrary:
         path = self.files.get(name)
         if path is None:
             raise PortneuronError(
-                f"{where or 'model'}: mechanism {name!r} has no .mod file; pass "
-                f"--mechanisms DIR with the folder of its .mod (as given to nrnivmodl)"
+                f"{where or 'model'}: mechanism {name!r} has no .mod file; give the folder "
+                f"of its .mod (as given to nrnivmodl) with --mechanisms DIR (direct mode: "
+                f"mechanisms=[DIR])"
             )
         from portneuron.nmodl import compile_file
 

@@ -163,6 +163,13 @@ class Model:
     def ncell(self) -> int:
         return self.nodes.ncell
 
+    @property
+    def compartments(self) -> int:
+        """Nodes with membrane (NEURON's segments): the count ns/compartment-step divides by.
+        Zero-area nodes (cell roots, section ends) are not compartments."""
+        cap = self.mechanism_set("capacitance")
+        return cap.count if cap is not None else self.nodes.count
+
     def mechanism_set(self, name: str) -> MechanismSet | None:
         for m in self.mechanisms:
             if m.name == name:

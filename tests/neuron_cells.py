@@ -124,3 +124,30 @@ def rallpack1_analytic(t_ms: np.ndarray, x: float, terms: int = 4000) -> np.ndar
     series = (np.cos(alpha * x) * np.exp(-(1 + alpha**2) * big_t) / (1 + alpha**2)).sum(axis=1)
     steady = np.cosh(length - x) / np.sinh(length)
     return scale * (steady - np.exp(-big_t[:, 0]) / length - 2 / length * series)
+
+
+def custom_cell() -> Built:
+    """A soma with hh, a calcium current (cachan) and calcium buffering solved by
+    derivimplicit (cadecay), and a dendrite with pas and cachan receiving two NetCons from
+    one NetStim through a facilitating synapse with NET_RECEIVE INITIAL (FacSyn).
+    Needs tests/mods compiled and loaded."""
+    clear_neuron()
+    soma = h.Section(name="soma")
+    soma.L = soma.diam = 20
+    for mech in ("hh", "cachan", "cadecay"):
+        soma.insert(mech)
+    dend = h.Section(name="dend")
+    dend.L, dend.diam, dend.nseg = 300, 1.5, 7
+    dend.insert("pas")
+    dend.insert("cachan")
+    dend.connect(soma(1))
+    syn = h.FacSyn(dend(0.6))
+    ns = h.NetStim()
+    ns.start, ns.interval, ns.number = 2, 4, 10
+    ncs = []
+    for weight, delay in ((0.004, 1.0), (0.002, 2.5)):
+        nc = h.NetCon(ns, syn)
+        nc.weight[0], nc.delay = weight, delay
+        ncs.append(nc)
+    _register(soma)
+    return Built([soma(0.5), dend(0.3), dend(0.9)], [soma, dend, syn, ns, *ncs])

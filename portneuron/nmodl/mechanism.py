@@ -297,7 +297,9 @@ class Assembler:
                 self.breakpoint_statements(lw)
         return self.finish(lw, body)
 
-    def net_receive(self) -> Kernel | None:
+    def net_receive(self, initial: bool = False) -> Kernel | None:
+        """NET_RECEIVE, one event per lane; with `initial`, its INITIAL block instead, one
+        NetCon per lane (NEURON runs it for every NetCon at finitialize)."""
         d = self.d
         block = d.net_receive
         if block is None:
@@ -306,10 +308,19 @@ class Assembler:
             raise d.error(
                 "NET_RECEIVE needs a POINT_PROCESS or ARTIFICIAL_CELL", ("NET_RECEIVE", "")
             )
+        statements = [s for s in block.statement_block.statements if _initial_of(s) is None]
+        if initial:
+            inits = [_initial_of(s) for s in block.statement_block.statements]
+            inits = [i for i in inits if i is not None]
+            if not inits:
+                return None
+            statements = list(inits[0].statement_block.statements)
         kb = KernelBuilder(
-            "net_receive",
+            "net_init" if initial else "net_receive",
             "event",
-            "deliver one event per lane; lanes must target distinct instances",
+            "initialise each NetCon's arguments, one NetCon per lane"
+            if initial
+            else "deliver one event per lane; lanes must target distinct instances",
         )
         lw = self.lowering(kb, ("NET_RECEIVE", ""))
         self.install_events(lw, allowed=True)
@@ -326,9 +337,7 @@ class Assembler:
                 lw.bind_assignable(
                     arg, f"arg.{arg}", kb.array(f"netcon.{arg}", F64, "netcon")[netcon]
                 )
-            for stmt in block.statement_block.statements:
-                if stmt.get_node_type_name() == "InitialBlock":
-                    raise lw.error("INITIAL inside NET_RECEIVE is not supported yet", "INITIAL")
+            for stmt in statements:
                 lw.statement(stmt)
             for arg in args:
                 if arg in lw.written:
@@ -355,6 +364,9 @@ class Assembler:
             kernel = make()
             if kernel is not None:
                 kernels.append(kernel)
+        net_init = self.net_receive(initial=True)
+        if net_init is not None:
+            kernels.append(net_init)
         return Mechanism(
             name=d.name,
             kind=d.kind,
@@ -369,6 +381,16 @@ class Assembler:
             source=d.filename,
             layout=data_layout(d),
         )
+
+
+def _initial_of(stmt):
+    """The INITIAL block a NET_RECEIVE statement is, if it is one."""
+    if stmt.get_node_type_name() == "InitialBlock":
+        return stmt
+    if stmt.get_node_type_name() == "ExpressionStatement":
+        if stmt.expression.get_node_type_name() == "InitialBlock":
+            return stmt.expression
+    return None
 
 
 def data_layout(d: Declarations) -> tuple[str, ...]:

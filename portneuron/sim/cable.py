@@ -104,17 +104,19 @@ def ion_reset(ion: str, nernst: bool = False) -> Kernel:
     return kb.build()
 
 
-def ion_init(ion: str) -> Kernel:
-    """NEURON's ion INITIAL: concentrations from <ion>i0/<ion>o0 where the style says so,
-    then the reversal potential from them where the style says so."""
+def ion_init(ion: str, concentrations: bool = True) -> Kernel:
+    """NEURON's ion INITIAL: concentrations from <ion>i0/<ion>o0 where the style says so
+    (`concentrations`), then the reversal potential from them where the style says so. The
+    second part alone is nrn_wrote_conc, run after an INITIAL that wrote a concentration."""
     kb = KernelBuilder(f"ion_init_{ion}", "instance", "initialise ion concentrations and erev")
-    cinit = kb.array(f"ion.{ion}.cinit", F64, f"ion:{ion}")
-    einit = kb.array(f"ion.{ion}.einit", F64, f"ion:{ion}")
     for name in (f"{ion}i", f"{ion}o"):
         kb.array(f"ion.{ion}.{name}", F64, f"ion:{ion}")
-    with kb.if_(b.ne(cinit[kb.lane], 0.0)):
-        kb.store(f"ion.{ion}.{ion}i", kb.lane, kb.scalar("conc_inside0"))
-        kb.store(f"ion.{ion}.{ion}o", kb.lane, kb.scalar("conc_outside0"))
+    if concentrations:
+        cinit = kb.array(f"ion.{ion}.cinit", F64, f"ion:{ion}")
+        with kb.if_(b.ne(cinit[kb.lane], 0.0)):
+            kb.store(f"ion.{ion}.{ion}i", kb.lane, kb.scalar("conc_inside0"))
+            kb.store(f"ion.{ion}.{ion}o", kb.lane, kb.scalar("conc_outside0"))
+    einit = kb.array(f"ion.{ion}.einit", F64, f"ion:{ion}")
     with kb.if_(b.ne(einit[kb.lane], 0.0)):
         kb.store(f"ion.{ion}.e{ion}", kb.lane, nernst_potential(kb, ion))
     return kb.build()

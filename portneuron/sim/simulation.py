@@ -120,7 +120,9 @@ class Simulation:
             second = self.backend.compile(cable.second_order_current(x))
             self.ion_kernels.append((ion, args, reset, second))
             if (ion.style & 0o44).any():
-                self.ion_inits.append((ion, args, self.backend.compile(cable.ion_init(x))))
+                init = self.backend.compile(cable.ion_init(x))
+                wrote = self.backend.compile(cable.ion_init(x, concentrations=False))
+                self.ion_inits.append((ion, args, init, wrote))
 
     def _bind_netcons(self) -> None:
         nc = self.model.netcons
@@ -268,7 +270,7 @@ class Simulation:
         spare = {
             b.index: len(next(iter(b.weight_columns.values()), [0])) - 1 for b in self.mechanisms
         }
-        for ion, args, kernel in self.ion_inits:  # ions come before their users
+        for ion, args, kernel, _ in self.ion_inits:  # ions come before their users
             self.backend.run(kernel, args, ion.count)
         order = [b for b in self.mechanisms if not b.set.is_artificial]
         order += [b for b in self.mechanisms if b.set.is_artificial]
@@ -276,12 +278,37 @@ class Simulation:
             if bound.has("init"):
                 out = bound.run("init", self.t, self.dt)
                 self._streams(bound, out, spare[bound.index])
-        for bound in self.mechanisms:  # no NET_RECEIVE INITIAL: weights after the first are 0
-            for arg in bound.set.mechanism.net_receive_args[1:]:
-                bound.weight_columns[arg][:] = 0.0
+                self._wrote_concentrations(bound)
+        self._init_netcons()
         self.threshold_args["presyn.flag"][:] = 0.0
         self.deliver(self.t)
         self._currents()
+
+    def _wrote_concentrations(self, bound: BoundMechanism) -> None:
+        """After an INITIAL that wrote a concentration, NEURON recomputes erev (einit ions)."""
+        for ion_decl in bound.set.mechanism.ions:
+            x = ion_decl.name
+            if f"{x}i" not in ion_decl.write and f"{x}o" not in ion_decl.write:
+                continue
+            for ion, args, _, wrote in self.ion_inits:
+                if ion.name == x:
+                    self.backend.run(wrote, args, ion.count)
+
+    def _init_netcons(self) -> None:
+        """NET_RECEIVE INITIAL once per NetCon; without one, weights after the first are 0."""
+        nc = self.model.netcons
+        for bound in self.mechanisms:
+            if not bound.has("net_init"):
+                for arg in bound.set.mechanism.net_receive_args[1:]:
+                    bound.weight_columns[arg][:] = 0.0
+                continue
+            targets = np.flatnonzero(nc.target_set == bound.index)
+            bound.args["event.instance"] = nc.target_instance[targets].astype(np.int32)
+            bound.args["event.netcon"] = self.netcon_row[targets].astype(np.int32)
+            bound.args["event.t"] = np.full(len(targets), self.t)
+            bound.args["event.flag"] = np.zeros(len(targets))
+            out = bound.run("net_init", self.t, self.dt, lanes=len(targets))
+            self._streams(bound, out, len(targets))  # (a net_send here: the spare row)
 
     def run(
         self,

@@ -1,0 +1,29 @@
+COMMENT
+Calcium entry into a shell under the membrane, with a saturable buffer: a nonlinear equation,
+solved by derivimplicit (Newton on backward Euler).
+ENDCOMMENT
+
+NEURON {
+    SUFFIX cadecay
+    USEION ca READ ica WRITE cai
+    RANGE depth, taur, kd
+}
+
+PARAMETER {
+    depth = 0.1 (um)
+    taur = 20 (ms)
+    cainf = 1e-4 (mM)
+    kd = 5e-4 (mM)
+}
+
+ASSIGNED { ica (mA/cm2) }
+
+STATE { cai (mM) }
+
+INITIAL { cai = cainf }
+
+BREAKPOINT { SOLVE state METHOD derivimplicit }
+
+DERIVATIVE state {
+    cai' = -ica*10000/(2*96485.33212*depth)/(1 + kd/(kd + cai)) + (cainf - cai)/taur
+}
