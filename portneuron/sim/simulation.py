@@ -7,10 +7,10 @@ One step from t to t + dt, as NEURON's fadvance does it:
    current kernel in model order, capacitance, axial terms), Hines solve, v += dv;
 3. t += dt/2; every mechanism's state kernel at the new v; deliver events due by t.
 
-The loop runs in epochs of min-delay length: within an epoch a group needs nothing from
-other groups, because every NetCon delay is at least the min-delay. Spikes between cells of
-the group are queued as they happen, as NEURON does, so a spike stamped exactly on an epoch
-boundary still arrives on the step NEURON delivers it.
+The loop runs in epochs of min-delay length: every NetCon delay is at least the min-delay,
+so the spikes of an epoch cannot affect it, and they are exchanged (turned into NetCon events)
+when it ends. This is where spikes will cross ranks; it is also what lets a compiled backend
+run a whole epoch without coming back to Python.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ class Simulation:
         self.queue = EventQueue()
         self.t = 0.0
         self.spikes: list[tuple[float, int]] = []
+        self._outbox: list[tuple[float, int]] = []  # (t, presyn) of this epoch's spikes
 
     # ------------------------------------------------------------------ setup
     def _bind_capacitance(self) -> None:
@@ -169,19 +170,34 @@ class Simulation:
 
     # ------------------------------------------------------------------ events
     def _spike(self, presyn: int, t: float) -> None:
-        """Record a spike and queue its NetCon events (all targets are in this group)."""
-        nc, gid = self.model.netcons, int(self.model.presyns.gid[presyn])
+        """Record a spike; its NetCon events are queued when the epoch ends."""
+        gid = int(self.model.presyns.gid[presyn])
         if gid >= 0:
             self.spikes.append((t, gid))
-        lo, hi = self.source_start[presyn], self.source_start[presyn + 1]
-        for k in self.netcons_by_source[lo:hi]:
-            self.queue.push(
-                t + nc.delay[k],
-                int(nc.target_set[k]),
-                int(nc.target_instance[k]),
-                0.0,
-                int(self.netcon_row[k]),
-            )
+        self._outbox.append((t, presyn))
+
+    def exchange(self) -> None:
+        """The epoch's spikes become NetCon events (with several ranks: after an allgather).
+
+        Every delay is at least the min-delay, so an event is due no earlier than the end of
+        the epoch that produced it. One due exactly then (a spike stamped on the epoch's
+        first instant) is delivered at the start of the next step instead of the end of this
+        one; nothing runs in between, so the result is the same."""
+        nc = self.model.netcons
+        for t, presyn in self._outbox:
+            lo, hi = self.source_start[presyn], self.source_start[presyn + 1]
+            for k in self.netcons_by_source[lo:hi]:
+                due = t + nc.delay[k]
+                if due <= self.t - self.dt:
+                    raise AssertionError(f"NetCon {k}: event due at {due} ms, now {self.t} ms")
+                self.queue.push(
+                    due,
+                    int(nc.target_set[k]),
+                    int(nc.target_instance[k]),
+                    0.0,
+                    int(self.netcon_row[k]),
+                )
+        self._outbox.clear()
 
     def _streams(self, bound: BoundMechanism, streams: dict, row: int) -> None:
         """Queue the self-events and spikes a kernel emitted."""
@@ -260,6 +276,7 @@ class Simulation:
         self.t = 0.0
         self.queue.clear()
         self.spikes.clear()
+        self._outbox.clear()
         if v_init is not None:
             self.model.nodes.v[:] = v_init
         for bound in self.mechanisms:
@@ -283,6 +300,7 @@ class Simulation:
         self.threshold_args["presyn.flag"][:] = 0.0
         self.deliver(self.t)
         self._currents()
+        self.exchange()
 
     def _wrote_concentrations(self, bound: BoundMechanism) -> None:
         """After an INITIAL that wrote a concentration, NEURON recomputes erev (einit ions)."""
@@ -334,6 +352,7 @@ class Simulation:
                 if len(record):
                     times.append(self.t)
                     trace.append(self.model.nodes.v[record].copy())
+            self.exchange()
         spikes = sorted(self.spikes)
         return Result(
             spikes, np.array(times), np.array(trace).reshape(len(times), len(record)), nsteps
