@@ -60,8 +60,12 @@ _PHILOX_W = (np.uint64(0x9E3779B9), np.uint64(0xBB67AE85))
 _MASK32 = np.uint64(0xFFFFFFFF)
 
 
+#: nrnran123's scale, a multiplication (not a division) by 1/(2**32 + 1).
+SHIFT32 = 1.0 / 4294967297.0
+
+
 def random123(id1, id2, id3, position):
-    """Philox4x32-10 as NEURON's nrnran123 draws it: (word + 1) / (2**32 + 1), in (0, 1)."""
+    """Philox4x32-10 as NEURON's nrnran123 draws it: (word + 1) * (1 / (2**32 + 1)), in (0, 1)."""
     position = np.asarray(position, dtype=np.float64)
     as_u32 = [np.asarray(x, dtype=np.float64).astype(np.uint64) & _MASK32 for x in (id1, id2, id3)]
     seq = (position // 4).astype(np.uint64) & _MASK32
@@ -78,7 +82,7 @@ def random123(id1, id2, id3, position):
         k0, k1 = (k0 + _PHILOX_W[0]) & _MASK32, (k1 + _PHILOX_W[1]) & _MASK32
     which = (position % 4).astype(np.int64)
     word = np.choose(which, c)
-    return (word.astype(np.float64) + 1.0) / 4294967297.0
+    return (word.astype(np.float64) + 1.0) * SHIFT32
 
 
 _INTRINSIC["random123"] = random123

@@ -55,7 +55,8 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Simulate a dataset NEURON wrote with nrncore_write, like CoreNEURON's special-core."""
+    """Simulate a dataset NEURON wrote with nrncore_write, like CoreNEURON's special-core, or
+    (without -d) the built-in ringtest."""
     import json
     import resource
     import time
@@ -72,8 +73,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outdir.exists() and not outdir.is_dir():
         raise PortneuronError(f"{outdir}: -o needs a folder, and this is a file")
     start = time.perf_counter()
-    backend = load_backend(args.backend)
-    model = load_dataset(args.datpath, MechanismLibrary(args.mechanisms))
+    backend = load_backend(args.backend or best_backend())
+    if args.datpath is not None:
+        model = load_dataset(args.datpath, MechanismLibrary(args.mechanisms))
+    else:
+        from .build.ringtest import build_ringtest
+
+        for name in ("nring", "ncell"):
+            if getattr(args, name) < 1:
+                raise PortneuronError(f"--{name} must be >= 1, not {getattr(args, name)}")
+        for name in ("branch", "compart"):
+            lo, hi = getattr(args, name)
+            if not 1 <= lo <= hi:
+                raise PortneuronError(f"--{name} LO HI needs 1 <= LO <= HI, not {lo} {hi}")
+        model = build_ringtest(
+            args.nring, args.ncell, tuple(args.branch), tuple(args.compart),
+            MechanismLibrary(args.mechanisms),
+        )  # fmt: skip
     dt = args.dt if args.dt is not None else model.dt
     sim = Simulation(model, backend, dt=dt)
     sim.finitialize(args.voltage)
@@ -107,6 +123,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def best_backend() -> str:
+    """The fastest backend that can run here (compiled ones first, numpy as the fallback)."""
+    from .backends import backend_names, backend_status
+
+    for name in ("cuda", "llvm", "numpy"):
+        if name in backend_names() and backend_status(name).available:
+            return name
+    return "numpy"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portneuron", description=__doc__)
     parser.add_argument("--version", action="version", version=f"portneuron {_version()}")
@@ -122,8 +148,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emit", choices=["ir"], default="ir", help="what to print (default: ir)")
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("run", help="simulate a NEURON dataset (nrncore_write) and write out.dat")
-    p.add_argument("-d", "--datpath", required=True, help="folder NEURON's nrncore_write wrote")
+    p = sub.add_parser(
+        "run", help="simulate a NEURON dataset (or the built-in ringtest) and write out.dat"
+    )
+    p.add_argument(
+        "-d", "--datpath", help="folder NEURON's nrncore_write wrote (default: the ringtest)"
+    )
+    p.add_argument("--nring", type=int, default=16, help="ringtest: rings (16)")
+    p.add_argument("--ncell", type=int, default=8, help="ringtest: cells per ring (8)")
+    p.add_argument(
+        "--branch",
+        type=int,
+        nargs=2,
+        default=[10, 20],
+        metavar=("LO", "HI"),
+        help="ringtest: dendrites per cell, inclusive range (10 20)",
+    )
+    p.add_argument(
+        "--compart",
+        type=int,
+        nargs=2,
+        default=[1, 1],
+        metavar=("LO", "HI"),
+        help="ringtest: segments per dendrite, inclusive range (1 1)",
+    )
     p.add_argument("-e", "--tstop", type=float, default=100.0, help="stop time [ms] (100)")
     p.add_argument("--dt", type=float, default=None, help="time step [ms] (the dataset's)")
     p.add_argument("-o", "--outpath", default=".", help="folder for out.dat (.)")
@@ -134,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="initial voltage [mV] (default: the dataset's voltages)",
     )
-    p.add_argument("--backend", default="numpy", help="numpy (default), llvm or cuda")
+    p.add_argument("--backend", default=None, help="numpy, llvm or cuda (default: the best here)")
     p.add_argument(
         "--mechanisms",
         action="append",
