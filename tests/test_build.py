@@ -142,3 +142,36 @@ def test_builtin_ringtest_run_gives_the_original_spikes(tmp_path):
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "out.dat").read_text() == format_spikes(expected)
     assert len(expected) == 592
+
+
+def test_saved_dataset_reads_back_and_runs_in_coreneuron(tmp_path):
+    """save_dataset writes what NEURON would: it reads back to the same model, and
+    CoreNEURON (nrniv-core from the neuron wheel) runs it to the same spikes."""
+    import shutil
+    from pathlib import Path
+
+    from portneuron.io.write import save_dataset
+
+    model = build_ringtest(nring=2, ncompart=(1, 3))
+    save_dataset(model, tmp_path / "data")
+    back = load_dataset(tmp_path / "data")
+    for name in ("parent_index", "a", "b", "area", "v", "first"):
+        np.testing.assert_array_equal(getattr(back.nodes, name), getattr(model.nodes, name))
+    for ours, theirs in zip(model.mechanisms, back.mechanisms):
+        assert ours.name == theirs.name
+        np.testing.assert_array_equal(ours.node_index, theirs.node_index)
+        for key, values in ours.data.items():
+            np.testing.assert_array_equal(theirs.data[key], values)
+    for name in ("source", "target_set", "target_instance", "delay", "weights"):
+        np.testing.assert_array_equal(getattr(back.netcons, name), getattr(model.netcons, name))
+    spikes = Simulation(back, load_backend("numpy")).run(30.0).spikes
+    assert spikes == Simulation(model, load_backend("numpy")).run(30.0).spikes and spikes
+
+    core = shutil.which("nrniv-core", path=str(Path(sys.executable).parent))
+    if core is None:
+        pytest.skip("nrniv-core is not installed")
+    subprocess.run(
+        [core, "-d", str(tmp_path / "data"), "-e", "30", "-o", str(tmp_path)],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    assert (tmp_path / "out.dat").read_text() == format_spikes(spikes)
