@@ -29,10 +29,11 @@ from portneuron.model import (
 
 from .datfile import DatasetError, DatFile
 
+#: NEURON's capacitance as a mechanism: only cm is kept (i_cap is NEURON's output, unused).
 CAPACITANCE = Mechanism(
     "capacitance",
     "density",
-    (Variable("cm", "parameter", "uF/cm2", 1.0), Variable("i_cap", "assigned", "mA/cm2")),
+    (Variable("cm", "parameter", "uF/cm2", 1.0),),
     layout=("cm", "i_cap"),
 )
 
