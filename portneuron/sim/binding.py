@@ -56,6 +56,7 @@ class BoundMechanism:
             for out in table.outputs:
                 self.args[f"table.{table.name}.{out}"] = np.zeros(table.points)
         self.weight_columns: dict[str, np.ndarray] = {}
+        self.spare_row = 0
         for kernel in mech.kernels:
             self._check(kernel)
             self.kernels[kernel.name] = backend.compile(kernel)
@@ -71,9 +72,10 @@ class BoundMechanism:
     def has(self, name: str) -> bool:
         return name in self.kernels
 
-    def set_weights(self, columns: dict[str, np.ndarray]) -> None:
-        """Weight columns of the NetCons that target this set (plus a spare zero row)."""
-        self.weight_columns = columns
+    def set_weights(self, columns: dict[str, np.ndarray], spare_row: int) -> None:
+        """Weight columns of the NetCons that target this set, plus a spare zero row: the
+        weights a self-event sent from INITIAL carries."""
+        self.weight_columns, self.spare_row = columns, spare_row
         for arg, column in columns.items():
             self.args[f"netcon.{arg}"] = column
 

@@ -137,7 +137,7 @@ class Simulation:
                 column = np.zeros(len(targets) + 1)  # the last row: self-events from INITIAL
                 column[: len(targets)] = nc.weights[nc.weight_offset[targets] + k]
                 columns[arg] = column
-            bound.set_weights(columns)
+            bound.set_weights(columns, spare_row=len(targets))
         # NetCons by source presyn, in NetCon order
         order = np.argsort(nc.source, kind="stable")
         self.netcons_by_source = order[nc.source[order] >= 0]
@@ -284,9 +284,6 @@ class Simulation:
         for player in self.players:
             player.reset()
             player.deliver(self.t)
-        spare = {
-            b.index: len(next(iter(b.weight_columns.values()), [0])) - 1 for b in self.mechanisms
-        }
         for ion, args, kernel, _ in self.ion_inits:  # ions come before their users
             self.backend.run(kernel, args, ion.count)
         order = [b for b in self.mechanisms if not b.set.is_artificial]
@@ -294,7 +291,7 @@ class Simulation:
         for bound in order:
             if bound.has("init"):
                 out = bound.run("init", self.t, self.dt)
-                self._streams(bound, out, spare[bound.index])
+                self._streams(bound, out, bound.spare_row)
                 self._wrote_concentrations(bound)
         self._init_netcons()
         self.threshold_args["presyn.flag"][:] = 0.0
@@ -326,7 +323,7 @@ class Simulation:
             bound.args["event.t"] = np.full(len(targets), self.t)
             bound.args["event.flag"] = np.zeros(len(targets))
             out = bound.run("net_init", self.t, self.dt, lanes=len(targets))
-            self._streams(bound, out, len(targets))  # (a net_send here: the spare row)
+            self._streams(bound, out, bound.spare_row)
 
     def run(
         self,
