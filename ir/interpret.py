@@ -89,8 +89,11 @@ _INTRINSIC["random123"] = random123
 
 
 class _Run:
+    """The state of one kernel execution: arrays, scalar environment, mask, streams."""
+
     def __init__(self, kernel: Kernel, args: Mapping[str, Any], lanes: int) -> None:
         self.n = lanes
+        self.lane = np.arange(lanes, dtype=np.int32)
         self.arrays: dict[str, np.ndarray] = {}
         self.env: dict[str, Any] = {}
         for p in kernel.params:
@@ -109,104 +112,11 @@ class _Run:
         self.streams: dict[str, list[list[np.ndarray]]] = {s.name: [] for s in kernel.streams}
         self.mask: np.ndarray | None = None  # lanes executing the current statement
 
-    def eval(self, e: Expr) -> Any:
-        match e:
-            case Const(value=value, dtype=dtype):
-                return NUMPY_DTYPES[dtype](value)
-            case Var(name=name):
-                return self.env[name]
-            case Lane():
-                return np.arange(self.n, dtype=np.int32)
-            case Load(array=array, index=index):
-                idx = self.eval(index)
-                data = self.arrays[array]
-                if self.mask is None or np.ndim(idx) == 0:
-                    return data[idx]
-                # Inactive lanes may hold indices out of range (a finished loop): they read
-                # a clipped element, and whatever they read is never used.
-                return data.take(idx, mode="clip") if len(data) else np.zeros(self.n, data.dtype)
-            case Unary(op="neg", operand=operand):
-                return np.negative(self.eval(operand))
-            case Unary(operand=operand):
-                return np.logical_not(self.eval(operand))
-            case Binary(op=op, lhs=lhs, rhs=rhs):
-                return _BINARY[op](self.eval(lhs), self.eval(rhs))
-            case Call(fn=fn, args=args):
-                return _INTRINSIC[fn](*(self.eval(a) for a in args))
-            case Select(cond=cond, then=then, otherwise=otherwise):
-                return np.where(self.eval(cond), self.eval(then), self.eval(otherwise))
-            case Cast(dtype=DType.I32, operand=operand):
-                return np.trunc(self.eval(operand)).astype(np.int32)
-            case Cast(dtype=dtype, operand=operand):
-                return np.asarray(self.eval(operand)).astype(NUMPY_DTYPES[dtype])
-        raise TypeError(f"not an IR expression: {e!r}")
-
     def lanes_of(self, value: Any, mask: np.ndarray | None) -> np.ndarray:
         """`value` as one element per active lane."""
         if np.ndim(value) == 0:
             value = np.full(self.n, value)
         return value if mask is None else value[mask]
-
-    def block(self, body: tuple[Stmt, ...], mask: np.ndarray | None) -> None:
-        outer, self.mask = self.mask, mask
-        for stmt in body:
-            self.stmt(stmt, mask)
-        self.mask = outer
-
-    def stmt(self, s: Stmt, mask: np.ndarray | None) -> None:
-        match s:
-            case Assign(name=name, value=value):
-                new = self.eval(value)
-                if mask is not None and name in self.env:
-                    new = np.where(mask, new, self.env[name])
-                self.env[name] = new
-            case Store(array=array, index=index, value=value):
-                idx = self.lanes_of(self.eval(index), mask)
-                self.arrays[array][idx] = self.lanes_of(self.eval(value), mask)
-            case AddTo(array=array, index=index, value=value):
-                idx = self.lanes_of(self.eval(index), mask)
-                np.add.at(self.arrays[array], idx, self.lanes_of(self.eval(value), mask))
-            case If(cond=cond, then=then, otherwise=otherwise):
-                c = self.eval(cond)
-                if np.ndim(c) == 0 and mask is None:  # uniform branch: run one side only
-                    self.block(then if c else otherwise, None)
-                    return
-                c = np.broadcast_to(c, (self.n,))
-                taken = c if mask is None else mask & c
-                skipped = ~c if mask is None else mask & ~c
-                if taken.any():
-                    self.block(then, taken)
-                if otherwise and skipped.any():
-                    self.block(otherwise, skipped)
-            case Loop(var=var, start=start, stop=stop, body=body, step=step):
-                self.loop(var, self.eval(start), self.eval(stop), body, step, mask)
-            case Emit(stream=stream, values=values):
-                self.streams[stream].append([self.lanes_of(self.eval(v), mask) for v in values])
-
-    def loop(
-        self,
-        var: str,
-        start: Any,
-        stop: Any,
-        body: tuple[Stmt, ...],
-        step: int,
-        mask: np.ndarray | None,
-    ) -> None:
-        if np.ndim(start) == 0 and np.ndim(stop) == 0 and mask is None:
-            for k in range(int(start), int(stop), step):
-                self.env[var] = np.int32(k)
-                self.block(body, None)
-            return
-        k = np.array(np.broadcast_to(start, (self.n,)), dtype=np.int32)
-        stop = np.broadcast_to(stop, (self.n,))
-        outer = np.ones(self.n, dtype=bool) if mask is None else mask
-        while True:
-            active = outer & ((k < stop) if step > 0 else (k > stop))
-            if not active.any():
-                break
-            self.env[var] = k
-            self.block(body, active)
-            k = k + np.int32(step)
 
     def results(self, kernel: Kernel) -> dict[str, dict[str, np.ndarray]]:
         out = {}
@@ -221,6 +131,162 @@ class _Run:
         return out
 
 
+# Kernels are compiled once into nested closures: the tree is walked when compiling, not at
+# every execution. An expression becomes f(run) -> value; a statement f(run, mask).
+
+
+def _expr(e: Expr):
+    match e:
+        case Const(value=value, dtype=dtype):
+            constant = NUMPY_DTYPES[dtype](value)
+            return lambda r: constant
+        case Var(name=name):
+            return lambda r: r.env[name]
+        case Lane():
+            return lambda r: r.lane
+        case Load(array=array, index=index):
+            idx = _expr(index)
+
+            def load(r):
+                i = idx(r)
+                data = r.arrays[array]
+                if r.mask is None or np.ndim(i) == 0:
+                    return data[i]
+                # Inactive lanes may hold indices out of range (a finished loop): they read
+                # a clipped element, and whatever they read is never used.
+                return data.take(i, mode="clip") if len(data) else np.zeros(r.n, data.dtype)
+
+            return load
+        case Unary(op="neg", operand=operand):
+            f = _expr(operand)
+            return lambda r: np.negative(f(r))
+        case Unary(operand=operand):
+            f = _expr(operand)
+            return lambda r: np.logical_not(f(r))
+        case Binary(op=op, lhs=lhs, rhs=rhs):
+            fn, a, b = _BINARY[op], _expr(lhs), _expr(rhs)
+            return lambda r: fn(a(r), b(r))
+        case Call(fn=fn, args=args):
+            intrinsic, fs = _INTRINSIC[fn], [_expr(a) for a in args]
+            return lambda r: intrinsic(*(f(r) for f in fs))
+        case Select(cond=cond, then=then, otherwise=otherwise):
+            c, t, o = _expr(cond), _expr(then), _expr(otherwise)
+            return lambda r: np.where(c(r), t(r), o(r))
+        case Cast(dtype=DType.I32, operand=operand):
+            f = _expr(operand)
+            return lambda r: np.trunc(f(r)).astype(np.int32)
+        case Cast(dtype=dtype, operand=operand):
+            f, target = _expr(operand), NUMPY_DTYPES[dtype]
+            return lambda r: np.asarray(f(r)).astype(target)
+    raise TypeError(f"not an IR expression: {e!r}")
+
+
+def _block(body: tuple[Stmt, ...]):
+    stmts = [_stmt(s) for s in body]
+
+    def block(r, mask):
+        outer, r.mask = r.mask, mask
+        for stmt in stmts:
+            stmt(r, mask)
+        r.mask = outer
+
+    return block
+
+
+def _stmt(s: Stmt):
+    match s:
+        case Assign(name=name, value=value):
+            f = _expr(value)
+
+            def assign(r, mask):
+                new = f(r)
+                if mask is not None and name in r.env:
+                    new = np.where(mask, new, r.env[name])
+                r.env[name] = new
+
+            return assign
+        case Store(array=array, index=index, value=value):
+            idx, val = _expr(index), _expr(value)
+
+            def store(r, mask):
+                r.arrays[array][r.lanes_of(idx(r), mask)] = r.lanes_of(val(r), mask)
+
+            return store
+        case AddTo(array=array, index=index, value=value):
+            idx, val = _expr(index), _expr(value)
+
+            def add_to(r, mask):
+                np.add.at(r.arrays[array], r.lanes_of(idx(r), mask), r.lanes_of(val(r), mask))
+
+            return add_to
+        case If(cond=cond, then=then, otherwise=otherwise):
+            c, then_block = _expr(cond), _block(then)
+            else_block = _block(otherwise) if otherwise else None
+
+            def if_(r, mask):
+                taken = c(r)
+                if np.ndim(taken) == 0 and mask is None:  # uniform branch: run one side only
+                    if taken:
+                        then_block(r, None)
+                    elif else_block is not None:
+                        else_block(r, None)
+                    return
+                taken = np.broadcast_to(taken, (r.n,))
+                on = taken if mask is None else mask & taken
+                if on.any():
+                    then_block(r, on)
+                if else_block is not None:
+                    off = ~taken if mask is None else mask & ~taken
+                    if off.any():
+                        else_block(r, off)
+
+            return if_
+        case Loop(var=var, start=start, stop=stop, body=body, step=step):
+            lo, hi, inner = _expr(start), _expr(stop), _block(body)
+
+            def loop(r, mask):
+                first, last = lo(r), hi(r)
+                if np.ndim(first) == 0 and np.ndim(last) == 0 and mask is None:
+                    for k in range(int(first), int(last), step):
+                        r.env[var] = np.int32(k)
+                        inner(r, None)
+                    return
+                k = np.array(np.broadcast_to(first, (r.n,)), dtype=np.int32)
+                last = np.broadcast_to(last, (r.n,))
+                outer = np.ones(r.n, dtype=bool) if mask is None else mask
+                while True:
+                    active = outer & ((k < last) if step > 0 else (k > last))
+                    if not active.any():
+                        break
+                    r.env[var] = k
+                    inner(r, None if mask is None and active.all() else active)
+                    k = k + np.int32(step)
+
+            return loop
+        case Emit(stream=stream, values=values):
+            fs = [_expr(v) for v in values]
+
+            def emit(r, mask):
+                r.streams[stream].append([r.lanes_of(f(r), mask) for f in fs])
+
+            return emit
+    raise TypeError(f"not an IR statement: {s!r}")
+
+
+class Program:
+    """A kernel compiled for the interpreter: run it many times with different arguments."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.body = _block(kernel.body)
+
+    def run(self, args: Mapping[str, Any], lanes: int) -> dict[str, dict[str, np.ndarray]]:
+        run = _Run(self.kernel, args, lanes)
+        with np.errstate(all="ignore"):  # IEEE results (inf, nan) are the semantics, not errors
+            self.body(run, None)
+        return run.results(self.kernel)
+
+
 def run_kernel(
     kernel: Kernel, args: Mapping[str, Any], lanes: int
 ) -> dict[str, dict[str, np.ndarray]]:
@@ -229,7 +295,4 @@ def run_kernel(
     Returns the emitted streams: for each stream, its fields as arrays of equal length.
     Records appear in statement order, and within one statement in lane order.
     """
-    run = _Run(kernel, args, lanes)
-    with np.errstate(all="ignore"):  # IEEE results (inf, nan) are the semantics, not errors
-        run.block(kernel.body, None)
-    return run.results(kernel)
+    return Program(kernel).run(args, lanes)

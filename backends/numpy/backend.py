@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-from portneuron.ir import Kernel, run_kernel, verify_kernel
+from portneuron.ir import Kernel, verify_kernel
+from portneuron.ir.interpret import Program
 from portneuron.ir.passes import fold_constants
 
 from ..base import Backend
@@ -21,10 +22,10 @@ class NumpyBackend(Backend):
     def availability(cls) -> tuple[bool, str]:
         return True, f"NumPy {np.__version__} (reference)"
 
-    def compile(self, kernel: Kernel) -> Kernel:
-        return fold_constants(verify_kernel(kernel))
+    def compile(self, kernel: Kernel) -> Program:
+        return Program(fold_constants(verify_kernel(kernel)))
 
     def run(
-        self, compiled: Kernel, args: Mapping[str, Any], lanes: int
+        self, compiled: Program, args: Mapping[str, Any], lanes: int
     ) -> dict[str, dict[str, Any]]:
-        return run_kernel(compiled, args, lanes)
+        return compiled.run(args, lanes)

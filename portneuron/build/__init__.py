@@ -1,0 +1,6 @@
+"""Building models without NEURON: cells from sections, networks of gids, the ringtest."""
+
+from .cell import Cell, Section
+from .network import Network
+
+__all__ = ["Cell", "Network", "Section"]

@@ -1,0 +1,376 @@
+"""Networks of cells, built straight into the compact Model.
+
+Cells are templates stamped out per gid: a template is compiled once to NEURON-ordered node
+arrays, and the Model's arrays are those arrays tiled and offset, so building costs a few
+array operations per cell type, not Python work per compartment. The Model is arranged as
+NEURON would arrange the same cells in one thread (mechanisms in NEURON's order, instances
+in node order), so sums happen in NEURON's order and results match it to the bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from portneuron.errors import PortneuronError
+from portneuron.io.dataset import CAPACITANCE
+from portneuron.library import MechanismLibrary
+from portneuron.model import IonSet, MechanismSet, Model, NetCons, Nodes, Presyns
+
+from .cell import Cell, CompiledCell
+
+#: NEURON 9's type numbers for its built-in mechanisms: the order currents are summed in.
+STOCK_TYPES = {
+    "capacitance": 3, "pas": 4, "extracellular": 5, "fastpas": 6, "IClamp": 7,
+    "AlphaSynapse": 8, "ExpSyn": 9, "Exp2Syn": 10, "SEClamp": 11, "VClamp": 12, "OClamp": 13,
+    "APCount": 14, "na_ion": 15, "k_ion": 16, "hh": 17, "NetStim": 18, "IntFire1": 19,
+    "IntFire2": 20, "IntFire4": 21, "PointProcessMark": 22, "PatternStim": 23,
+}  # fmt: skip
+
+#: (e, inside, outside) defaults of NEURON's ions [mV, mM, mM]; others are (0, 1, 1).
+ION_DEFAULTS = {
+    "na": (50.0, 10.0, 140.0),
+    "k": (-77.0, 54.4, 2.5),
+    "ca": (12.5 * np.log(2.0 / 5e-5), 5e-5, 2.0),
+}
+ION_CHARGE = {"na": 1.0, "k": 1.0, "ca": 2.0}
+
+
+@dataclass
+class _Stim:
+    mechanism: str
+    gid: int
+    values: dict[str, float]
+
+
+@dataclass
+class _Connection:
+    source: tuple[str, int]  # ("gid", gid) or ("stim", index)
+    target_gid: int
+    target_point: int
+    weights: tuple[float, ...]
+    delay: float
+
+
+class Network:
+    """Cells with gids, artificial cells and connections; `build()` makes the Model."""
+
+    def __init__(
+        self,
+        library: MechanismLibrary | None = None,
+        celsius: float = 6.3,
+        dt: float = 0.025,
+        v_init: float = -65.0,
+        secondorder: int = 0,
+        globals: dict[str, float] | None = None,
+    ) -> None:
+        self.library = library or MechanismLibrary()
+        self.celsius, self.dt, self.v_init, self.secondorder = celsius, dt, v_init, secondorder
+        self.globals = dict(globals or {})  # NEURON names: usetable_hh, ...
+        self.cells: list[tuple[Cell, int]] = []
+        self.stims: list[_Stim] = []
+        self.connections: list[_Connection] = []
+        self._gids: set[int] = set()
+
+    def add_cell(self, cell: Cell, gid: int) -> None:
+        if gid in self._gids:
+            raise PortneuronError(f"gid {gid} is used twice")
+        self._gids.add(gid)
+        self.cells.append((cell, gid))
+
+    def artificial_cell(self, mechanism: str = "NetStim", gid: int = -1, **values: float) -> int:
+        """An artificial cell (NetStim by default); returns its index for `connect`."""
+        if gid >= 0:
+            if gid in self._gids:
+                raise PortneuronError(f"gid {gid} is used twice")
+            self._gids.add(gid)
+        self.stims.append(_Stim(mechanism, gid, values))
+        return len(self.stims) - 1
+
+    def connect(
+        self,
+        target_gid: int,
+        target_point: int,
+        weight: float | tuple[float, ...],
+        delay: float,
+        source_gid: int | None = None,
+        source_stim: int | None = None,
+    ) -> None:
+        """A NetCon from a cell's spike detector (or an artificial cell) to point process
+        `target_point` of cell `target_gid`."""
+        if (source_gid is None) == (source_stim is None):
+            raise PortneuronError("connect needs exactly one of source_gid and source_stim")
+        if delay < 0:
+            raise PortneuronError(f"NetCon delay must be >= 0, not {delay}")
+        source = ("gid", source_gid) if source_gid is not None else ("stim", source_stim)
+        weights = (weight,) if np.isscalar(weight) else tuple(weight)
+        self.connections.append(_Connection(source, target_gid, target_point, weights, delay))
+
+    # ------------------------------------------------------------------ building
+    def build(self) -> Model:
+        builder = _Builder(self)
+        model = builder.model()
+        self._offsets = {gid: int(o) for (_, gid), o in zip(builder.cells, builder.base)}
+        return model
+
+    def node(self, gid: int, section, x: float = 0.5) -> int:
+        """The model node of section(x) of cell `gid` (after `build`), for recording."""
+        cell = next(c for c, g in self.cells if g == gid)
+        return self._offsets[gid] + cell.compile().node_at(section, x)
+
+
+class _Builder:
+    def __init__(self, net: Network) -> None:
+        self.net = net
+        self.compiled: dict[int, CompiledCell] = {}
+        for cell, _ in net.cells:
+            if id(cell) not in self.compiled:
+                self.compiled[id(cell)] = cell.compile()
+        self.cells = [(self.compiled[id(cell)], gid) for cell, gid in net.cells]
+
+    def model(self) -> Model:
+        net = self.net
+        counts = np.array([c.count for c, _ in self.cells], dtype=np.int64)
+        first = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=first[1:])
+        base = self.base = first[:-1]
+        nodes = Nodes(
+            np.concatenate(
+                [np.where(c.parent >= 0, c.parent + o, -1) for (c, _), o in zip(self.cells, base)]
+            ).astype(np.int32),
+            *(np.concatenate([getattr(c, k) for c, _ in self.cells]) for k in ("a", "b", "area")),
+            np.full(int(first[-1]), float(net.v_init)),
+            np.concatenate([c.diam for c, _ in self.cells]),
+            first.astype(np.int32),
+        )  # fmt: skip
+
+        library = net.library
+        kinds: dict[str, str] = {}
+        placed: dict[str, list] = {}  # mech -> [(node, values, point key)]
+        for (c, gid), offset in zip(self.cells, base):
+            for mech, (mnodes, values) in c.density.items():
+                placed.setdefault(mech, []).append(("density", mnodes + offset, values, None))
+            for k, (mech, node, values) in enumerate(c.points):
+                placed.setdefault(mech, []).append(("point", node + offset, values, (gid, k)))
+        for stim in net.stims:
+            placed.setdefault(stim.mechanism, [])
+        order = sorted(
+            placed,
+            key=lambda m: (
+                library.get(m).kind == "artificial_cell",
+                STOCK_TYPES.get(m, 1000),
+                list(placed).index(m),
+            ),
+        )
+        sets, point_instance, stim_instance = [], {}, {}
+        cap_nodes = np.flatnonzero(~np.isnan(np.concatenate([c.cm for c, _ in self.cells])))
+        cap_cm = np.concatenate([c.cm for c, _ in self.cells])[cap_nodes]
+        sets.append(
+            MechanismSet(
+                CAPACITANCE, 3, cap_nodes.astype(np.int32),
+                {"cm": cap_cm}, count=len(cap_nodes),
+            )
+        )  # fmt: skip
+        type_ids = {}
+        for mech_name in order:
+            mech = library.get(mech_name)
+            kinds[mech_name] = mech.kind
+            type_ids[mech_name] = STOCK_TYPES.get(mech_name, 24 + len(type_ids))
+            if mech.kind == "artificial_cell":
+                stims = [k for k, s in enumerate(net.stims) if s.mechanism == mech_name]
+                data = self._defaults(mech, len(stims))
+                for i, k in enumerate(stims):
+                    stim_instance[k] = (len(sets), i)
+                    self._set_values(mech, data, i, net.stims[k].values)
+                sets.append(
+                    MechanismSet(
+                        mech, type_ids[mech_name], np.zeros(0, np.int32), data, {},
+                        self._globals(mech), len(stims),
+                    )
+                )  # fmt: skip
+                continue
+            entries = placed[mech_name]
+            node_list, instance_values = [], []
+            for kind, where, values, key in entries:
+                if kind == "density":
+                    node_list.append(where)
+                    instance_values.append(("density", values, len(where)))
+                else:
+                    node_list.append(np.array([where]))
+                    instance_values.append(("point", values, 1))
+                    point_instance[key] = None
+            all_nodes = np.concatenate(node_list).astype(np.int32)
+            # NEURON: instances by node; on one node the newest point process comes first
+            order_idx = np.lexsort((-np.arange(len(all_nodes)), all_nodes))
+            data = self._defaults(mech, len(all_nodes))
+            pos = 0
+            for (kind, values, n), (_, _, _, key) in zip(instance_values, entries):
+                for name, value in values.items():
+                    self._check_variable(mech, name)
+                    value = np.asarray(value, dtype=np.float64)
+                    default = data[name][pos : pos + n]
+                    data[name][pos : pos + n] = np.where(np.isnan(value), default, value)
+                if key is not None:
+                    point_instance[key] = pos
+                pos += n
+            inverse = np.empty(len(all_nodes), np.int64)
+            inverse[order_idx] = np.arange(len(all_nodes))
+            data = {k: v[order_idx] for k, v in data.items()}
+            for (kind, values, n), (_, _, _, key) in zip(instance_values, entries):
+                if key is not None and point_instance.get(key) is not None:
+                    point_instance[key] = (len(sets), int(inverse[point_instance[key]]))
+            sets.append(
+                MechanismSet(
+                    mech, type_ids[mech_name], all_nodes[order_idx], data, {},
+                    self._globals(mech), len(all_nodes),
+                )
+            )  # fmt: skip
+        ions = self._ions(sets, nodes.count)
+        presyns, gid_presyn = self._presyns(base, stim_instance)
+        netcons = self._netcons(sets, point_instance, gid_presyn, stim_instance)
+        return Model(
+            nodes, sets, ions, presyns, netcons, celsius=net.celsius,
+            secondorder=net.secondorder, dt=net.dt, source="native model",
+            source_node=np.arange(nodes.count), source_group=np.zeros(nodes.count, np.int64),
+        )  # fmt: skip
+
+    def _defaults(self, mech, n: int) -> dict[str, np.ndarray]:
+        return {v.name: np.full(n, v.default) for v in mech.variables if v.per_instance}
+
+    def _check_variable(self, mech, name: str) -> None:
+        if not any(v.name == name and v.per_instance for v in mech.variables):
+            raise PortneuronError(f"{mech.name} has no per-instance variable {name!r}")
+
+    def _set_values(self, mech, data, i: int, values: dict) -> None:
+        for name, value in values.items():
+            if name == "ids":  # Random123 stream ids of a RANDOM variable (NetStim: ranvar)
+                continue
+            self._check_variable(mech, name)
+            data[name][i] = value
+        for var, ids in values.get("ids", {}).items():
+            for part, value in zip(("id1", "id2", "id3"), ids):
+                data[f"{var}.{part}"][i] = value
+
+    def _globals(self, mech) -> dict[str, float]:
+        out = {}
+        for v in mech.variables:
+            if not v.per_instance and f"{v.name}_{mech.name}" in self.net.globals:
+                out[v.name] = self.net.globals[f"{v.name}_{mech.name}"]
+        if f"usetable_{mech.name}" in self.net.globals:
+            out["usetable"] = self.net.globals[f"usetable_{mech.name}"]
+        return out
+
+    def _ions(self, sets: list[MechanismSet], nnode: int) -> list[IonSet]:
+        """One instance of each ion on every node a user of it sits on; styles as NEURON's
+        nrn_promote derives them from what the users read and write."""
+        names: list[str] = []
+        for s in sets:
+            for ion in s.mechanism.ions:
+                if ion.name not in names:
+                    names.append(ion.name)
+        names.sort(key=lambda x: STOCK_TYPES.get(f"{x}_ion", 1000))
+        out = []
+        for x in names:
+            users = [s for s in sets if any(i.name == x for i in s.mechanism.ions)]
+            nodes = np.unique(np.concatenate([s.node_index for s in users]))
+            conc, rev = 0, 0
+            for s in users:
+                ion = next(i for i in s.mechanism.ions if i.name == x)
+                used = set(ion.read) | set(ion.write)
+                if {f"{x}i", f"{x}o"} & set(ion.write):
+                    conc = 3
+                elif {f"{x}i", f"{x}o"} & used:
+                    conc = max(conc, 1)
+                if f"e{x}" in ion.write:
+                    rev = 3
+                elif f"e{x}" in used:
+                    rev = max(rev, 1)
+            if conc > 0:
+                rev = max(rev, 2)
+            style = conc | (rev << 3)
+            if conc == 3:
+                style |= 0o4
+                if rev == 2:
+                    style |= 0o100
+            if conc > 0 and rev == 2:
+                style |= 0o40
+            for s in users:
+                ion = next(i for i in s.mechanism.ions if i.name == x)
+                if f"{x}i" in ion.write:
+                    style |= 0o200
+                if f"{x}o" in ion.write:
+                    style |= 0o400
+            e, ci, co = ION_DEFAULTS.get(x, (0.0, 1.0, 1.0))
+            n = len(nodes)
+            data = {
+                f"e{x}": np.full(n, e), f"{x}i": np.full(n, ci), f"{x}o": np.full(n, co),
+                f"i{x}": np.zeros(n), f"di{x}dv": np.zeros(n),
+            }  # fmt: skip
+            at = np.full(nnode, -1, np.int64)
+            at[nodes] = np.arange(n)
+            for s in users:
+                s.ion_index[x] = at[s.node_index].astype(np.int32)
+            ci0 = self.net.globals.get(f"{x}i0_{x}_ion", ci)
+            co0 = self.net.globals.get(f"{x}o0_{x}_ion", co)
+            charge = ION_CHARGE.get(x, 1.0)
+            out.append(
+                IonSet(x, charge, STOCK_TYPES.get(f"{x}_ion", 0), nodes.astype(np.int32), data,
+                       np.full(n, style, np.int32), ci0, co0)
+            )  # fmt: skip
+        return out
+
+    def _presyns(self, base, stim_instance):
+        gid, node, thresh, sset, sinst = [], [], [], [], []
+        gid_presyn = {}
+        for (c, g), offset in zip(self.cells, base):
+            if c.detector is None:
+                continue
+            gid_presyn[g] = len(gid)
+            gid.append(g)
+            node.append(c.detector[0] + offset)
+            thresh.append(c.detector[1])
+            sset.append(-1)
+            sinst.append(-1)
+        for k, stim in enumerate(self.net.stims):
+            s, i = stim_instance[k]
+            if stim.gid >= 0:
+                gid_presyn[stim.gid] = len(gid)
+            gid_presyn[("stim", k)] = len(gid)
+            gid.append(stim.gid)
+            node.append(-1)
+            thresh.append(0.0)
+            sset.append(s)
+            sinst.append(i)
+        presyns = Presyns(
+            np.array(gid, np.int64), np.array(node, np.int32), np.array(thresh),
+            np.array(sset, np.int32), np.array(sinst, np.int32),
+        )  # fmt: skip
+        return presyns, gid_presyn
+
+    def _netcons(self, sets, point_instance, gid_presyn, stim_instance):
+        src, tset, tinst, delay, woff, weights = [], [], [], [], [], []
+        for c in self.net.connections:
+            key = c.source[1] if c.source[0] == "gid" else ("stim", c.source[1])
+            if key not in gid_presyn:
+                raise PortneuronError(f"NetCon source {c.source[0]} {c.source[1]} does not exist")
+            target = point_instance.get((c.target_gid, c.target_point))
+            if target is None:
+                raise PortneuronError(
+                    f"NetCon target: cell gid {c.target_gid} has no point process {c.target_point}"
+                )
+            s, i = target
+            nargs = len(sets[s].mechanism.net_receive_args)
+            if nargs == 0:
+                raise PortneuronError(f"{sets[s].name} has no NET_RECEIVE: it cannot be a target")
+            w = list(c.weights) + [0.0] * (nargs - len(c.weights))
+            src.append(gid_presyn[key])
+            tset.append(s)
+            tinst.append(i)
+            delay.append(c.delay)
+            woff.append(len(weights))
+            weights.extend(w[:nargs])
+        return NetCons(
+            np.array(src, np.int32), np.array(tset, np.int32), np.array(tinst, np.int32),
+            np.array(delay, dtype=np.float64), np.array(woff, np.int32), np.array(weights),
+        )  # fmt: skip
