@@ -46,6 +46,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from portneuron.backends import load_backend
+
     from portneuron.build.ringtest import build_ringtest
     from portneuron.sim.simulation import Simulation
 

@@ -122,6 +122,16 @@ class Cell:
         geometry.set_diameters(section.diam, section.pt3d)
         self._compiled = None
 
+    def set_nseg(self, section: Section, nseg: int) -> None:
+        """`sec.nseg = n`: per-segment diam and cm move as NEURON moves them (each new
+        segment takes the value of the old segment at its centre)."""
+        if nseg < 1:
+            raise PortneuronError(f"section {section.name}: nseg must be >= 1, not {nseg}")
+        old = section.nseg
+        take = [int(old * ((i + 0.5) / nseg)) for i in range(nseg)]
+        section.diam, section.cm, section.nseg = section.diam[take], section.cm[take], nseg
+        self._compiled = None
+
     def set_length(self, section: Section, L: float) -> None:
         """`sec.L = L`: with 3-d points, their arcs and coordinates are scaled."""
         section.L = geometry.set_length(L, section.pt3d)
@@ -166,7 +176,10 @@ class Cell:
             # NaN: not set on that section, the mechanism's default applies
             columns = {
                 k: np.concatenate(
-                    [np.broadcast_to(np.asarray(v.get(k, np.nan), float), (len(n),)) for n, v in parts]
+                    [
+                        np.broadcast_to(np.asarray(v.get(k, np.nan), float), (len(n),))
+                        for n, v in parts
+                    ]
                 )
                 for k in keys
             }

@@ -190,36 +190,28 @@ class _Builder:
                     )
                 )  # fmt: skip
                 continue
+            # one block of instances per placement: a cell's density mechanism or one point
             entries = placed[mech_name]
-            node_list, instance_values = [], []
-            for kind, where, values, key in entries:
-                if kind == "density":
-                    node_list.append(where)
-                    instance_values.append(("density", values, len(where)))
-                else:
-                    node_list.append(np.array([where]))
-                    instance_values.append(("point", values, 1))
-                    point_instance[key] = None
-            all_nodes = np.concatenate(node_list).astype(np.int32)
-            # NEURON: instances by node; on one node the newest point process comes first
-            order_idx = np.lexsort((-np.arange(len(all_nodes)), all_nodes))
+            sizes = [len(where) if kind == "density" else 1 for kind, where, _, _ in entries]
+            all_nodes = np.concatenate([np.atleast_1d(where) for _, where, _, _ in entries]).astype(
+                np.int32
+            )
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
             data = self._defaults(mech, len(all_nodes))
-            pos = 0
-            for (kind, values, n), (_, _, _, key) in zip(instance_values, entries):
+            for (_, _, values, _), pos, n in zip(entries, starts, sizes):
                 for name, value in values.items():
                     self._check_variable(mech, name)
                     value = np.asarray(value, dtype=np.float64)
-                    default = data[name][pos : pos + n]
+                    default = data[name][pos : pos + n]  # NaN: unset, the default stays
                     data[name][pos : pos + n] = np.where(np.isnan(value), default, value)
-                if key is not None:
-                    point_instance[key] = pos
-                pos += n
+            # NEURON: instances by node; on one node the newest point process comes first
+            order_idx = np.lexsort((-np.arange(len(all_nodes)), all_nodes))
             inverse = np.empty(len(all_nodes), np.int64)
             inverse[order_idx] = np.arange(len(all_nodes))
             data = {k: v[order_idx] for k, v in data.items()}
-            for (kind, values, n), (_, _, _, key) in zip(instance_values, entries):
-                if key is not None and point_instance.get(key) is not None:
-                    point_instance[key] = (len(sets), int(inverse[point_instance[key]]))
+            for (_, _, _, key), pos in zip(entries, starts):
+                if key is not None:
+                    point_instance[key] = (len(sets), int(inverse[pos]))
             sets.append(
                 MechanismSet(
                     mech, type_ids[mech_name], all_nodes[order_idx], data, {},
