@@ -129,6 +129,17 @@ def test_small_network_matches_neuron():
     assert {gid for _, gid in expected_spikes} == {0, 1}
 
 
+def test_ringtest_without_hh_tables_matches_neuron():
+    """usetable_hh = 0, as the original benchmark's reference raster was made."""
+    ring = neuron_models.build_ringtest(nring=4, hh_tables=False)
+    expected = neuron_models.run_neuron(ring, tstop=40.0)
+    neuron_models.clear_neuron()
+    model = build_ringtest(nring=4, hh_tables=False)
+    assert model.mechanism_set("hh").globals["usetable"] == 0.0
+    spikes = Simulation(model, load_backend("numpy")).run(40.0).spikes
+    assert format_spikes(spikes) == format_spikes(expected) and len(expected) > 40
+
+
 @pytest.mark.slow
 def test_builtin_ringtest_run_gives_the_original_spikes(tmp_path):
     """`portneuron run` with no model: the 16 x 8 ringtest for 100 ms, as NEURON runs it."""

@@ -99,9 +99,14 @@ def build_ringtest(
     nbranch: tuple[int, int] = (10, 20),
     ncompart: tuple[int, int] = (1, 1),
     library: MechanismLibrary | None = None,
+    hh_tables: bool = True,
 ) -> Model:
-    """The ringtest as a Model (gids ring * ncell + i; the NetStims have none)."""
-    net = Network(library, celsius=6.3, dt=0.025, v_init=-65.0)
+    """The ringtest as a Model (gids ring * ncell + i; the NetStims have none). `hh_tables`
+    is NEURON's usetable_hh: on by default in NEURON; the original benchmark's reference
+    raster was made without (CoreNEURON's hh has no TABLE)."""
+    net = Network(
+        library, celsius=6.3, dt=0.025, v_init=-65.0, globals={"usetable_hh": float(hh_tables)}
+    )
     ncells = nring * ncell
     types = cell_types(ncells)
     templates: dict[int, Cell] = {}
