@@ -119,13 +119,16 @@ class _Run:
         return value if mask is None else value[mask]
 
     def results(self, kernel: Kernel) -> dict[str, dict[str, np.ndarray]]:
+        """Each stream's records lane by lane (within a lane, in statement order)."""
         out = {}
         for stream in kernel.streams:
             chunks = self.streams[stream.name]
+            if not chunks:
+                out[stream.name] = {n: np.empty(0, NUMPY_DTYPES[t]) for n, t in stream.fields}
+                continue
+            order = np.argsort(np.concatenate([c[0] for c in chunks]), kind="stable")
             out[stream.name] = {
-                name: np.concatenate([c[i] for c in chunks]).astype(NUMPY_DTYPES[t])
-                if chunks
-                else np.empty(0, NUMPY_DTYPES[t])
+                name: np.concatenate([c[i + 1] for c in chunks]).astype(NUMPY_DTYPES[t])[order]
                 for i, (name, t) in enumerate(stream.fields)
             }
         return out
@@ -267,7 +270,8 @@ def _stmt(s: Stmt):
             fs = [_expr(v) for v in values]
 
             def emit(r, mask):
-                r.streams[stream].append([r.lanes_of(f(r), mask) for f in fs])
+                lanes = r.lane if mask is None else r.lane[mask]
+                r.streams[stream].append([lanes, *(r.lanes_of(f(r), mask) for f in fs)])
 
             return emit
     raise TypeError(f"not an IR statement: {s!r}")
@@ -293,6 +297,7 @@ def run_kernel(
     """Run `kernel` over `lanes` lanes; arrays in `args` are updated in place.
 
     Returns the emitted streams: for each stream, its fields as arrays of equal length.
-    Records appear in statement order, and within one statement in lane order.
+    Records appear lane by lane, and within a lane in the order they were emitted (the order
+    of running the lanes one after another, which every backend reproduces).
     """
     return Program(kernel).run(args, lanes)

@@ -23,6 +23,11 @@ from portneuron.io.spikes import format_spikes  # noqa: E402
 
 pytestmark = pytest.mark.neuron
 
+from portneuron.backends import backend_names, backend_status  # noqa: E402
+
+#: The reference first; every other backend that can run here gets the same checks.
+BACKENDS = ["numpy"] + [n for n in backend_names() if n != "numpy" and backend_status(n).available]
+
 VOLTAGE_TOLERANCE = 1e-9  # mV
 
 
@@ -38,14 +43,15 @@ VOLTAGE_TOLERANCE = 1e-9  # mV
     ],
     ids=["iclamp", "expsyn", "exp2syn-noise", "vecplay", "nernst", "crank-nicolson"],
 )
-def test_single_cell_voltages_match_neuron_every_step(drive, nernst, secondorder):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_single_cell_voltages_match_neuron_every_step(drive, nernst, secondorder, backend):
     from neuron import h
 
     built = neuron_cells.ball_and_sticks(drive, nernst)
     h.secondorder = secondorder
     try:
         expected = neuron_cells.run_neuron(built, 50.0)
-        result = portneuron.direct.run(50.0, record=built.segments, v_init=-65.0)
+        result = portneuron.direct.run(50.0, record=built.segments, v_init=-65.0, backend=backend)
     finally:
         h.secondorder = 0
     got = np.array(result.traces).T
@@ -68,7 +74,8 @@ def test_rallpack1_matches_the_analytic_cable():
 
 
 @pytest.mark.slow
-def test_ringtest_dataset_spikes_identical_to_neuron(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ringtest_dataset_spikes_identical_to_neuron(tmp_path, backend):
     ring = neuron_models.build_ringtest()
     expected = neuron_models.run_neuron(ring, tstop=100.0)
     neuron_models.write_dataset(ring, tmp_path / "data")
@@ -76,7 +83,7 @@ def test_ringtest_dataset_spikes_identical_to_neuron(tmp_path):
     out = tmp_path / "out"
     run = subprocess.run(
         [sys.executable, "-m", "portneuron", "run", "-d", str(tmp_path / "data"), "-e", "100",
-         "-o", str(out), "--json"],
+         "-o", str(out), "--json", "--backend", backend],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     summary = json.loads(run.stdout)
@@ -85,6 +92,7 @@ def test_ringtest_dataset_spikes_identical_to_neuron(tmp_path):
         "ns_per_compartment_step", "peak_rss_mib", "backend",
     }  # fmt: skip
     assert summary["cells"] == 128 and summary["spikes"] == len(expected) == 592
+    assert summary["backend"] == backend
     assert (out / "out.dat").read_text() == format_spikes(expected)
 
 
@@ -157,13 +165,15 @@ import neuron_cells
 import portneuron.direct
 built = neuron_cells.custom_cell()
 expected = neuron_cells.run_neuron(built, 50.0)
-result = portneuron.direct.run(50.0, record=built.segments, v_init=-65.0, mechanisms=[sys.argv[1]])
+result = portneuron.direct.run(50.0, record=built.segments, v_init=-65.0, mechanisms=[sys.argv[1]],
+                               backend=sys.argv[2])
 got = np.array(result.traces).T
 print(json.dumps({"max_dv": float(np.abs(got - expected).max()), "vmax": float(expected.max())}))
 """
 
 
-def test_custom_mechanisms_match_neuron(compiled_mods):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_custom_mechanisms_match_neuron(compiled_mods, backend):
     """derivimplicit calcium buffering, a calcium current with Nernst eca, a synapse with
     NET_RECEIVE INITIAL and two NetCons: voltages within 1e-9 mV at every step. (In a fresh
     process: NEURON loads compiled mechanisms only before any model is built.)
@@ -174,7 +184,7 @@ def test_custom_mechanisms_match_neuron(compiled_mods):
     from pathlib import Path
 
     run = subprocess.run(
-        [sys.executable, "-c", CUSTOM_RUN, str(compiled_mods)],
+        [sys.executable, "-c", CUSTOM_RUN, str(compiled_mods), backend],
         capture_output=True, text=True, cwd=Path(__file__).parent,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]

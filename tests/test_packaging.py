@@ -36,6 +36,7 @@ def test_wheel_contains_the_mapped_subpackages(tmp_path):
         "portneuron/ir/passes/fold_constants.py",
         "portneuron/backends/__init__.py",
         "portneuron/backends/numpy/backend.py",
+        "portneuron/backends/llvm/lower.py",
         "portneuron/nmodl/mechanism.py",
         "portneuron/io/dataset.py",
         "portneuron/sim/simulation.py",

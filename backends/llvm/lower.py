@@ -1,0 +1,313 @@
+"""IR kernel -> LLVM IR (llvmlite), one function per kernel.
+
+The function is `void @<kernel>(i64 lanes, ptr slots)`: `slots` is an array of 8-byte
+slots, one per kernel parameter in order (an array's address; a scalar's value: f64 bits,
+or an integer), then for each stream one address per field and one address of an i64
+record count. The body runs lane after lane, which is the interpreter's semantics ("as if
+the lanes ran one after another"): an `If` is a branch, a `Loop` a loop, `AddTo` a load, add
+and store in lane order. Streams are written lane-major. LLVM's optimiser vectorises what it
+can; explicit SIMD comes later.
+
+Math follows NumPy (the reference): min/max propagate NaN, `!=` is true for NaN, casts to
+i32 truncate toward zero; transcendental functions are the C library's.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from portneuron.ir import (
+    BOOL,
+    F64,
+    I32,
+    AddTo,
+    Assign,
+    Binary,
+    Call,
+    Cast,
+    Const,
+    DType,
+    Emit,
+    Expr,
+    If,
+    Kernel,
+    Lane,
+    Load,
+    Loop,
+    Select,
+    Stmt,
+    Store,
+    Unary,
+    Var,
+    dtype_of,
+)
+
+F64_T, I32_T, I64_T, BOOL_T = ir.DoubleType(), ir.IntType(32), ir.IntType(64), ir.IntType(1)
+PTR = ir.PointerType()
+TYPES = {F64: F64_T, I32: I32_T, BOOL: BOOL_T}
+
+_FCMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "=="}
+_ICMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+_LIBM = {
+    "exp", "expm1", "log", "log10", "sqrt", "fabs", "floor", "ceil", "sin", "cos", "tan",
+    "asin", "acos", "atan", "sinh", "cosh", "tanh", "atan2", "fmod", "pow",
+}  # fmt: skip
+
+
+class LowerError(Exception):
+    """A kernel this backend cannot compile (an internal limit, not a user error)."""
+
+
+def emits_per_lane(kernel: Kernel) -> dict[str, int]:
+    """Records each lane can write to each stream (Emit inside a Loop is not supported)."""
+    counts = {s.name: 0 for s in kernel.streams}
+
+    def walk(body, in_loop: bool) -> None:
+        for s in body:
+            match s:
+                case Emit(stream=stream):
+                    if in_loop:
+                        raise LowerError(f"{kernel.name}: emit inside a loop")
+                    counts[stream] += 1
+                case If(then=then, otherwise=otherwise):
+                    walk(then, in_loop)
+                    walk(otherwise, in_loop)
+                case Loop(body=inner):
+                    walk(inner, True)
+
+    walk(kernel.body, False)
+    return counts
+
+
+class _Lowering:
+    def __init__(self, module: ir.Module, kernel: Kernel) -> None:
+        self.module, self.kernel = module, kernel
+        self.fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64_T, PTR]), kernel.name)
+        self.fn.args[0].name, self.fn.args[1].name = "lanes", "slots"
+        entry = self.fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(entry)
+        self.vars: dict[str, ir.AllocaInstr] = {}
+        self.params: dict[str, ir.Value] = {}
+        self.streams: dict[str, tuple[list[ir.Value], ir.Value, tuple]] = {}
+        slot = 0
+        slots = self.fn.args[1]
+        for p in kernel.params:
+            address = self.b.gep(slots, [ir.Constant(I64_T, slot)], source_etype=I64_T)
+            slot += 1
+            if p.is_array:
+                self.params[p.name] = self.b.load(address, typ=PTR, name=p.name)
+                continue
+            if p.dtype == F64:
+                value = self.b.load(address, typ=F64_T)
+            else:
+                value = self.b.trunc(self.b.load(address, typ=I64_T), TYPES[p.dtype])
+            # a scalar lives in a variable like any other (a kernel may assign it)
+            self.vars[p.name] = self.b.alloca(TYPES[p.dtype], name=p.name)
+            self.b.store(value, self.vars[p.name])
+        for s in kernel.streams:
+            fields = []
+            for _ in s.fields:
+                address = self.b.gep(slots, [ir.Constant(I64_T, slot)], source_etype=I64_T)
+                fields.append(self.b.load(address, typ=PTR))
+                slot += 1
+            address = self.b.gep(slots, [ir.Constant(I64_T, slot)], source_etype=I64_T)
+            count = self.b.load(address, typ=PTR)
+            slot += 1
+            self.streams[s.name] = (fields, count, s.fields)
+        self.entry_builder = ir.IRBuilder(entry)
+        self.lane: ir.Value | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def var(self, name: str, dtype: DType) -> ir.AllocaInstr:
+        if name not in self.vars:
+            with self.b.goto_entry_block():
+                self.vars[name] = self.b.alloca(TYPES[dtype], name=name)
+        return self.vars[name]
+
+    def libm(self, name: str, nargs: int) -> ir.Function:
+        fn = self.module.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(F64_T, [F64_T] * nargs), name)
+        return fn
+
+    # ------------------------------------------------------------------ the kernel
+    def lower(self) -> None:
+        b = self.b
+        lanes = self.fn.args[0]
+        counter = self.var("pn.lane", I32)
+        b.store(ir.Constant(I32_T, 0), counter)
+        head = self.fn.append_basic_block("lane.head")
+        body = self.fn.append_basic_block("lane.body")
+        done = self.fn.append_basic_block("lane.done")
+        b.branch(head)
+        b.position_at_end(head)
+        lane = b.load(counter, typ=I32_T)
+        b.cbranch(b.icmp_signed("<", b.sext(lane, I64_T), lanes), body, done)
+        b.position_at_end(body)
+        self.lane = b.load(counter, typ=I32_T)
+        self.block(self.kernel.body)
+        b.store(b.add(b.load(counter, typ=I32_T), ir.Constant(I32_T, 1)), counter)
+        b.branch(head)
+        b.position_at_end(done)
+        b.ret_void()
+
+    def block(self, body: tuple[Stmt, ...]) -> None:
+        for s in body:
+            self.stmt(s)
+
+    def element(self, array: str, index: Expr, dtype: DType) -> ir.Value:
+        i = self.b.sext(self.expr(index), I64_T)
+        return self.b.gep(self.params[array], [i], source_etype=TYPES[dtype])
+
+    def array_dtype(self, name: str) -> DType:
+        return next(p.dtype for p in self.kernel.params if p.name == name)
+
+    def stmt(self, s: Stmt) -> None:
+        b = self.b
+        match s:
+            case Assign(name=name, value=value):
+                b.store(self.expr(value), self.var(name, dtype_of(value)))
+            case Store(array=array, index=index, value=value):
+                dtype = self.array_dtype(array)
+                b.store(self.expr(value), self.element(array, index, dtype))
+            case AddTo(array=array, index=index, value=value):
+                dtype = self.array_dtype(array)
+                at = self.element(array, index, dtype)
+                old = b.load(at, typ=TYPES[dtype])
+                new = self.expr(value)
+                b.store(b.fadd(old, new) if dtype == F64 else b.add(old, new), at)
+            case If(cond=cond, then=then, otherwise=otherwise):
+                c = self.expr(cond)
+                with b.if_else(c) as (on, off):
+                    with on:
+                        self.block(then)
+                    with off:
+                        self.block(otherwise)
+            case Loop(var=var, start=start, stop=stop, body=body, step=step):
+                k = self.var(var, I32)
+                b.store(self.expr(start), k)
+                last = self.expr(stop)
+                head = self.fn.append_basic_block(f"{var}.head")
+                inner = self.fn.append_basic_block(f"{var}.body")
+                after = self.fn.append_basic_block(f"{var}.done")
+                b.branch(head)
+                b.position_at_end(head)
+                now = b.load(k, typ=I32_T)
+                go = b.icmp_signed("<" if step > 0 else ">", now, last)
+                b.cbranch(go, inner, after)
+                b.position_at_end(inner)
+                self.block(body)
+                b.store(b.add(b.load(k, typ=I32_T), ir.Constant(I32_T, step)), k)
+                b.branch(head)
+                b.position_at_end(after)
+            case Emit(stream=stream, values=values):
+                fields, count, types = self.streams[stream]
+                n = b.load(count, typ=I64_T)
+                for address, value, (_, dtype) in zip(fields, values, types):
+                    at = b.gep(address, [n], source_etype=TYPES[dtype])
+                    b.store(self.expr(value), at)
+                b.store(b.add(n, ir.Constant(I64_T, 1)), count)
+            case _:
+                raise LowerError(f"cannot lower statement {s!r}")
+
+    # ------------------------------------------------------------------ expressions
+    def expr(self, e: Expr) -> ir.Value:
+        b = self.b
+        match e:
+            case Const(value=value, dtype=dtype):
+                if dtype == F64:
+                    return ir.Constant(F64_T, float(value))
+                return ir.Constant(TYPES[dtype], int(value))
+            case Var(name=name, dtype=dtype):
+                return b.load(self.vars[name], typ=TYPES[dtype])
+            case Lane():
+                assert self.lane is not None
+                return self.lane
+            case Load(array=array, index=index, dtype=dtype):
+                return b.load(self.element(array, index, dtype), typ=TYPES[dtype])
+            case Unary(op="neg", operand=operand):
+                x = self.expr(operand)
+                return b.fneg(x) if dtype_of(operand) == F64 else b.neg(x)
+            case Unary(operand=operand):
+                return b.not_(self.expr(operand))
+            case Binary(op=op, lhs=lhs, rhs=rhs):
+                return self.binary(op, lhs, rhs)
+            case Call(fn=fn, args=args):
+                values = [self.expr(a) for a in args]
+                if fn == "random123":
+                    from .philox import random123
+
+                    return random123(self, values)
+                if fn not in _LIBM:
+                    raise LowerError(f"no lowering for {fn}")
+                return b.call(self.libm(fn, len(values)), values)
+            case Select(cond=cond, then=then, otherwise=otherwise):
+                return b.select(self.expr(cond), self.expr(then), self.expr(otherwise))
+            case Cast(dtype=dtype, operand=operand):
+                return self.cast(dtype, dtype_of(operand), self.expr(operand))
+        raise LowerError(f"cannot lower expression {e!r}")
+
+    def cast(self, to: DType, frm: DType, x: ir.Value) -> ir.Value:
+        b = self.b
+        if to == frm:
+            return x
+        if to == I32:
+            return b.fptosi(x, I32_T) if frm == F64 else b.zext(x, I32_T)
+        if to == F64:
+            return b.sitofp(x, F64_T) if frm == I32 else b.uitofp(x, F64_T)
+        if frm == F64:  # to bool: nonzero, NaN included
+            return b.fcmp_unordered("!=", x, ir.Constant(F64_T, 0.0))
+        return b.icmp_signed("!=", x, ir.Constant(I32_T, 0))
+
+    def binary(self, op: str, lhs: Expr, rhs: Expr) -> ir.Value:
+        b = self.b
+        dtype = dtype_of(lhs)
+        x, y = self.expr(lhs), self.expr(rhs)
+        if dtype == F64:
+            match op:
+                case "add":
+                    return b.fadd(x, y)
+                case "sub":
+                    return b.fsub(x, y)
+                case "mul":
+                    return b.fmul(x, y)
+                case "div":
+                    return b.fdiv(x, y)
+                case "pow":
+                    return b.call(self.libm("pow", 2), [x, y])
+                case "min" | "max":  # NumPy: a NaN on either side wins
+                    pick = b.fcmp_ordered("<" if op == "min" else ">", x, y)
+                    best = b.select(pick, x, y)
+                    return b.select(b.fcmp_unordered("uno", x, x), x, best)
+                case "ne":
+                    return b.fcmp_unordered("!=", x, y)
+                case _ if op in _FCMP:
+                    return b.fcmp_ordered(_FCMP[op], x, y)
+        elif dtype == I32:
+            match op:
+                case "add":
+                    return b.add(x, y)
+                case "sub":
+                    return b.sub(x, y)
+                case "mul":
+                    return b.mul(x, y)
+                case "min" | "max":
+                    pick = b.icmp_signed("<" if op == "min" else ">", x, y)
+                    return b.select(pick, x, y)
+                case _ if op in _ICMP:
+                    return b.icmp_signed(_ICMP[op], x, y)
+        else:
+            match op:
+                case "and":
+                    return b.and_(x, y)
+                case "or":
+                    return b.or_(x, y)
+                case "eq":
+                    return b.icmp_unsigned("==", x, y)
+                case "ne":
+                    return b.icmp_unsigned("!=", x, y)
+        raise LowerError(f"no lowering for {op} on {dtype}")
+
+
+def lower_kernel(module: ir.Module, kernel: Kernel) -> None:
+    """Add `kernel` to `module` as a function of the same name."""
+    _Lowering(module, kernel).lower()

@@ -1,0 +1,162 @@
+"""Every available backend against the numpy reference: kernels within a few ulps, and
+whole simulations with identical spikes.
+
+hypothesis draws the kernels' inputs (voltages, states, parameters, dt, temperature) and
+random small networks built natively (random trees, mechanism mixes, stimuli, connections).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from harness import Instances, builtin
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from portneuron.backends import backend_names, backend_status, load_backend
+
+from portneuron.build import Cell, Network
+from portneuron.io.spikes import format_spikes
+from portneuron.sim import cable
+from portneuron.sim.simulation import Simulation
+
+OTHERS = [n for n in backend_names() if n != "numpy" and backend_status(n).available]
+MAX_ULP = 4  # per kernel: libm against NumPy's math, operations in the same order
+MECHANISMS = ["hh", "passive", "expsyn", "exp2syn", "stim", "netstim", "svclmp"]
+
+pytestmark = pytest.mark.skipif(not OTHERS, reason="no backend besides numpy can run here")
+
+
+def assert_close(expected: np.ndarray, actual: np.ndarray, what: str) -> None:
+    if expected.dtype.kind != "f":
+        np.testing.assert_array_equal(actual, expected, err_msg=what)
+        return
+    same = (expected == actual) | (np.isnan(expected) & np.isnan(actual))
+    if same.all():
+        return
+    np.testing.assert_array_max_ulp(expected[~same], actual[~same], maxulp=MAX_ULP)
+
+
+def filled(inst: Instances, rng: np.random.Generator) -> Instances:
+    for name in list(inst.values):
+        if name == "node.v":
+            inst.values[name] = rng.uniform(-100, 60, inst.n)
+        elif name.startswith("mech.") and not name.startswith("mech.ranvar"):
+            base = inst.values[name]
+            inst.values[name] = base * rng.uniform(0.5, 1.5, inst.n) + rng.uniform(0, 1e-3, inst.n)
+    return inst
+
+
+@pytest.mark.parametrize("backend", OTHERS)
+@pytest.mark.parametrize("mod", MECHANISMS)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), dt=st.floats(1e-3, 0.2), celsius=st.floats(0, 37))
+def test_mechanism_kernels_match_numpy(backend, mod, seed, dt, celsius):
+    mechanism = builtin(mod)
+    reference, other = load_backend("numpy"), load_backend(backend)
+    rng = np.random.default_rng(seed)
+    base = filled(Instances(mechanism, 12, dt=dt, celsius=celsius), rng)
+    base.build_tables()
+    for kernel in mechanism.kernels:
+        lanes = base.n
+        if kernel.lanes == "event":
+            lanes = 5
+            base.values["event.instance"] = np.array([0, 3, 5, 7, 11], np.int32)
+            base.values["event.t"] = rng.uniform(0, 10, lanes)
+            base.values["event.flag"] = rng.choice([0.0, 1.0, 3.0], lanes)
+            base.values["event.netcon"] = np.arange(lanes, dtype=np.int32)
+            for arg in mechanism.net_receive_args:
+                base.values[f"netcon.{arg}"] = rng.uniform(0, 0.1, lanes)
+        elif kernel.name.startswith("table_"):
+            lanes = next(t.points for t in mechanism.tables if kernel.name == f"table_{t.name}")
+        args = base.args(kernel, lanes)
+        copies = [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in args.items()}
+                  for _ in range(2)]  # fmt: skip
+        out = [b.run(b.compile(kernel), c, lanes) for b, c in zip((reference, other), copies)]
+        for name, value in copies[0].items():
+            if isinstance(value, np.ndarray):
+                assert_close(value, copies[1][name], f"{mod} {kernel.name} {name}")
+        for stream, fields in out[0].items():
+            for field, value in fields.items():
+                assert_close(value, out[1][stream][field], f"{mod} {kernel.name} {stream}.{field}")
+
+
+@pytest.mark.parametrize("backend", OTHERS)
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(1, 12), min_size=1, max_size=6), st.randoms(use_true_random=False))
+def test_cable_kernels_match_numpy(backend, sizes, rnd):
+    first = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+    n = int(first[-1])
+    parent = np.full(n, -1, np.int32)
+    for c, size in enumerate(sizes):
+        for k in range(1, size):
+            parent[first[c] + k] = first[c] + rnd.randrange(k)
+    rng = np.random.default_rng(rnd.randrange(2**31))
+    args = {
+        "cell.first": first, "node.parent": parent, "node.a": -rng.uniform(0.1, 1, n),
+        "node.b": -rng.uniform(0.1, 1, n), "node.v": rng.uniform(-80, 40, n),
+        "node.rhs": rng.uniform(-1, 1, n), "node.d": rng.uniform(3, 5, n), "factor": 1.0,
+        "t": 1.0, "presyn.node": np.arange(n, dtype=np.int32),
+        "presyn.threshold": np.zeros(n), "presyn.flag": rng.choice([0.0, 1.0], n),
+    }  # fmt: skip
+    for make, lanes in ((cable.axial, len(sizes)), (cable.hines, len(sizes)),
+                        (cable.update_voltage, n), (cable.threshold, n)):  # fmt: skip
+        kernel = make()
+        copies = [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in args.items()}
+                  for _ in range(2)]  # fmt: skip
+        backends = (load_backend("numpy"), load_backend(backend))
+        out = [b.run(b.compile(kernel), c, lanes) for b, c in zip(backends, copies)]
+        for name, value in copies[0].items():
+            if isinstance(value, np.ndarray):
+                assert_close(value, copies[1][name], f"{kernel.name} {name}")
+        assert out[0].keys() == out[1].keys()
+
+
+@st.composite
+def networks(draw):
+    """2-3 random cells (random trees, hh and pas mixes), IClamps, NetStims and NetCons."""
+    net = Network()
+    ncells = draw(st.integers(2, 3))
+    for gid in range(ncells):
+        cell = Cell()
+        soma = cell.section("soma", L=draw(st.floats(8, 25)), diam=draw(st.floats(8, 25)))
+        cell.insert(soma, "hh", gnabar=draw(st.floats(0.08, 0.2)))
+        sections = [soma]
+        for k in range(draw(st.integers(1, 5))):
+            parent = sections[draw(st.integers(0, len(sections) - 1))]
+            sec = cell.section(f"d{k}", L=draw(st.floats(20, 300)), diam=draw(st.floats(0.5, 3)),
+                               nseg=draw(st.integers(1, 7)), Ra=draw(st.floats(50, 200)),
+                               parent=parent, x=draw(st.sampled_from([1.0, 0.5, 0.0])))  # fmt: skip
+            cell.insert(sec, "pas", g=draw(st.floats(1e-5, 1e-3)), e=-65.0)
+            if draw(st.booleans()):
+                cell.insert(sec, "hh", gnabar=draw(st.floats(0.0, 0.05)))
+            sections.append(sec)
+        syn = draw(st.sampled_from(["ExpSyn", "Exp2Syn"]))
+        where = sections[draw(st.integers(0, len(sections) - 1))]
+        cell.point_process(where, draw(st.floats(0, 1)), syn)
+        if draw(st.booleans()):
+            cell.point_process(soma, 0.5, "IClamp", **{"del": draw(st.floats(0, 5)), "dur": 3.0,
+                                                     "amp": draw(st.floats(0, 0.5))})  # fmt: skip
+        cell.spike_detector(soma, 0.5, 0.0)
+        net.add_cell(cell, gid)
+    for gid in range(ncells):
+        stim = net.artificial_cell("NetStim", start=draw(st.floats(0, 5)), number=3,
+                                   interval=draw(st.floats(1, 5)), noise=draw(st.sampled_from([0, 0.5])))  # fmt: skip
+        net.connect(gid, 0, draw(st.floats(0.005, 0.05)), draw(st.floats(0.5, 3)), source_stim=stim)
+        target = draw(st.integers(0, ncells - 1))
+        net.connect(
+            target, 0, draw(st.floats(0.005, 0.05)), draw(st.floats(0.5, 3)), source_gid=gid
+        )
+    return net
+
+
+@pytest.mark.parametrize("backend", OTHERS)
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(net=networks())
+def test_random_networks_give_identical_spikes(backend, net):
+    runs = []
+    for name in ("numpy", backend):
+        model = net.build()
+        record = list(range(0, model.nodes.count, 3))
+        runs.append(Simulation(model, load_backend(name)).run(15.0, record=record))
+    assert format_spikes(runs[0].spikes) == format_spikes(runs[1].spikes)
+    assert np.abs(runs[0].v - runs[1].v).max() <= 1e-9
