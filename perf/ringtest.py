@@ -54,8 +54,9 @@ NEURON = """
 import json, sys, time
 import neuron_models as nm
 nring, ncell, tstop, dataset = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+branch, compart = json.loads(sys.argv[5]), json.loads(sys.argv[6])
 t0 = time.perf_counter()
-ring = nm.build_ringtest(nring=nring, ncell=ncell)
+ring = nm.build_ringtest(nring=nring, ncell=ncell, nbranch=tuple(branch), ncompart=tuple(compart))
 tvec, idvec = nm.h.Vector(), nm.h.Vector()
 nm.pc.spike_record(-1, tvec, idvec)
 nm._initialize(0.025)
@@ -72,7 +73,8 @@ print(json.dumps({"engine": "neuron", "version": nm.h.nrnversion(), "spikes": sp
 ARBOR = """
 import json, sys
 import arbor_ringtest
-r = arbor_ringtest.run_arbor(nring=int(sys.argv[1]), ncell=int(sys.argv[2]), tstop=float(sys.argv[3]))
+r = arbor_ringtest.run_arbor(nring=int(sys.argv[1]), ncell=int(sys.argv[2]), tstop=float(sys.argv[3]),
+                             nbranch=tuple(json.loads(sys.argv[4])), ncompart=tuple(json.loads(sys.argv[5])))
 print(json.dumps(r))
 """
 
@@ -110,15 +112,20 @@ def main() -> None:
     parser.add_argument("--nring", type=int, default=16)
     parser.add_argument("--ncell", type=int, default=8)
     parser.add_argument("--tstop", type=float, default=100.0)
+    parser.add_argument("--branch", type=int, nargs=2, default=[10, 20])
+    parser.add_argument("--compart", type=int, nargs=2, default=[1, 1])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--backends", nargs="+", default=["numpy"])
     parser.add_argument("--no-arbor", action="store_true")
     args = parser.parse_args()
     size = [str(args.nring), str(args.ncell), str(args.tstop)]
+    shape = [json.dumps(args.branch), json.dumps(args.compart)]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         dataset = Path(tmp) / "ring"
-        results.append(median_of([child(NEURON, *size, str(dataset)) for _ in range(args.repeat)]))
+        results.append(
+            median_of([child(NEURON, *size, str(dataset), *shape) for _ in range(args.repeat)])
+        )
         results.append(median_of([coreneuron(dataset, args.tstop) for _ in range(args.repeat)]))
         from portneuron.io.dataset import load_dataset
 
@@ -128,7 +135,7 @@ def main() -> None:
             results.append(median_of(runs))
     if not args.no_arbor:
         try:
-            results.append(median_of([child(ARBOR, *size) for _ in range(args.repeat)]))
+            results.append(median_of([child(ARBOR, *size, *shape) for _ in range(args.repeat)]))
         except subprocess.CalledProcessError as exc:
             print(f"arbor skipped: {exc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
     steps = round(args.tstop / 0.025)
@@ -147,7 +154,8 @@ def record(args, results: list[dict]) -> None:
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
     head = (
-        f"\n## ringtest {args.nring}x{args.ncell}, {args.tstop:g} ms, dt 0.025, 1 thread "
+        f"\n## ringtest {args.nring}x{args.ncell}, branches {args.branch}, compartments "
+        f"{args.compart}, {args.tstop:g} ms, dt 0.025, 1 thread "
         f"({when}, commit {commit}, {machine})\n\n"
         "| engine | spikes | simulate s | ns/compartment-step | x NEURON time | peak RSS MiB |\n"
         "| --- | --- | --- | --- | --- | --- |\n"
