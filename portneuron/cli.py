@@ -37,6 +37,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
         mechanism = compile_file(_mod_path(name))
         if args.emit == "ir":
             sys.stdout.write(format_mechanism(mechanism))
+            continue
+        from .backends import load_backend
+
+        backend = load_backend("llvm")
+        for kernel in mechanism.kernels:
+            print(f"; ==== {mechanism.name}.{kernel.name} ({args.emit})")
+            sys.stdout.write(backend.emit(kernel, args.emit))
     return 0
 
 
@@ -145,7 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.mod",
         help="a .mod file or a built-in name (hh, pas, expsyn, ...)",
     )
-    p.add_argument("--emit", choices=["ir"], default="ir", help="what to print (default: ir)")
+    p.add_argument(
+        "--emit",
+        choices=["ir", "llvm", "asm"],
+        default="ir",
+        help="what to print: portneuron IR, optimised LLVM IR or host assembly (default: ir)",
+    )
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser(

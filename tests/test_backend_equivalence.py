@@ -160,3 +160,43 @@ def test_random_networks_give_identical_spikes(backend, net):
         runs.append(Simulation(model, load_backend(name)).run(15.0, record=record))
     assert format_spikes(runs[0].spikes) == format_spikes(runs[1].spikes)
     assert np.abs(runs[0].v - runs[1].v).max() <= 1e-9
+
+
+@pytest.mark.skipif("llvm" not in OTHERS, reason="llvm cannot run here")
+def test_llvm_compile_cache_and_dumps(tmp_path):
+    """Compiled kernels come back from the disk cache in a new process; the stages can be
+    printed (PORTNEURON_DUMP, portneuron compile --emit llvm|asm)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from harness import builtin\n"
+        "from portneuron.backends import load_backend\n"
+        "from portneuron.backends.llvm.backend import _Jit\n"
+        "b = load_backend('llvm')\n"
+        "[b.compile(k) for k in builtin('hh').kernels]\n"
+        "print(_Jit.get().hits)\n"
+    )
+    env = {**os.environ, "PORTNEURON_CACHE": str(tmp_path)}
+    tests = os.path.dirname(__file__)
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tests,
+            check=True,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    hh_kernels = len(builtin("hh").kernels)
+    assert int(runs[0].stdout) == 0 and int(runs[1].stdout) >= hh_kernels
+    dumped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**env, "PORTNEURON_DUMP": "ir,llvm"}, cwd=tests, check=True)  # fmt: skip
+    assert "kernel current over instance" in dumped.stderr and "define" in dumped.stderr
+    for stage, marker in (("llvm", "define void"), ("asm", "retq")):
+        out = subprocess.run([sys.executable, "-m", "portneuron", "compile", "hh", "--emit", stage],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        assert marker in out.stdout

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ctypes
-import itertools
+import hashlib
+import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -15,7 +18,16 @@ from portneuron.ir.passes import fold_constants
 
 from ..base import Backend
 
-_names = itertools.count()
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept between runs (PORTNEURON_CACHE, else ~/.cache)."""
+    root = os.environ.get("PORTNEURON_CACHE") or Path.home() / ".cache" / "portneuron"
+    return Path(root) / "llvm"
+
+
+def dumping(stage: str) -> bool:
+    """PORTNEURON_DUMP=ir,llvm,asm prints those stages of every compiled kernel to stderr."""
+    return stage in os.environ.get("PORTNEURON_DUMP", "").split(",")
 
 
 @dataclass
@@ -23,7 +35,7 @@ class CompiledKernel:
     kernel: Kernel
     function: Any  # ctypes function (lanes, slots)
     emits: dict[str, int]
-    llvm_ir: str
+    llvm_ir: str  # as lowered, before optimisation
 
     def __post_init__(self) -> None:
         kernel = self.kernel
@@ -36,7 +48,8 @@ class CompiledKernel:
 
 
 class _Jit:
-    """One MCJIT engine for the process, with the host as target."""
+    """One MCJIT engine for the process, targeting the host; compiled objects are cached on
+    disk by the hash of their LLVM IR and target, and functions in memory by name."""
 
     _instance: _Jit | None = None
 
@@ -46,12 +59,16 @@ class _Jit:
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
         self.llvm = llvm
-        target = llvm.Target.from_triple(llvm.get_process_triple())
+        self.triple = llvm.get_process_triple()
+        self.cpu, self.features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+        target = llvm.Target.from_triple(self.triple)
         self.machine = target.create_target_machine(
-            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
-            opt=3, jit=True,
-        )  # fmt: skip
+            cpu=self.cpu, features=self.features, opt=3, jit=True
+        )
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.machine)
+        self.engine.set_object_cache(self._store, self._fetch)
+        self.addresses: dict[str, int] = {}
+        self.hits = 0
 
     @classmethod
     def get(cls) -> _Jit:
@@ -59,16 +76,54 @@ class _Jit:
             cls._instance = _Jit()
         return cls._instance
 
+    def _path(self, module) -> Path:
+        return cache_dir() / f"{module.name}.o"
+
+    def _store(self, module, buffer: bytes) -> None:
+        path = self._path(module)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(buffer)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+
+    def _fetch(self, module) -> bytes | None:
+        try:
+            data = self._path(module).read_bytes()
+        except OSError:
+            return None
+        self.hits += 1
+        return data
+
     def add(self, text: str, name: str) -> int:
+        """The address of function `name` defined by module `text` (named `name` too)."""
+        if name in self.addresses:
+            return self.addresses[name]
         llvm = self.llvm
         module = llvm.parse_assembly(text)
+        module.name = name
         module.verify()
-        options = llvm.create_pipeline_tuning_options(speed_level=3)
-        builder = llvm.create_pass_builder(self.machine, options)
-        builder.getModulePassManager().run(module, builder)
+        if not self._path(module).exists() or dumping("llvm") or dumping("asm"):
+            options = llvm.create_pipeline_tuning_options(speed_level=3)
+            builder = llvm.create_pass_builder(self.machine, options)
+            builder.getModulePassManager().run(module, builder)  # else: the cached object
+        if dumping("llvm"):
+            print(f"; ---- {name} (optimised)\n{module}", file=sys.stderr)
+        if dumping("asm"):
+            print(self.machine.emit_assembly(module), file=sys.stderr)
         self.engine.add_module(module)
         self.engine.finalize_object()
-        return self.engine.get_function_address(name)
+        self.addresses[name] = self.engine.get_function_address(name)
+        return self.addresses[name]
+
+    def assembly(self, text: str) -> str:
+        module = self.llvm.parse_assembly(text)
+        options = self.llvm.create_pipeline_tuning_options(speed_level=3)
+        builder = self.llvm.create_pass_builder(self.machine, options)
+        builder.getModulePassManager().run(module, builder)
+        return str(module), self.machine.emit_assembly(module)
 
 
 class LlvmBackend(Backend):
@@ -86,20 +141,39 @@ class LlvmBackend(Backend):
         return True, f"llvmlite {llvmlite.__version__}, {llvm.get_process_triple()}"
 
     def compile(self, kernel: Kernel) -> CompiledKernel:
-        from llvmlite import ir
-
-        from .lower import emits_per_lane, lower_kernel
+        from .lower import emits_per_lane
 
         kernel = fold_constants(verify_kernel(kernel))
-        name = f"pn{next(_names)}_{kernel.name}"
-        module = ir.Module(name=name)
-        module.triple = _Jit.get().llvm.get_process_triple()
-        renamed = Kernel(name, kernel.lanes, kernel.params, kernel.body, kernel.streams, kernel.doc)
-        lower_kernel(module, renamed)
-        text = str(module)
-        address = _Jit.get().add(text, name)
+        jit = _Jit.get()
+        if dumping("ir"):
+            from portneuron.ir import format_kernel
+
+            print(format_kernel(kernel), file=sys.stderr)
+        text = self.lower(kernel, "pn_kernel")
+        key = "\0".join((text, jit.triple, jit.cpu, jit.features, "v1"))
+        name = f"pn_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+        text = text.replace('@"pn_kernel"', f'@"{name}"').replace("@pn_kernel", f"@{name}")
+        address = jit.add(text, name)
         function = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p)(address)
         return CompiledKernel(kernel, function, emits_per_lane(kernel), text)
+
+    @staticmethod
+    def lower(kernel: Kernel, name: str) -> str:
+        """LLVM IR text of `kernel` as function `name`."""
+        from llvmlite import ir
+
+        from .lower import lower_kernel
+
+        module = ir.Module(name=name)
+        module.triple = _Jit.get().triple
+        lower_kernel(module, Kernel(name, kernel.lanes, kernel.params, kernel.body, kernel.streams))
+        return str(module)
+
+    def emit(self, kernel: Kernel, stage: str) -> str:
+        """The optimised LLVM IR ("llvm") or the assembly ("asm") of a kernel."""
+        text = self.lower(fold_constants(verify_kernel(kernel)), kernel.name)
+        optimised, assembly = _Jit.get().assembly(text)
+        return optimised if stage == "llvm" else assembly
 
     def run(
         self, compiled: CompiledKernel, args: Mapping[str, Any], lanes: int
