@@ -26,6 +26,9 @@ class Backend:
     #: Byte alignment the backend wants for array starts.
     alignment: ClassVar[int] = 64
 
+    #: Whether `compile_epoch` runs whole epochs in compiled code (portneuron.sim.epoch).
+    compiled_epochs: ClassVar[bool] = False
+
     @classmethod
     def availability(cls) -> tuple[bool, str]:
         """(True, description) if this backend can run here, else (False, reason)."""
@@ -36,4 +39,9 @@ class Backend:
 
     def run(self, compiled: Any, args: Mapping[str, Any], lanes: int) -> dict[str, dict[str, Any]]:
         """Run a compiled kernel over `lanes` lanes; returns its emitted streams."""
+        raise NotImplementedError
+
+    def compile_epoch(self, plan: Any, threads: int | None) -> Any:
+        """A program advancing the plan's cell blocks through whole epochs on `threads`
+        threads (None: every core); see portneuron.sim.epoch."""
         raise NotImplementedError

@@ -98,7 +98,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             MechanismLibrary(args.mechanisms),
         )  # fmt: skip
     dt = args.dt if args.dt is not None else model.dt
-    sim = Simulation(model, backend, dt=dt)
+    if args.threads is not None and args.threads < 1:
+        raise PortneuronError(f"--threads must be >= 1, not {args.threads}")
+    sim = Simulation(model, backend, dt=dt, threads=args.threads)
     sim.finitialize(args.voltage)
     setup_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -116,6 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "ns_per_compartment_step": round(simulate_s * 1e9 / compartment_steps, 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "backend": backend.name,
+        "threads": sim.threads_used,
+        "loop": "stepwise: " + sim.stepwise_reason if sim.stepwise_reason else "compiled epochs",
     }
     if args.json:
         print(json.dumps(summary))
@@ -125,7 +129,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{summary['spikes']} spikes to {outdir / 'out.dat'}\n"
             f"setup {setup_s:.3f} s, simulate {simulate_s:.3f} s "
             f"({summary['ns_per_compartment_step']} ns per compartment-step, "
-            f"backend {backend.name}, peak RSS {summary['peak_rss_mib']} MiB)"
+            f"backend {backend.name}, {summary['threads']} thread(s), {summary['loop']}, "
+            f"peak RSS {summary['peak_rss_mib']} MiB)"
         )
     return 0
 
@@ -195,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="initial voltage [mV] (default: the dataset's voltages)",
     )
     p.add_argument("--backend", default=None, help="numpy, llvm or cuda (default: the best here)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for the cell groups (default: every core; compiled backends only)",
+    )
     p.add_argument(
         "--mechanisms",
         action="append",

@@ -33,7 +33,7 @@ def dumping(stage: str) -> bool:
 @dataclass
 class CompiledKernel:
     kernel: Kernel
-    function: Any  # ctypes function (lanes, slots)
+    function: Any  # ctypes function (lo, hi, slots)
     emits: dict[str, int]
     llvm_ir: str  # as lowered, before optimisation
 
@@ -41,7 +41,6 @@ class CompiledKernel:
         kernel = self.kernel
         nslots = len(kernel.params) + sum(len(s.fields) + 1 for s in kernel.streams)
         self.slots = np.zeros(nslots, dtype=np.int64)
-        self.float_slots = self.slots.view(np.float64)
         self.slots_address = self.slots.ctypes.data
         # the argument values last passed: an array seen before keeps its address slot
         self.last: list[Any] = [None] * len(kernel.params)
@@ -130,6 +129,7 @@ class LlvmBackend(Backend):
     name: ClassVar[str] = "llvm"
     device_kind: ClassVar[str] = "cpu"
     simd_width: ClassVar[int] = 1
+    compiled_epochs: ClassVar[bool] = True
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -150,11 +150,12 @@ class LlvmBackend(Backend):
 
             print(format_kernel(kernel), file=sys.stderr)
         text = self.lower(kernel, "pn_kernel")
-        key = "\0".join((text, jit.triple, jit.cpu, jit.features, "v1"))
+        key = "\0".join((text, jit.triple, jit.cpu, jit.features, "v2"))
         name = f"pn_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
         text = text.replace('@"pn_kernel"', f'@"{name}"').replace("@pn_kernel", f"@{name}")
         address = jit.add(text, name)
-        function = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p)(address)
+        signature = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
+        function = signature(address)
         return CompiledKernel(kernel, function, emits_per_lane(kernel), text)
 
     @staticmethod
@@ -169,6 +170,11 @@ class LlvmBackend(Backend):
         lower_kernel(module, Kernel(name, kernel.lanes, kernel.params, kernel.body, kernel.streams))
         return str(module)
 
+    def compile_epoch(self, plan: Any, threads: int | None) -> Any:
+        from .epoch import compile_epoch, default_threads
+
+        return compile_epoch(plan, threads or default_threads())
+
     def emit(self, kernel: Kernel, stage: str) -> str:
         """The optimised LLVM IR ("llvm") or the assembly ("asm") of a kernel."""
         text = self.lower(fold_constants(verify_kernel(kernel)), kernel.name)
@@ -178,24 +184,8 @@ class LlvmBackend(Backend):
     def run(
         self, compiled: CompiledKernel, args: Mapping[str, Any], lanes: int
     ) -> dict[str, dict[str, Any]]:
-        kernel, slots, last = compiled.kernel, compiled.slots, compiled.last
-        for k, p in enumerate(kernel.params):
-            value = args[p.name]
-            if p.is_array:
-                if value is last[k]:
-                    continue
-                if not isinstance(value, np.ndarray) or value.dtype != NUMPY_DTYPES[p.dtype]:
-                    raise TypeError(
-                        f"{kernel.name}: {p.name!r} needs a NumPy {p.dtype.value} array"
-                    )
-                if not value.flags.c_contiguous:
-                    raise TypeError(f"{kernel.name}: {p.name!r} must be contiguous")
-                slots[k] = value.ctypes.data
-                last[k] = value  # held, so its address stays valid while cached
-            elif p.dtype == F64:
-                compiled.float_slots[k] = value
-            else:
-                slots[k] = int(value)
+        fill_slots(compiled.kernel, args, compiled.slots, compiled.last)
+        kernel, slots = compiled.kernel, compiled.slots
         k = len(kernel.params)
         outputs = {}
         for s in kernel.streams:
@@ -208,8 +198,33 @@ class LlvmBackend(Backend):
             slots[k] = count.ctypes.data
             k += 1
             outputs[s.name] = (fields, count)
-        compiled.function(lanes, compiled.slots_address)
+        compiled.function(0, lanes, compiled.slots_address)
         return {
             name: {f: a[: int(count[0])] for f, a in fields.items()}
             for name, (fields, count) in outputs.items()
         }
+
+
+def fill_slots(
+    kernel: Kernel, args: Mapping[str, Any], slots: np.ndarray, last: list[Any] | None = None
+) -> None:
+    """Write the kernel's parameters into its argument slots: an array's address, a
+    scalar's value. With `last` (the values passed before), an array seen before keeps its
+    slot; the arrays are held there, so their addresses stay valid while cached."""
+    float_slots = slots.view(np.float64)
+    for k, p in enumerate(kernel.params):
+        value = args[p.name]
+        if p.is_array:
+            if last is not None and value is last[k]:
+                continue
+            if not isinstance(value, np.ndarray) or value.dtype != NUMPY_DTYPES[p.dtype]:
+                raise TypeError(f"{kernel.name}: {p.name!r} needs a NumPy {p.dtype.value} array")
+            if not value.flags.c_contiguous:
+                raise TypeError(f"{kernel.name}: {p.name!r} must be contiguous")
+            slots[k] = value.ctypes.data
+            if last is not None:
+                last[k] = value
+        elif p.dtype == F64:
+            float_slots[k] = value
+        else:
+            slots[k] = int(value)

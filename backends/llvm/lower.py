@@ -1,6 +1,7 @@
 """IR kernel -> LLVM IR (llvmlite), one function per kernel.
 
-The function is `void @<kernel>(i64 lanes, ptr slots)`: `slots` is an array of 8-byte
+The function is `void @<kernel>(i64 lo, i64 hi, ptr slots)`, running lanes lo .. hi-1 (a
+whole kernel is lo = 0; a compiled epoch runs one cell block's range). `slots` is an array of 8-byte
 slots, one per kernel parameter in order (an array's address; a scalar's value: f64 bits,
 or an integer), then for each stream one address per field and one address of an i64
 record count. The body runs lane after lane, which is the interpreter's semantics ("as if
@@ -81,15 +82,16 @@ def emits_per_lane(kernel: Kernel) -> dict[str, int]:
 class _Lowering:
     def __init__(self, module: ir.Module, kernel: Kernel) -> None:
         self.module, self.kernel = module, kernel
-        self.fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64_T, PTR]), kernel.name)
-        self.fn.args[0].name, self.fn.args[1].name = "lanes", "slots"
+        signature = ir.FunctionType(ir.VoidType(), [I64_T, I64_T, PTR])
+        self.fn = ir.Function(module, signature, kernel.name)
+        self.fn.args[0].name, self.fn.args[1].name, self.fn.args[2].name = "lo", "hi", "slots"
         entry = self.fn.append_basic_block("entry")
         self.b = ir.IRBuilder(entry)
         self.vars: dict[str, ir.AllocaInstr] = {}
         self.params: dict[str, ir.Value] = {}
         self.streams: dict[str, tuple[list[ir.Value], ir.Value, tuple]] = {}
         slot = 0
-        slots = self.fn.args[1]
+        slots = self.fn.args[2]
         for p in kernel.params:
             address = self.b.gep(slots, [ir.Constant(I64_T, slot)], source_etype=I64_T)
             slot += 1
@@ -132,16 +134,16 @@ class _Lowering:
     # ------------------------------------------------------------------ the kernel
     def lower(self) -> None:
         b = self.b
-        lanes = self.fn.args[0]
+        lo, hi = self.fn.args[0], self.fn.args[1]
         counter = self.var("pn.lane", I32)
-        b.store(ir.Constant(I32_T, 0), counter)
+        b.store(b.trunc(lo, I32_T), counter)
         head = self.fn.append_basic_block("lane.head")
         body = self.fn.append_basic_block("lane.body")
         done = self.fn.append_basic_block("lane.done")
         b.branch(head)
         b.position_at_end(head)
         lane = b.load(counter, typ=I32_T)
-        b.cbranch(b.icmp_signed("<", b.sext(lane, I64_T), lanes), body, done)
+        b.cbranch(b.icmp_signed("<", b.sext(lane, I64_T), hi), body, done)
         b.position_at_end(body)
         self.lane = b.load(counter, typ=I32_T)
         self.block(self.kernel.body)

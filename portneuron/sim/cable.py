@@ -80,6 +80,79 @@ def hines() -> Kernel:
     return kb.build()
 
 
+def _block_cells(kb: KernelBuilder, width: int) -> list[tuple]:
+    """The node ranges (lo, hi, count) of the `width` cells of this lane's block; cells past
+    the block's end get empty ranges."""
+    block = kb.array("block.first", I32, "block")
+    first = kb.array("cell.first", I32, "cell")
+    c0 = kb.assign("c0", block[kb.lane])
+    c1 = kb.assign("c1", block[b.add(kb.lane, 1)])
+    cells = []
+    for j in range(width):
+        c = kb.assign(f"c{j}_", b.min_(b.add(c0, j), c1))
+        lo = kb.assign(f"lo{j}", first[c])
+        hi = kb.assign(f"hi{j}", first[b.min_(b.add(c, 1), c1)])
+        cells.append((lo, hi, kb.assign(f"n{j}", b.sub(hi, lo))))
+    return cells
+
+
+def _longest(kb: KernelBuilder, cells: list[tuple]):
+    longest = cells[0][2]
+    for _, _, n in cells[1:]:
+        longest = b.max_(longest, n)
+    return kb.assign("longest", longest)
+
+
+def axial_block(width: int) -> Kernel:
+    """`axial` for a block of up to `width` cells at once (one lane per block): the cells'
+    node walks are interleaved, each in its own order, so their dependency chains overlap
+    and every sum is formed exactly as in `axial`."""
+    kb = KernelBuilder(f"axial_block{width}", "block", "axial terms of interleaved cells")
+    parent = kb.array("node.parent", I32, "node")
+    a, bb, v, rhs, d = (kb.array(f"node.{n}", F64, "node") for n in ("a", "b", "v", "rhs", "d"))
+    cells = _block_cells(kb, width)
+    with kb.loop("s", 1, _longest(kb, cells)) as s:
+        for j, (lo, _, n) in enumerate(cells):
+            with kb.if_(b.lt(s, n)):
+                i = kb.assign(f"i{j}", b.add(lo, s))
+                p = kb.assign(f"p{j}", parent[i])
+                dv = kb.assign(f"dv{j}", b.sub(v[p], v[i]))
+                kb.store("node.rhs", i, b.sub(rhs[i], b.mul(bb[i], dv)))
+                kb.store("node.rhs", p, b.add(rhs[p], b.mul(a[i], dv)))
+                kb.store("node.d", i, b.sub(d[i], bb[i]))
+                kb.store("node.d", p, b.sub(d[p], a[i]))
+    return kb.build()
+
+
+def hines_block(width: int) -> Kernel:
+    """`hines` for a block of up to `width` cells at once, interleaved as in `axial_block`:
+    one cell's solve is a chain of dependent divisions; several chains keep the CPU busy."""
+    kb = KernelBuilder(f"hines_block{width}", "block", "Hines solve of interleaved cells")
+    parent = kb.array("node.parent", I32, "node")
+    a, bb, rhs, d = (kb.array(f"node.{n}", F64, "node") for n in ("a", "b", "rhs", "d"))
+    cells = _block_cells(kb, width)
+    longest = _longest(kb, cells)
+    with kb.loop("s", 0, b.sub(longest, 1)) as s:
+        for j, (_, hi, n) in enumerate(cells):
+            with kb.if_(b.lt(s, b.sub(n, 1))):
+                i = kb.assign(f"i{j}", b.sub(b.sub(hi, 1), s))
+                p = kb.assign(f"p{j}", parent[i])
+                f = kb.assign(f"f{j}", b.div(a[i], d[i]))
+                kb.store("node.d", p, b.sub(d[p], b.mul(f, bb[i])))
+                kb.store("node.rhs", p, b.sub(rhs[p], b.mul(f, rhs[i])))
+    for lo, _, n in cells:
+        with kb.if_(b.gt(n, 0)):
+            kb.store("node.rhs", lo, b.div(rhs[lo], d[lo]))
+    with kb.loop("s2", 1, longest) as s:
+        for j, (lo, _, n) in enumerate(cells):
+            with kb.if_(b.lt(s, n)):
+                i = kb.assign(f"k{j}", b.add(lo, s))
+                q = kb.assign(f"q{j}", parent[i])
+                r = kb.assign(f"r{j}", b.sub(rhs[i], b.mul(bb[i], rhs[q])))
+                kb.store("node.rhs", i, b.div(r, d[i]))
+    return kb.build()
+
+
 def update_voltage() -> Kernel:
     """v += rhs (2 rhs for Crank-Nicolson: `factor` is 1 or 2)."""
     kb = KernelBuilder("update_voltage", "node", "apply the solved voltage change")

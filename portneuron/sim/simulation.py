@@ -47,10 +47,29 @@ class Result:
 class Simulation:
     """Runs a Model on a backend."""
 
-    def __init__(self, model: Model, backend: Backend, dt: float = 0.025) -> None:
+    def __init__(
+        self,
+        model: Model,
+        backend: Backend,
+        dt: float = 0.025,
+        threads: int | None = None,
+        compiled_epochs: bool = True,
+    ) -> None:
         if not dt > 0:
             raise PortneuronError(f"dt must be positive, not {dt}")
+        if threads is not None and threads < 1:
+            raise PortneuronError(f"threads must be at least 1, not {threads}")
         self.model, self.backend, self.dt = model, backend, dt
+        self.threads = threads
+        #: Whole epochs in one backend call where the backend and the model allow it;
+        #: `stepwise_reason` says why not otherwise.
+        self.compiled_epochs = compiled_epochs and backend.compiled_epochs
+        self.stepwise_reason = ""
+        if not backend.compiled_epochs:
+            self.stepwise_reason = f"the {backend.name} backend runs step by step"
+        elif not compiled_epochs:
+            self.stepwise_reason = "compiled epochs are switched off"
+        self.threads_used = 1
         nodes = model.nodes
         n = nodes.count
         self.rhs, self.d = np.zeros(n), np.zeros(n)
@@ -89,12 +108,15 @@ class Simulation:
         self.t = 0.0
         self.spikes: list[tuple[float, int]] = []
         self._outbox: list[tuple[float, int]] = []  # (t, presyn) of this epoch's spikes
+        self._program = None  # the compiled epoch, made on first use
+        self._events = None  # its event buffers
 
     # ------------------------------------------------------------------ setup
     def _bind_capacitance(self) -> None:
-        self.capacitance = []
+        self.capacitance, self.capacitance_sets = [], []
         for bound in self.mechanisms:
             if bound.set.name == "capacitance":
+                self.capacitance_sets.append(bound.index)
                 self.capacitance.append(
                     {"node_index": bound.set.node_index, "mech.cm": bound.set.data["cm"]}
                 )
@@ -184,6 +206,7 @@ class Simulation:
         first instant) is delivered at the start of the next step instead of the end of this
         one; nothing runs in between, so the result is the same."""
         nc = self.model.netcons
+        self._outbox.sort()  # by time, then presyn: the same order for any backend or loop
         for t, presyn in self._outbox:
             lo, hi = self.source_start[presyn], self.source_start[presyn + 1]
             for k in self.netcons_by_source[lo:hi]:
@@ -298,6 +321,7 @@ class Simulation:
         self.deliver(self.t)
         self._currents()
         self.exchange()
+        self.epoch_program()  # compiled here, so that run() times only the simulation
 
     def _wrote_concentrations(self, bound: BoundMechanism) -> None:
         """After an INITIAL that wrote a concentration, NEURON recomputes erev (einit ions)."""
@@ -338,22 +362,80 @@ class Simulation:
         record = np.asarray(record, dtype=np.int64)
         nsteps = max(0, int((tstop - self.t) / self.dt + 0.5))
         epoch = self.epoch_steps()
+        program = self.epoch_program(record) if nsteps else None
         times = [self.t]
         trace = [self.model.nodes.v[record].copy()]
         done = 0
-        while done < nsteps:
-            for _ in range(min(epoch, nsteps - done)):
-                self.step()
-                self._check_finite()
-                done += 1
-                if len(record):
-                    times.append(self.t)
-                    trace.append(self.model.nodes.v[record].copy())
-            self.exchange()
+        try:
+            while done < nsteps:
+                n = min(epoch, nsteps - done)
+                if program is not None:
+                    self._advance(program, n, record, times, trace)
+                else:
+                    for _ in range(n):
+                        self.step()
+                        self._check_finite()
+                        if len(record):
+                            times.append(self.t)
+                            trace.append(self.model.nodes.v[record].copy())
+                done += n
+                self.exchange()
+        finally:
+            if program is not None:
+                program.plan.set_record(np.zeros(0, dtype=np.int64))
         spikes = sorted(self.spikes)
-        return Result(
-            spikes, np.array(times), np.array(trace).reshape(len(times), len(record)), nsteps
-        )
+        if not len(record):
+            times = [times[0]]
+        t = np.array(times)
+        return Result(spikes, t, np.array(trace).reshape(len(t), len(record)), nsteps)
+
+    # ------------------------------------------------------------------ compiled epochs
+    def epoch_program(self, record: np.ndarray | None = None):
+        """The backend's compiled epoch for this model (compiled once, then kept), set to
+        record the nodes `record`; None where the model needs the stepwise loop
+        (`stepwise_reason` says why)."""
+        if not self.compiled_epochs:
+            return None
+        if self._program is None:
+            from . import epoch
+
+            try:
+                plan = epoch.plan(self)
+            except epoch.Unsupported as why:
+                self.stepwise_reason = str(why)
+                self.compiled_epochs = False
+                return None
+            self._program = self.backend.compile_epoch(plan, self.threads)
+            self.threads_used = self._program.threads
+        if record is not None:
+            self._program.plan.set_record(record)
+        return self._program
+
+    def _advance(self, program, nsteps: int, record: np.ndarray, times: list, trace: list) -> None:
+        """One epoch of `nsteps` steps in one backend call."""
+        from . import epoch
+
+        half = 0.5 * self.dt
+        clock = np.add.accumulate(np.append(self.t, np.full(2 * nsteps, half)))
+        if self._events is None or self._events.plan is not program.plan:
+            self._events = epoch.EpochEvents(program.plan, self)
+        epoch.collect_events(self, self._events, float(clock[-1]))
+        lanes, t, recorded, blowup = program.advance(self.t, nsteps, self._events)
+        self.t = float(clock[-1])
+        if np.isfinite(blowup).any():
+            block = int(np.argmin(blowup))
+            cells = range(program.plan.block_first[block], program.plan.block_first[block + 1])
+            roots = self.model.nodes.v[self.model.nodes.first[list(cells)]]
+            cell = cells[int(np.flatnonzero(~np.isfinite(roots))[0])]
+            raise self._blowup(cell, float(blowup[block]))
+        self._check_finite()
+        if len(lanes):
+            presyn = program.plan.threshold_presyn[lanes]
+            for k in np.lexsort((presyn, t)):
+                self._spike(int(presyn[k]), float(t[k]))
+        if len(record):
+            times.extend(clock[2::2].tolist())
+            trace.extend(recorded.copy())
 
     def epoch_steps(self) -> int:
         """Steps per epoch: as many as fit in the min-delay."""
@@ -368,9 +450,12 @@ class Simulation:
             return
         node = int(np.flatnonzero(~np.isfinite(v))[0])
         cell = int(np.searchsorted(self.model.nodes.first, node, side="right") - 1)
+        raise self._blowup(cell, self.t)
+
+    def _blowup(self, cell: int, t: float) -> SimulationError:
         gid = self.cell_gid[cell]
         name = f"cell gid {gid}" if gid >= 0 else f"cell {cell} (no gid)"
-        raise SimulationError(
+        return SimulationError(
             f"{self.model.source or 'model'}: {name}: voltage is not finite at "
-            f"t = {self.t:.6g} ms; reduce dt or check the cell's mechanisms"
+            f"t = {t:.6g} ms; reduce dt or check the cell's mechanisms"
         )

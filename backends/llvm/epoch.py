@@ -1,0 +1,395 @@
+"""Compiled epochs for the llvm backend: one module holds every kernel of the step and a
+driver that takes a range of cell blocks through a whole epoch (portneuron.sim.epoch).
+
+The driver is `i64 @<name>(ptr ctx)`; `ctx` is an array of 8-byte fields (`Ctx` below
+names them), then two per phase: the phase's argument slots and its block ranges. Kernels
+are internal functions with the `(lo, hi, slots)` signature of lower.py, so LLVM inlines
+them into the step loop. Threads each get their own context and slot copies (the `t` slot
+and the spike stream are written while running); arrays are shared, and blocks are
+disjoint, so no two threads write the same element.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from llvmlite import ir
+from portneuron.ir import Kernel
+
+from portneuron.sim.epoch import EpochEvents, EpochPlan, Phase
+
+from .backend import _Jit, fill_slots
+from .lower import F64_T, I32_T, I64_T, PTR, lower_kernel
+
+
+class Ctx:
+    """Fields of the driver's context array."""
+
+    BLOCK_LO, BLOCK_HI, NSTEPS, T0, DT = 0, 1, 2, 3, 4
+    EV_START, EV_T, EV_PHASE, EV_LANE = 5, 6, 7, 8
+    REC_START, REC_NODE, REC_COLUMN, NREC, REC_OUT, V = 9, 10, 11, 12, 13, 14
+    BLOCK_FIRST, CELL_FIRST, BLOWUP = 15, 16, 17
+    PHASES = 18
+
+
+def _slot_of(kernel: Kernel, name: str) -> int | None:
+    return next((k for k, p in enumerate(kernel.params) if p.name == name), None)
+
+
+class _Driver:
+    """Builds the driver function; `self.b` is the builder."""
+
+    def __init__(self, module: ir.Module, plan: EpochPlan, phases: list[Phase], name: str):
+        self.module, self.plan, self.phases = module, plan, phases
+        self.fn = ir.Function(module, ir.FunctionType(I64_T, [PTR]), name)
+        self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        self.ctx = self.fn.args[0]
+        self.kernels = []
+        for k, phase in enumerate(phases):
+            k_ir = phase.kernel
+            lower_kernel(module, Kernel(f"k{k}", k_ir.lanes, k_ir.params, k_ir.body, k_ir.streams))
+            function = module.globals[f"k{k}"]
+            function.linkage = "internal"
+            self.kernels.append(function)
+
+    # ------------------------------------------------------------------ helpers
+    def field(self, index: int, typ=I64_T) -> ir.Value:
+        at = self.b.gep(self.ctx, [ir.Constant(I64_T, index)], source_etype=I64_T)
+        return self.b.load(at, typ=typ)
+
+    def at(self, base: ir.Value, index: ir.Value, typ) -> ir.Value:
+        return self.b.gep(base, [index], source_etype=typ)
+
+    def load(self, base: ir.Value, index: ir.Value, typ) -> ir.Value:
+        return self.b.load(self.at(base, index, typ), typ=typ)
+
+    def variable(self, typ, value: ir.Value, name: str) -> ir.AllocaInstr:
+        with self.b.goto_entry_block():
+            slot = self.b.alloca(typ, name=name)
+        self.b.store(value, slot)
+        return slot
+
+    def loop(self, lo: ir.Value, hi: ir.Value, name: str, body) -> None:
+        """for i in range(lo, hi): body(i), with i64 counters; body may branch to
+        `self.exits[name]` to leave the loop."""
+        b = self.b
+        counter = self.variable(I64_T, lo, name)
+        head = self.fn.append_basic_block(f"{name}.head")
+        inner = self.fn.append_basic_block(f"{name}.body")
+        step = self.fn.append_basic_block(f"{name}.step")
+        done = self.fn.append_basic_block(f"{name}.done")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.load(counter, typ=I64_T)
+        b.cbranch(b.icmp_signed("<", i, hi), inner, done)
+        b.position_at_end(inner)
+        body(b.load(counter, typ=I64_T), done)
+        if not b.block.is_terminated:
+            b.branch(step)
+        b.position_at_end(step)
+        b.store(b.add(b.load(counter, typ=I64_T), ir.Constant(I64_T, 1)), counter)
+        b.branch(head)
+        b.position_at_end(done)
+
+    # ------------------------------------------------------------------ the driver
+    def build(self) -> None:
+        b = self.b
+        self.slots = [self.field(Ctx.PHASES + 2 * k, PTR) for k in range(len(self.phases))]
+        self.ranges = [self.field(Ctx.PHASES + 2 * k + 1, PTR) for k in range(len(self.phases))]
+        self.dt = self.field(Ctx.DT, F64_T)
+        self.half = b.fmul(ir.Constant(F64_T, 0.5), self.dt)
+        self.v = self.field(Ctx.V, PTR)
+        self.loop(self.field(Ctx.BLOCK_LO), self.field(Ctx.BLOCK_HI), "block", self.block)
+        b.ret(ir.Constant(I64_T, 0))
+
+    def call(self, k: int, block: ir.Value, t: ir.Value) -> None:
+        b = self.b
+        slots = self.slots[k]
+        tslot = _slot_of(self.phases[k].kernel, "t")
+        if tslot is not None:
+            b.store(t, self.at(slots, ir.Constant(I64_T, tslot), F64_T))
+        lo = self.load(self.ranges[k], block, I64_T)
+        hi = self.load(self.ranges[k], b.add(block, ir.Constant(I64_T, 1)), I64_T)
+        b.call(self.kernels[k], [lo, hi, slots])
+
+    def block(self, block: ir.Value, _exit) -> None:
+        b = self.b
+        self.t = self.variable(F64_T, self.field(Ctx.T0, F64_T), "t")
+        ev_start = self.field(Ctx.EV_START, PTR)
+        self.event = self.variable(I64_T, self.load(ev_start, block, I64_T), "event")
+        self.event_end = self.load(ev_start, b.add(block, ir.Constant(I64_T, 1)), I64_T)
+        self.block_index = block
+        self.loop(ir.Constant(I64_T, 0), self.field(Ctx.NSTEPS), "step", self.step)
+
+    def step(self, step: ir.Value, leave) -> None:
+        b, plan = self.b, self.plan
+        block = self.block_index
+        k = 0
+        t = b.load(self.t, typ=F64_T)
+        if plan.threshold is not None:
+            self.call(0, block, t)
+            k = 1
+        self.deliver(b.fadd(t, self.half))
+        t = b.fadd(t, self.half)
+        for _ in plan.first_half:
+            self.call(k, block, t)
+            k += 1
+        t = b.fadd(t, self.half)
+        for _ in plan.second_half:
+            self.call(k, block, t)
+            k += 1
+        b.store(t, self.t)
+        self.deliver(t)
+        self.record(step, block)
+        self.check(block, t, leave)
+
+    def deliver(self, until: ir.Value) -> None:
+        """Run NET_RECEIVE for this block's events due by `until`, in order."""
+        b, plan = self.b, self.plan
+        if not plan.receive:
+            return
+        first = (1 if plan.threshold is not None else 0) + len(plan.first_half)
+        first += len(plan.second_half)
+        head = self.fn.append_basic_block("deliver.head")
+        due = self.fn.append_basic_block("deliver.due")
+        run = self.fn.append_basic_block("deliver.run")
+        nxt = self.fn.append_basic_block("deliver.next")
+        done = self.fn.append_basic_block("deliver.done")
+        b.branch(head)
+        b.position_at_end(head)
+        e = b.load(self.event, typ=I64_T)
+        b.cbranch(b.icmp_signed("<", e, self.event_end), due, done)
+        b.position_at_end(due)
+        te = self.load(self.field(Ctx.EV_T, PTR), e, F64_T)
+        b.cbranch(b.fcmp_ordered("<=", te, until), run, done)
+        b.position_at_end(run)
+        which = self.load(self.field(Ctx.EV_PHASE, PTR), e, I32_T)
+        lane = b.sext(self.load(self.field(Ctx.EV_LANE, PTR), e, I32_T), I64_T)
+        switch = b.switch(which, nxt)
+        for j in range(len(plan.receive)):
+            case = self.fn.append_basic_block(f"deliver.case{j}")
+            switch.add_case(ir.Constant(I32_T, j), case)
+            b.position_at_end(case)
+            k = first + j
+            tslot = _slot_of(self.phases[k].kernel, "t")
+            if tslot is not None:
+                b.store(te, self.at(self.slots[k], ir.Constant(I64_T, tslot), F64_T))
+            b.call(self.kernels[k], [lane, b.add(lane, ir.Constant(I64_T, 1)), self.slots[k]])
+            b.branch(nxt)
+        b.position_at_end(nxt)
+        b.store(b.add(e, ir.Constant(I64_T, 1)), self.event)
+        b.branch(head)
+        b.position_at_end(done)
+
+    def record(self, step: ir.Value, block: ir.Value) -> None:
+        b = self.b
+        start = self.field(Ctx.REC_START, PTR)
+        lo = self.load(start, block, I64_T)
+        hi = self.load(start, b.add(block, ir.Constant(I64_T, 1)), I64_T)
+        row = b.mul(step, self.field(Ctx.NREC))
+
+        def body(r, _exit):
+            node = b.sext(self.load(self.field(Ctx.REC_NODE, PTR), r, I32_T), I64_T)
+            column = b.sext(self.load(self.field(Ctx.REC_COLUMN, PTR), r, I32_T), I64_T)
+            value = self.load(self.v, node, F64_T)
+            b.store(value, self.at(self.field(Ctx.REC_OUT, PTR), b.add(row, column), F64_T))
+
+        self.loop(lo, hi, "rec", body)
+
+    def check(self, block: ir.Value, t: ir.Value, leave) -> None:
+        """A cell whose root voltage is not finite stops its block: BLOWUP[block] = t."""
+        b = self.b
+        cells = self.field(Ctx.BLOCK_FIRST, PTR)
+        lo = b.sext(self.load(cells, block, I32_T), I64_T)
+        hi = b.sext(self.load(cells, b.add(block, ir.Constant(I64_T, 1)), I32_T), I64_T)
+        bad = self.fn.append_basic_block("blowup")
+        ok = self.fn.append_basic_block("finite")
+
+        def body(c, _exit):
+            root = b.sext(self.load(self.field(Ctx.CELL_FIRST, PTR), c, I32_T), I64_T)
+            v = self.load(self.v, root, F64_T)
+            finite = b.fcmp_ordered("==", b.fsub(v, v), ir.Constant(F64_T, 0.0))
+            good = self.fn.append_basic_block("cell.ok")
+            b.cbranch(finite, good, bad)
+            b.position_at_end(good)
+
+        self.loop(lo, hi, "cell", body)
+        b.branch(ok)
+        b.position_at_end(bad)
+        b.store(t, self.at(self.field(Ctx.BLOWUP, PTR), block, F64_T))
+        b.branch(leave)
+        b.position_at_end(ok)
+
+
+def lower_epoch(plan: EpochPlan, name: str) -> str:
+    module = ir.Module(name=name)
+    module.triple = _Jit.get().triple
+    driver = _Driver(module, plan, phases_of(plan), name)
+    driver.build()
+    return str(module)
+
+
+def phases_of(plan: EpochPlan) -> list[Phase]:
+    """The plan's phases in context order."""
+    head = [plan.threshold] if plan.threshold is not None else []
+    return head + plan.first_half + plan.second_half + plan.receive
+
+
+class _Worker:
+    """One thread's share: a range of blocks, its own context and slot copies."""
+
+    def __init__(self, program: CompiledEpoch, blocks: tuple[int, int]) -> None:
+        plan = program.plan
+        self.blocks = blocks
+        self.slots = []
+        self.last: list[list[Any]] = []  # per phase: the arrays its slots point at
+        for k, phase in enumerate(program.phases):
+            slots = np.zeros(program.nslots(phase.kernel), dtype=np.int64)
+            self.last.append([None] * len(phase.kernel.params))
+            if k < program.receive_first:  # NET_RECEIVE gets its event arrays each epoch
+                fill_slots(phase.kernel, phase.args, slots, self.last[k])
+            self.slots.append(slots)
+        self.ctx = np.zeros(Ctx.PHASES + 2 * len(program.phases), dtype=np.int64)
+        self.ctx[Ctx.BLOCK_LO], self.ctx[Ctx.BLOCK_HI] = blocks
+        self.ctx.view(np.float64)[Ctx.DT] = plan.dt
+        for index, array in (
+            (Ctx.V, plan.v),
+            (Ctx.BLOCK_FIRST, plan.block_first),
+            (Ctx.CELL_FIRST, plan.cell_first),
+            (Ctx.BLOWUP, program.blowup),
+        ):
+            self.ctx[index] = array.ctypes.data
+        for k, phase in enumerate(program.phases):
+            self.ctx[Ctx.PHASES + 2 * k] = self.slots[k].ctypes.data
+            self.ctx[Ctx.PHASES + 2 * k + 1] = phase.ranges.ctypes.data
+        self.generation = -1
+        self.capacity = 0
+        if plan.threshold is not None:
+            ranges = plan.threshold.ranges
+            self.detectors = int(ranges[blocks[1]] - ranges[blocks[0]])
+            self.stream_slot = len(plan.threshold.kernel.params)
+            self.count = np.zeros(1, dtype=np.int64)
+            self.slots[0][self.stream_slot + 2] = self.count.ctypes.data
+
+    def point_at(self, program: CompiledEpoch, events: EpochEvents) -> None:
+        """Address this epoch's event buffers (only when they moved)."""
+        if events.generation == self.generation:
+            return
+        for index, array in (
+            (Ctx.EV_START, events.start),
+            (Ctx.EV_T, events.t),
+            (Ctx.EV_PHASE, events.phase),
+            (Ctx.EV_LANE, events.lane),
+        ):
+            self.ctx[index] = array.ctypes.data
+        for j, args in enumerate(events.receive_args):
+            k = program.receive_first + j
+            fill_slots(program.phases[k].kernel, args, self.slots[k], self.last[k])
+        self.generation = events.generation
+
+    def spike_buffers(self, nsteps: int) -> None:
+        """The threshold kernel's spike stream: room for `nsteps` steps, emptied."""
+        need = max(1, self.detectors * nsteps)
+        if need > self.capacity:
+            self.spike_presyn = np.empty(need, dtype=np.int32)
+            self.spike_t = np.empty(need, dtype=np.float64)
+            self.slots[0][self.stream_slot] = self.spike_presyn.ctypes.data
+            self.slots[0][self.stream_slot + 1] = self.spike_t.ctypes.data
+            self.capacity = need
+        self.count[0] = 0
+
+
+class CompiledEpoch:
+    """An epoch driver compiled for one plan, with its workers (one per thread)."""
+
+    def __init__(self, plan: EpochPlan, address: int, threads: int) -> None:
+        self.plan, self.phases = plan, phases_of(plan)
+        self.function = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)(address)
+        self.receive_first = len(self.phases) - len(plan.receive)
+        self.blowup = np.full(plan.nblocks, np.inf)
+        self.workers = [_Worker(self, blocks) for blocks in partition(plan, threads)]
+        self.threads = len(self.workers)
+        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self.record_out = np.zeros((0, 0))
+        self.recording: tuple = ()
+
+    @staticmethod
+    def nslots(kernel: Kernel) -> int:
+        return len(kernel.params) + sum(len(s.fields) + 1 for s in kernel.streams)
+
+    def _record_buffer(self, nsteps: int) -> np.ndarray:
+        plan = self.plan
+        nrec = len(plan.record_node)
+        key = (plan.record_start, plan.record_node, plan.record_column)
+        if self.record_out.shape[0] < nsteps or self.record_out.shape[1] != nrec:
+            self.record_out = np.zeros((max(nsteps, 1), nrec))
+            self.recording = ()
+        if self.recording != tuple(id(a) for a in key):
+            for w in self.workers:
+                w.ctx[Ctx.REC_START] = plan.record_start.ctypes.data
+                w.ctx[Ctx.REC_NODE] = plan.record_node.ctypes.data
+                w.ctx[Ctx.REC_COLUMN] = plan.record_column.ctypes.data
+                w.ctx[Ctx.NREC] = nrec
+                w.ctx[Ctx.REC_OUT] = self.record_out.ctypes.data
+            self.recording = tuple(id(a) for a in key)
+        return self.record_out[:nsteps]
+
+    def advance(
+        self, t0: float, nsteps: int, events: EpochEvents
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Run every block through `nsteps` steps from `t0`. Returns the spikes (threshold
+        lane, t), the recorded voltages (nsteps x recorded nodes) and, per block, the time
+        its voltage stopped being finite (inf where it did not)."""
+        record = self._record_buffer(nsteps)
+        self.blowup[:] = np.inf
+        threshold = self.plan.threshold is not None
+        for w in self.workers:
+            w.ctx[Ctx.NSTEPS] = nsteps
+            w.ctx.view(np.float64)[Ctx.T0] = t0
+            w.point_at(self, events)
+            if threshold:
+                w.spike_buffers(nsteps)
+        if self.pool is None:
+            self.function(self.workers[0].ctx.ctypes.data)
+        else:
+            calls = [self.pool.submit(self.function, w.ctx.ctypes.data) for w in self.workers]
+            for c in calls:
+                c.result()
+        if not threshold:
+            return np.zeros(0, np.int32), np.zeros(0), record, self.blowup
+        counts = [int(w.count[0]) for w in self.workers]
+        lane = np.concatenate([w.spike_presyn[:n] for w, n in zip(self.workers, counts)])
+        t = np.concatenate([w.spike_t[:n] for w, n in zip(self.workers, counts)])
+        return lane, t, record, self.blowup
+
+
+def partition(plan: EpochPlan, threads: int) -> list[tuple[int, int]]:
+    """Contiguous block ranges with about equal node counts, one per thread."""
+    nblocks = plan.nblocks
+    threads = max(1, min(threads, nblocks))
+    nodes = plan.block_nodes()
+    total = nodes[-1] - nodes[0]
+    cuts = [0]
+    for k in range(1, threads):
+        cuts.append(int(np.searchsorted(nodes, nodes[0] + total * k / threads)))
+    cuts.append(nblocks)
+    cuts = sorted(set(cuts))
+    return [(lo, hi) for lo, hi in zip(cuts, cuts[1:]) if hi > lo]
+
+
+def compile_epoch(plan: EpochPlan, threads: int) -> CompiledEpoch:
+    jit = _Jit.get()
+    text = lower_epoch(plan, "pn_epoch")
+    key = "\0".join((text, jit.triple, jit.cpu, jit.features, "epoch1"))
+    name = f"pn_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+    text = text.replace('@"pn_epoch"', f'@"{name}"').replace("@pn_epoch", f"@{name}")
+    return CompiledEpoch(plan, jit.add(text, name), threads)
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

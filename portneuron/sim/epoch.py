@@ -1,0 +1,240 @@
+"""Compiled epochs: real cells advance through a whole min-delay epoch in one backend call.
+
+Cells are grouped into blocks of `width` consecutive cells. Within an epoch cells do not
+interact (every NetCon delay is at least the epoch's length), so a backend may take each
+block through all of the epoch's steps before it starts the next: the block's data stay in
+cache for the whole epoch. Each step of a block is `Simulation.step`, operation for
+operation, on the block's share of every array:
+
+    threshold check; events due by t + dt/2; t += dt/2; first-half kernels (ion reset,
+    currents, capacitance, axial, Hines, update); t += dt/2; state kernels; events due by t
+
+The events of real cells are known when the epoch starts (NetCon events; a NET_RECEIVE
+that sends self-events or spikes needs the stepwise loop) and go to the backend sorted per
+block. Artificial cells have no per-step work: Python delivers their events for the whole
+epoch first, in time order; their spikes, like all spikes, reach targets in a later epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from portneuron.ir import Kernel, verify_kernel
+from portneuron.ir.passes import fold_constants
+
+from . import cable
+
+if TYPE_CHECKING:
+    from .simulation import Simulation
+
+#: Cells per block: the Hines and axial walks of this many cells run interleaved.
+BLOCK_WIDTH = 8
+
+
+@dataclass
+class Phase:
+    """One kernel of the step, with its arguments; block b runs lanes ranges[b]:ranges[b+1]."""
+
+    kernel: Kernel
+    args: dict[str, Any]
+    ranges: np.ndarray  # int64, nblocks + 1
+
+
+class EpochEvents:
+    """One epoch's events for real cells, in delivery order within each block, in buffers
+    kept from epoch to epoch: `generation` changes when they move (grow).
+
+    Block b's events are start[b]:start[b+1] of `t`, `phase` (the receive phase that runs
+    it) and `lane` (its lane in that phase's `receive_args[phase]` event arrays)."""
+
+    def __init__(self, plan: EpochPlan, sim: Simulation) -> None:
+        self.plan = plan
+        self.start = np.zeros(plan.nblocks + 1, dtype=np.int64)
+        self.phase_of_set = {s: j for j, s in enumerate(plan.receive_sets)}
+        bounds = plan.block_nodes()
+        self.instance_block = {
+            s: np.searchsorted(bounds, sim.mechanisms[s].set.node_index, side="right") - 1
+            for s in plan.receive_sets
+        }
+        self.generation = 0
+        self._allocate(16)
+
+    def _allocate(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.t = np.zeros(capacity)
+        self.phase = np.zeros(capacity, dtype=np.int32)
+        self.lane = np.zeros(capacity, dtype=np.int32)
+        self.receive_args = []
+        for phase in self.plan.receive:
+            args = dict(phase.args)
+            args["event.instance"] = np.zeros(capacity, dtype=np.int32)
+            args["event.netcon"] = np.zeros(capacity, dtype=np.int32)
+            args["event.t"] = np.zeros(capacity)
+            args["event.flag"] = np.zeros(capacity)
+            self.receive_args.append(args)
+        self.generation += 1
+
+    def pack(self, picked: list[tuple[int, int, float, int, float, int]]) -> None:
+        """Store (block, phase, t, instance, flag, weight row) events, given in time order."""
+        if not picked:
+            self.start[:] = 0
+            return
+        if len(picked) > self.capacity:
+            self._allocate(2 * len(picked))
+        used = [0] * len(self.receive_args)
+        blocks = np.empty(len(picked), dtype=np.int64)
+        lanes = np.empty(len(picked), dtype=np.int32)
+        for k, (block, j, t, instance, flag, row) in enumerate(picked):
+            args, lane = self.receive_args[j], used[j]
+            args["event.instance"][lane], args["event.netcon"][lane] = instance, row
+            args["event.t"][lane], args["event.flag"][lane] = t, flag
+            used[j] += 1
+            blocks[k], lanes[k] = block, lane
+        order = np.argsort(blocks, kind="stable")  # keeps time order within a block
+        n = len(picked)
+        self.t[:n] = [picked[k][2] for k in order]
+        self.phase[:n] = [picked[k][1] for k in order]
+        self.lane[:n] = lanes[order]
+        self.start[:] = np.searchsorted(blocks[order], np.arange(len(self.start)), side="left")
+
+
+@dataclass
+class EpochPlan:
+    width: int
+    block_first: np.ndarray  # int32 [nblocks + 1]: the cells of each block
+    cell_first: np.ndarray  # int32 [ncell + 1]
+    v: np.ndarray
+    dt: float
+    threshold: Phase | None
+    first_half: list[Phase]
+    second_half: list[Phase]
+    receive: list[Phase]  # NET_RECEIVE of the mechanism sets in `receive_sets`
+    receive_sets: list[int]
+    threshold_presyn: np.ndarray  # int64: presyn of each threshold lane
+    # the recorded nodes, sorted: block b records record_node[record_start[b]:...] into
+    # columns record_column[...] of each step's row
+    record_start: np.ndarray = field(init=False)  # int64 [nblocks + 1]
+    record_node: np.ndarray = field(init=False)  # int32
+    record_column: np.ndarray = field(init=False)  # int32
+
+    @property
+    def nblocks(self) -> int:
+        return len(self.block_first) - 1
+
+    def set_record(self, record: np.ndarray) -> None:
+        order = np.argsort(record, kind="stable")
+        nodes = np.asarray(record, dtype=np.int64)[order]
+        self.record_start = np.searchsorted(nodes, self.block_nodes(), side="left")
+        self.record_node = nodes.astype(np.int32)
+        self.record_column = order.astype(np.int32)
+
+    def block_nodes(self) -> np.ndarray:
+        return self.cell_first[self.block_first].astype(np.int64)
+
+
+class Unsupported(Exception):
+    """The model needs the stepwise loop; the message says why."""
+
+
+def _kernel(k: Kernel) -> Kernel:
+    return fold_constants(verify_kernel(k))
+
+
+def _ranges(node_index: np.ndarray, bounds: np.ndarray, what: str) -> np.ndarray:
+    if len(node_index) > 1 and (np.diff(node_index) < 0).any():
+        raise Unsupported(f"{what}: instances are not in node order")
+    return np.searchsorted(node_index, bounds, side="left").astype(np.int64)
+
+
+def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
+    """The epoch plan of a Simulation's model, or Unsupported with the reason."""
+    model = sim.model
+    if sim.players:
+        raise Unsupported("Vector.play needs the stepwise loop")
+    ncell = model.ncell
+    block_first = np.append(np.arange(0, ncell, width), ncell).astype(np.int32)
+    cell_first = model.nodes.first.astype(np.int32)
+    bounds = cell_first[block_first].astype(np.int64)
+    nblocks = len(block_first) - 1
+    whole_blocks = np.arange(nblocks + 1, dtype=np.int64)
+
+    def phase(kernel: Kernel, args: dict, ranges: np.ndarray) -> Phase:
+        kernel = _kernel(kernel)
+        if kernel.streams:
+            raise Unsupported(f"kernel {kernel.name} emits events during the step")
+        return Phase(kernel, args, ranges)
+
+    first: list[Phase] = [phase(cable.clear_matrix(), sim.cable_args, bounds)]
+    for ion, args, _, _ in sim.ion_kernels:
+        reset = cable.ion_reset(ion.name, bool((ion.style & 0o100).any()))
+        first.append(phase(reset, args, _ranges(ion.node_index, bounds, ion.name)))
+    real = [m for m in sim.mechanisms if not m.set.is_artificial]
+    set_ranges = {m.index: _ranges(m.set.node_index, bounds, m.set.name) for m in real}
+    for m in real:
+        if m.has("current"):
+            first.append(phase(m.set.mechanism.kernel("current"), m.args, set_ranges[m.index]))
+    for m, args in zip(sim.capacitance_sets, sim.capacitance):
+        args["cj"] = sim.cable_args["cj"]
+        first.append(phase(cable.capacitance(), args, set_ranges[m]))
+    block_args = {**sim.cable_args, "block.first": block_first, "cell.first": cell_first}
+    first.append(phase(cable.axial_block(width), block_args, whole_blocks))
+    first.append(phase(cable.hines_block(width), block_args, whole_blocks))
+    if model.secondorder == 2:
+        for ion, args, _, _ in sim.ion_kernels:
+            ranges = _ranges(ion.node_index, bounds, ion.name)
+            first.append(phase(cable.second_order_current(ion.name), args, ranges))
+    first.append(phase(cable.update_voltage(), sim.cable_args, bounds))
+    second = [
+        phase(m.set.mechanism.kernel("state"), m.args, set_ranges[m.index])
+        for m in real
+        if m.has("state")
+    ]
+    receive, receive_sets = [], []
+    for m in real:
+        if m.has("net_receive"):
+            kernel = _kernel(m.set.mechanism.kernel("net_receive"))
+            if kernel.streams:
+                raise Unsupported(f"{m.set.name}: NET_RECEIVE sends events (net_send/net_event)")
+            receive.append(Phase(kernel, m.args, whole_blocks))
+            receive_sets.append(m.index)
+
+    threshold = None
+    presyn_node = model.presyns.node[sim.voltage_presyn]
+    if len(presyn_node):
+        ranges = _ranges(presyn_node, bounds, "spike detectors")
+        threshold = Phase(_kernel(cable.threshold()), sim.threshold_args, ranges)
+
+    result = EpochPlan(
+        width=width,
+        block_first=block_first,
+        cell_first=cell_first,
+        v=model.nodes.v,
+        dt=sim.dt,
+        threshold=threshold,
+        first_half=first,
+        second_half=second,
+        receive=receive,
+        receive_sets=receive_sets,
+        threshold_presyn=sim.voltage_presyn.astype(np.int64),
+    )
+    result.set_record(np.zeros(0, dtype=np.int64))
+    return result
+
+
+def collect_events(sim: Simulation, events: EpochEvents, until: float) -> None:
+    """Take every queued event due by `until` (the epoch's end) into `events`: artificial
+    cells' events are delivered now, in time order; real cells' events sorted into blocks."""
+    picked: list[tuple[int, int, float, int, float, int]] = []  # (block, phase, t, ...)
+    while (event := sim.queue.pop_due(until)) is not None:
+        bound = sim.mechanisms[event.target_set]
+        if bound.set.is_artificial:
+            out = bound.deliver(event.instance, event.t, event.flag, event.row, sim.dt)
+            sim._streams(bound, out, event.row)
+            continue
+        block = int(events.instance_block[event.target_set][event.instance])
+        phase = events.phase_of_set[event.target_set]
+        picked.append((block, phase, event.t, event.instance, event.flag, event.row))
+    events.pack(picked)
