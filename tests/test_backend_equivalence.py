@@ -151,15 +151,71 @@ def networks(draw):
 
 @pytest.mark.parametrize("backend", OTHERS)
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(net=networks())
-def test_random_networks_give_identical_spikes(backend, net):
+@given(net=networks(), threads=st.integers(1, 3))
+def test_random_networks_give_identical_spikes(backend, net, threads):
+    """The numpy reference steps; a compiled backend runs whole epochs on 1-3 threads."""
     runs = []
     for name in ("numpy", backend):
         model = net.build()
         record = list(range(0, model.nodes.count, 3))
-        runs.append(Simulation(model, load_backend(name)).run(15.0, record=record))
+        sim = Simulation(model, load_backend(name), threads=threads)
+        runs.append(sim.run(15.0, record=record))
+        if load_backend(name).compiled_epochs:
+            assert sim.stepwise_reason == ""
     assert format_spikes(runs[0].spikes) == format_spikes(runs[1].spikes)
+    np.testing.assert_array_equal(runs[0].t, runs[1].t)
     assert np.abs(runs[0].v - runs[1].v).max() <= 1e-9
+
+
+@pytest.mark.parametrize("backend", OTHERS)
+@settings(max_examples=15, deadline=None)
+@given(
+    st.lists(st.integers(1, 12), min_size=1, max_size=11),
+    st.integers(1, 8),
+    st.randoms(use_true_random=False),
+)
+def test_interleaved_cable_kernels_equal_the_per_cell_ones(backend, sizes, width, rnd):
+    """axial_block and hines_block walk several cells at once, each in its own order: the
+    result is the per-cell kernels' to the bit."""
+    first = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+    n = int(first[-1])
+    parent = np.full(n, -1, np.int32)
+    for c, size in enumerate(sizes):
+        for k in range(1, size):
+            parent[first[c] + k] = first[c] + rnd.randrange(k)
+    rng = np.random.default_rng(rnd.randrange(2**31))
+    blocks = np.append(np.arange(0, len(sizes), width), len(sizes)).astype(np.int32)
+    args = {
+        "cell.first": first, "block.first": blocks, "node.parent": parent,
+        "node.a": -rng.uniform(0.1, 1, n), "node.b": -rng.uniform(0.1, 1, n),
+        "node.v": rng.uniform(-80, 40, n), "node.rhs": rng.uniform(-1, 1, n),
+        "node.d": rng.uniform(3, 5, n),
+    }  # fmt: skip
+    reference, other = load_backend("numpy"), load_backend(backend)
+    copies = [{k: v.copy() for k, v in args.items()} for _ in range(2)]
+    for per_cell, block in ((cable.axial, cable.axial_block), (cable.hines, cable.hines_block)):
+        reference.run(reference.compile(per_cell()), copies[0], len(sizes))
+        other.run(other.compile(block(width)), copies[1], len(blocks) - 1)
+        for name in ("node.rhs", "node.d"):
+            np.testing.assert_array_equal(copies[1][name], copies[0][name], err_msg=name)
+
+
+@pytest.mark.parametrize("backend", [b for b in OTHERS if load_backend(b).compiled_epochs])
+def test_ringtest_identical_for_any_thread_count(backend):
+    """Spikes and voltages do not depend on how the cell blocks are spread over threads."""
+    from portneuron.build.ringtest import build_ringtest
+
+    runs = []
+    for threads in (1, 2, 3):
+        model = build_ringtest(nring=3, ncell=8, nbranch=(2, 6), ncompart=(1, 3))
+        record = list(range(0, model.nodes.count, 7))
+        sim = Simulation(model, load_backend(backend), threads=threads)
+        runs.append(sim.run(30.0, record=record))
+        assert sim.threads_used == threads and sim.stepwise_reason == ""
+    assert len(runs[0].spikes) > 20
+    for other in runs[1:]:
+        assert other.spikes == runs[0].spikes
+        np.testing.assert_array_equal(other.v, runs[0].v)
 
 
 @pytest.mark.skipif("llvm" not in OTHERS, reason="llvm cannot run here")

@@ -96,7 +96,8 @@ def test_ringtest_dataset_spikes_identical_to_neuron(tmp_path, backend):
     assert (out / "out.dat").read_text() == format_spikes(expected)
 
 
-def test_blow_up_names_the_cell_and_the_time():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_blow_up_names_the_cell_and_the_time(backend):
     from neuron import h
 
     from portneuron.sim.simulation import SimulationError
@@ -111,7 +112,7 @@ def test_blow_up_names_the_cell_and_the_time():
         SimulationError,
         match=r"^NEURON model: cell gid 7: voltage is not finite at t = \d+\.?\d* ms",
     ):
-        portneuron.direct.run(50.0, v_init=-60.0)
+        portneuron.direct.run(50.0, v_init=-60.0, backend=backend)
     del soma
 
 

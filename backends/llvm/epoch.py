@@ -369,17 +369,18 @@ class CompiledEpoch:
 
 
 def partition(plan: EpochPlan, threads: int) -> list[tuple[int, int]]:
-    """Contiguous block ranges with about equal node counts, one per thread."""
+    """Contiguous block ranges with about equal node counts, one per thread (at most one
+    thread per block)."""
     nblocks = plan.nblocks
     threads = max(1, min(threads, nblocks))
     nodes = plan.block_nodes()
     total = nodes[-1] - nodes[0]
     cuts = [0]
     for k in range(1, threads):
-        cuts.append(int(np.searchsorted(nodes, nodes[0] + total * k / threads)))
+        cut = int(np.searchsorted(nodes, nodes[0] + total * k / threads))
+        cuts.append(min(max(cut, cuts[-1] + 1), nblocks - (threads - k)))
     cuts.append(nblocks)
-    cuts = sorted(set(cuts))
-    return [(lo, hi) for lo, hi in zip(cuts, cuts[1:]) if hi > lo]
+    return list(zip(cuts, cuts[1:]))
 
 
 def compile_epoch(plan: EpochPlan, threads: int) -> CompiledEpoch:
