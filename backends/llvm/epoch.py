@@ -1,7 +1,7 @@
 """Compiled epochs for the llvm backend: one module holds every kernel of the step and a
 driver that takes a range of cell blocks through a whole epoch (portneuron.sim.epoch).
 
-The driver is `i64 @<name>(ptr ctx)`; `ctx` is an array of 8-byte fields (`Ctx` below
+The driver is `i64 @<name>(ptr ctx)`, returning how many blocks blew up; `ctx` is an array of 8-byte fields (`Ctx` below
 names them), then two per phase: the phase's argument slots and its block ranges. Kernels
 are internal functions with the `(lo, hi, slots)` signature of lower.py, so LLVM inlines
 them into the step loop. Threads each get their own context and slot copies (the `t` slot
@@ -104,8 +104,9 @@ class _Driver:
         self.dt = self.field(Ctx.DT, F64_T)
         self.half = b.fmul(ir.Constant(F64_T, 0.5), self.dt)
         self.v = self.field(Ctx.V, PTR)
+        self.blown = self.variable(I64_T, ir.Constant(I64_T, 0), "blown")
         self.loop(self.field(Ctx.BLOCK_LO), self.field(Ctx.BLOCK_HI), "block", self.block)
-        b.ret(ir.Constant(I64_T, 0))
+        b.ret(b.load(self.blown, typ=I64_T))
 
     def call(self, k: int, block: ir.Value, t: ir.Value) -> None:
         b = self.b
@@ -222,6 +223,7 @@ class _Driver:
         b.branch(ok)
         b.position_at_end(bad)
         b.store(t, self.at(self.field(Ctx.BLOWUP, PTR), block, F64_T))
+        b.store(b.add(b.load(self.blown, typ=I64_T), ir.Constant(I64_T, 1)), self.blown)
         b.branch(leave)
         b.position_at_end(ok)
 
@@ -240,6 +242,9 @@ def phases_of(plan: EpochPlan) -> list[Phase]:
     return head + plan.first_half + plan.second_half + plan.receive
 
 
+_NO_LANES, _NO_TIMES = np.zeros(0, np.int32), np.zeros(0)
+
+
 class _Worker:
     """One thread's share: a range of blocks, its own context and slot copies."""
 
@@ -255,6 +260,8 @@ class _Worker:
                 fill_slots(phase.kernel, phase.args, slots, self.last[k])
             self.slots.append(slots)
         self.ctx = np.zeros(Ctx.PHASES + 2 * len(program.phases), dtype=np.int64)
+        self.ctx_float = self.ctx.view(np.float64)
+        self.address = self.ctx.ctypes.data
         self.ctx[Ctx.BLOCK_LO], self.ctx[Ctx.BLOCK_HI] = blocks
         self.ctx.view(np.float64)[Ctx.DT] = plan.dt
         for index, array in (
@@ -341,31 +348,33 @@ class CompiledEpoch:
 
     def advance(
         self, t0: float, nsteps: int, events: EpochEvents
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Run every block through `nsteps` steps from `t0`. Returns the spikes (threshold
-        lane, t), the recorded voltages (nsteps x recorded nodes) and, per block, the time
-        its voltage stopped being finite (inf where it did not)."""
+        lane, t), the recorded voltages (nsteps x recorded nodes) and None, or where a
+        voltage stopped being finite: per block, that time (inf where it did not)."""
         record = self._record_buffer(nsteps)
-        self.blowup[:] = np.inf
         threshold = self.plan.threshold is not None
         for w in self.workers:
             w.ctx[Ctx.NSTEPS] = nsteps
-            w.ctx.view(np.float64)[Ctx.T0] = t0
+            w.ctx_float[Ctx.T0] = t0
             w.point_at(self, events)
             if threshold:
                 w.spike_buffers(nsteps)
         if self.pool is None:
-            self.function(self.workers[0].ctx.ctypes.data)
+            blown = self.function(self.workers[0].address)
         else:
-            calls = [self.pool.submit(self.function, w.ctx.ctypes.data) for w in self.workers]
-            for c in calls:
-                c.result()
-        if not threshold:
-            return np.zeros(0, np.int32), np.zeros(0), record, self.blowup
-        counts = [int(w.count[0]) for w in self.workers]
+            calls = [self.pool.submit(self.function, w.address) for w in self.workers]
+            blown = sum(c.result() for c in calls)
+        blowup = None
+        if blown:
+            blowup = self.blowup.copy()
+            self.blowup[:] = np.inf
+        counts = [int(w.count[0]) for w in self.workers] if threshold else [0]
+        if not any(counts):
+            return _NO_LANES, _NO_TIMES, record, blowup
         lane = np.concatenate([w.spike_presyn[:n] for w, n in zip(self.workers, counts)])
         t = np.concatenate([w.spike_t[:n] for w, n in zip(self.workers, counts)])
-        return lane, t, record, self.blowup
+        return lane, t, record, blowup
 
 
 def partition(plan: EpochPlan, threads: int) -> list[tuple[int, int]]:
