@@ -2,12 +2,16 @@
 
 Each engine runs in its own process (so peak RSS is its own) on the same model: NEURON builds
 the ringtest (tests/neuron_models.py) and writes its dataset, which CoreNEURON (`nrniv-core`
-from the neuron wheel) and portneuron (`portneuron run`) read; Arbor builds the same cells
-from the same random shapes (perf/arbor_ringtest.py). Times are simulate-only medians over
-`--repeat` runs; ns per compartment-step divides by the number of compartments (NEURON's
-segments: nodes with membrane, the same count for every engine). Results are appended to perf/results.md and perf/results.jsonl.
+from the neuron wheel) and portneuron (`portneuron run -d`) read; Arbor builds the same cells
+from the same random shapes (perf/arbor_ringtest.py). Repetitions are interleaved (each round
+runs every engine once), and times are simulate-only medians; ns per compartment-step divides
+by NEURON's segment count, the same for every engine. portneuron's JIT time is measured cold
+(an empty compile cache) and warm. Results go to perf/results.jsonl, and perf/RESULTS.md is
+rewritten from the latest run of each model size. This process stays small and only starts
+children: a child's peak RSS (wait4) includes what it inherited from its parent at fork.
 
-    python perf/ringtest.py [--nring 16] [--tstop 100] [--backends numpy] [--repeat 3]
+    python perf/ringtest.py                       # 16 x 8 cells, 10-20 branches, 100 ms
+    python perf/ringtest.py --nring 64 --branch 64 64 --compart 8 8   # the large ringtest
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def measured(cmd: list[str]) -> tuple[str, float]:
+def measured(cmd: list[str], extra_env: dict | None = None) -> tuple[str, float]:
     """Run `cmd`; its stdout and its own peak RSS [MiB] (from wait4, not a running maximum)."""
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{HERE}"}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}:{HERE}", **(extra_env or {})}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT, env=env, text=True)
         _, status, usage = os.wait4(proc.pid, 0)
@@ -54,9 +58,10 @@ NEURON = """
 import json, sys, time
 import neuron_models as nm
 nring, ncell, tstop, dataset = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-branch, compart = json.loads(sys.argv[5]), json.loads(sys.argv[6])
+branch, compart, threads = json.loads(sys.argv[5]), json.loads(sys.argv[6]), int(sys.argv[7])
 t0 = time.perf_counter()
 ring = nm.build_ringtest(nring=nring, ncell=ncell, nbranch=tuple(branch), ncompart=tuple(compart))
+nm.pc.nthread(threads)
 tvec, idvec = nm.h.Vector(), nm.h.Vector()
 nm.pc.spike_record(-1, tvec, idvec)
 nm._initialize(0.025)
@@ -65,16 +70,28 @@ t0 = time.perf_counter()
 nm.pc.psolve(tstop)
 simulate = time.perf_counter() - t0
 spikes = int(tvec.size())
-nm.write_dataset(ring, dataset)
+if dataset != "-":
+    nm.write_dataset(ring, dataset)
 print(json.dumps({"engine": "neuron", "version": nm.h.nrnversion(), "spikes": spikes,
-                  "setup_s": setup, "simulate_s": simulate}))
+                  "setup_s": setup, "simulate_s": simulate, "threads": threads}))
+"""
+
+SIZES = """
+import json, sys
+from scale import model_bytes
+from portneuron.io.dataset import load_dataset
+model = load_dataset(sys.argv[1])
+n = model.compartments
+print(json.dumps({"compartments": n, "bytes": round(model_bytes(model) / n, 1)}))
 """
 
 ARBOR = """
 import json, sys
 import arbor_ringtest
 r = arbor_ringtest.run_arbor(nring=int(sys.argv[1]), ncell=int(sys.argv[2]), tstop=float(sys.argv[3]),
-                             nbranch=tuple(json.loads(sys.argv[4])), ncompart=tuple(json.loads(sys.argv[5])))
+                             nbranch=tuple(json.loads(sys.argv[4])), ncompart=tuple(json.loads(sys.argv[5])),
+                             threads=int(sys.argv[6]))
+r["threads"] = int(sys.argv[6])
 print(json.dumps(r))
 """
 
@@ -88,21 +105,26 @@ def coreneuron(dataset: Path, tstop: float) -> dict:
     return {"engine": "coreneuron", "spikes": spikes, "simulate_s": solver, "peak_rss_mib": rss}
 
 
-def portneuron(dataset: Path, tstop: float, backend: str) -> dict:
+def portneuron(
+    dataset: Path, tstop: float, backend: str, threads: int = 1, cache: str | None = None
+) -> dict:
+    env = {"PORTNEURON_CACHE": cache} if cache else {}
     with tempfile.TemporaryDirectory() as out:
         stdout, rss = measured(
             [sys.executable, "-m", "portneuron", "run", "-d", str(dataset), "-e", str(tstop),
-             "-o", out, "--json", "--backend", backend]
+             "-o", out, "--json", "--backend", backend, "--threads", str(threads)], env
         )  # fmt: skip
     result = json.loads(stdout)
     result["peak_rss_mib"] = rss
-    result["engine"] = f"portneuron-{backend}"
+    result["engine"] = f"portneuron {backend}"
+    result["tstop"] = tstop
     return result
 
 
 def median_of(runs: list[dict]) -> dict:
     best = dict(runs[0])
     best["simulate_s"] = statistics.median(r["simulate_s"] for r in runs)
+    best["simulate_s_all"] = [round(r["simulate_s"], 4) for r in runs]
     best["runs"] = len(runs)
     return best
 
@@ -115,63 +137,131 @@ def main() -> None:
     parser.add_argument("--branch", type=int, nargs=2, default=[10, 20])
     parser.add_argument("--compart", type=int, nargs=2, default=[1, 1])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--backends", nargs="+", default=["numpy"])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--numpy-tstop",
+        type=float,
+        default=None,
+        help="numpy backend's stop time (default: tstop, or 2 ms above 20,000 compartments)",
+    )
     parser.add_argument("--no-arbor", action="store_true")
     args = parser.parse_args()
     size = [str(args.nring), str(args.ncell), str(args.tstop)]
     shape = [json.dumps(args.branch), json.dumps(args.compart)]
-    results = []
+    rounds: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         dataset = Path(tmp) / "ring"
-        results.append(
-            median_of([child(NEURON, *size, str(dataset), *shape) for _ in range(args.repeat)])
-        )
-        results.append(median_of([coreneuron(dataset, args.tstop) for _ in range(args.repeat)]))
-        from portneuron.io.dataset import load_dataset
-
-        compartments = load_dataset(dataset).compartments
-        for backend in args.backends:
-            runs = [portneuron(dataset, args.tstop, backend) for _ in range(args.repeat)]
-            results.append(median_of(runs))
-    if not args.no_arbor:
-        try:
-            results.append(median_of([child(ARBOR, *size, *shape) for _ in range(args.repeat)]))
-        except subprocess.CalledProcessError as exc:
-            print(f"arbor skipped: {exc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-    steps = round(args.tstop / 0.025)
-    reference = results[0]["simulate_s"]
-    for r in results:
+        child(NEURON, *size, str(dataset), *shape, "1")  # writes the dataset
+        sizes = child(SIZES, str(dataset))  # in a child: this process stays small
+        compartments, bytes_per_compartment = sizes["compartments"], sizes["bytes"]
+        numpy_tstop = args.numpy_tstop
+        if numpy_tstop is None:
+            numpy_tstop = args.tstop if compartments <= 20000 else min(args.tstop, 2.0)
+        cold = portneuron(dataset, min(args.tstop, 1.0), "llvm", 1, str(Path(tmp) / "cache"))
+        warm = portneuron(dataset, min(args.tstop, 1.0), "llvm", 1, str(Path(tmp) / "cache"))
+        engines = {}
+        for n in args.threads:
+            engines[f"neuron {n}t"] = lambda n=n: child(NEURON, *size, "-", *shape, str(n))
+            if n == 1:
+                engines["coreneuron 1t"] = lambda: coreneuron(dataset, args.tstop)
+            if not args.no_arbor:
+                engines[f"arbor {n}t"] = lambda n=n: child(ARBOR, *size, *shape, str(n))
+            if n == 1:
+                engines["portneuron numpy 1t"] = lambda: portneuron(dataset, numpy_tstop, "numpy")
+            engines[f"portneuron llvm {n}t"] = lambda n=n: portneuron(
+                dataset, args.tstop, "llvm", n
+            )
+        for k in range(args.repeat):  # interleaved: every engine once per round
+            for name, run in engines.items():
+                try:
+                    rounds.setdefault(name, []).append(run())
+                except subprocess.CalledProcessError as exc:
+                    print(
+                        f"{name} skipped: {exc.stderr.strip().splitlines()[-1:]}", file=sys.stderr
+                    )
+                print(f"round {k + 1}: {name} done", file=sys.stderr)
+    results = []
+    for name, runs in rounds.items():
+        r = median_of(runs)
+        r["engine"], r["threads"] = name.rsplit(" ", 1)[0], int(name.rsplit(" ", 1)[1][:-1])
+        steps = round(r.get("tstop", args.tstop) / 0.025)
         r["compartments"] = compartments
         r["ns_per_compartment_step"] = round(r["simulate_s"] * 1e9 / (compartments * steps), 2)
-        r["vs_neuron"] = round(r["simulate_s"] / reference, 3)
-    record(args, results)
+        results.append(r)
+    for r in results:  # ratios to each anchor at the same thread count (1 thread otherwise)
+        for anchor in ("neuron", "coreneuron", "arbor"):
+            same = [a for a in results if a["engine"] == anchor and a["threads"] == r["threads"]]
+            same = same or [a for a in results if a["engine"] == anchor and a["threads"] == 1]
+            if same:
+                ratio = r["ns_per_compartment_step"] / same[0]["ns_per_compartment_step"]
+                r[f"vs_{anchor}"] = round(ratio, 3)
+    extra = {
+        "bytes_per_compartment": bytes_per_compartment,
+        "jit_cold_s": round(cold["jit_s"], 3),
+        "jit_warm_s": round(warm["jit_s"], 3),
+        "numpy_tstop": numpy_tstop,
+    }
+    record(args, results, extra)
 
 
-def record(args, results: list[dict]) -> None:
+def record(args, results: list[dict], extra: dict) -> None:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
-    head = (
-        f"\n## ringtest {args.nring}x{args.ncell}, branches {args.branch}, compartments "
-        f"{args.compart}, {args.tstop:g} ms, dt 0.025, 1 thread "
-        f"({when}, commit {commit}, {machine})\n\n"
-        "| engine | spikes | simulate s | ns/compartment-step | x NEURON time | peak RSS MiB |\n"
-        "| --- | --- | --- | --- | --- | --- |\n"
-    )
-    rows = "".join(
-        f"| {r['engine']} | {r['spikes']} | {r['simulate_s']:.3f} | "
-        f"{r['ns_per_compartment_step']} | {r['vs_neuron']} | {r.get('peak_rss_mib', '')} |\n"
-        for r in results
-    )
-    with open(HERE / "results.md", "a") as f:
-        f.write(head + rows)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    config = {
+        "nring": args.nring, "ncell": args.ncell, "branch": args.branch,
+        "compart": args.compart, "tstop": args.tstop,
+    }  # fmt: skip
     with open(HERE / "results.jsonl", "a") as f:
         for r in results:
-            f.write(json.dumps({"when": when, "commit": commit, "nring": args.nring,
-                                "ncell": args.ncell, "tstop": args.tstop, **r}) + "\n")  # fmt: skip
-    print(head + rows)
+            line = {"when": when, "commit": commit, "machine": machine, **config, **extra, **r}
+            f.write(json.dumps(line) + "\n")
+    write_results_md()
+
+
+def write_results_md() -> None:
+    """perf/RESULTS.md: the latest run of each model size in results.jsonl."""
+    latest: dict[str, list[dict]] = {}
+    for line in (HERE / "results.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if "jit_cold_s" not in r:
+            continue  # older runs (before this format) stay in results.md
+        key = json.dumps([r["nring"], r["ncell"], r["branch"], r["compart"], r["tstop"]])
+        runs = latest.setdefault(key, [])
+        if runs and runs[0]["when"] != r["when"]:
+            runs.clear()
+        runs.append(r)
+    parts = [
+        "# perf/RESULTS.md\n\nWritten by `perf/ringtest.py` from the latest run of each model "
+        "size (history: results.jsonl, older runs: results.md). Simulate time only, medians of "
+        "interleaved repetitions; ratios are ns per compartment-step over the anchor's at the "
+        "same thread count (below 1: faster than the anchor).\n"
+    ]
+    for runs in latest.values():
+        r0 = runs[0]
+        parts.append(
+            f"\n## ringtest {r0['nring']} x {r0['ncell']} cells, branches {r0['branch']}, "
+            f"compartments {r0['compart']}: {r0['compartments']:,} compartments, "
+            f"{r0['tstop']:g} ms, dt 0.025\n\n"
+            f"{r0['when']}, commit {r0['commit']}, {r0['machine']}, {r0['runs']} rounds. "
+            f"portneuron model {r0['bytes_per_compartment']} bytes per compartment; JIT "
+            f"{r0['jit_cold_s']} s cold, {r0['jit_warm_s']} s from the cache. numpy ran "
+            f"{r0['numpy_tstop']:g} ms.\n\n"
+            "| engine | threads | spikes | simulate s | ns/compartment-step "
+            "| x NEURON | x CoreNEURON | x Arbor | peak RSS MiB |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        )
+        for r in runs:
+            parts.append(
+                f"| {r['engine']} | {r['threads']} | {r['spikes']} | {r['simulate_s']:.3f} | "
+                f"{r['ns_per_compartment_step']} | {r.get('vs_neuron', '')} | "
+                f"{r.get('vs_coreneuron', '')} | {r.get('vs_arbor', '')} | "
+                f"{r.get('peak_rss_mib', '')} |\n"
+            )
+    (HERE / "RESULTS.md").write_text("".join(parts))
+    print("".join(parts))
 
 
 if __name__ == "__main__":

@@ -119,6 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "backend": backend.name,
         "threads": sim.threads_used,
+        "jit_s": round(backend.jit_seconds(), 6) if hasattr(backend, "jit_seconds") else 0.0,
         "loop": "stepwise: " + sim.stepwise_reason if sim.stepwise_reason else "compiled epochs",
     }
     if args.json:

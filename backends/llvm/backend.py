@@ -6,6 +6,7 @@ import ctypes
 import hashlib
 import os
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,7 @@ class _Jit:
         self.engine.set_object_cache(self._store, self._fetch)
         self.addresses: dict[str, int] = {}
         self.hits = 0
+        self.seconds = 0.0  # spent compiling (or loading from the cache)
 
     @classmethod
     def get(cls) -> _Jit:
@@ -100,6 +102,13 @@ class _Jit:
         """The address of function `name` defined by module `text` (named `name` too)."""
         if name in self.addresses:
             return self.addresses[name]
+        start = time.perf_counter()
+        try:
+            return self._add(text, name)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _add(self, text: str, name: str) -> int:
         llvm = self.llvm
         module = llvm.parse_assembly(text)
         module.name = name
@@ -169,6 +178,11 @@ class LlvmBackend(Backend):
         module.triple = _Jit.get().triple
         lower_kernel(module, Kernel(name, kernel.lanes, kernel.params, kernel.body, kernel.streams))
         return str(module)
+
+    @staticmethod
+    def jit_seconds() -> float:
+        """Seconds this process spent JIT-compiling (or loading cached objects)."""
+        return _Jit.get().seconds if _Jit._instance is not None else 0.0
 
     def compile_epoch(self, plan: Any, threads: int | None) -> Any:
         from .epoch import compile_epoch, default_threads

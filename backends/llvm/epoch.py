@@ -321,7 +321,7 @@ class CompiledEpoch:
         self.blowup = np.full(plan.nblocks, np.inf)
         self.workers = [_Worker(self, blocks) for blocks in partition(plan, threads)]
         self.threads = len(self.workers)
-        self.pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self.pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
         self.record_out = np.zeros((0, 0))
         self.recording: tuple = ()
 
@@ -363,8 +363,9 @@ class CompiledEpoch:
         if self.pool is None:
             blown = self.function(self.workers[0].address)
         else:
-            calls = [self.pool.submit(self.function, w.address) for w in self.workers]
-            blown = sum(c.result() for c in calls)
+            calls = [self.pool.submit(self.function, w.address) for w in self.workers[1:]]
+            blown = self.function(self.workers[0].address)  # this thread takes a share too
+            blown += sum(c.result() for c in calls)
         blowup = None
         if blown:
             blowup = self.blowup.copy()
