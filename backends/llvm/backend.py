@@ -140,6 +140,14 @@ class LlvmBackend(Backend):
     simd_width: ClassVar[int] = 1
     compiled_epochs: ClassVar[bool] = True
 
+    def __init__(self, math: str | None = None) -> None:
+        """`math`: "libm" (the default) calls the C library's exp, which NumPy also uses
+        here, so kernels agree with the reference to the last bit; "vector" uses
+        vmath.exp, within 2 ulp of libm. PORTNEURON_MATH sets it."""
+        self.math = math or os.environ.get("PORTNEURON_MATH", "libm")
+        if self.math not in ("libm", "vector"):
+            raise ValueError(f"PORTNEURON_MATH must be libm or vector, not {self.math!r}")
+
     @classmethod
     def availability(cls) -> tuple[bool, str]:
         try:
@@ -158,7 +166,7 @@ class LlvmBackend(Backend):
             from portneuron.ir import format_kernel
 
             print(format_kernel(kernel), file=sys.stderr)
-        text = self.lower(kernel, "pn_kernel")
+        text = self.lower(kernel, "pn_kernel", self.math)
         key = "\0".join((text, jit.triple, jit.cpu, jit.features, "v2"))
         name = f"pn_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
         text = text.replace('@"pn_kernel"', f'@"{name}"').replace("@pn_kernel", f"@{name}")
@@ -168,7 +176,7 @@ class LlvmBackend(Backend):
         return CompiledKernel(kernel, function, emits_per_lane(kernel), text)
 
     @staticmethod
-    def lower(kernel: Kernel, name: str) -> str:
+    def lower(kernel: Kernel, name: str, math: str = "libm") -> str:
         """LLVM IR text of `kernel` as function `name`."""
         from llvmlite import ir
 
@@ -176,7 +184,8 @@ class LlvmBackend(Backend):
 
         module = ir.Module(name=name)
         module.triple = _Jit.get().triple
-        lower_kernel(module, Kernel(name, kernel.lanes, kernel.params, kernel.body, kernel.streams))
+        kernel = Kernel(name, kernel.lanes, kernel.params, kernel.body, kernel.streams)
+        lower_kernel(module, kernel, math)
         return str(module)
 
     @staticmethod
@@ -187,11 +196,11 @@ class LlvmBackend(Backend):
     def compile_epoch(self, plan: Any, threads: int | None) -> Any:
         from .epoch import compile_epoch, default_threads
 
-        return compile_epoch(plan, threads or default_threads())
+        return compile_epoch(plan, threads or default_threads(), self.math)
 
     def emit(self, kernel: Kernel, stage: str) -> str:
         """The optimised LLVM IR ("llvm") or the assembly ("asm") of a kernel."""
-        text = self.lower(fold_constants(verify_kernel(kernel)), kernel.name)
+        text = self.lower(fold_constants(verify_kernel(kernel)), kernel.name, self.math)
         optimised, assembly = _Jit.get().assembly(text)
         return optimised if stage == "llvm" else assembly
 

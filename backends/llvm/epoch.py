@@ -44,7 +44,9 @@ def _slot_of(kernel: Kernel, name: str) -> int | None:
 class _Driver:
     """Builds the driver function; `self.b` is the builder."""
 
-    def __init__(self, module: ir.Module, plan: EpochPlan, phases: list[Phase], name: str):
+    def __init__(
+        self, module: ir.Module, plan: EpochPlan, phases: list[Phase], name: str, math: str
+    ):
         self.module, self.plan, self.phases = module, plan, phases
         self.fn = ir.Function(module, ir.FunctionType(I64_T, [PTR]), name)
         self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
@@ -52,7 +54,8 @@ class _Driver:
         self.kernels = []
         for k, phase in enumerate(phases):
             k_ir = phase.kernel
-            lower_kernel(module, Kernel(f"k{k}", k_ir.lanes, k_ir.params, k_ir.body, k_ir.streams))
+            kernel = Kernel(f"k{k}", k_ir.lanes, k_ir.params, k_ir.body, k_ir.streams)
+            lower_kernel(module, kernel, math)
             function = module.globals[f"k{k}"]
             function.linkage = "internal"
             self.kernels.append(function)
@@ -228,10 +231,10 @@ class _Driver:
         b.position_at_end(ok)
 
 
-def lower_epoch(plan: EpochPlan, name: str) -> str:
+def lower_epoch(plan: EpochPlan, name: str, math: str = "libm") -> str:
     module = ir.Module(name=name)
     module.triple = _Jit.get().triple
-    driver = _Driver(module, plan, phases_of(plan), name)
+    driver = _Driver(module, plan, phases_of(plan), name, math)
     driver.build()
     return str(module)
 
@@ -393,9 +396,9 @@ def partition(plan: EpochPlan, threads: int) -> list[tuple[int, int]]:
     return list(zip(cuts, cuts[1:]))
 
 
-def compile_epoch(plan: EpochPlan, threads: int) -> CompiledEpoch:
+def compile_epoch(plan: EpochPlan, threads: int, math: str = "libm") -> CompiledEpoch:
     jit = _Jit.get()
-    text = lower_epoch(plan, "pn_epoch")
+    text = lower_epoch(plan, "pn_epoch", math)
     key = "\0".join((text, jit.triple, jit.cpu, jit.features, "epoch1"))
     name = f"pn_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
     text = text.replace('@"pn_epoch"', f'@"{name}"').replace("@pn_epoch", f"@{name}")

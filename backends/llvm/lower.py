@@ -10,7 +10,8 @@ and store in lane order. Streams are written lane-major. LLVM's optimiser vector
 can; explicit SIMD comes later.
 
 Math follows NumPy (the reference): min/max propagate NaN, `!=` is true for NaN, casts to
-i32 truncate toward zero; transcendental functions are the C library's.
+i32 truncate toward zero; transcendental functions are the C library's, except exp with
+math="vector" (vmath.py).
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ def emits_per_lane(kernel: Kernel) -> dict[str, int]:
 
 
 class _Lowering:
-    def __init__(self, module: ir.Module, kernel: Kernel) -> None:
-        self.module, self.kernel = module, kernel
+    def __init__(self, module: ir.Module, kernel: Kernel, math: str = "libm") -> None:
+        self.module, self.kernel, self.math = module, kernel, math
         signature = ir.FunctionType(ir.VoidType(), [I64_T, I64_T, PTR])
         self.fn = ir.Function(module, signature, kernel.name)
         self.fn.args[0].name, self.fn.args[1].name, self.fn.args[2].name = "lo", "hi", "slots"
@@ -239,6 +240,10 @@ class _Lowering:
                     from .philox import random123
 
                     return random123(self, values)
+                if fn == "exp" and self.math == "vector":
+                    from .vmath import exp
+
+                    return exp(b, values[0])
                 if fn not in _LIBM:
                     raise LowerError(f"no lowering for {fn}")
                 return b.call(self.libm(fn, len(values)), values)
@@ -310,6 +315,7 @@ class _Lowering:
         raise LowerError(f"no lowering for {op} on {dtype}")
 
 
-def lower_kernel(module: ir.Module, kernel: Kernel) -> None:
-    """Add `kernel` to `module` as a function of the same name."""
-    _Lowering(module, kernel).lower()
+def lower_kernel(module: ir.Module, kernel: Kernel, math: str = "libm") -> None:
+    """Add `kernel` to `module` as a function of the same name. `math` "libm" calls the C
+    library's exp; "vector" uses vmath.exp (arithmetic only, vectorisable)."""
+    _Lowering(module, kernel, math).lower()
