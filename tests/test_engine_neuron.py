@@ -23,7 +23,7 @@ from portneuron.io.spikes import format_spikes  # noqa: E402
 
 pytestmark = pytest.mark.neuron
 
-from portneuron.backends import backend_names, backend_status  # noqa: E402
+from portneuron.backends import backend_names, backend_status, load_backend  # noqa: E402
 
 #: The reference first; every other backend that can run here gets the same checks.
 BACKENDS = ["numpy"] + [n for n in backend_names() if n != "numpy" and backend_status(n).available]
@@ -89,10 +89,12 @@ def test_ringtest_dataset_spikes_identical_to_neuron(tmp_path, backend):
     summary = json.loads(run.stdout)
     assert set(summary) == {
         "cells", "compartments", "spikes", "setup_s", "simulate_s",
-        "ns_per_compartment_step", "peak_rss_mib", "backend",
+        "ns_per_compartment_step", "peak_rss_mib", "backend", "threads", "jit_s", "loop",
     }  # fmt: skip
     assert summary["cells"] == 128 and summary["spikes"] == len(expected) == 592
     assert summary["backend"] == backend
+    compiled = load_backend(backend).compiled_epochs
+    assert (summary["loop"] == "compiled epochs") == compiled
     assert (out / "out.dat").read_text() == format_spikes(expected)
 
 
