@@ -31,6 +31,11 @@ def dumping(stage: str) -> bool:
     return stage in os.environ.get("PORTNEURON_DUMP", "").split(",")
 
 
+def slot_count(kernel: Kernel) -> int:
+    """Argument slots of a kernel: one per parameter, one per stream field and count."""
+    return len(kernel.params) + sum(len(s.fields) + 1 for s in kernel.streams)
+
+
 @dataclass
 class CompiledKernel:
     kernel: Kernel
@@ -39,12 +44,10 @@ class CompiledKernel:
     llvm_ir: str  # as lowered, before optimisation
 
     def __post_init__(self) -> None:
-        kernel = self.kernel
-        nslots = len(kernel.params) + sum(len(s.fields) + 1 for s in kernel.streams)
-        self.slots = np.zeros(nslots, dtype=np.int64)
+        self.slots = np.zeros(slot_count(self.kernel), dtype=np.int64)
         self.slots_address = self.slots.ctypes.data
         # the argument values last passed: an array seen before keeps its address slot
-        self.last: list[Any] = [None] * len(kernel.params)
+        self.last: list[Any] = [None] * len(self.kernel.params)
 
 
 class _Jit:
@@ -108,6 +111,17 @@ class _Jit:
         finally:
             self.seconds += time.perf_counter() - start
 
+    def add_unique(self, text: str, placeholder: str, version: str) -> int:
+        """`add` for a module whose function is called `placeholder`: the function is
+        renamed after the hash of the text, the target and `version`, which is also the key
+        of the disk cache."""
+        key = "\0".join((text, self.triple, self.cpu, self.features, version))
+        name = f"pn_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+        text = text.replace(f'@"{placeholder}"', f'@"{name}"').replace(
+            f"@{placeholder}", f"@{name}"
+        )
+        return self.add(text, name)
+
     def _add(self, text: str, name: str) -> int:
         llvm = self.llvm
         module = llvm.parse_assembly(text)
@@ -167,10 +181,7 @@ class LlvmBackend(Backend):
 
             print(format_kernel(kernel), file=sys.stderr)
         text = self.lower(kernel, "pn_kernel", self.math)
-        key = "\0".join((text, jit.triple, jit.cpu, jit.features, "v2"))
-        name = f"pn_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
-        text = text.replace('@"pn_kernel"', f'@"{name}"').replace("@pn_kernel", f"@{name}")
-        address = jit.add(text, name)
+        address = jit.add_unique(text, "pn_kernel", "v2")
         signature = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
         function = signature(address)
         return CompiledKernel(kernel, function, emits_per_lane(kernel), text)

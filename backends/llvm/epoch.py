@@ -1,8 +1,9 @@
 """Compiled epochs for the llvm backend: one module holds every kernel of the step and a
 driver that takes a range of cell blocks through a whole epoch (portneuron.sim.epoch).
 
-The driver is `i64 @<name>(ptr ctx)`, returning how many blocks blew up; `ctx` is an array of 8-byte fields (`Ctx` below
-names them), then two per phase: the phase's argument slots and its block ranges. Kernels
+The driver is `i64 @<name>(ptr ctx)`, returning how many blocks blew up; `ctx` is an array
+of 8-byte fields (`Ctx` below names them), then two per phase: the phase's argument slots
+and its block ranges. Kernels
 are internal functions with the `(lo, hi, slots)` signature of lower.py, so LLVM inlines
 them into the step loop. Threads each get their own context and slot copies (the `t` slot
 and the spike stream are written while running); arrays are shared, and blocks are
@@ -12,7 +13,6 @@ disjoint, so no two threads write the same element.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,7 +23,7 @@ from portneuron.ir import Kernel
 
 from portneuron.sim.epoch import EpochEvents, EpochPlan, Phase
 
-from .backend import _Jit, fill_slots
+from .backend import _Jit, fill_slots, slot_count
 from .lower import F64_T, I32_T, I64_T, PTR, lower_kernel
 
 
@@ -52,6 +52,7 @@ class _Driver:
         self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
         self.ctx = self.fn.args[0]
         self.kernels = []
+        self.t_slots = [_slot_of(phase.kernel, "t") for phase in phases]
         for k, phase in enumerate(phases):
             k_ir = phase.kernel
             kernel = Kernel(f"k{k}", k_ir.lanes, k_ir.params, k_ir.body, k_ir.streams)
@@ -78,8 +79,8 @@ class _Driver:
         return slot
 
     def loop(self, lo: ir.Value, hi: ir.Value, name: str, body) -> None:
-        """for i in range(lo, hi): body(i), with i64 counters; body may branch to
-        `self.exits[name]` to leave the loop."""
+        """for i in range(lo, hi): body(i, done), with i64 counters; body may branch to
+        the block `done` to leave the loop."""
         b = self.b
         counter = self.variable(I64_T, lo, name)
         head = self.fn.append_basic_block(f"{name}.head")
@@ -104,31 +105,42 @@ class _Driver:
         b = self.b
         self.slots = [self.field(Ctx.PHASES + 2 * k, PTR) for k in range(len(self.phases))]
         self.ranges = [self.field(Ctx.PHASES + 2 * k + 1, PTR) for k in range(len(self.phases))]
-        self.dt = self.field(Ctx.DT, F64_T)
-        self.half = b.fmul(ir.Constant(F64_T, 0.5), self.dt)
-        self.v = self.field(Ctx.V, PTR)
+        self.half = b.fmul(ir.Constant(F64_T, 0.5), self.field(Ctx.DT, F64_T))
+        # the context's arrays, read once here rather than in the loops
+        self.array = {
+            index: self.field(index, PTR)
+            for index in (Ctx.EV_START, Ctx.EV_T, Ctx.EV_PHASE, Ctx.EV_LANE, Ctx.REC_START,
+                          Ctx.REC_NODE, Ctx.REC_COLUMN, Ctx.REC_OUT, Ctx.V, Ctx.BLOCK_FIRST,
+                          Ctx.CELL_FIRST, Ctx.BLOWUP)
+        }  # fmt: skip
+        self.v = self.array[Ctx.V]
+        self.nsteps, self.nrec = self.field(Ctx.NSTEPS), self.field(Ctx.NREC)
+        self.t0 = self.field(Ctx.T0, F64_T)
         self.blown = self.variable(I64_T, ir.Constant(I64_T, 0), "blown")
         self.loop(self.field(Ctx.BLOCK_LO), self.field(Ctx.BLOCK_HI), "block", self.block)
         b.ret(b.load(self.blown, typ=I64_T))
 
+    def invoke(self, k: int, lo: ir.Value, hi: ir.Value, t: ir.Value) -> None:
+        """Phase k's kernel over lanes lo .. hi-1 at time t."""
+        if self.t_slots[k] is not None:
+            at = self.at(self.slots[k], ir.Constant(I64_T, self.t_slots[k]), F64_T)
+            self.b.store(t, at)
+        self.b.call(self.kernels[k], [lo, hi, self.slots[k]])
+
     def call(self, k: int, block: ir.Value, t: ir.Value) -> None:
-        b = self.b
-        slots = self.slots[k]
-        tslot = _slot_of(self.phases[k].kernel, "t")
-        if tslot is not None:
-            b.store(t, self.at(slots, ir.Constant(I64_T, tslot), F64_T))
+        """Phase k over the block's range."""
         lo = self.load(self.ranges[k], block, I64_T)
-        hi = self.load(self.ranges[k], b.add(block, ir.Constant(I64_T, 1)), I64_T)
-        b.call(self.kernels[k], [lo, hi, slots])
+        hi = self.load(self.ranges[k], self.b.add(block, ir.Constant(I64_T, 1)), I64_T)
+        self.invoke(k, lo, hi, t)
 
     def block(self, block: ir.Value, _exit) -> None:
         b = self.b
-        self.t = self.variable(F64_T, self.field(Ctx.T0, F64_T), "t")
-        ev_start = self.field(Ctx.EV_START, PTR)
+        self.t = self.variable(F64_T, self.t0, "t")
+        ev_start = self.array[Ctx.EV_START]
         self.event = self.variable(I64_T, self.load(ev_start, block, I64_T), "event")
         self.event_end = self.load(ev_start, b.add(block, ir.Constant(I64_T, 1)), I64_T)
         self.block_index = block
-        self.loop(ir.Constant(I64_T, 0), self.field(Ctx.NSTEPS), "step", self.step)
+        self.loop(ir.Constant(I64_T, 0), self.nsteps, "step", self.step)
 
     def step(self, step: ir.Value, leave) -> None:
         b, plan = self.b, self.plan
@@ -169,21 +181,17 @@ class _Driver:
         e = b.load(self.event, typ=I64_T)
         b.cbranch(b.icmp_signed("<", e, self.event_end), due, done)
         b.position_at_end(due)
-        te = self.load(self.field(Ctx.EV_T, PTR), e, F64_T)
+        te = self.load(self.array[Ctx.EV_T], e, F64_T)
         b.cbranch(b.fcmp_ordered("<=", te, until), run, done)
         b.position_at_end(run)
-        which = self.load(self.field(Ctx.EV_PHASE, PTR), e, I32_T)
-        lane = b.sext(self.load(self.field(Ctx.EV_LANE, PTR), e, I32_T), I64_T)
+        which = self.load(self.array[Ctx.EV_PHASE], e, I32_T)
+        lane = b.sext(self.load(self.array[Ctx.EV_LANE], e, I32_T), I64_T)
         switch = b.switch(which, nxt)
         for j in range(len(plan.receive)):
             case = self.fn.append_basic_block(f"deliver.case{j}")
             switch.add_case(ir.Constant(I32_T, j), case)
             b.position_at_end(case)
-            k = first + j
-            tslot = _slot_of(self.phases[k].kernel, "t")
-            if tslot is not None:
-                b.store(te, self.at(self.slots[k], ir.Constant(I64_T, tslot), F64_T))
-            b.call(self.kernels[k], [lane, b.add(lane, ir.Constant(I64_T, 1)), self.slots[k]])
+            self.invoke(first + j, lane, b.add(lane, ir.Constant(I64_T, 1)), te)
             b.branch(nxt)
         b.position_at_end(nxt)
         b.store(b.add(e, ir.Constant(I64_T, 1)), self.event)
@@ -192,30 +200,30 @@ class _Driver:
 
     def record(self, step: ir.Value, block: ir.Value) -> None:
         b = self.b
-        start = self.field(Ctx.REC_START, PTR)
+        start = self.array[Ctx.REC_START]
         lo = self.load(start, block, I64_T)
         hi = self.load(start, b.add(block, ir.Constant(I64_T, 1)), I64_T)
-        row = b.mul(step, self.field(Ctx.NREC))
+        row = b.mul(step, self.nrec)
 
         def body(r, _exit):
-            node = b.sext(self.load(self.field(Ctx.REC_NODE, PTR), r, I32_T), I64_T)
-            column = b.sext(self.load(self.field(Ctx.REC_COLUMN, PTR), r, I32_T), I64_T)
+            node = b.sext(self.load(self.array[Ctx.REC_NODE], r, I32_T), I64_T)
+            column = b.sext(self.load(self.array[Ctx.REC_COLUMN], r, I32_T), I64_T)
             value = self.load(self.v, node, F64_T)
-            b.store(value, self.at(self.field(Ctx.REC_OUT, PTR), b.add(row, column), F64_T))
+            b.store(value, self.at(self.array[Ctx.REC_OUT], b.add(row, column), F64_T))
 
         self.loop(lo, hi, "rec", body)
 
     def check(self, block: ir.Value, t: ir.Value, leave) -> None:
         """A cell whose root voltage is not finite stops its block: BLOWUP[block] = t."""
         b = self.b
-        cells = self.field(Ctx.BLOCK_FIRST, PTR)
+        cells = self.array[Ctx.BLOCK_FIRST]
         lo = b.sext(self.load(cells, block, I32_T), I64_T)
         hi = b.sext(self.load(cells, b.add(block, ir.Constant(I64_T, 1)), I32_T), I64_T)
         bad = self.fn.append_basic_block("blowup")
         ok = self.fn.append_basic_block("finite")
 
         def body(c, _exit):
-            root = b.sext(self.load(self.field(Ctx.CELL_FIRST, PTR), c, I32_T), I64_T)
+            root = b.sext(self.load(self.array[Ctx.CELL_FIRST], c, I32_T), I64_T)
             v = self.load(self.v, root, F64_T)
             finite = b.fcmp_ordered("==", b.fsub(v, v), ir.Constant(F64_T, 0.0))
             good = self.fn.append_basic_block("cell.ok")
@@ -225,7 +233,7 @@ class _Driver:
         self.loop(lo, hi, "cell", body)
         b.branch(ok)
         b.position_at_end(bad)
-        b.store(t, self.at(self.field(Ctx.BLOWUP, PTR), block, F64_T))
+        b.store(t, self.at(self.array[Ctx.BLOWUP], block, F64_T))
         b.store(b.add(b.load(self.blown, typ=I64_T), ir.Constant(I64_T, 1)), self.blown)
         b.branch(leave)
         b.position_at_end(ok)
@@ -253,11 +261,10 @@ class _Worker:
 
     def __init__(self, program: CompiledEpoch, blocks: tuple[int, int]) -> None:
         plan = program.plan
-        self.blocks = blocks
         self.slots = []
         self.last: list[list[Any]] = []  # per phase: the arrays its slots point at
         for k, phase in enumerate(program.phases):
-            slots = np.zeros(program.nslots(phase.kernel), dtype=np.int64)
+            slots = np.zeros(slot_count(phase.kernel), dtype=np.int64)
             self.last.append([None] * len(phase.kernel.params))
             if k < program.receive_first:  # NET_RECEIVE gets its event arrays each epoch
                 fill_slots(phase.kernel, phase.args, slots, self.last[k])
@@ -266,14 +273,15 @@ class _Worker:
         self.ctx_float = self.ctx.view(np.float64)
         self.address = self.ctx.ctypes.data
         self.ctx[Ctx.BLOCK_LO], self.ctx[Ctx.BLOCK_HI] = blocks
-        self.ctx.view(np.float64)[Ctx.DT] = plan.dt
-        for index, array in (
-            (Ctx.V, plan.v),
-            (Ctx.BLOCK_FIRST, plan.block_first),
-            (Ctx.CELL_FIRST, plan.cell_first),
-            (Ctx.BLOWUP, program.blowup),
-        ):
-            self.ctx[index] = array.ctypes.data
+        self.ctx_float[Ctx.DT] = plan.dt
+        self.address_of(
+            {
+                Ctx.V: plan.v,
+                Ctx.BLOCK_FIRST: plan.block_first,
+                Ctx.CELL_FIRST: plan.cell_first,
+                Ctx.BLOWUP: program.blowup,
+            }
+        )
         for k, phase in enumerate(program.phases):
             self.ctx[Ctx.PHASES + 2 * k] = self.slots[k].ctypes.data
             self.ctx[Ctx.PHASES + 2 * k + 1] = phase.ranges.ctypes.data
@@ -286,17 +294,22 @@ class _Worker:
             self.count = np.zeros(1, dtype=np.int64)
             self.slots[0][self.stream_slot + 2] = self.count.ctypes.data
 
+    def address_of(self, arrays: dict[int, np.ndarray]) -> None:
+        for index, array in arrays.items():
+            self.ctx[index] = array.ctypes.data
+
     def point_at(self, program: CompiledEpoch, events: EpochEvents) -> None:
         """Address this epoch's event buffers (only when they moved)."""
         if events.generation == self.generation:
             return
-        for index, array in (
-            (Ctx.EV_START, events.start),
-            (Ctx.EV_T, events.t),
-            (Ctx.EV_PHASE, events.phase),
-            (Ctx.EV_LANE, events.lane),
-        ):
-            self.ctx[index] = array.ctypes.data
+        self.address_of(
+            {
+                Ctx.EV_START: events.start,
+                Ctx.EV_T: events.t,
+                Ctx.EV_PHASE: events.phase,
+                Ctx.EV_LANE: events.lane,
+            }
+        )
         for j, args in enumerate(events.receive_args):
             k = program.receive_first + j
             fill_slots(program.phases[k].kernel, args, self.slots[k], self.last[k])
@@ -328,10 +341,6 @@ class CompiledEpoch:
         self.record_out = np.zeros((0, 0))
         self.recording: tuple = ()
 
-    @staticmethod
-    def nslots(kernel: Kernel) -> int:
-        return len(kernel.params) + sum(len(s.fields) + 1 for s in kernel.streams)
-
     def _record_buffer(self, nsteps: int) -> np.ndarray:
         plan = self.plan
         nrec = len(plan.record_node)
@@ -341,11 +350,15 @@ class CompiledEpoch:
             self.recording = ()
         if self.recording != tuple(id(a) for a in key):
             for w in self.workers:
-                w.ctx[Ctx.REC_START] = plan.record_start.ctypes.data
-                w.ctx[Ctx.REC_NODE] = plan.record_node.ctypes.data
-                w.ctx[Ctx.REC_COLUMN] = plan.record_column.ctypes.data
+                w.address_of(
+                    {
+                        Ctx.REC_START: plan.record_start,
+                        Ctx.REC_NODE: plan.record_node,
+                        Ctx.REC_COLUMN: plan.record_column,
+                        Ctx.REC_OUT: self.record_out,
+                    }
+                )
                 w.ctx[Ctx.NREC] = nrec
-                w.ctx[Ctx.REC_OUT] = self.record_out.ctypes.data
             self.recording = tuple(id(a) for a in key)
         return self.record_out[:nsteps]
 
@@ -397,12 +410,8 @@ def partition(plan: EpochPlan, threads: int) -> list[tuple[int, int]]:
 
 
 def compile_epoch(plan: EpochPlan, threads: int, math: str = "libm") -> CompiledEpoch:
-    jit = _Jit.get()
     text = lower_epoch(plan, "pn_epoch", math)
-    key = "\0".join((text, jit.triple, jit.cpu, jit.features, "epoch1"))
-    name = f"pn_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
-    text = text.replace('@"pn_epoch"', f'@"{name}"').replace("@pn_epoch", f"@{name}")
-    return CompiledEpoch(plan, jit.add(text, name), threads)
+    return CompiledEpoch(plan, _Jit.get().add_unique(text, "pn_epoch", "epoch1"), threads)
 
 
 def default_threads() -> int:

@@ -1,8 +1,8 @@
 """IR kernel -> LLVM IR (llvmlite), one function per kernel.
 
 The function is `void @<kernel>(i64 lo, i64 hi, ptr slots)`, running lanes lo .. hi-1 (a
-whole kernel is lo = 0; a compiled epoch runs one cell block's range). `slots` is an array of 8-byte
-slots, one per kernel parameter in order (an array's address; a scalar's value: f64 bits,
+whole kernel is lo = 0; a compiled epoch runs one cell block's range). `slots` is an array
+of 8-byte slots, one per kernel parameter in order (an array's address; a scalar's value: f64 bits,
 or an integer), then for each stream one address per field and one address of an i64
 record count. The body runs lane after lane, which is the interpreter's semantics ("as if
 the lanes ran one after another"): an `If` is a branch, a `Loop` a loop, `AddTo` a load, add
@@ -47,6 +47,11 @@ F64_T, I32_T, I64_T, BOOL_T = ir.DoubleType(), ir.IntType(32), ir.IntType(64), i
 PTR = ir.PointerType()
 TYPES = {F64: F64_T, I32: I32_T, BOOL: BOOL_T}
 
+#: IR operator -> llvmlite builder method, where one instruction does it.
+_ARITHMETIC = {
+    F64: {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"},
+    I32: {"add": "add", "sub": "sub", "mul": "mul"},
+}
 _FCMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "=="}
 _ICMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 _LIBM = {
@@ -269,16 +274,10 @@ class _Lowering:
         b = self.b
         dtype = dtype_of(lhs)
         x, y = self.expr(lhs), self.expr(rhs)
+        if op in _ARITHMETIC.get(dtype, {}):
+            return getattr(b, _ARITHMETIC[dtype][op])(x, y)
         if dtype == F64:
             match op:
-                case "add":
-                    return b.fadd(x, y)
-                case "sub":
-                    return b.fsub(x, y)
-                case "mul":
-                    return b.fmul(x, y)
-                case "div":
-                    return b.fdiv(x, y)
                 case "pow":
                     return b.call(self.libm("pow", 2), [x, y])
                 case "min" | "max":  # NumPy: a NaN on either side wins
@@ -291,12 +290,6 @@ class _Lowering:
                     return b.fcmp_ordered(_FCMP[op], x, y)
         elif dtype == I32:
             match op:
-                case "add":
-                    return b.add(x, y)
-                case "sub":
-                    return b.sub(x, y)
-                case "mul":
-                    return b.mul(x, y)
                 case "min" | "max":
                     pick = b.icmp_signed("<" if op == "min" else ">", x, y)
                     return b.select(pick, x, y)

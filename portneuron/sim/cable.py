@@ -41,42 +41,64 @@ def capacitance() -> Kernel:
     return kb.build()
 
 
+def _node_arrays(kb: KernelBuilder, *names: str):
+    return (kb.array(f"node.{n}", F64, "node") for n in names)
+
+
+def _axial_terms(kb: KernelBuilder, i, tag: str = "") -> None:
+    """Node i's axial coupling to its parent, into both nodes' rhs and d."""
+    p = kb.assign(f"p{tag}", kb.array("node.parent", I32, "node")[i])
+    a, bb, v, rhs, d = _node_arrays(kb, "a", "b", "v", "rhs", "d")
+    dv = kb.assign(f"dv{tag}", b.sub(v[p], v[i]))
+    kb.store("node.rhs", i, b.sub(rhs[i], b.mul(bb[i], dv)))
+    kb.store("node.rhs", p, b.add(rhs[p], b.mul(a[i], dv)))
+    kb.store("node.d", i, b.sub(d[i], bb[i]))
+    kb.store("node.d", p, b.sub(d[p], a[i]))
+
+
+def _eliminate(kb: KernelBuilder, i, tag: str = "") -> None:
+    """Triangularisation: node i eliminated from its parent's row."""
+    p = kb.assign(f"p{tag}", kb.array("node.parent", I32, "node")[i])
+    a, bb, rhs, d = _node_arrays(kb, "a", "b", "rhs", "d")
+    f = kb.assign(f"f{tag}", b.div(a[i], d[i]))
+    kb.store("node.d", p, b.sub(d[p], b.mul(f, bb[i])))
+    kb.store("node.rhs", p, b.sub(rhs[p], b.mul(f, rhs[i])))
+
+
+def _substitute(kb: KernelBuilder, i, tag: str = "") -> None:
+    """Back-substitution: node i's solution from its parent's."""
+    q = kb.assign(f"q{tag}", kb.array("node.parent", I32, "node")[i])
+    bb, rhs, d = _node_arrays(kb, "b", "rhs", "d")
+    r = kb.assign(f"r{tag}", b.sub(rhs[i], b.mul(bb[i], rhs[q])))
+    kb.store("node.rhs", i, b.div(r, d[i]))
+
+
+def _cell_nodes(kb: KernelBuilder):
+    """(lo, hi): this lane's cell's nodes."""
+    first = kb.array("cell.first", I32, "cell")
+    kb.array("node.parent", I32, "node")
+    return kb.assign("lo", first[kb.lane]), kb.assign("hi", first[b.add(kb.lane, 1)])
+
+
 def axial() -> Kernel:
     """The axial currents between each node and its parent, into rhs and d."""
     kb = KernelBuilder("axial", "cell", "axial coupling terms of the cable equation")
-    first = kb.array("cell.first", I32, "cell")
-    parent = kb.array("node.parent", I32, "node")
-    a, bb, v, rhs, d = (kb.array(f"node.{n}", F64, "node") for n in ("a", "b", "v", "rhs", "d"))
-    lo = kb.assign("lo", first[kb.lane])
-    hi = kb.assign("hi", first[b.add(kb.lane, 1)])
+    lo, hi = _cell_nodes(kb)
     with kb.loop("i", b.add(lo, 1), hi) as i:
-        p = kb.assign("p", parent[i])
-        dv = kb.assign("dv", b.sub(v[p], v[i]))
-        kb.store("node.rhs", i, b.sub(rhs[i], b.mul(bb[i], dv)))
-        kb.store("node.rhs", p, b.add(rhs[p], b.mul(a[i], dv)))
-        kb.store("node.d", i, b.sub(d[i], bb[i]))
-        kb.store("node.d", p, b.sub(d[p], a[i]))
+        _axial_terms(kb, i)
     return kb.build()
 
 
 def hines() -> Kernel:
     """Solve the tree-structured system in place: rhs becomes the voltage change."""
     kb = KernelBuilder("hines", "cell", "triangularise from the leaves, back-substitute")
-    first = kb.array("cell.first", I32, "cell")
-    parent = kb.array("node.parent", I32, "node")
-    a, bb, rhs, d = (kb.array(f"node.{n}", F64, "node") for n in ("a", "b", "rhs", "d"))
-    lo = kb.assign("lo", first[kb.lane])
-    hi = kb.assign("hi", first[b.add(kb.lane, 1)])
+    lo, hi = _cell_nodes(kb)
     with kb.loop("i", b.sub(hi, 1), lo, step=-1) as i:
-        p = kb.assign("p", parent[i])
-        f = kb.assign("f", b.div(a[i], d[i]))
-        kb.store("node.d", p, b.sub(d[p], b.mul(f, bb[i])))
-        kb.store("node.rhs", p, b.sub(rhs[p], b.mul(f, rhs[i])))
+        _eliminate(kb, i)
+    rhs, d = _node_arrays(kb, "rhs", "d")
     kb.store("node.rhs", lo, b.div(rhs[lo], d[lo]))
     with kb.loop("j", b.add(lo, 1), hi) as j:
-        p = kb.assign("q", parent[j])
-        r = kb.assign("r", b.sub(rhs[j], b.mul(bb[j], rhs[p])))
-        kb.store("node.rhs", j, b.div(r, d[j]))
+        _substitute(kb, j)
     return kb.build()
 
 
@@ -108,19 +130,11 @@ def axial_block(width: int) -> Kernel:
     node walks are interleaved, each in its own order, so their dependency chains overlap
     and every sum is formed exactly as in `axial`."""
     kb = KernelBuilder(f"axial_block{width}", "block", "axial terms of interleaved cells")
-    parent = kb.array("node.parent", I32, "node")
-    a, bb, v, rhs, d = (kb.array(f"node.{n}", F64, "node") for n in ("a", "b", "v", "rhs", "d"))
     cells = _block_cells(kb, width)
     with kb.loop("s", 1, _longest(kb, cells)) as s:
         for j, (lo, _, n) in enumerate(cells):
             with kb.if_(b.lt(s, n)):
-                i = kb.assign(f"i{j}", b.add(lo, s))
-                p = kb.assign(f"p{j}", parent[i])
-                dv = kb.assign(f"dv{j}", b.sub(v[p], v[i]))
-                kb.store("node.rhs", i, b.sub(rhs[i], b.mul(bb[i], dv)))
-                kb.store("node.rhs", p, b.add(rhs[p], b.mul(a[i], dv)))
-                kb.store("node.d", i, b.sub(d[i], bb[i]))
-                kb.store("node.d", p, b.sub(d[p], a[i]))
+                _axial_terms(kb, kb.assign(f"i{j}", b.add(lo, s)), str(j))
     return kb.build()
 
 
@@ -128,28 +142,20 @@ def hines_block(width: int) -> Kernel:
     """`hines` for a block of up to `width` cells at once, interleaved as in `axial_block`:
     one cell's solve is a chain of dependent divisions; several chains keep the CPU busy."""
     kb = KernelBuilder(f"hines_block{width}", "block", "Hines solve of interleaved cells")
-    parent = kb.array("node.parent", I32, "node")
-    a, bb, rhs, d = (kb.array(f"node.{n}", F64, "node") for n in ("a", "b", "rhs", "d"))
     cells = _block_cells(kb, width)
     longest = _longest(kb, cells)
     with kb.loop("s", 0, b.sub(longest, 1)) as s:
         for j, (_, hi, n) in enumerate(cells):
             with kb.if_(b.lt(s, b.sub(n, 1))):
-                i = kb.assign(f"i{j}", b.sub(b.sub(hi, 1), s))
-                p = kb.assign(f"p{j}", parent[i])
-                f = kb.assign(f"f{j}", b.div(a[i], d[i]))
-                kb.store("node.d", p, b.sub(d[p], b.mul(f, bb[i])))
-                kb.store("node.rhs", p, b.sub(rhs[p], b.mul(f, rhs[i])))
+                _eliminate(kb, kb.assign(f"i{j}", b.sub(b.sub(hi, 1), s)), str(j))
+    rhs, d = _node_arrays(kb, "rhs", "d")
     for lo, _, n in cells:
         with kb.if_(b.gt(n, 0)):
             kb.store("node.rhs", lo, b.div(rhs[lo], d[lo]))
     with kb.loop("s2", 1, longest) as s:
         for j, (lo, _, n) in enumerate(cells):
             with kb.if_(b.lt(s, n)):
-                i = kb.assign(f"k{j}", b.add(lo, s))
-                q = kb.assign(f"q{j}", parent[i])
-                r = kb.assign(f"r{j}", b.sub(rhs[i], b.mul(bb[i], rhs[q])))
-                kb.store("node.rhs", i, b.div(r, d[i]))
+                _substitute(kb, kb.assign(f"k{j}", b.add(lo, s)), str(j))
     return kb.build()
 
 

@@ -167,26 +167,25 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
             raise Unsupported(f"kernel {kernel.name} emits events during the step")
         return Phase(kernel, args, ranges)
 
-    first: list[Phase] = [phase(cable.clear_matrix(), sim.cable_args, bounds)]
+    ir = sim.ir
+    ion_ranges = {ion.name: _ranges(ion.node_index, bounds, ion.name) for ion in model.ions}
+    first: list[Phase] = [phase(ir["clear_matrix"], sim.cable_args, bounds)]
     for ion, args, _, _ in sim.ion_kernels:
-        reset = cable.ion_reset(ion.name, bool((ion.style & 0o100).any()))
-        first.append(phase(reset, args, _ranges(ion.node_index, bounds, ion.name)))
+        first.append(phase(ir[f"ion_reset_{ion.name}"], args, ion_ranges[ion.name]))
     real = [m for m in sim.mechanisms if not m.set.is_artificial]
     set_ranges = {m.index: _ranges(m.set.node_index, bounds, m.set.name) for m in real}
     for m in real:
         if m.has("current"):
             first.append(phase(m.set.mechanism.kernel("current"), m.args, set_ranges[m.index]))
     for m, args in zip(sim.capacitance_sets, sim.capacitance):
-        args["cj"] = sim.cable_args["cj"]
-        first.append(phase(cable.capacitance(), args, set_ranges[m]))
+        first.append(phase(ir["capacitance"], args, set_ranges[m]))
     block_args = {**sim.cable_args, "block.first": block_first, "cell.first": cell_first}
     first.append(phase(cable.axial_block(width), block_args, whole_blocks))
     first.append(phase(cable.hines_block(width), block_args, whole_blocks))
     if model.secondorder == 2:
         for ion, args, _, _ in sim.ion_kernels:
-            ranges = _ranges(ion.node_index, bounds, ion.name)
-            first.append(phase(cable.second_order_current(ion.name), args, ranges))
-    first.append(phase(cable.update_voltage(), sim.cable_args, bounds))
+            first.append(phase(ir[f"second_order_{ion.name}"], args, ion_ranges[ion.name]))
+    first.append(phase(ir["update_voltage"], sim.cable_args, bounds))
     second = [
         phase(m.set.mechanism.kernel("state"), m.args, set_ranges[m.index])
         for m in real
@@ -205,7 +204,7 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
     presyn_node = model.presyns.node[sim.voltage_presyn]
     if len(presyn_node):
         ranges = _ranges(presyn_node, bounds, "spike detectors")
-        threshold = Phase(_kernel(cable.threshold()), sim.threshold_args, ranges)
+        threshold = Phase(_kernel(ir["threshold"]), sim.threshold_args, ranges)
 
     result = EpochPlan(
         width=width,

@@ -24,6 +24,7 @@ import numpy as np
 from portneuron import units
 from portneuron.backends.base import Backend
 from portneuron.errors import PortneuronError
+from portneuron.ir import Kernel
 from portneuron.model import Model
 
 from . import cable
@@ -89,8 +90,9 @@ class Simulation:
             "factor": 2.0 if model.secondorder == 2 else 1.0,
             "cj": (2.0 if model.secondorder == 2 else 1.0) / dt,
         }
+        self.ir: dict[str, Kernel] = {}  # the engine's own kernels, by name, as IR
         self.kernels = {
-            k.name: backend.compile(k)
+            k.name: self._compile(k)
             for k in (cable.clear_matrix(), cable.axial(), cable.hines(), cable.update_voltage())
         }
         self.mechanisms = [
@@ -113,15 +115,24 @@ class Simulation:
         self._clock = np.zeros(0)
 
     # ------------------------------------------------------------------ setup
+    def _compile(self, kernel: Kernel):
+        self.ir[kernel.name] = kernel
+        return self.backend.compile(kernel)
+
     def _bind_capacitance(self) -> None:
         self.capacitance, self.capacitance_sets = [], []
         for bound in self.mechanisms:
             if bound.set.name == "capacitance":
                 self.capacitance_sets.append(bound.index)
                 self.capacitance.append(
-                    {"node_index": bound.set.node_index, "mech.cm": bound.set.data["cm"]}
+                    {
+                        "node_index": bound.set.node_index,
+                        "mech.cm": bound.set.data["cm"],
+                        "node.d": self.d,
+                        "cj": self.cable_args["cj"],
+                    }
                 )
-        self.kernels["capacitance"] = self.backend.compile(cable.capacitance())
+        self.kernels["capacitance"] = self._compile(cable.capacitance())
 
     def _bind_ions(self) -> None:
         """Ion kernels; the style bits (eion.cpp) say which instances initialise their
@@ -140,8 +151,8 @@ class Simulation:
             ktf = 1000.0 * units.GAS_CONSTANT * (self.model.celsius + 273.15) / units.FARADAY
             args["ktf_over_z"] = ktf / ion.charge if ion.charge != 0 else 0.0
             nernst = bool((ion.style & 0o100).any())
-            reset = self.backend.compile(cable.ion_reset(x, nernst))
-            second = self.backend.compile(cable.second_order_current(x))
+            reset = self._compile(cable.ion_reset(x, nernst))
+            second = self._compile(cable.second_order_current(x))
             self.ion_kernels.append((ion, args, reset, second))
             if (ion.style & 0o44).any():
                 init = self.backend.compile(cable.ion_init(x))
@@ -178,7 +189,7 @@ class Simulation:
             "node.v": self.model.nodes.v,
             "t": 0.0,
         }
-        self.kernels["threshold"] = self.backend.compile(cable.threshold())
+        self.kernels["threshold"] = self._compile(cable.threshold())
         self.cell_gid = np.full(self.model.ncell, -1, dtype=np.int64)
         for p in self.voltage_presyn:  # a cell is named by the gid of its spike source
             cell = np.searchsorted(self.model.nodes.first, ps.node[p], side="right") - 1
@@ -266,8 +277,6 @@ class Simulation:
             if bound.has("current"):
                 bound.run("current", self.t, self.dt)
         for args in self.capacitance:
-            args["cj"] = self.cable_args["cj"]
-            args["node.d"] = self.d
             run(self.kernels["capacitance"], args, len(args["node_index"]))
 
     def step(self) -> None:
@@ -385,8 +394,6 @@ class Simulation:
             if program is not None:
                 program.plan.set_record(np.zeros(0, dtype=np.int64))
         spikes = sorted(self.spikes)
-        if not len(record):
-            times = [times[0]]
         t = np.array(times)
         return Result(spikes, t, np.array(trace).reshape(len(t), len(record)), nsteps)
 
