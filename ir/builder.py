@@ -228,11 +228,13 @@ class KernelBuilder:
         self._blocks[-1][-1] = If(last.cond, last.then, body)
 
     @contextmanager
-    def loop(self, var: str, start: Operand, stop: Operand, step: int = 1) -> Iterator[Var]:
+    def loop(
+        self, var: str, start: Operand, stop: Operand, step: int = 1, parallel: bool = False
+    ) -> Iterator[Var]:
         self._blocks.append([])
         yield Var(var, I32)
         body = tuple(self._blocks.pop())
-        self.emit_stmt(Loop(var, as_expr(start), as_expr(stop), body, step))
+        self.emit_stmt(Loop(var, as_expr(start), as_expr(stop), body, step, parallel))
 
     @contextmanager
     def capture(self) -> Iterator[list[Stmt]]:

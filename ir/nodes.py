@@ -150,13 +150,19 @@ class If:
 @dataclass(frozen=True, slots=True)
 class Loop:
     """Sequential loop inside a lane: `var` runs from `start` by `step` (+1 or -1) while it
-    has not reached `stop` (exclusive), like `range(start, stop, step)`."""
+    has not reached `stop` (exclusive), like `range(start, stop, step)`.
+
+    A `parallel` loop promises that its iterations are independent: no iteration touches an
+    element another one writes, and the variables assigned in the body are private to the
+    iteration (undefined after the loop). A backend may then run the iterations at once, as
+    SIMD lanes; run one after another, they give the same result."""
 
     var: str
     start: Expr
     stop: Expr
     body: tuple[Stmt, ...]
     step: int = 1
+    parallel: bool = False
 
 
 @dataclass(frozen=True, slots=True)

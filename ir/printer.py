@@ -80,10 +80,11 @@ def format_block(body: tuple[Stmt, ...], indent: str) -> list[str]:
                     lines.append(f"{indent}}} else {{")
                     lines += format_block(otherwise, indent + "  ")
                 lines.append(f"{indent}}}")
-            case Loop(var=var, start=start, stop=stop, body=inner, step=step):
+            case Loop(var=var, start=start, stop=stop, body=inner, step=step, parallel=par):
                 bounds = f"{format_expr(start)}, {format_expr(stop)}"
                 step_text = "" if step == 1 else f", {step}"
-                lines.append(f"{indent}for {var} in range({bounds}{step_text}) {{")
+                kind = "parallel for" if par else "for"
+                lines.append(f"{indent}{kind} {var} in range({bounds}{step_text}) {{")
                 lines += format_block(inner, indent + "  ")
                 lines.append(f"{indent}}}")
             case Emit(stream=stream, values=values):

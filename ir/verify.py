@@ -175,9 +175,11 @@ class _Verifier:
                 if self.expr(cond, defined) != BOOL:
                     self.fail("if condition is not bool")
                 return self.block(then, defined, loops) & self.block(otherwise, defined, loops)
-            case Loop(var=var, start=start, stop=stop, body=body, step=step):
+            case Loop(var=var, start=start, stop=stop, body=body, step=step, parallel=par):
                 if step not in (1, -1):
                     self.fail(f"loop step must be 1 or -1, got {step}")
+                if par and step != 1:
+                    self.fail(f"parallel loop {var!r} must count up")
                 for bound in (start, stop):
                     if self.expr(bound, defined) != I32:
                         self.fail(f"bounds of loop {var!r} are not i32")

@@ -17,6 +17,7 @@ from portneuron.backends import backend_names, backend_status, load_backend
 from portneuron.build import Cell, Network
 from portneuron.io.spikes import format_spikes
 from portneuron.sim import cable
+from portneuron.sim.epoch import Interleaved
 from portneuron.sim.simulation import Simulation
 
 OTHERS = [n for n in backend_names() if n != "numpy" and backend_status(n).available]
@@ -167,37 +168,48 @@ def test_random_networks_give_identical_spikes(backend, net, threads):
     assert np.abs(runs[0].v - runs[1].v).max() <= 1e-9
 
 
-@pytest.mark.parametrize("backend", OTHERS)
-@settings(max_examples=15, deadline=None)
+@pytest.mark.parametrize("backend", ["numpy", *OTHERS])
+@settings(max_examples=20, deadline=None)
 @given(
     st.lists(st.integers(1, 12), min_size=1, max_size=11),
     st.integers(1, 8),
+    st.booleans(),
     st.randoms(use_true_random=False),
 )
-def test_interleaved_cable_kernels_equal_the_per_cell_ones(backend, sizes, width, rnd):
-    """axial_block and hines_block walk several cells at once, each in its own order: the
-    result is the per-cell kernels' to the bit."""
+def test_interleaved_cable_kernels_equal_the_per_cell_ones(backend, sizes, width, same, rnd):
+    """axial_interleaved and hines_interleaved take a block's cells at once (SIMD lanes on
+    llvm), stored interleaved, each cell's nodes in its own order: the result is the
+    per-cell kernels' to the bit, for cells of any sizes (padding) and any parents, and
+    for blocks of cells of one shape (`same`: whole rows of parents)."""
+    if same:
+        sizes = [sizes[0]] * len(sizes)
     first = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
     n = int(first[-1])
     parent = np.full(n, -1, np.int32)
+    shape = [rnd.randrange(k) for k in range(1, max(sizes))]
     for c, size in enumerate(sizes):
         for k in range(1, size):
-            parent[first[c] + k] = first[c] + rnd.randrange(k)
+            parent[first[c] + k] = first[c] + (shape[k - 1] if same else rnd.randrange(k))
     rng = np.random.default_rng(rnd.randrange(2**31))
-    blocks = np.append(np.arange(0, len(sizes), width), len(sizes)).astype(np.int32)
     args = {
-        "cell.first": first, "block.first": blocks, "node.parent": parent,
+        "cell.first": first, "node.parent": parent,
         "node.a": -rng.uniform(0.1, 1, n), "node.b": -rng.uniform(0.1, 1, n),
         "node.v": rng.uniform(-80, 40, n), "node.rhs": rng.uniform(-1, 1, n),
         "node.d": rng.uniform(3, 5, n),
     }  # fmt: skip
+    nblocks = -(-len(sizes) // width)
+    layout = Interleaved(first, parent, nblocks, width)
+    interleaved = {**layout.args(args), **layout.block_args()}
+    assert layout.uniform.all() or not same
     reference, other = load_backend("numpy"), load_backend(backend)
-    copies = [{k: v.copy() for k, v in args.items()} for _ in range(2)]
-    for per_cell, block in ((cable.axial, cable.axial_block), (cable.hines, cable.hines_block)):
-        reference.run(reference.compile(per_cell()), copies[0], len(sizes))
-        other.run(other.compile(block(width)), copies[1], len(blocks) - 1)
+    for per_cell, block in (
+        (cable.axial, cable.axial_interleaved),
+        (cable.hines, cable.hines_interleaved),
+    ):
+        reference.run(reference.compile(per_cell()), args, len(sizes))
+        other.run(other.compile(block(width)), interleaved, nblocks)
         for name in ("node.rhs", "node.d"):
-            np.testing.assert_array_equal(copies[1][name], copies[0][name], err_msg=name)
+            np.testing.assert_array_equal(interleaved[name][layout.perm], args[name], name)
 
 
 @pytest.mark.parametrize("backend", [b for b in OTHERS if load_backend(b).compiled_epochs])

@@ -33,8 +33,9 @@ class Ctx:
     BLOCK_LO, BLOCK_HI, NSTEPS, T0, DT = 0, 1, 2, 3, 4
     EV_START, EV_T, EV_PHASE, EV_LANE = 5, 6, 7, 8
     REC_START, REC_NODE, REC_COLUMN, NREC, REC_OUT, V = 9, 10, 11, 12, 13, 14
-    BLOCK_FIRST, CELL_FIRST, BLOWUP = 15, 16, 17
-    PHASES = 18
+    BLOCK_FIRST, CELL_ROOT, BLOWUP = 15, 16, 17
+    NODE_BOUNDS, NODE_PERM, MODEL_V = 18, 19, 20
+    PHASES = 21
 
 
 def _slot_of(kernel: Kernel, name: str) -> int | None:
@@ -111,7 +112,8 @@ class _Driver:
             index: self.field(index, PTR)
             for index in (Ctx.EV_START, Ctx.EV_T, Ctx.EV_PHASE, Ctx.EV_LANE, Ctx.REC_START,
                           Ctx.REC_NODE, Ctx.REC_COLUMN, Ctx.REC_OUT, Ctx.V, Ctx.BLOCK_FIRST,
-                          Ctx.CELL_FIRST, Ctx.BLOWUP)
+                          Ctx.CELL_ROOT, Ctx.BLOWUP, Ctx.NODE_BOUNDS, Ctx.NODE_PERM,
+                          Ctx.MODEL_V)
         }  # fmt: skip
         self.v = self.array[Ctx.V]
         self.nsteps, self.nrec = self.field(Ctx.NSTEPS), self.field(Ctx.NREC)
@@ -140,7 +142,26 @@ class _Driver:
         self.event = self.variable(I64_T, self.load(ev_start, block, I64_T), "event")
         self.event_end = self.load(ev_start, b.add(block, ir.Constant(I64_T, 1)), I64_T)
         self.block_index = block
+        self.copy_v(block, into_layout=True)
         self.loop(ir.Constant(I64_T, 0), self.nsteps, "step", self.step)
+        self.copy_v(block, into_layout=False)
+
+    def copy_v(self, block: ir.Value, into_layout: bool) -> None:
+        """The block's voltages from the model's node order into the interleaved layout,
+        or back."""
+        b = self.b
+        bounds, perm = self.array[Ctx.NODE_BOUNDS], self.array[Ctx.NODE_PERM]
+        lo = self.load(bounds, block, I64_T)
+        hi = self.load(bounds, b.add(block, ir.Constant(I64_T, 1)), I64_T)
+
+        def body(n, _exit):
+            at = b.sext(self.load(perm, n, I32_T), I64_T)
+            if into_layout:
+                b.store(self.load(self.array[Ctx.MODEL_V], n, F64_T), self.at(self.v, at, F64_T))
+            else:
+                b.store(self.load(self.v, at, F64_T), self.at(self.array[Ctx.MODEL_V], n, F64_T))
+
+        self.loop(lo, hi, "copy_in" if into_layout else "copy_out", body)
 
     def step(self, step: ir.Value, leave) -> None:
         b, plan = self.b, self.plan
@@ -223,7 +244,7 @@ class _Driver:
         ok = self.fn.append_basic_block("finite")
 
         def body(c, _exit):
-            root = b.sext(self.load(self.array[Ctx.CELL_FIRST], c, I32_T), I64_T)
+            root = b.sext(self.load(self.array[Ctx.CELL_ROOT], c, I32_T), I64_T)
             v = self.load(self.v, root, F64_T)
             finite = b.fcmp_ordered("==", b.fsub(v, v), ir.Constant(F64_T, 0.0))
             good = self.fn.append_basic_block("cell.ok")
@@ -278,8 +299,11 @@ class _Worker:
             {
                 Ctx.V: plan.v,
                 Ctx.BLOCK_FIRST: plan.block_first,
-                Ctx.CELL_FIRST: plan.cell_first,
+                Ctx.CELL_ROOT: plan.layout.roots,
                 Ctx.BLOWUP: program.blowup,
+                Ctx.NODE_BOUNDS: program.node_bounds,
+                Ctx.NODE_PERM: program.node_perm,
+                Ctx.MODEL_V: plan.model_v,
             }
         )
         for k, phase in enumerate(program.phases):
@@ -335,6 +359,8 @@ class CompiledEpoch:
         self.function = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)(address)
         self.receive_first = len(self.phases) - len(plan.receive)
         self.blowup = np.full(plan.nblocks, np.inf)
+        self.node_bounds = plan.block_nodes()
+        self.node_perm = plan.layout.perm.astype(np.int32)
         self.workers = [_Worker(self, blocks) for blocks in partition(plan, threads)]
         self.threads = len(self.workers)
         self.pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None

@@ -4,10 +4,11 @@ The function is `void @<kernel>(i64 lo, i64 hi, ptr slots)`, running lanes lo ..
 whole kernel is lo = 0; a compiled epoch runs one cell block's range). `slots` is an array
 of 8-byte slots, one per kernel parameter in order (an array's address; a scalar's value: f64 bits,
 or an integer), then for each stream one address per field and one address of an i64
-record count. The body runs lane after lane, which is the interpreter's semantics ("as if
-the lanes ran one after another"): an `If` is a branch, a `Loop` a loop, `AddTo` a load, add
-and store in lane order. Streams are written lane-major. LLVM's optimiser vectorises what it
-can; explicit SIMD comes later.
+record count. The semantics are the interpreter's ("as if the lanes ran one after
+another"): an `If` is a branch, a `Loop` a loop, `AddTo` a load, add and store in lane
+order. Where the lanes cannot see each other's writes they run as SIMD vectors, and a
+parallel loop's iterations likewise (simd.py), with the same arithmetic; streams are
+written lane-major.
 
 Math follows NumPy (the reference): min/max propagate NaN, `!=` is true for NaN, casts to
 i32 truncate toward zero; transcendental functions are the C library's, except exp with
@@ -42,6 +43,10 @@ from portneuron.ir import (
     Var,
     dtype_of,
 )
+
+from . import simd, vmath
+from .philox import random123
+from .vmath import like, type_like
 
 F64_T, I32_T, I64_T, BOOL_T = ir.DoubleType(), ir.IntType(32), ir.IntType(64), ir.IntType(1)
 PTR = ir.PointerType()
@@ -143,27 +148,51 @@ class _Lowering:
         lo, hi = self.fn.args[0], self.fn.args[1]
         counter = self.var("pn.lane", I32)
         b.store(b.trunc(lo, I32_T), counter)
-        head = self.fn.append_basic_block("lane.head")
-        body = self.fn.append_basic_block("lane.body")
-        done = self.fn.append_basic_block("lane.done")
+        analysis = simd.lane_analysis(self.kernel)
+        if analysis is not None:  # whole vectors of lanes first
+            width = ir.Constant(I32_T, simd.KERNEL_LANES)
+            self.lane_loop(
+                counter,
+                lambda lane: b.icmp_signed("<=", b.sext(b.add(lane, width), I64_T), hi),
+                lambda lane: simd.lower_lanes(self, analysis, lane),
+                simd.KERNEL_LANES,
+                "vector",
+            )
+        self.lane_loop(
+            counter,
+            lambda lane: b.icmp_signed("<", b.sext(lane, I64_T), hi),
+            lambda lane: self.block(self.kernel.body),
+            1,
+            "lane",
+        )
+        b.ret_void()
+
+    def lane_loop(self, counter, more, body, step: int, name: str) -> None:
+        """while more(lane): body(lane); lane += step, with the lane in `counter`."""
+        b = self.b
+        head = self.fn.append_basic_block(f"{name}.head")
+        inner = self.fn.append_basic_block(f"{name}.body")
+        done = self.fn.append_basic_block(f"{name}.done")
         b.branch(head)
         b.position_at_end(head)
-        lane = b.load(counter, typ=I32_T)
-        b.cbranch(b.icmp_signed("<", b.sext(lane, I64_T), hi), body, done)
-        b.position_at_end(body)
+        b.cbranch(more(b.load(counter, typ=I32_T)), inner, done)
+        b.position_at_end(inner)
         self.lane = b.load(counter, typ=I32_T)
-        self.block(self.kernel.body)
-        b.store(b.add(b.load(counter, typ=I32_T), ir.Constant(I32_T, 1)), counter)
+        body(self.lane)
+        b.store(b.add(b.load(counter, typ=I32_T), ir.Constant(I32_T, step)), counter)
         b.branch(head)
         b.position_at_end(done)
-        b.ret_void()
 
     def block(self, body: tuple[Stmt, ...]) -> None:
         for s in body:
             self.stmt(s)
 
     def element(self, array: str, index: Expr, dtype: DType) -> ir.Value:
-        i = self.b.sext(self.expr(index), I64_T)
+        return self.address(array, self.expr(index), dtype)
+
+    def address(self, array: str, index: ir.Value, dtype: DType) -> ir.Value:
+        """The address of array[index] for an i32 index."""
+        i = self.b.sext(index, I64_T)
         return self.b.gep(self.params[array], [i], source_etype=TYPES[dtype])
 
     def array_dtype(self, name: str) -> DType:
@@ -190,6 +219,8 @@ class _Lowering:
                         self.block(then)
                     with off:
                         self.block(otherwise)
+            case Loop(parallel=True) if simd.lower_parallel(self, s):
+                pass
             case Loop(var=var, start=start, stop=stop, body=body, step=step):
                 k = self.var(var, I32)
                 b.store(self.expr(start), k)
@@ -238,42 +269,45 @@ class _Lowering:
             case Unary(operand=operand):
                 return b.not_(self.expr(operand))
             case Binary(op=op, lhs=lhs, rhs=rhs):
-                return self.binary(op, lhs, rhs)
+                return self.binary(op, dtype_of(lhs), self.expr(lhs), self.expr(rhs))
             case Call(fn=fn, args=args):
-                values = [self.expr(a) for a in args]
-                if fn == "random123":
-                    from .philox import random123
-
-                    return random123(self, values)
-                if fn == "exp" and self.math == "vector":
-                    from .vmath import exp
-
-                    return exp(b, values[0])
-                if fn not in _LIBM:
-                    raise LowerError(f"no lowering for {fn}")
-                return b.call(self.libm(fn, len(values)), values)
+                return self.call(fn, [self.expr(a) for a in args])
             case Select(cond=cond, then=then, otherwise=otherwise):
                 return b.select(self.expr(cond), self.expr(then), self.expr(otherwise))
             case Cast(dtype=dtype, operand=operand):
                 return self.cast(dtype, dtype_of(operand), self.expr(operand))
         raise LowerError(f"cannot lower expression {e!r}")
 
+    def call(self, fn: str, values: list[ir.Value]) -> ir.Value:
+        """A math intrinsic on scalars (exp with math="vector" also on vectors)."""
+        if fn == "random123":
+            return random123(self, values)
+        if fn == "exp" and self.math == "vector":
+            return vmath.exp(self.b, values[0])
+        if fn not in _LIBM:
+            raise LowerError(f"no lowering for {fn}")
+        return self.b.call(self.libm(fn, len(values)), values)
+
     def cast(self, to: DType, frm: DType, x: ir.Value) -> ir.Value:
+        """Cast a scalar or a vector."""
         b = self.b
         if to == frm:
             return x
         if to == I32:
-            return b.fptosi(x, I32_T) if frm == F64 else b.zext(x, I32_T)
+            return (
+                b.fptosi(x, type_like(x, I32_T)) if frm == F64 else b.zext(x, type_like(x, I32_T))
+            )
         if to == F64:
-            return b.sitofp(x, F64_T) if frm == I32 else b.uitofp(x, F64_T)
+            return (
+                b.sitofp(x, type_like(x, F64_T)) if frm == I32 else b.uitofp(x, type_like(x, F64_T))
+            )
         if frm == F64:  # to bool: nonzero, NaN included
-            return b.fcmp_unordered("!=", x, ir.Constant(F64_T, 0.0))
-        return b.icmp_signed("!=", x, ir.Constant(I32_T, 0))
+            return b.fcmp_unordered("!=", x, like(x, 0.0))
+        return b.icmp_signed("!=", x, like(x, 0, I32_T))
 
-    def binary(self, op: str, lhs: Expr, rhs: Expr) -> ir.Value:
+    def binary(self, op: str, dtype: DType, x: ir.Value, y: ir.Value) -> ir.Value:
+        """`op` on two scalars or two vectors of `dtype` (pow: scalars only)."""
         b = self.b
-        dtype = dtype_of(lhs)
-        x, y = self.expr(lhs), self.expr(rhs)
         if op in _ARITHMETIC.get(dtype, {}):
             return getattr(b, _ARITHMETIC[dtype][op])(x, y)
         if dtype == F64:

@@ -28,13 +28,15 @@ Q = (
 LOWEST, HIGHEST = -746.0, 710.0  # beyond these e^x is 0 or inf in double precision
 
 
-def _like(x: ir.Value, value: float | int, element: ir.Type = F64_T) -> ir.Constant:
+def like(x: ir.Value, value: float | int, element: ir.Type = F64_T) -> ir.Constant:
+    """The constant `value` of type `element`, splat to a vector where `x` is one."""
     if isinstance(x.type, ir.VectorType):
         return ir.Constant(ir.VectorType(element, x.type.count), [value] * x.type.count)
     return ir.Constant(element, value)
 
 
-def _type_like(x: ir.Value, element: ir.Type) -> ir.Type:
+def type_like(x: ir.Value, element: ir.Type) -> ir.Type:
+    """`element`, or a vector of it as long as `x` where `x` is a vector."""
     if isinstance(x.type, ir.VectorType):
         return ir.VectorType(element, x.type.count)
     return element
@@ -49,31 +51,31 @@ def _floor(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
 
 
 def _horner(b: ir.IRBuilder, x: ir.Value, coefficients: tuple[float, ...]) -> ir.Value:
-    acc = _like(x, coefficients[0])
+    acc = like(x, coefficients[0])
     for c in coefficients[1:]:
-        acc = b.fadd(b.fmul(acc, x), _like(x, c))
+        acc = b.fadd(b.fmul(acc, x), like(x, c))
     return acc
 
 
 def _power_of_two(b: ir.IRBuilder, n: ir.Value) -> ir.Value:
     """2**n for integer n in [-1022, 1023], from the exponent bits."""
-    bits = b.shl(b.add(n, _like(n, 1023, I64_T)), _like(n, 52, I64_T))
-    return b.bitcast(bits, _type_like(n, F64_T))
+    bits = b.shl(b.add(n, like(n, 1023, I64_T)), like(n, 52, I64_T))
+    return b.bitcast(bits, type_like(n, F64_T))
 
 
 def exp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """e**x, elementwise for a vector."""
-    low, high = _like(x, LOWEST), _like(x, HIGHEST)
+    low, high = like(x, LOWEST), like(x, HIGHEST)
     clamped = b.select(b.fcmp_ordered("<", x, low), low, x)
     clamped = b.select(b.fcmp_ordered(">", clamped, high), high, clamped)
-    n = _floor(b, b.fadd(b.fmul(_like(x, LOG2E), clamped), _like(x, 0.5)))
-    r = b.fsub(clamped, b.fmul(n, _like(x, LN2_HI)))
-    r = b.fsub(r, b.fmul(n, _like(x, LN2_LO)))
+    n = _floor(b, b.fadd(b.fmul(like(x, LOG2E), clamped), like(x, 0.5)))
+    r = b.fsub(clamped, b.fmul(n, like(x, LN2_HI)))
+    r = b.fsub(r, b.fmul(n, like(x, LN2_LO)))
     rr = b.fmul(r, r)
     p = b.fmul(r, _horner(b, rr, P))
     e = b.fdiv(p, b.fsub(_horner(b, rr, Q), p))
-    e = b.fadd(_like(x, 1.0), b.fmul(_like(x, 2.0), e))
-    k = b.fptosi(n, _type_like(x, I64_T))
-    half = b.ashr(k, _like(k, 1, I64_T))
+    e = b.fadd(like(x, 1.0), b.fmul(like(x, 2.0), e))
+    k = b.fptosi(n, type_like(x, I64_T))
+    half = b.ashr(k, like(k, 1, I64_T))
     result = b.fmul(b.fmul(e, _power_of_two(b, half)), _power_of_two(b, b.sub(k, half)))
     return b.select(b.fcmp_unordered("uno", x, x), x, result)

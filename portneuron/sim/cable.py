@@ -11,7 +11,11 @@ a parent happen child by child as in NEURON, on any backend.
 
 from __future__ import annotations
 
-from portneuron.ir import F64, I32, Kernel
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+
+from portneuron.ir import F64, I32, Kernel, Var
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 
@@ -36,8 +40,8 @@ def capacitance() -> Kernel:
     node = kb.array("node_index", I32, "instance")[kb.lane]
     cm = kb.array("mech.cm", F64, "instance")[kb.lane]
     cfac = kb.assign("cfac", b.mul(0.001, kb.scalar("cj")))
-    d = kb.array("node.d", F64, "node")
-    kb.store("node.d", node, b.add(d[node], b.mul(cfac, cm)))
+    kb.array("node.d", F64, "node")
+    kb.add_to("node.d", node, b.mul(cfac, cm))
     return kb.build()
 
 
@@ -45,31 +49,32 @@ def _node_arrays(kb: KernelBuilder, *names: str):
     return (kb.array(f"node.{n}", F64, "node") for n in names)
 
 
-def _axial_terms(kb: KernelBuilder, i, tag: str = "") -> None:
-    """Node i's axial coupling to its parent, into both nodes' rhs and d."""
-    p = kb.assign(f"p{tag}", kb.array("node.parent", I32, "node")[i])
+def _parent(kb: KernelBuilder, i, name: str = "p") -> Var:
+    return kb.assign(name, kb.array("node.parent", I32, "node")[i])
+
+
+def _axial_terms(kb: KernelBuilder, i, p) -> None:
+    """Node i's axial coupling to its parent p, into both nodes' rhs and d."""
     a, bb, v, rhs, d = _node_arrays(kb, "a", "b", "v", "rhs", "d")
-    dv = kb.assign(f"dv{tag}", b.sub(v[p], v[i]))
+    dv = kb.assign("dv", b.sub(v[p], v[i]))
     kb.store("node.rhs", i, b.sub(rhs[i], b.mul(bb[i], dv)))
     kb.store("node.rhs", p, b.add(rhs[p], b.mul(a[i], dv)))
     kb.store("node.d", i, b.sub(d[i], bb[i]))
     kb.store("node.d", p, b.sub(d[p], a[i]))
 
 
-def _eliminate(kb: KernelBuilder, i, tag: str = "") -> None:
-    """Triangularisation: node i eliminated from its parent's row."""
-    p = kb.assign(f"p{tag}", kb.array("node.parent", I32, "node")[i])
+def _eliminate(kb: KernelBuilder, i, p) -> None:
+    """Triangularisation: node i eliminated from its parent p's row."""
     a, bb, rhs, d = _node_arrays(kb, "a", "b", "rhs", "d")
-    f = kb.assign(f"f{tag}", b.div(a[i], d[i]))
+    f = kb.assign("f", b.div(a[i], d[i]))
     kb.store("node.d", p, b.sub(d[p], b.mul(f, bb[i])))
     kb.store("node.rhs", p, b.sub(rhs[p], b.mul(f, rhs[i])))
 
 
-def _substitute(kb: KernelBuilder, i, tag: str = "") -> None:
-    """Back-substitution: node i's solution from its parent's."""
-    q = kb.assign(f"q{tag}", kb.array("node.parent", I32, "node")[i])
+def _substitute(kb: KernelBuilder, i, p) -> None:
+    """Back-substitution: node i's solution from its parent p's."""
     bb, rhs, d = _node_arrays(kb, "b", "rhs", "d")
-    r = kb.assign(f"r{tag}", b.sub(rhs[i], b.mul(bb[i], rhs[q])))
+    r = kb.assign("r", b.sub(rhs[i], b.mul(bb[i], rhs[p])))
     kb.store("node.rhs", i, b.div(r, d[i]))
 
 
@@ -85,7 +90,7 @@ def axial() -> Kernel:
     kb = KernelBuilder("axial", "cell", "axial coupling terms of the cable equation")
     lo, hi = _cell_nodes(kb)
     with kb.loop("i", b.add(lo, 1), hi) as i:
-        _axial_terms(kb, i)
+        _axial_terms(kb, i, _parent(kb, i))
     return kb.build()
 
 
@@ -94,68 +99,77 @@ def hines() -> Kernel:
     kb = KernelBuilder("hines", "cell", "triangularise from the leaves, back-substitute")
     lo, hi = _cell_nodes(kb)
     with kb.loop("i", b.sub(hi, 1), lo, step=-1) as i:
-        _eliminate(kb, i)
+        _eliminate(kb, i, _parent(kb, i))
     rhs, d = _node_arrays(kb, "rhs", "d")
     kb.store("node.rhs", lo, b.div(rhs[lo], d[lo]))
     with kb.loop("j", b.add(lo, 1), hi) as j:
-        _substitute(kb, j)
+        _substitute(kb, j, _parent(kb, j))
     return kb.build()
 
 
-def _block_cells(kb: KernelBuilder, width: int) -> list[tuple]:
-    """The node ranges (lo, hi, count) of the `width` cells of this lane's block; cells past
-    the block's end get empty ranges."""
-    block = kb.array("block.first", I32, "block")
-    first = kb.array("cell.first", I32, "cell")
-    c0 = kb.assign("c0", block[kb.lane])
-    c1 = kb.assign("c1", block[b.add(kb.lane, 1)])
-    cells = []
-    for j in range(width):
-        c = kb.assign(f"c{j}_", b.min_(b.add(c0, j), c1))
-        lo = kb.assign(f"lo{j}", first[c])
-        hi = kb.assign(f"hi{j}", first[b.min_(b.add(c, 1), c1)])
-        cells.append((lo, hi, kb.assign(f"n{j}", b.sub(hi, lo))))
-    return cells
+# ---------------------------------------------------------------- interleaved cells
+#
+# A block of `width` cells stored interleaved (portneuron.sim.epoch.Interleaved): node k of
+# the block's cell j is node base + k*width + j. Row k of the block holds node k of every
+# cell; cell j has count[lane*width + j] nodes (0 for an empty slot). A kernel walks the
+# rows in a cell's own order and takes the cells of a row at once, as the iterations of a
+# parallel loop (SIMD lanes on a compiled backend): each cell's arithmetic is the per-cell
+# kernel's, operation for operation.
+#
+# Where the block's cells have one shape (`block.uniform`), the parent of row k is one row
+# for every cell (`row.parent[block.row0 + k]`), so parents are whole rows too, and a
+# backend moves them as vectors; otherwise each node's parent comes from node.parent.
 
 
-def _longest(kb: KernelBuilder, cells: list[tuple]):
-    longest = cells[0][2]
-    for _, _, n in cells[1:]:
-        longest = b.max_(longest, n)
-    return kb.assign("longest", longest)
+def _rows(kb: KernelBuilder, width: int, name: str, first, last, step: int, body) -> None:
+    """body(i, p) for node i and its parent p, for every cell that has a node in the row,
+    rows k from `first` towards `last` (exclusive) by `step`. `first` and `last` are
+    functions of the block's row count."""
+    base = kb.assign("base", kb.array("block.base", I32, "block")[kb.lane])
+    rows = kb.assign("rows", kb.array("block.rows", I32, "block")[kb.lane])
+    count = kb.array("slot.count", I32, "slot")
+    uniform = kb.array("block.uniform", I32, "block")[kb.lane]
+    row0 = kb.assign("row0", kb.array("block.row0", I32, "block")[kb.lane])
+    row_parent = kb.array("row.parent", I32, "row")
+    for shared in (True, False):
+        with kb.if_(b.ne(uniform, 0)) if shared else kb.else_():
+            with kb.loop(name, first(rows), last(rows), step=step) as k:
+                row = kb.assign("row", b.add(base, b.mul(k, width)))
+                if shared:
+                    up = row_parent[b.add(row0, k)]
+                    up = kb.assign("prow", b.add(base, b.mul(up, width)))
+                with _across_cells(kb, width, k, count) as j:
+                    i = kb.assign("i", b.add(row, j))
+                    body(i, kb.assign("p", b.add(up, j)) if shared else _parent(kb, i))
 
 
-def axial_block(width: int) -> Kernel:
-    """`axial` for a block of up to `width` cells at once (one lane per block): the cells'
-    node walks are interleaved, each in its own order, so their dependency chains overlap
-    and every sum is formed exactly as in `axial`."""
-    kb = KernelBuilder(f"axial_block{width}", "block", "axial terms of interleaved cells")
-    cells = _block_cells(kb, width)
-    with kb.loop("s", 1, _longest(kb, cells)) as s:
-        for j, (lo, _, n) in enumerate(cells):
-            with kb.if_(b.lt(s, n)):
-                _axial_terms(kb, kb.assign(f"i{j}", b.add(lo, s)), str(j))
+@contextmanager
+def _across_cells(kb: KernelBuilder, width: int, k, count) -> Iterator[Var]:
+    """The body runs for each cell j of the block that has a node in row k. The cells are
+    the iterations of a parallel loop."""
+    with kb.loop("j", 0, width, parallel=True) as j:
+        with kb.if_(b.lt(k, count[b.add(b.mul(kb.lane, width), j)])):
+            yield j
+
+
+def axial_interleaved(width: int) -> Kernel:
+    """`axial` for a block of `width` interleaved cells (one lane per block)."""
+    kb = KernelBuilder(f"axial_interleaved{width}", "block", "axial terms, cells interleaved")
+    _rows(kb, width, "k", lambda rows: 1, lambda rows: rows, 1, partial(_axial_terms, kb))
     return kb.build()
 
 
-def hines_block(width: int) -> Kernel:
-    """`hines` for a block of up to `width` cells at once, interleaved as in `axial_block`:
-    one cell's solve is a chain of dependent divisions; several chains keep the CPU busy."""
-    kb = KernelBuilder(f"hines_block{width}", "block", "Hines solve of interleaved cells")
-    cells = _block_cells(kb, width)
-    longest = _longest(kb, cells)
-    with kb.loop("s", 0, b.sub(longest, 1)) as s:
-        for j, (_, hi, n) in enumerate(cells):
-            with kb.if_(b.lt(s, b.sub(n, 1))):
-                _eliminate(kb, kb.assign(f"i{j}", b.sub(b.sub(hi, 1), s)), str(j))
+def hines_interleaved(width: int) -> Kernel:
+    """`hines` for a block of `width` interleaved cells: a cell's solve is a chain of
+    dependent divisions; the cells of a row divide at once."""
+    kb = KernelBuilder(f"hines_interleaved{width}", "block", "Hines solve, cells interleaved")
+    _rows(kb, width, "k", lambda rows: b.sub(rows, 1), lambda rows: 0, -1, partial(_eliminate, kb))
+    base = kb.assign("base", kb.array("block.base", I32, "block")[kb.lane])
     rhs, d = _node_arrays(kb, "rhs", "d")
-    for lo, _, n in cells:
-        with kb.if_(b.gt(n, 0)):
-            kb.store("node.rhs", lo, b.div(rhs[lo], d[lo]))
-    with kb.loop("s2", 1, longest) as s:
-        for j, (lo, _, n) in enumerate(cells):
-            with kb.if_(b.lt(s, n)):
-                _substitute(kb, kb.assign(f"k{j}", b.add(lo, s)), str(j))
+    with _across_cells(kb, width, 0, kb.array("slot.count", I32, "slot")) as j:
+        i = kb.assign("i", b.add(base, j))
+        kb.store("node.rhs", i, b.div(rhs[i], d[i]))
+    _rows(kb, width, "k2", lambda rows: 1, lambda rows: rows, 1, partial(_substitute, kb))
     return kb.build()
 
 

@@ -3,8 +3,11 @@
 Cells are grouped into blocks of `width` consecutive cells. Within an epoch cells do not
 interact (every NetCon delay is at least the epoch's length), so a backend may take each
 block through all of the epoch's steps before it starts the next: the block's data stay in
-cache for the whole epoch. Each step of a block is `Simulation.step`, operation for
-operation, on the block's share of every array:
+cache for the whole epoch. A block's nodes are stored interleaved (`Interleaved`), so that
+the Hines solve and the axial terms of its cells go at once as SIMD lanes; the backend
+copies the voltages in and out of that layout at the start and end of the epoch. Each step
+of a block is `Simulation.step`, operation for operation, on the block's share of every
+array:
 
     threshold check; events due by t + dt/2; t += dt/2; first-half kernels (ion reset,
     currents, capacitance, axial, Hines, update); t += dt/2; state kernels; events due by t
@@ -101,12 +104,113 @@ class EpochEvents:
         self.start[:] = np.searchsorted(blocks[order], np.arange(len(self.start)), side="left")
 
 
+def depth(parent: np.ndarray) -> np.ndarray:
+    """Each node's distance from its root (parent -1), by pointer jumping: every round,
+    a node's known ancestor becomes that ancestor's known ancestor."""
+    up = np.where(parent >= 0, parent, np.arange(len(parent)))
+    out = (parent >= 0).astype(np.int64)
+    while (up != up[up]).any():
+        out += out[up]
+        up = up[up]
+    return out
+
+
+class Interleaved:
+    """The nodes of each block of `width` cells stored interleaved, as CoreNEURON's
+    cell_permute: row k of a block holds the k-th node of each of its cells, node
+    base[block] + k*width + j for cell j. A cell's nodes go to rows by depth (level by
+    level from the root, nodes of one level in model order): a parent's row is before its
+    children's, siblings stay in order (so every sum is formed in the same order as in
+    the model's numbering), and consecutive rows are mostly independent, which keeps the
+    divisions of the Hines solve from waiting on each other.
+
+    A block has as many rows as its largest cell has nodes; the rows a smaller cell lacks
+    are padding, which `count` (the nodes of each cell slot) keeps kernels off. Where the
+    cells of a block have one shape (`uniform`), `row_parent[row0[block] + k]` is the
+    parent row of row k. `perm` takes the model's node numbers to the interleaved ones."""
+
+    NODE_INDEX = ("node_index", "presyn.node")
+
+    def __init__(self, cell_first: np.ndarray, parent: np.ndarray, nblocks: int, width: int):
+        counts = np.diff(cell_first).astype(np.int32)
+        ncell, nnode = len(counts), int(cell_first[-1])
+        self.width = width
+        self.count = np.zeros(nblocks * width, dtype=np.int32)
+        self.count[:ncell] = counts  # block b holds cells b*width ... (b+1)*width - 1
+        self.rows = self.count.reshape(nblocks, width).max(axis=1, initial=0).astype(np.int32)
+        self.base = np.zeros(nblocks + 1, dtype=np.int64)
+        np.cumsum(self.rows.astype(np.int64) * width, out=self.base[1:])
+        cell = np.repeat(np.arange(ncell), counts)
+        order = np.lexsort((np.arange(nnode), depth(parent), cell))
+        row = np.empty(nnode, dtype=np.int64)
+        row[order] = np.arange(nnode) - cell_first[cell[order]]
+        self.perm = self.base[cell // width] + row * width + cell % width
+        self.roots = self.perm[cell_first[:-1]].astype(np.int32)
+        self.row0 = np.zeros(nblocks, dtype=np.int32)
+        self.row0[1:] = np.cumsum(self.rows)[:-1]
+        self.row_parent = np.full(int(self.rows.sum()), -1, dtype=np.int32)
+        self.uniform = np.zeros(nblocks, dtype=np.int32)
+        local_parent = np.where(parent >= 0, parent - cell_first[cell], -1)
+        parent_row = np.where(parent >= 0, row[np.maximum(parent, 0)], -1)
+        for block in range(nblocks):
+            c0, c1 = block * width, min((block + 1) * width, ncell)
+            if len(set(counts[c0:c1])) != 1:
+                continue
+            shapes = local_parent[cell_first[c0] : cell_first[c1]].reshape(c1 - c0, -1)
+            if (shapes == shapes[0]).all():
+                nodes = slice(cell_first[c0], cell_first[c0 + 1])
+                self.uniform[block] = 1
+                self.row_parent[self.row0[block] + row[nodes]] = parent_row[nodes]
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def block_args(self) -> dict[str, np.ndarray]:
+        """The arguments of the interleaved cable kernels that describe the blocks."""
+        return {
+            "block.base": self.base[:-1].astype(np.int32),
+            "block.rows": self.rows,
+            "block.uniform": self.uniform,
+            "block.row0": self.row0,
+            "row.parent": self.row_parent,
+            "slot.count": self.count,
+        }
+
+    @property
+    def size(self) -> int:
+        return int(self.base[-1])
+
+    def node_array(self, name: str, array: np.ndarray) -> np.ndarray:
+        """The interleaved copy of node array `name` (one per name); padding is 0, or for
+        node.parent the node itself."""
+        if name not in self.arrays:
+            if name == "node.parent":
+                out = np.arange(self.size, dtype=np.int32)
+                child = np.asarray(array) >= 0
+                out[self.perm[child]] = self.perm[np.asarray(array)[child]]
+            else:
+                out = np.zeros(self.size, dtype=np.asarray(array).dtype)
+                out[self.perm] = array
+            self.arrays[name] = out
+        return self.arrays[name]
+
+    def args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Kernel arguments with node arrays and node numbers in the interleaved layout."""
+        out = dict(args)
+        for name, value in args.items():
+            if name.startswith("node."):
+                out[name] = self.node_array(name, value)
+            elif name in self.NODE_INDEX or name.endswith(".node_index"):
+                out[name] = self.perm[value].astype(np.int32)
+        return out
+
+
 @dataclass
 class EpochPlan:
     width: int
     block_first: np.ndarray  # int32 [nblocks + 1]: the cells of each block
     cell_first: np.ndarray  # int32 [ncell + 1]
-    v: np.ndarray
+    layout: Interleaved
+    model_v: np.ndarray  # the model's voltages, copied into `v` and back each epoch
+    v: np.ndarray  # the voltages, interleaved
     dt: float
     threshold: Phase | None
     first_half: list[Phase]
@@ -128,10 +232,11 @@ class EpochPlan:
         order = np.argsort(record, kind="stable")
         nodes = np.asarray(record, dtype=np.int64)[order]
         self.record_start = np.searchsorted(nodes, self.block_nodes(), side="left")
-        self.record_node = nodes.astype(np.int32)
+        self.record_node = self.layout.perm[nodes].astype(np.int32)
         self.record_column = order.astype(np.int32)
 
     def block_nodes(self) -> np.ndarray:
+        """The model's node numbers of each block: block b has nodes [b], [b+1] - 1."""
         return self.cell_first[self.block_first].astype(np.int64)
 
 
@@ -168,26 +273,32 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
         return Phase(kernel, args, ranges)
 
     ir = sim.ir
+    layout = Interleaved(cell_first, model.nodes.parent_index, nblocks, width)
+    node_ranges = layout.base
     ion_ranges = {ion.name: _ranges(ion.node_index, bounds, ion.name) for ion in model.ions}
-    first: list[Phase] = [phase(ir["clear_matrix"], sim.cable_args, bounds)]
+    cable_args = layout.args(sim.cable_args)
+    first: list[Phase] = [phase(ir["clear_matrix"], cable_args, node_ranges)]
     for ion, args, _, _ in sim.ion_kernels:
-        first.append(phase(ir[f"ion_reset_{ion.name}"], args, ion_ranges[ion.name]))
+        first.append(phase(ir[f"ion_reset_{ion.name}"], layout.args(args), ion_ranges[ion.name]))
     real = [m for m in sim.mechanisms if not m.set.is_artificial]
     set_ranges = {m.index: _ranges(m.set.node_index, bounds, m.set.name) for m in real}
+    set_args = {m.index: layout.args(m.args) for m in real}
     for m in real:
         if m.has("current"):
-            first.append(phase(m.set.mechanism.kernel("current"), m.args, set_ranges[m.index]))
+            current = m.set.mechanism.kernel("current")
+            first.append(phase(current, set_args[m.index], set_ranges[m.index]))
     for m, args in zip(sim.capacitance_sets, sim.capacitance):
-        first.append(phase(ir["capacitance"], args, set_ranges[m]))
-    block_args = {**sim.cable_args, "block.first": block_first, "cell.first": cell_first}
-    first.append(phase(cable.axial_block(width), block_args, whole_blocks))
-    first.append(phase(cable.hines_block(width), block_args, whole_blocks))
+        first.append(phase(ir["capacitance"], layout.args(args), set_ranges[m]))
+    block_args = {**cable_args, **layout.block_args()}
+    first.append(phase(cable.axial_interleaved(width), block_args, whole_blocks))
+    first.append(phase(cable.hines_interleaved(width), block_args, whole_blocks))
     if model.secondorder == 2:
         for ion, args, _, _ in sim.ion_kernels:
-            first.append(phase(ir[f"second_order_{ion.name}"], args, ion_ranges[ion.name]))
-    first.append(phase(ir["update_voltage"], sim.cable_args, bounds))
+            kernel = ir[f"second_order_{ion.name}"]
+            first.append(phase(kernel, layout.args(args), ion_ranges[ion.name]))
+    first.append(phase(ir["update_voltage"], cable_args, node_ranges))
     second = [
-        phase(m.set.mechanism.kernel("state"), m.args, set_ranges[m.index])
+        phase(m.set.mechanism.kernel("state"), set_args[m.index], set_ranges[m.index])
         for m in real
         if m.has("state")
     ]
@@ -197,20 +308,22 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
             kernel = _kernel(m.set.mechanism.kernel("net_receive"))
             if kernel.streams:
                 raise Unsupported(f"{m.set.name}: NET_RECEIVE sends events (net_send/net_event)")
-            receive.append(Phase(kernel, m.args, whole_blocks))
+            receive.append(Phase(kernel, set_args[m.index], whole_blocks))
             receive_sets.append(m.index)
 
     threshold = None
     presyn_node = model.presyns.node[sim.voltage_presyn]
     if len(presyn_node):
         ranges = _ranges(presyn_node, bounds, "spike detectors")
-        threshold = Phase(_kernel(ir["threshold"]), sim.threshold_args, ranges)
+        threshold = Phase(_kernel(ir["threshold"]), layout.args(sim.threshold_args), ranges)
 
     result = EpochPlan(
         width=width,
         block_first=block_first,
         cell_first=cell_first,
-        v=model.nodes.v,
+        layout=layout,
+        model_v=model.nodes.v,
+        v=cable_args["node.v"],
         dt=sim.dt,
         threshold=threshold,
         first_half=first,

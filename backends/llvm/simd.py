@@ -1,0 +1,549 @@
+"""SIMD lowering: a kernel's lanes, or a parallel loop's iterations, as vector elements.
+
+Two things run as vectors. A kernel whose lanes cannot see each other's writes
+(`independent_lanes`) runs `KERNEL_LANES` lanes at a time, the remainder one by one. An
+IR `Loop(parallel=True)`, which promises independent iterations, with a constant trip
+count of at most `MAX_LANES`, has its body lowered once with one element per iteration.
+LLVM splits the vectors into the host's registers (AVX2: 4 doubles, AVX-512: 8).
+
+Every value in the body is of one of three kinds:
+
+- uniform: the same in every iteration (the enclosing lane's values), a scalar;
+- affine: an i32 that is `base + iteration`, kept as its scalar base, so that an element
+  at an affine index is one vector load or store;
+- varying: anything else, a vector. At a varying index, loads and stores go element by
+  element (gather and scatter), in iteration order.
+
+A varying condition makes a mask. Where every iteration or none takes the branch (checked
+at run time) the branch runs unmasked; otherwise its stores are masked and its assignments
+blend, except for variables assigned and read only inside that branch, whose masked-off
+elements are never looked at. The arithmetic is the sequential loop's, operation for
+operation, so the results are the same bits.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from llvmlite import ir
+from portneuron.ir import (
+    F64,
+    I32,
+    AddTo,
+    Assign,
+    Binary,
+    Call,
+    Cast,
+    Const,
+    DType,
+    Emit,
+    Expr,
+    If,
+    Kernel,
+    Lane,
+    Load,
+    Loop,
+    Select,
+    Stmt,
+    Store,
+    Unary,
+    Var,
+    dtype_of,
+)
+
+from . import vmath
+
+if TYPE_CHECKING:
+    from .lower import _Lowering
+
+#: The widest parallel loop lowered as one vector; wider ones run sequentially.
+MAX_LANES = 16
+#: Kernel lanes per vector.
+KERNEL_LANES = 8
+#: Branches on a varying condition get an unmasked fast path down to this depth.
+FAST_PATH_DEPTH = 2
+
+UNIFORM, AFFINE, VARYING = "uniform", "affine", "varying"
+I32_T, I64_T, BOOL_T = ir.IntType(32), ir.IntType(64), ir.IntType(1)
+LLVM_TYPES = {F64: ir.DoubleType(), I32: I32_T}
+
+
+class NotVectorisable(Exception):
+    """The loop body does something the vector lowering does not do; it runs sequentially."""
+
+
+def _join(a: str | None, b: str) -> str:
+    return b if a is None or a == b else VARYING
+
+
+Scope = tuple[tuple[int, bool], ...]  # the branches (If, then-side) a statement is under
+
+
+class _Analysis:
+    """The kind of every variable the body assigns, and which need no blending. The
+    vector index is the loop variable `var`, or with var None the kernel's lane."""
+
+    def __init__(self, body: tuple[Stmt, ...], params: set[str], var: str | None) -> None:
+        self.var = var
+        self.kinds: dict[str, str] = {} if var is None else {var: AFFINE}
+        self.dtypes: dict[str, DType] = {} if var is None else {var: I32}
+        self.assigned: dict[str, set[Scope]] = {} if var is None else {var: {()}}
+        self.read: dict[str, set[Scope]] = {}
+        self.params = params
+        for _ in range(8):
+            before = dict(self.kinds)
+            self.defined = set() if var is None else {var}
+            self.block(body, (), False)
+            if self.kinds == before:
+                break
+        else:
+            raise NotVectorisable("variable kinds do not settle")
+        if var is not None and self.assigned[var] != {()}:
+            raise NotVectorisable(f"the body assigns the loop variable {var}")
+
+    def scoped(self, name: str) -> bool:
+        """Assigned under one branch only and read only under it: masked-off elements of
+        the variable are never read, so assignments need not blend."""
+        (scope, *more) = self.assigned[name]
+        return not more and all(r[: len(scope)] == scope for r in self.read.get(name, ()))
+
+    def kind(self, e: Expr, scope: Scope) -> str:
+        match e:
+            case Const():
+                return UNIFORM
+            case Lane():
+                return UNIFORM if self.var is not None else AFFINE
+            case Var(name=name):
+                if name not in self.kinds:
+                    return UNIFORM
+                if name not in self.defined:
+                    raise NotVectorisable(f"{name} is read before the body assigns it")
+                self.read.setdefault(name, set()).add(scope)
+                return self.kinds[name]
+            case Load(index=index):
+                return UNIFORM if self.kind(index, scope) == UNIFORM else VARYING
+            case Unary(operand=operand):
+                return UNIFORM if self.kind(operand, scope) == UNIFORM else VARYING
+            case Binary(op=op, lhs=lhs, rhs=rhs):
+                return _binary_kind(op, self.kind(lhs, scope), self.kind(rhs, scope))
+            case Cast(dtype=dtype, operand=operand):
+                k = self.kind(operand, scope)
+                same = dtype == dtype_of(operand)
+                return k if k == UNIFORM or same else VARYING
+            case Select(cond=c, then=t, otherwise=o):
+                kinds = {self.kind(x, scope) for x in (c, t, o)}
+                return UNIFORM if kinds == {UNIFORM} else VARYING
+            case Call(args=args):
+                kinds = {self.kind(a, scope) for a in args}
+                return UNIFORM if kinds <= {UNIFORM} else VARYING
+        raise NotVectorisable(f"expression {e!r}")
+
+    def assign(self, name: str, kind: str, dtype: DType, scope: Scope, masked: bool) -> None:
+        if name in self.params:
+            raise NotVectorisable(f"the body assigns the parameter {name}")
+        self.assigned.setdefault(name, set()).add(scope)
+        self.dtypes[name] = dtype
+        if masked and not self.scoped(name):
+            kind = VARYING
+        self.kinds[name] = _join(self.kinds.get(name), kind)
+        self.defined.add(name)
+
+    def block(self, body: tuple[Stmt, ...], scope: Scope, masked: bool) -> None:
+        for s in body:
+            match s:
+                case Assign(name=name, value=value):
+                    self.assign(name, self.kind(value, scope), dtype_of(value), scope, masked)
+                case Store(index=index, value=value):
+                    uniform_index = self.kind(index, scope) == UNIFORM
+                    if uniform_index and (masked or self.kind(value, scope) != UNIFORM):
+                        raise NotVectorisable("iterations store to one element")
+                case AddTo(index=index, value=value):
+                    self.kind(index, scope), self.kind(value, scope)
+                case If(cond=cond, then=then, otherwise=otherwise):
+                    varying = masked or self.kind(cond, scope) != UNIFORM
+                    self.block(then, (*scope, (id(s), True)), varying)
+                    self.block(otherwise, (*scope, (id(s), False)), varying)
+                case Loop(var=var, start=start, stop=stop, body=inner):
+                    if {self.kind(start, scope), self.kind(stop, scope)} != {UNIFORM}:
+                        raise NotVectorisable(f"the bounds of loop {var} vary")
+                    self.assign(var, UNIFORM, I32, scope, False)
+                    self.block(inner, scope, masked)
+                case Emit():
+                    raise NotVectorisable("emit")
+
+
+def _binary_kind(op: str, a: str, b: str) -> str:
+    if a == b == UNIFORM:
+        return UNIFORM
+    if op == "add" and {a, b} == {AFFINE, UNIFORM}:
+        return AFFINE
+    if op == "sub" and (a, b) == (AFFINE, UNIFORM):
+        return AFFINE
+    return VARYING
+
+
+def lanes(loop: Loop) -> int | None:
+    """The iteration count of a loop with constant bounds, if it fits one vector."""
+    if not (isinstance(loop.start, Const) and isinstance(loop.stop, Const)):
+        return None
+    n = int(loop.stop.value) - int(loop.start.value)
+    return n if 1 <= n <= MAX_LANES else None
+
+
+def lower_parallel(lowering: _Lowering, loop: Loop) -> bool:
+    """Lower `loop` as vectors; False (and nothing emitted) where it must run sequentially."""
+    n = lanes(loop)
+    if n is None:
+        return False
+    params = {p.name for p in lowering.kernel.params}
+    try:
+        analysis = _Analysis(loop.body, params, loop.var)
+    except NotVectorisable:
+        return False
+    vector = _Vector(lowering, analysis, n)
+    lowering.b.store(lowering.expr(loop.start), vector.slots[loop.var])
+    vector.block(loop.body)
+    return True
+
+
+def lane_analysis(kernel: Kernel) -> _Analysis | None:
+    """How to run the kernel's lanes as vectors, or None where they must run one by one."""
+    if not independent_lanes(kernel):
+        return None
+    try:
+        return _Analysis(kernel.body, {p.name for p in kernel.params}, None)
+    except NotVectorisable:
+        return None
+
+
+def lower_lanes(lowering: _Lowering, analysis: _Analysis, lane: ir.Value) -> None:
+    """The kernel's body for lanes lane .. lane + KERNEL_LANES - 1 (lane: an i32)."""
+    vector = _Vector(lowering, analysis, KERNEL_LANES)
+    vector.lane = lane
+    vector.block(lowering.kernel.body)
+
+
+def independent_lanes(kernel: Kernel) -> bool:
+    """Whether the lanes can run at once: no lane reads an element another lane writes,
+    and elements several lanes write are written in one way only (accumulated with
+    AddTo, or stored, which element by element in lane order gives the last lane's value
+    as running the lanes one after another does). An array a kernel both reads and writes
+    must be touched only at the lane's own element (`lane`, or a variable set to it)."""
+    own: set[str] = set()
+    accesses: dict[str, set[tuple[str, bool]]] = {}  # array -> {(how, at own element)}
+
+    def at_own(index: Expr) -> bool:
+        return isinstance(index, Lane) or (isinstance(index, Var) and index.name in own)
+
+    def expr(e: Expr) -> None:
+        match e:
+            case Load(array=array, index=index):
+                accesses.setdefault(array, set()).add(("load", at_own(index)))
+                expr(index)
+            case Unary(operand=x) | Cast(operand=x):
+                expr(x)
+            case Binary(lhs=x, rhs=y):
+                expr(x), expr(y)
+            case Select(cond=c, then=t, otherwise=o):
+                expr(c), expr(t), expr(o)
+            case Call(args=args):
+                for a in args:
+                    expr(a)
+
+    assigned: dict[str, int] = {}
+
+    def block(body: tuple[Stmt, ...], top: bool) -> None:
+        for s in body:
+            match s:
+                case Assign(name=name, value=value):
+                    expr(value)
+                    assigned[name] = assigned.get(name, 0) + 1
+                    if top and at_own(value) and assigned[name] == 1:
+                        own.add(name)
+                    else:
+                        own.discard(name)
+                case (
+                    Store(array=array, index=index, value=value)
+                    | AddTo(array=array, index=index, value=value)
+                ):
+                    how = "store" if isinstance(s, Store) else "add"
+                    accesses.setdefault(array, set()).add((how, at_own(index)))
+                    expr(index), expr(value)
+                case If(cond=cond, then=then, otherwise=otherwise):
+                    expr(cond)
+                    block(then, False), block(otherwise, False)
+                case Loop(start=start, stop=stop, body=inner):
+                    expr(start), expr(stop)
+                    block(inner, False)
+                case Emit():
+                    raise NotVectorisable("emit")
+
+    try:
+        block(kernel.body, True)
+    except NotVectorisable:
+        return False
+    for uses in accesses.values():
+        hows = {how for how, _ in uses}
+        if hows == {"load"} or all(at for _, at in uses):
+            continue
+        if hows in ({"add"}, {"store"}):
+            continue
+        return False
+    return True
+
+
+class _Vector:
+    """Emits the body of one parallel loop; values are (kind, llvm value) pairs."""
+
+    def __init__(self, lowering: _Lowering, analysis: _Analysis, n: int) -> None:
+        self.lw, self.b, self.analysis, self.n = lowering, lowering.b, analysis, n
+        self.lane: ir.Value | None = None  # the first lane's index, where lanes are elements
+        self.mask: ir.Value | None = None
+        self.depth = 0
+        self.slots: dict[str, ir.AllocaInstr] = {}
+        with self.b.goto_entry_block():
+            for name, kind in analysis.kinds.items():
+                typ = LLVM_TYPES[analysis.dtypes[name]]
+                self.slots[name] = self.b.alloca(self.vector(typ) if kind == VARYING else typ)
+        self.iota = ir.Constant(self.vector(I32_T), list(range(n)))
+
+    # ------------------------------------------------------------------ helpers
+    def vector(self, typ: ir.Type) -> ir.VectorType:
+        return ir.VectorType(typ, self.n)
+
+    def widen(self, kind: str, x: ir.Value) -> ir.Value:
+        """A value as a vector."""
+        if kind == VARYING:
+            return x
+        b = self.b
+        undef = ir.Constant(self.vector(x.type), ir.Undefined)
+        one = b.insert_element(undef, x, ir.Constant(I32_T, 0))
+        splat = b.shuffle_vector(one, undef, ir.Constant(self.vector(I32_T), [0] * self.n))
+        return b.add(splat, self.iota) if kind == AFFINE else splat
+
+    def element(self, kind: str, x: ir.Value, lane: int) -> ir.Value:
+        if kind == UNIFORM:
+            return x
+        return self.b.extract_element(self.widen(kind, x), ir.Constant(I32_T, lane))
+
+    def each_lane(self, mask: ir.Value | None, body) -> None:
+        """body(lane) for each lane in order, each under its mask bit."""
+        for lane in range(self.n):
+            if mask is None:
+                body(lane)
+                continue
+            bit = self.b.extract_element(mask, ir.Constant(I32_T, lane))
+            with self.b.if_then(bit):
+                body(lane)
+
+    def masked_store(self, value: ir.Value, address: ir.Value) -> None:
+        """Store a vector, only the elements under the mask where there is one."""
+        wide = value.type.element == LLVM_TYPES[F64]
+        align = 8 if wide else 4
+        if self.mask is None:
+            self.b.store(value, address, align=align)
+            return
+        name = f"llvm.masked.store.v{self.n}{'f64' if wide else 'i32'}.p0"
+        fn = self.lw.module.globals.get(name)
+        if fn is None:
+            types = [value.type, ir.PointerType(), I32_T, self.vector(BOOL_T)]
+            fn = ir.Function(self.lw.module, ir.FunctionType(ir.VoidType(), types), name)
+        self.b.call(fn, [value, address, ir.Constant(I32_T, align), self.mask])
+
+    @contextmanager
+    def masked(self, mask: ir.Value | None):
+        saved, self.mask = self.mask, mask
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.mask = saved
+            self.depth -= 1
+
+    # ------------------------------------------------------------------ statements
+    def block(self, body: tuple[Stmt, ...]) -> None:
+        for s in body:
+            self.stmt(s)
+
+    def stmt(self, s: Stmt) -> None:
+        b, lw = self.b, self.lw
+        match s:
+            case Assign(name=name, value=value):
+                kind, x = self.expr(value)
+                slot, target = self.slots[name], self.analysis.kinds[name]
+                if target == VARYING:
+                    x = self.widen(kind, x)
+                    if self.mask is not None and not self.analysis.scoped(name):
+                        x = b.select(self.mask, x, b.load(slot, typ=x.type))
+                b.store(x, slot)
+            case Store(array=array, index=index, value=value):
+                self.store(array, index, value, add=False)
+            case AddTo(array=array, index=index, value=value):
+                self.store(array, index, value, add=True)
+            case If(cond=cond, then=then, otherwise=otherwise):
+                kind, c = self.expr(cond)
+                if kind == UNIFORM:
+                    with b.if_else(c) as (on, off):
+                        with on:
+                            self.block(then)
+                        with off:
+                            self.block(otherwise)
+                else:
+                    self.branch(self.widen(kind, c), then, otherwise)
+            case Loop(var=var, start=start, stop=stop, body=body, step=step):
+                counter = self.slots[var]
+                b.store(self.expr(start)[1], counter)
+                last = self.expr(stop)[1]
+                head = lw.fn.append_basic_block(f"{var}.vhead")
+                inner = lw.fn.append_basic_block(f"{var}.vbody")
+                after = lw.fn.append_basic_block(f"{var}.vdone")
+                b.branch(head)
+                b.position_at_end(head)
+                go = b.icmp_signed("<" if step > 0 else ">", b.load(counter, typ=I32_T), last)
+                b.cbranch(go, inner, after)
+                b.position_at_end(inner)
+                self.block(body)
+                b.store(b.add(b.load(counter, typ=I32_T), ir.Constant(I32_T, step)), counter)
+                b.branch(head)
+                b.position_at_end(after)
+            case _:
+                raise NotVectorisable(f"statement {s!r}")
+
+    def branch(self, c: ir.Value, then: tuple[Stmt, ...], otherwise: tuple[Stmt, ...]) -> None:
+        """An If on a varying condition `c` (a vector of bools)."""
+        b = self.b
+        on = c if self.mask is None else b.and_(self.mask, c)
+        off = b.not_(c) if self.mask is None else b.and_(self.mask, b.not_(c))
+        if self.mask is not None or self.depth >= FAST_PATH_DEPTH:
+            with self.masked(on):
+                self.block(then)
+            with self.masked(off):
+                self.block(otherwise)
+            return
+        fn = self.lw.fn
+        every, mixed = fn.append_basic_block("all"), fn.append_basic_block("mixed")
+        some, nothing = fn.append_basic_block("some"), fn.append_basic_block("none")
+        after = fn.append_basic_block("endif")
+        bits = b.bitcast(c, ir.IntType(self.n))
+        all_set = ir.Constant(ir.IntType(self.n), (1 << self.n) - 1)
+        b.cbranch(b.icmp_unsigned("==", bits, all_set), every, mixed)
+        b.position_at_end(mixed)
+        b.cbranch(b.icmp_unsigned("==", bits, ir.Constant(ir.IntType(self.n), 0)), nothing, some)
+        for block, body, mask in ((every, then, None), (nothing, otherwise, None)):
+            b.position_at_end(block)
+            with self.masked(mask):
+                self.block(body)
+            b.branch(after)
+        b.position_at_end(some)
+        with self.masked(on):
+            self.block(then)
+        with self.masked(off):
+            self.block(otherwise)
+        b.branch(after)
+        b.position_at_end(after)
+
+    def store(self, array: str, index: Expr, value: Expr, add: bool) -> None:
+        b, lw = self.b, self.lw
+        dtype = lw.array_dtype(array)
+        index_kind, i = self.expr(index)
+        value_kind, x = self.expr(value)
+        if index_kind == AFFINE:
+            address = lw.address(array, i, dtype)
+            x = self.widen(value_kind, x)
+            if add:
+                old = b.load(address, typ=x.type, align=8 if dtype == F64 else 4)
+                x = b.fadd(old, x) if dtype == F64 else b.add(old, x)
+            self.masked_store(x, address)
+            return
+        if index_kind == UNIFORM and not add:  # every iteration stores the same value
+            b.store(x, lw.address(array, i, dtype))
+            return
+
+        def one(lane: int) -> None:
+            address = lw.address(array, self.element(index_kind, i, lane), dtype)
+            v = self.element(value_kind, x, lane)
+            if add:
+                old = b.load(address, typ=LLVM_TYPES[dtype])
+                v = b.fadd(old, v) if dtype == F64 else b.add(old, v)
+            b.store(v, address)
+
+        self.each_lane(self.mask, one)
+
+    # ------------------------------------------------------------------ expressions
+    def expr(self, e: Expr) -> tuple[str, ir.Value]:
+        b, lw = self.b, self.lw
+        match e:
+            case Var(name=name, dtype=dtype) if name in self.slots:
+                kind = self.analysis.kinds[name]
+                typ = LLVM_TYPES[dtype]
+                return kind, b.load(
+                    self.slots[name], typ=self.vector(typ) if kind == VARYING else typ
+                )
+            case Lane() if self.lane is not None:
+                return AFFINE, self.lane
+            case Const() | Var() | Lane():
+                return UNIFORM, lw.expr(e)
+            case Load(array=array, index=index, dtype=dtype):
+                kind, i = self.expr(index)
+                typ = LLVM_TYPES[dtype]
+                if kind == UNIFORM:
+                    return UNIFORM, b.load(lw.address(array, i, dtype), typ=typ)
+                if kind == AFFINE:
+                    address = lw.address(array, i, dtype)
+                    align = 8 if dtype == F64 else 4
+                    return VARYING, b.load(address, typ=self.vector(typ), align=align)
+                gathered = ir.Constant(self.vector(typ), ir.Undefined)
+                for lane in range(self.n):
+                    address = lw.address(array, self.element(kind, i, lane), dtype)
+                    x = b.load(address, typ=typ)
+                    gathered = b.insert_element(gathered, x, ir.Constant(I32_T, lane))
+                return VARYING, gathered
+            case Unary(op=op, operand=operand):
+                kind, x = self.expr(operand)
+                x = x if kind == UNIFORM else self.widen(kind, x)
+                negate = b.fneg if dtype_of(operand) == F64 else b.neg
+                result = negate(x) if op == "neg" else b.not_(x)
+                return (UNIFORM if kind == UNIFORM else VARYING), result
+            case Binary(op=op, lhs=lhs, rhs=rhs):
+                (ka, x), (kb, y) = self.expr(lhs), self.expr(rhs)
+                kind = _binary_kind(op, ka, kb)
+                dtype = dtype_of(lhs)
+                if kind == UNIFORM:
+                    return UNIFORM, lw.binary(op, dtype, x, y)
+                if kind == AFFINE:
+                    return AFFINE, b.add(x, y) if op == "add" else b.sub(x, y)
+                if op == "pow":
+                    return VARYING, self.per_lane(
+                        [(ka, x), (kb, y)], lambda a, c: lw.binary(op, dtype, a, c)
+                    )
+                return VARYING, lw.binary(op, dtype, self.widen(ka, x), self.widen(kb, y))
+            case Cast(dtype=dtype, operand=operand):
+                kind, x = self.expr(operand)
+                frm = dtype_of(operand)
+                if kind == UNIFORM or dtype == frm:
+                    return kind, lw.cast(dtype, frm, x)
+                return VARYING, lw.cast(dtype, frm, self.widen(kind, x))
+            case Select(cond=cond, then=then, otherwise=otherwise):
+                parts = [self.expr(x) for x in (cond, then, otherwise)]
+                if all(k == UNIFORM for k, _ in parts):
+                    return UNIFORM, b.select(*(x for _, x in parts))
+                return VARYING, b.select(*(self.widen(k, x) for k, x in parts))
+            case Call(fn=fn, args=args):
+                parts = [self.expr(a) for a in args]
+                if all(k == UNIFORM for k, _ in parts):
+                    return UNIFORM, lw.call(fn, [x for _, x in parts])
+                if fn == "exp" and lw.math == "vector":
+                    return VARYING, vmath.exp(b, self.widen(*parts[0]))
+                return VARYING, self.per_lane(parts, lambda *xs: lw.call(fn, list(xs)))
+        raise NotVectorisable(f"expression {e!r}")
+
+    def per_lane(self, parts: list[tuple[str, ir.Value]], scalar) -> ir.Value:
+        """A vector of scalar(*arguments of lane l) for each lane l."""
+        result = None
+        for lane in range(self.n):
+            x = scalar(*(self.element(k, v, lane) for k, v in parts))
+            if result is None:
+                result = ir.Constant(self.vector(x.type), ir.Undefined)
+            result = self.b.insert_element(result, x, ir.Constant(I32_T, lane))
+        return result

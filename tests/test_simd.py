@@ -1,0 +1,80 @@
+"""The llvm backend's SIMD lowering (backends/llvm/simd.py) against the interpreter: lanes
+run as vectors give the sequential lanes' results to the bit, whatever the mask of each
+branch (all lanes, none, some), with a remainder after the last whole vector, gathers,
+scatters, accumulations into shared elements and loops inside a lane."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from portneuron.backends import backend_status, load_backend
+from portneuron.ir import F64, I32, Kernel, verify_kernel
+from portneuron.ir import builder as b
+from portneuron.ir.builder import KernelBuilder
+
+pytestmark = pytest.mark.skipif(
+    not backend_status("llvm").available, reason="the llvm backend cannot run here"
+)
+
+
+def kernel(read_shared: bool = False) -> Kernel:
+    """Masks, blends, gathers and accumulations; with `read_shared`, lanes also read the
+    elements they accumulate into (so another lane's sum shows: they must go one by one)."""
+    kb = KernelBuilder("branchy", "instance", "masks, blends, gathers and accumulations")
+    x = kb.array("x", F64, "instance")[kb.lane]
+    node = kb.assign("node", kb.array("node_index", I32, "instance")[kb.lane])
+    gathered = kb.array("acc" if read_shared else "g", F64, "node")[node]
+    kb.array("out", F64, "instance")
+    kb.array("acc", F64, "node")
+    kb.array("total", F64, "uniform1")
+    y = kb.assign("y", x)  # reassigned under a mask and read after it: blends
+    with kb.if_(b.gt(x, 0.0)):
+        kb.assign("y", b.mul(x, 2.0))
+        z = kb.assign("z", b.call("sqrt", x))  # read only under the mask: no blend
+        kb.store("out", kb.lane, b.div(z, gathered))
+        with kb.if_(b.lt(x, 0.5)):
+            kb.add_to("acc", node, x)
+    with kb.else_():
+        kb.store("out", kb.lane, b.select(b.lt(x, -0.5), b.neg(x), b.pow_(x, 2.0)))
+    kb.add_to("total", 0, y)
+    with kb.loop("k", 0, 3) as k:  # into the lane's own element: sums in the same order
+        kb.add_to("out", kb.lane, b.mul(b.cast(F64, k), y))
+    return verify_kernel(kb.build())
+
+
+def test_lanes_that_see_each_other_run_one_by_one():
+    from portneuron.backends.llvm import simd
+
+    assert simd.lane_analysis(kernel(read_shared=True)) is None
+    assert simd.lane_analysis(kernel()) is not None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lanes=st.integers(1, 29),
+    fraction=st.sampled_from([0.0, 0.3, 1.0]),
+    nodes=st.integers(1, 40),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_vector_lanes_equal_sequential_lanes(lanes, fraction, nodes, seed):
+    """`fraction` of the lanes take the branch: 0 and 1 give whole vectors one way."""
+    rng = np.random.default_rng(seed)
+    x = np.where(rng.random(lanes) < fraction, rng.uniform(0, 1, lanes), rng.uniform(-1, 0, lanes))
+    args = {
+        "x": x,
+        "node_index": rng.integers(0, nodes, lanes).astype(np.int32),  # repeats: shared sums
+        "g": rng.uniform(1, 2, nodes),
+        "out": np.zeros(lanes),
+        "acc": rng.uniform(-1, 1, nodes),
+        "total": np.zeros(1),
+    }
+    results = []
+    for name in ("numpy", "llvm"):
+        backend = load_backend(name)
+        copy = {k: v.copy() for k, v in args.items()}
+        backend.run(backend.compile(kernel()), copy, lanes)
+        results.append(copy)
+    for name in ("out", "acc", "total"):
+        np.testing.assert_array_equal(results[1][name], results[0][name], err_msg=name)
