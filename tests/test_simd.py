@@ -78,3 +78,26 @@ def test_vector_lanes_equal_sequential_lanes(lanes, fraction, nodes, seed):
         results.append(copy)
     for name in ("out", "acc", "total"):
         np.testing.assert_array_equal(results[1][name], results[0][name], err_msg=name)
+
+
+@settings(max_examples=20, deadline=None)
+@given(lanes=st.integers(1, 29), seed=st.integers(0, 2**31 - 1))
+def test_masked_off_lanes_read_nothing(lanes, seed):
+    """A lane whose branch is not taken does not load: here its index is far out of range,
+    which sequential code never touches and a vector gather must not either."""
+    kb = KernelBuilder("guarded", "instance", "a lookup guarded by a range check")
+    at = kb.assign("k", kb.array("at", I32, "instance")[kb.lane])
+    table = kb.array("table", F64, "table")
+    kb.array("out", F64, "instance")
+    with kb.if_(b.lt(at, kb.scalar("n", I32))):
+        kb.store("out", kb.lane, table[at])
+    with kb.else_():
+        kb.store("out", kb.lane, -1.0)
+    kernel = verify_kernel(kb.build())
+    rng = np.random.default_rng(seed)
+    table = rng.uniform(0, 1, 5)
+    at = np.where(rng.random(lanes) < 0.5, rng.integers(0, 5, lanes), 2**30).astype(np.int32)
+    backend = load_backend("llvm")
+    out = np.zeros(lanes)
+    backend.run(backend.compile(kernel), {"at": at, "table": table, "n": 5, "out": out}, lanes)
+    np.testing.assert_array_equal(out, np.where(at < 5, table[np.minimum(at, 4)], -1.0))

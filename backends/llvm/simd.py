@@ -14,9 +14,10 @@ Every value in the body is of one of three kinds:
 - varying: anything else, a vector. At a varying index, loads and stores go element by
   element (gather and scatter), in iteration order.
 
-A varying condition makes a mask. Where every iteration or none takes the branch (checked
-at run time) the branch runs unmasked; otherwise its stores are masked and its assignments
-blend, except for variables assigned and read only inside that branch, whose masked-off
+A varying condition makes a mask. Where every iteration or none takes a branch that writes
+memory (checked at run time) the branch runs unmasked; otherwise its loads and stores are
+masked (nothing is read or written for a masked-off element) and its assignments blend,
+except for variables assigned and read only inside that branch, whose masked-off
 elements are never looked at. The arithmetic is the sequential loop's, operation for
 operation, so the results are the same bits.
 """
@@ -61,7 +62,8 @@ if TYPE_CHECKING:
 MAX_LANES = 16
 #: Kernel lanes per vector.
 KERNEL_LANES = 8
-#: Branches on a varying condition get an unmasked fast path down to this depth.
+#: Branches on a varying condition that write memory get an unmasked fast path (for when
+#: every lane or none takes them) down to this depth; others compute both sides and blend.
 FAST_PATH_DEPTH = 2
 
 UNIFORM, AFFINE, VARYING = "uniform", "affine", "varying"
@@ -171,6 +173,19 @@ class _Analysis:
                     self.block(inner, scope, masked)
                 case Emit():
                     raise NotVectorisable("emit")
+
+
+def _writes(body: tuple[Stmt, ...]) -> bool:
+    """Whether the statements store to memory."""
+    for s in body:
+        match s:
+            case Store() | AddTo():
+                return True
+            case If(then=then, otherwise=otherwise) if _writes(then + otherwise):
+                return True
+            case Loop(body=inner) if _writes(inner):
+                return True
+    return False
 
 
 def _binary_kind(op: str, a: str, b: str) -> str:
@@ -351,6 +366,41 @@ class _Vector:
             fn = ir.Function(self.lw.module, ir.FunctionType(ir.VoidType(), types), name)
         self.b.call(fn, [value, address, ir.Constant(I32_T, align), self.mask])
 
+    def load(self, array: str, dtype: DType, kind: str, i: ir.Value) -> ir.Value:
+        """array[i] for an affine or varying index: a vector load, or element by element.
+        Under a mask, masked-off elements are not read (their index may be out of range,
+        as the sequential code, which skips them, allows); they come back as 0."""
+        b, lw = self.b, self.lw
+        typ, align = LLVM_TYPES[dtype], 8 if dtype == F64 else 4
+        if kind == AFFINE:
+            address = lw.address(array, i, dtype)
+            if self.mask is None:
+                return b.load(address, typ=self.vector(typ), align=align)
+            name = f"llvm.masked.load.v{self.n}{'f64' if dtype == F64 else 'i32'}.p0"
+            fn = lw.module.globals.get(name)
+            if fn is None:
+                types = [ir.PointerType(), I32_T, self.vector(BOOL_T), self.vector(typ)]
+                fn = ir.Function(lw.module, ir.FunctionType(self.vector(typ), types), name)
+            zero = ir.Constant(self.vector(typ), [0] * self.n)
+            return b.call(fn, [address, ir.Constant(I32_T, align), self.mask, zero])
+        if self.mask is None:
+            gathered = ir.Constant(self.vector(typ), ir.Undefined)
+            for lane in range(self.n):
+                x = b.load(lw.address(array, self.element(kind, i, lane), dtype), typ=typ)
+                gathered = b.insert_element(gathered, x, ir.Constant(I32_T, lane))
+            return gathered
+        with b.goto_entry_block():
+            slot = b.alloca(self.vector(typ))
+        b.store(ir.Constant(self.vector(typ), [0] * self.n), slot)
+
+        def one(lane: int) -> None:
+            x = b.load(lw.address(array, self.element(kind, i, lane), dtype), typ=typ)
+            at = ir.Constant(I32_T, lane)
+            b.store(b.insert_element(b.load(slot, typ=self.vector(typ)), x, at), slot)
+
+        self.each_lane(self.mask, one)
+        return b.load(slot, typ=self.vector(typ))
+
     @contextmanager
     def masked(self, mask: ir.Value | None):
         saved, self.mask = self.mask, mask
@@ -415,7 +465,8 @@ class _Vector:
         b = self.b
         on = c if self.mask is None else b.and_(self.mask, c)
         off = b.not_(c) if self.mask is None else b.and_(self.mask, b.not_(c))
-        if self.mask is not None or self.depth >= FAST_PATH_DEPTH:
+        fast = self.mask is None and self.depth < FAST_PATH_DEPTH and _writes(then + otherwise)
+        if not fast:
             with self.masked(on):
                 self.block(then)
             with self.masked(off):
@@ -486,19 +537,9 @@ class _Vector:
                 return UNIFORM, lw.expr(e)
             case Load(array=array, index=index, dtype=dtype):
                 kind, i = self.expr(index)
-                typ = LLVM_TYPES[dtype]
                 if kind == UNIFORM:
-                    return UNIFORM, b.load(lw.address(array, i, dtype), typ=typ)
-                if kind == AFFINE:
-                    address = lw.address(array, i, dtype)
-                    align = 8 if dtype == F64 else 4
-                    return VARYING, b.load(address, typ=self.vector(typ), align=align)
-                gathered = ir.Constant(self.vector(typ), ir.Undefined)
-                for lane in range(self.n):
-                    address = lw.address(array, self.element(kind, i, lane), dtype)
-                    x = b.load(address, typ=typ)
-                    gathered = b.insert_element(gathered, x, ir.Constant(I32_T, lane))
-                return VARYING, gathered
+                    return UNIFORM, b.load(lw.address(array, i, dtype), typ=LLVM_TYPES[dtype])
+                return VARYING, self.load(array, dtype, kind, i)
             case Unary(op=op, operand=operand):
                 kind, x = self.expr(operand)
                 x = x if kind == UNIFORM else self.widen(kind, x)
