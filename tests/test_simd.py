@@ -30,7 +30,8 @@ def kernel(read_shared: bool = False) -> Kernel:
     kb.array("acc", F64, "node")
     kb.array("total", F64, "uniform1")
     y = kb.assign("y", x)  # reassigned under a mask and read after it: blends
-    with kb.if_(b.gt(x, 0.0)):
+    positive = kb.assign("positive", b.gt(x, 0.0))  # a bool local
+    with kb.if_(positive):
         kb.assign("y", b.mul(x, 2.0))
         z = kb.assign("z", b.call("sqrt", x))  # read only under the mask: no blend
         kb.store("out", kb.lane, b.div(z, gathered))

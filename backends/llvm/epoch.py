@@ -24,7 +24,8 @@ from portneuron.ir import Kernel
 from portneuron.sim.epoch import EpochEvents, EpochPlan, Phase
 
 from .backend import _Jit, fill_slots, slot_count
-from .lower import F64_T, I32_T, I64_T, PTR, lower_kernel
+from .llvm_types import F64_T, I32_T, I64_T, PTR
+from .lower import lower_kernel
 
 
 class Ctx:
@@ -302,7 +303,7 @@ class _Worker:
                 Ctx.CELL_ROOT: plan.layout.roots,
                 Ctx.BLOWUP: program.blowup,
                 Ctx.NODE_BOUNDS: program.node_bounds,
-                Ctx.NODE_PERM: program.node_perm,
+                Ctx.NODE_PERM: plan.layout.perm,
                 Ctx.MODEL_V: plan.model_v,
             }
         )
@@ -360,7 +361,6 @@ class CompiledEpoch:
         self.receive_first = len(self.phases) - len(plan.receive)
         self.blowup = np.full(plan.nblocks, np.inf)
         self.node_bounds = plan.block_nodes()
-        self.node_perm = plan.layout.perm.astype(np.int32)
         self.workers = [_Worker(self, blocks) for blocks in partition(plan, threads)]
         self.threads = len(self.workers)
         self.pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from llvmlite import ir
 from portneuron.ir import (
-    BOOL,
     F64,
     I32,
     AddTo,
@@ -45,12 +44,9 @@ from portneuron.ir import (
 )
 
 from . import simd, vmath
+from .llvm_types import F64_T, I32_T, I64_T, PTR, TYPES
 from .philox import random123
 from .vmath import like, type_like
-
-F64_T, I32_T, I64_T, BOOL_T = ir.DoubleType(), ir.IntType(32), ir.IntType(64), ir.IntType(1)
-PTR = ir.PointerType()
-TYPES = {F64: F64_T, I32: I32_T, BOOL: BOOL_T}
 
 #: IR operator -> llvmlite builder method, where one instruction does it.
 _ARITHMETIC = {
@@ -151,24 +147,28 @@ class _Lowering:
         analysis = simd.lane_analysis(self.kernel)
         if analysis is not None:  # whole vectors of lanes first
             width = ir.Constant(I32_T, simd.KERNEL_LANES)
-            self.lane_loop(
+            self.counted_loop(
                 counter,
                 lambda lane: b.icmp_signed("<=", b.sext(b.add(lane, width), I64_T), hi),
                 lambda lane: simd.lower_lanes(self, analysis, lane),
                 simd.KERNEL_LANES,
                 "vector",
             )
-        self.lane_loop(
+        self.counted_loop(
             counter,
             lambda lane: b.icmp_signed("<", b.sext(lane, I64_T), hi),
-            lambda lane: self.block(self.kernel.body),
+            self.lane_body,
             1,
             "lane",
         )
         b.ret_void()
 
-    def lane_loop(self, counter, more, body, step: int, name: str) -> None:
-        """while more(lane): body(lane); lane += step, with the lane in `counter`."""
+    def lane_body(self, lane: ir.Value) -> None:
+        self.lane = lane
+        self.block(self.kernel.body)
+
+    def counted_loop(self, counter, more, body, step: int, name: str) -> None:
+        """while more(k): body(k); k += step, for the i32 k in the variable `counter`."""
         b = self.b
         head = self.fn.append_basic_block(f"{name}.head")
         inner = self.fn.append_basic_block(f"{name}.body")
@@ -177,8 +177,7 @@ class _Lowering:
         b.position_at_end(head)
         b.cbranch(more(b.load(counter, typ=I32_T)), inner, done)
         b.position_at_end(inner)
-        self.lane = b.load(counter, typ=I32_T)
-        body(self.lane)
+        body(b.load(counter, typ=I32_T))
         b.store(b.add(b.load(counter, typ=I32_T), ir.Constant(I32_T, step)), counter)
         b.branch(head)
         b.position_at_end(done)
@@ -225,19 +224,13 @@ class _Lowering:
                 k = self.var(var, I32)
                 b.store(self.expr(start), k)
                 last = self.expr(stop)
-                head = self.fn.append_basic_block(f"{var}.head")
-                inner = self.fn.append_basic_block(f"{var}.body")
-                after = self.fn.append_basic_block(f"{var}.done")
-                b.branch(head)
-                b.position_at_end(head)
-                now = b.load(k, typ=I32_T)
-                go = b.icmp_signed("<" if step > 0 else ">", now, last)
-                b.cbranch(go, inner, after)
-                b.position_at_end(inner)
-                self.block(body)
-                b.store(b.add(b.load(k, typ=I32_T), ir.Constant(I32_T, step)), k)
-                b.branch(head)
-                b.position_at_end(after)
+                self.counted_loop(
+                    k,
+                    lambda now: b.icmp_signed("<" if step > 0 else ">", now, last),
+                    lambda _: self.block(body),
+                    step,
+                    var,
+                )
             case Emit(stream=stream, values=values):
                 fields, count, types = self.streams[stream]
                 n = b.load(count, typ=I64_T)
@@ -293,14 +286,11 @@ class _Lowering:
         b = self.b
         if to == frm:
             return x
+        i32, f64 = type_like(x, I32_T), type_like(x, F64_T)
         if to == I32:
-            return (
-                b.fptosi(x, type_like(x, I32_T)) if frm == F64 else b.zext(x, type_like(x, I32_T))
-            )
+            return b.fptosi(x, i32) if frm == F64 else b.zext(x, i32)
         if to == F64:
-            return (
-                b.sitofp(x, type_like(x, F64_T)) if frm == I32 else b.uitofp(x, type_like(x, F64_T))
-            )
+            return b.sitofp(x, f64) if frm == I32 else b.uitofp(x, f64)
         if frm == F64:  # to bool: nonzero, NaN included
             return b.fcmp_unordered("!=", x, like(x, 0.0))
         return b.icmp_signed("!=", x, like(x, 0, I32_T))

@@ -54,6 +54,7 @@ from portneuron.ir import (
 )
 
 from . import vmath
+from .llvm_types import BOOL_T, I32_T, TYPES, alignment
 
 if TYPE_CHECKING:
     from .lower import _Lowering
@@ -67,8 +68,6 @@ KERNEL_LANES = 8
 FAST_PATH_DEPTH = 2
 
 UNIFORM, AFFINE, VARYING = "uniform", "affine", "varying"
-I32_T, I64_T, BOOL_T = ir.IntType(32), ir.IntType(64), ir.IntType(1)
-LLVM_TYPES = {F64: ir.DoubleType(), I32: I32_T}
 
 
 class NotVectorisable(Exception):
@@ -319,7 +318,7 @@ class _Vector:
         self.slots: dict[str, ir.AllocaInstr] = {}
         with self.b.goto_entry_block():
             for name, kind in analysis.kinds.items():
-                typ = LLVM_TYPES[analysis.dtypes[name]]
+                typ = TYPES[analysis.dtypes[name]]
                 self.slots[name] = self.b.alloca(self.vector(typ) if kind == VARYING else typ)
         self.iota = ir.Constant(self.vector(I32_T), list(range(n)))
 
@@ -352,54 +351,55 @@ class _Vector:
             with self.b.if_then(bit):
                 body(lane)
 
-    def masked_store(self, value: ir.Value, address: ir.Value) -> None:
-        """Store a vector, only the elements under the mask where there is one."""
-        wide = value.type.element == LLVM_TYPES[F64]
-        align = 8 if wide else 4
-        if self.mask is None:
-            self.b.store(value, address, align=align)
-            return
-        name = f"llvm.masked.store.v{self.n}{'f64' if wide else 'i32'}.p0"
+    def intrinsic(self, stem: str, dtype: DType, result: ir.Type, args: list[ir.Type]):
+        """LLVM's masked memory intrinsic `stem` for vectors of `dtype`, declared once."""
+        name = f"llvm.{stem}.v{self.n}{'f64' if dtype == F64 else 'i32'}.p0"
         fn = self.lw.module.globals.get(name)
         if fn is None:
-            types = [value.type, ir.PointerType(), I32_T, self.vector(BOOL_T)]
-            fn = ir.Function(self.lw.module, ir.FunctionType(ir.VoidType(), types), name)
-        self.b.call(fn, [value, address, ir.Constant(I32_T, align), self.mask])
+            fn = ir.Function(self.lw.module, ir.FunctionType(result, args), name)
+        return fn
+
+    def masked_store(self, value: ir.Value, address: ir.Value, dtype: DType) -> None:
+        """Store a vector, only the elements under the mask where there is one."""
+        align = ir.Constant(I32_T, alignment(dtype))
+        if self.mask is None:
+            self.b.store(value, address, align=alignment(dtype))
+            return
+        types = [value.type, ir.PointerType(), I32_T, self.vector(BOOL_T)]
+        fn = self.intrinsic("masked.store", dtype, ir.VoidType(), types)
+        self.b.call(fn, [value, address, align, self.mask])
 
     def load(self, array: str, dtype: DType, kind: str, i: ir.Value) -> ir.Value:
         """array[i] for an affine or varying index: a vector load, or element by element.
         Under a mask, masked-off elements are not read (their index may be out of range,
         as the sequential code, which skips them, allows); they come back as 0."""
         b, lw = self.b, self.lw
-        typ, align = LLVM_TYPES[dtype], 8 if dtype == F64 else 4
+        typ, vector = TYPES[dtype], self.vector(TYPES[dtype])
         if kind == AFFINE:
             address = lw.address(array, i, dtype)
             if self.mask is None:
-                return b.load(address, typ=self.vector(typ), align=align)
-            name = f"llvm.masked.load.v{self.n}{'f64' if dtype == F64 else 'i32'}.p0"
-            fn = lw.module.globals.get(name)
-            if fn is None:
-                types = [ir.PointerType(), I32_T, self.vector(BOOL_T), self.vector(typ)]
-                fn = ir.Function(lw.module, ir.FunctionType(self.vector(typ), types), name)
-            zero = ir.Constant(self.vector(typ), [0] * self.n)
-            return b.call(fn, [address, ir.Constant(I32_T, align), self.mask, zero])
+                return b.load(address, typ=vector, align=alignment(dtype))
+            types = [ir.PointerType(), I32_T, self.vector(BOOL_T), vector]
+            fn = self.intrinsic("masked.load", dtype, vector, types)
+            align = ir.Constant(I32_T, alignment(dtype))
+            return b.call(fn, [address, align, self.mask, ir.Constant(vector, [0] * self.n)])
         if self.mask is None:
-            gathered = ir.Constant(self.vector(typ), ir.Undefined)
+            gathered = ir.Constant(vector, ir.Undefined)
             for lane in range(self.n):
                 x = b.load(lw.address(array, self.element(kind, i, lane), dtype), typ=typ)
                 gathered = b.insert_element(gathered, x, ir.Constant(I32_T, lane))
             return gathered
         with b.goto_entry_block():
-            slot = b.alloca(self.vector(typ))
-        b.store(ir.Constant(self.vector(typ), [0] * self.n), slot)
+            slot = b.alloca(vector)
+        b.store(ir.Constant(vector, [0] * self.n), slot)
 
         def one(lane: int) -> None:
             x = b.load(lw.address(array, self.element(kind, i, lane), dtype), typ=typ)
             at = ir.Constant(I32_T, lane)
-            b.store(b.insert_element(b.load(slot, typ=self.vector(typ)), x, at), slot)
+            b.store(b.insert_element(b.load(slot, typ=vector), x, at), slot)
 
         self.each_lane(self.mask, one)
-        return b.load(slot, typ=self.vector(typ))
+        return b.load(slot, typ=vector)
 
     @contextmanager
     def masked(self, mask: ir.Value | None):
@@ -442,21 +442,15 @@ class _Vector:
                 else:
                     self.branch(self.widen(kind, c), then, otherwise)
             case Loop(var=var, start=start, stop=stop, body=body, step=step):
-                counter = self.slots[var]
-                b.store(self.expr(start)[1], counter)
+                b.store(self.expr(start)[1], self.slots[var])
                 last = self.expr(stop)[1]
-                head = lw.fn.append_basic_block(f"{var}.vhead")
-                inner = lw.fn.append_basic_block(f"{var}.vbody")
-                after = lw.fn.append_basic_block(f"{var}.vdone")
-                b.branch(head)
-                b.position_at_end(head)
-                go = b.icmp_signed("<" if step > 0 else ">", b.load(counter, typ=I32_T), last)
-                b.cbranch(go, inner, after)
-                b.position_at_end(inner)
-                self.block(body)
-                b.store(b.add(b.load(counter, typ=I32_T), ir.Constant(I32_T, step)), counter)
-                b.branch(head)
-                b.position_at_end(after)
+                lw.counted_loop(
+                    self.slots[var],
+                    lambda now: b.icmp_signed("<" if step > 0 else ">", now, last),
+                    lambda _: self.block(body),
+                    step,
+                    f"{var}.v",
+                )
             case _:
                 raise NotVectorisable(f"statement {s!r}")
 
@@ -503,9 +497,9 @@ class _Vector:
             address = lw.address(array, i, dtype)
             x = self.widen(value_kind, x)
             if add:
-                old = b.load(address, typ=x.type, align=8 if dtype == F64 else 4)
+                old = b.load(address, typ=x.type, align=alignment(dtype))
                 x = b.fadd(old, x) if dtype == F64 else b.add(old, x)
-            self.masked_store(x, address)
+            self.masked_store(x, address, dtype)
             return
         if index_kind == UNIFORM and not add:  # every iteration stores the same value
             b.store(x, lw.address(array, i, dtype))
@@ -515,7 +509,7 @@ class _Vector:
             address = lw.address(array, self.element(index_kind, i, lane), dtype)
             v = self.element(value_kind, x, lane)
             if add:
-                old = b.load(address, typ=LLVM_TYPES[dtype])
+                old = b.load(address, typ=TYPES[dtype])
                 v = b.fadd(old, v) if dtype == F64 else b.add(old, v)
             b.store(v, address)
 
@@ -527,7 +521,7 @@ class _Vector:
         match e:
             case Var(name=name, dtype=dtype) if name in self.slots:
                 kind = self.analysis.kinds[name]
-                typ = LLVM_TYPES[dtype]
+                typ = TYPES[dtype]
                 return kind, b.load(
                     self.slots[name], typ=self.vector(typ) if kind == VARYING else typ
                 )
@@ -538,7 +532,7 @@ class _Vector:
             case Load(array=array, index=index, dtype=dtype):
                 kind, i = self.expr(index)
                 if kind == UNIFORM:
-                    return UNIFORM, b.load(lw.address(array, i, dtype), typ=LLVM_TYPES[dtype])
+                    return UNIFORM, b.load(lw.address(array, i, dtype), typ=TYPES[dtype])
                 return VARYING, self.load(array, dtype, kind, i)
             case Unary(op=op, operand=operand):
                 kind, x = self.expr(operand)

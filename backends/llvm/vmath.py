@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-F64_T, I64_T = ir.DoubleType(), ir.IntType(64)
+from .llvm_types import F64_T, I64_T
 
 LOG2E = 1.4426950408889634073599
 LN2_HI = 6.93145751953125e-1  # few significant bits: n * LN2_HI is exact

@@ -134,7 +134,6 @@ class Interleaved:
     def __init__(self, cell_first: np.ndarray, parent: np.ndarray, nblocks: int, width: int):
         counts = np.diff(cell_first).astype(np.int32)
         ncell, nnode = len(counts), int(cell_first[-1])
-        self.width = width
         self.count = np.zeros(nblocks * width, dtype=np.int32)
         self.count[:ncell] = counts  # block b holds cells b*width ... (b+1)*width - 1
         self.rows = self.count.reshape(nblocks, width).max(axis=1, initial=0).astype(np.int32)
@@ -144,8 +143,8 @@ class Interleaved:
         order = np.lexsort((np.arange(nnode), depth(parent), cell))
         row = np.empty(nnode, dtype=np.int64)
         row[order] = np.arange(nnode) - cell_first[cell[order]]
-        self.perm = self.base[cell // width] + row * width + cell % width
-        self.roots = self.perm[cell_first[:-1]].astype(np.int32)
+        self.perm = (self.base[cell // width] + row * width + cell % width).astype(np.int32)
+        self.roots = self.perm[cell_first[:-1]]
         self.row0 = np.zeros(nblocks, dtype=np.int32)
         self.row0[1:] = np.cumsum(self.rows)[:-1]
         self.row_parent = np.full(int(self.rows.sum()), -1, dtype=np.int32)
@@ -199,7 +198,7 @@ class Interleaved:
             if name.startswith("node."):
                 out[name] = self.node_array(name, value)
             elif name in self.NODE_INDEX or name.endswith(".node_index"):
-                out[name] = self.perm[value].astype(np.int32)
+                out[name] = self.perm[value]
         return out
 
 
@@ -210,7 +209,6 @@ class EpochPlan:
     cell_first: np.ndarray  # int32 [ncell + 1]
     layout: Interleaved
     model_v: np.ndarray  # the model's voltages, copied into `v` and back each epoch
-    v: np.ndarray  # the voltages, interleaved
     dt: float
     threshold: Phase | None
     first_half: list[Phase]
@@ -225,6 +223,11 @@ class EpochPlan:
     record_column: np.ndarray = field(init=False)  # int32
 
     @property
+    def v(self) -> np.ndarray:
+        """The voltages, interleaved."""
+        return self.layout.arrays["node.v"]
+
+    @property
     def nblocks(self) -> int:
         return len(self.block_first) - 1
 
@@ -232,7 +235,7 @@ class EpochPlan:
         order = np.argsort(record, kind="stable")
         nodes = np.asarray(record, dtype=np.int64)[order]
         self.record_start = np.searchsorted(nodes, self.block_nodes(), side="left")
-        self.record_node = self.layout.perm[nodes].astype(np.int32)
+        self.record_node = self.layout.perm[nodes]
         self.record_column = order.astype(np.int32)
 
     def block_nodes(self) -> np.ndarray:
@@ -323,7 +326,6 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
         cell_first=cell_first,
         layout=layout,
         model_v=model.nodes.v,
-        v=cable_args["node.v"],
         dt=sim.dt,
         threshold=threshold,
         first_half=first,
