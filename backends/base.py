@@ -34,7 +34,9 @@ class Backend:
         """(True, description) if this backend can run here, else (False, reason)."""
         raise NotImplementedError
 
-    def compile(self, kernel: Kernel) -> Any:
+    def compile(self, kernel: Kernel, hot: bool = True) -> Any:
+        """`hot`: the kernel runs every step; False for those that run once a simulation
+        (INITIAL, tables), which a backend may compile for size rather than speed."""
         raise NotImplementedError
 
     def run(self, compiled: Any, args: Mapping[str, Any], lanes: int) -> dict[str, dict[str, Any]]:

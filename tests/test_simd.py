@@ -102,3 +102,38 @@ def test_masked_off_lanes_read_nothing(lanes, seed):
     out = np.zeros(lanes)
     backend.run(backend.compile(kernel), {"at": at, "table": table, "n": 5, "out": out}, lanes)
     np.testing.assert_array_equal(out, np.where(at < 5, table[np.minimum(at, 4)], -1.0))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    runs=st.lists(st.tuples(st.integers(0, 40), st.integers(1, 20)), min_size=1, max_size=6),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_consecutive_indices_take_the_vector_path_with_the_same_bits(runs, seed):
+    """A mechanism's node_index[lane] is checked per vector: where a vector's lanes have
+    consecutive nodes, loads and accumulations at them go as whole vectors; elsewhere
+    (runs that break inside a vector, repeated nodes) element by element. Either way the
+    results are the interpreter's. Indices are runs (start, length) of consecutive nodes."""
+    from portneuron.backends.llvm import simd
+
+    k = kernel()
+    assert [array for _, array in simd.lane_analysis(k).gathers] == ["node_index"]
+    rng = np.random.default_rng(seed)
+    node_index = np.concatenate([np.arange(s, s + n) for s, n in runs]).astype(np.int32)
+    lanes, nodes = len(node_index), int(node_index.max()) + 1
+    args = {
+        "x": rng.uniform(-1, 1, lanes),
+        "node_index": node_index,
+        "g": rng.uniform(1, 2, nodes),
+        "out": np.zeros(lanes),
+        "acc": rng.uniform(-1, 1, nodes),
+        "total": np.zeros(1),
+    }
+    results = []
+    for name in ("numpy", "llvm"):
+        backend = load_backend(name)
+        copy = {key: value.copy() for key, value in args.items()}
+        backend.run(backend.compile(k), copy, lanes)
+        results.append(copy)
+    for name in ("out", "acc", "total"):
+        np.testing.assert_array_equal(results[1][name], results[0][name], err_msg=name)

@@ -8,7 +8,6 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,18 +35,31 @@ def slot_count(kernel: Kernel) -> int:
     return len(kernel.params) + sum(len(s.fields) + 1 for s in kernel.streams)
 
 
-@dataclass
 class CompiledKernel:
-    kernel: Kernel
-    function: Any  # ctypes function (lo, hi, slots)
-    emits: dict[str, int]
-    llvm_ir: str  # as lowered, before optimisation
+    """A verified kernel, lowered and JIT-compiled when it first runs: a Simulation
+    compiles every kernel of the model, and where compiled epochs run the steps, most of
+    them never run on their own."""
 
-    def __post_init__(self) -> None:
-        self.slots = np.zeros(slot_count(self.kernel), dtype=np.int64)
+    def __init__(self, kernel: Kernel, math: str, hot: bool = True) -> None:
+        from .lower import emits_per_lane
+
+        self.kernel, self.math, self.hot = kernel, math, hot
+        self.emits: dict[str, int] = emits_per_lane(kernel)
+        self._function: Any = None
+        self.slots = np.zeros(slot_count(kernel), dtype=np.int64)
         self.slots_address = self.slots.ctypes.data
         # the argument values last passed: an array seen before keeps its address slot
-        self.last: list[Any] = [None] * len(self.kernel.params)
+        self.last: list[Any] = [None] * len(kernel.params)
+
+    @property
+    def function(self) -> Any:
+        """The ctypes function (lo, hi, slots)."""
+        if self._function is None:
+            text = LlvmBackend.lower(self.kernel, "pn_kernel", self.math, self.hot)
+            address = _Jit.get().add_unique(text, "pn_kernel", "v2")
+            signature = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
+            self._function = signature(address)
+        return self._function
 
 
 class _Jit:
@@ -171,24 +183,18 @@ class LlvmBackend(Backend):
             return False, f"llvmlite is not installed ({exc})"
         return True, f"llvmlite {llvmlite.__version__}, {llvm.get_process_triple()}"
 
-    def compile(self, kernel: Kernel) -> CompiledKernel:
-        from .lower import emits_per_lane
-
+    def compile(self, kernel: Kernel, hot: bool = True) -> CompiledKernel:
         kernel = fold_constants(verify_kernel(kernel))
-        jit = _Jit.get()
         if dumping("ir"):
             from portneuron.ir import format_kernel
 
             print(format_kernel(kernel), file=sys.stderr)
-        text = self.lower(kernel, "pn_kernel", self.math)
-        address = jit.add_unique(text, "pn_kernel", "v2")
-        signature = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
-        function = signature(address)
-        return CompiledKernel(kernel, function, emits_per_lane(kernel), text)
+        return CompiledKernel(kernel, self.math, hot)
 
     @staticmethod
-    def lower(kernel: Kernel, name: str, math: str = "libm") -> str:
-        """LLVM IR text of `kernel` as function `name`."""
+    def lower(kernel: Kernel, name: str, math: str = "libm", vectorise: bool = True) -> str:
+        """LLVM IR text of `kernel` as function `name` (its lanes as vectors where they
+        can be, with `vectorise`)."""
         from llvmlite import ir
 
         from .lower import lower_kernel
@@ -196,7 +202,7 @@ class LlvmBackend(Backend):
         module = ir.Module(name=name)
         module.triple = _Jit.get().triple
         kernel = Kernel(name, kernel.lanes, kernel.params, kernel.body, kernel.streams)
-        lower_kernel(module, kernel, math)
+        lower_kernel(module, kernel, math, vectorise)
         return str(module)
 
     @staticmethod

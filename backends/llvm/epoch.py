@@ -35,8 +35,8 @@ class Ctx:
     EV_START, EV_T, EV_PHASE, EV_LANE = 5, 6, 7, 8
     REC_START, REC_NODE, REC_COLUMN, NREC, REC_OUT, V = 9, 10, 11, 12, 13, 14
     BLOCK_FIRST, CELL_ROOT, BLOWUP = 15, 16, 17
-    NODE_BOUNDS, NODE_PERM, MODEL_V = 18, 19, 20
-    PHASES = 21
+    COPIES = 18  # per plan.copies entry: model array, layout array, perm, ranges
+    PHASES = 19
 
 
 def _slot_of(kernel: Kernel, name: str) -> int | None:
@@ -113,8 +113,7 @@ class _Driver:
             index: self.field(index, PTR)
             for index in (Ctx.EV_START, Ctx.EV_T, Ctx.EV_PHASE, Ctx.EV_LANE, Ctx.REC_START,
                           Ctx.REC_NODE, Ctx.REC_COLUMN, Ctx.REC_OUT, Ctx.V, Ctx.BLOCK_FIRST,
-                          Ctx.CELL_ROOT, Ctx.BLOWUP, Ctx.NODE_BOUNDS, Ctx.NODE_PERM,
-                          Ctx.MODEL_V)
+                          Ctx.CELL_ROOT, Ctx.BLOWUP, Ctx.COPIES)
         }  # fmt: skip
         self.v = self.array[Ctx.V]
         self.nsteps, self.nrec = self.field(Ctx.NSTEPS), self.field(Ctx.NREC)
@@ -143,26 +142,31 @@ class _Driver:
         self.event = self.variable(I64_T, self.load(ev_start, block, I64_T), "event")
         self.event_end = self.load(ev_start, b.add(block, ir.Constant(I64_T, 1)), I64_T)
         self.block_index = block
-        self.copy_v(block, into_layout=True)
+        self.copy(block, into_layout=True)
         self.loop(ir.Constant(I64_T, 0), self.nsteps, "step", self.step)
-        self.copy_v(block, into_layout=False)
+        self.copy(block, into_layout=False)
 
-    def copy_v(self, block: ir.Value, into_layout: bool) -> None:
-        """The block's voltages from the model's node order into the interleaved layout,
-        or back."""
-        b = self.b
-        bounds, perm = self.array[Ctx.NODE_BOUNDS], self.array[Ctx.NODE_PERM]
-        lo = self.load(bounds, block, I64_T)
-        hi = self.load(bounds, b.add(block, ir.Constant(I64_T, 1)), I64_T)
+    def copy(self, block: ir.Value, into_layout: bool) -> None:
+        """The block's share of each of the plan's copies from the model's order into the
+        layout, or back (those marked `back`)."""
+        b, table = self.b, self.array[Ctx.COPIES]
+        for c, copy in enumerate(self.plan.copies):
+            if not (into_layout or copy.back):
+                continue
+            model, layout, perm, ranges = (
+                self.load(table, ir.Constant(I64_T, 4 * c + k), PTR) for k in range(4)
+            )
+            lo = self.load(ranges, block, I64_T)
+            hi = self.load(ranges, b.add(block, ir.Constant(I64_T, 1)), I64_T)
 
-        def body(n, _exit):
-            at = b.sext(self.load(perm, n, I32_T), I64_T)
-            if into_layout:
-                b.store(self.load(self.array[Ctx.MODEL_V], n, F64_T), self.at(self.v, at, F64_T))
-            else:
-                b.store(self.load(self.v, at, F64_T), self.at(self.array[Ctx.MODEL_V], n, F64_T))
+            def body(i, _exit, model=model, layout=layout, perm=perm, typ=F64_T):
+                at = self.at(layout, b.sext(self.load(perm, i, I32_T), I64_T), typ)
+                if into_layout:
+                    b.store(self.load(model, i, typ), at)
+                else:
+                    b.store(b.load(at, typ=typ), self.at(model, i, typ))
 
-        self.loop(lo, hi, "copy_in" if into_layout else "copy_out", body)
+            self.loop(lo, hi, "copy_in" if into_layout else "copy_out", body)
 
     def step(self, step: ir.Value, leave) -> None:
         b, plan = self.b, self.plan
@@ -302,9 +306,7 @@ class _Worker:
                 Ctx.BLOCK_FIRST: plan.block_first,
                 Ctx.CELL_ROOT: plan.layout.roots,
                 Ctx.BLOWUP: program.blowup,
-                Ctx.NODE_BOUNDS: program.node_bounds,
-                Ctx.NODE_PERM: plan.layout.perm,
-                Ctx.MODEL_V: plan.model_v,
+                Ctx.COPIES: program.copies,
             }
         )
         for k, phase in enumerate(program.phases):
@@ -360,7 +362,15 @@ class CompiledEpoch:
         self.function = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)(address)
         self.receive_first = len(self.phases) - len(plan.receive)
         self.blowup = np.full(plan.nblocks, np.inf)
-        self.node_bounds = plan.block_nodes()
+        self.copies = np.array(
+            [
+                array.ctypes.data
+                for c in plan.copies
+                for array in (c.model, c.layout, c.perm, c.ranges)
+            ]
+            or [0],
+            dtype=np.int64,
+        )
         self.workers = [_Worker(self, blocks) for blocks in partition(plan, threads)]
         self.threads = len(self.workers)
         self.pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None

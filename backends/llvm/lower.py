@@ -41,6 +41,7 @@ from portneuron.ir import (
     Unary,
     Var,
     dtype_of,
+    walk,
 )
 
 from . import simd, vmath
@@ -67,22 +68,10 @@ class LowerError(Exception):
 
 def emits_per_lane(kernel: Kernel) -> dict[str, int]:
     """Records each lane can write to each stream (Emit inside a Loop is not supported)."""
-    counts = {s.name: 0 for s in kernel.streams}
-
-    def walk(body, in_loop: bool) -> None:
-        for s in body:
-            match s:
-                case Emit(stream=stream):
-                    if in_loop:
-                        raise LowerError(f"{kernel.name}: emit inside a loop")
-                    counts[stream] += 1
-                case If(then=then, otherwise=otherwise):
-                    walk(then, in_loop)
-                    walk(otherwise, in_loop)
-                case Loop(body=inner):
-                    walk(inner, True)
-
-    walk(kernel.body, False)
+    counts = walk.emits_per_lane(kernel)
+    for stream, n in counts.items():
+        if n is None:
+            raise LowerError(f"{kernel.name}: emit to {stream} inside a loop")
     return counts
 
 
@@ -139,12 +128,12 @@ class _Lowering:
         return fn
 
     # ------------------------------------------------------------------ the kernel
-    def lower(self) -> None:
+    def lower(self, vectorise: bool = True) -> None:
         b = self.b
         lo, hi = self.fn.args[0], self.fn.args[1]
         counter = self.var("pn.lane", I32)
         b.store(b.trunc(lo, I32_T), counter)
-        analysis = simd.lane_analysis(self.kernel)
+        analysis = simd.lane_analysis(self.kernel) if vectorise else None
         if analysis is not None:  # whole vectors of lanes first
             width = ir.Constant(I32_T, simd.KERNEL_LANES)
             self.counted_loop(
@@ -332,7 +321,10 @@ class _Lowering:
         raise LowerError(f"no lowering for {op} on {dtype}")
 
 
-def lower_kernel(module: ir.Module, kernel: Kernel, math: str = "libm") -> None:
+def lower_kernel(
+    module: ir.Module, kernel: Kernel, math: str = "libm", vectorise: bool = True
+) -> None:
     """Add `kernel` to `module` as a function of the same name. `math` "libm" calls the C
-    library's exp; "vector" uses vmath.exp (arithmetic only, vectorisable)."""
-    _Lowering(module, kernel, math).lower()
+    library's exp; "vector" uses vmath.exp (arithmetic only, vectorisable). Without
+    `vectorise` the lanes run one by one (smaller code, for kernels that run once)."""
+    _Lowering(module, kernel, math).lower(vectorise)

@@ -52,6 +52,7 @@ from portneuron.ir import (
     Var,
     dtype_of,
 )
+from portneuron.ir.walk import expressions, statements, written
 
 from . import vmath
 from .llvm_types import BOOL_T, I32_T, TYPES, alignment
@@ -63,6 +64,10 @@ if TYPE_CHECKING:
 MAX_LANES = 16
 #: Kernel lanes per vector.
 KERNEL_LANES = 8
+#: Kernels of at most this many expressions get a second body for when their index
+#: variables are consecutive (`_gathers`); in longer ones arithmetic dominates, and the
+#: code would double (which costs JIT time).
+MAX_VERSIONED = 200
 #: Branches on a varying condition that write memory get an unmasked fast path (for when
 #: every lane or none takes them) down to this depth; others compute both sides and blend.
 FAST_PATH_DEPTH = 2
@@ -85,8 +90,17 @@ class _Analysis:
     """The kind of every variable the body assigns, and which need no blending. The
     vector index is the loop variable `var`, or with var None the kernel's lane."""
 
-    def __init__(self, body: tuple[Stmt, ...], params: set[str], var: str | None) -> None:
+    def __init__(
+        self,
+        body: tuple[Stmt, ...],
+        params: set[str],
+        var: str | None,
+        affine_loads: frozenset[str] = frozenset(),
+    ) -> None:
         self.var = var
+        self.affine_loads = affine_loads
+        self.contiguous: _Analysis | None = None  # the analysis with `gathers` affine
+        self.gathers: list[tuple[str, str]] = []
         self.kinds: dict[str, str] = {} if var is None else {var: AFFINE}
         self.dtypes: dict[str, DType] = {} if var is None else {var: I32}
         self.assigned: dict[str, set[Scope]] = {} if var is None else {var: {()}}
@@ -154,7 +168,10 @@ class _Analysis:
         for s in body:
             match s:
                 case Assign(name=name, value=value):
-                    self.assign(name, self.kind(value, scope), dtype_of(value), scope, masked)
+                    kind = self.kind(value, scope)
+                    if name in self.affine_loads:
+                        kind = AFFINE
+                    self.assign(name, kind, dtype_of(value), scope, masked)
                 case Store(index=index, value=value):
                     uniform_index = self.kind(index, scope) == UNIFORM
                     if uniform_index and (masked or self.kind(value, scope) != UNIFORM):
@@ -172,19 +189,6 @@ class _Analysis:
                     self.block(inner, scope, masked)
                 case Emit():
                     raise NotVectorisable("emit")
-
-
-def _writes(body: tuple[Stmt, ...]) -> bool:
-    """Whether the statements store to memory."""
-    for s in body:
-        match s:
-            case Store() | AddTo():
-                return True
-            case If(then=then, otherwise=otherwise) if _writes(then + otherwise):
-                return True
-            case Loop(body=inner) if _writes(inner):
-                return True
-    return False
 
 
 def _binary_kind(op: str, a: str, b: str) -> str:
@@ -225,14 +229,86 @@ def lane_analysis(kernel: Kernel) -> _Analysis | None:
     """How to run the kernel's lanes as vectors, or None where they must run one by one."""
     if not independent_lanes(kernel):
         return None
+    params = {p.name for p in kernel.params}
     try:
-        return _Analysis(kernel.body, {p.name for p in kernel.params}, None)
+        analysis = _Analysis(kernel.body, params, None)
     except NotVectorisable:
         return None
+    gathers = _gathers(kernel, analysis)
+    if gathers and sum(1 for _ in expressions(kernel.body)) <= MAX_VERSIONED:
+        try:
+            names = frozenset(name for name, _ in gathers)
+            analysis.contiguous = _Analysis(kernel.body, params, None, names)
+            analysis.gathers = gathers
+        except NotVectorisable:
+            pass
+    return analysis
+
+
+def _gathers(kernel: Kernel, analysis: _Analysis) -> list[tuple[str, str]]:
+    """(variable, array) of the kernel's index variables: i32s assigned once, at the top,
+    from an array the kernel does not write, at the lane's own element, and used as
+    indices (a mechanism's `node_index[lane]`). Where a vector's lanes have consecutive
+    indices (checked at run time), such a variable is affine, and what it indexes is
+    loaded and stored as whole vectors."""
+    stores = written(kernel.body)
+    used = set()
+    for s in statements(kernel.body):
+        match s:
+            case Store(index=Var(name=name)) | AddTo(index=Var(name=name)):
+                used.add(name)
+    for e in expressions(kernel.body):
+        if isinstance(e, Load) and isinstance(e.index, Var):
+            used.add(e.index.name)
+    own: set[str] = set()
+    out = []
+    for s in kernel.body:
+        if not isinstance(s, Assign) or analysis.assigned.get(s.name) != {()}:
+            continue
+        match s.value:
+            case Lane():
+                own.add(s.name)
+            case Load(array=array, index=index, dtype=dtype) if (
+                dtype == I32
+                and array not in stores
+                and s.name in used
+                and (isinstance(index, Lane) or (isinstance(index, Var) and index.name in own))
+            ):
+                out.append((s.name, array))
+    return out
 
 
 def lower_lanes(lowering: _Lowering, analysis: _Analysis, lane: ir.Value) -> None:
-    """The kernel's body for lanes lane .. lane + KERNEL_LANES - 1 (lane: an i32)."""
+    """The kernel's body for lanes lane .. lane + KERNEL_LANES - 1 (lane: an i32); twice
+    where the kernel has index variables (`_gathers`): for when they are consecutive in
+    every one of the vector's lanes, and for when they are not."""
+    if analysis.contiguous is None:
+        _lower_body(lowering, analysis, lane)
+        return
+    b = lowering.b
+    n = KERNEL_LANES
+    iota = ir.Constant(ir.VectorType(I32_T, n), list(range(n)))
+    consecutive = None
+    for array in dict.fromkeys(array for _, array in analysis.gathers):
+        address = lowering.address(array, lane, I32)
+        index = b.load(address, typ=ir.VectorType(I32_T, n), align=alignment(I32))
+        first = b.extract_element(index, ir.Constant(I32_T, 0))
+        splat = b.shuffle_vector(
+            b.insert_element(ir.Constant(index.type, ir.Undefined), first, ir.Constant(I32_T, 0)),
+            ir.Constant(index.type, ir.Undefined),
+            ir.Constant(ir.VectorType(I32_T, n), [0] * n),
+        )
+        bits = b.bitcast(b.icmp_signed("==", index, b.add(splat, iota)), ir.IntType(n))
+        same = b.icmp_unsigned("==", bits, ir.Constant(ir.IntType(n), (1 << n) - 1))
+        consecutive = same if consecutive is None else b.and_(consecutive, same)
+    with b.if_else(consecutive) as (yes, no):
+        with yes:
+            _lower_body(lowering, analysis.contiguous, lane)
+        with no:
+            _lower_body(lowering, analysis, lane)
+
+
+def _lower_body(lowering: _Lowering, analysis: _Analysis, lane: ir.Value) -> None:
     vector = _Vector(lowering, analysis, KERNEL_LANES)
     vector.lane = lane
     vector.block(lowering.kernel.body)
@@ -419,6 +495,11 @@ class _Vector:
     def stmt(self, s: Stmt) -> None:
         b, lw = self.b, self.lw
         match s:
+            case Assign(name=name, value=Load(array=array, index=index, dtype=dtype)) if (
+                name in self.analysis.affine_loads
+            ):  # consecutive: the first lane's element is the base
+                _, i = self.expr(index)
+                b.store(b.load(lw.address(array, i, dtype), typ=TYPES[dtype]), self.slots[name])
             case Assign(name=name, value=value):
                 kind, x = self.expr(value)
                 slot, target = self.slots[name], self.analysis.kinds[name]
@@ -459,7 +540,9 @@ class _Vector:
         b = self.b
         on = c if self.mask is None else b.and_(self.mask, c)
         off = b.not_(c) if self.mask is None else b.and_(self.mask, b.not_(c))
-        fast = self.mask is None and self.depth < FAST_PATH_DEPTH and _writes(then + otherwise)
+        fast = (
+            self.mask is None and self.depth < FAST_PATH_DEPTH and bool(written(then + otherwise))
+        )
         if not fast:
             with self.masked(on):
                 self.block(then)

@@ -22,7 +22,7 @@ class NumpyBackend(Backend):
     def availability(cls) -> tuple[bool, str]:
         return True, f"NumPy {np.__version__} (reference)"
 
-    def compile(self, kernel: Kernel) -> Program:
+    def compile(self, kernel: Kernel, hot: bool = True) -> Program:
         return Program(fold_constants(verify_kernel(kernel)))
 
     def run(

@@ -59,7 +59,8 @@ class BoundMechanism:
         self.spare_row = 0
         for kernel in mech.kernels:
             self._check(kernel)
-            self.kernels[kernel.name] = backend.compile(kernel)
+            hot = not (kernel.name == "init" or kernel.name.startswith("table_"))  # run once
+            self.kernels[kernel.name] = backend.compile(kernel, hot)
         self._table_state: tuple | None = None
 
     def _check(self, kernel: Kernel) -> None:

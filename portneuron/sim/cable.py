@@ -37,7 +37,7 @@ def clear_matrix() -> Kernel:
 def capacitance() -> Kernel:
     """cm/dt on the diagonal (2cm/dt for Crank-Nicolson), after the mechanisms' conductances."""
     kb = KernelBuilder("capacitance", "instance", "capacitive term of the diagonal")
-    node = kb.array("node_index", I32, "instance")[kb.lane]
+    node = kb.assign("node", kb.array("node_index", I32, "instance")[kb.lane])
     cm = kb.array("mech.cm", F64, "instance")[kb.lane]
     cfac = kb.assign("cfac", b.mul(0.001, kb.scalar("cj")))
     kb.array("node.d", F64, "node")

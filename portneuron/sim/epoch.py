@@ -4,8 +4,11 @@ Cells are grouped into blocks of `width` consecutive cells. Within an epoch cell
 interact (every NetCon delay is at least the epoch's length), so a backend may take each
 block through all of the epoch's steps before it starts the next: the block's data stay in
 cache for the whole epoch. A block's nodes are stored interleaved (`Interleaved`), so that
-the Hines solve and the axial terms of its cells go at once as SIMD lanes; the backend
-copies the voltages in and out of that layout at the start and end of the epoch. Each step
+the Hines solve and the axial terms of its cells go at once as SIMD lanes, and each
+mechanism set's instances are stored in the order of their nodes there (`Instances`), so
+that a kernel's consecutive lanes touch consecutive nodes. The backend copies the voltages
+and the mechanisms' per-instance arrays in and out of that layout at the start and end of
+a block's epoch (`Copy`). Each step
 of a block is `Simulation.step`, operation for operation, on the block's share of every
 array:
 
@@ -25,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from portneuron.ir import Kernel, verify_kernel
+from portneuron.ir import F64, Kernel, verify_kernel
 from portneuron.ir.passes import fold_constants
+from portneuron.ir.walk import written
 
 from . import cable
 
@@ -81,7 +85,8 @@ class EpochEvents:
         self.generation += 1
 
     def pack(self, picked: list[tuple[int, int, float, int, float, int]]) -> None:
-        """Store (block, phase, t, instance, flag, weight row) events, given in time order."""
+        """Store (block, phase, t, instance, flag, weight row) events, given in time order;
+        instances in the plan's sorted order (`Instances`)."""
         if not picked:
             self.start[:] = 0
             return
@@ -202,13 +207,60 @@ class Interleaved:
         return out
 
 
+class Instances:
+    """A mechanism set's instances sorted by their node in the interleaved layout, stably
+    (instances of one node keep their order, so every sum into a node is formed as in the
+    model's order). Sorting keeps each block's instances in the block's range of instance
+    numbers, so the block ranges stay those of the model's order. The kernels get
+    per-instance arrays in this order: index arrays permuted once, the others copies that
+    the backend fills each epoch (and writes back where a kernel writes them). `perm` takes
+    a model instance to its place."""
+
+    def __init__(self, layout_node: np.ndarray) -> None:
+        self.order = np.argsort(layout_node, kind="stable")
+        self.perm = np.empty(len(self.order), dtype=np.int32)
+        self.perm[self.order] = np.arange(len(self.order), dtype=np.int32)
+        self.copies: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name: (model, sorted)
+        self.written: set[str] = set()
+
+    def args(self, kernel: Kernel, args: dict[str, Any]) -> dict[str, Any]:
+        """The kernel's arguments with its per-instance arrays in the sorted order."""
+        out = dict(args)
+        self.written |= written(kernel.body)
+        for p in kernel.params:
+            if p.space != "instance" or p.name not in args:
+                continue
+            value = np.asarray(args[p.name])
+            if p.dtype != F64:  # node numbers, ion instances: fixed, permuted once
+                out[p.name] = value[self.order]
+                continue
+            if p.name not in self.copies:
+                self.copies[p.name] = (value, np.zeros_like(value))
+            out[p.name] = self.copies[p.name][1]
+        return out
+
+
+@dataclass
+class Copy:
+    """A float64 array the backend copies into the epoch's layout when it starts a block,
+    layout[perm[i]] = model[i] for the block's i in ranges[b]:ranges[b+1], and, if `back`,
+    out again when it finishes the block's epoch."""
+
+    model: np.ndarray
+    layout: np.ndarray
+    perm: np.ndarray  # int32
+    ranges: np.ndarray  # int64 [nblocks + 1]
+    back: bool
+
+
 @dataclass
 class EpochPlan:
     width: int
     block_first: np.ndarray  # int32 [nblocks + 1]: the cells of each block
     cell_first: np.ndarray  # int32 [ncell + 1]
     layout: Interleaved
-    model_v: np.ndarray  # the model's voltages, copied into `v` and back each epoch
+    copies: list[Copy]  # the voltages first
+    instances: dict[int, Instances]  # of each real mechanism set
     dt: float
     threshold: Phase | None
     first_half: list[Phase]
@@ -269,13 +321,17 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
     nblocks = len(block_first) - 1
     whole_blocks = np.arange(nblocks + 1, dtype=np.int64)
 
-    def phase(kernel: Kernel, args: dict, ranges: np.ndarray) -> Phase:
+    def phase(kernel: Kernel, args: dict, ranges: np.ndarray, owner: int = -1) -> Phase:
+        """Kernel over ranges; with the owner's instances sorted if it is a mechanism set."""
         kernel = _kernel(kernel)
         if kernel.streams:
             raise Unsupported(f"kernel {kernel.name} emits events during the step")
+        if owner in instances:
+            args = instances[owner].args(kernel, args)
         return Phase(kernel, args, ranges)
 
     ir = sim.ir
+    instances: dict[int, Instances] = {}
     layout = Interleaved(cell_first, model.nodes.parent_index, nblocks, width)
     node_ranges = layout.base
     ion_ranges = {ion.name: _ranges(ion.node_index, bounds, ion.name) for ion in model.ions}
@@ -286,12 +342,13 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
     real = [m for m in sim.mechanisms if not m.set.is_artificial]
     set_ranges = {m.index: _ranges(m.set.node_index, bounds, m.set.name) for m in real}
     set_args = {m.index: layout.args(m.args) for m in real}
+    instances.update({m.index: Instances(set_args[m.index]["node_index"]) for m in real})
     for m in real:
         if m.has("current"):
             current = m.set.mechanism.kernel("current")
-            first.append(phase(current, set_args[m.index], set_ranges[m.index]))
+            first.append(phase(current, set_args[m.index], set_ranges[m.index], m.index))
     for m, args in zip(sim.capacitance_sets, sim.capacitance):
-        first.append(phase(ir["capacitance"], layout.args(args), set_ranges[m]))
+        first.append(phase(ir["capacitance"], layout.args(args), set_ranges[m], m))
     block_args = {**cable_args, **layout.block_args()}
     first.append(phase(cable.axial_interleaved(width), block_args, whole_blocks))
     first.append(phase(cable.hines_interleaved(width), block_args, whole_blocks))
@@ -301,7 +358,7 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
             first.append(phase(kernel, layout.args(args), ion_ranges[ion.name]))
     first.append(phase(ir["update_voltage"], cable_args, node_ranges))
     second = [
-        phase(m.set.mechanism.kernel("state"), set_args[m.index], set_ranges[m.index])
+        phase(m.set.mechanism.kernel("state"), set_args[m.index], set_ranges[m.index], m.index)
         for m in real
         if m.has("state")
     ]
@@ -311,8 +368,14 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
             kernel = _kernel(m.set.mechanism.kernel("net_receive"))
             if kernel.streams:
                 raise Unsupported(f"{m.set.name}: NET_RECEIVE sends events (net_send/net_event)")
-            receive.append(Phase(kernel, set_args[m.index], whole_blocks))
+            args = instances[m.index].args(kernel, set_args[m.index])
+            receive.append(Phase(kernel, args, whole_blocks))
             receive_sets.append(m.index)
+    copies = [Copy(model.nodes.v, layout.arrays["node.v"], layout.perm, bounds, True)]
+    for m, sorted_ in instances.items():
+        for name, (model_array, copy) in sorted_.copies.items():
+            back = name in sorted_.written
+            copies.append(Copy(model_array, copy, sorted_.perm, set_ranges[m], back))
 
     threshold = None
     presyn_node = model.presyns.node[sim.voltage_presyn]
@@ -325,7 +388,8 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
         block_first=block_first,
         cell_first=cell_first,
         layout=layout,
-        model_v=model.nodes.v,
+        copies=copies,
+        instances=instances,
         dt=sim.dt,
         threshold=threshold,
         first_half=first,
@@ -342,6 +406,7 @@ def collect_events(sim: Simulation, events: EpochEvents, until: float) -> None:
     """Take every queued event due by `until` (the epoch's end) into `events`: artificial
     cells' events are delivered now, in time order; real cells' events sorted into blocks."""
     picked: list[tuple[int, int, float, int, float, int]] = []  # (block, phase, t, ...)
+    plan_instances = events.plan.instances  # the NET_RECEIVE kernels see sorted instances
     while (event := sim.queue.pop_due(until)) is not None:
         bound = sim.mechanisms[event.target_set]
         if bound.set.is_artificial:
@@ -350,5 +415,6 @@ def collect_events(sim: Simulation, events: EpochEvents, until: float) -> None:
             continue
         block = int(events.instance_block[event.target_set][event.instance])
         phase = events.phase_of_set[event.target_set]
-        picked.append((block, phase, event.t, event.instance, event.flag, event.row))
+        instance = int(plan_instances[event.target_set].perm[event.instance])
+        picked.append((block, phase, event.t, instance, event.flag, event.row))
     events.pack(picked)

@@ -155,8 +155,8 @@ class Simulation:
             second = self._compile(cable.second_order_current(x))
             self.ion_kernels.append((ion, args, reset, second))
             if (ion.style & 0o44).any():
-                init = self.backend.compile(cable.ion_init(x))
-                wrote = self.backend.compile(cable.ion_init(x, concentrations=False))
+                init = self.backend.compile(cable.ion_init(x), hot=False)
+                wrote = self.backend.compile(cable.ion_init(x, concentrations=False), hot=False)
                 self.ion_inits.append((ion, args, init, wrote))
 
     def _bind_netcons(self) -> None:

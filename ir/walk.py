@@ -1,0 +1,101 @@
+"""Walking a kernel's statements and expressions: what the analyses of every backend share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .nodes import (
+    AddTo,
+    Assign,
+    Binary,
+    Call,
+    Cast,
+    Emit,
+    Expr,
+    If,
+    Kernel,
+    Load,
+    Loop,
+    Select,
+    Stmt,
+    Store,
+    Unary,
+)
+
+
+def statements(body: tuple[Stmt, ...]) -> Iterator[Stmt]:
+    """Every statement, each before the statements nested in it."""
+    for s in body:
+        yield s
+        match s:
+            case If(then=then, otherwise=otherwise):
+                yield from statements(then)
+                yield from statements(otherwise)
+            case Loop(body=inner):
+                yield from statements(inner)
+
+
+def subexpressions(e: Expr) -> Iterator[Expr]:
+    """`e` and every expression inside it, parents first."""
+    yield e
+    match e:
+        case Load(index=x) | Unary(operand=x) | Cast(operand=x):
+            yield from subexpressions(x)
+        case Binary(lhs=x, rhs=y):
+            yield from subexpressions(x)
+            yield from subexpressions(y)
+        case Select(cond=c, then=t, otherwise=o):
+            for x in (c, t, o):
+                yield from subexpressions(x)
+        case Call(args=args):
+            for x in args:
+                yield from subexpressions(x)
+
+
+def own_expressions(s: Stmt) -> tuple[Expr, ...]:
+    """The expressions a statement evaluates itself (not those of statements inside it)."""
+    match s:
+        case Assign(value=value):
+            return (value,)
+        case Store(index=index, value=value) | AddTo(index=index, value=value):
+            return (index, value)
+        case If(cond=cond):
+            return (cond,)
+        case Loop(start=start, stop=stop):
+            return (start, stop)
+        case Emit(values=values):
+            return values
+    return ()
+
+
+def expressions(body: tuple[Stmt, ...]) -> Iterator[Expr]:
+    """Every expression the statements evaluate, subexpressions included."""
+    for s in statements(body):
+        for e in own_expressions(s):
+            yield from subexpressions(e)
+
+
+def written(body: tuple[Stmt, ...]) -> set[str]:
+    """The arrays the statements store to or add to."""
+    return {s.array for s in statements(body) if isinstance(s, (Store, AddTo))}
+
+
+def emits_per_lane(kernel: Kernel) -> dict[str, int | None]:
+    """The Emit statements of each stream, which bound the records one lane writes (each
+    runs at most once a lane); None for a stream emitted to inside a loop (unbounded)."""
+    counts: dict[str, int | None] = {s.name: 0 for s in kernel.streams}
+
+    def block(body: tuple[Stmt, ...], in_loop: bool) -> None:
+        for s in body:
+            match s:
+                case Emit(stream=stream):
+                    n = counts[stream]
+                    counts[stream] = None if in_loop or n is None else n + 1
+                case If(then=then, otherwise=otherwise):
+                    block(then, in_loop)
+                    block(otherwise, in_loop)
+                case Loop(body=inner):
+                    block(inner, True)
+
+    block(kernel.body, False)
+    return counts
