@@ -38,11 +38,16 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if args.emit == "ir":
             sys.stdout.write(format_mechanism(mechanism))
             continue
-        from .backends import load_backend
+        if args.emit == "cuda":  # source only: no PyCUDA or GPU needed, so not load_backend
+            from .backends.cuda import CudaBackend
 
-        backend = load_backend("llvm")
+            backend, comment = CudaBackend(), "//"
+        else:
+            from .backends import load_backend
+
+            backend, comment = load_backend("llvm"), ";"
         for kernel in mechanism.kernels:
-            print(f"; ==== {mechanism.name}.{kernel.name} ({args.emit})")
+            print(f"{comment} ==== {mechanism.name}.{kernel.name} ({args.emit})")
             sys.stdout.write(backend.emit(kernel, args.emit))
     return 0
 
@@ -137,10 +142,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def best_backend() -> str:
-    """The fastest backend that can run here (compiled ones first, numpy as the fallback)."""
+    """The fastest backend that can run here (compiled ones first, numpy as the fallback).
+    Not cuda yet: it copies every kernel's arrays to the GPU and back, so it is chosen
+    only by name until the model's arrays stay on the GPU."""
     from .backends import backend_names, backend_status
 
-    for name in ("cuda", "llvm", "numpy"):
+    for name in ("llvm", "numpy"):
         if name in backend_names() and backend_status(name).available:
             return name
     return "numpy"
@@ -160,9 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--emit",
-        choices=["ir", "llvm", "asm"],
+        choices=["ir", "llvm", "asm", "cuda"],
         default="ir",
-        help="what to print: portneuron IR, optimised LLVM IR or host assembly (default: ir)",
+        help="what to print: portneuron IR, optimised LLVM IR, host assembly or CUDA C "
+        "(default: ir)",
     )
     p.set_defaults(func=cmd_compile)
 

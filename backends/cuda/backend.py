@@ -1,0 +1,195 @@
+"""The cuda backend: IR kernels as CUDA C (source.py), compiled and launched with PyCUDA.
+
+This is the simple, correct path: every `run` copies the kernel's arrays to the GPU,
+launches, and copies back the arrays the kernel writes and the records it emits. Arrays
+that stay on the GPU across kernels and steps (device-resident epochs) are a later step.
+PyCUDA is imported only by `availability` and `compile`, so generating source (`emit`,
+`portneuron compile --emit cuda`) needs neither PyCUDA nor a GPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from portneuron.ir import BOOL, F64, I32, Kernel, verify_kernel
+from portneuron.ir.interpret import NUMPY_DTYPES
+from portneuron.ir.passes import fold_constants
+
+from ..base import Backend
+from .mapping import ThreadMapping, emits_per_lane, thread_mapping, written_arrays
+from .source import kernel_source
+
+#: nvcc options: no fused multiply-add, which would round a*b + c once where the
+#: interpreter rounds twice.
+NVCC_OPTIONS = ("--fmad=false",)
+#: Doubles are added atomically (atomicAdd on double) from compute capability 6.0.
+MIN_COMPUTE_CAPABILITY = (6, 0)
+#: How each scalar type is passed to a kernel (PyCUDA packs NumPy scalars).
+SCALARS = {F64: np.float64, I32: np.int32, BOOL: np.uint8}
+FUNCTION = "pn_kernel"
+
+
+def dumping(stage: str) -> bool:
+    """PORTNEURON_DUMP=cuda prints the CUDA source of every compiled kernel to stderr."""
+    return stage in os.environ.get("PORTNEURON_DUMP", "").split(",")
+
+
+@dataclass
+class CompiledKernel:
+    kernel: Kernel
+    mapping: ThreadMapping
+    function: Any  # pycuda.driver.Function
+    source: str
+    written: frozenset[str]
+    emits: dict[str, int]
+
+
+class CudaBackend(Backend):
+    name: ClassVar[str] = "cuda"
+    device_kind: ClassVar[str] = "gpu"
+    simd_width: ClassVar[int] = 1
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        if importlib.util.find_spec("pycuda") is None:
+            return False, (
+                "PyCUDA is not installed (pip install portneuron[cuda]; PyCUDA builds against "
+                "a CUDA toolkit)"
+            )
+        try:
+            import pycuda.driver as driver
+        except ImportError as exc:  # its extension links libcuda, the driver's library
+            return False, f"PyCUDA cannot load the CUDA driver: {exc}"
+        try:
+            driver.init()
+            count = driver.Device.count()
+        except driver.Error as exc:
+            return False, f"the CUDA driver does not start (cuInit: {exc})"
+        if count == 0:
+            return False, "the CUDA driver finds no GPU"
+        device = driver.Device(0)
+        major, minor = device.compute_capability()
+        if (major, minor) < MIN_COMPUTE_CAPABILITY:
+            return False, (
+                f"{device.name()} has compute capability {major}.{minor}; the cuda backend "
+                "needs 6.0 or later (atomicAdd on doubles)"
+            )
+        return True, f"{device.name()}, compute capability {major}.{minor}"
+
+    def emit(self, kernel: Kernel, stage: str) -> str:
+        """The CUDA C source ("cuda") of a kernel, as `compile` builds it."""
+        if stage != "cuda":
+            raise ValueError(f"the cuda backend emits cuda, not {stage!r}")
+        return kernel_source(fold_constants(verify_kernel(kernel)))
+
+    def compile(self, kernel: Kernel, hot: bool = True) -> CompiledKernel:
+        """`hot` is accepted for the protocol; every kernel is compiled the same way."""
+        import pycuda.autoprimaryctx  # noqa: F401  (the device's primary context, current)
+        from pycuda.compiler import SourceModule
+
+        kernel = fold_constants(verify_kernel(kernel))
+        source = kernel_source(kernel, FUNCTION)
+        if dumping("cuda"):
+            print(source, file=sys.stderr)
+        module = SourceModule(source, options=list(NVCC_OPTIONS), no_extern_c=True)
+        return CompiledKernel(
+            kernel,
+            thread_mapping(kernel),
+            module.get_function(FUNCTION),
+            source,
+            frozenset(written_arrays(kernel)),
+            emits_per_lane(kernel),
+        )
+
+    def run(
+        self, compiled: CompiledKernel, args: Mapping[str, Any], lanes: int
+    ) -> dict[str, dict[str, Any]]:
+        import pycuda.driver as driver
+
+        kernel = compiled.kernel
+        arrays = _checked_arrays(kernel, args, compiled.written)
+        if lanes <= 0:
+            return {
+                s.name: {f: np.empty(0, NUMPY_DTYPES[t]) for f, t in s.fields}
+                for s in kernel.streams
+            }
+        allocations = []
+
+        def to_device(host: np.ndarray):
+            device = driver.mem_alloc(max(host.nbytes, 1))
+            allocations.append(device)
+            if host.nbytes:
+                driver.memcpy_htod(device, host)
+            return device
+
+        try:
+            values = [
+                to_device(arrays[p.name]) if p.is_array else SCALARS[p.dtype](args[p.name])
+                for p in kernel.params
+            ]
+            streams = {}
+            for s in kernel.streams:
+                capacity = lanes * compiled.emits[s.name]
+                fields = {f: np.empty(capacity, NUMPY_DTYPES[t]) for f, t in s.fields}
+                order, count = np.empty(capacity, np.int64), np.zeros(1, np.uint64)
+                buffers = [to_device(a) for a in (*fields.values(), order, count)]
+                values += buffers
+                streams[s.name] = (fields, order, count, buffers)
+            mapping = compiled.mapping
+            compiled.function(
+                np.int64(0),
+                np.int64(lanes),
+                *values,
+                block=(mapping.block, 1, 1),
+                grid=(mapping.grid(lanes), 1),
+            )
+            for p, value in zip(kernel.params, values):
+                if p.name in compiled.written:
+                    driver.memcpy_dtoh(arrays[p.name], value)
+            return {name: _records(driver, *stream) for name, stream in streams.items()}
+        finally:
+            for device in allocations:
+                device.free()
+
+
+def _checked_arrays(
+    kernel: Kernel, args: Mapping[str, Any], written: frozenset[str]
+) -> dict[str, np.ndarray]:
+    """The kernel's array arguments, checked: NumPy arrays of the parameter's type, in one
+    piece, and no array the kernel writes overlapping another argument (each goes to the
+    GPU as its own copy, and the kernel's pointers are `__restrict__`)."""
+    arrays = {}
+    for p in kernel.params:
+        if not p.is_array:
+            continue
+        value = args[p.name]
+        if not isinstance(value, np.ndarray) or value.dtype != NUMPY_DTYPES[p.dtype]:
+            raise TypeError(f"{kernel.name}: {p.name!r} needs a NumPy {p.dtype.value} array")
+        if not value.flags.c_contiguous:
+            raise TypeError(f"{kernel.name}: {p.name!r} must be contiguous")
+        arrays[p.name] = value
+    for name in written:
+        for other, value in arrays.items():
+            if other != name and np.may_share_memory(arrays[name], value):
+                raise ValueError(
+                    f"{kernel.name}: {name!r} and {other!r} share memory, which the cuda "
+                    "backend does not allow for an array the kernel writes"
+                )
+    return arrays
+
+
+def _records(driver, fields, order, count, buffers) -> dict[str, np.ndarray]:
+    """A stream's records brought back in the interpreter's order (lane by lane)."""
+    driver.memcpy_dtoh(count, buffers[-1])
+    n = int(count[0])
+    for host, device in zip((*fields.values(), order), buffers):
+        if n:
+            driver.memcpy_dtoh(host[:n], device)
+    ranks = np.argsort(order[:n], kind="stable")
+    return {name: values[:n][ranks] for name, values in fields.items()}

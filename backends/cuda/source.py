@@ -1,0 +1,436 @@
+"""IR kernel -> CUDA C, one `extern "C" __global__` function per kernel.
+
+The function is `NAME(long long lo, long long hi, ...)`, running lanes lo .. hi-1: one
+thread per lane, `lane = lo + blockIdx.x * blockDim.x + threadIdx.x`, or one thread per
+lane and parallel-loop iteration for the kernels mapping.py splits (the interleaved
+Hines solve: one thread per cell). After lo and hi come the kernel's parameters in order:
+a scalar by value (`double`, `int`, `bool`), an array as a `__restrict__` pointer, `const`
+where the kernel never writes it. Then, for each stream as in the llvm backend's slots,
+one pointer per field and the record count (`unsigned long long*`), with one more field
+before the count: `order` (`long long*`), each record's place in lane order.
+
+The semantics are the interpreter's, statement for statement, in double precision:
+
+- an `If` is a branch, a `Loop` a `for` whose bound is evaluated once, before it; an
+  assignment to a local whose value nothing uses is left out (it computes nothing, and
+  nvcc warns about the variable);
+- `AddTo` is `atomicAdd` (sm_60 and later for doubles) unless every write to the array is
+  at the lane's own element, where no two lanes meet and a plain `+=` is exact; where
+  lanes do meet, they add in the order they arrive, not in lane order, so such sums may
+  differ from the interpreter's in the last bits;
+- `Emit` takes a slot with `atomicAdd` on the stream's count, so records arrive in any
+  order; `order` = lane * (emits of the stream) + (which emit statement it is), and the
+  host sorts by it, which gives the interpreter's order (lane by lane, statement order
+  within a lane: an emit never runs in a loop);
+- math is CUDA's double-precision device functions (exp, log, pow, ...: within 1-2 ulp,
+  not bit-equal to the C library's), except min/max, which follow NumPy (a NaN on either
+  side wins); comparisons are C's, which are NumPy's (NaN != x, NaN compares false);
+- casts to int truncate toward zero; bools cast to 0 or 1;
+- `&&`, `||` and `?:` evaluate only the side they need; IR expressions have no side
+  effects, so all that is skipped is work whose result is discarded;
+- compile with `--fmad=false`: nvcc would otherwise fuse a*b + c into one rounding, where
+  the interpreter, and NEURON, round twice.
+
+Integer overflow wraps in NumPy and is undefined in C; kernels index arrays of fewer than
+2**31 elements and never overflow.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from portneuron.ir import (
+    BOOL,
+    F64,
+    I32,
+    AddTo,
+    Assign,
+    Binary,
+    Call,
+    Cast,
+    Const,
+    DType,
+    Emit,
+    Expr,
+    If,
+    Kernel,
+    Lane,
+    Load,
+    Loop,
+    Select,
+    Stmt,
+    Store,
+    Unary,
+    Var,
+    dtype_of,
+    verify_kernel,
+)
+from portneuron.ir.walk import own_expressions, subexpressions
+
+from .helpers import HELPERS
+from .mapping import (
+    ThreadMapping,
+    UnsupportedKernel,
+    emits_per_lane,
+    lane_private_arrays,
+    outer_parallel_loops,
+    thread_mapping,
+    written_arrays,
+)
+from .names import Names, sanitize
+
+C_TYPES = {F64: "double", I32: "int", BOOL: "bool"}
+_INFIX = {
+    "add": "+", "sub": "-", "mul": "*", "div": "/", "lt": "<", "le": "<=", "gt": ">",
+    "ge": ">=", "eq": "==", "ne": "!=", "and": "&&", "or": "||",
+}  # fmt: skip
+INDENT = "    "
+
+# Precedence classes of a rendered expression, tightest first. C would need parentheses
+# only for a looser class inside a tighter one; the source also puts them around a prefix
+# operator or a negative constant inside an infix one, as the IR printer does.
+ATOM, CAST, PREFIX, INFIX, TERNARY = range(5)
+
+
+def kernel_source(kernel: Kernel, name: str | None = None) -> str:
+    """CUDA C for `kernel` as function `name` (default: the kernel's name), with the helper
+    functions it needs: a complete source file."""
+    return module_source([(kernel, name)])
+
+
+def module_source(kernels: Iterable[tuple[Kernel, str | None]]) -> str:
+    """One source file holding several kernels (names must differ), helpers once."""
+    rendered = [_Kernel(verify_kernel(k), name) for k, name in kernels]
+    helpers = sorted(set().union(*(r.helpers for r in rendered)))
+    parts = [HELPERS[h] for h in helpers] + [r.text for r in rendered]
+    return "\n".join(parts)
+
+
+def signature(kernel: Kernel, names: Names) -> list[str]:
+    """The parameter declarations after lo and hi (module docstring)."""
+    written = written_arrays(kernel)
+    out = []
+    for p in kernel.params:
+        c_name = names(("param", p.name), p.name)
+        if not p.is_array:
+            out.append(f"{C_TYPES[p.dtype]} {c_name}")
+        elif p.name in written:
+            out.append(f"{C_TYPES[p.dtype]}* __restrict__ {c_name}")
+        else:
+            out.append(f"const {C_TYPES[p.dtype]}* __restrict__ {c_name}")
+    for s in kernel.streams:
+        for field, dtype in s.fields:
+            c_name = names(("stream", s.name, field), f"{s.name}_{field}")
+            out.append(f"{C_TYPES[dtype]}* __restrict__ {c_name}")
+        out.append(f"long long* __restrict__ {names(('order', s.name), f'{s.name}_order')}")
+        out.append(f"unsigned long long* {names(('count', s.name), f'{s.name}_count')}")
+    return out
+
+
+class _Kernel:
+    """Renders one kernel; `text` is its source, `helpers` the helper functions it calls."""
+
+    def __init__(self, kernel: Kernel, name: str | None) -> None:
+        self.kernel = kernel
+        self.name = sanitize(name or kernel.name)
+        self.mapping: ThreadMapping = thread_mapping(kernel)
+        self.split = (
+            {id(loop) for loop in outer_parallel_loops(kernel.body)}
+            if self.mapping.threads_per_lane > 1
+            else set()
+        )
+        self.private = lane_private_arrays(kernel)
+        self.emits = emits_per_lane(kernel)
+        self.emitted = dict.fromkeys(self.emits, 0)
+        self.helpers: set[str] = set()
+        self.names = Names()
+        self.params = signature(kernel, self.names)
+        self.scalars = {p.name for p in kernel.params if not p.is_array}
+        self.read = live_variables(kernel.body)
+        self.locals: dict[str, str] = {}  # C name -> C type, in order of appearance
+        self.lines: list[str] = []
+        self.depth = 1
+        self.uses_lane = False
+        self.block(kernel.body, ())
+        self.text = self.assemble()
+
+    # ------------------------------------------------------------------ layout
+    def assemble(self) -> str:
+        k, m = self.kernel, self.mapping
+        head = [f"// {k.name}: {k.doc}" if k.doc else f"// {k.name}", f"// lanes: {k.lanes}"]
+        if m.threads_per_lane > 1:
+            head.append(
+                f"// {m.threads_per_lane} threads per lane, one per iteration of its parallel "
+                f"loops; launch with blockDim.x "
+                + ("a multiple of " if m.barrier == "__syncwarp" else "= ")
+                + str(m.threads_per_lane)
+            )
+        elif m.reason:
+            head.append(f"// one thread per lane; the parallel loops run in it: {m.reason}")
+        else:
+            head.append("// one thread per lane")
+        params = ",\n".join(INDENT + p for p in ["long long lo", "long long hi", *self.params])
+        out = [*head, f'extern "C" __global__ void {self.name}(\n{params})', "{"]
+        out += [INDENT + line for line in self.preamble()]
+        out += [f"{INDENT}{c_type} {name};" for name, c_type in self.locals.items()]
+        out += self.lines
+        out.append("}")
+        return "\n".join(out) + "\n"
+
+    def preamble(self) -> list[str]:
+        w = self.mapping.threads_per_lane
+        lane = ["const int lane = (int)index;"] if self.uses_lane else []
+        if w == 1:
+            return [
+                "const long long index = lo + (long long)blockIdx.x * blockDim.x + threadIdx.x;",
+                "if (index >= hi) {",
+                f"{INDENT}return;",
+                "}",
+                *lane,
+            ]
+        lines = [
+            "const long long thread = (long long)blockIdx.x * blockDim.x + threadIdx.x;",
+            f"const long long index = lo + thread / {w};",
+            "if (index >= hi) {",
+            f"{INDENT}return;  // the lane's threads return together",
+            "}",
+            *lane,
+            f"const int iteration = (int)(thread % {w});",
+        ]
+        if self.mapping.barrier == "__syncwarp":
+            bits = (
+                "0xffffffffu" if w == 32 else f"{hex((1 << w) - 1)}u << (threadIdx.x & {32 - w}u)"
+            )
+            lines.append(f"const unsigned group = {bits};  // this lane's threads in the warp")
+        return lines
+
+    def emit_line(self, text: str) -> None:
+        self.lines.append(INDENT * self.depth + text)
+
+    def local(self, name: str, dtype: DType, key: object = None) -> str:
+        """The C name of local `name` (or of `key`, a variable of the source's own),
+        declared at the top of the function."""
+        c_name = self.names(("local", name) if key is None else key, name)
+        self.locals.setdefault(c_name, C_TYPES[dtype])
+        return c_name
+
+    def barrier(self) -> str:
+        return "__syncwarp(group);" if self.mapping.barrier == "__syncwarp" else "__syncthreads();"
+
+    # ------------------------------------------------------------------ statements
+    def block(self, body: tuple[Stmt, ...], loops: tuple[str, ...]) -> None:
+        for s in body:
+            self.stmt(s, loops)
+
+    def nested(self, body: tuple[Stmt, ...], loops: tuple[str, ...]) -> None:
+        self.depth += 1
+        self.block(body, loops)
+        self.depth -= 1
+
+    def stmt(self, s: Stmt, loops: tuple[str, ...]) -> None:
+        match s:
+            case Assign(name=name, value=value):
+                if name in self.read:
+                    self.emit_line(f"{self.local(name, dtype_of(value))} = {self.top(value)};")
+            case Store(array=array, index=index, value=value):
+                self.emit_line(f"{self.element(array, index)} = {self.top(value)};")
+            case AddTo(array=array, index=index, value=value):
+                at, x = self.element(array, index), self.top(value)
+                if array in self.private:  # no other lane writes this element
+                    self.emit_line(f"{at} += {x};")
+                else:
+                    self.emit_line(f"atomicAdd(&{at}, {x});")
+            case If():
+                self.if_(s, loops, "if")
+            case Loop(parallel=True) if id(s) in self.split:
+                self.split_loop(s, loops)
+            case Loop():
+                self.loop(s, loops)
+            case Emit():
+                self.emit(s)
+            case _:
+                raise UnsupportedKernel(f"kernel {self.kernel.name!r}: statement {s!r}")
+
+    def if_(self, s: If, loops: tuple[str, ...], keyword: str) -> None:
+        self.emit_line(f"{keyword} ({self.top(s.cond)}) {{")
+        self.nested(s.then, loops)
+        match s.otherwise:
+            case ():
+                self.emit_line("}")
+            case (If() as chained,):
+                self.if_(chained, loops, "} else if")
+            case _:
+                self.emit_line("} else {")
+                self.nested(s.otherwise, loops)
+                self.emit_line("}")
+
+    def loop(self, s: Loop, loops: tuple[str, ...]) -> None:
+        if s.var in loops:
+            raise UnsupportedKernel(
+                f"kernel {self.kernel.name!r}: loop {s.var!r} is nested in a loop of the same "
+                "variable, which the cuda backend does not support"
+            )
+        k = self.local(s.var, I32)
+        stop = self.top(s.stop)
+        if not self.invariant(s.stop, s):  # the interpreter evaluates it once
+            bound = self.local(f"{s.var}.stop", I32, key=("stop", id(s)))
+            self.emit_line(f"{bound} = {stop};")
+            stop = bound
+        test, step = ("<", "++") if s.step > 0 else (">", "--")
+        self.emit_line(f"for ({k} = {self.top(s.start)}; {k} {test} {stop}; {k}{step}) {{")
+        self.nested(s.body, (*loops, s.var))
+        self.emit_line("}")
+
+    def split_loop(self, s: Loop, loops: tuple[str, ...]) -> None:
+        start, stop = self.top(s.start), self.top(s.stop)
+        k = self.local(s.var, I32)
+        if self.mapping.barrier_before:
+            self.emit_line(f"{self.barrier()}  // every thread has read what the loop writes")
+        self.emit_line(
+            f"// parallel for {s.var} in range({start}, {stop}): this thread's iteration"
+        )
+        self.emit_line(f"{k} = {'' if start == '0' else start + ' + '}iteration;")
+        self.block(s.body, (*loops, s.var))
+        self.emit_line(f"{self.barrier()}  // the loop's writes are seen by the lane's threads")
+
+    def emit(self, s: Emit) -> None:
+        stream = next(x for x in self.kernel.streams if x.name == s.stream)
+        ordinal, total = self.emitted[s.stream], self.emits[s.stream]
+        self.emitted[s.stream] += 1
+        self.emit_line("{")
+        self.depth += 1
+        count = self.names.given[("count", s.stream)]
+        self.emit_line(f"const unsigned long long slot = atomicAdd({count}, 1ull);")
+        for (field, _), value in zip(stream.fields, s.values):
+            self.emit_line(
+                f"{self.names.given[('stream', s.stream, field)]}[slot] = {self.top(value)};"
+            )
+        order = "lane" if total == 1 else f"(long long)lane * {total} + {ordinal}"
+        self.uses_lane = True
+        self.emit_line(f"{self.names.given[('order', s.stream)]}[slot] = {order};")
+        self.depth -= 1
+        self.emit_line("}")
+
+    def invariant(self, e: Expr, loop: Loop) -> bool:
+        """Whether `e` has the same value at every test of `loop`: no loads, and no
+        variable the loop assigns (its own included)."""
+        assigned = {loop.var}
+
+        def collect(stmts: tuple[Stmt, ...]) -> None:
+            for s in stmts:
+                match s:
+                    case Assign(name=name):
+                        assigned.add(name)
+                    case If(then=then, otherwise=otherwise):
+                        collect(then)
+                        collect(otherwise)
+                    case Loop(var=var, body=inner):
+                        assigned.add(var)
+                        collect(inner)
+
+        collect(loop.body)
+        for x in subexpressions(e):
+            if isinstance(x, Load) or (isinstance(x, Var) and x.name in assigned):
+                return False
+        return True
+
+    # ------------------------------------------------------------------ expressions
+    def top(self, e: Expr) -> str:
+        return self.expr(e)[0]
+
+    def operand(self, e: Expr, loosest: int) -> str:
+        """`e` parenthesised unless its class binds at least as tightly as `loosest`."""
+        text, kind = self.expr(e)
+        return text if kind <= loosest else f"({text})"
+
+    def element(self, array: str, index: Expr) -> str:
+        return f"{self.names.given[('param', array)]}[{self.top(index)}]"
+
+    def expr(self, e: Expr) -> tuple[str, int]:
+        match e:
+            case Const(value=value, dtype=dtype):
+                return constant(value, dtype)
+            case Var(name=name):
+                if name in self.scalars:
+                    return self.names.given[("param", name)], ATOM
+                return self.names.given[("local", name)], ATOM
+            case Lane():
+                self.uses_lane = True
+                return "lane", ATOM
+            case Load(array=array, index=index):
+                return self.element(array, index), ATOM
+            case Unary(op=op, operand=x):
+                return ("-" if op == "neg" else "!") + self.operand(x, ATOM), PREFIX
+            case Binary(op=op, lhs=lhs, rhs=rhs):
+                return self.binary(op, dtype_of(lhs), lhs, rhs)
+            case Call(fn=fn, args=args):
+                if fn == "random123":
+                    self.helpers.add("pn_random123")
+                    fn = "pn_random123"
+                return f"{fn}({', '.join(self.top(a) for a in args)})", ATOM
+            case Select(cond=c, then=t, otherwise=o):
+                parts = [self.operand(x, PREFIX) for x in (c, t, o)]
+                return f"{parts[0]} ? {parts[1]} : {parts[2]}", TERNARY
+            case Cast(dtype=dtype, operand=x):
+                if dtype == dtype_of(x):
+                    return self.expr(x)
+                return f"({C_TYPES[dtype]}){self.operand(x, ATOM)}", CAST
+        raise UnsupportedKernel(f"kernel {self.kernel.name!r}: expression {e!r}")
+
+    def binary(self, op: str, dtype: DType, lhs: Expr, rhs: Expr) -> tuple[str, int]:
+        if op in _INFIX:
+            a, b = self.operand(lhs, CAST), self.operand(rhs, CAST)
+            return f"{a} {_INFIX[op]} {b}", INFIX
+        a, b = self.top(lhs), self.top(rhs)
+        if op == "pow":
+            return f"pow({a}, {b})", ATOM
+        if dtype == F64:  # min, max
+            self.helpers.add(f"pn_f{op}")
+            return f"pn_f{op}({a}, {b})", ATOM
+        return f"{op}({a}, {b})", ATOM  # CUDA's int min and max
+
+
+def live_variables(body: tuple[Stmt, ...]) -> set[str]:
+    """The variables whose values matter: read by a statement other than an assignment,
+    or by the assignment of a variable that matters."""
+    uses: list[tuple[str | None, set[str]]] = []  # (assigned variable or None, reads)
+
+    def collect(stmts: tuple[Stmt, ...]) -> None:
+        for s in stmts:
+            reads = {
+                e.name for x in own_expressions(s) for e in subexpressions(x) if isinstance(e, Var)
+            }
+            uses.append((s.name if isinstance(s, Assign) else None, reads))
+            match s:
+                case If(then=then, otherwise=otherwise):
+                    collect(then)
+                    collect(otherwise)
+                case Loop(body=inner):
+                    collect(inner)
+
+    collect(body)
+    live: set[str] = set()
+    while True:
+        grown = set().union(*(reads for target, reads in uses if target is None or target in live))
+        if grown <= live:
+            return live
+        live |= grown
+
+
+def constant(value: float | int | bool, dtype: DType) -> tuple[str, int]:
+    """A C literal for an IR constant; exact (repr round-trips a double)."""
+    if dtype == BOOL:
+        return ("true" if value else "false"), ATOM
+    if dtype == I32:
+        value = int(value)
+        if value == -(2**31):
+            return "(-2147483647 - 1)", ATOM
+        return str(value), (PREFIX if value < 0 else ATOM)
+    value = float(value)
+    if math.isnan(value):
+        return "NAN", ATOM
+    if math.isinf(value):
+        return ("INFINITY", ATOM) if value > 0 else ("-INFINITY", PREFIX)
+    text = repr(value)
+    return text, (PREFIX if text.startswith("-") else ATOM)

@@ -1,0 +1,559 @@
+"""The cuda backend: generated CUDA C for every built-in mechanism and engine kernel.
+
+Without a GPU: the source compiles with `nvcc -ptx` for sm_90 with no warnings, each kernel
+an entry; the same source, built for the CPU by g++ with a few lines standing in for
+CUDA's built-ins, gives the numpy reference's results (the CPU runs a launch's threads one
+after another, which is a valid schedule for every kernel here). With a GPU (marker `gpu`):
+the backend itself against numpy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from harness import Instances, builtin
+from portneuron.backends import backend_status, load_backend
+from portneuron.backends.cuda.backend import NVCC_OPTIONS
+from portneuron.backends.cuda.mapping import UnsupportedKernel, emits_per_lane, thread_mapping
+from portneuron.backends.cuda.names import Names, sanitize
+from portneuron.backends.cuda.source import kernel_source, module_source, signature
+from portneuron.ir import BOOL, F64, I32, Kernel, Var, format_kernel
+from portneuron.ir import builder as b
+from portneuron.ir.builder import KernelBuilder
+from portneuron.ir.interpret import NUMPY_DTYPES
+from portneuron.ir.passes import fold_constants
+
+from portneuron.cli import main
+from portneuron.sim import cable
+from portneuron.sim.epoch import Interleaved
+
+MECHANISMS = ["hh", "passive", "expsyn", "exp2syn", "stim", "netstim", "svclmp"]
+WIDTHS = (1, 3, 8, 32)  # no split; __syncthreads; __syncwarp on 8 bits; a whole warp
+
+
+def find_nvcc() -> str | None:
+    return shutil.which("nvcc") or next(
+        (p for p in ("/usr/local/cuda/bin/nvcc",) if Path(p).exists()), None
+    )
+
+
+NVCC = find_nvcc()
+GXX = shutil.which("g++")
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found (PATH, /usr/local/cuda/bin)")
+needs_gxx = pytest.mark.skipif(
+    GXX is None, reason="g++ not found: cannot run the source on the CPU"
+)
+CUDA = backend_status("cuda")
+needs_gpu = pytest.mark.skipif(not CUDA.available, reason=f"cuda backend: {CUDA.reason}")
+
+
+# ------------------------------------------------------------------ the kernels
+
+
+def engine_kernels() -> list[Kernel]:
+    """The kernels Simulation compiles (portneuron.sim.simulation), and the interleaved
+    ones of compiled epochs."""
+    kernels = [
+        cable.clear_matrix(),
+        cable.capacitance(),
+        cable.axial(),
+        cable.hines(),
+        cable.update_voltage(),
+        cable.threshold(),
+    ]
+    for ion in ("na", "ca"):
+        kernels += [
+            cable.ion_reset(ion, nernst=ion == "ca"),
+            cable.second_order_current(ion),
+            cable.ion_init(ion),
+            Kernel(**{**_fields(cable.ion_init(ion, False)), "name": f"ion_wrote_{ion}"}),
+        ]
+    for width in WIDTHS:
+        kernels += [cable.axial_interleaved(width), cable.hines_interleaved(width)]
+    return kernels
+
+
+def _fields(kernel: Kernel) -> dict:
+    return {f: getattr(kernel, f) for f in Kernel.__dataclass_fields__}
+
+
+INTRINSIC_CASES = ["exp", "expm1", "log", "log10", "sqrt", "fabs", "floor", "ceil", "sin",
+                   "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh"]  # fmt: skip
+
+
+def every_construct() -> Kernel:
+    """Each IR construct and intrinsic, with names that C or the generated code own
+    (`lane`, `exp`, `slot`, `hi`), and a parallel loop that stays in its thread."""
+    kb = KernelBuilder("every.construct", "instance", "each IR construct")
+    x, n, flag = kb.array("in.x"), kb.array("in.n", I32), kb.array("in.flag", BOOL)
+    for name, dtype, space in (("out.fn", F64, "out"), ("out.i", I32, "out"),
+                               ("out.acc", F64, "node"), ("out.count", I32, "node"),
+                               ("out.own", F64, "instance"), ("out.par", F64, "out")):  # fmt: skip
+        kb.array(name, dtype, space)
+    hi, m, on = kb.scalar("hi"), kb.scalar("m", I32), kb.scalar("on", BOOL)
+    kb.stream("rec", (("lane", I32), ("value", F64)))
+    me = kb.assign("lane", kb.lane)
+    v = kb.assign("exp", x[me])
+    k = kb.assign("k.n", n[me])
+    floats = [b.call(fn, v) for fn in INTRINSIC_CASES] + [
+        b.call("atan2", v, hi), b.call("fmod", v, hi), b.pow_(b.call("fabs", v), hi),
+        b.min_(b.call("log", v), hi), b.max_(hi, b.call("log", v)), b.select(b.and_(flag[me], on), v, b.neg(v)),
+        b.select(b.or_(b.lt(v, 0.0), b.not_(flag[me])), float("inf"), float("-inf")),
+        b.select(b.gt(v, 1e300), float("nan"), b.sub(v, -100.0)),
+        b.cast(F64, b.cast(I32, b.mul(v, 3.7))), b.cast(F64, flag[me]), b.div(v, hi),
+        b.call("random123", b.cast(F64, me), 7.0, 11.0, b.call("floor", b.call("fabs", b.mul(v, 10.0)))),
+        b.neg(b.neg(v)), b.select(b.ne(v, v), 1.0, 2.0),
+    ]  # fmt: skip
+    for j, value in enumerate(floats):
+        kb.store("out.fn", b.add(b.mul(me, len(floats)), j), value)
+    with kb.if_(b.lt(v, -1.0)):
+        kb.assign("band", 0)
+    with kb.else_():
+        with kb.if_(b.lt(v, 1.0)):
+            kb.assign("band", 1)
+        with kb.else_():
+            kb.assign("band", 2)
+    ints = [b.min_(k, m), b.max_(k, m), b.neg(k), b.cast(I32, flag[me]),
+            b.cast(I32, b.mul(v, 3.7)), b.max_(k, -(2**31)), b.sub(b.mul(k, 3), b.add(k, m)),
+            b.cast(I32, b.select(on, 1.0, 0.0)), Var("band", I32)]  # fmt: skip
+    for j, value in enumerate(ints):
+        kb.store("out.i", b.add(b.mul(me, len(ints)), j), value)
+    total = kb.assign("slot", 0.0)
+    with kb.loop("i", b.add(k, 2), 0, step=-1) as i:
+        kb.assign("slot", b.add(total, x[b.min_(i, 15)]))
+    limit = kb.assign("limit", 3)
+    with kb.loop("j", 0, limit) as j:  # the bound is read once, before the body changes it
+        kb.assign("limit", b.sub(limit, 1))
+        kb.assign("slot", b.add(total, b.cast(F64, j)))
+    with kb.loop("q", 0, n[me]):
+        kb.assign("slot", b.mul(total, 1.5))
+    with kb.loop("p", 0, k, parallel=True) as p:  # bounds that vary: runs in the thread
+        kb.store("out.par", b.add(b.mul(me, 8), p), b.cast(F64, p))
+    kb.add_to("out.own", me, total)
+    kb.add_to("out.acc", k, b.add(b.call("fabs", v), 1.0))  # any order: no cancelling
+    kb.add_to("out.count", k, 1)
+    kb.emit("rec", me, v)
+    with kb.if_(b.gt(v, 0.0)):
+        kb.emit("rec", b.add(me, 100), total)
+    return kb.build()
+
+
+def every_construct_args(rng: np.random.Generator, lanes: int = 16) -> dict:
+    nf, ni = 31, 9
+    return {
+        "in.x": rng.uniform(-2.5, 2.5, lanes), "in.n": rng.integers(0, 6, lanes, dtype=np.int32),
+        "in.flag": rng.random(lanes) < 0.5, "out.fn": np.zeros(lanes * nf),
+        "out.i": np.zeros(lanes * ni, np.int32), "out.acc": np.zeros(6),
+        "out.count": np.zeros(6, np.int32), "out.own": rng.uniform(0, 1, lanes),
+        "out.par": np.zeros(lanes * 8), "hi": 0.75, "m": 2, "on": True,
+    }  # fmt: skip
+
+
+def mechanism_kernels(mod: str) -> list[tuple[Kernel, str]]:
+    mechanism = builtin(mod)
+    return [(k, f"{mechanism.name}_{k.name}") for k in mechanism.kernels]
+
+
+def all_kernels() -> list[tuple[Kernel, str]]:
+    kernels = [(k, sanitize(k.name)) for k in [*engine_kernels(), every_construct()]]
+    for mod in MECHANISMS:
+        kernels += mechanism_kernels(mod)
+    return [(fold_constants(k), name) for k, name in kernels]
+
+
+# ------------------------------------------------------------------ nvcc
+
+
+def nvcc_ptx(source: str, folder: Path) -> str:
+    """PTX for sm_90 of `source`; nvcc must succeed without a warning."""
+    cu, ptx = folder / "kernels.cu", folder / "kernels.ptx"
+    cu.write_text(source)
+    command = [NVCC, "-ptx", "-arch=sm_90", *NVCC_OPTIONS, "-Werror", "all-warnings"]
+    run = subprocess.run([*command, "-o", str(ptx), str(cu)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "warning" not in run.stderr.lower(), run.stderr
+    return ptx.read_text()
+
+
+def entries(ptx: str) -> dict[str, str]:
+    """Each `.entry` of a PTX module with its body."""
+    parts = re.split(r"\.visible \.entry ", ptx)[1:]
+    return {part.split("(", 1)[0]: part for part in parts}
+
+
+@needs_nvcc
+@pytest.mark.parametrize("mod", MECHANISMS)
+def test_builtin_mechanism_compiles_to_ptx(mod, tmp_path):
+    kernels = [(fold_constants(k), name) for k, name in mechanism_kernels(mod)]
+    ptx = entries(nvcc_ptx(module_source(kernels), tmp_path))
+    assert sorted(ptx) == sorted(name for _, name in kernels)
+
+
+@needs_nvcc
+def test_engine_kernels_compile_to_ptx(tmp_path):
+    """Every engine kernel is an entry; the split interleaved kernels synchronise their
+    lane's threads (a warp barrier, or the block's where a lane does not divide a warp);
+    no multiply-add is fused (kernels without math calls have no fma at all)."""
+    kernels = [
+        (fold_constants(k), sanitize(k.name)) for k in [*engine_kernels(), every_construct()]
+    ]
+    ptx = entries(nvcc_ptx(module_source(kernels), tmp_path))
+    assert sorted(ptx) == sorted(name for _, name in kernels)
+    for width in WIDTHS:
+        for kind in ("axial", "hines"):
+            body = ptx[f"{kind}_interleaved{width}"]
+            barrier = {1: None, 3: "bar.sync", 8: "bar.warp.sync", 32: "bar.warp.sync"}[width]
+            assert barrier is None or barrier in body, (kind, width)
+    for name in ("axial", "hines", "update_voltage", "capacitance", "hines_interleaved8"):
+        assert "fma." not in ptx[name], name
+
+
+# ------------------------------------------------------------------ the source itself
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_interleaved_kernels_run_one_thread_per_cell(width):
+    for kernel in (cable.axial_interleaved(width), cable.hines_interleaved(width)):
+        mapping = thread_mapping(fold_constants(kernel))
+        assert mapping.threads_per_lane == width and mapping.reason == ""
+        assert mapping.barrier == {1: "", 3: "__syncthreads", 8: "__syncwarp"}.get(
+            width, "__syncwarp"
+        )
+        assert mapping.block % width == 0 and mapping.grid(5) * mapping.block >= 5 * width
+    assert thread_mapping(cable.hines()).threads_per_lane == 1
+
+
+def test_source_names_atomics_and_fallbacks():
+    kernel = every_construct()
+    source = kernel_source(kernel)
+    assert 'extern "C" __global__ void every_construct(' in source
+    names = [decl.split()[-1] for decl in signature(kernel, Names())]
+    assert names[:3] == ["in_x", "in_n", "in_flag"] and "hi_1" in names  # `hi` is the bound
+    assert "rec_order" in names and names[-1] == "rec_count"
+    for line in ("lane_1 = lane;", "exp_1 = in_x[lane_1];", "out_own[lane_1] += slot_1;",
+                 "atomicAdd(&out_acc[k_n], fabs(exp_1) + 1.0);", "atomicAdd(&out_count[k_n], 1);",
+                 "rec_order[slot] = (long long)lane * 2 + 1;", "j_stop = limit;"):  # fmt: skip
+        assert line in source, line
+    assert "the parallel loops run in it: parallel loop 'p' has bounds that vary" in source
+    assert source == kernel_source(every_construct())  # deterministic
+
+
+def test_emit_inside_a_loop_is_refused_by_name():
+    kb = KernelBuilder("looping", "instance")
+    kb.stream("s", (("x", F64),))
+    with kb.loop("i", 0, 3):
+        kb.emit("s", 1.0)
+    with pytest.raises(UnsupportedKernel, match="kernel 'looping': emit to 's' inside a loop"):
+        kernel_source(kb.build())
+
+
+# ------------------------------------------------------------------ command line
+
+
+def test_cli_emits_cuda_without_a_gpu(capsys):
+    assert main(["compile", "hh", "--emit", "cuda"]) == 0
+    out = capsys.readouterr().out
+    assert "// ==== hh.state (cuda)" in out and out.count("__global__") == 4
+    assert main(["backends"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("cuda"))
+    assert ("unavailable" in line) == (not CUDA.available) and CUDA.reason in line
+
+
+@pytest.mark.skipif(CUDA.available, reason="the cuda backend is available here")
+def test_cli_run_on_cuda_fails_with_one_line(capsys, tmp_path):
+    assert main(["run", "--backend", "cuda", "-e", "0", "-o", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"backend 'cuda' is unavailable: {CUDA.reason}" in err
+
+
+# ------------------------------------------------------------------ running the source
+
+SHIM = r"""
+// CUDA's built-ins for running a launch on the CPU, one thread after another.
+#include <cmath>
+struct pn_dim { unsigned x; };
+static pn_dim threadIdx, blockIdx, blockDim;
+#define __global__
+#define __device__
+#define __forceinline__ inline
+template <class T> static T atomicAdd(T* at, T x) { T old = *at; *at = old + x; return old; }
+static int min(int a, int b) { return a < b ? a : b; }
+static int max(int a, int b) { return a > b ? a : b; }
+static void __syncwarp(unsigned) {}
+static void __syncthreads() {}
+"""
+C_ARGS = {F64: ctypes.c_double, I32: ctypes.c_int, BOOL: ctypes.c_bool}
+
+
+class HostLaunch:
+    """The generated source built for the CPU: `run` launches a kernel as CudaBackend.run
+    does (same grid, block, stream buffers and record order), with its threads run one
+    after another."""
+
+    def __init__(self, kernels: list[tuple[Kernel, str]], folder: Path) -> None:
+        self.kernels = {format_kernel(k): name for k, name in kernels}
+        wrappers = []
+        for kernel, name in kernels:
+            decls = signature(kernel, Names())
+            call = ", ".join(["lo", "hi", *(d.split()[-1] for d in decls)])
+            wrappers.append(
+                f'extern "C" void host_{name}(unsigned grid, unsigned block, long long lo, '
+                f"long long hi{''.join(', ' + d for d in decls)})\n{{\n"
+                "    blockDim.x = block;\n"
+                "    for (blockIdx.x = 0; blockIdx.x < grid; blockIdx.x++)\n"
+                "        for (threadIdx.x = 0; threadIdx.x < block; threadIdx.x++)\n"
+                f"            {name}({call});\n}}\n"
+            )
+        source = folder / "host.cpp"
+        source.write_text(SHIM + module_source(kernels) + "\n".join(wrappers))
+        library = folder / "host.so"
+        command = [GXX, "-std=c++17", "-O1", "-ffp-contract=off", "-shared", "-fPIC"]
+        run = subprocess.run([*command, "-o", str(library), str(source)], capture_output=True)
+        assert run.returncode == 0, run.stderr.decode()
+        self.library = ctypes.CDLL(str(library))
+
+    def run(self, kernel: Kernel, args: dict, lanes: int) -> dict:
+        kernel = fold_constants(kernel)
+        mapping = thread_mapping(kernel)
+        values = [
+            args[p.name].ctypes.data_as(ctypes.c_void_p) if p.is_array else C_ARGS[p.dtype](args[p.name])
+            for p in kernel.params
+        ]  # fmt: skip
+        streams = {}
+        for s in kernel.streams:
+            capacity = lanes * emits_per_lane(kernel)[s.name]
+            buffers = [np.empty(capacity, NUMPY_DTYPES[t]) for _, t in s.fields]
+            buffers += [np.empty(capacity, np.int64), np.zeros(1, np.uint64)]
+            values += [a.ctypes.data_as(ctypes.c_void_p) for a in buffers]
+            streams[s.name] = buffers
+        function = getattr(self.library, f"host_{self.kernels[format_kernel(kernel)]}")
+        grid = ctypes.c_uint(mapping.grid(lanes))
+        function(
+            grid,
+            ctypes.c_uint(mapping.block),
+            ctypes.c_longlong(0),
+            ctypes.c_longlong(lanes),
+            *values,
+        )
+        out = {}
+        for s in kernel.streams:
+            *fields, order, count = streams[s.name]
+            ranks = np.argsort(order[: int(count[0])], kind="stable")
+            out[s.name] = {f: a[: int(count[0])][ranks] for (f, _), a in zip(s.fields, fields)}
+        return out
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    if GXX is None:
+        pytest.skip("g++ not found: cannot run the source on the CPU")
+    return HostLaunch(all_kernels(), tmp_path_factory.mktemp("host"))
+
+
+# ------------------------------------------------------------------ comparisons
+
+
+def ulps(max_ulp: int):
+    """Floats within `max_ulp` units in the last place (NaN where NaN); others equal."""
+
+    def close(expected: np.ndarray, actual: np.ndarray, what: str) -> None:
+        if expected.dtype.kind != "f":
+            np.testing.assert_array_equal(actual, expected, err_msg=what)
+            return
+        same = (expected == actual) | (np.isnan(expected) & np.isnan(actual))
+        if not same.all():
+            np.testing.assert_array_max_ulp(expected[~same], actual[~same], maxulp=max_ulp)
+
+    return close
+
+
+def relative(rtol: float):
+    """Floats within `rtol` of the expected value, or of the array's largest (for values
+    that cancel towards 0); others equal."""
+
+    def close(expected: np.ndarray, actual: np.ndarray, what: str) -> None:
+        if expected.dtype.kind != "f":
+            np.testing.assert_array_equal(actual, expected, err_msg=what)
+            return
+        finite = np.abs(expected[np.isfinite(expected)])
+        scale = finite.max() if len(finite) else 0.0
+        np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+    return close
+
+
+def copies(args: dict) -> list[dict]:
+    return [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in args.items()}
+            for _ in range(2)]  # fmt: skip
+
+
+def compare(run, kernel: Kernel, args: dict, lanes: int, close, what: str) -> None:
+    """`run` (kernel, args, lanes) against the numpy reference on copies of `args`, each
+    array and stream field compared by `close` (expected, actual, what)."""
+    numpy = load_backend("numpy")
+    mine, theirs = copies(args)
+    expected = numpy.run(numpy.compile(kernel), mine, lanes)
+    actual = run(kernel, theirs, lanes)
+    for name, value in mine.items():
+        if isinstance(value, np.ndarray):
+            close(value, theirs[name], f"{what} {kernel.name} {name}")
+    assert expected.keys() == actual.keys()
+    for stream, fields in expected.items():
+        for field, value in fields.items():
+            assert len(value) == len(actual[stream][field]), f"{what} {stream} records"
+            close(value, actual[stream][field], f"{what} {stream}.{field}")
+
+
+def check_mechanism(run, mod: str, seed: int, close) -> None:
+    """Every kernel of a built-in mechanism on random states and parameters."""
+    mechanism = builtin(mod)
+    rng = np.random.default_rng(seed)
+    base = Instances(mechanism, 12, dt=rng.uniform(1e-3, 0.2), celsius=rng.uniform(0, 37))
+    for name in list(base.values):
+        if name == "node.v":
+            base.values[name] = rng.uniform(-100, 60, base.n)
+        elif name.startswith("mech.") and not name.startswith("mech.ranvar"):
+            scale = rng.uniform(0.5, 1.5, base.n)
+            base.values[name] = base.values[name] * scale + rng.uniform(0, 1e-3, base.n)
+    base.build_tables()
+    for kernel in mechanism.kernels:
+        lanes = base.n
+        if kernel.lanes == "event":
+            lanes = 5
+            base.values["event.instance"] = np.array([0, 3, 5, 7, 11], np.int32)
+            base.values["event.t"] = rng.uniform(0, 10, lanes)
+            base.values["event.flag"] = rng.choice([0.0, 1.0, 3.0], lanes)
+            base.values["event.netcon"] = np.arange(lanes, dtype=np.int32)
+            for arg in mechanism.net_receive_args:
+                base.values[f"netcon.{arg}"] = rng.uniform(0, 0.1, lanes)
+        elif kernel.name.startswith("table_"):
+            lanes = next(t.points for t in mechanism.tables if kernel.name == f"table_{t.name}")
+        compare(run, kernel, base.args(kernel, lanes), lanes, close, mod)
+
+
+def random_cells(rng: np.random.Generator, ncell: int, same: bool) -> dict:
+    """Node arrays of `ncell` random trees (of one shape where `same`)."""
+    sizes = rng.integers(1, 13, ncell)
+    if same:
+        sizes[:] = sizes[0]
+    first = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+    n = int(first[-1])
+    parent = np.full(n, -1, np.int32)
+    shape = [int(rng.integers(k)) for k in range(1, int(sizes.max()))]
+    for c, size in enumerate(sizes):
+        for k in range(1, size):
+            parent[first[c] + k] = first[c] + (shape[k - 1] if same else rng.integers(k))
+    return {
+        "cell.first": first, "node.parent": parent, "node.a": -rng.uniform(0.1, 1, n),
+        "node.b": -rng.uniform(0.1, 1, n), "node.v": rng.uniform(-80, 40, n),
+        "node.rhs": rng.uniform(-1, 1, n), "node.d": rng.uniform(3, 5, n), "factor": 1.0,
+        "t": 1.0, "presyn.node": np.arange(n, dtype=np.int32), "cj": 40.0,
+        "presyn.threshold": np.zeros(n), "presyn.flag": rng.choice([0.0, 1.0], n),
+        "node_index": rng.integers(0, n, 2 * n, dtype=np.int32), "mech.cm": rng.uniform(0.5, 2, 2 * n),
+    }  # fmt: skip
+
+
+def check_cable(run, seed: int, close) -> None:
+    """The per-cell cable kernels, threshold (records) and capacitance (several instances
+    on one node)."""
+    rng = np.random.default_rng(seed)
+    args = random_cells(rng, int(rng.integers(1, 40)), same=False)
+    ncell, n = len(args["cell.first"]) - 1, len(args["node.v"])
+    kernels = [(cable.clear_matrix(), n), (cable.axial(), ncell), (cable.hines(), ncell),
+               (cable.update_voltage(), n), (cable.threshold(), n), (cable.capacitance(), 2 * n)]  # fmt: skip
+    for kernel, lanes in kernels:
+        compare(run, kernel, args, lanes, close, "cable")
+
+
+def check_interleaved(run, seed: int, width: int, same: bool) -> None:
+    """axial_interleaved and hines_interleaved equal the per-cell kernels to the bit."""
+    rng = np.random.default_rng(seed)
+    args = random_cells(rng, int(rng.integers(1, 3 * width + 2)), same)
+    first, parent = args["cell.first"], args["node.parent"]
+    nblocks = -(-(len(first) - 1) // width)
+    layout = Interleaved(first, parent, nblocks, width)
+    interleaved = {**layout.args(args), **layout.block_args()}
+    numpy = load_backend("numpy")
+    for per_cell, block in ((cable.axial, cable.axial_interleaved), (cable.hines, cable.hines_interleaved)):  # fmt: skip
+        numpy.run(numpy.compile(per_cell()), args, len(first) - 1)
+        run(block(width), interleaved, nblocks)
+        for name in ("node.rhs", "node.d"):
+            np.testing.assert_array_equal(interleaved[name][layout.perm], args[name], name)
+
+
+def check_every_construct(run, seed: int, close) -> None:
+    args = every_construct_args(np.random.default_rng(seed))
+    compare(run, every_construct(), args, 16, close, "every construct")
+
+
+# ------------------------------------------------------------------ on the CPU
+
+HOST = ulps(4)  # the C library's math on both sides; NumPy's own tanh differs by an ulp
+
+
+@needs_gxx
+@pytest.mark.parametrize("mod", MECHANISMS)
+def test_host_run_of_mechanism_kernels_matches_numpy(host, mod):
+    for seed in range(3):
+        check_mechanism(host.run, mod, seed, HOST)
+
+
+@needs_gxx
+def test_host_run_of_engine_kernels_matches_numpy(host):
+    for seed in range(5):
+        check_cable(host.run, seed, ulps(0))
+        check_every_construct(host.run, seed, HOST)
+    for width in WIDTHS:
+        for seed in range(4):
+            check_interleaved(host.run, seed, width, same=seed % 2 == 0)
+
+
+# ------------------------------------------------------------------ on a GPU
+
+#: CUDA's exp, log, pow, ... are within 1-2 ulp of correctly rounded, not the C library's,
+#: and the kernels' arithmetic can grow that by orders of magnitude (1 - exp(-dt/tau) loses
+#: bits as dt/tau -> 0; a state near 0 takes a large step): far from a bug's error.
+GPU = relative(1e-11)
+
+
+def gpu_run(kernel: Kernel, args: dict, lanes: int) -> dict:
+    backend = load_backend("cuda")
+    return backend.run(backend.compile(kernel), args, lanes)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("mod", MECHANISMS)
+def test_gpu_mechanism_kernels_match_numpy(mod):
+    for seed in range(3):
+        check_mechanism(gpu_run, mod, seed, GPU)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_engine_kernels_match_numpy():
+    """The cable kernels have no math calls and no fused multiply-adds: the same bits,
+    except where several lanes add to one element (capacitance), in any order."""
+    for seed in range(5):
+        check_cable(gpu_run, seed, ulps(8))
+        check_every_construct(gpu_run, seed, GPU)
+    for width in (*WIDTHS, 16):
+        for seed in range(4):
+            check_interleaved(gpu_run, seed, width, same=seed % 2 == 0)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_records_come_back_in_lane_order():
+    """Many lanes emit at once (atomic slots): the records are sorted back into the
+    interpreter's order."""
+    n = 100_000
+    args = {"presyn.node": np.arange(n, dtype=np.int32), "presyn.threshold": np.zeros(n),
+            "presyn.flag": np.zeros(n), "node.v": np.linspace(-1, 1, n), "t": 2.0}  # fmt: skip
+    compare(gpu_run, cable.threshold(), args, n, ulps(0), "threshold")
