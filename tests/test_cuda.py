@@ -477,7 +477,8 @@ def check_interleaved(run, seed: int, width: int, same: bool) -> None:
     args = random_cells(rng, int(rng.integers(1, 3 * width + 2)), same)
     first, parent = args["cell.first"], args["node.parent"]
     nblocks = -(-(len(first) - 1) // width)
-    layout = Interleaved(first, parent, nblocks, width)
+    cells = np.append(np.arange(len(first) - 1), [-1] * (nblocks * width - len(first) + 1))
+    layout = Interleaved(first, parent, cells, width)
     interleaved = {**layout.args(args), **layout.block_args()}
     numpy = load_backend("numpy")
     for per_cell, block in ((cable.axial, cable.axial_interleaved), (cable.hines, cable.hines_interleaved)):  # fmt: skip

@@ -34,9 +34,9 @@ class Ctx:
     BLOCK_LO, BLOCK_HI, NSTEPS, T0, DT = 0, 1, 2, 3, 4
     EV_START, EV_T, EV_PHASE, EV_LANE = 5, 6, 7, 8
     REC_START, REC_NODE, REC_COLUMN, NREC, REC_OUT, V = 9, 10, 11, 12, 13, 14
-    BLOCK_FIRST, CELL_ROOT, BLOWUP = 15, 16, 17
-    COPIES = 18  # per plan.copies entry: model array, layout array, perm, ranges
-    PHASES = 19
+    SLOT_ROOT, BLOWUP = 15, 16
+    COPIES = 17  # per plan.copies entry: model array, layout array, dst, src, ranges
+    PHASES = 18
 
 
 def _slot_of(kernel: Kernel, name: str) -> int | None:
@@ -112,8 +112,8 @@ class _Driver:
         self.array = {
             index: self.field(index, PTR)
             for index in (Ctx.EV_START, Ctx.EV_T, Ctx.EV_PHASE, Ctx.EV_LANE, Ctx.REC_START,
-                          Ctx.REC_NODE, Ctx.REC_COLUMN, Ctx.REC_OUT, Ctx.V, Ctx.BLOCK_FIRST,
-                          Ctx.CELL_ROOT, Ctx.BLOWUP, Ctx.COPIES)
+                          Ctx.REC_NODE, Ctx.REC_COLUMN, Ctx.REC_OUT, Ctx.V, Ctx.SLOT_ROOT,
+                          Ctx.BLOWUP, Ctx.COPIES)
         }  # fmt: skip
         self.v = self.array[Ctx.V]
         self.nsteps, self.nrec = self.field(Ctx.NSTEPS), self.field(Ctx.NREC)
@@ -153,18 +153,19 @@ class _Driver:
         for c, copy in enumerate(self.plan.copies):
             if not (into_layout or copy.back):
                 continue
-            model, layout, perm, ranges = (
-                self.load(table, ir.Constant(I64_T, 4 * c + k), PTR) for k in range(4)
+            model, layout, dst, src, ranges = (
+                self.load(table, ir.Constant(I64_T, 5 * c + k), PTR) for k in range(5)
             )
             lo = self.load(ranges, block, I64_T)
             hi = self.load(ranges, b.add(block, ir.Constant(I64_T, 1)), I64_T)
 
-            def body(i, _exit, model=model, layout=layout, perm=perm, typ=F64_T):
-                at = self.at(layout, b.sext(self.load(perm, i, I32_T), I64_T), typ)
+            def body(k, _exit, model=model, layout=layout, dst=dst, src=src, typ=F64_T):
+                at = self.at(layout, b.sext(self.load(dst, k, I32_T), I64_T), typ)
+                source = self.at(model, b.sext(self.load(src, k, I32_T), I64_T), typ)
                 if into_layout:
-                    b.store(self.load(model, i, typ), at)
+                    b.store(b.load(source, typ=typ), at)
                 else:
-                    b.store(b.load(at, typ=typ), self.at(model, i, typ))
+                    b.store(b.load(at, typ=typ), source)
 
             self.loop(lo, hi, "copy_in" if into_layout else "copy_out", body)
 
@@ -242,14 +243,14 @@ class _Driver:
     def check(self, block: ir.Value, t: ir.Value, leave) -> None:
         """A cell whose root voltage is not finite stops its block: BLOWUP[block] = t."""
         b = self.b
-        cells = self.array[Ctx.BLOCK_FIRST]
-        lo = b.sext(self.load(cells, block, I32_T), I64_T)
-        hi = b.sext(self.load(cells, b.add(block, ir.Constant(I64_T, 1)), I32_T), I64_T)
+        width = ir.Constant(I64_T, self.plan.width)
+        lo = b.mul(block, width)
+        hi = b.add(lo, width)
         bad = self.fn.append_basic_block("blowup")
         ok = self.fn.append_basic_block("finite")
 
         def body(c, _exit):
-            root = b.sext(self.load(self.array[Ctx.CELL_ROOT], c, I32_T), I64_T)
+            root = b.sext(self.load(self.array[Ctx.SLOT_ROOT], c, I32_T), I64_T)
             v = self.load(self.v, root, F64_T)
             finite = b.fcmp_ordered("==", b.fsub(v, v), ir.Constant(F64_T, 0.0))
             good = self.fn.append_basic_block("cell.ok")
@@ -303,8 +304,7 @@ class _Worker:
         self.address_of(
             {
                 Ctx.V: plan.v,
-                Ctx.BLOCK_FIRST: plan.block_first,
-                Ctx.CELL_ROOT: plan.layout.roots,
+                Ctx.SLOT_ROOT: plan.layout.slot_root,
                 Ctx.BLOWUP: program.blowup,
                 Ctx.COPIES: program.copies,
             }
@@ -366,7 +366,7 @@ class CompiledEpoch:
             [
                 array.ctypes.data
                 for c in plan.copies
-                for array in (c.model, c.layout, c.perm, c.ranges)
+                for array in (c.model, c.layout, c.dst, c.src, c.ranges)
             ]
             or [0],
             dtype=np.int64,
@@ -435,7 +435,7 @@ def partition(plan: EpochPlan, threads: int) -> list[tuple[int, int]]:
     thread per block)."""
     nblocks = plan.nblocks
     threads = max(1, min(threads, nblocks))
-    nodes = plan.block_nodes()
+    nodes = plan.layout.base
     total = nodes[-1] - nodes[0]
     cuts = [0]
     for k in range(1, threads):

@@ -61,10 +61,8 @@ class EpochEvents:
         self.plan = plan
         self.start = np.zeros(plan.nblocks + 1, dtype=np.int64)
         self.phase_of_set = {s: j for j, s in enumerate(plan.receive_sets)}
-        bounds = plan.block_nodes()
         self.instance_block = {
-            s: np.searchsorted(bounds, sim.mechanisms[s].set.node_index, side="right") - 1
-            for s in plan.receive_sets
+            s: plan.layout.block_of(sim.mechanisms[s].set.node_index) for s in plan.receive_sets
         }
         self.generation = 0
         self._allocate(16)
@@ -120,14 +118,26 @@ def depth(parent: np.ndarray) -> np.ndarray:
     return out
 
 
+def shape_order(cell_first: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """The cells grouped by shape (node count, then each node's parent), stably: cells of
+    one shape fill blocks together, which makes those blocks `uniform`."""
+    keys = []
+    for c in range(len(cell_first) - 1):
+        lo, hi = int(cell_first[c]), int(cell_first[c + 1])
+        local = np.where(parent[lo:hi] >= 0, parent[lo:hi] - lo, -1).astype(np.int64)
+        keys.append((hi - lo, local.tobytes()))
+    return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
+
+
 class Interleaved:
     """The nodes of each block of `width` cells stored interleaved, as CoreNEURON's
     cell_permute: row k of a block holds the k-th node of each of its cells, node
-    base[block] + k*width + j for cell j. A cell's nodes go to rows by depth (level by
-    level from the root, nodes of one level in model order): a parent's row is before its
-    children's, siblings stay in order (so every sum is formed in the same order as in
-    the model's numbering), and consecutive rows are mostly independent, which keeps the
-    divisions of the Hines solve from waiting on each other.
+    base[block] + k*width + j for the cell in slot j. Slot s holds model cell cells[s]
+    (-1: empty); a block's cells need not be neighbours in the model. A cell's nodes go to
+    rows by depth (level by level from the root, nodes of one level in model order): a
+    parent's row is before its children's, siblings stay in order (so every sum is formed
+    in the same order as in the model's numbering), and consecutive rows are mostly
+    independent, which keeps the divisions of the Hines solve from waiting on each other.
 
     A block has as many rows as its largest cell has nodes; the rows a smaller cell lacks
     are padding, which `count` (the nodes of each cell slot) keeps kernels off. Where the
@@ -136,11 +146,16 @@ class Interleaved:
 
     NODE_INDEX = ("node_index", "presyn.node")
 
-    def __init__(self, cell_first: np.ndarray, parent: np.ndarray, nblocks: int, width: int):
+    def __init__(self, cell_first: np.ndarray, parent: np.ndarray, cells: np.ndarray, width: int):
         counts = np.diff(cell_first).astype(np.int32)
         ncell, nnode = len(counts), int(cell_first[-1])
+        nblocks = len(cells) // width
+        self.cells, self.width = np.asarray(cells, dtype=np.int64), width
+        slot = np.empty(ncell, dtype=np.int64)
+        filled = np.flatnonzero(self.cells >= 0)
+        slot[self.cells[filled]] = filled
         self.count = np.zeros(nblocks * width, dtype=np.int32)
-        self.count[:ncell] = counts  # block b holds cells b*width ... (b+1)*width - 1
+        self.count[filled] = counts[self.cells[filled]]
         self.rows = self.count.reshape(nblocks, width).max(axis=1, initial=0).astype(np.int32)
         self.base = np.zeros(nblocks + 1, dtype=np.int64)
         np.cumsum(self.rows.astype(np.int64) * width, out=self.base[1:])
@@ -148,8 +163,14 @@ class Interleaved:
         order = np.lexsort((np.arange(nnode), depth(parent), cell))
         row = np.empty(nnode, dtype=np.int64)
         row[order] = np.arange(nnode) - cell_first[cell[order]]
-        self.perm = (self.base[cell // width] + row * width + cell % width).astype(np.int32)
-        self.roots = self.perm[cell_first[:-1]]
+        node_slot = slot[cell]
+        self.perm = (self.base[node_slot // width] + row * width + node_slot % width).astype(
+            np.int32
+        )
+        roots = self.perm[cell_first[:-1]]
+        # the root of each slot's cell; an empty slot watches its block's first node
+        self.slot_root = np.repeat(self.base[:-1], width).astype(np.int32)
+        self.slot_root[filled] = roots[self.cells[filled]]
         self.row0 = np.zeros(nblocks, dtype=np.int32)
         self.row0[1:] = np.cumsum(self.rows)[:-1]
         self.row_parent = np.full(int(self.rows.sum()), -1, dtype=np.int32)
@@ -157,15 +178,23 @@ class Interleaved:
         local_parent = np.where(parent >= 0, parent - cell_first[cell], -1)
         parent_row = np.where(parent >= 0, row[np.maximum(parent, 0)], -1)
         for block in range(nblocks):
-            c0, c1 = block * width, min((block + 1) * width, ncell)
-            if len(set(counts[c0:c1])) != 1:
+            members = [c for c in self.cells[block * width : (block + 1) * width] if c >= 0]
+            if not members or len({counts[c] for c in members}) != 1:
                 continue
-            shapes = local_parent[cell_first[c0] : cell_first[c1]].reshape(c1 - c0, -1)
-            if (shapes == shapes[0]).all():
-                nodes = slice(cell_first[c0], cell_first[c0 + 1])
+            shapes = [local_parent[cell_first[c] : cell_first[c + 1]] for c in members]
+            if all((x == shapes[0]).all() for x in shapes):
+                nodes = slice(cell_first[members[0]], cell_first[members[0] + 1])
                 self.uniform[block] = 1
                 self.row_parent[self.row0[block] + row[nodes]] = parent_row[nodes]
         self.arrays: dict[str, np.ndarray] = {}
+
+    def block_of(self, node: np.ndarray) -> np.ndarray:
+        """The block of each of the model's nodes `node`."""
+        return np.searchsorted(self.base, self.perm[node], side="right") - 1
+
+    def block_cells(self, block: int) -> list[int]:
+        """The model cells of a block."""
+        return [int(c) for c in self.cells[block * self.width : (block + 1) * self.width] if c >= 0]
 
     def block_args(self) -> dict[str, np.ndarray]:
         """The arguments of the interleaved cable kernels that describe the blocks."""
@@ -207,48 +236,51 @@ class Interleaved:
         return out
 
 
-class Instances:
-    """A mechanism set's instances sorted by their node in the interleaved layout, stably
-    (instances of one node keep their order, so every sum into a node is formed as in the
-    model's order). Sorting keeps each block's instances in the block's range of instance
-    numbers, so the block ranges stay those of the model's order. The kernels get
-    per-instance arrays in this order: index arrays permuted once, the others copies that
-    the backend fills each epoch (and writes back where a kernel writes them). `perm` takes
-    a model instance to its place."""
+class Sorted:
+    """The elements of one array space (a mechanism set's instances, an ion's, the spike
+    detectors) sorted by their node in the interleaved layout, stably (elements of one
+    node keep their order, so every sum into a node is formed as in the model's order).
+    Block b's elements are then ranges[b]:ranges[b+1]. Kernels get the space's arrays in
+    this order: index arrays permuted once, the others copies that the backend fills each
+    epoch (and writes back where a kernel writes them). `perm` takes a model element to
+    its place, `order` a place to its model element."""
 
-    def __init__(self, layout_node: np.ndarray) -> None:
+    def __init__(self, layout_node: np.ndarray, layout: Interleaved) -> None:
         self.order = np.argsort(layout_node, kind="stable")
         self.perm = np.empty(len(self.order), dtype=np.int32)
         self.perm[self.order] = np.arange(len(self.order), dtype=np.int32)
+        self.ranges = np.searchsorted(layout_node[self.order], layout.base).astype(np.int64)
         self.copies: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name: (model, sorted)
         self.written: set[str] = set()
+        self.src = self.order.astype(np.int32)
+        self.dst = np.arange(len(self.order), dtype=np.int32)
 
-    def args(self, kernel: Kernel, args: dict[str, Any]) -> dict[str, Any]:
-        """The kernel's arguments with its per-instance arrays in the sorted order."""
-        out = dict(args)
-        self.written |= written(kernel.body)
-        for p in kernel.params:
-            if p.space != "instance" or p.name not in args:
-                continue
-            value = np.asarray(args[p.name])
-            if p.dtype != F64:  # node numbers, ion instances: fixed, permuted once
-                out[p.name] = value[self.order]
-                continue
-            if p.name not in self.copies:
-                self.copies[p.name] = (value, np.zeros_like(value))
-            out[p.name] = self.copies[p.name][1]
-        return out
+    def array(self, name: str, value: np.ndarray, dtype, points_to: Sorted | None) -> np.ndarray:
+        """`value` (the model's array `name`) in the sorted order; `points_to`: the space
+        whose elements an index array holds."""
+        if dtype != F64:  # node numbers, ion instances: fixed, permuted once
+            return (value if points_to is None else points_to.perm[value])[self.order]
+        if name not in self.copies:
+            self.copies[name] = (value, np.zeros_like(value))
+        return self.copies[name][1]
+
+    def copy_list(self) -> list[Copy]:
+        return [
+            Copy(model, copy, self.dst, self.src, self.ranges, name in self.written)
+            for name, (model, copy) in self.copies.items()
+        ]
 
 
 @dataclass
 class Copy:
     """A float64 array the backend copies into the epoch's layout when it starts a block,
-    layout[perm[i]] = model[i] for the block's i in ranges[b]:ranges[b+1], and, if `back`,
-    out again when it finishes the block's epoch."""
+    layout[dst[k]] = model[src[k]] for k in ranges[b]:ranges[b+1], and, if `back`, out
+    again when it finishes the block's epoch."""
 
     model: np.ndarray
     layout: np.ndarray
-    perm: np.ndarray  # int32
+    dst: np.ndarray  # int32
+    src: np.ndarray  # int32
     ranges: np.ndarray  # int64 [nblocks + 1]
     back: bool
 
@@ -256,11 +288,9 @@ class Copy:
 @dataclass
 class EpochPlan:
     width: int
-    block_first: np.ndarray  # int32 [nblocks + 1]: the cells of each block
-    cell_first: np.ndarray  # int32 [ncell + 1]
-    layout: Interleaved
+    layout: Interleaved  # layout.cells: the model cells of each block's slots
     copies: list[Copy]  # the voltages first
-    instances: dict[int, Instances]  # of each real mechanism set
+    instances: dict[int, Sorted]  # of each real mechanism set
     dt: float
     threshold: Phase | None
     first_half: list[Phase]
@@ -281,18 +311,14 @@ class EpochPlan:
 
     @property
     def nblocks(self) -> int:
-        return len(self.block_first) - 1
+        return len(self.layout.base) - 1
 
     def set_record(self, record: np.ndarray) -> None:
-        order = np.argsort(record, kind="stable")
-        nodes = np.asarray(record, dtype=np.int64)[order]
-        self.record_start = np.searchsorted(nodes, self.block_nodes(), side="left")
-        self.record_node = self.layout.perm[nodes]
+        at = self.layout.perm[np.asarray(record, dtype=np.int64)]
+        order = np.argsort(at, kind="stable")
+        self.record_node = at[order]
+        self.record_start = np.searchsorted(self.record_node, self.layout.base, side="left")
         self.record_column = order.astype(np.int32)
-
-    def block_nodes(self) -> np.ndarray:
-        """The model's node numbers of each block: block b has nodes [b], [b+1] - 1."""
-        return self.cell_first[self.block_first].astype(np.int64)
 
 
 class Unsupported(Exception):
@@ -303,62 +329,77 @@ def _kernel(k: Kernel) -> Kernel:
     return fold_constants(verify_kernel(k))
 
 
-def _ranges(node_index: np.ndarray, bounds: np.ndarray, what: str) -> np.ndarray:
-    if len(node_index) > 1 and (np.diff(node_index) < 0).any():
-        raise Unsupported(f"{what}: instances are not in node order")
-    return np.searchsorted(node_index, bounds, side="left").astype(np.int64)
-
-
 def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
     """The epoch plan of a Simulation's model, or Unsupported with the reason."""
     model = sim.model
     if sim.players:
         raise Unsupported("Vector.play needs the stepwise loop")
-    ncell = model.ncell
-    block_first = np.append(np.arange(0, ncell, width), ncell).astype(np.int32)
-    cell_first = model.nodes.first.astype(np.int32)
-    bounds = cell_first[block_first].astype(np.int64)
-    nblocks = len(block_first) - 1
+    cell_first = model.nodes.first.astype(np.int64)
+    parent = model.nodes.parent_index
+    cells = shape_order(cell_first, parent)
+    nblocks = -(-len(cells) // width)
+    cells = np.append(cells, np.full(nblocks * width - len(cells), -1))
+    layout = Interleaved(cell_first, parent, cells, width)
     whole_blocks = np.arange(nblocks + 1, dtype=np.int64)
+    ir = sim.ir
+
+    # every per-element space, sorted by node in the layout
+    def space(node_index: np.ndarray) -> Sorted:
+        return Sorted(layout.perm[np.asarray(node_index, dtype=np.int64)], layout)
+
+    ions = {ion.name: space(ion.node_index) for ion in model.ions}
+    real = [m for m in sim.mechanisms if not m.set.is_artificial]
+    instances = {m.index: space(m.set.node_index) for m in real}
+    presyns = space(model.presyns.node[sim.voltage_presyn])
+
+    def sorted_args(kernel: Kernel, args: dict, owner: int) -> dict:
+        """The kernel's arguments in the layout: node arrays interleaved, each space's
+        arrays sorted (`owner`: the mechanism set whose instances are the kernel's)."""
+        out = layout.args(args)
+        for p in kernel.params:
+            if p.name not in args or not p.is_array:
+                continue
+            if p.space == "instance" and owner in instances:
+                sorted_ = instances[owner]
+            elif p.space.startswith("ion:"):
+                sorted_ = ions[p.space[4:]]
+            elif p.space == "presyn":
+                sorted_ = presyns
+            else:
+                continue
+            points_to = ions[p.name.split(".")[1]] if p.name.endswith(".index") else None
+            out[p.name] = sorted_.array(p.name, np.asarray(out[p.name]), p.dtype, points_to)
+            sorted_.written |= written(kernel.body) & {p.name}
+        return out
 
     def phase(kernel: Kernel, args: dict, ranges: np.ndarray, owner: int = -1) -> Phase:
-        """Kernel over ranges; with the owner's instances sorted if it is a mechanism set."""
         kernel = _kernel(kernel)
         if kernel.streams:
             raise Unsupported(f"kernel {kernel.name} emits events during the step")
-        if owner in instances:
-            args = instances[owner].args(kernel, args)
-        return Phase(kernel, args, ranges)
+        return Phase(kernel, sorted_args(kernel, args, owner), ranges)
 
-    ir = sim.ir
-    instances: dict[int, Instances] = {}
-    layout = Interleaved(cell_first, model.nodes.parent_index, nblocks, width)
     node_ranges = layout.base
-    ion_ranges = {ion.name: _ranges(ion.node_index, bounds, ion.name) for ion in model.ions}
     cable_args = layout.args(sim.cable_args)
-    first: list[Phase] = [phase(ir["clear_matrix"], cable_args, node_ranges)]
+    first: list[Phase] = [phase(ir["clear_matrix"], sim.cable_args, node_ranges)]
     for ion, args, _, _ in sim.ion_kernels:
-        first.append(phase(ir[f"ion_reset_{ion.name}"], layout.args(args), ion_ranges[ion.name]))
-    real = [m for m in sim.mechanisms if not m.set.is_artificial]
-    set_ranges = {m.index: _ranges(m.set.node_index, bounds, m.set.name) for m in real}
-    set_args = {m.index: layout.args(m.args) for m in real}
-    instances.update({m.index: Instances(set_args[m.index]["node_index"]) for m in real})
+        kernel = ir[f"ion_reset_{ion.name}"]
+        first.append(phase(kernel, args, ions[ion.name].ranges))
     for m in real:
         if m.has("current"):
-            current = m.set.mechanism.kernel("current")
-            first.append(phase(current, set_args[m.index], set_ranges[m.index], m.index))
+            kernel = m.set.mechanism.kernel("current")
+            first.append(phase(kernel, m.args, instances[m.index].ranges, m.index))
     for m, args in zip(sim.capacitance_sets, sim.capacitance):
-        first.append(phase(ir["capacitance"], layout.args(args), set_ranges[m], m))
+        first.append(phase(ir["capacitance"], args, instances[m].ranges, m))
     block_args = {**cable_args, **layout.block_args()}
     first.append(phase(cable.axial_interleaved(width), block_args, whole_blocks))
     first.append(phase(cable.hines_interleaved(width), block_args, whole_blocks))
     if model.secondorder == 2:
         for ion, args, _, _ in sim.ion_kernels:
             kernel = ir[f"second_order_{ion.name}"]
-            first.append(phase(kernel, layout.args(args), ion_ranges[ion.name]))
-    first.append(phase(ir["update_voltage"], cable_args, node_ranges))
+            first.append(phase(kernel, args, ions[ion.name].ranges))
+    first.append(phase(ir["update_voltage"], sim.cable_args, node_ranges))
     second = [
-        phase(m.set.mechanism.kernel("state"), set_args[m.index], set_ranges[m.index], m.index)
+        phase(m.set.mechanism.kernel("state"), m.args, instances[m.index].ranges, m.index)
         for m in real
         if m.has("state")
     ]
@@ -368,25 +409,21 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
             kernel = _kernel(m.set.mechanism.kernel("net_receive"))
             if kernel.streams:
                 raise Unsupported(f"{m.set.name}: NET_RECEIVE sends events (net_send/net_event)")
-            args = instances[m.index].args(kernel, set_args[m.index])
-            receive.append(Phase(kernel, args, whole_blocks))
+            receive.append(Phase(kernel, sorted_args(kernel, m.args, m.index), whole_blocks))
             receive_sets.append(m.index)
-    copies = [Copy(model.nodes.v, layout.arrays["node.v"], layout.perm, bounds, True)]
-    for m, sorted_ in instances.items():
-        for name, (model_array, copy) in sorted_.copies.items():
-            back = name in sorted_.written
-            copies.append(Copy(model_array, copy, sorted_.perm, set_ranges[m], back))
-
     threshold = None
-    presyn_node = model.presyns.node[sim.voltage_presyn]
-    if len(presyn_node):
-        ranges = _ranges(presyn_node, bounds, "spike detectors")
-        threshold = Phase(_kernel(ir["threshold"]), layout.args(sim.threshold_args), ranges)
+    if len(sim.voltage_presyn):
+        kernel = _kernel(ir["threshold"])  # its spike stream goes to the driver's buffer
+        threshold = Phase(kernel, sorted_args(kernel, sim.threshold_args, -1), presyns.ranges)
 
+    real_nodes = np.argsort(layout.perm, kind="stable").astype(np.int32)  # in layout order
+    at = layout.perm[real_nodes]
+    v_ranges = np.searchsorted(at, layout.base).astype(np.int64)
+    copies = [Copy(model.nodes.v, layout.arrays["node.v"], at, real_nodes, v_ranges, True)]
+    for sorted_ in (*ions.values(), *instances.values(), presyns):
+        copies += sorted_.copy_list()
     result = EpochPlan(
         width=width,
-        block_first=block_first,
-        cell_first=cell_first,
         layout=layout,
         copies=copies,
         instances=instances,
@@ -396,7 +433,7 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
         second_half=second,
         receive=receive,
         receive_sets=receive_sets,
-        threshold_presyn=sim.voltage_presyn.astype(np.int64),
+        threshold_presyn=sim.voltage_presyn.astype(np.int64)[presyns.order],
     )
     result.set_record(np.zeros(0, dtype=np.int64))
     return result

@@ -435,7 +435,7 @@ class Simulation:
         self.t = float(clock[-1])
         if blowup is not None:
             block = int(np.argmin(blowup))
-            cells = range(program.plan.block_first[block], program.plan.block_first[block + 1])
+            cells = program.plan.layout.block_cells(block)
             roots = self.model.nodes.v[self.model.nodes.first[list(cells)]]
             cell = cells[int(np.flatnonzero(~np.isfinite(roots))[0])]
             raise self._blowup(cell, float(blowup[block]))
