@@ -7,6 +7,8 @@ random small networks built natively (random trees, mechanism mixes, stimuli, co
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from harness import Instances, builtin
@@ -16,6 +18,7 @@ from portneuron.backends import backend_names, backend_status, load_backend
 
 from portneuron.build import Cell, Network
 from portneuron.io.spikes import format_spikes
+from portneuron.library import MechanismLibrary
 from portneuron.sim import cable
 from portneuron.sim.epoch import Interleaved
 from portneuron.sim.simulation import Simulation
@@ -272,13 +275,15 @@ def test_llvm_compile_cache_and_dumps(tmp_path):
         assert marker in out.stdout
 
 
-@pytest.mark.parametrize("backend", [b for b in OTHERS if load_backend(b).compiled_epochs])
-def test_compiled_epochs_equal_the_stepwise_loop_to_the_bit(backend):
-    """Compiled epochs run each mechanism set's instances sorted by their interleaved node
-    (several synapses on one node keep their order) on copies of the per-instance arrays:
-    spikes, voltages and every mechanism variable written back are the stepwise loop's,
-    bit for bit, on the same backend. Ten cells: a full block of 8 and a partial one."""
-    net = Network()
+EPOCH_MODS = Path(__file__).parent / "mods_epoch"
+
+
+def synapse_network(synapse: str) -> Network:
+    """Ten cells (a full block of 8 and a partial one, three shapes), three synapses on one
+    node and two elsewhere, NetStims and a ring. PulseSyn's NET_RECEIVE sends self-events
+    (a pulse's end after `dur`, then a zero-delay count); with interval == dur, pulses end
+    just as the next event arrives, and which comes first changes the conductance."""
+    net = Network(library=MechanismLibrary([EPOCH_MODS]))
     for gid in range(10):
         cell = Cell()
         soma = cell.section("soma", L=15.0 + gid, diam=15.0)
@@ -289,27 +294,45 @@ def test_compiled_epochs_equal_the_stepwise_loop_to_the_bit(backend):
             dend = cell.section(f"d{k}", L=100.0, diam=1.0 + 0.1 * k, nseg=3 + k, parent=parent)
             cell.insert(dend, "pas", g=1e-4, e=-65.0)
             dends.append(dend)
-        for tau in (1.0, 2.0, 3.0):  # three synapses on one node
-            cell.point_process(soma, 0.5, "ExpSyn", tau=tau)
-        cell.point_process(dends[-1], 0.5, "Exp2Syn", tau1=0.5, tau2=4.0)
-        cell.point_process(dends[0], 0.9, "ExpSyn", tau=1.5)
+        for k in range(3):  # three synapses on one node
+            values = {"tau": 1.0 + k} if synapse == "ExpSyn" else {"dur": 1.0 + k}
+            cell.point_process(soma, 0.5, synapse, **values)
+        cell.point_process(dends[-1], 0.5, synapse)
+        cell.point_process(dends[0], 0.9, synapse)
         cell.spike_detector(soma, 0.5, 0.0)
         net.add_cell(cell, gid)
     for gid in range(10):
-        stim = net.artificial_cell("NetStim", start=1.0 + gid % 4, number=5, interval=5.0)
+        interval = 5.0 if synapse == "ExpSyn" else 2.0
+        stim = net.artificial_cell("NetStim", start=1.0 + gid % 4, number=5, interval=interval)
         for point in range(5):
             net.connect(gid, point, 0.001 * (1 + point), 1.0, source_stim=stim)
         net.connect((gid + 1) % 10, gid % 5, 0.03, 2.0, source_gid=gid)
+    return net
+
+
+@pytest.mark.parametrize("backend", [b for b in OTHERS if load_backend(b).compiled_epochs])
+@pytest.mark.parametrize("synapse", ["ExpSyn", "PulseSyn"])
+def test_compiled_epochs_equal_the_stepwise_loop_to_the_bit(backend, synapse):
+    """Compiled epochs run cells in blocks grouped by shape, each mechanism set's instances
+    sorted by their interleaved node (several synapses on one node keep their order) on
+    copies of the per-instance arrays, and self-events in a queue of the block's, merged
+    with the epoch's events in NEURON's order: spikes, voltages and every mechanism
+    variable written back are the stepwise loop's, bit for bit, on the same backend; and
+    the numpy reference's spikes."""
     runs, models = [], []
-    for epochs in (False, True):
-        model = net.build()
-        sim = Simulation(model, load_backend(backend), threads=2, compiled_epochs=epochs)
+    for name, epochs in (("numpy", False), (backend, False), (backend, True)):
+        model = synapse_network(synapse).build()
+        sim = Simulation(model, load_backend(name), threads=2, compiled_epochs=epochs)
         runs.append(sim.run(25.0, record=list(range(0, model.nodes.count, 2))))
         models.append(model)
         assert (sim.stepwise_reason == "") == epochs
-    assert len(runs[0].spikes) > 15
-    assert runs[1].spikes == runs[0].spikes
-    np.testing.assert_array_equal(runs[1].v, runs[0].v)
-    for stepwise, compiled in zip(models[0].mechanisms, models[1].mechanisms):
+    assert len(runs[0].spikes) >= 10  # every cell fires
+    assert runs[1].spikes == runs[0].spikes and runs[2].spikes == runs[0].spikes
+    np.testing.assert_array_equal(runs[2].v, runs[1].v)
+    assert np.abs(runs[2].v - runs[0].v).max() <= 1e-9
+    for stepwise, compiled in zip(models[1].mechanisms, models[2].mechanisms):
         for name, values in stepwise.data.items():
             np.testing.assert_array_equal(compiled.data[name], values, f"{stepwise.name}.{name}")
+    if synapse == "PulseSyn":  # every pulse ended and was counted, across epochs
+        pulses = next(m for m in models[2].mechanisms if m.name == "PulseSyn").data
+        assert pulses["n"].sum() > 100

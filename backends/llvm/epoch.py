@@ -22,10 +22,11 @@ from llvmlite import ir
 from portneuron.ir import Kernel
 
 from portneuron.sim.epoch import EpochEvents, EpochPlan, Phase
+from portneuron.sim.simulation import SimulationError
 
 from .backend import _Jit, fill_slots, slot_count
 from .llvm_types import F64_T, I32_T, I64_T, PTR
-from .lower import lower_kernel
+from .lower import emits_per_lane, lower_kernel
 
 
 class Ctx:
@@ -36,7 +37,14 @@ class Ctx:
     REC_START, REC_NODE, REC_COLUMN, NREC, REC_OUT, V = 9, 10, 11, 12, 13, 14
     SLOT_ROOT, BLOWUP = 15, 16
     COPIES = 17  # per plan.copies entry: model array, layout array, dst, src, ranges
-    PHASES = 18
+    # the self-event queue: time, flag, instance, weight row, receive phase; its capacity,
+    # the entries pending from the blocks done (a prefix), and 1 if it ever overflowed
+    Q_T, Q_FLAG, Q_INST, Q_ROW, Q_PHASE, Q_CAP, Q_LEFT, Q_FULL = range(18, 26)
+    # a self-event being delivered (one-element event arrays), each receive phase's slots
+    # that point at them, and its net_send record buffer: instance, t, flag, count
+    EVS_INST, EVS_T, EVS_FLAG, EVS_ROW, SCRATCH, SENDS = range(26, 32)
+    EV_ROW = 32  # the weight row of each of the epoch's events
+    PHASES = 33
 
 
 def _slot_of(kernel: Kernel, name: str) -> int | None:
@@ -55,6 +63,7 @@ class _Driver:
         self.ctx = self.fn.args[0]
         self.kernels = []
         self.t_slots = [_slot_of(phase.kernel, "t") for phase in phases]
+        self.sends = [any(s.name == "net_send" for s in p.kernel.streams) for p in plan.receive]
         for k, phase in enumerate(phases):
             k_ir = phase.kernel
             kernel = Kernel(f"k{k}", k_ir.lanes, k_ir.params, k_ir.body, k_ir.streams)
@@ -113,7 +122,9 @@ class _Driver:
             index: self.field(index, PTR)
             for index in (Ctx.EV_START, Ctx.EV_T, Ctx.EV_PHASE, Ctx.EV_LANE, Ctx.REC_START,
                           Ctx.REC_NODE, Ctx.REC_COLUMN, Ctx.REC_OUT, Ctx.V, Ctx.SLOT_ROOT,
-                          Ctx.BLOWUP, Ctx.COPIES)
+                          Ctx.BLOWUP, Ctx.COPIES, Ctx.Q_T, Ctx.Q_FLAG, Ctx.Q_INST, Ctx.Q_ROW,
+                          Ctx.Q_PHASE, Ctx.EVS_INST, Ctx.EVS_T, Ctx.EVS_FLAG, Ctx.EVS_ROW,
+                          Ctx.SCRATCH, Ctx.SENDS, Ctx.EV_ROW)
         }  # fmt: skip
         self.v = self.array[Ctx.V]
         self.nsteps, self.nrec = self.field(Ctx.NSTEPS), self.field(Ctx.NREC)
@@ -122,12 +133,13 @@ class _Driver:
         self.loop(self.field(Ctx.BLOCK_LO), self.field(Ctx.BLOCK_HI), "block", self.block)
         b.ret(b.load(self.blown, typ=I64_T))
 
-    def invoke(self, k: int, lo: ir.Value, hi: ir.Value, t: ir.Value) -> None:
-        """Phase k's kernel over lanes lo .. hi-1 at time t."""
+    def invoke(self, k: int, lo: ir.Value, hi: ir.Value, t: ir.Value, slots=None) -> None:
+        """Phase k's kernel over lanes lo .. hi-1 at time t (with its own argument slots,
+        or `slots`)."""
+        slots = self.slots[k] if slots is None else slots
         if self.t_slots[k] is not None:
-            at = self.at(self.slots[k], ir.Constant(I64_T, self.t_slots[k]), F64_T)
-            self.b.store(t, at)
-        self.b.call(self.kernels[k], [lo, hi, self.slots[k]])
+            self.b.store(t, self.at(slots, ir.Constant(I64_T, self.t_slots[k]), F64_T))
+        self.b.call(self.kernels[k], [lo, hi, slots])
 
     def call(self, k: int, block: ir.Value, t: ir.Value) -> None:
         """Phase k over the block's range."""
@@ -142,9 +154,18 @@ class _Driver:
         self.event = self.variable(I64_T, self.load(ev_start, block, I64_T), "event")
         self.event_end = self.load(ev_start, b.add(block, ir.Constant(I64_T, 1)), I64_T)
         self.block_index = block
+        if any(self.sends):  # the block's queue starts after the pending entries
+            base = self.field(Ctx.Q_LEFT)
+            self.q_base = self.variable(I64_T, base, "q.base")
+            self.q_head = self.variable(I64_T, base, "q.head")
+            self.q_end = self.variable(I64_T, base, "q.end")
         self.copy(block, into_layout=True)
         self.loop(ir.Constant(I64_T, 0), self.nsteps, "step", self.step)
         self.copy(block, into_layout=False)
+        if any(self.sends):  # what is still pending stays, after the earlier blocks'
+            self.compact()
+            at = self.b.gep(self.ctx, [ir.Constant(I64_T, Ctx.Q_LEFT)], source_etype=I64_T)
+            self.b.store(self.b.load(self.q_end, typ=I64_T), at)
 
     def copy(self, block: ir.Value, into_layout: bool) -> None:
         """The block's share of each of the plan's copies from the model's order into the
@@ -192,38 +213,170 @@ class _Driver:
         self.check(block, t, leave)
 
     def deliver(self, until: ir.Value) -> None:
-        """Run NET_RECEIVE for this block's events due by `until`, in order."""
+        """Run NET_RECEIVE for this block's events due by `until`, in order: the epoch's
+        events and the self-events sent during it merged by time, the former first at
+        equal times (they were queued first)."""
         b, plan = self.b, self.plan
         if not plan.receive:
             return
         first = (1 if plan.threshold is not None else 0) + len(plan.first_half)
         first += len(plan.second_half)
+        queue = any(self.sends)
+        inf, zero = ir.Constant(F64_T, float("inf")), ir.Constant(I64_T, 0)
         head = self.fn.append_basic_block("deliver.head")
-        due = self.fn.append_basic_block("deliver.due")
         run = self.fn.append_basic_block("deliver.run")
-        nxt = self.fn.append_basic_block("deliver.next")
+        external = self.fn.append_basic_block("deliver.external")
         done = self.fn.append_basic_block("deliver.done")
         b.branch(head)
         b.position_at_end(head)
         e = b.load(self.event, typ=I64_T)
-        b.cbranch(b.icmp_signed("<", e, self.event_end), due, done)
-        b.position_at_end(due)
-        te = self.load(self.array[Ctx.EV_T], e, F64_T)
-        b.cbranch(b.fcmp_ordered("<=", te, until), run, done)
+        has_event = b.icmp_signed("<", e, self.event_end)
+        te = self.load(self.array[Ctx.EV_T], b.select(has_event, e, zero), F64_T)
+        te = b.select(has_event, te, inf)
+        if queue:
+            q = b.load(self.q_head, typ=I64_T)
+            has_self = b.icmp_signed("<", q, b.load(self.q_end, typ=I64_T))
+            tq = self.load(self.array[Ctx.Q_T], b.select(has_self, q, zero), F64_T)
+            tq = b.select(has_self, tq, inf)
+            take_event = b.and_(has_event, b.fcmp_ordered("<=", te, tq))
+            t_next = b.select(take_event, te, tq)
+            due = b.and_(b.or_(has_event, has_self), b.fcmp_ordered("<=", t_next, until))
+        else:
+            take_event, due = has_event, b.and_(has_event, b.fcmp_ordered("<=", te, until))
+        b.cbranch(due, run, done)
         b.position_at_end(run)
+        if queue:
+            own = self.fn.append_basic_block("deliver.self")
+            b.cbranch(take_event, external, own)
+        else:
+            b.branch(external)
+
+        b.position_at_end(external)
         which = self.load(self.array[Ctx.EV_PHASE], e, I32_T)
         lane = b.sext(self.load(self.array[Ctx.EV_LANE], e, I32_T), I64_T)
-        switch = b.switch(which, nxt)
+        b.store(b.add(e, ir.Constant(I64_T, 1)), self.event)
+        switch = b.switch(which, head)
         for j in range(len(plan.receive)):
             case = self.fn.append_basic_block(f"deliver.case{j}")
             switch.add_case(ir.Constant(I32_T, j), case)
             b.position_at_end(case)
-            self.invoke(first + j, lane, b.add(lane, ir.Constant(I64_T, 1)), te)
-            b.branch(nxt)
-        b.position_at_end(nxt)
-        b.store(b.add(e, ir.Constant(I64_T, 1)), self.event)
-        b.branch(head)
+            k = first + j
+            self.invoke(k, lane, b.add(lane, ir.Constant(I64_T, 1)), te)
+            if self.sends[j]:
+                self.drain(j, self.load(self.array[Ctx.EV_ROW], e, I32_T))
+            b.branch(head)
+
+        if queue:  # the earliest self-event, through the scratch event arrays
+            b.position_at_end(own)
+            row = self.load(self.array[Ctx.Q_ROW], q, I32_T)
+            for field, queued, typ in (
+                (Ctx.EVS_INST, Ctx.Q_INST, I32_T),
+                (Ctx.EVS_T, Ctx.Q_T, F64_T),
+                (Ctx.EVS_FLAG, Ctx.Q_FLAG, F64_T),
+                (Ctx.EVS_ROW, Ctx.Q_ROW, I32_T),
+            ):
+                value = self.load(self.array[queued], q, typ)
+                b.store(value, self.at(self.array[field], zero, typ))
+            which = self.load(self.array[Ctx.Q_PHASE], q, I32_T)
+            b.store(b.add(q, ir.Constant(I64_T, 1)), self.q_head)
+            switch = b.switch(which, head)
+            for j in range(len(plan.receive)):
+                if not self.sends[j]:
+                    continue
+                case = self.fn.append_basic_block(f"deliver.self{j}")
+                switch.add_case(ir.Constant(I32_T, j), case)
+                b.position_at_end(case)
+                scratch = self.load(self.array[Ctx.SCRATCH], ir.Constant(I64_T, j), PTR)
+                self.invoke(first + j, zero, ir.Constant(I64_T, 1), tq, scratch)
+                self.drain(j, row)
+                b.branch(head)
         b.position_at_end(done)
+
+    # ------------------------------------------------------------------ the self-event queue
+    QUEUE = (Ctx.Q_T, Ctx.Q_FLAG, Ctx.Q_INST, Ctx.Q_ROW, Ctx.Q_PHASE)
+    QUEUE_TYPES = (F64_T, F64_T, I32_T, I32_T, I32_T)
+
+    def move(self, src: ir.Value, dst: ir.Value) -> None:
+        """Queue entry src to place dst."""
+        for field, typ in zip(self.QUEUE, self.QUEUE_TYPES):
+            array = self.array[field]
+            self.b.store(self.load(array, src, typ), self.at(array, dst, typ))
+
+    def compact(self) -> None:
+        """Move the block's pending entries down to the start of its region."""
+        b = self.b
+        base, q = b.load(self.q_base, typ=I64_T), b.load(self.q_head, typ=I64_T)
+        shift = b.sub(q, base)
+        self.loop(
+            q,
+            b.load(self.q_end, typ=I64_T),
+            "q.compact",
+            lambda i, _: self.move(i, b.sub(i, shift)),
+        )
+        b.store(b.sub(b.load(self.q_end, typ=I64_T), shift), self.q_end)
+        b.store(base, self.q_head)
+
+    def drain(self, j: int, row: ir.Value) -> None:
+        """Queue the self-events receive phase j's last call sent, carrying weight row
+        `row` (the delivered event's), and empty its record buffer."""
+        b = self.b
+        sends = self.array[Ctx.SENDS]
+        inst, t, flag, count = (
+            self.load(sends, ir.Constant(I64_T, 4 * j + k), PTR) for k in range(4)
+        )
+        n = b.load(count, typ=I64_T)
+
+        def body(r, _exit):
+            values = (
+                self.load(t, r, F64_T),
+                self.load(flag, r, F64_T),
+                self.load(inst, r, I32_T),
+                row,
+                ir.Constant(I32_T, j),
+            )
+            self.insert(values)
+
+        self.loop(ir.Constant(I64_T, 0), n, "send", body)
+        b.store(ir.Constant(I64_T, 0), count)
+
+    def insert(self, values: tuple) -> None:
+        """A self-event into the queue, after every entry not later than it (so entries of
+        one time stay in the order they were sent). A full queue compacts; still full, it
+        sets Q_FULL and drops the event (the simulation then stops with an error)."""
+        b = self.b
+        full = b.icmp_signed(">=", b.load(self.q_end, typ=I64_T), self.field(Ctx.Q_CAP))
+        with b.if_then(full):
+            self.compact()
+        end = b.load(self.q_end, typ=I64_T)
+        room = b.icmp_signed("<", end, self.field(Ctx.Q_CAP))
+        with b.if_else(room) as (yes, no):
+            with yes:
+                k = self.variable(I64_T, end, "q.k")
+                test = self.fn.append_basic_block("q.test")
+                later = self.fn.append_basic_block("q.later")
+                shift = self.fn.append_basic_block("q.shift")
+                place = self.fn.append_basic_block("q.place")
+                b.branch(test)
+                b.position_at_end(test)
+                now = b.load(k, typ=I64_T)
+                above = b.icmp_signed(">", now, b.load(self.q_head, typ=I64_T))
+                b.cbranch(above, later, place)
+                b.position_at_end(later)
+                before = b.sub(now, ir.Constant(I64_T, 1))
+                t_before = self.load(self.array[Ctx.Q_T], before, F64_T)
+                b.cbranch(b.fcmp_ordered(">", t_before, values[0]), shift, place)
+                b.position_at_end(shift)
+                self.move(before, now)
+                b.store(before, k)
+                b.branch(test)
+                b.position_at_end(place)
+                at = b.load(k, typ=I64_T)
+                for field, typ, value in zip(self.QUEUE, self.QUEUE_TYPES, values):
+                    b.store(value, self.at(self.array[field], at, typ))
+                b.store(b.add(end, ir.Constant(I64_T, 1)), self.q_end)
+            with no:
+                flag = b.gep(self.ctx, [ir.Constant(I64_T, Ctx.Q_FULL)], source_etype=I64_T)
+                b.store(ir.Constant(I64_T, 1), flag)
 
     def record(self, step: ir.Value, block: ir.Value) -> None:
         b = self.b
@@ -283,6 +436,11 @@ def phases_of(plan: EpochPlan) -> list[Phase]:
 _NO_LANES, _NO_TIMES = np.zeros(0, np.int32), np.zeros(0)
 
 
+#: Self-events a thread's queue holds: those pending from its blocks done this epoch and
+#: those of the block it is running.
+QUEUE_CAPACITY = 1 << 14
+
+
 class _Worker:
     """One thread's share: a range of blocks, its own context and slot copies."""
 
@@ -320,6 +478,47 @@ class _Worker:
             self.stream_slot = len(plan.threshold.kernel.params)
             self.count = np.zeros(1, dtype=np.int64)
             self.slots[0][self.stream_slot + 2] = self.count.ctypes.data
+        self.self_events(program)
+
+    def self_events(self, program: CompiledEpoch) -> None:
+        """The self-event queue, the scratch event a queued self-event is delivered
+        through, and each receive phase's net_send record buffer (`_Driver.deliver`)."""
+        self.queue = [np.zeros(QUEUE_CAPACITY, dtype) for dtype in (np.float64, np.float64, np.int32, np.int32, np.int32)]  # fmt: skip
+        self.event = [np.zeros(1, np.int32), np.zeros(1), np.zeros(1), np.zeros(1, np.int32)]
+        scratch, sends = [], []
+        self.held: list[Any] = []  # what the tables below point at
+        for j, phase in enumerate(program.plan.receive):
+            k = program.receive_first + j
+            n_params = len(phase.kernel.params)
+            buffers = []
+            if phase.kernel.streams:  # net_send only (the plan refuses others)
+                records = max(1, emits_per_lane(phase.kernel)["net_send"])
+                buffers = [np.zeros(records, np.int32), np.zeros(records), np.zeros(records)]
+                buffers.append(np.zeros(1, np.int64))
+                self.slots[k][n_params : n_params + 4] = [a.ctypes.data for a in buffers]
+            args = dict(phase.args)
+            names = ("event.instance", "event.t", "event.flag", "event.netcon")
+            args.update(zip(names, self.event))
+            slots = self.slots[k].copy()
+            fill_slots(phase.kernel, args, slots)
+            scratch.append(slots.ctypes.data)
+            sends.extend(a.ctypes.data for a in buffers) if buffers else sends.extend([0] * 4)
+            self.held += [slots, buffers]
+        self.scratch = np.array(scratch or [0], dtype=np.int64)
+        self.sends = np.array(sends or [0], dtype=np.int64)
+        fields = (Ctx.Q_T, Ctx.Q_FLAG, Ctx.Q_INST, Ctx.Q_ROW, Ctx.Q_PHASE)
+        self.address_of(dict(zip(fields, self.queue)))
+        fields = (Ctx.EVS_INST, Ctx.EVS_T, Ctx.EVS_FLAG, Ctx.EVS_ROW)
+        self.address_of(dict(zip(fields, self.event)))
+        self.address_of({Ctx.SCRATCH: self.scratch, Ctx.SENDS: self.sends})
+        self.ctx[Ctx.Q_CAP] = QUEUE_CAPACITY
+
+    def pending(self) -> tuple[np.ndarray, ...]:
+        """The self-events still pending after an epoch (t, flag, instance, row, phase),
+        block by block in delivery order; the queue is emptied."""
+        n = int(self.ctx[Ctx.Q_LEFT])
+        self.ctx[Ctx.Q_LEFT] = 0
+        return tuple(a[:n].copy() for a in self.queue)
 
     def address_of(self, arrays: dict[int, np.ndarray]) -> None:
         for index, array in arrays.items():
@@ -335,6 +534,7 @@ class _Worker:
                 Ctx.EV_T: events.t,
                 Ctx.EV_PHASE: events.phase,
                 Ctx.EV_LANE: events.lane,
+                Ctx.EV_ROW: events.row,
             }
         )
         for j, args in enumerate(events.receive_args):
@@ -428,6 +628,17 @@ class CompiledEpoch:
         lane = np.concatenate([w.spike_presyn[:n] for w, n in zip(self.workers, counts)])
         t = np.concatenate([w.spike_t[:n] for w, n in zip(self.workers, counts)])
         return lane, t, record, blowup
+
+    def pending(self) -> tuple[np.ndarray, ...]:
+        """The self-events sent in the last epoch and due after it (t, flag, instance,
+        row, phase), block by block; SimulationError if a queue overflowed."""
+        if any(w.ctx[Ctx.Q_FULL] for w in self.workers):
+            raise SimulationError(
+                f"more than {QUEUE_CAPACITY} self-events (net_send) pending at once in one "
+                "thread's cells; run with more threads, or compiled epochs off"
+            )
+        parts = [w.pending() for w in self.workers]
+        return tuple(np.concatenate(column) for column in zip(*parts))
 
 
 def partition(plan: EpochPlan, threads: int) -> list[tuple[int, int]]:

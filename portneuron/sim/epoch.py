@@ -15,9 +15,12 @@ array:
     threshold check; events due by t + dt/2; t += dt/2; first-half kernels (ion reset,
     currents, capacitance, axial, Hines, update); t += dt/2; state kernels; events due by t
 
-The events of real cells are known when the epoch starts (NetCon events; a NET_RECEIVE
-that sends self-events or spikes needs the stepwise loop) and go to the backend sorted per
-block. Artificial cells have no per-step work: Python delivers their events for the whole
+The events of real cells known when the epoch starts (NetCon events, self-events sent
+before it) go to the backend sorted per block; the self-events a NET_RECEIVE sends during
+the epoch (net_send) join them in a queue of the block's, in NEURON's order (time, then
+the order they were sent in, events known at the start first), and those still pending
+at the epoch's end come back to the simulation's queue (`pending`). A NET_RECEIVE that
+calls net_event needs the stepwise loop. Artificial cells have no per-step work: Python delivers their events for the whole
 epoch first, in time order; their spikes, like all spikes, reach targets in a later epoch.
 """
 
@@ -72,6 +75,7 @@ class EpochEvents:
         self.t = np.zeros(capacity)
         self.phase = np.zeros(capacity, dtype=np.int32)
         self.lane = np.zeros(capacity, dtype=np.int32)
+        self.row = np.zeros(capacity, dtype=np.int32)  # weight rows, as event.netcon
         self.receive_args = []
         for phase in self.plan.receive:
             args = dict(phase.args)
@@ -104,6 +108,7 @@ class EpochEvents:
         self.t[:n] = [picked[k][2] for k in order]
         self.phase[:n] = [picked[k][1] for k in order]
         self.lane[:n] = lanes[order]
+        self.row[:n] = [picked[k][5] for k in order]
         self.start[:] = np.searchsorted(blocks[order], np.arange(len(self.start)), side="left")
 
 
@@ -298,6 +303,7 @@ class EpochPlan:
     receive: list[Phase]  # NET_RECEIVE of the mechanism sets in `receive_sets`
     receive_sets: list[int]
     threshold_presyn: np.ndarray  # int64: presyn of each threshold lane
+    sends: bool  # whether a NET_RECEIVE sends self-events (net_send)
     # the recorded nodes, sorted: block b records record_node[record_start[b]:...] into
     # columns record_column[...] of each step's row
     record_start: np.ndarray = field(init=False)  # int64 [nblocks + 1]
@@ -407,8 +413,8 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
     for m in real:
         if m.has("net_receive"):
             kernel = _kernel(m.set.mechanism.kernel("net_receive"))
-            if kernel.streams:
-                raise Unsupported(f"{m.set.name}: NET_RECEIVE sends events (net_send/net_event)")
+            if any(stream.name != "net_send" for stream in kernel.streams):
+                raise Unsupported(f"{m.set.name}: NET_RECEIVE calls net_event")
             receive.append(Phase(kernel, sorted_args(kernel, m.args, m.index), whole_blocks))
             receive_sets.append(m.index)
     threshold = None
@@ -434,9 +440,19 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
         receive=receive,
         receive_sets=receive_sets,
         threshold_presyn=sim.voltage_presyn.astype(np.int64)[presyns.order],
+        sends=any(phase.kernel.streams for phase in receive),
     )
     result.set_record(np.zeros(0, dtype=np.int64))
     return result
+
+
+def pending(sim: Simulation, plan: EpochPlan, t, flag, instance, row, phase) -> None:
+    """Queue the self-events still pending at an epoch's end (given per block in time
+    order, sent-order among equal times), with the model's instance numbers."""
+    for k in range(len(t)):
+        target = plan.receive_sets[int(phase[k])]
+        model_instance = int(plan.instances[target].order[int(instance[k])])
+        sim.queue.push(float(t[k]), target, model_instance, float(flag[k]), int(row[k]))
 
 
 def collect_events(sim: Simulation, events: EpochEvents, until: float) -> None:

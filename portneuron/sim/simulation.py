@@ -433,6 +433,8 @@ class Simulation:
         epoch.collect_events(self, self._events, float(clock[-1]))
         lanes, t, recorded, blowup = program.advance(self.t, nsteps, self._events)
         self.t = float(clock[-1])
+        if program.plan.sends:
+            epoch.pending(self, program.plan, *program.pending())
         if blowup is not None:
             block = int(np.argmin(blowup))
             cells = program.plan.layout.block_cells(block)
