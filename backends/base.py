@@ -7,10 +7,17 @@ something `run` can execute many times.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from portneuron.ir import Kernel
+
+
+def dumping(stage: str) -> bool:
+    """PORTNEURON_DUMP=ir,llvm,asm,cuda: print those stages of every compiled kernel to
+    stderr."""
+    return stage in os.environ.get("PORTNEURON_DUMP", "").split(",")
 
 
 class BackendUnavailable(RuntimeError):

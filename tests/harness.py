@@ -69,3 +69,33 @@ class Instances:
             self.values[key] = value
             lanes = len(value)
         return self.run_kernel(kernel, lanes)
+
+
+def randomised(inst: Instances, rng: np.random.Generator) -> Instances:
+    """`inst` with random voltages and its parameters and states scaled at random."""
+    for name in list(inst.values):
+        if name == "node.v":
+            inst.values[name] = rng.uniform(-100, 60, inst.n)
+        elif name.startswith("mech.") and not name.startswith("mech.ranvar"):
+            base = inst.values[name]
+            inst.values[name] = base * rng.uniform(0.5, 1.5, inst.n) + rng.uniform(0, 1e-3, inst.n)
+    return inst
+
+
+def kernel_inputs(inst: Instances, rng: np.random.Generator):
+    """(kernel, arguments, lanes) for each kernel of the mechanism: instance kernels over
+    every instance, NET_RECEIVE over 5 random events, tables over their points."""
+    mechanism = inst.mechanism
+    for kernel in mechanism.kernels:
+        lanes = inst.n
+        if kernel.lanes == "event":
+            lanes = 5
+            inst.values["event.instance"] = np.array([0, 3, 5, 7, 11], np.int32)
+            inst.values["event.t"] = rng.uniform(0, 10, lanes)
+            inst.values["event.flag"] = rng.choice([0.0, 1.0, 3.0], lanes)
+            inst.values["event.netcon"] = np.arange(lanes, dtype=np.int32)
+            for arg in mechanism.net_receive_args:
+                inst.values[f"netcon.{arg}"] = rng.uniform(0, 0.1, lanes)
+        elif kernel.name.startswith("table_"):
+            lanes = next(t.points for t in mechanism.tables if kernel.name == f"table_{t.name}")
+        yield kernel, inst.args(kernel, lanes), lanes

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness import Instances, builtin
+from harness import Instances, builtin, kernel_inputs, randomised
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from portneuron.backends import backend_names, backend_status, load_backend
@@ -40,16 +40,6 @@ def assert_close(expected: np.ndarray, actual: np.ndarray, what: str) -> None:
     np.testing.assert_array_max_ulp(expected[~same], actual[~same], maxulp=MAX_ULP)
 
 
-def filled(inst: Instances, rng: np.random.Generator) -> Instances:
-    for name in list(inst.values):
-        if name == "node.v":
-            inst.values[name] = rng.uniform(-100, 60, inst.n)
-        elif name.startswith("mech.") and not name.startswith("mech.ranvar"):
-            base = inst.values[name]
-            inst.values[name] = base * rng.uniform(0.5, 1.5, inst.n) + rng.uniform(0, 1e-3, inst.n)
-    return inst
-
-
 @pytest.mark.parametrize("backend", OTHERS)
 @pytest.mark.parametrize("mod", MECHANISMS)
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -58,21 +48,9 @@ def test_mechanism_kernels_match_numpy(backend, mod, seed, dt, celsius):
     mechanism = builtin(mod)
     reference, other = load_backend("numpy"), load_backend(backend)
     rng = np.random.default_rng(seed)
-    base = filled(Instances(mechanism, 12, dt=dt, celsius=celsius), rng)
+    base = randomised(Instances(mechanism, 12, dt=dt, celsius=celsius), rng)
     base.build_tables()
-    for kernel in mechanism.kernels:
-        lanes = base.n
-        if kernel.lanes == "event":
-            lanes = 5
-            base.values["event.instance"] = np.array([0, 3, 5, 7, 11], np.int32)
-            base.values["event.t"] = rng.uniform(0, 10, lanes)
-            base.values["event.flag"] = rng.choice([0.0, 1.0, 3.0], lanes)
-            base.values["event.netcon"] = np.arange(lanes, dtype=np.int32)
-            for arg in mechanism.net_receive_args:
-                base.values[f"netcon.{arg}"] = rng.uniform(0, 0.1, lanes)
-        elif kernel.name.startswith("table_"):
-            lanes = next(t.points for t in mechanism.tables if kernel.name == f"table_{t.name}")
-        args = base.args(kernel, lanes)
+    for kernel, args, lanes in kernel_inputs(base, rng):
         copies = [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in args.items()}
                   for _ in range(2)]  # fmt: skip
         out = [b.run(b.compile(kernel), c, lanes) for b, c in zip((reference, other), copies)]

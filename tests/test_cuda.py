@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness import Instances, builtin
+from harness import Instances, builtin, kernel_inputs, randomised
 from portneuron.backends import backend_status, load_backend
 from portneuron.backends.cuda.backend import NVCC_OPTIONS
 from portneuron.backends.cuda.mapping import UnsupportedKernel, emits_per_lane, thread_mapping
@@ -415,26 +415,10 @@ def check_mechanism(run, mod: str, seed: int, close) -> None:
     mechanism = builtin(mod)
     rng = np.random.default_rng(seed)
     base = Instances(mechanism, 12, dt=rng.uniform(1e-3, 0.2), celsius=rng.uniform(0, 37))
-    for name in list(base.values):
-        if name == "node.v":
-            base.values[name] = rng.uniform(-100, 60, base.n)
-        elif name.startswith("mech.") and not name.startswith("mech.ranvar"):
-            scale = rng.uniform(0.5, 1.5, base.n)
-            base.values[name] = base.values[name] * scale + rng.uniform(0, 1e-3, base.n)
+    randomised(base, rng)
     base.build_tables()
-    for kernel in mechanism.kernels:
-        lanes = base.n
-        if kernel.lanes == "event":
-            lanes = 5
-            base.values["event.instance"] = np.array([0, 3, 5, 7, 11], np.int32)
-            base.values["event.t"] = rng.uniform(0, 10, lanes)
-            base.values["event.flag"] = rng.choice([0.0, 1.0, 3.0], lanes)
-            base.values["event.netcon"] = np.arange(lanes, dtype=np.int32)
-            for arg in mechanism.net_receive_args:
-                base.values[f"netcon.{arg}"] = rng.uniform(0, 0.1, lanes)
-        elif kernel.name.startswith("table_"):
-            lanes = next(t.points for t in mechanism.tables if kernel.name == f"table_{t.name}")
-        compare(run, kernel, base.args(kernel, lanes), lanes, close, mod)
+    for kernel, args, lanes in kernel_inputs(base, rng):
+        compare(run, kernel, args, lanes, close, mod)
 
 
 def random_cells(rng: np.random.Generator, ncell: int, same: bool) -> dict:

@@ -45,6 +45,18 @@ def kernel(read_shared: bool = False) -> Kernel:
     return verify_kernel(kb.build())
 
 
+def assert_same_bits(k: Kernel, args: dict, lanes: int) -> None:
+    """The kernel on numpy and llvm, from the same arguments: out, acc and total equal."""
+    results = []
+    for name in ("numpy", "llvm"):
+        backend = load_backend(name)
+        copy = {key: value.copy() for key, value in args.items()}
+        backend.run(backend.compile(k), copy, lanes)
+        results.append(copy)
+    for name in ("out", "acc", "total"):
+        np.testing.assert_array_equal(results[1][name], results[0][name], err_msg=name)
+
+
 def test_lanes_that_see_each_other_run_one_by_one():
     from portneuron.backends.llvm import simd
 
@@ -71,14 +83,7 @@ def test_vector_lanes_equal_sequential_lanes(lanes, fraction, nodes, seed):
         "acc": rng.uniform(-1, 1, nodes),
         "total": np.zeros(1),
     }
-    results = []
-    for name in ("numpy", "llvm"):
-        backend = load_backend(name)
-        copy = {k: v.copy() for k, v in args.items()}
-        backend.run(backend.compile(kernel()), copy, lanes)
-        results.append(copy)
-    for name in ("out", "acc", "total"):
-        np.testing.assert_array_equal(results[1][name], results[0][name], err_msg=name)
+    assert_same_bits(kernel(), args, lanes)
 
 
 @settings(max_examples=20, deadline=None)
@@ -129,11 +134,4 @@ def test_consecutive_indices_take_the_vector_path_with_the_same_bits(runs, seed)
         "acc": rng.uniform(-1, 1, nodes),
         "total": np.zeros(1),
     }
-    results = []
-    for name in ("numpy", "llvm"):
-        backend = load_backend(name)
-        copy = {key: value.copy() for key, value in args.items()}
-        backend.run(backend.compile(k), copy, lanes)
-        results.append(copy)
-    for name in ("out", "acc", "total"):
-        np.testing.assert_array_equal(results[1][name], results[0][name], err_msg=name)
+    assert_same_bits(k, args, lanes)

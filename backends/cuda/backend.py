@@ -10,7 +10,6 @@ PyCUDA is imported only by `availability` and `compile`, so generating source (`
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from portneuron.ir import BOOL, F64, I32, Kernel, verify_kernel
 from portneuron.ir.interpret import NUMPY_DTYPES
 from portneuron.ir.passes import fold_constants
 
-from ..base import Backend
+from ..base import Backend, dumping
 from .mapping import ThreadMapping, emits_per_lane, thread_mapping, written_arrays
 from .source import kernel_source
 
@@ -33,11 +32,6 @@ MIN_COMPUTE_CAPABILITY = (6, 0)
 #: How each scalar type is passed to a kernel (PyCUDA packs NumPy scalars).
 SCALARS = {F64: np.float64, I32: np.int32, BOOL: np.uint8}
 FUNCTION = "pn_kernel"
-
-
-def dumping(stage: str) -> bool:
-    """PORTNEURON_DUMP=cuda prints the CUDA source of every compiled kernel to stderr."""
-    return stage in os.environ.get("PORTNEURON_DUMP", "").split(",")
 
 
 @dataclass

@@ -198,22 +198,10 @@ def thread_mapping(kernel: Kernel) -> ThreadMapping:
     outside = list(_outside(kernel.body))
     if any(isinstance(s, (Store, AddTo, Emit)) for s in outside):
         return ThreadMapping(reason="a statement outside the parallel loops writes memory")
-    read = {
-        e.name
-        for s in outside
-        for x in own_expressions(s)
-        for e in subexpressions(x)
-        if isinstance(e, Var)
-    }
-    if read & {loop.var for loop in loops}:
+    used = [e for s in outside for x in own_expressions(s) for e in subexpressions(x)]
+    if {e.name for e in used if isinstance(e, Var)} & {loop.var for loop in loops}:
         return ThreadMapping(reason="a parallel loop's variable is read outside the loop")
-    loaded = {
-        e.array
-        for s in outside
-        for x in own_expressions(s)
-        for e in subexpressions(x)
-        if isinstance(e, Load)
-    }
+    loaded = {e.array for e in used if isinstance(e, Load)}
     return ThreadMapping(
         threads_per_lane=width,
         barrier="__syncwarp" if 32 % width == 0 else "__syncthreads",

@@ -16,18 +16,13 @@ from portneuron.ir import F64, Kernel, verify_kernel
 from portneuron.ir.interpret import NUMPY_DTYPES
 from portneuron.ir.passes import fold_constants
 
-from ..base import Backend
+from ..base import Backend, dumping
 
 
 def cache_dir() -> Path:
     """Where compiled kernels are kept between runs (PORTNEURON_CACHE, else ~/.cache)."""
     root = os.environ.get("PORTNEURON_CACHE") or Path.home() / ".cache" / "portneuron"
     return Path(root) / "llvm"
-
-
-def dumping(stage: str) -> bool:
-    """PORTNEURON_DUMP=ir,llvm,asm prints those stages of every compiled kernel to stderr."""
-    return stage in os.environ.get("PORTNEURON_DUMP", "").split(",")
 
 
 def slot_count(kernel: Kernel) -> int:

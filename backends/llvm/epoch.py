@@ -483,7 +483,9 @@ class _Worker:
     def self_events(self, program: CompiledEpoch) -> None:
         """The self-event queue, the scratch event a queued self-event is delivered
         through, and each receive phase's net_send record buffer (`_Driver.deliver`)."""
-        self.queue = [np.zeros(QUEUE_CAPACITY, dtype) for dtype in (np.float64, np.float64, np.int32, np.int32, np.int32)]  # fmt: skip
+        capacity = QUEUE_CAPACITY if program.plan.sends else 1  # t, flag, instance, row, phase
+        types = (np.float64, np.float64, np.int32, np.int32, np.int32)
+        self.queue = [np.zeros(capacity, dtype) for dtype in types]
         self.event = [np.zeros(1, np.int32), np.zeros(1), np.zeros(1), np.zeros(1, np.int32)]
         scratch, sends = [], []
         self.held: list[Any] = []  # what the tables below point at
@@ -502,7 +504,7 @@ class _Worker:
             slots = self.slots[k].copy()
             fill_slots(phase.kernel, args, slots)
             scratch.append(slots.ctypes.data)
-            sends.extend(a.ctypes.data for a in buffers) if buffers else sends.extend([0] * 4)
+            sends += [a.ctypes.data for a in buffers] or [0] * 4
             self.held += [slots, buffers]
         self.scratch = np.array(scratch or [0], dtype=np.int64)
         self.sends = np.array(sends or [0], dtype=np.int64)
@@ -511,7 +513,7 @@ class _Worker:
         fields = (Ctx.EVS_INST, Ctx.EVS_T, Ctx.EVS_FLAG, Ctx.EVS_ROW)
         self.address_of(dict(zip(fields, self.event)))
         self.address_of({Ctx.SCRATCH: self.scratch, Ctx.SENDS: self.sends})
-        self.ctx[Ctx.Q_CAP] = QUEUE_CAPACITY
+        self.ctx[Ctx.Q_CAP] = capacity
 
     def pending(self) -> tuple[np.ndarray, ...]:
         """The self-events still pending after an epoch (t, flag, instance, row, phase),

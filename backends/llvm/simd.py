@@ -293,12 +293,7 @@ def lower_lanes(lowering: _Lowering, analysis: _Analysis, lane: ir.Value) -> Non
         address = lowering.address(array, lane, I32)
         index = b.load(address, typ=ir.VectorType(I32_T, n), align=alignment(I32))
         first = b.extract_element(index, ir.Constant(I32_T, 0))
-        splat = b.shuffle_vector(
-            b.insert_element(ir.Constant(index.type, ir.Undefined), first, ir.Constant(I32_T, 0)),
-            ir.Constant(index.type, ir.Undefined),
-            ir.Constant(ir.VectorType(I32_T, n), [0] * n),
-        )
-        bits = b.bitcast(b.icmp_signed("==", index, b.add(splat, iota)), ir.IntType(n))
+        bits = b.bitcast(b.icmp_signed("==", index, b.add(splat(b, first, n), iota)), ir.IntType(n))
         same = b.icmp_unsigned("==", bits, ir.Constant(ir.IntType(n), (1 << n) - 1))
         consecutive = same if consecutive is None else b.and_(consecutive, same)
     with b.if_else(consecutive) as (yes, no):
@@ -306,6 +301,13 @@ def lower_lanes(lowering: _Lowering, analysis: _Analysis, lane: ir.Value) -> Non
             _lower_body(lowering, analysis.contiguous, lane)
         with no:
             _lower_body(lowering, analysis, lane)
+
+
+def splat(b: ir.IRBuilder, x: ir.Value, n: int) -> ir.Value:
+    """A vector of n copies of the scalar x."""
+    undef = ir.Constant(ir.VectorType(x.type, n), ir.Undefined)
+    one = b.insert_element(undef, x, ir.Constant(I32_T, 0))
+    return b.shuffle_vector(one, undef, ir.Constant(ir.VectorType(I32_T, n), [0] * n))
 
 
 def _lower_body(lowering: _Lowering, analysis: _Analysis, lane: ir.Value) -> None:
@@ -406,11 +408,8 @@ class _Vector:
         """A value as a vector."""
         if kind == VARYING:
             return x
-        b = self.b
-        undef = ir.Constant(self.vector(x.type), ir.Undefined)
-        one = b.insert_element(undef, x, ir.Constant(I32_T, 0))
-        splat = b.shuffle_vector(one, undef, ir.Constant(self.vector(I32_T), [0] * self.n))
-        return b.add(splat, self.iota) if kind == AFFINE else splat
+        every = splat(self.b, x, self.n)
+        return self.b.add(every, self.iota) if kind == AFFINE else every
 
     def element(self, kind: str, x: ir.Value, lane: int) -> ir.Value:
         if kind == UNIFORM:

@@ -362,6 +362,7 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
         """The kernel's arguments in the layout: node arrays interleaved, each space's
         arrays sorted (`owner`: the mechanism set whose instances are the kernel's)."""
         out = layout.args(args)
+        writes = written(kernel.body)
         for p in kernel.params:
             if p.name not in args or not p.is_array:
                 continue
@@ -375,7 +376,7 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
                 continue
             points_to = ions[p.name.split(".")[1]] if p.name.endswith(".index") else None
             out[p.name] = sorted_.array(p.name, np.asarray(out[p.name]), p.dtype, points_to)
-            sorted_.written |= written(kernel.body) & {p.name}
+            sorted_.written |= writes & {p.name}
         return out
 
     def phase(kernel: Kernel, args: dict, ranges: np.ndarray, owner: int = -1) -> Phase:
