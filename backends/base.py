@@ -35,6 +35,8 @@ class Backend:
 
     #: Whether `compile_epoch` runs whole epochs in compiled code (portneuron.sim.epoch).
     compiled_epochs: ClassVar[bool] = False
+    #: Cells per block of a compiled epoch (portneuron.sim.epoch.BLOCK_WIDTH).
+    epoch_width: int = 8
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:

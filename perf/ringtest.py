@@ -224,8 +224,13 @@ def record(args, results: list[dict], extra: dict) -> None:
 def write_results_md() -> None:
     """perf/RESULTS.md: the latest run of each model size in results.jsonl."""
     latest: dict[str, list[dict]] = {}
+    gpu: list[dict] = []  # the latest perf/gpu.py run
     for line in (HERE / "results.jsonl").read_text().splitlines():
         r = json.loads(line)
+        if r.get("kind") == "gpu":
+            gpu = gpu if gpu and gpu[0]["when"] == r["when"] else []
+            gpu.append(r)
+            continue
         if "jit_cold_s" not in r:
             continue  # older runs (before this format) stay in results.md
         key = json.dumps([r["nring"], r["ncell"], r["branch"], r["compart"], r["tstop"]])
@@ -260,8 +265,36 @@ def write_results_md() -> None:
                 f"{r.get('vs_coreneuron', '')} | {r.get('vs_arbor', '')} | "
                 f"{r.get('peak_rss_mib', '')} |\n"
             )
+    if gpu:
+        parts.append(gpu_section(gpu))
     (HERE / "RESULTS.md").write_text("".join(parts))
     print("".join(parts))
+
+
+def gpu_section(runs: list[dict]) -> str:
+    """The latest perf/gpu.py run as a table."""
+    r0 = runs[0]
+    anchors = sorted({k for r in runs for k in r if k.startswith("vs_")})
+    text = (
+        f"\n## GPU: native ringtest, {r0['ncell']} cells a ring, branches {r0['branch']}, "
+        f"compartments {r0['compart']}, {r0['tstop']:g} ms, dt 0.025 (perf/gpu.py)\n\n"
+        f"{r0['when']}, commit {r0['commit']}, {r0['machine']}; device: {r0['device']}. "
+        "Simulate time (for cuda: with the model's upload and download), medians of "
+        f"{r0['runs']} interleaved rounds.\n\n"
+        "| engine | threads | compartments | spikes | spikes identical | simulate s "
+        "| ns/compartment-step | "
+        + " | ".join(f"x {a[3:]}" for a in anchors)
+        + " | peak RSS MiB |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | " + "--- | " * len(anchors) + "--- |\n"
+    )
+    for r in sorted(runs, key=lambda r: (r["compartments"], r["engine"])):
+        text += (
+            f"| {r['engine']} | {r['threads']} | {r['compartments']:,} | {r['spikes']} | "
+            f"{r['spikes_identical']} | {r['simulate_s']:.3f} | {r['ns_per_compartment_step']} | "
+            + "".join(f"{r.get(a, '')} | " for a in anchors)
+            + f"{r.get('peak_rss_mib', '')} |\n"
+        )
+    return text
 
 
 if __name__ == "__main__":

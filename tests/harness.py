@@ -3,11 +3,17 @@ instance per node. The engine does the real binding; this is the minimum to call
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from portneuron.ir import Mechanism, run_kernel
 
+from portneuron.build import Cell, Network
+from portneuron.library import MechanismLibrary
 from portneuron.nmodl import builtin_mod_files, compile_file
 from portneuron.nmodl.tables import grid
+
+EPOCH_MODS = Path(__file__).parent / "mods_epoch"
 
 
 def builtin(name: str) -> Mechanism:
@@ -99,3 +105,35 @@ def kernel_inputs(inst: Instances, rng: np.random.Generator):
         elif kernel.name.startswith("table_"):
             lanes = next(t.points for t in mechanism.tables if kernel.name == f"table_{t.name}")
         yield kernel, inst.args(kernel, lanes), lanes
+
+
+def synapse_network(synapse: str) -> Network:
+    """Ten cells (a full block of 8 and a partial one, three shapes), three synapses on one
+    node and two elsewhere, NetStims and a ring. PulseSyn's NET_RECEIVE sends self-events
+    (a pulse's end after `dur`, then a zero-delay count); with interval == dur, pulses end
+    just as the next event arrives, and which comes first changes the conductance."""
+    net = Network(library=MechanismLibrary([EPOCH_MODS]))
+    for gid in range(10):
+        cell = Cell()
+        soma = cell.section("soma", L=15.0 + gid, diam=15.0)
+        cell.insert(soma, "hh")
+        dends = []
+        for k in range(1 + gid % 3):
+            parent = soma if k == 0 else dends[-1]
+            dend = cell.section(f"d{k}", L=100.0, diam=1.0 + 0.1 * k, nseg=3 + k, parent=parent)
+            cell.insert(dend, "pas", g=1e-4, e=-65.0)
+            dends.append(dend)
+        for k in range(3):  # three synapses on one node
+            values = {"tau": 1.0 + k} if synapse == "ExpSyn" else {"dur": 1.0 + k}
+            cell.point_process(soma, 0.5, synapse, **values)
+        cell.point_process(dends[-1], 0.5, synapse)
+        cell.point_process(dends[0], 0.9, synapse)
+        cell.spike_detector(soma, 0.5, 0.0)
+        net.add_cell(cell, gid)
+    for gid in range(10):
+        interval = 5.0 if synapse == "ExpSyn" else 2.0
+        stim = net.artificial_cell("NetStim", start=1.0 + gid % 4, number=5, interval=interval)
+        for point in range(5):
+            net.connect(gid, point, 0.001 * (1 + point), 1.0, source_stim=stim)
+        net.connect((gid + 1) % 10, gid % 5, 0.03, 2.0, source_gid=gid)
+    return net

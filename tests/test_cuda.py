@@ -1,15 +1,15 @@
-"""The cuda backend: generated CUDA C for every built-in mechanism and engine kernel.
+"""The cuda backend: generated CUDA C for every built-in mechanism and engine kernel, and
+device-resident compiled epochs.
 
 Without a GPU: the source compiles with `nvcc -ptx` for sm_90 with no warnings, each kernel
-an entry; the same source, built for the CPU by g++ with a few lines standing in for
-CUDA's built-ins, gives the numpy reference's results (the CPU runs a launch's threads one
-after another, which is a valid schedule for every kernel here). With a GPU (marker `gpu`):
-the backend itself against numpy.
+an entry; the backend itself, on a CPU stand-in runtime (tests/cuda_host.py: the source
+built by g++, each CUDA thread a thread, real barriers and atomics), gives the numpy
+reference's results, kernel by kernel and for whole simulations in compiled epochs. With a
+GPU (marker `gpu`): the same checks on the device.
 """
 
 from __future__ import annotations
 
-import ctypes
 import re
 import shutil
 import subprocess
@@ -17,21 +17,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness import Instances, builtin, kernel_inputs, randomised
+from cuda_host import GXX, HostRuntime
+from harness import Instances, builtin, kernel_inputs, randomised, synapse_network
 from portneuron.backends import backend_status, load_backend
-from portneuron.backends.cuda.backend import NVCC_OPTIONS
-from portneuron.backends.cuda.mapping import UnsupportedKernel, emits_per_lane, thread_mapping
+from portneuron.backends.cuda.backend import NVCC_OPTIONS, CudaBackend
+from portneuron.backends.cuda.epoch import epoch_source
+from portneuron.backends.cuda.mapping import UnsupportedKernel, thread_mapping
 from portneuron.backends.cuda.names import Names, sanitize
 from portneuron.backends.cuda.source import kernel_source, module_source, signature
-from portneuron.ir import BOOL, F64, I32, Kernel, Var, format_kernel
+from portneuron.ir import BOOL, F64, I32, Kernel, Var
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
-from portneuron.ir.interpret import NUMPY_DTYPES
 from portneuron.ir.passes import fold_constants
 
+from portneuron.build import Cell, Network
 from portneuron.cli import main
-from portneuron.sim import cable
+from portneuron.sim import cable, epoch
 from portneuron.sim.epoch import Interleaved
+from portneuron.sim.simulation import Simulation, SimulationError
 
 MECHANISMS = ["hh", "passive", "expsyn", "exp2syn", "stim", "netstim", "svclmp"]
 WIDTHS = (1, 3, 8, 32)  # no split; __syncthreads; __syncwarp on 8 bits; a whole warp
@@ -44,7 +47,6 @@ def find_nvcc() -> str | None:
 
 
 NVCC = find_nvcc()
-GXX = shutil.which("g++")
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found (PATH, /usr/local/cuda/bin)")
 needs_gxx = pytest.mark.skipif(
     GXX is None, reason="g++ not found: cannot run the source on the CPU"
@@ -214,6 +216,17 @@ def test_engine_kernels_compile_to_ptx(tmp_path):
         assert "fma." not in ptx[name], name
 
 
+@needs_nvcc
+@pytest.mark.parametrize("synapse", ["ExpSyn", "PulseSyn"])
+def test_epoch_kernel_compiles_to_ptx(synapse, tmp_path):
+    """A whole epoch is one kernel: every phase of the step a device function, barriers
+    between them, thread 0's event delivery and (PulseSyn) self-event queue."""
+    sim = Simulation(synapse_network(synapse).build(), load_backend("numpy"))
+    ptx = entries(nvcc_ptx(epoch_source(epoch.plan(sim, 32)), tmp_path))
+    assert list(ptx) == ["pn_epoch"] and "bar.sync" in ptx["pn_epoch"]
+    assert "bar.red.or" in ptx["pn_epoch"]  # the blow-up check: __syncthreads_or
+
+
 # ------------------------------------------------------------------ the source itself
 
 
@@ -274,86 +287,24 @@ def test_cli_run_on_cuda_fails_with_one_line(capsys, tmp_path):
 
 # ------------------------------------------------------------------ running the source
 
-SHIM = r"""
-// CUDA's built-ins for running a launch on the CPU, one thread after another.
-#include <cmath>
-struct pn_dim { unsigned x; };
-static pn_dim threadIdx, blockIdx, blockDim;
-#define __global__
-#define __device__
-#define __forceinline__ inline
-template <class T> static T atomicAdd(T* at, T x) { T old = *at; *at = old + x; return old; }
-static int min(int a, int b) { return a < b ? a : b; }
-static int max(int a, int b) { return a > b ? a : b; }
-static void __syncwarp(unsigned) {}
-static void __syncthreads() {}
-"""
-C_ARGS = {F64: ctypes.c_double, I32: ctypes.c_int, BOOL: ctypes.c_bool}
 
-
-class HostLaunch:
-    """The generated source built for the CPU: `run` launches a kernel as CudaBackend.run
-    does (same grid, block, stream buffers and record order), with its threads run one
-    after another."""
-
-    def __init__(self, kernels: list[tuple[Kernel, str]], folder: Path) -> None:
-        self.kernels = {format_kernel(k): name for k, name in kernels}
-        wrappers = []
-        for kernel, name in kernels:
-            decls = signature(kernel, Names())
-            call = ", ".join(["lo", "hi", *(d.split()[-1] for d in decls)])
-            wrappers.append(
-                f'extern "C" void host_{name}(unsigned grid, unsigned block, long long lo, '
-                f"long long hi{''.join(', ' + d for d in decls)})\n{{\n"
-                "    blockDim.x = block;\n"
-                "    for (blockIdx.x = 0; blockIdx.x < grid; blockIdx.x++)\n"
-                "        for (threadIdx.x = 0; threadIdx.x < block; threadIdx.x++)\n"
-                f"            {name}({call});\n}}\n"
-            )
-        source = folder / "host.cpp"
-        source.write_text(SHIM + module_source(kernels) + "\n".join(wrappers))
-        library = folder / "host.so"
-        command = [GXX, "-std=c++17", "-O1", "-ffp-contract=off", "-shared", "-fPIC"]
-        run = subprocess.run([*command, "-o", str(library), str(source)], capture_output=True)
-        assert run.returncode == 0, run.stderr.decode()
-        self.library = ctypes.CDLL(str(library))
-
-    def run(self, kernel: Kernel, args: dict, lanes: int) -> dict:
-        kernel = fold_constants(kernel)
-        mapping = thread_mapping(kernel)
-        values = [
-            args[p.name].ctypes.data_as(ctypes.c_void_p) if p.is_array else C_ARGS[p.dtype](args[p.name])
-            for p in kernel.params
-        ]  # fmt: skip
-        streams = {}
-        for s in kernel.streams:
-            capacity = lanes * emits_per_lane(kernel)[s.name]
-            buffers = [np.empty(capacity, NUMPY_DTYPES[t]) for _, t in s.fields]
-            buffers += [np.empty(capacity, np.int64), np.zeros(1, np.uint64)]
-            values += [a.ctypes.data_as(ctypes.c_void_p) for a in buffers]
-            streams[s.name] = buffers
-        function = getattr(self.library, f"host_{self.kernels[format_kernel(kernel)]}")
-        grid = ctypes.c_uint(mapping.grid(lanes))
-        function(
-            grid,
-            ctypes.c_uint(mapping.block),
-            ctypes.c_longlong(0),
-            ctypes.c_longlong(lanes),
-            *values,
-        )
-        out = {}
-        for s in kernel.streams:
-            *fields, order, count = streams[s.name]
-            ranks = np.argsort(order[: int(count[0])], kind="stable")
-            out[s.name] = {f: a[: int(count[0])][ranks] for (f, _), a in zip(s.fields, fields)}
-        return out
+@pytest.fixture(scope="module")
+def host_backend(tmp_path_factory) -> CudaBackend:
+    """The cuda backend on the CPU stand-in runtime (tests/cuda_host.py): its own host
+    code, the generated source built by g++, each CUDA thread a thread."""
+    if GXX is None:
+        pytest.skip("g++ not found: cannot run the source on the CPU")
+    return CudaBackend(
+        HostRuntime(tmp_path_factory.mktemp("host")), epoch_width=8, epoch_threads=64
+    )
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory):
-    if GXX is None:
-        pytest.skip("g++ not found: cannot run the source on the CPU")
-    return HostLaunch(all_kernels(), tmp_path_factory.mktemp("host"))
+def host(host_backend):
+    def run(kernel: Kernel, args: dict, lanes: int) -> dict:
+        return host_backend.run(host_backend.compile(kernel), args, lanes)
+
+    return run
 
 
 # ------------------------------------------------------------------ comparisons
@@ -486,17 +437,72 @@ HOST = ulps(4)  # the C library's math on both sides; NumPy's own tanh differs b
 @pytest.mark.parametrize("mod", MECHANISMS)
 def test_host_run_of_mechanism_kernels_matches_numpy(host, mod):
     for seed in range(3):
-        check_mechanism(host.run, mod, seed, HOST)
+        check_mechanism(host, mod, seed, HOST)
 
 
 @needs_gxx
 def test_host_run_of_engine_kernels_matches_numpy(host):
     for seed in range(5):
-        check_cable(host.run, seed, ulps(0))
-        check_every_construct(host.run, seed, HOST)
+        check_cable(host, seed, ulps(0))
+        check_every_construct(host, seed, HOST)
     for width in WIDTHS:
         for seed in range(4):
-            check_interleaved(host.run, seed, width, same=seed % 2 == 0)
+            check_interleaved(host, seed, width, same=seed % 2 == 0)
+
+
+def check_epochs(backend: CudaBackend, synapse: str) -> None:
+    """Whole simulations in device-resident epochs against the numpy reference's stepwise
+    loop: the same spikes, voltages within 1e-9 mV, every mechanism variable within
+    1e-9 relative (several synapses on one node add atomically, in any order), and
+    PulseSyn's pulses all ended and counted; over two runs, the second continuing the
+    first (the model's state comes back from the device and goes up again)."""
+    runs, models = [], []
+    for device in (False, True):
+        model = synapse_network(synapse).build()
+        sim = Simulation(model, backend if device else load_backend("numpy"))
+        record = list(range(0, model.nodes.count, 2))
+        first = sim.run(15.0, record=record)
+        second = sim.run(25.0, record=record, initialize=False)
+        runs.append((first, second))
+        models.append(model)
+        assert (sim.stepwise_reason == "") == device, sim.stepwise_reason
+    (ref1, ref2), (dev1, dev2) = runs
+    assert len(ref1.spikes) >= 10 and dev1.spikes == ref1.spikes and dev2.spikes == ref2.spikes
+    assert np.abs(dev1.v - ref1.v).max() <= 1e-9 and np.abs(dev2.v - ref2.v).max() <= 1e-9
+    for reference, device in zip(*(m.mechanisms for m in models)):
+        for name, values in reference.data.items():
+            what = f"{reference.name}.{name}"
+            np.testing.assert_allclose(device.data[name], values, 1e-9, 1e-12, err_msg=what)
+    if synapse == "PulseSyn":
+        pulses = [next(m for m in ms.mechanisms if m.name == "PulseSyn").data for ms in models]
+        assert pulses[0]["n"].sum() > 100
+        np.testing.assert_array_equal(pulses[1]["n"], pulses[0]["n"])
+
+
+def negative_leak_network() -> Network:
+    """Three cells; gid 2's leak is negative: backward Euler doubles its v - e every step."""
+    net = Network()
+    for gid in range(3):
+        cell = Cell()
+        soma = cell.section("soma", L=20.0, diam=20.0)
+        cell.insert(soma, "pas", g=-0.02 if gid == 2 else 1e-4, e=-70.0)
+        cell.spike_detector(soma, 0.5, 0.0)
+        net.add_cell(cell, gid)
+    return net
+
+
+@needs_gxx
+@pytest.mark.parametrize("synapse", ["ExpSyn", "PulseSyn"])
+def test_host_epochs_match_numpy(host_backend, synapse):
+    check_epochs(host_backend, synapse)
+
+
+@needs_gxx
+def test_host_epoch_blow_up_names_the_cell(host_backend):
+    sim = Simulation(negative_leak_network().build(), host_backend)
+    with pytest.raises(SimulationError, match=r"cell gid 2: voltage is not finite at t = "):
+        sim.run(50.0, v_init=-60.0)
+    assert sim.stepwise_reason == ""
 
 
 # ------------------------------------------------------------------ on a GPU
@@ -542,3 +548,18 @@ def test_gpu_records_come_back_in_lane_order():
     args = {"presyn.node": np.arange(n, dtype=np.int32), "presyn.threshold": np.zeros(n),
             "presyn.flag": np.zeros(n), "node.v": np.linspace(-1, 1, n), "t": 2.0}  # fmt: skip
     compare(gpu_run, cable.threshold(), args, n, ulps(0), "threshold")
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("synapse", ["ExpSyn", "PulseSyn"])
+def test_gpu_epochs_match_numpy(synapse):
+    check_epochs(load_backend("cuda"), synapse)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_epoch_blow_up_names_the_cell():
+    sim = Simulation(negative_leak_network().build(), load_backend("cuda"))
+    with pytest.raises(SimulationError, match=r"cell gid 2: voltage is not finite at t = "):
+        sim.run(50.0, v_init=-60.0)

@@ -1,10 +1,12 @@
-"""The cuda backend: IR kernels as CUDA C (source.py), compiled and launched with PyCUDA.
+"""The cuda backend: IR kernels as CUDA C (source.py), compiled and launched through a
+runtime (runtime.py: PyCUDA on a GPU).
 
-This is the simple, correct path: every `run` copies the kernel's arrays to the GPU,
-launches, and copies back the arrays the kernel writes and the records it emits. Arrays
-that stay on the GPU across kernels and steps (device-resident epochs) are a later step.
-PyCUDA is imported only by `availability` and `compile`, so generating source (`emit`,
-`portneuron compile --emit cuda`) needs neither PyCUDA nor a GPU.
+`run` is the simple path: it copies the kernel's arrays to the device, launches, and
+copies back the arrays the kernel writes and the records it emits; the simulation uses it
+for what runs once (INITIAL, tables) and for artificial cells. The steps themselves run
+in device-resident epochs (epoch.py): the model stays on the GPU, and only events and
+spikes cross. PyCUDA is imported only by `availability` and the runtime, so generating
+source (`emit`, `portneuron compile --emit cuda`) needs neither PyCUDA nor a GPU.
 """
 
 from __future__ import annotations
@@ -22,11 +24,10 @@ from portneuron.ir.passes import fold_constants
 
 from ..base import Backend, dumping
 from .mapping import ThreadMapping, emits_per_lane, thread_mapping, written_arrays
+from .runtime import NVCC_OPTIONS, PycudaRuntime, Runtime
 from .source import kernel_source
 
-#: nvcc options: no fused multiply-add, which would round a*b + c once where the
-#: interpreter rounds twice.
-NVCC_OPTIONS = ("--fmad=false",)
+__all__ = ["NVCC_OPTIONS", "CudaBackend"]
 #: Doubles are added atomically (atomicAdd on double) from compute capability 6.0.
 MIN_COMPUTE_CAPABILITY = (6, 0)
 #: How each scalar type is passed to a kernel (PyCUDA packs NumPy scalars).
@@ -48,6 +49,27 @@ class CudaBackend(Backend):
     name: ClassVar[str] = "cuda"
     device_kind: ClassVar[str] = "gpu"
     simd_width: ClassVar[int] = 1
+    compiled_epochs: ClassVar[bool] = True
+
+    def __init__(
+        self, runtime: Runtime | None = None, epoch_width: int = 32, epoch_threads: int = 256
+    ) -> None:
+        """`runtime`: where kernels run (default: PyCUDA, started on first use);
+        `epoch_width`: cells per block of a compiled epoch, one per thread of a warp's
+        (a divisor of 32); `epoch_threads`: threads per block there (a multiple of 32)."""
+        if 32 % epoch_width or epoch_threads % 32 or epoch_threads <= 0:
+            raise ValueError(
+                f"epoch_width must divide 32 ({epoch_width}) and epoch_threads be a multiple "
+                f"of 32 ({epoch_threads})"
+            )
+        self._runtime = runtime
+        self.epoch_width, self.epoch_threads = epoch_width, epoch_threads
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = PycudaRuntime()
+        return self._runtime
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -84,18 +106,14 @@ class CudaBackend(Backend):
 
     def compile(self, kernel: Kernel, hot: bool = True) -> CompiledKernel:
         """`hot` is accepted for the protocol; every kernel is compiled the same way."""
-        import pycuda.autoprimaryctx  # noqa: F401  (the device's primary context, current)
-        from pycuda.compiler import SourceModule
-
         kernel = fold_constants(verify_kernel(kernel))
         source = kernel_source(kernel, FUNCTION)
         if dumping("cuda"):
             print(source, file=sys.stderr)
-        module = SourceModule(source, options=list(NVCC_OPTIONS), no_extern_c=True)
         return CompiledKernel(
             kernel,
             thread_mapping(kernel),
-            module.get_function(FUNCTION),
+            self.runtime.compile(source, FUNCTION),
             source,
             frozenset(written_arrays(kernel)),
             emits_per_lane(kernel),
@@ -104,23 +122,20 @@ class CudaBackend(Backend):
     def run(
         self, compiled: CompiledKernel, args: Mapping[str, Any], lanes: int
     ) -> dict[str, dict[str, Any]]:
-        import pycuda.driver as driver
-
-        kernel = compiled.kernel
+        kernel, runtime = compiled.kernel, self.runtime
         arrays = _checked_arrays(kernel, args, compiled.written)
         if lanes <= 0:
             return {
                 s.name: {f: np.empty(0, NUMPY_DTYPES[t]) for f, t in s.fields}
                 for s in kernel.streams
             }
-        allocations = []
+        allocations: list[int] = []
 
-        def to_device(host: np.ndarray):
-            device = driver.mem_alloc(max(host.nbytes, 1))
-            allocations.append(device)
-            if host.nbytes:
-                driver.memcpy_htod(device, host)
-            return device
+        def to_device(host: np.ndarray) -> int:
+            pointer = runtime.alloc(host.nbytes)
+            allocations.append(pointer)
+            runtime.upload(pointer, host)
+            return pointer
 
         try:
             values = [
@@ -136,20 +151,22 @@ class CudaBackend(Backend):
                 values += buffers
                 streams[s.name] = (fields, order, count, buffers)
             mapping = compiled.mapping
-            compiled.function(
-                np.int64(0),
-                np.int64(lanes),
-                *values,
-                block=(mapping.block, 1, 1),
-                grid=(mapping.grid(lanes), 1),
-            )
+            launch = [np.int64(0), np.int64(lanes)]
+            launch += [np.uintp(v) if isinstance(v, int) else v for v in values]
+            runtime.launch(compiled.function, mapping.grid(lanes), mapping.block, launch)
             for p, value in zip(kernel.params, values):
                 if p.name in compiled.written:
-                    driver.memcpy_dtoh(arrays[p.name], value)
-            return {name: _records(driver, *stream) for name, stream in streams.items()}
+                    runtime.download(arrays[p.name], value)
+            return {name: _records(runtime, *stream) for name, stream in streams.items()}
         finally:
-            for device in allocations:
-                device.free()
+            for pointer in allocations:
+                runtime.free(pointer)
+
+    def compile_epoch(self, plan: Any, threads: int | None) -> Any:
+        """The plan's epochs on the device (`threads`, host threads, are not used)."""
+        from .epoch import CudaEpoch
+
+        return CudaEpoch(plan, self.runtime, self.epoch_threads)
 
 
 def _checked_arrays(
@@ -178,12 +195,11 @@ def _checked_arrays(
     return arrays
 
 
-def _records(driver, fields, order, count, buffers) -> dict[str, np.ndarray]:
+def _records(runtime: Runtime, fields, order, count, buffers) -> dict[str, np.ndarray]:
     """A stream's records brought back in the interpreter's order (lane by lane)."""
-    driver.memcpy_dtoh(count, buffers[-1])
+    runtime.download(count, buffers[-1])
     n = int(count[0])
     for host, device in zip((*fields.values(), order), buffers):
-        if n:
-            driver.memcpy_dtoh(host[:n], device)
+        runtime.download(host[:n], device)
     ranks = np.argsort(order[:n], kind="stable")
     return {name: values[:n][ranks] for name, values in fields.items()}

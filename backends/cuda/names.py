@@ -30,7 +30,7 @@ threadIdx blockIdx blockDim gridDim warpSize atomicAdd __syncwarp __syncthreads
 __global__ __device__ __host__ __restrict__ __forceinline__ INFINITY NAN min max pow
 """
 #: The variables and helpers every generated kernel may define itself.
-INTERNAL = ("lo", "hi", "thread", "index", "lane", "iteration", "group", "slot")
+INTERNAL = ("lo", "hi", "thread", "threads", "index", "lane", "iteration", "group", "slot")
 
 RESERVED = frozenset(_CXX_KEYWORDS.split() + _CUDA.split() + list(INTRINSICS) + list(INTERNAL)) | {
     "pn_fmin",

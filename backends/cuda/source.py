@@ -31,6 +31,15 @@ The semantics are the interpreter's, statement for statement, in double precisio
 - compile with `--fmad=false`: nvcc would otherwise fuse a*b + c into one rounding, where
   the interpreter, and NEURON, round twice.
 
+With `device`, a kernel is instead `static __device__ void NAME(long long lo, long long
+hi, unsigned thread, unsigned threads, ...)` (the same parameters after those), called
+by every thread of one CUDA block, as the compiled epoch does (epoch.py): thread `thread`
+of `threads` runs lanes lo + thread, lo + thread + threads, ...; a split kernel's lanes
+run one after another, each on threads 0 .. w-1, which must lie in one warp (w divides 32).
+An array that other code writes while the caller's launch runs (`shared`) is passed
+without `__restrict__`: nvcc reads a `const __restrict__` array through the read-only
+(non-coherent) cache, which may keep values from before such a write.
+
 Integer overflow wraps in NumPy and is undefined in C; kernels index arrays of fewer than
 2**31 elements and never overflow.
 """
@@ -38,7 +47,7 @@ Integer overflow wraps in NumPy and is undefined in C; kernels index arrays of f
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Set
 
 from portneuron.ir import (
     BOOL,
@@ -99,15 +108,25 @@ def kernel_source(kernel: Kernel, name: str | None = None) -> str:
     return module_source([(kernel, name)])
 
 
-def module_source(kernels: Iterable[tuple[Kernel, str | None]]) -> str:
-    """One source file holding several kernels (names must differ), helpers once."""
-    rendered = [_Kernel(verify_kernel(k), name) for k, name in kernels]
+def module_source(
+    kernels: Iterable[tuple[Kernel, str | None]],
+    device: bool = False,
+    shared: Mapping[str, Set[str]] | None = None,
+) -> str:
+    """One source file holding several kernels (names must differ), helpers once; with
+    `device`, as device functions (the module docstring). `shared[name]`: the arrays of
+    function `name` that other code writes while it runs (module docstring)."""
+    shared = shared or {}
+    rendered = [
+        _Kernel(verify_kernel(k), name, device, frozenset(shared.get(name, ())))
+        for k, name in kernels
+    ]
     helpers = sorted(set().union(*(r.helpers for r in rendered)))
     parts = [HELPERS[h] for h in helpers] + [r.text for r in rendered]
     return "\n".join(parts)
 
 
-def signature(kernel: Kernel, names: Names) -> list[str]:
+def signature(kernel: Kernel, names: Names, shared: Set[str] = frozenset()) -> list[str]:
     """The parameter declarations after lo and hi (module docstring)."""
     written = written_arrays(kernel)
     out = []
@@ -117,6 +136,8 @@ def signature(kernel: Kernel, names: Names) -> list[str]:
             out.append(f"{C_TYPES[p.dtype]} {c_name}")
         elif p.name in written:
             out.append(f"{C_TYPES[p.dtype]}* __restrict__ {c_name}")
+        elif p.name in shared:
+            out.append(f"const {C_TYPES[p.dtype]}* {c_name}")
         else:
             out.append(f"const {C_TYPES[p.dtype]}* __restrict__ {c_name}")
     for s in kernel.streams:
@@ -131,8 +152,10 @@ def signature(kernel: Kernel, names: Names) -> list[str]:
 class _Kernel:
     """Renders one kernel; `text` is its source, `helpers` the helper functions it calls."""
 
-    def __init__(self, kernel: Kernel, name: str | None) -> None:
-        self.kernel = kernel
+    def __init__(
+        self, kernel: Kernel, name: str | None, device: bool = False, shared=frozenset()
+    ) -> None:
+        self.kernel, self.device = kernel, device
         self.name = sanitize(name or kernel.name)
         self.mapping: ThreadMapping = thread_mapping(kernel)
         self.split = (
@@ -145,7 +168,7 @@ class _Kernel:
         self.emitted = dict.fromkeys(self.emits, 0)
         self.helpers: set[str] = set()
         self.names = Names()
-        self.params = signature(kernel, self.names)
+        self.params = signature(kernel, self.names, shared)
         self.scalars = {p.name for p in kernel.params if not p.is_array}
         self.read = live_variables(kernel.body)
         self.locals: dict[str, str] = {}  # C name -> C type, in order of appearance
@@ -159,7 +182,16 @@ class _Kernel:
     def assemble(self) -> str:
         k, m = self.kernel, self.mapping
         head = [f"// {k.name}: {k.doc}" if k.doc else f"// {k.name}", f"// lanes: {k.lanes}"]
-        if m.threads_per_lane > 1:
+        if self.device:
+            head.append(
+                "// lanes lo .. hi-1, "
+                + (
+                    f"each on threads 0 .. {m.threads_per_lane - 1}, one after another"
+                    if m.threads_per_lane > 1
+                    else "thread `thread` of `threads` taking every threads-th"
+                )
+            )
+        elif m.threads_per_lane > 1:
             head.append(
                 f"// {m.threads_per_lane} threads per lane, one per iteration of its parallel "
                 f"loops; launch with blockDim.x "
@@ -170,12 +202,46 @@ class _Kernel:
             head.append(f"// one thread per lane; the parallel loops run in it: {m.reason}")
         else:
             head.append("// one thread per lane")
+        if self.device:
+            return self.assemble_device(head)
         params = ",\n".join(INDENT + p for p in ["long long lo", "long long hi", *self.params])
         out = [*head, f'extern "C" __global__ void {self.name}(\n{params})', "{"]
         out += [INDENT + line for line in self.preamble()]
         out += [f"{INDENT}{c_type} {name};" for name, c_type in self.locals.items()]
         out += self.lines
         out.append("}")
+        return "\n".join(out) + "\n"
+
+    def assemble_device(self, head: list[str]) -> str:
+        """The kernel as a device function (the module docstring)."""
+        w = self.mapping.threads_per_lane
+        if w > 1 and self.mapping.barrier != "__syncwarp":
+            raise UnsupportedKernel(
+                f"kernel {self.kernel.name!r}: {w} threads per lane do not divide a warp, "
+                "which a device function needs"
+            )
+        params = ["long long lo", "long long hi", "unsigned thread", "unsigned threads"]
+        params = ",\n".join(INDENT + p for p in [*params, *self.params])
+        out = [*head, f"static __device__ void {self.name}(\n{params})", "{"]
+        out += [f"{INDENT}{c_type} {name};" for name, c_type in self.locals.items()]
+        if w == 1:
+            out.append(
+                f"{INDENT}for (long long index = lo + thread; index < hi; index += threads) {{"
+            )
+        else:
+            bits = "0xffffffffu" if w == 32 else f"{hex((1 << w) - 1)}u"
+            out += [
+                f"{INDENT}if (thread >= {w}) {{",
+                f"{INDENT * 2}return;",
+                f"{INDENT}}}",
+                f"{INDENT}const int iteration = (int)thread;",
+                f"{INDENT}const unsigned group = {bits};  // the lane's threads: the warp's first",
+                f"{INDENT}for (long long index = lo; index < hi; index++) {{",
+            ]
+        if self.uses_lane:
+            out.append(f"{INDENT * 2}const int lane = (int)index;")
+        out += [INDENT + line for line in self.lines]
+        out += [f"{INDENT}}}", "}"]
         return "\n".join(out) + "\n"
 
     def preamble(self) -> list[str]:

@@ -422,15 +422,9 @@ class _Driver:
 def lower_epoch(plan: EpochPlan, name: str, math: str = "libm") -> str:
     module = ir.Module(name=name)
     module.triple = _Jit.get().triple
-    driver = _Driver(module, plan, phases_of(plan), name, math)
+    driver = _Driver(module, plan, plan.phases(), name, math)
     driver.build()
     return str(module)
-
-
-def phases_of(plan: EpochPlan) -> list[Phase]:
-    """The plan's phases in context order."""
-    head = [plan.threshold] if plan.threshold is not None else []
-    return head + plan.first_half + plan.second_half + plan.receive
 
 
 _NO_LANES, _NO_TIMES = np.zeros(0, np.int32), np.zeros(0)
@@ -557,10 +551,14 @@ class _Worker:
 
 
 class CompiledEpoch:
-    """An epoch driver compiled for one plan, with its workers (one per thread)."""
+    """An epoch driver compiled for one plan, with its workers (one per thread). The
+    model's arrays are the state: each block copies its share in and out every epoch, so
+    there is nothing to `load` or `store`."""
+
+    resident = False
 
     def __init__(self, plan: EpochPlan, address: int, threads: int) -> None:
-        self.plan, self.phases = plan, phases_of(plan)
+        self.plan, self.phases = plan, plan.phases()
         self.function = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)(address)
         self.receive_first = len(self.phases) - len(plan.receive)
         self.blowup = np.full(plan.nblocks, np.inf)
@@ -630,6 +628,12 @@ class CompiledEpoch:
         lane = np.concatenate([w.spike_presyn[:n] for w, n in zip(self.workers, counts)])
         t = np.concatenate([w.spike_t[:n] for w, n in zip(self.workers, counts)])
         return lane, t, record, blowup
+
+    def load(self) -> None:
+        pass
+
+    def store(self) -> None:
+        pass
 
     def pending(self) -> tuple[np.ndarray, ...]:
         """The self-events sent in the last epoch and due after it (t, flag, instance,

@@ -319,6 +319,12 @@ class EpochPlan:
     def nblocks(self) -> int:
         return len(self.layout.base) - 1
 
+    def phases(self) -> list[Phase]:
+        """Every phase, in the order backends number them: threshold (if any), first
+        half, second half, receive."""
+        head = [self.threshold] if self.threshold is not None else []
+        return head + self.first_half + self.second_half + self.receive
+
     def set_record(self, record: np.ndarray) -> None:
         at = self.layout.perm[np.asarray(record, dtype=np.int64)]
         order = np.argsort(at, kind="stable")

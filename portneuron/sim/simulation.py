@@ -376,6 +376,8 @@ class Simulation:
         times = [self.t]
         trace = [self.model.nodes.v[record].copy()]
         done = 0
+        if program is not None:
+            program.load()  # a device-resident program takes the model's state
         try:
             while done < nsteps:
                 n = min(epoch, nsteps - done)
@@ -392,6 +394,7 @@ class Simulation:
                 self.exchange()
         finally:
             if program is not None:
+                program.store()
                 program.plan.set_record(np.zeros(0, dtype=np.int64))
         spikes = sorted(self.spikes)
         t = np.array(times)
@@ -408,7 +411,7 @@ class Simulation:
             from . import epoch
 
             try:
-                plan = epoch.plan(self)
+                plan = epoch.plan(self, self.backend.epoch_width)
             except epoch.Unsupported as why:
                 self.stepwise_reason = str(why)
                 self.compiled_epochs = False
@@ -441,7 +444,8 @@ class Simulation:
             roots = self.model.nodes.v[self.model.nodes.first[list(cells)]]
             cell = cells[int(np.flatnonzero(~np.isfinite(roots))[0])]
             raise self._blowup(cell, float(blowup[block]))
-        self._check_finite()
+        if not program.resident:  # else the model's voltages are the run's start's
+            self._check_finite()
         if len(lanes):
             presyn = program.plan.threshold_presyn[lanes]
             for k in np.lexsort((presyn, t)):
