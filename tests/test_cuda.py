@@ -20,6 +20,7 @@ import pytest
 from cuda_host import GXX, HostRuntime
 from harness import Instances, builtin, kernel_inputs, randomised, synapse_network
 from portneuron.backends import backend_status, load_backend
+from portneuron.backends.cuda import epoch as cuda_epoch
 from portneuron.backends.cuda.backend import NVCC_OPTIONS, CudaBackend
 from portneuron.backends.cuda.epoch import epoch_source
 from portneuron.backends.cuda.mapping import UnsupportedKernel, thread_mapping
@@ -503,6 +504,15 @@ def test_host_epoch_blow_up_names_the_cell(host_backend):
     with pytest.raises(SimulationError, match=r"cell gid 2: voltage is not finite at t = "):
         sim.run(50.0, v_init=-60.0)
     assert sim.stepwise_reason == ""
+
+
+@needs_gxx
+def test_host_epoch_queue_overflow_is_an_error(host_backend, monkeypatch):
+    """A block's self-event queue that fills stops the run with one line, not a lost event."""
+    monkeypatch.setattr(cuda_epoch, "QUEUE_CAPACITY", 1)
+    sim = Simulation(synapse_network("PulseSyn").build(), host_backend)
+    with pytest.raises(SimulationError, match=r"more than 1 self-events .* one block of cells"):
+        sim.run(15.0)
 
 
 # ------------------------------------------------------------------ on a GPU

@@ -181,7 +181,7 @@ static __device__ void pn_push(pn_queue* q, unsigned long long* status, double t
         pn_compact(q);
     }}
     if (q->end >= {QUEUE_CAPACITY}) {{
-        status[{OVERFLOW}] += 1;
+        atomicAdd(status + {OVERFLOW}, 1ull);  // other blocks' thread 0 too
         return;
     }}
     int k = q->end;
