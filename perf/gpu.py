@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--tstop", type=float, default=50.0)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--engines", nargs="+", default=["cuda", "llvm"])
+    parser.add_argument("--commit", help="the commit measured (default: git's HEAD here)")
     args = parser.parse_args()
     rounds: dict[tuple[int, str], list[dict]] = {}
     identical: dict[int, bool] = {}
@@ -103,9 +104,12 @@ def main() -> None:
         if anchor:
             ratio = r["ns_per_compartment_step"] / anchor[0]["ns_per_compartment_step"]
             r[f"vs_{args.engines[-1]}"] = round(ratio, 3)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
+    commit = (
+        args.commit
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
+    )
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     with open(HERE / "results.jsonl", "a") as f:

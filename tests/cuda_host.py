@@ -5,8 +5,8 @@ own, concurrently (blocks one after another): barriers are real barriers (std::b
 a thread that returns leaves them, as on a GPU), atomics are real atomics, and a missing
 barrier shows as a race. Device memory is host memory, addressed by its address.
 
-The math is the C library's, so results differ from a GPU's in the last bits, as they
-differ from NumPy's.
+The math is the C library's, as NumPy's, or with `gpu_math` a GPU's: CUDA's libdevice
+compiled for the CPU (libdevice_host.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from libdevice_host import header as libdevice_header
+from libdevice_host import libdevice_object
 
 GXX = shutil.which("g++")
 
@@ -35,6 +37,7 @@ extern pn_dim blockIdx, blockDim, gridDim;
 #define __global__
 #define __device__
 #define __forceinline__ inline
+#define __launch_bounds__(...)
 template <class T> static inline T atomicAdd(T* at, T x)
 {
     return __atomic_fetch_add(at, x, __ATOMIC_SEQ_CST);
@@ -134,7 +137,9 @@ extern "C" void pn_launch(unsigned grid, unsigned block, void (*body)(const unsi
 }
 """
 
-_ENTRY = re.compile(r'extern "C" __global__ void (\w+)\(\n(.*?)\)\n\{', re.S)
+_ENTRY = re.compile(
+    r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(\n(.*?)\)\n\{', re.S
+)
 
 
 def _cast(declaration: str, k: int) -> str:
@@ -177,8 +182,14 @@ def _build(source: Path, library: Path, *extra: str) -> None:
 class HostRuntime:
     """The runtime protocol on the CPU (module docstring); `folder` holds the builds."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, gpu_math: bool = False) -> None:
         self.folder = folder
+        self.math: tuple[str, list[str]] = ("", [])  # header lines, objects to link
+        if gpu_math:
+            libdevice = libdevice_object(folder)
+            if libdevice is None:
+                raise RuntimeError("no CUDA toolkit's libdevice for the GPU's math")
+            self.math = (libdevice_header(), [str(libdevice)])
         self.libraries: dict[str, ctypes.CDLL] = {}
         self.memory: dict[int, np.ndarray] = {}
         self.launcher = folder / "libpnlaunch.so"
@@ -189,8 +200,8 @@ class HostRuntime:
         digest = hashlib.sha1(source.encode()).hexdigest()[:16]
         if digest not in self.libraries:
             cpp, library = self.folder / f"{digest}.cpp", self.folder / f"{digest}.so"
-            cpp.write_text(HEADER + source + "\n" + _wrappers(source))
-            _build(cpp, library, str(self.launcher), f"-Wl,-rpath,{self.folder}")
+            cpp.write_text(HEADER + self.math[0] + source + "\n" + _wrappers(source))
+            _build(cpp, library, str(self.launcher), *self.math[1], f"-Wl,-rpath,{self.folder}")
             self.libraries[digest] = ctypes.CDLL(str(library))
         return getattr(self.libraries[digest], f"host_{name}")
 
@@ -203,12 +214,17 @@ class HostRuntime:
         del self.memory[pointer]
 
     def upload(self, pointer: int, host: np.ndarray) -> None:
-        assert host.flags.c_contiguous
+        self._check(pointer, host)
         ctypes.memmove(pointer, host.ctypes.data, host.nbytes)
 
     def download(self, host: np.ndarray, pointer: int) -> None:
-        assert host.flags.c_contiguous
+        self._check(pointer, host)
         ctypes.memmove(host.ctypes.data, pointer, host.nbytes)
+
+    def _check(self, pointer: int, host: np.ndarray) -> None:
+        """A copy within one live allocation, as the driver would insist."""
+        assert host.flags.c_contiguous
+        assert host.nbytes <= self.memory[pointer].size - 8, "copy past an allocation's end"
 
     def launch(self, function: Any, grid: int, block: int, args: list[np.generic]) -> None:
         words = np.array([_word(a) for a in args], dtype=np.uint64)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -24,12 +25,14 @@ from portneuron.ir.passes import fold_constants
 
 from ..base import Backend, dumping
 from .mapping import ThreadMapping, emits_per_lane, thread_mapping, written_arrays
-from .runtime import NVCC_OPTIONS, PycudaRuntime, Runtime
+from .runtime import NVCC_OPTIONS, PycudaRuntime, Runtime, find_nvcc
 from .source import kernel_source
 
 __all__ = ["NVCC_OPTIONS", "CudaBackend"]
-#: Doubles are added atomically (atomicAdd on double) from compute capability 6.0.
-MIN_COMPUTE_CAPABILITY = (6, 0)
+#: Doubles are added atomically (atomicAdd on double) from compute capability 6.0, and a
+#: block's threads wait at a barrier each on its own, as the kernels that give a warp's
+#: threads a lane each need, from 7.0 (Volta's independent thread scheduling).
+MIN_COMPUTE_CAPABILITY = (7, 0)
 #: How each scalar type is passed to a kernel (PyCUDA packs NumPy scalars).
 SCALARS = {F64: np.float64, I32: np.int32, BOOL: np.uint8}
 FUNCTION = "pn_kernel"
@@ -57,10 +60,10 @@ class CudaBackend(Backend):
         """`runtime`: where kernels run (default: PyCUDA, started on first use);
         `epoch_width`: cells per block of a compiled epoch, one per thread of a warp's
         (a divisor of 32); `epoch_threads`: threads per block there (a multiple of 32)."""
-        if 32 % epoch_width or epoch_threads % 32 or epoch_threads <= 0:
+        if 32 % epoch_width or epoch_threads % 32 or not 0 < epoch_threads <= 1024:
             raise ValueError(
                 f"epoch_width must divide 32 ({epoch_width}) and epoch_threads be a multiple "
-                f"of 32 ({epoch_threads})"
+                f"of 32 up to 1024 ({epoch_threads})"
             )
         self._runtime = runtime
         self.epoch_width, self.epoch_threads = epoch_width, epoch_threads
@@ -79,7 +82,9 @@ class CudaBackend(Backend):
                 "a CUDA toolkit)"
             )
         try:
-            import pycuda.driver as driver
+            with warnings.catch_warnings():  # PyCUDA warns before it raises: one line here
+                warnings.simplefilter("ignore")
+                import pycuda.driver as driver
         except ImportError as exc:  # its extension links libcuda, the driver's library
             return False, f"PyCUDA cannot load the CUDA driver: {exc}"
         try:
@@ -94,7 +99,12 @@ class CudaBackend(Backend):
         if (major, minor) < MIN_COMPUTE_CAPABILITY:
             return False, (
                 f"{device.name()} has compute capability {major}.{minor}; the cuda backend "
-                "needs 6.0 or later (atomicAdd on doubles)"
+                "needs 7.0 or later (atomicAdd on doubles, independent thread scheduling)"
+            )
+        if find_nvcc() is None:
+            return False, (
+                "nvcc, the CUDA compiler, is not on PATH, in $CUDA_HOME/bin or in "
+                "/usr/local/cuda/bin (PyCUDA compiles the generated CUDA C with it)"
             )
         return True, f"{device.name()}, compute capability {major}.{minor}"
 

@@ -24,6 +24,7 @@ device pointers, and the phases' scalar arguments (a double's bits, an int's val
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,8 +61,8 @@ class Entry:
 class _Source:
     """The CUDA C of one plan's epoch kernel, and the table it reads."""
 
-    def __init__(self, plan: EpochPlan) -> None:
-        self.plan = plan
+    def __init__(self, plan: EpochPlan, block_threads: int = BLOCK_THREADS) -> None:
+        self.plan, self.block_threads = plan, block_threads
         self.phases = plan.phases()
         self.entries: list[Entry] = []
         self.buffer_words: dict[str, int] = {}
@@ -394,7 +395,7 @@ static __device__ void pn_push(pn_queue* q, unsigned long long* status, double t
             ]
         text = [
             "// One epoch: CUDA block b takes cell block b through `nsteps` steps from t0.",
-            'extern "C" __global__ void pn_epoch(',
+            f'extern "C" __global__ void __launch_bounds__({self.block_threads}) pn_epoch(',
             "    const unsigned long long* __restrict__ table,",
             "    long long nsteps,",
             "    double t0,",
@@ -414,9 +415,10 @@ static __device__ void pn_push(pn_queue* q, unsigned long long* status, double t
         return "\n".join(text) + "\n"
 
 
-def epoch_source(plan: EpochPlan) -> str:
-    """The CUDA C of the plan's epoch kernel, `pn_epoch`, with its device functions."""
-    return _Source(plan).text
+def epoch_source(plan: EpochPlan, block_threads: int = BLOCK_THREADS) -> str:
+    """The CUDA C of the plan's epoch kernel, `pn_epoch`, with its device functions, for
+    blocks of `block_threads` threads."""
+    return _Source(plan, block_threads).text
 
 
 class CudaEpoch:
@@ -427,10 +429,14 @@ class CudaEpoch:
 
     def __init__(self, plan: EpochPlan, runtime: Runtime, block_threads: int = BLOCK_THREADS):
         self.plan, self.runtime, self.block_threads = plan, runtime, block_threads
-        source = _Source(plan)
+        source = _Source(plan, block_threads)
         self.source, self.entries = source.text, source.entries
         self.records = source.records
         self.function = runtime.compile(self.source, "pn_epoch")
+        # every device allocation, freed when the program is dropped (or by `release`)
+        self.allocations: set[int] = set()
+        self.release = weakref.finalize(self, _free, runtime, self.allocations)
+        self.release.atexit = False  # the driver may be gone by then
         # the model's arrays on the device: one allocation per host buffer
         self.resident_arrays: dict[tuple[int, int], tuple[np.ndarray, int]] = {}
         arrays = [e.value for e in self.entries if e.kind == "array"]
@@ -450,7 +456,7 @@ class CudaEpoch:
                         self.written.append(self.resident_arrays[key])
         self.buffers: dict[str, tuple[int, int]] = {}  # name: (pointer, bytes)
         self.table = np.zeros(max(1, len(self.entries)), dtype=np.uint64)
-        self.table_device = runtime.alloc(self.table.nbytes)
+        self.table_device = self._alloc(self.table.nbytes)
         self.uploaded = np.full_like(self.table, 0xFFFFFFFFFFFFFFFF)
         self.status = np.zeros(4, dtype=np.uint64)
         self.blowup = np.full(plan.nblocks, np.inf)
@@ -463,13 +469,18 @@ class CudaEpoch:
         self._self_event_buffers()
 
     # ------------------------------------------------------------------ device memory
+    def _alloc(self, nbytes: int) -> int:
+        pointer = self.runtime.alloc(nbytes)
+        self.allocations.add(pointer)
+        return pointer
+
     def _resident(self, array: np.ndarray) -> tuple[np.ndarray, int]:
         key = _key(array)
         if key not in self.resident_arrays:
             host = np.ascontiguousarray(array)
             if host is not array:
                 raise ValueError("a kernel argument is not contiguous")
-            self.resident_arrays[key] = (array, self.runtime.alloc(array.nbytes))
+            self.resident_arrays[key] = (array, self._alloc(array.nbytes))
         return self.resident_arrays[key]
 
     def _check_overlaps(self) -> None:
@@ -484,8 +495,9 @@ class CudaEpoch:
         pointer, size = self.buffers.get(name, (0, -1))
         if size < nbytes:
             if size >= 0:
+                self.allocations.remove(pointer)
                 self.runtime.free(pointer)
-            pointer = self.runtime.alloc(max(nbytes, 8))
+            pointer = self._alloc(max(nbytes, 8))
             self.buffers[name] = (pointer, nbytes)
         return pointer
 
@@ -584,9 +596,10 @@ class CudaEpoch:
         plan, runtime = self.plan, self.runtime
         self._events(events)
         record = self._record(nsteps)
-        detectors = len(plan.threshold_presyn)
+        # a detector's crossings are two steps apart at least (v below, then not)
+        capacity = len(plan.threshold_presyn) * ((nsteps + 1) // 2)
         for name, size in (("presyn", 4), ("t", 8), ("order", 8)):
-            self.buffer(f"spike:{name}", size * detectors * nsteps)
+            self.buffer(f"spike:{name}", size * capacity)
         self.status[:] = 0
         self._upload_buffer("status", self.status)
         self._sync_table()
@@ -626,6 +639,12 @@ class CudaEpoch:
                 self.runtime.download(values, self.buffers[f"queue:{name}"][0])
             out.append(np.concatenate([values[b, : left[b]] for b in range(nblocks)]))
         return tuple(out)
+
+
+def _free(runtime: Runtime, allocations: set[int]) -> None:
+    for pointer in allocations:
+        runtime.free(pointer)
+    allocations.clear()
 
 
 def _key(array: np.ndarray) -> tuple[int, int]:

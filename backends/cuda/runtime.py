@@ -9,6 +9,9 @@ arguments); scalars are passed as NumPy scalars of the parameter's type.
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,6 +19,14 @@ import numpy as np
 #: nvcc options: no fused multiply-add, which would round a*b + c once where the
 #: interpreter rounds twice.
 NVCC_OPTIONS = ("--fmad=false",)
+
+
+def find_nvcc() -> str | None:
+    """The CUDA compiler: on PATH, else in $CUDA_HOME (or $CUDA_PATH), else in
+    /usr/local/cuda, where toolkits install and PATH often does not look."""
+    roots = [os.environ.get(v) for v in ("CUDA_HOME", "CUDA_PATH")] + ["/usr/local/cuda"]
+    places = [Path(r) / "bin" / "nvcc" for r in roots if r]
+    return shutil.which("nvcc") or next((str(p) for p in places if p.is_file()), None)
 
 
 class Runtime(Protocol):
@@ -45,12 +56,14 @@ class PycudaRuntime:
         import pycuda.driver as driver
 
         self.driver = driver
+        self.nvcc = find_nvcc() or "nvcc"
         self.allocations: dict[int, Any] = {}
 
     def compile(self, source: str, name: str) -> Any:
         from pycuda.compiler import SourceModule
 
-        module = SourceModule(source, options=list(NVCC_OPTIONS), no_extern_c=True)
+        options = list(NVCC_OPTIONS)
+        module = SourceModule(source, nvcc=self.nvcc, options=options, no_extern_c=True)
         return module.get_function(name)
 
     def alloc(self, nbytes: int) -> int:

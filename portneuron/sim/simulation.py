@@ -32,6 +32,11 @@ from .binding import BoundMechanism
 from .events import EventQueue
 from .play import Player
 
+#: Steps per epoch at most, where the min-delay allows more (a model without NetCons has no
+#: min-delay): bounds what a compiled epoch holds for one call (recorded voltages, spikes),
+#: the same on every rank.
+MAX_EPOCH_STEPS = 1024
+
 
 class SimulationError(PortneuronError):
     """The simulation cannot go on (a voltage blew up); names the cell and the time."""
@@ -455,11 +460,11 @@ class Simulation:
             trace.extend(recorded.copy())
 
     def epoch_steps(self) -> int:
-        """Steps per epoch: as many as fit in the min-delay."""
+        """Steps per epoch: as many as fit in the min-delay, at most MAX_EPOCH_STEPS."""
         md = self.model.min_delay()
         if math.isinf(md):
-            return 1 << 30
-        return max(1, int(md / self.dt + 1e-9))
+            return MAX_EPOCH_STEPS
+        return min(MAX_EPOCH_STEPS, max(1, int(md / self.dt + 1e-9)))
 
     def _check_finite(self) -> None:
         v = self.model.nodes.v
