@@ -33,6 +33,9 @@ class Backend:
     #: Byte alignment the backend wants for array starts.
     alignment: ClassVar[int] = 64
 
+    #: Whether adds of several lanes to one element happen in lane order, so that a run
+    #: gives the same bits every time (False: atomics, in the order the lanes arrive).
+    ordered_sums: ClassVar[bool] = True
     #: Whether `compile_epoch` runs whole epochs in compiled code (portneuron.sim.epoch).
     compiled_epochs: ClassVar[bool] = False
     #: Cells per block of a compiled epoch (portneuron.sim.epoch.BLOCK_WIDTH).

@@ -192,7 +192,10 @@ def test_interleaved_cable_kernels_equal_the_per_cell_ones(backend, sizes, width
             np.testing.assert_array_equal(interleaved[name][layout.perm], args[name], name)
 
 
-@pytest.mark.parametrize("backend", [b for b in OTHERS if load_backend(b).compiled_epochs])
+@pytest.mark.parametrize(
+    "backend",
+    [b for b in OTHERS if load_backend(b).compiled_epochs and load_backend(b).device_kind == "cpu"],
+)
 def test_ringtest_identical_for_any_thread_count(backend):
     """Spikes and voltages do not depend on how the cell blocks are spread over threads."""
     from portneuron.build.ringtest import build_ringtest
@@ -257,8 +260,9 @@ def test_compiled_epochs_equal_the_stepwise_loop_to_the_bit(backend, synapse):
     sorted by their interleaved node (several synapses on one node keep their order) on
     copies of the per-instance arrays, and self-events in a queue of the block's, merged
     with the epoch's events in NEURON's order: spikes, voltages and every mechanism
-    variable written back are the stepwise loop's, bit for bit, on the same backend; and
-    the numpy reference's spikes."""
+    variable written back are the stepwise loop's, bit for bit, on the same backend (where
+    several synapses add to one node in lane order; with atomics, in any order: within
+    1e-9 mV and 1e-9 relative, as against numpy); and the numpy reference's spikes."""
     runs, models = [], []
     for name, epochs in (("numpy", False), (backend, False), (backend, True)):
         model = synapse_network(synapse).build()
@@ -268,11 +272,17 @@ def test_compiled_epochs_equal_the_stepwise_loop_to_the_bit(backend, synapse):
         assert (sim.stepwise_reason == "") == epochs
     assert len(runs[0].spikes) >= 10  # every cell fires
     assert runs[1].spikes == runs[0].spikes and runs[2].spikes == runs[0].spikes
-    np.testing.assert_array_equal(runs[2].v, runs[1].v)
+    exact = load_backend(backend).ordered_sums
+    if exact:
+        np.testing.assert_array_equal(runs[2].v, runs[1].v)
     assert np.abs(runs[2].v - runs[0].v).max() <= 1e-9
     for stepwise, compiled in zip(models[1].mechanisms, models[2].mechanisms):
         for name, values in stepwise.data.items():
-            np.testing.assert_array_equal(compiled.data[name], values, f"{stepwise.name}.{name}")
+            what = f"{stepwise.name}.{name}"
+            if exact:
+                np.testing.assert_array_equal(compiled.data[name], values, what)
+            else:
+                np.testing.assert_allclose(compiled.data[name], values, 1e-9, 1e-12, err_msg=what)
     if synapse == "PulseSyn":  # every pulse ended and was counted, across epochs
         pulses = next(m for m in models[2].mechanisms if m.name == "PulseSyn").data
         assert pulses["n"].sum() > 100

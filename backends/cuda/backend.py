@@ -53,6 +53,7 @@ class CudaBackend(Backend):
     device_kind: ClassVar[str] = "gpu"
     simd_width: ClassVar[int] = 1
     compiled_epochs: ClassVar[bool] = True
+    ordered_sums: ClassVar[bool] = False  # atomicAdd where lanes share an element
 
     def __init__(
         self, runtime: Runtime | None = None, epoch_width: int = 32, epoch_threads: int = 256
