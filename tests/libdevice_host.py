@@ -14,16 +14,28 @@ are the GPU's bits; the others may differ from a GPU's in rare last bits.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
-from portneuron.backends.cuda.runtime import find_nvcc
+from portneuron.backends.cuda.runtime import find_nvcc, toolkit_roots
 
 #: The IR's math intrinsics that CUDA C computes with libdevice (`exp(x)` is `__nv_exp(x)`).
 FUNCTIONS = {"exp": 1, "expm1": 1, "log": 1, "log10": 1, "sin": 1, "cos": 1, "tan": 1,
              "asin": 1, "acos": 1, "atan": 1, "sinh": 1, "cosh": 1, "tanh": 1, "atan2": 2,
              "pow": 2}  # fmt: skip
+
+
+def _high_words(code: str) -> tuple[str, str, str]:
+    """A hardware approximation: `code` makes %q of %x, x's high word (its low word
+    zero), and the result is %q's high word."""
+    return (
+        "double", "double %a",
+        "%b = bitcast double %a to i64\n  %h = and i64 %b, -4294967296\n"
+        f"  %x = bitcast i64 %h to double\n  {code}\n"
+        "  %c = bitcast double %q to i64\n  %m = and i64 %c, -4294967296\n"
+        "  %r = bitcast i64 %m to double",
+    )  # fmt: skip
+
 
 #: The PTX operations libdevice's FUNCTIONS use, as LLVM IR for the CPU.
 SHIMS = {
@@ -52,20 +64,9 @@ SHIMS = {
         "%l = zext i32 %lo to i64\n  %h = zext i32 %hi to i64\n  %s = shl i64 %h, 32\n"
         "  %o = or i64 %s, %l\n  %r = bitcast i64 %o to double",
     ),
-    "rcp.approx.ftz.d": (  # 1/x from x's high word, rounded to its high word
-        "double", "double %a",
-        "%b = bitcast double %a to i64\n  %h = and i64 %b, -4294967296\n"
-        "  %x = bitcast i64 %h to double\n  %q = fdiv double 1.0, %x\n"
-        "  %c = bitcast double %q to i64\n  %m = and i64 %c, -4294967296\n"
-        "  %r = bitcast i64 %m to double",
-    ),
-    "rsqrt.approx.ftz.d": (  # 1/sqrt(x) likewise
-        "double", "double %a",
-        "%b = bitcast double %a to i64\n  %h = and i64 %b, -4294967296\n"
-        "  %x = bitcast i64 %h to double\n  %s = call double @llvm.sqrt.f64(double %x)\n"
-        "  %q = fdiv double 1.0, %s\n"
-        "  %c = bitcast double %q to i64\n  %m = and i64 %c, -4294967296\n"
-        "  %r = bitcast i64 %m to double",
+    "rcp.approx.ftz.d": _high_words("%q = fdiv double 1.0, %x"),
+    "rsqrt.approx.ftz.d": _high_words(
+        "%s = call double @llvm.sqrt.f64(double %x)\n  %q = fdiv double 1.0, %s"
     ),
     "ex2.approx.ftz.f32": ("float", "float %a", "%r = call float @llvm.exp2.f32(float %a)"),
 }  # fmt: skip
@@ -129,12 +130,12 @@ def _wide(match: re.Match) -> str:
 
 
 def libdevice_path() -> Path | None:
-    """The toolkit's libdevice: beside nvcc, or in $CUDA_HOME or /usr/local/cuda."""
-    roots = [os.environ.get("CUDA_HOME"), "/usr/local/cuda"]
+    """The toolkit's libdevice: beside nvcc, or where toolkits install."""
+    roots = toolkit_roots()
     nvcc = find_nvcc()
     if nvcc is not None:
-        roots.insert(0, str(Path(nvcc).resolve().parent.parent))
-    places = [Path(r) / "nvvm" / "libdevice" / "libdevice.10.bc" for r in roots if r]
+        roots.insert(0, Path(nvcc).resolve().parent.parent)
+    places = [r / "nvvm" / "libdevice" / "libdevice.10.bc" for r in roots]
     return next((p for p in places if p.is_file()), None)
 
 

@@ -300,8 +300,14 @@ def host_backend(tmp_path_factory) -> CudaBackend:
 
 @pytest.fixture(scope="module")
 def host(host_backend):
+    return runner(host_backend)
+
+
+def runner(backend: CudaBackend):
+    """A function that compiles and runs one kernel on `backend`."""
+
     def run(kernel: Kernel, args: dict, lanes: int) -> dict:
-        return host_backend.run(host_backend.compile(kernel), args, lanes)
+        return backend.run(backend.compile(kernel), args, lanes)
 
     return run
 
@@ -498,12 +504,8 @@ def test_libdevice_on_the_cpu_keeps_cudas_documented_error(gpu_math, tmp_path):
 @pytest.mark.parametrize("mod", MECHANISMS)
 def test_host_run_with_gpu_math_matches_numpy(gpu_math, mod):
     """What the GPU tests below demand, with the GPU's math, on the CPU."""
-
-    def run(kernel: Kernel, args: dict, lanes: int) -> dict:
-        return gpu_math.run(gpu_math.compile(kernel), args, lanes)
-
     for seed in range(3):
-        check_mechanism(run, mod, seed, GPU)
+        check_mechanism(runner(gpu_math), mod, seed, GPU)
 
 
 @needs_gxx
@@ -621,8 +623,7 @@ def test_host_epoch_queue_overflow_is_an_error(host_backend, monkeypatch):
 
 
 def gpu_run(kernel: Kernel, args: dict, lanes: int) -> dict:
-    backend = load_backend("cuda")
-    return backend.run(backend.compile(kernel), args, lanes)
+    return runner(load_backend("cuda"))(kernel, args, lanes)
 
 
 @pytest.mark.gpu

@@ -455,15 +455,25 @@ class CudaEpoch:
                         seen.add(key)
                         self.written.append(self.resident_arrays[key])
         self.buffers: dict[str, tuple[int, int]] = {}  # name: (pointer, bytes)
+        # the table: constant words now, a buffer's pointer whenever it is (re)allocated
         self.table = np.zeros(max(1, len(self.entries)), dtype=np.uint64)
         self.table_device = self._alloc(self.table.nbytes)
-        self.uploaded = np.full_like(self.table, 0xFFFFFFFFFFFFFFFF)
+        self.table_words: dict[str, list[int]] = {}  # buffer name: its words
+        for k, entry in enumerate(self.entries):
+            if entry.kind == "buffer":
+                self.table_words.setdefault(entry.value, []).append(k)
+            elif entry.kind == "array":
+                self.table[k] = self.resident_arrays[_key(entry.value)][1]
+            elif entry.kind == "f64":
+                self.table[k] = np.float64(entry.value).view(np.uint64)
+            else:
+                self.table[k] = np.int64(entry.value).view(np.uint64)
+        self.table_changed = True
         self.status = np.zeros(4, dtype=np.uint64)
         self.blowup = np.full(plan.nblocks, np.inf)
         self._upload_buffer("blowup", self.blowup)
         self._upload_buffer("v", plan.v, resident=True)
         self._upload_buffer("slot_root", plan.layout.slot_root, resident=True)
-        self.generation = -1
         self.recording: tuple = ()
         self.record_out = np.zeros((0, 0))
         self._self_event_buffers()
@@ -498,13 +508,18 @@ class CudaEpoch:
                 self.allocations.remove(pointer)
                 self.runtime.free(pointer)
             pointer = self._alloc(max(nbytes, 8))
-            self.buffers[name] = (pointer, nbytes)
+            self._place(name, pointer, nbytes)
         return pointer
+
+    def _place(self, name: str, pointer: int, nbytes: int) -> None:
+        self.buffers[name] = (pointer, nbytes)
+        self.table[self.table_words.get(name, [])] = pointer
+        self.table_changed = True
 
     def _upload_buffer(self, name: str, host: np.ndarray, resident: bool = False) -> int:
         if resident:  # one of the model's arrays: the table points at its device copy
             pointer = self.resident_arrays[_key(host)][1]
-            self.buffers[name] = (pointer, host.nbytes)
+            self._place(name, pointer, host.nbytes)
             return pointer
         pointer = self.buffer(name, host.nbytes)
         self.runtime.upload(pointer, host)
@@ -528,21 +543,13 @@ class CudaEpoch:
             self._upload_buffer(f"send{j}:count", np.zeros(nblocks, dtype=np.uint64))
 
     def _sync_table(self) -> None:
-        """The table's words (pointers of buffers that moved included), uploaded where
-        they changed."""
-        for k, entry in enumerate(self.entries):
-            if entry.kind == "array":
-                word = self.resident_arrays[_key(entry.value)][1]
-            elif entry.kind == "buffer":
-                word = self.buffers[entry.value][0]
-            elif entry.kind == "f64":
-                word = int(np.float64(entry.value).view(np.uint64))
-            else:
-                word = int(np.int64(entry.value).view(np.uint64))
-            self.table[k] = word
-        if not np.array_equal(self.table, self.uploaded):
+        """The table onto the device, if a buffer moved since it last went."""
+        if self.table_changed:
+            missing = self.table_words.keys() - self.buffers.keys()
+            if missing:
+                raise RuntimeError(f"epoch buffers never allocated: {sorted(missing)}")
             self.runtime.upload(self.table_device, self.table)
-            self.uploaded[:] = self.table
+            self.table_changed = False
 
     # ------------------------------------------------------------------ the program
     def load(self) -> None:

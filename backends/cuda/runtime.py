@@ -21,11 +21,16 @@ import numpy as np
 NVCC_OPTIONS = ("--fmad=false",)
 
 
-def find_nvcc() -> str | None:
-    """The CUDA compiler: on PATH, else in $CUDA_HOME (or $CUDA_PATH), else in
-    /usr/local/cuda, where toolkits install and PATH often does not look."""
+def toolkit_roots() -> list[Path]:
+    """Where a CUDA toolkit may be: $CUDA_HOME, $CUDA_PATH, /usr/local/cuda."""
     roots = [os.environ.get(v) for v in ("CUDA_HOME", "CUDA_PATH")] + ["/usr/local/cuda"]
-    places = [Path(r) / "bin" / "nvcc" for r in roots if r]
+    return [Path(r) for r in roots if r]
+
+
+def find_nvcc() -> str | None:
+    """The CUDA compiler: on PATH, else in a toolkit root (toolkits install there, and
+    PATH often does not look)."""
+    places = [r / "bin" / "nvcc" for r in toolkit_roots()]
     return shutil.which("nvcc") or next((str(p) for p in places if p.is_file()), None)
 
 
