@@ -55,10 +55,20 @@ def load_backend(name: str) -> Backend:
     return _entry_point(name).load()()
 
 
+def best_backend() -> str:
+    """The fastest backend that can run here: llvm where llvmlite runs, else numpy. Never
+    cuda by default: a GPU is chosen by name (`--backend cuda`, `backend="cuda"`)."""
+    for name in ("llvm", "numpy"):
+        if name in backend_names() and backend_status(name).available:
+            return name
+    return "numpy"
+
+
 __all__ = [
     "Backend",
     "BackendStatus",
     "BackendUnavailable",
+    "best_backend",
     "backend_names",
     "backend_status",
     "load_backend",

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import libm
 from .nodes import (
     BOOL,
     F64,
@@ -42,16 +43,17 @@ NUMPY_DTYPES: dict[DType, Any] = {F64: np.float64, I32: np.int32, BOOL: np.bool_
 
 _BINARY = {
     "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-    "pow": np.power, "min": np.minimum, "max": np.maximum,
+    "pow": libm.pow, "min": np.minimum, "max": np.maximum,
     "lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
     "eq": np.equal, "ne": np.not_equal, "and": np.logical_and, "or": np.logical_or,
 }  # fmt: skip
 
+# Transcendentals are the C library's (libm.py says why); exactly rounded operations NumPy's.
 _INTRINSIC = {
-    "exp": np.exp, "expm1": np.expm1, "log": np.log, "log10": np.log10, "sqrt": np.sqrt,
-    "fabs": np.fabs, "floor": np.floor, "ceil": np.ceil, "sin": np.sin, "cos": np.cos,
-    "tan": np.tan, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
-    "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh, "atan2": np.arctan2, "fmod": np.fmod,
+    "exp": libm.exp, "expm1": libm.expm1, "log": libm.log, "log10": libm.log10, "sqrt": np.sqrt,
+    "fabs": np.fabs, "floor": np.floor, "ceil": np.ceil, "sin": libm.sin, "cos": libm.cos,
+    "tan": libm.tan, "asin": libm.asin, "acos": libm.acos, "atan": libm.atan,
+    "sinh": libm.sinh, "cosh": libm.cosh, "tanh": libm.tanh, "atan2": libm.atan2, "fmod": np.fmod,
 }  # fmt: skip
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .backends.base import BackendUnavailable
@@ -69,54 +73,203 @@ def cmd_backends(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Simulate a dataset NEURON wrote with nrncore_write, like CoreNEURON's special-core, or
     (without -d) the built-in ringtest."""
-    import json
-    import resource
     import time
 
-    from .backends import load_backend
-    from .io.dataset import load_dataset
+    from .backends import best_backend, load_backend
     from .io.spikes import write_spikes
     from .library import MechanismLibrary
+    from .progress import Progress
     from .sim.simulation import Simulation
 
-    if not args.tstop >= 0:
-        raise PortneuronError(f"-e/--tstop must be >= 0, not {args.tstop}")
-    outdir = Path(args.outpath)
-    if outdir.exists() and not outdir.is_dir():
-        raise PortneuronError(f"{outdir}: -o needs a folder, and this is a file")
-    start = time.perf_counter()
-    backend = load_backend(args.backend or best_backend())
-    if args.datpath is not None:
-        model = load_dataset(args.datpath, MechanismLibrary(args.mechanisms))
+    dt = check_run_options(args)  # every option, before any work
+    outdir = writable_folder(Path(args.outpath))
+    progress = Progress(enabled=not args.json)
+    run = RunState(args.tstop)
+    try:
+        start = time.perf_counter()
+        backend = load_backend(args.backend or best_backend())
+        what = "reading the model" if args.datpath else "building the model"
+        with progress.phase(what, unit="cells") as up:
+            model = build_model(args, MechanismLibrary(args.mechanisms), up)
+        dt = dt if dt is not None else model.dt
+        check_min_delay(model, dt, progress)
+        sim = Simulation(model, backend, dt=dt, threads=args.threads)
+        with progress.phase("compiling"):
+            sim.epoch_program()  # JIT now, so that the simulation's bar measures simulating
+        sim.finitialize(args.voltage)
+        setup_s = time.perf_counter() - start
+        start = time.perf_counter()
+        run.sim = sim
+        with progress.phase("simulating", total=args.tstop, unit="ms") as up:
+            result = sim.run(args.tstop, initialize=False, progress=up)
+        simulate_s = time.perf_counter() - start
+        write_spikes(outdir / "out.dat", result.spikes)
+        run.written = True
+    except Interrupted as stop:
+        progress.clear()
+        print(f"portneuron: {stop.name}: {run.where()}", file=sys.stderr)
+        return 128 + stop.signum
+    summary = run_summary(model, backend, sim, result, setup_s, simulate_s)
+    if args.json:
+        print(json.dumps(summary))
     else:
-        from .build.ringtest import build_ringtest
+        print(
+            f"{summary['cells']} cells, {summary['compartments']} compartments (segments with "
+            f"membrane; {summary['nodes']} nodes with the zero-area ones, which nrniv-core "
+            f"counts), "
+            f"{summary['spikes']} spikes to {outdir / 'out.dat'}\n"
+            f"setup {setup_s:.3f} s, simulate {simulate_s:.3f} s "
+            f"({summary['ns_per_compartment_step']} ns per compartment-step, "
+            f"backend {backend.name}, {summary['threads']} thread(s), {summary['loop']}, "
+            f"peak RSS {summary['peak_rss_mib']} MiB)"
+        )
+    return 0
 
-        for name in ("nring", "ncell"):
-            if getattr(args, name) < 1:
-                raise PortneuronError(f"--{name} must be >= 1, not {getattr(args, name)}")
-        for name in ("branch", "compart"):
-            lo, hi = getattr(args, name)
-            if not 1 <= lo <= hi:
-                raise PortneuronError(f"--{name} LO HI needs 1 <= LO <= HI, not {lo} {hi}")
-        model = build_ringtest(
-            args.nring, args.ncell, tuple(args.branch), tuple(args.compart),
-            MechanismLibrary(args.mechanisms),
-        )  # fmt: skip
-    dt = args.dt if args.dt is not None else model.dt
+
+class RunState:
+    """How far a run has come, for the line an interrupt prints."""
+
+    def __init__(self, tstop: float) -> None:
+        self.tstop, self.sim, self.written = tstop, None, False
+
+    def where(self) -> str:
+        if self.written:
+            return "stopped after out.dat was written whole"
+        if self.sim is None:
+            return "stopped before the simulation started; nothing was written"
+        return (
+            f"stopped at t = {self.sim.t:.6g} ms of {self.tstop:g} ms; out.dat was not "
+            f"written (one that was there is unchanged)"
+        )
+
+
+def check_run_options(args: argparse.Namespace) -> float | None:
+    """Refuse impossible options before any work; the time step, where one is given or the
+    dataset's globals.dat names it (None: the model's own, read later)."""
+    for flag, value in (("-e/--tstop", args.tstop), ("--dt", args.dt), ("-v", args.voltage)):
+        if value is not None and not math.isfinite(value):
+            raise PortneuronError(f"{flag} must be a finite number, not {value}")
+    if args.tstop < 0:
+        raise PortneuronError(f"-e/--tstop must be >= 0, not {args.tstop}")
+    if args.dt is not None and args.dt <= 0:
+        raise PortneuronError(f"--dt must be positive, not {args.dt}")
     if args.threads is not None and args.threads < 1:
         raise PortneuronError(f"--threads must be >= 1, not {args.threads}")
-    sim = Simulation(model, backend, dt=dt, threads=args.threads)
-    sim.finitialize(args.voltage)
-    setup_s = time.perf_counter() - start
-    start = time.perf_counter()
-    result = sim.run(args.tstop, initialize=False)
-    simulate_s = time.perf_counter() - start
-    outdir.mkdir(parents=True, exist_ok=True)
-    write_spikes(outdir / "out.dat", result.spikes)
+    if args.datpath is None:
+        check_ringtest_options(args)
+    dt = args.dt
+    if dt is None:
+        dt = dataset_dt(Path(args.datpath)) if args.datpath is not None else RINGTEST_DT
+    steps = int(args.tstop / dt + 0.5)
+    if steps < 1:
+        raise PortneuronError(
+            f"-e {args.tstop:g} ms with dt {dt:g} ms is no step at all; give -e of at least "
+            f"{dt / 2:g} ms, or a smaller --dt"
+        )
+    return args.dt
+
+
+#: The ringtest's time step [ms] (the original benchmark's).
+RINGTEST_DT = 0.025
+#: Peak memory per compartment of a ringtest build and run, measured 310 B, with a margin.
+RINGTEST_BYTES_PER_COMPARTMENT = 400
+
+
+def check_ringtest_options(args: argparse.Namespace) -> None:
+    for name in ("nring", "ncell"):
+        if getattr(args, name) < 1:
+            raise PortneuronError(f"--{name} must be >= 1, not {getattr(args, name)}")
+    for name in ("branch", "compart"):
+        lo, hi = getattr(args, name)
+        if not 1 <= lo <= hi:
+            raise PortneuronError(f"--{name} LO HI needs 1 <= LO <= HI, not {lo} {hi}")
+    compartments = args.nring * args.ncell * (1 + args.branch[1] * args.compart[1])
+    need = compartments * RINGTEST_BYTES_PER_COMPARTMENT
+    have = available_memory()
+    if have is not None and need > have:
+        raise PortneuronError(
+            f"--nring {args.nring} --ncell {args.ncell} --branch {args.branch[0]} "
+            f"{args.branch[1]} --compart {args.compart[0]} {args.compart[1]}: up to "
+            f"{compartments:,} compartments need about {need / 2**30:.3g} GiB, and this "
+            f"machine has {have / 2**30:.3g} GiB available; build a smaller ringtest"
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable), or None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def dataset_dt(datpath: Path) -> float:
+    """The time step a dataset's globals.dat gives (NEURON's dt when it was written)."""
+    from .io.dataset import read_globals
+
+    if not datpath.is_dir():
+        raise PortneuronError(f"{datpath}: no such folder; -d needs the folder nrncore_write wrote")
+    return read_globals(datpath / "globals.dat").get("dt", RINGTEST_DT)
+
+
+def writable_folder(outdir: Path) -> Path:
+    """The -o folder, created if need be and tested for writing before any work."""
+    import tempfile
+
+    if outdir.exists() and not outdir.is_dir():
+        raise PortneuronError(f"-o {outdir}: needs a folder, and this is a file")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=outdir).close()
+    except (FileExistsError, NotADirectoryError):
+        raise PortneuronError(
+            f"-o {outdir}: a part of this path is a file, not a folder; choose another folder"
+        ) from None
+    except OSError as exc:
+        raise PortneuronError(
+            f"-o {outdir}: cannot write there ({exc.strerror}); choose a writable folder"
+        ) from None
+    return outdir
+
+
+def build_model(args: argparse.Namespace, library, progress: Callable[[float], None]):
+    """The dataset's model, or the ringtest's."""
+    if args.datpath is not None:
+        from .io.dataset import load_dataset
+
+        return load_dataset(args.datpath, library)
+    from .build.ringtest import build_ringtest
+
+    return build_ringtest(
+        args.nring, args.ncell, tuple(args.branch), tuple(args.compart), library,
+        progress=progress,
+    )  # fmt: skip
+
+
+def check_min_delay(model, dt: float, progress) -> None:
+    """Warn where dt exceeds the min-delay: then events can only arrive on step boundaries."""
+    md = model.min_delay()
+    if dt > md:
+        progress.clear()
+        print(
+            f"portneuron: warning: dt {dt:g} ms is larger than the model's min-delay "
+            f"{md:g} ms: spikes are exchanged every step, and an event can arrive up to one "
+            f"step after its delay",
+            file=sys.stderr,
+        )
+
+
+def run_summary(model, backend, sim, result, setup_s: float, simulate_s: float) -> dict:
+    import resource
+
     compartment_steps = model.compartments * max(result.steps, 1)
-    summary = {
+    return {
         "cells": model.ncell,
         "compartments": model.compartments,
+        "nodes": model.nodes.count,
         "spikes": len(result.spikes),
         "setup_s": round(setup_s, 6),
         "simulate_s": round(simulate_s, 6),
@@ -127,35 +280,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         "jit_s": round(backend.jit_seconds(), 6) if hasattr(backend, "jit_seconds") else 0.0,
         "loop": "stepwise: " + sim.stepwise_reason if sim.stepwise_reason else "compiled epochs",
     }
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(
-            f"{summary['cells']} cells, {summary['compartments']} compartments, "
-            f"{summary['spikes']} spikes to {outdir / 'out.dat'}\n"
-            f"setup {setup_s:.3f} s, simulate {simulate_s:.3f} s "
-            f"({summary['ns_per_compartment_step']} ns per compartment-step, "
-            f"backend {backend.name}, {summary['threads']} thread(s), {summary['loop']}, "
-            f"peak RSS {summary['peak_rss_mib']} MiB)"
-        )
-    return 0
-
-
-def best_backend() -> str:
-    """The fastest backend that can run here (compiled ones first, numpy as the fallback).
-    Not cuda yet: it copies every kernel's arrays to the GPU and back, so it is chosen
-    only by name until the model's arrays stay on the GPU."""
-    from .backends import backend_names, backend_status
-
-    for name in ("llvm", "numpy"):
-        if name in backend_names() and backend_status(name).available:
-            return name
-    return "numpy"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="portneuron", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"portneuron {_version()}")
+    parser = argparse.ArgumentParser(
+        prog="portneuron",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compile", help="lower .mod files and print the result")
@@ -175,7 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser(
-        "run", help="simulate a NEURON dataset (or the built-in ringtest) and write out.dat"
+        "run",
+        help="simulate a NEURON dataset (or the built-in ringtest) and write out.dat",
+        description="Simulate a dataset NEURON wrote with nrncore_write (or, without -d, the "
+        "built-in ringtest) and write its spikes to OUTDIR/out.dat (time<TAB>gid, sorted), "
+        "whole or not at all. A progress bar shows on a terminal for long runs; Ctrl-C stops "
+        "with one line (exit 130; SIGTERM: 143).",
     )
     p.add_argument(
         "-d", "--datpath", help="folder NEURON's nrncore_write wrote (default: the ringtest)"
@@ -230,21 +369,84 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _version() -> str:
+DESCRIPTION = """\
+portneuron simulates NEURON models: NEURON's results, faster. It runs the CoreNEURON
+datasets NEURON writes (ParallelContext.nrncore_write), like nrniv-core, or its built-in
+ringtest benchmark, on the best backend here (llvm: compiled CPU code; numpy: the reference;
+cuda: an NVIDIA GPU)."""
+
+EPILOG = """\
+examples:
+  portneuron run                         the ringtest (16 rings of 8 cells, 100 ms)
+  portneuron run -d DIR -e 50 -o OUT     a NEURON dataset for 50 ms; spikes to OUT/out.dat
+  portneuron run -d DIR --mechanisms MODS   ... with the model's own .mod files
+  portneuron compile hh --emit llvm      a mechanism's kernels as LLVM IR
+  portneuron backends                    which backends run on this machine
+
+'portneuron COMMAND --help' lists a command's options."""
+
+
+def version_text() -> str:
+    """portneuron's version and those of what its results depend on."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
     from . import __version__
 
-    return __version__
+    parts = [f"portneuron {__version__}", f"Python {platform.python_version()}"]
+    for name in ("numpy", "llvmlite", "neuron", "sympy", "pycuda"):
+        try:
+            parts.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            if name != "pycuda":
+                parts.append(f"{name} missing")
+    return ", ".join(parts)
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM: the run stops with one line and exit status 128 + the signal. A
+    BaseException, as KeyboardInterrupt is, so that no `except Exception` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum, self.name = signum, signal.Signals(signum).name
+
+
+def _raise_interrupted(signum: int, frame) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # one stop, one line: a second ^C waits
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Interrupted(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    previous = {}
     try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _raise_interrupted)
+    except ValueError:
+        pass  # not the main thread (main() called from a thread): Python's own handling
+    try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except (PortneuronError, BackendUnavailable) as exc:
         print(f"portneuron: error: {exc}", file=sys.stderr)
         return 1
+    except MemoryError as exc:
+        print(
+            f"portneuron: error: out of memory ({exc or 'an allocation failed'}); "
+            f"simulate a smaller model, or on a machine with more memory",
+            file=sys.stderr,
+        )
+        return 1
+    except (Interrupted, KeyboardInterrupt) as stop:
+        stop = stop if isinstance(stop, Interrupted) else Interrupted(signal.SIGINT)
+        print(f"portneuron: {stop.name}: stopped; nothing was written", file=sys.stderr)
+        return 128 + stop.signum
     except BrokenPipeError:
         return 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ class DirectResult:
 def run(
     tstop: float,
     record: Sequence[Any] = (),
-    backend: str = "numpy",
+    backend: str | None = None,
     dt: float | None = None,
     mechanisms: Iterable[str | Path] = (),
     v_init: float | None = None,
@@ -58,7 +58,7 @@ def run(
     """
     from neuron import h
 
-    from portneuron.backends import load_backend
+    from portneuron.backends import best_backend, load_backend
     from portneuron.io.dataset import load_dataset
     from portneuron.library import MechanismLibrary
     from portneuron.sim.simulation import Simulation
@@ -83,7 +83,7 @@ def run(
         if thread >= len(groups):
             raise PortneuronError(f"{seg}: its thread wrote no cell group (does it have a gid?)")
         nodes.append(model.node_of(groups[thread], index))
-    sim = Simulation(model, load_backend(backend), dt=h.dt if dt is None else dt)
+    sim = Simulation(model, load_backend(backend or best_backend()), dt=h.dt if dt is None else dt)
     result = sim.run(tstop, record=nodes)
     traces = [result.v[:, k].copy() for k in range(len(nodes))]
     return DirectResult(result.spikes, result.t, traces, list(record))

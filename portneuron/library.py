@@ -11,8 +11,9 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from portneuron.errors import PortneuronError
+from portneuron.errors import NmodlError, PortneuronError
 from portneuron.ir import Mechanism
+from portneuron.nmodl.parse import read_mod_text
 
 _NAME = re.compile(
     r"^\s*(?:SUFFIX|POINT_PROCESS|ARTIFICIAL_CELL)\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE
@@ -26,29 +27,56 @@ def declared_name(source: str) -> str | None:
     return match.group(1) if match else None
 
 
+#: NEURON's compiled-in mechanisms without a `.mod` source in the wheel (its hh, pas, ExpSyn,
+#: ... sources are indexed from the wheel): a user file may not take their names either.
+NEURON_BUILTIN_NAMES = (
+    "morphology", "capacitance", "extracellular", "fastpas", "AlphaSynapse", "VClamp", "OClamp",
+    "APCount", "IntFire1", "IntFire2", "IntFire4", "PointProcessMark",
+)  # fmt: skip
+
+
 class MechanismLibrary:
-    """Mechanisms by NEURON name, compiled on demand."""
+    """Mechanisms by NEURON name, compiled on demand. A user's file may not declare a name
+    that NEURON already has, or that another of the user's files declares: NEURON refuses a
+    second mechanism of one name, and portneuron refuses it the same way, naming both."""
 
     def __init__(self, folders: Iterable[str | Path] = ()) -> None:
         self.files: dict[str, Path] = {}
         self._compiled: dict[str, Mechanism] = {}
+        self.builtin: set[str] = set()  # names whose file is NEURON's
         from portneuron.nmodl import builtin_mod_files
 
-        self._index(builtin_mod_files().values())
+        self._index(builtin_mod_files().values(), builtin=True)
+        seen: set[Path] = set()
         for folder in folders:
             folder = Path(folder)
             if not folder.is_dir():
                 raise PortneuronError(f"{folder}: --mechanisms needs a folder of .mod files")
-            self._index(sorted(folder.glob("*.mod")))  # the user's files win over built-ins
+            if folder.resolve() in seen:
+                continue  # the same folder twice is one set of files, as for nrnivmodl
+            seen.add(folder.resolve())
+            self._index(sorted(folder.glob("*.mod")), builtin=False)
 
-    def _index(self, paths: Iterable[Path]) -> None:
+    def _index(self, paths: Iterable[Path], builtin: bool) -> None:
         for path in paths:
             try:
-                name = declared_name(path.read_text(errors="replace"))
-            except OSError:
+                name = declared_name(read_mod_text(path))
+            except (OSError, NmodlError):
+                continue  # compiled, and reported, only if a model uses it
+            if name is None:
                 continue
-            if name is not None:
-                self.files[name] = path
+            if not builtin and (name in self.files or name in NEURON_BUILTIN_NAMES):
+                other = self.files.get(name)
+                what = str(other) if name not in self.builtin else f"NEURON's built-in ({other})"
+                if other is None:
+                    what = "a mechanism built into NEURON"
+                raise PortneuronError(
+                    f"{path}: declares mechanism {name}, as {what} does; NEURON refuses two "
+                    f"mechanisms of one name: rename the SUFFIX or POINT_PROCESS in {path.name}"
+                )
+            if builtin:
+                self.builtin.add(name)
+            self.files[name] = path
 
     def get(self, name: str, where: str = "") -> Mechanism:
         """The compiled mechanism `name`; `where` (a dataset file) goes into the error."""

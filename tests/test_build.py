@@ -181,8 +181,10 @@ def test_saved_dataset_reads_back_and_runs_in_coreneuron(tmp_path):
     core = shutil.which("nrniv-core", path=str(Path(sys.executable).parent))
     if core is None:
         pytest.skip("nrniv-core is not installed")
-    subprocess.run(
+    run = subprocess.run(
         [core, "-d", str(tmp_path / "data"), "-e", "30", "-o", str(tmp_path)],
-        capture_output=True, check=True,
+        capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert (tmp_path / "out.dat").read_text() == format_spikes(spikes)
+    # the summary's `nodes` is what nrniv-core calls its number of compartments
+    assert f"Number of compartments: {model.nodes.count}\n" in run.stdout

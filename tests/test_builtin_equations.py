@@ -1,8 +1,10 @@
 """The interpreted IR of NEURON's built-in mechanisms reproduces their equations.
 
 Each reference below is an independent NumPy transcription of the `.mod` file's equations
-(not derived from the IR). hypothesis draws voltages, states, parameters and dt. Tolerance:
-1e-12 relative, with 1e-15 absolute for values near zero.
+(not derived from the IR), with the C library's exp and log as NEURON and the kernels use
+them (Exp2Syn's factor cancels to 1e-4 of its terms, so an ulp of another exp would show).
+hypothesis draws voltages, states, parameters and dt. Tolerance: 1e-12 relative, with 1e-15
+absolute for values near zero.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from harness import Instances, builtin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
+from portneuron.ir.libm import exp, log
 
 RTOL, ATOL = 1e-12, 1e-15
 N = 16
@@ -38,16 +42,16 @@ def close(actual, expected, scale=1.0):
 
 def vtrap(x, y):
     with np.errstate(all="ignore"):
-        return np.where(np.abs(x / y) < 1e-6, y * (1 - x / y / 2), x / (np.exp(x / y) - 1))
+        return np.where(np.abs(x / y) < 1e-6, y * (1 - x / y / 2), x / (exp(x / y) - 1))
 
 
 def hh_rates(v, celsius):
     q10 = 3 ** ((celsius - 6.3) / 10)
-    a, b = 0.1 * vtrap(-(v + 40), 10), 4 * np.exp(-(v + 65) / 18)
+    a, b = 0.1 * vtrap(-(v + 40), 10), 4 * exp(-(v + 65) / 18)
     minf, mtau = a / (a + b), 1 / (q10 * (a + b))
-    a, b = 0.07 * np.exp(-(v + 65) / 20), 1 / (np.exp(-(v + 35) / 10) + 1)
+    a, b = 0.07 * exp(-(v + 65) / 20), 1 / (exp(-(v + 35) / 10) + 1)
     hinf, htau = a / (a + b), 1 / (q10 * (a + b))
-    a, b = 0.01 * vtrap(-(v + 55), 10), 0.125 * np.exp(-(v + 65) / 80)
+    a, b = 0.01 * vtrap(-(v + 55), 10), 0.125 * exp(-(v + 65) / 80)
     ninf, ntau = a / (a + b), 1 / (q10 * (a + b))
     return minf, mtau, hinf, htau, ninf, ntau
 
@@ -142,7 +146,7 @@ def test_hh_state_is_exact_exponential(hh, v, m, h, n, dt, celsius, usetable):
     inst.run("state")
     minf, mtau, hinf, htau, ninf, ntau = (hh_rates_table if usetable else hh_rates)(v, celsius)
     for state, old, inf, tau in (("m", m, minf, mtau), ("h", h, hinf, htau), ("n", n, ninf, ntau)):
-        close(inst[f"mech.{state}"], inf + (old - inf) * np.exp(-dt / tau), scale=old)
+        close(inst[f"mech.{state}"], inf + (old - inf) * exp(-dt / tau), scale=old)
 
 
 # ------------------------------------------------------------------ pas, IClamp
@@ -201,7 +205,7 @@ def test_expsyn(v, g, tau, e, dt, area):
     close(inst["node.rhs"], -i * 100.0 / area)
     close(inst["node.d"], (i1 - i) / 0.001 * 100.0 / area)
     inst.run("state")
-    close(inst["mech.g"], g * np.exp(-dt / tau), scale=g)
+    close(inst["mech.g"], g * exp(-dt / tau), scale=g)
 
 
 def test_expsyn_net_receive_adds_weight():
@@ -224,8 +228,8 @@ def exp2syn_factor(tau1, tau2):
     ratio = tau1 / tau2
     tau1 = np.where(ratio > 0.9999, 0.9999 * tau2, tau1)
     tau1 = np.where(tau1 / tau2 < 1e-9, tau2 * 1e-9, tau1)
-    tp = (tau1 * tau2) / (tau2 - tau1) * np.log(tau2 / tau1)
-    return tau1, 1 / (-np.exp(-tp / tau1) + np.exp(-tp / tau2))
+    tp = (tau1 * tau2) / (tau2 - tau1) * log(tau2 / tau1)
+    return tau1, 1 / (-exp(-tp / tau1) + exp(-tp / tau2))
 
 
 @settings(max_examples=30, deadline=None)
@@ -243,8 +247,8 @@ def test_exp2syn(tau1, tau2, a, bb, v, dt):
     close(inst["mech.g"], bb - a)
     close(inst["mech.i"], (bb - a) * (v - 0.0))
     inst.run("state")
-    close(inst["mech.A"], a * np.exp(-dt / tau1_used), scale=a)
-    close(inst["mech.B"], bb * np.exp(-dt / tau2), scale=bb)
+    close(inst["mech.A"], a * exp(-dt / tau1_used), scale=a)
+    close(inst["mech.B"], bb * exp(-dt / tau2), scale=bb)
     inst.values["netcon.weight"] = np.array([0.25])
     inst.run(
         "net_receive",
@@ -255,4 +259,4 @@ def test_exp2syn(tau1, tau2, a, bb, v, dt):
             "event.flag": np.zeros(1),
         },
     )
-    close(inst["mech.A"][0], a[0] * np.exp(-dt / tau1_used[0]) + 0.25 * factor[0], scale=a[0])
+    close(inst["mech.A"][0], a[0] * exp(-dt / tau1_used[0]) + 0.25 * factor[0], scale=a[0])

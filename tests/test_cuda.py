@@ -279,7 +279,7 @@ def test_cli_emits_cuda_without_a_gpu(capsys):
 
 @pytest.mark.skipif(CUDA.available, reason="the cuda backend is available here")
 def test_cli_run_on_cuda_fails_with_one_line(capsys, tmp_path):
-    assert main(["run", "--backend", "cuda", "-e", "0", "-o", str(tmp_path)]) == 1
+    assert main(["run", "--backend", "cuda", "-e", "1", "-o", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"backend 'cuda' is unavailable: {CUDA.reason}" in err
 

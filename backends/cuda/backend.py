@@ -79,8 +79,8 @@ class CudaBackend(Backend):
     def availability(cls) -> tuple[bool, str]:
         if importlib.util.find_spec("pycuda") is None:
             return False, (
-                "PyCUDA is not installed (pip install portneuron[cuda]; PyCUDA builds against "
-                "a CUDA toolkit)"
+                'PyCUDA is not installed (in the portneuron checkout: pip install -e ".[cuda]"; '
+                "PyCUDA builds against a CUDA toolkit)"
             )
         try:
             with warnings.catch_warnings():  # PyCUDA warns before it raises: one line here

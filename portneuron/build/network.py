@@ -9,6 +9,7 @@ in node order), so sums happen in NEURON's order and results match it to the bit
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,7 @@ STOCK_TYPES = {
 ION_DEFAULTS = {
     "na": (50.0, 10.0, 140.0),
     "k": (-77.0, 54.4, 2.5),
-    "ca": (12.5 * np.log(2.0 / 5e-5), 5e-5, 2.0),
+    "ca": (12.5 * math.log(2.0 / 5e-5), 5e-5, 2.0),
 }
 ION_CHARGE = {"na": 1.0, "k": 1.0, "ca": 2.0}
 

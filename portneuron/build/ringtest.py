@@ -12,6 +12,8 @@ Shapes come from Random123 streams exactly as the original draws them with NEURO
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from portneuron.ir.interpret import random123
@@ -100,10 +102,12 @@ def build_ringtest(
     ncompart: tuple[int, int] = (1, 1),
     library: MechanismLibrary | None = None,
     hh_tables: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> Model:
     """The ringtest as a Model (gids ring * ncell + i; the NetStims have none). `hh_tables`
     is NEURON's usetable_hh: on by default in NEURON; the original benchmark's reference
-    raster was made without (CoreNEURON's hh has no TABLE)."""
+    raster was made without (CoreNEURON's hh has no TABLE). `progress(n)` hears how many
+    cells are placed, every 1024."""
     net = Network(
         library, celsius=6.3, dt=0.025, v_init=-65.0, globals={"usetable_hh": float(hh_tables)}
     )
@@ -115,6 +119,8 @@ def build_ringtest(
         if t not in templates:
             templates[t] = ring_cell(*cell_shape(t, nbranch, ncompart))
         net.add_cell(templates[t], gid)
+        if progress is not None and gid % 1024 == 1023:
+            progress(gid + 1)
     for r in range(nring):
         first = r * ncell
         for i in range(ncell):

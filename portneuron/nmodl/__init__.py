@@ -13,7 +13,7 @@ from portneuron.ir import Mechanism, verify_mechanism
 
 from .declarations import collect
 from .mechanism import Assembler
-from .parse import SourceMap, builtin_mod_dir, parse
+from .parse import SourceMap, builtin_mod_dir, parse, read_mod_text
 from .symbolic import NotSymbolic
 
 
@@ -35,11 +35,9 @@ def compile_file(path: str | Path) -> Mechanism:
     """Lower a `.mod` file to a verified mechanism."""
     path = Path(path)
     try:
-        source = path.read_text()
+        source = read_mod_text(path)
     except OSError as exc:
         raise NmodlError(f"cannot read: {exc.strerror}", str(path)) from None
-    except UnicodeDecodeError:
-        raise NmodlError("not a text file", str(path)) from None
     return compile_source(source, str(path))
 
 

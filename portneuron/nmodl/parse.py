@@ -47,6 +47,18 @@ def builtin_mod_dir() -> Path:
     return neuron_root() / ".data" / "share" / "modfile"
 
 
+def read_mod_text(path: Path) -> str:
+    """A `.mod` file's text as NEURON reads it: bytes, so UTF-8 or Latin-1 (in comments,
+    typically) are both fine; a file with NUL bytes is not NMODL at all."""
+    data = path.read_bytes()
+    if b"\0" in data:
+        raise NmodlError("not a text file (it has NUL bytes); give a .mod source", str(path))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
 _LOCATION = re.compile(r"\[Location\s*:\s*(\d+)\.(\d+)")
 
 

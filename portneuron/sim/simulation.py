@@ -16,7 +16,7 @@ run a whole epoch without coming back to Python.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -177,9 +177,22 @@ class Simulation:
                 column[: len(targets)] = nc.weights[nc.weight_offset[targets] + k]
                 columns[arg] = column
             bound.set_weights(columns, spare_row=len(targets))
-        # NetCons by source presyn, in NetCon order
+        # NetCons by source presyn, in NetCon order. One shorter than a step (NEURON allows it
+        # on one rank) is due within the step that fired it: its events are queued at once,
+        # as NEURON and CoreNEURON queue every event, and the model runs step by step.
         order = np.argsort(nc.source, kind="stable")
-        self.netcons_by_source = order[nc.source[order] >= 0]
+        active = order[nc.source[order] >= 0]
+        short = nc.delay[active] < self.dt
+        self.netcons_by_source = active[~short]
+        self.short_netcons: dict[int, list[int]] = {}
+        for k in active[short].tolist():
+            self.short_netcons.setdefault(int(nc.source[k]), []).append(k)
+        if self.short_netcons and self.compiled_epochs:
+            self.compiled_epochs = False
+            self.stepwise_reason = (
+                f"a NetCon delay ({self.model.min_delay():g} ms) is shorter than dt, so its "
+                f"events are due within the step that sent them"
+            )
         counts = np.bincount(nc.source[self.netcons_by_source], minlength=self.model.presyns.count)
         self.source_start = np.zeros(self.model.presyns.count + 1, dtype=np.int64)
         np.cumsum(counts, out=self.source_start[1:])
@@ -209,11 +222,14 @@ class Simulation:
 
     # ------------------------------------------------------------------ events
     def _spike(self, presyn: int, t: float) -> None:
-        """Record a spike; its NetCon events are queued when the epoch ends."""
+        """Record a spike; its NetCon events are queued when the epoch ends, those of NetCons
+        shorter than a step now."""
         gid = int(self.model.presyns.gid[presyn])
         if gid >= 0:
             self.spikes.append((t, gid))
         self._outbox.append((t, presyn))
+        for k in self.short_netcons.get(presyn, ()):
+            self._send(k, t)
 
     def exchange(self) -> None:
         """The epoch's spikes become NetCon events (with several ranks: after an allgather).
@@ -230,14 +246,14 @@ class Simulation:
                 due = t + nc.delay[k]
                 if due <= self.t - self.dt:
                     raise AssertionError(f"NetCon {k}: event due at {due} ms, now {self.t} ms")
-                self.queue.push(
-                    due,
-                    int(nc.target_set[k]),
-                    int(nc.target_instance[k]),
-                    0.0,
-                    int(self.netcon_row[k]),
-                )
+                self._send(k, t)
         self._outbox.clear()
+
+    def _send(self, k: int, t: float) -> None:
+        """Queue the event of NetCon k for a spike at t [ms]."""
+        nc = self.model.netcons
+        target, instance = int(nc.target_set[k]), int(nc.target_instance[k])
+        self.queue.push(t + nc.delay[k], target, instance, 0.0, int(self.netcon_row[k]))
 
     def _streams(self, bound: BoundMechanism, streams: dict, row: int) -> None:
         """Queue the self-events and spikes a kernel emitted."""
@@ -370,8 +386,10 @@ class Simulation:
         record: Sequence[int] = (),
         v_init: float | None = None,
         initialize: bool = True,
+        progress: Callable[[float], None] | None = None,
     ) -> Result:
-        """Simulate to `tstop` [ms], recording v at the model nodes `record` every step."""
+        """Simulate to `tstop` [ms], recording v at the model nodes `record` every step;
+        `progress(t)` is called after every epoch with the time reached [ms]."""
         if initialize:
             self.finitialize(v_init)
         record = np.asarray(record, dtype=np.int64)
@@ -397,6 +415,8 @@ class Simulation:
                             trace.append(self.model.nodes.v[record].copy())
                 done += n
                 self.exchange()
+                if progress is not None:
+                    progress(self.t)
         finally:
             if program is not None:
                 program.store()

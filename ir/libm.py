@@ -1,0 +1,70 @@
+"""The C library's math functions over NumPy arrays: the reference's transcendentals.
+
+NEURON's compiled mechanisms call the C library's `exp`, `log`, `pow`, ... and so does the
+llvm backend's generated code. NumPy's own `np.exp`, `np.log`, `np.power` and the
+trigonometric ufuncs are not the C library's: depending on NumPy's build and on the CPU it
+dispatches to (AVX-512 on one machine, SSE on the next) they return other last bits for a few
+percent of arguments. So the reference evaluates these functions element by element with
+Python's `math` module, which calls the C library directly: the same bits as NEURON and the
+llvm backend on the same machine, whatever NumPy's build and the CPU's features.
+
+Where the C function returns an IEEE special value and signals an error (overflow to inf, a
+domain error's NaN, log(0) = -inf), `math` raises instead; those elements take NumPy's value,
+which for special values is the IEEE one, the same as the C library's.
+
+The exactly rounded operations (sqrt, fabs, floor, ceil, fmod, +, -, *, /) stay NumPy's: IEEE
+fixes their bits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+
+def _elementwise(name: str, scalar: Callable[..., float], special: np.ufunc):
+    """`scalar` (a `math` function) applied element by element, broadcast as `special` would
+    be, with `special`'s IEEE value where `scalar` raises."""
+
+    def safe(*xs: float) -> float:
+        try:
+            return scalar(*xs)
+        except (OverflowError, ValueError):
+            with np.errstate(all="ignore"):
+                return float(special(*xs))
+
+    def apply(*args):
+        arrays = [np.asarray(a, dtype=np.float64) for a in args]
+        if all(a.ndim == 0 for a in arrays):
+            return np.float64(safe(*(float(a) for a in arrays)))
+        arrays = np.broadcast_arrays(*arrays)
+        shape, flat = arrays[0].shape, [a.ravel().tolist() for a in arrays]
+        count = len(flat[0])
+        try:
+            out = np.fromiter(map(scalar, *flat), np.float64, count)
+        except (OverflowError, ValueError):
+            out = np.fromiter(map(safe, *flat), np.float64, count)
+        return out.reshape(shape)
+
+    apply.__name__ = apply.__qualname__ = name
+    apply.__doc__ = f"The C library's {name}, element by element."
+    return apply
+
+
+exp = _elementwise("exp", math.exp, np.exp)
+expm1 = _elementwise("expm1", math.expm1, np.expm1)
+log = _elementwise("log", math.log, np.log)
+log10 = _elementwise("log10", math.log10, np.log10)
+pow = _elementwise("pow", math.pow, np.power)  # noqa: A001 (the C library's name)
+sin = _elementwise("sin", math.sin, np.sin)
+cos = _elementwise("cos", math.cos, np.cos)
+tan = _elementwise("tan", math.tan, np.tan)
+asin = _elementwise("asin", math.asin, np.arcsin)
+acos = _elementwise("acos", math.acos, np.arccos)
+atan = _elementwise("atan", math.atan, np.arctan)
+sinh = _elementwise("sinh", math.sinh, np.sinh)
+cosh = _elementwise("cosh", math.cosh, np.cosh)
+tanh = _elementwise("tanh", math.tanh, np.tanh)
+atan2 = _elementwise("atan2", math.atan2, np.arctan2)

@@ -1,0 +1,349 @@
+"""Bad input of every kind a user can give: options, output paths, `.mod` files and mechanism
+folders, and interrupts. Each gets one line on stderr, the documented exit code, no
+traceback, and leaves an out.dat that was already there byte for byte as it was. (Damaged
+datasets, file by file and array by array, are tests/test_bad_dataset.py's.)
+
+Most cases call the command line in this process (`cli.main`), which is what the
+`portneuron` script runs; a few run the real script in a subprocess to show what a user sees.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from portneuron import cli, progress
+from portneuron.nmodl import builtin_mod_files
+
+SENTINEL = "0.5\t7\n"  # an out.dat from an earlier run, which a failed run must not touch
+
+
+@pytest.fixture
+def outdir(tmp_path: Path) -> Path:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "out.dat").write_text(SENTINEL)
+    return folder
+
+
+def one_line(err: str) -> str:
+    """The one line on stderr (no traceback)."""
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def refused(capsys, *argv: str, code: int = 1) -> str:
+    """Run the CLI in-process; it must fail with `code` and one line, which is returned."""
+    assert cli.main(list(argv)) == code
+    out, err = capsys.readouterr()
+    return one_line(err)
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Options must be refused before any model is built or read."""
+
+    def built(*args, **kwargs):
+        raise AssertionError("the model was built before the options were checked")
+
+    monkeypatch.setattr(cli, "build_model", built)
+
+
+# --------------------------------------------------------------------------- options
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["-e", "inf"], r"-e/--tstop must be a finite number, not inf"),
+        (["-e", "nan"], r"-e/--tstop must be a finite number, not nan"),
+        (["-e", "-1"], r"-e/--tstop must be >= 0"),
+        (["-e", "0"], r"-e 0 ms with dt 0.025 ms is no step at all"),
+        (["-e", "0.01"], r"is no step at all; give -e of at least 0.0125 ms"),
+        (["--dt", "0"], r"--dt must be positive"),
+        (["--dt", "-0.025"], r"--dt must be positive"),
+        (["--dt", "inf"], r"--dt must be a finite number"),
+        (["--dt", "1e9"], r"dt 1e\+09 ms is no step at all"),
+        (["-v", "nan"], r"-v must be a finite number"),
+        (["--threads", "0"], r"--threads must be >= 1"),
+        (["--nring", "0"], r"--nring must be >= 1"),
+        (["--ncell", "-3"], r"--ncell must be >= 1"),
+        (["--branch", "5", "2"], r"--branch LO HI needs 1 <= LO <= HI"),
+        (["--compart", "0", "1"], r"--compart LO HI needs 1 <= LO <= HI"),
+        (["--nring", "1000000000"], r"compartments need about [0-9.e+]+ GiB, and this machine"),
+        (["-d", "/nonexistent/dataset"], r"/nonexistent/dataset: no such folder"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_impossible_options_are_refused_before_any_work(capsys, tmp_path, no_work, argv, message):
+    out = tmp_path / "not-yet"
+    line = refused(capsys, "run", *argv, "-o", str(out))
+    assert re.search(message, line), line
+    assert line.startswith("portneuron: error: ")
+    assert not out.exists()  # not even the output folder was made
+
+
+def test_unknown_backend_is_one_line(capsys, outdir):
+    line = refused(capsys, "run", "--backend", "vulkan", "-o", str(outdir))
+    assert "unknown backend 'vulkan'; registered backends: cuda, llvm, numpy" in line
+    assert (outdir / "out.dat").read_text() == SENTINEL
+
+
+def test_argparse_errors_are_its_usage_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["run", "-e", "soon"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid float value: 'soon'" in err and "Traceback" not in err
+
+
+def test_dt_above_the_min_delay_warns_and_runs(capsys, tmp_path):
+    assert cli.main(["run", "--nring", "1", "-e", "4", "--dt", "2", "-o", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert one_line(err).startswith("portneuron: warning: dt 2 ms is larger than the model's")
+    assert "min-delay 1 ms" in err
+
+
+def test_a_model_too_large_for_memory_says_how_much_it_asked_for(capsys, monkeypatch, tmp_path):
+    """Where no estimate catches it beforehand, NumPy's own refusal is the one line."""
+    import numpy as np
+
+    def build_model(*args, **kwargs):
+        return np.zeros((2**36, 2**20))
+
+    monkeypatch.setattr(cli, "build_model", build_model)
+    line = refused(capsys, "run", "-o", str(tmp_path))
+    assert re.match(
+        r"portneuron: error: out of memory \(Unable to allocate 512\. PiB for an array .*\); "
+        r"simulate a smaller model",
+        line,
+    ), line
+
+
+# --------------------------------------------------------------------------- output paths
+def test_output_under_a_regular_file(capsys, tmp_path, no_work):
+    (tmp_path / "file").write_text("x")
+    line = refused(capsys, "run", "-o", str(tmp_path / "file" / "sub"))
+    assert "a part of this path is a file, not a folder" in line
+
+
+def test_output_is_a_regular_file(capsys, tmp_path, no_work):
+    (tmp_path / "file").write_text("x")
+    line = refused(capsys, "run", "-o", str(tmp_path / "file"))
+    assert "needs a folder, and this is a file" in line
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_output_where_nothing_can_be_written(capsys, no_work):
+    line = refused(capsys, "run", "-o", "/proc/portneuron-out")
+    assert "-o /proc/portneuron-out: cannot write there" in line
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0,
+    reason="root writes into read-only folders (CI runs as root: /proc and /sys above stand in)",
+)
+def test_output_in_a_read_only_folder(capsys, tmp_path, no_work):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "out.dat").write_text(SENTINEL)
+    folder.chmod(0o555)
+    line = refused(capsys, "run", "-o", str(folder))
+    assert "cannot write there (Permission denied)" in line
+    assert (folder / "out.dat").read_text() == SENTINEL
+
+
+def test_out_dat_has_an_ordinary_files_mode(tmp_path):
+    assert cli.main(["run", "--nring", "1", "-e", "5", "-o", str(tmp_path), "--json"]) == 0
+    assert (tmp_path / "out.dat").stat().st_mode & 0o777 == 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# --------------------------------------------------------------------------- .mod files
+BAD_MODS = {
+    "syntax": ("NEURON { SUFFIX x }\nFOO { }\n", r"bad\.mod:2:1: syntax error"),
+    "unbalanced": ("NEURON { SUFFIX x\n", r"bad\.mod:2:1: syntax error, unexpected End of file"),
+    "empty": ("", r"bad\.mod: no SUFFIX, POINT_PROCESS or ARTIFICIAL_CELL"),
+    "verbatim": (
+        "NEURON { SUFFIX x }\nBREAKPOINT { VERBATIM\n int a;\nENDVERBATIM\n}\n",
+        r"bad\.mod:2:14: VERBATIM C code: not supported",
+    ),
+    "pointer": ("NEURON { SUFFIX x POINTER p }\nASSIGNED { p }\n", r"POINTER variables"),
+    "euler": (
+        "NEURON { SUFFIX x }\nSTATE { m }\nBREAKPOINT { SOLVE s METHOD euler }\n"
+        "DERIVATIVE s { m' = -m }\n",
+        r"bad\.mod:3:29: METHOD euler .* use cnexp or derivimplicit",
+    ),
+    "nonlinear-cnexp": (
+        "NEURON { SUFFIX x }\nSTATE { m }\nBREAKPOINT { SOLVE s METHOD cnexp }\n"
+        "DERIVATIVE s { m' = -m*m }\n",
+        r"cnexp needs equations linear in their state; m' is not",
+    ),
+    "undeclared": ("NEURON { SUFFIX x }\nBREAKPOINT { y = 1 }\n", r"undeclared variable 'y'"),
+    "unknown-function": (
+        "NEURON { SUFFIX x }\nASSIGNED { a }\nBREAKPOINT { a = f(1) }\n",
+        r"unknown or unsupported function 'f'",
+    ),
+    "binary": (b"\x7fELF\x02\x01\x01\x00\x00", r"bad\.mod: not a text file \(it has NUL bytes\)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MODS))
+def test_bad_mod_file_is_one_line_with_file_and_place(capsys, tmp_path, case):
+    text, message = BAD_MODS[case]
+    path = tmp_path / "bad.mod"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    line = refused(capsys, "compile", str(path))
+    assert re.search(message, line), line
+
+
+def test_mod_that_is_a_folder_or_missing(capsys, tmp_path):
+    (tmp_path / "dir.mod").mkdir()
+    assert "dir.mod: cannot read: Is a directory" in refused(
+        capsys, "compile", str(tmp_path / "dir.mod")
+    )
+    assert "no such file, and not a built-in mechanism" in refused(
+        capsys, "compile", str(tmp_path / "none.mod")
+    )
+
+
+def synapse_mod(name: str) -> str:
+    source = builtin_mod_files()["expsyn"].read_text()
+    return source.replace("POINT_PROCESS ExpSyn", f"POINT_PROCESS {name}")
+
+
+def test_latin1_in_a_comment_compiles_as_in_neuron(capsys, tmp_path):
+    text = "COMMENT\nd\xe9j\xe0 vu: Ca\xb2\u207a (caf\xe9)\nENDCOMMENT\n".encode(
+        "latin-1", "replace"
+    )
+    (tmp_path / "latin.mod").write_bytes(text + synapse_mod("LatinSyn").encode())
+    assert cli.main(["compile", str(tmp_path / "latin.mod")]) == 0
+    assert "mechanism LatinSyn (point_process)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"a/myhh.mod": "hh"}, r"a/myhh\.mod: declares mechanism hh, as NEURON's built-in \(.*hh\.mod\)"),
+        ({"a/syn.mod": "ExpSyn"}, r"a/syn\.mod: declares mechanism ExpSyn, as NEURON's built-in"),
+        ({"a/ap.mod": "APCount"}, r"declares mechanism APCount, as a mechanism built into NEURON"),
+        ({"a/one.mod": "MySyn", "a/two.mod": "MySyn"}, r"a/two\.mod: declares mechanism MySyn, as .*a/one\.mod does"),
+        ({"a/one.mod": "MySyn", "b/one.mod": "MySyn"}, r"b/one\.mod: declares mechanism MySyn, as .*a/one\.mod does"),
+    ],
+    ids=["builtin-hh", "builtin-ExpSyn", "builtin-APCount", "two-files", "two-folders"],
+)  # fmt: skip
+def test_mechanism_names_clash_as_neuron_refuses(capsys, tmp_path, outdir, files, message):
+    for rel, name in files.items():
+        path = tmp_path / rel
+        path.parent.mkdir(exist_ok=True)
+        if name == "hh":
+            path.write_text(builtin_mod_files()["hh"].read_text())
+        else:
+            path.write_text(synapse_mod(name))
+    folders = sorted({str((tmp_path / rel).parent) for rel in files})
+    argv = ["run", "-e", "1", "-o", str(outdir)]
+    for folder in folders:
+        argv += ["--mechanisms", folder]
+    line = refused(capsys, *argv)
+    assert re.search(message, line), line
+    assert "NEURON refuses two mechanisms of one name" in line
+    assert (outdir / "out.dat").read_text() == SENTINEL
+
+
+def test_the_same_folder_twice_is_no_clash(capsys, tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "syn.mod").write_text(synapse_mod("MySyn"))
+    argv = ["run", "--nring", "1", "-e", "1", "-o", str(tmp_path / "o")]
+    assert (
+        cli.main([*argv, "--mechanisms", str(tmp_path / "m"), "--mechanisms", str(tmp_path / "m")])
+        == 0
+    )
+
+
+def test_mechanisms_not_a_folder(capsys, tmp_path, outdir):
+    line = refused(capsys, "run", "--mechanisms", str(tmp_path / "none"), "-o", str(outdir))
+    assert "--mechanisms needs a folder of .mod files" in line
+
+
+# --------------------------------------------------------------------------- progress
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    "json, tty, shown", [(False, True, True), (True, True, False), (False, False, False)]
+)
+def test_progress_only_on_a_terminal_and_not_under_json(
+    monkeypatch, capsys, tmp_path, json, tty, shown
+):
+    stderr = Terminal() if tty else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setattr(progress, "DELAY", 0.0)
+    argv = ["run", "--nring", "1", "-e", "20", "-o", str(tmp_path)] + (["--json"] if json else [])
+    assert cli.main(argv) == 0
+    text = stderr.getvalue()
+    assert ("simulating:" in text and "/20 ms" in text) == shown, text
+    assert ("building the model" in text) == shown
+
+
+# --------------------------------------------------------------------------- interrupts
+def start_long_run(outdir: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "portneuron", "run", "-e", "1e6", "-o", str(outdir), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize(
+    "signum, code, after",
+    [(signal.SIGINT, 130, 3.0), (signal.SIGTERM, 143, 3.0), (signal.SIGINT, 130, 1.0),
+     (signal.SIGTERM, 143, 1.0)],
+    ids=["SIGINT-simulating", "SIGTERM-simulating", "SIGINT-early", "SIGTERM-early"],
+)  # fmt: skip
+def test_interrupt_stops_with_one_line(outdir, signum, code, after):
+    """Sent while the model is built or simulated: one line saying where it stopped and
+    that out.dat was not written; the earlier out.dat is untouched; no stray temporary."""
+    run = start_long_run(outdir)
+    time.sleep(after)
+    run.send_signal(signum)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == code, err
+    line = one_line(err)
+    name = signal.Signals(signum).name
+    stopped = re.match(rf"portneuron: {name}: stopped at t = ([0-9.e+]+) ms of 1e\+06 ms; "
+                       r"out.dat was not written \(one that was there is unchanged\)$", line)  # fmt: skip
+    assert (
+        stopped
+        or line == f"portneuron: {name}: stopped before the simulation started; nothing was written"
+    ), line
+    if stopped:
+        assert 0 < float(stopped.group(1)) < 1e6
+    assert (outdir / "out.dat").read_text() == SENTINEL
+    assert sorted(p.name for p in outdir.iterdir()) == ["out.dat"]
+
+
+def test_interrupt_of_the_numpy_backend(outdir):
+    """The stepwise loop stops too (the signal lands between steps)."""
+    run = start_long_run(outdir, "--backend", "numpy", "--nring", "1")
+    time.sleep(3.0)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130
+    assert one_line(err).startswith("portneuron: SIGINT: stopped")
+    assert (outdir / "out.dat").read_text() == SENTINEL
