@@ -9,7 +9,7 @@ import sys
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from portneuron.ir import verify_mechanism
+from portneuron.ir import format_mechanism, verify_mechanism
 
 from portneuron.errors import NmodlError
 from portneuron.nmodl import builtin_mod_files, compile_file, compile_source
@@ -145,3 +145,43 @@ def test_fuzzed_sources_give_ir_or_one_clean_error(source):
     except NmodlError as exc:
         message = str(exc)
         assert "\n" not in message and message.startswith("fuzz.mod"), message
+
+
+UNITS_MOD = """
+NEURON {{ SUFFIX u RANGE x }}
+UNITS {{
+    (mM) = (milli/liter)
+    {definition}
+}}
+ASSIGNED {{ x }}
+BREAKPOINT {{ x = {name} }}
+"""
+
+
+@pytest.mark.parametrize(
+    "definition, value",
+    [
+        ("FARADAY = (faraday) (coulomb)", 96485.33212331001),  # e * N_A, CODATA 2018
+        ("R = (k-mole) (joule/degC)", 8.31446261815324),  # k * N_A
+        ("e = (e) (coulomb)", 1.602176634e-19),
+        ("PI = (pi) (1)", 3.141592653589793),
+        ("F2 = 96485.3 (coul)", 96485.3),
+        ("KTOMV = 0.0853 (mV/degC)", 0.0853),
+    ],
+)
+def test_units_constants_have_neurons_values(definition, value):
+    """Valued by NEURON's own translator and units database: the numbers NEURON 9 uses."""
+    name = definition.split("=")[0].strip()
+    mechanism = compile_source(UNITS_MOD.format(definition=definition, name=name), "u.mod")
+    text = format_mechanism(mechanism)
+    assert f"\n  x = {value!r}\n" in text, text
+
+
+def test_unknown_unit_in_a_units_constant_is_one_line():
+    source = UNITS_MOD.format(definition="FARADAY = (faradayz) (coulomb)", name="FARADAY")
+    with pytest.raises(NmodlError) as error:
+        compile_source(source, "u.mod")
+    assert str(error.value) == (
+        "u.mod:5:5: UNITS constant FARADAY: Cannot recognize the units: faradayz "
+        "(NEURON's units database, nrnunits.lib)"
+    )

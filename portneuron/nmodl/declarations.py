@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .parse import SourceMap, nmodl_module
+from .units import unit_factors
 
 KINDS = {
     "SUFFIX": "density",
@@ -175,6 +176,8 @@ def collect(program, source_map: SourceMap) -> Declarations:
                 if stmt.get_node_type_name() == "ConstantStatement":
                     var = stmt.constant
                     d.constants[var.get_node_name()] = number(var.value)
+        elif kind == "UnitBlock":
+            d.constants.update(unit_factors(block, source_map))
         elif kind == "ProcedureBlock":
             d.procedures[block.get_node_name()] = block
         elif kind == "FunctionBlock":

@@ -1,12 +1,19 @@
 COMMENT
 Calcium entry into a shell under the membrane, with a saturable buffer: a nonlinear equation,
-solved by derivimplicit (Newton on backward Euler).
+solved by derivimplicit (Newton on backward Euler). FARADAY is a UNITS-block constant, valued
+from NEURON's units database.
 ENDCOMMENT
 
 NEURON {
     SUFFIX cadecay
     USEION ca READ ica WRITE cai
     RANGE depth, taur, kd
+}
+
+UNITS {
+    (mM) = (milli/liter)
+    (um) = (micron)
+    FARADAY = (faraday) (coulomb)
 }
 
 PARAMETER {
@@ -25,5 +32,5 @@ INITIAL { cai = cainf }
 BREAKPOINT { SOLVE state METHOD derivimplicit }
 
 DERIVATIVE state {
-    cai' = -ica*10000/(2*96485.33212*depth)/(1 + kd/(kd + cai)) + (cainf - cai)/taur
+    cai' = -ica*10000/(2*FARADAY*depth)/(1 + kd/(kd + cai)) + (cainf - cai)/taur
 }
