@@ -153,8 +153,19 @@ class KernelLowering:
             self.written.setdefault(name, None)
             self.kb.assign(name, value)
             return
-        if name in ("v", "t", "dt", "celsius", "area", "diam"):
-            raise self.error(f"assigning to {name!r} is not supported", name)
+        if name == "v" and self.d.kind != "artificial_cell":
+            # nocmodl gives a mechanism its own copy of v, set from the node before each of
+            # its kernels (and each current evaluation): an assignment (`v = v + 0.0001` in
+            # a rates PROCEDURE) changes that copy for the rest of the call, never the node.
+            self.touch("v")
+            self.kb.assign("v", value)
+            return
+        if name in ("t", "dt", "celsius", "area", "diam"):
+            raise self.error(
+                f"assigning to {name!r} is not allowed: it is the simulator's (NEURON's "
+                f"translator refuses it too)",
+                name,
+            )
         raise self.error(
             f"assignment to undeclared variable {name!r}; declare it in ASSIGNED or LOCAL", name
         )

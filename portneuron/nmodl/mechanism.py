@@ -176,11 +176,11 @@ class Assembler:
         ]
         with kb.capture() as body:
             v = lw.touch("v")
-            lw.bindings["v"] = kb.assign("pn.v_plus", b.add(v, DV))
+            lw.bind_assignable("v", "pn.v_plus", b.add(v, DV))  # an assignment moves the copy
             self.breakpoint_statements(lw)
             g = kb.assign("pn.g_plus", self.total(lw, currents))
             saved = {w: kb.assign(f"pn.{w}_plus", lw.read(w)) for _, w in ion_currents}
-            lw.bindings["v"] = v
+            del lw.bindings["v"]  # v itself now, which the assignment to v above left alone
             self.breakpoint_statements(lw)
             rhs = kb.assign("pn.rhs", self.total(lw, currents))
             g = kb.assign("pn.g", b.div(b.sub(g, rhs), DV))
