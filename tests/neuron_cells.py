@@ -128,8 +128,8 @@ def rallpack1_analytic(t_ms: np.ndarray, x: float, terms: int = 4000) -> np.ndar
 
 def custom_cell() -> Built:
     """A soma with hh, a calcium current (cachan), calcium buffering solved by
-    derivimplicit (cadecay) and a K channel that assigns v (vcopy), and a dendrite with pas
-    and cachan receiving two NetCons from
+    derivimplicit (cadecay) and a K channel that assigns v (vcopy), and a dendrite with pas,
+    cachan and a leak integrated by euler (eulergate) receiving two NetCons from
     one NetStim through a facilitating synapse with NET_RECEIVE INITIAL (FacSyn).
     Needs tests/mods compiled and loaded."""
     clear_neuron()
@@ -141,6 +141,7 @@ def custom_cell() -> Built:
     dend.L, dend.diam, dend.nseg = 300, 1.5, 7
     dend.insert("pas")
     dend.insert("cachan")
+    dend.insert("eulergate")
     dend.connect(soma(1))
     syn = h.FacSyn(dend(0.6))
     ns = h.NetStim()

@@ -182,10 +182,10 @@ BAD_MODS = {
         r"bad\.mod:2:14: VERBATIM C code: not supported",
     ),
     "pointer": ("NEURON { SUFFIX x POINTER p }\nASSIGNED { p }\n", r"POINTER variables"),
-    "euler": (
-        "NEURON { SUFFIX x }\nSTATE { m }\nBREAKPOINT { SOLVE s METHOD euler }\n"
+    "runge": (
+        "NEURON { SUFFIX x }\nSTATE { m }\nBREAKPOINT { SOLVE s METHOD runge }\n"
         "DERIVATIVE s { m' = -m }\n",
-        r"bad\.mod:3:29: METHOD euler .* use cnexp or derivimplicit",
+        r"bad\.mod:3:29: METHOD runge .* use cnexp, derivimplicit or euler",
     ),
     "nonlinear-cnexp": (
         "NEURON { SUFFIX x }\nSTATE { m }\nBREAKPOINT { SOLVE s METHOD cnexp }\n"

@@ -62,9 +62,9 @@ HEADER = "NEURON { SUFFIX x RANGE a }\nASSIGNED { a }\n"
             "linear",
         ),
         (
-            "STATE { s }\nBREAKPOINT { SOLVE d METHOD euler }\nDERIVATIVE d { s' = -s }\n",
+            "STATE { s }\nBREAKPOINT { SOLVE d METHOD runge }\nDERIVATIVE d { s' = -s }\n",
             4,
-            "euler",
+            "METHOD runge for DERIVATIVE d is not supported; use cnexp, derivimplicit or euler",
         ),
         ("FUNCTION f(x) {\n  f = f(x)\n}\nBREAKPOINT { a = f(1) }\n", 4, "recursive"),
     ],

@@ -268,9 +268,11 @@ class Assembler:
                         lw.block(block.statement_block)
                     elif method == "derivimplicit":
                         solvers.emit_implicit_step(lw, block, kinetic=False)
+                    elif method == "euler":
+                        solvers.emit_euler_step(lw, block)
                     else:
                         raise self.d.error(
-                            f"METHOD {method or '(none)'} for DERIVATIVE {name} is not supported; use cnexp or derivimplicit",
+                            f"METHOD {method or '(none)'} for DERIVATIVE {name} is not supported; use cnexp, derivimplicit or euler",
                             ("BREAKPOINT", ""),
                             method or "SOLVE",
                         )

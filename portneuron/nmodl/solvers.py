@@ -1,8 +1,9 @@
-"""Integration methods for SOLVE: cnexp, derivimplicit and KINETIC/sparse, with sympy.
+"""Integration methods for SOLVE: cnexp, euler, derivimplicit and KINETIC/sparse, with sympy.
 
 - `cnexp`: each equation `x' = f` must be linear in `x`: f = a*x + c. The update is the exact
   exponential one NEURON emits, `x = x + (1 - exp(dt*a))*(-c/a - x)` (or `x + dt*c` when
   a = 0), equations taken in source order.
+- `euler`: the explicit step `x = x + dt*f`, every f taken at the step's start values.
 - `derivimplicit` and KINETIC (`sparse`): one backward-Euler step, `x - x_old = dt*f(x)`,
   solved by Newton's method with the exact Jacobian from sympy. A linear system is solved in
   one Newton step, which is exact. A KINETIC block becomes derivatives by mass action; a
@@ -80,6 +81,22 @@ def install_cnexp(lowering: KernelLowering) -> None:
         lowering.assign(state, new)
 
     lowering.on_statement["DiffEqExpression"] = equation
+
+
+def emit_euler_step(lowering: KernelLowering, block) -> None:
+    """One explicit Euler step, as NEURON's `euler`: the DERIVATIVE block runs with every
+    `x' = f` giving Dx = f at the step's start values, then every state moves by dt*Dx."""
+    derivatives: dict[str, Var] = {}
+
+    def equation(node) -> None:
+        state, rhs = _equation_target(lowering, node)
+        derivatives[state] = lowering.kb.assign(f"pn.D{state}", to_f64(lowering.expr(rhs)))
+
+    lowering.on_statement["DiffEqExpression"] = equation
+    lowering.block(block.statement_block)
+    dt = lowering.read("dt")
+    for state, derivative in derivatives.items():
+        lowering.assign(state, b.add(lowering.read(state), b.mul(dt, derivative)))
 
 
 def _species(lowering: KernelLowering, expr) -> list[tuple[str, int]]:
