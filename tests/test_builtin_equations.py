@@ -15,7 +15,6 @@ from harness import Instances, builtin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
 from portneuron.ir.libm import exp, log
 
 RTOL, ATOL = 1e-12, 1e-15

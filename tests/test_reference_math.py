@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from portneuron.ir import libm
 
 C = ctypes.CDLL(ctypes.util.find_library("m"))
@@ -80,8 +79,8 @@ def fingerprint() -> dict[str, str]:
     """SHA-256 of what the numpy backend computes on hh's kernels (random inputs) and on a
     ring of 8 cells for 15 ms (every node's voltage at every step)."""
     import harness
-
     from portneuron.backends import load_backend
+
     from portneuron.build.ringtest import build_ringtest
     from portneuron.sim.simulation import Simulation
 
@@ -128,6 +127,7 @@ def test_numpy_and_llvm_voltages_are_the_same_bits():
     """With the same math the reference and the compiled backend agree to the bit on a ring
     (the README's claim), whatever NumPy's SIMD."""
     from portneuron.backends import backend_status, load_backend
+
     from portneuron.build.ringtest import build_ringtest
     from portneuron.sim.simulation import Simulation
 

@@ -74,6 +74,8 @@ class Declarations:
     nonspecific: list[str] = field(default_factory=list)
     electrode: list[str] = field(default_factory=list)
     randoms: list[str] = field(default_factory=list)
+    #: LOCALs declared outside any block: kept per instance, not in NEURON's data layout.
+    file_locals: set[str] = field(default_factory=set)
     variables: dict[str, Declared] = field(default_factory=dict)
     constants: dict[str, float] = field(default_factory=dict)
     procedures: dict[str, object] = field(default_factory=dict)
@@ -176,6 +178,16 @@ def collect(program, source_map: SourceMap) -> Declarations:
                 if stmt.get_node_type_name() == "ConstantStatement":
                     var = stmt.constant
                     d.constants[var.get_node_name()] = number(var.value)
+        elif kind == "LocalListStatement":
+            # nocmodl makes these one C static shared by every instance; mechanisms use them
+            # for values every instance computes alike (a Q10 factor from celsius), which
+            # per-instance storage reproduces without NEURON's thread-unsafety.
+            for var in block.variables:
+                name = var.get_node_name()
+                if "[" in text(var):
+                    raise d.error(f"LOCAL array {name!r} is not supported", None, name)
+                d.variables.setdefault(name, Declared(name, "assigned"))
+                d.file_locals.add(name)
         elif kind == "UnitBlock":
             d.constants.update(unit_factors(block, source_map))
         elif kind == "ProcedureBlock":

@@ -323,6 +323,13 @@ class KernelLowering:
                 return result
         if name in self.d.randoms or name.startswith("random_"):
             return self.random_call(name, args_ast)
+        if name == "printf":
+            # Kernels do not print (NEURON prints from every instance at every call): the
+            # text is dropped, its numeric arguments still run, for a FUNCTION's effects.
+            for arg in args_ast[1:]:
+                if arg.get_node_type_name() != "String":
+                    self.expr(arg)
+            return Const(0.0, F64)
         args = [to_f64(self.expr(a)) for a in args_ast]
         if name in MATH:
             self.check_arity(name, args, 2 if name in ("atan2", "fmod") else 1)

@@ -405,7 +405,11 @@ def data_layout(d: Declarations) -> tuple[str, ...]:
     """
     simulator = {"v", "t", "dt", "celsius", "area", "diam"}
     range_names = d.range_names | set(d.nonspecific) | set(d.electrode)
-    order = [v for v in d.variables.values() if v.kind != "random" and v.name not in simulator]
+    order = [
+        v
+        for v in d.variables.values()
+        if v.kind != "random" and v.name not in simulator and v.name not in d.file_locals
+    ]
     ion_vars = {n for ion in d.ions for n in ion.read + ion.write}
 
     def stored(v) -> bool:  # in the p array at all: GLOBAL and plain PARAMETERs are not
