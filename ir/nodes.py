@@ -237,12 +237,13 @@ class Ion:
 @dataclass(frozen=True, slots=True)
 class Table:
     """A TABLE: `outputs` of a procedure or function tabulated over its argument at
-    `points` equally spaced values from `lo` to `hi`, rebuilt when `depend` changes."""
+    `points` equally spaced values from `lo` to `hi`, rebuilt when `depend` changes. A bound
+    given as a name is the mechanism global of that name, read when the table is built."""
 
     name: str
     outputs: tuple[str, ...]
-    lo: float
-    hi: float
+    lo: float | str
+    hi: float | str
     points: int
     depend: tuple[str, ...] = ()
 

@@ -1,6 +1,7 @@
 """TABLE: tabulating a PROCEDURE's outputs (or a FUNCTION's value) over its argument.
 
-As in NEURON, a table of `TABLE ... FROM lo TO hi WITH n` has n+1 points; the argument grid
+As in NEURON, a table of `TABLE ... FROM lo TO hi WITH n` has n+1 points (lo and hi may name
+GLOBALs, read when the table is built); the argument grid
 is built by repeated addition of dx = (hi - lo)/n from lo, and a lookup interpolates
 linearly: xi = (x - lo)/dx, clamped to the first and last point, NaN passed through. Lookups
 are used while the mechanism global `usetable` is nonzero (NEURON's `usetable_<suffix>`,
@@ -15,7 +16,7 @@ from portneuron.ir import F64, I32, Const, Expr, Table, Var
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 
-from .declarations import Declarations, number
+from .declarations import Declarations, number, text
 from .lower import KernelLowering, to_f64
 
 
@@ -34,29 +35,62 @@ def describe(decl: Declarations, block) -> Table:
     if len(block.parameters) != 1:
         raise decl.error(f"TABLE in {name!r} needs exactly one argument", where, "TABLE")
     outputs = tuple(v.get_node_name() for v in stmt.table_vars) or (name,)
+    lo, hi = (_bound(decl, node, where) for node in (getattr(stmt, "from"), stmt.to))
     try:
-        lo, hi, n = (
-            number(getattr(stmt, "from")),
-            number(stmt.to),
-            int(number(getattr(stmt, "with"))),
-        )
+        n = int(number(getattr(stmt, "with")))
     except ValueError:
-        raise decl.error("TABLE bounds must be numbers", where, "TABLE") from None
-    if n < 1 or not hi > lo:
+        raise decl.error("TABLE's WITH must be a number", where, "TABLE") from None
+    if n < 1 or (isinstance(lo, float) and isinstance(hi, float) and not hi > lo):
         raise decl.error("TABLE needs FROM < TO and WITH >= 1", where, "TABLE")
     depend = tuple(v.get_node_name() for v in stmt.depend_vars)
     return Table(name, outputs, lo, hi, n + 1, depend)
 
 
-def grid(table: Table) -> np.ndarray:
-    """The argument values of the table points, accumulated as NEURON does."""
-    dx = (table.hi - table.lo) / (table.points - 1)
+def _bound(decl: Declarations, node, where: tuple[str, str]) -> float | str:
+    """A FROM or TO bound: a number, a constant's value, or the name of a global."""
+    try:
+        return number(node)
+    except ValueError:
+        pass
+    name = text(node).strip()
+    if name in decl.constants:
+        return decl.constants[name]
+    if decl.is_global(name):
+        return name
+    raise decl.error(
+        f"TABLE bound {name!r} must be a number, a constant or a GLOBAL (PARAMETER) variable",
+        where,
+        name,
+    )
+
+
+def bounds(table: Table, args: dict) -> tuple[float, float]:
+    """The table's (lo, hi), its named bounds read from the kernel arguments' globals."""
+    lo, hi = (
+        b if isinstance(b, float) else float(args[f"global.{b}"]) for b in (table.lo, table.hi)
+    )
+    if not hi > lo:
+        raise ValueError(f"TABLE of {table.name}: FROM {lo} is not below TO {hi}")
+    return lo, hi
+
+
+def grid(table: Table, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """The argument values of the table points, accumulated as NEURON does (`lo`, `hi`:
+    the values of named bounds)."""
+    lo = table.lo if lo is None else lo
+    hi = table.hi if hi is None else hi
+    dx = (hi - lo) / (table.points - 1)
     x = np.empty(table.points)
-    value = table.lo
+    value = lo
     for i in range(table.points):
         x[i] = value
         value += dx
     return x
+
+
+def mfac(table: Table, lo: float, hi: float) -> float:
+    """NEURON's 1/dx, by which a lookup scales its argument."""
+    return 1.0 / ((hi - lo) / (table.points - 1))
 
 
 def array_name(table: Table, output: str) -> str:
@@ -88,7 +122,10 @@ def install_lookup(lowering: KernelLowering, table: Table, block) -> None:
 def _lookup(lowering: KernelLowering, table: Table, x: Var, result: str | None) -> None:
     kb = lowering.kb
     last = table.points - 1
-    mfac = 1.0 / ((table.hi - table.lo) / last)
+    if isinstance(table.lo, float) and isinstance(table.hi, float):
+        lo, scale = Const(table.lo, F64), Const(mfac(table, table.lo, table.hi), F64)
+    else:  # set where the table is built (portneuron.sim.binding)
+        lo, scale = kb.scalar(f"table.{table.name}.lo"), kb.scalar(f"table.{table.name}.mfac")
     arrays = {out: kb.array(array_name(table, out), F64, "table") for out in table.outputs}
 
     def set_all(value_of) -> None:
@@ -99,7 +136,7 @@ def _lookup(lowering: KernelLowering, table: Table, x: Var, result: str | None) 
             else:
                 lowering.assign(out, value)
 
-    xi = kb.assign(lowering.fresh(f"{table.name}.xi"), b.mul(mfac, b.sub(x, table.lo)))
+    xi = kb.assign(lowering.fresh(f"{table.name}.xi"), b.mul(scale, b.sub(x, lo)))
     with kb.if_(b.ne(xi, xi)):  # NaN argument: the outputs are NaN too
         set_all(lambda t: xi)
     with kb.else_():

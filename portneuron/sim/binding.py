@@ -15,7 +15,7 @@ import numpy as np
 from portneuron.backends.base import Backend
 from portneuron.ir import Kernel
 from portneuron.model import MechanismSet, Model
-from portneuron.nmodl.tables import grid
+from portneuron.nmodl.tables import bounds, grid, mfac
 
 
 class BoundMechanism:
@@ -52,7 +52,10 @@ class BoundMechanism:
             for name, array in ion_set.data.items():
                 self.args[f"ion.{ion.name}.{name}"] = array
         for table in mech.tables:
-            self.args[f"table.{table.name}.x"] = grid(table)
+            lo, hi = bounds(table, self.args)
+            self.args[f"table.{table.name}.x"] = grid(table, lo, hi)
+            self.args[f"table.{table.name}.lo"] = lo
+            self.args[f"table.{table.name}.mfac"] = mfac(table, lo, hi)
             for out in table.outputs:
                 self.args[f"table.{table.name}.{out}"] = np.zeros(table.points)
         self.weight_columns: dict[str, np.ndarray] = {}
