@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -185,3 +187,40 @@ def test_unknown_unit_in_a_units_constant_is_one_line():
         "u.mod:5:5: UNITS constant FARADAY: Cannot recognize the units: faradayz "
         "(NEURON's units database, nrnunits.lib)"
     )
+
+
+LAYOUT_FILES = [
+    *(p for name, p in builtin_mod_files().items() if name != "pattern"),
+    *sorted((Path(__file__).parent / "mods").glob("*.mod")),
+    *sorted((Path(__file__).parent / "mods_epoch").glob("*.mod")),
+]
+NOT_VECTORIZED = (
+    "NEURON { SUFFIX nv RANGE r GLOBAL g }\nPARAMETER { g = 1 }\nASSIGNED { r x }\n"
+    "BREAKPOINT { g = 2 x = 1 r = x }\n"
+)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [*LAYOUT_FILES, NOT_VECTORIZED, NOT_VECTORIZED.replace("GLOBAL g }", "GLOBAL g THREADSAFE }")],
+    ids=lambda s: (
+        s.name if isinstance(s, Path) else ("threadsafe" if "THREADSAFE" in s else "not-vectorized")
+    ),
+)
+def test_data_layout_is_nocmodls(tmp_path, source):
+    """The per-instance values, in order, as NEURON's translator registers them: what a
+    dataset holds for each instance (a mechanism that assigns a GLOBAL without THREADSAFE
+    is not vectorized, and keeps no v)."""
+    from portneuron.nmodl.units import nocmodl
+
+    program, database = nocmodl()
+    if isinstance(source, str):
+        (tmp_path / "nv.mod").write_text(source)
+        source = tmp_path / "nv.mod"
+    subprocess.run(
+        [str(program), str(source.resolve()), "-o", str(tmp_path)],
+        capture_output=True, check=True, env={**os.environ, "MODLUNIT": str(database)},
+    )  # fmt: skip
+    cpp = (tmp_path / source.with_suffix(".cpp").name).read_text()
+    fields = tuple(re.findall(r'_nrn_mechanism_field<double>\{"(\w+)"', cpp))
+    assert compile_file(source).layout == fields

@@ -76,6 +76,9 @@ class Declarations:
     randoms: list[str] = field(default_factory=list)
     #: LOCALs declared outside any block: kept per instance, not in NEURON's data layout.
     file_locals: set[str] = field(default_factory=set)
+    thread_safe: bool = False  # THREADSAFE in the NEURON block
+    #: Names assigned anywhere in the file's blocks.
+    assigned_names: set[str] = field(default_factory=set)
     variables: dict[str, Declared] = field(default_factory=dict)
     constants: dict[str, float] = field(default_factory=dict)
     procedures: dict[str, object] = field(default_factory=dict)
@@ -113,6 +116,13 @@ class Declarations:
             and var not in SIMULATOR_NAMES
             and not self.ion_of(var)
         )
+
+    @property
+    def vectorized(self) -> bool:
+        """Whether nocmodl makes the mechanism thread safe (its `vectorize`): not where a
+        file without THREADSAFE assigns a GLOBAL. Such a mechanism has no `v` of its own
+        in NEURON's data."""
+        return self.thread_safe or not any(self.is_global(n) for n in self.assigned_names)
 
     @property
     def currents(self) -> list[str]:
@@ -207,6 +217,12 @@ def collect(program, source_map: SourceMap) -> Declarations:
         elif kind in _UNSUPPORTED_BLOCKS:
             keyword, message = _UNSUPPORTED_BLOCKS[kind]
             raise d.error(message, None, keyword)
+    module = nmodl_module()
+    for node in module.visitor.AstLookupVisitor().lookup(
+        program, module.ast.AstNodeType.BINARY_EXPRESSION
+    ):
+        if node.op.eval() == "=" and node.lhs.get_node_type_name() in ("VarName", "Name"):
+            d.assigned_names.add(node.lhs.get_node_name())
     if not d.kind:
         raise d.error(
             "no SUFFIX, POINT_PROCESS or ARTIFICIAL_CELL in the NEURON block; add one",
@@ -249,7 +265,9 @@ def _neuron_block(d: Declarations, block) -> None:
                 # A Random123 stream per instance: three ids and the position in the stream.
                 for part in ("id1", "id2", "id3", "position"):
                     d.variables[f"{name}.{part}"] = Declared(f"{name}.{part}", "random")
-        elif kind in ("ThreadSafe", "LineComment", "BlockComment"):
+        elif kind == "ThreadSafe":
+            d.thread_safe = True
+        elif kind in ("LineComment", "BlockComment"):
             pass
         elif kind == "Pointer":
             raise d.error("POINTER variables are not supported", where, "POINTER")

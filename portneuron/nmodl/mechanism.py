@@ -400,7 +400,8 @@ def data_layout(d: Declarations) -> tuple[str, ...]:
 
     RANGE PARAMETERs, RANGE ASSIGNEDs (currents are implicitly RANGE), STATEs, then the rest
     in declaration order (other ASSIGNEDs, each D<state> where its state was declared, ion
-    variables), then `v`, `_g` with a BREAKPOINT and `_tsav` with a NET_RECEIVE. Ion
+    variables), then `v` (unless the mechanism is not thread safe), `_g` with a BREAKPOINT and
+    `_tsav` with a NET_RECEIVE. Ion
     variables, `v` and simulator names never count as RANGE.
     """
     simulator = {"v", "t", "dt", "celsius", "area", "diam"}
@@ -437,7 +438,8 @@ def data_layout(d: Declarations) -> tuple[str, ...]:
         for name in ion.read + ion.write:
             if name not in layout:
                 layout.append(name)
-    layout.append("v")
+    if d.vectorized:
+        layout.append("v")
     if d.breakpoint is not None:
         layout.append("_g")
     if d.net_receive is not None:
