@@ -64,3 +64,43 @@ def test_derivimplicit_solves_the_nonlinear_backward_euler_equation(k, dt, y0):
     # y solves y - y0 = -dt*k*y^3 (the root is unique: the left side minus the right is increasing)
     assert abs(y - y0 + dt * k * y**3) <= 1e-12 * max(1.0, abs(y0))
     assert abs(y) <= abs(y0) + 1e-15
+
+
+POWER_RATE = """
+NEURON { SUFFIX pw RANGE nh }
+PARAMETER { kb = 0.2 kc = 0.5 nh = 2.5 }
+ASSIGNED { kf }
+STATE { A B C }
+BREAKPOINT { SOLVE scheme METHOD sparse }
+KINETIC scheme {
+    rates()
+    ~ A <-> B (kf, kb)
+    ~ C <-> A (kc, kc)
+}
+PROCEDURE rates() { kf = 3 * C^nh }
+"""
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.floats(0.0, 1.0),
+    st.floats(0.0, 1.0),
+    st.sampled_from([0.0, 1e-3, 0.5]),
+    st.floats(1e-3, 0.2),
+    st.sampled_from([2.0, 2.5, 4.0]),
+)
+def test_kinetic_rate_that_is_a_power_of_a_state(a0, b0, c0, dt, nh):
+    """A rate computed in a PROCEDURE as a power of another state (calcium in a
+    calcium-activated channel): its Jacobian term nh*C^(nh-1), not nh*C^nh/C, is finite at
+    C = 0, where NEURON runs it; the step solves its backward-Euler equations."""
+    inst = Instances(compile_source(POWER_RATE, "pw.mod"), 1, dt=dt)
+    inst["mech.nh"], inst["mech.A"], inst["mech.B"], inst["mech.C"] = nh, a0, b0, c0
+    for _ in range(3):
+        old = [inst[f"mech.{s}"][0] for s in "ABC"]
+        inst.run("state")
+        a, b, c = (inst[f"mech.{s}"][0] for s in "ABC")
+        assert np.isfinite([a, b, c]).all()
+        ab = 3.0 * c**nh * a - 0.2 * b  # mass action A -> B
+        ca = 0.5 * c - 0.5 * a  # C -> A
+        for new, start, rate in zip((a, b, c), old, (ca - ab, ab, -ca)):
+            assert abs(new - start - dt * rate) <= 1e-12 * max(1.0, abs(start))

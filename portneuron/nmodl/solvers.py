@@ -221,7 +221,7 @@ def emit_implicit_step(lowering: KernelLowering, block, kinetic: bool) -> None:
     for terms, total in conserve:  # replaces the equation of the last species named
         replaced = states.index(terms[-1][0].name)
         residual[replaced] = sum(n * sym for sym, n in terms) - total
-    jacobian = sp.Matrix(residual).jacobian(x)
+    jacobian = sp.Matrix(residual).jacobian(x).applyfunc(_merge_powers)
     linear = not any(entry.has(*x) for entry in jacobian)
     for s in states:
         lowering.touch(s)
@@ -243,6 +243,15 @@ def emit_implicit_step(lowering: KernelLowering, block, kinetic: bool) -> None:
     kb.emit_all(body)  # assigned variables take their values at the solution
     for s in states:
         lowering.written.setdefault(s, None)
+
+
+def _merge_powers(entry: sp.Basic) -> sp.Basic:
+    """x**(n-1) for sympy's derivative of x**n, n*x**n/x, which is 0/0 at x = 0 (a rate that
+    is a power of a state, in a KINETIC scheme). Only where an exponent is not an integer, so
+    the common entries, and their bits, stay as they were."""
+    if any(not p.exp.is_Integer for p in entry.atoms(sp.Pow)):
+        return sp.powsimp(entry, force=True)
+    return entry
 
 
 def _newton_update(lowering: KernelLowering, states, residual, jacobian) -> list[Expr]:
