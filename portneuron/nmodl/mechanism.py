@@ -154,6 +154,8 @@ class Assembler:
         kb.scalar("t")
         with kb.capture() as body:
             for state in d.states:
+                if d.ion_of(state) is not None:
+                    continue  # as nocmodl: a concentration STATE starts from the ion's value
                 start = lw.read(f"{state}0") if f"{state}0" in d.variables else Const(0.0, F64)
                 lw.assign(state, start)
             if d.initial is not None:

@@ -1,7 +1,8 @@
 COMMENT
 Calcium entry into a shell under the membrane, with a saturable buffer: a nonlinear equation,
 solved by derivimplicit (Newton on backward Euler). FARADAY is a UNITS-block constant, valued
-from NEURON's units database.
+from NEURON's units database. There is no INITIAL: the STATE cai starts from the ion's value
+(cai0_ca_ion), as NEURON starts a concentration STATE of the mechanism that writes it.
 ENDCOMMENT
 
 NEURON {
@@ -27,7 +28,6 @@ ASSIGNED { ica (mA/cm2) }
 
 STATE { cai (mM) }
 
-INITIAL { cai = cainf }
 
 BREAKPOINT { SOLVE state METHOD derivimplicit }
 
