@@ -224,3 +224,24 @@ def test_data_layout_is_nocmodls(tmp_path, source):
     cpp = (tmp_path / source.with_suffix(".cpp").name).read_text()
     fields = tuple(re.findall(r'_nrn_mechanism_field<double>\{"(\w+)"', cpp))
     assert compile_file(source).layout == fields
+
+
+INCLUDING = 'NEURON {{ SUFFIX inc RANGE y }}\nASSIGNED {{ y }}\nINCLUDE "{name}"\nBREAKPOINT {{ y = sq(3) }}\n'
+
+
+def test_include_beside_the_file_or_in_modl_include(tmp_path, monkeypatch):
+    """Found where nocmodl looks: beside the including file, then in MODL_INCLUDE."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "sq.inc").write_text("FUNCTION sq(x) { sq = x*x }\n")
+    (tmp_path / "b" / "cube.inc").write_text("FUNCTION sq(x) { sq = x*x*x }\n")
+    (tmp_path / "a" / "m.mod").write_text(INCLUDING.format(name="sq.inc"))
+    assert "sq1.result = sq1.x * sq1.x\n" in format_mechanism(
+        compile_file(tmp_path / "a" / "m.mod")
+    )
+    (tmp_path / "a" / "n.mod").write_text(INCLUDING.format(name="cube.inc"))
+    with pytest.raises(NmodlError, match=r'n\.mod:3: INCLUDE "cube.inc": no such file beside'):
+        compile_file(tmp_path / "a" / "n.mod")
+    monkeypatch.setenv("MODL_INCLUDE", f"/nonexistent:{tmp_path / 'b'}")
+    text = format_mechanism(compile_file(tmp_path / "a" / "n.mod"))
+    assert "sq1.result = (sq1.x * sq1.x) * sq1.x\n" in text

@@ -149,15 +149,23 @@ _UNSUPPORTED_BLOCKS = {
         "CONSTRUCTOR blocks (C code run at creation) are not supported",
     ),
     "DestructorBlock": ("DESTRUCTOR", "DESTRUCTOR blocks are not supported"),
-    "Include": ("INCLUDE", "INCLUDE is not supported; paste the included text into the file"),
     "Verbatim": ("VERBATIM", "VERBATIM C code is not supported; rewrite it in NMODL"),
 }
+
+
+def _blocks(blocks):
+    """Top-level blocks, those of INCLUDEd files in their place (as nocmodl pastes them)."""
+    for block in blocks:
+        if block.get_node_type_name() == "Include":
+            yield from _blocks(block.blocks)
+        else:
+            yield block
 
 
 def collect(program, source_map: SourceMap) -> Declarations:
     """Read the declarations and named blocks of a parsed program."""
     d = Declarations(source_map.filename, source_map)
-    for block in program.blocks:
+    for block in _blocks(program.blocks):
         kind = block.get_node_type_name()
         if kind == "NeuronBlock":
             _neuron_block(d, block)

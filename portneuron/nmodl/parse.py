@@ -62,9 +62,41 @@ def read_mod_text(path: Path) -> str:
 _LOCATION = re.compile(r"\[Location\s*:\s*(\d+)\.(\d+)")
 
 
+_INCLUDE = re.compile(r'^(\s*INCLUDE\s*")([^"]+)(")', re.MULTILINE)
+
+
+def resolve_includes(source: str, filename: str) -> str:
+    """The source with every INCLUDE's file name made absolute, where nocmodl would find it:
+    beside the including file, then in the current folder, then in the folders of
+    MODL_INCLUDE (colon-separated). Lines stay where they were."""
+    folders = [Path(filename).parent, Path.cwd()]
+    folders += [Path(p) for p in os.environ.get("MODL_INCLUDE", "").split(":") if p]
+    blanked = SourceMap._blank_comments(source)
+
+    def resolve(match: re.Match) -> str:
+        if not blanked[match.start() : match.end()].strip():
+            return match.group(0)  # inside a comment
+        name = match.group(2)
+        for folder in folders:
+            path = folder / name
+            if path.is_file():
+                return f"{match.group(1)}{path.resolve()}{match.group(3)}"
+        line = source.count("\n", 0, match.start()) + 1
+        raise NmodlError(
+            f'INCLUDE "{name}": no such file beside this one, in {Path.cwd()} or in '
+            f"MODL_INCLUDE; put it beside the .mod file",
+            filename,
+            line,
+        )
+
+    return _INCLUDE.sub(resolve, source)
+
+
 def parse(source: str, filename: str = "<string>"):
     """Parse NMODL text; a syntax error becomes one `NmodlError` line with file:line:col."""
     driver = nmodl_module().NmodlDriver()
+    if "INCLUDE" in source:
+        source = resolve_includes(source, filename)
     try:
         return driver.parse_string(source)
     except Exception as exc:  # the C++ parser raises RuntimeError, and others on odd input

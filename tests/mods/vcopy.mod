@@ -5,7 +5,8 @@ rates' v at -60 mV, so that it takes effect for much of the run. In NEURON v is 
 own copy, set from the node before each kernel and each current evaluation: the clamp changes
 the rest of that call (the gate and the current below), never the node's voltage. Its Q10
 factor is a LOCAL declared outside any block (a C static in NEURON, shared by the instances,
-which all compute the same value), and INITIAL prints, which portneuron's kernels do not.
+which all compute the same value) from a FUNCTION in an INCLUDEd file, and INITIAL prints,
+which portneuron's kernels do not.
 ENDCOMMENT
 
 NEURON {
@@ -20,10 +21,12 @@ ASSIGNED { v (mV) ek (mV) ik (mA/cm2) minf mtau (ms) celsius (degC) }
 
 LOCAL tadj
 
+INCLUDE "q10.inc"
+
 STATE { m }
 
 INITIAL {
-    tadj = 3 ^ ((celsius - 22) / 10)
+    tadj = q10(celsius, 3)
     printf("vcopy: tadj %g at %g degC\n", tadj, celsius)
     rates()
     m = minf
