@@ -323,6 +323,12 @@ class KernelLowering:
                 return result
         if name in self.d.randoms or name.startswith("random_"):
             return self.random_call(name, args_ast)
+        if name == "state_discontinuity":
+            # with the fixed step, NEURON just assigns (CVODE would also re-initialise)
+            if len(args_ast) != 2 or args_ast[0].get_node_type_name() not in ("VarName", "Name"):
+                raise self.error("state_discontinuity takes (state, value)", name)
+            self.assign(args_ast[0].get_node_name(), self.expr(args_ast[1]))
+            return Const(0.0, F64)
         if name == "printf":
             # Kernels do not print (NEURON prints from every instance at every call): the
             # text is dropped, its numeric arguments still run, for a FUNCTION's effects.

@@ -1,6 +1,6 @@
 COMMENT
 A facilitating synapse: each NetCon keeps its own facilitation state in its weight vector,
-set up by an INITIAL block inside NET_RECEIVE.
+set up by an INITIAL block inside NET_RECEIVE; the conductance steps by state_discontinuity.
 ENDCOMMENT
 
 NEURON {
@@ -38,7 +38,7 @@ NET_RECEIVE(weight (uS), F, tlast (ms)) {
         tlast = t
     }
     F = 1 + (F - 1)*exp(-(t - tlast)/taufac)
-    g = g + weight*F
+    state_discontinuity(g, g + weight*F)
     F = F + fac
     tlast = t
 }
