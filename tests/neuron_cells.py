@@ -154,3 +154,31 @@ def custom_cell() -> Built:
         ncs.append(nc)
     _register(soma)
     return Built([soma(0.5), dend(0.3), dend(0.9)], [soma, dend, syn, ns, *ncs])
+
+
+def one_compartment(name: str, kind: str, receives: bool) -> Built:
+    """A 20 um soma with a leak and an IClamp step (0.2 nA, 5-25 ms), and mechanism `name`:
+    inserted (density), or placed at the middle (point process), driven by a NetStim burst
+    through a NetCon where it has a NET_RECEIVE. The corpus tests' protocol."""
+    clear_neuron()
+    soma = h.Section(name="soma")
+    soma.L = soma.diam = 20
+    soma.insert("pas")
+    soma.g_pas, soma.e_pas = 1e-4, -65
+    keep: list = [soma]
+    if kind == "density":
+        soma.insert(name)
+    else:
+        target = getattr(h, name)(soma(0.5))
+        keep.append(target)
+        if receives:
+            ns = h.NetStim()
+            ns.start, ns.interval, ns.number = 3, 4, 6
+            nc = h.NetCon(ns, target)
+            nc.weight[0], nc.delay = 0.002, 1.0
+            keep += [ns, nc]
+    stim = h.IClamp(soma(0.5))
+    stim.delay, stim.dur, stim.amp = 5, 20, 0.2
+    keep.append(stim)
+    _register(soma)
+    return Built([soma(0.5)], keep)

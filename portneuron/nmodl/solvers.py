@@ -109,7 +109,7 @@ def _species(lowering: KernelLowering, expr) -> list[tuple[str, int]]:
     if kind == "ReactVarName":
         name = expr.get_node_name()
         if name not in lowering.d.states:
-            raise lowering.error(f"{name!r} in a reaction is not a STATE", name)
+            lowering.read(name)  # a declared name, or one clear line
         return [(name, int(float(expr.value.eval())) if expr.value is not None else 1)]
     raise lowering.error(f"cannot read reaction term {text(expr)!r}", None)
 
@@ -152,37 +152,40 @@ class _ImplicitSystem:
         op = node.op.eval()
         left = _species(lw, node.reaction1)
         if op == "<<":
-            if len(left) != 1:
+            if len(left) != 1 or left[0][0] not in lw.d.states:
                 raise lw.error("a flux reaction (~ x << (f)) names exactly one species", "<<")
             self.add(left[0][0], to_f64(lw.expr(node.expression1)))
             return
         right = _species(lw, node.reaction2) if node.reaction2 is not None else []
-        kf = to_f64(lw.expr(node.expression1))
-        forward = kf
-        for state, n in left:
-            forward = b.mul(
-                forward, lw.touch(state) if n == 1 else b.pow_(lw.touch(state), float(n))
-            )
-        flux = forward
+        states = lw.d.states
+
+        def rate(coefficient: Expr, side: list[tuple[str, int]]) -> Expr:
+            # mass action; a reactant that is not a STATE is a fixed concentration (a
+            # PARAMETER reservoir, ~ GenVes <-> Ves), as in nocmodl
+            for name, n in side:
+                x = lw.touch(name) if name in states else to_f64(lw.read(name))
+                coefficient = b.mul(coefficient, x if n == 1 else b.pow_(x, float(n)))
+            return coefficient
+
+        flux = rate(to_f64(lw.expr(node.expression1)), left)
         if op == "<->":
-            kb_ = to_f64(lw.expr(node.expression2))
-            backward = kb_
-            for state, n in right:
-                backward = b.mul(
-                    backward, lw.touch(state) if n == 1 else b.pow_(lw.touch(state), float(n))
-                )
-            flux = b.sub(forward, backward)
+            flux = b.sub(flux, rate(to_f64(lw.expr(node.expression2)), right))
         elif op != "->":
             raise lw.error(f"reaction operator {op!r} is not supported", op)
         flux_var = lw.kb.assign(lw.fresh("kinetic.flux"), flux)
         for state, n in left:
-            self.add(state, b.neg(b.mul(float(n), flux_var)))
+            if state in states:
+                self.add(state, b.neg(b.mul(float(n), flux_var)))
         for state, n in right:
-            self.add(state, b.mul(float(n), flux_var))
+            if state in states:
+                self.add(state, b.mul(float(n), flux_var))
 
     def conserve_statement(self, node) -> None:
         lw = self.lowering
         terms = _species(lw, node.react)
+        for name, _ in terms:
+            if name not in lw.d.states:
+                raise lw.error(f"CONSERVE names {name!r}, which is not a STATE", name)
         self.conserve.append((terms, to_f64(lw.expr(node.expr))))
 
     def compartment(self, node) -> None:
