@@ -151,6 +151,7 @@ class Assembler:
         )
         lw = self.lowering(kb, ("INITIAL", ""))
         self.install_events(lw, allowed=d.kind != "density")
+        lw.on_statement["SolveBlock"] = lambda node: self.steady_state(lw, node)
         kb.scalar("t")
         with kb.capture() as body:
             for state in d.states:
@@ -161,6 +162,28 @@ class Assembler:
             if d.initial is not None:
                 lw.block(d.initial.statement_block)
         return self.finish(lw, body)
+
+    def steady_state(self, lw: KernelLowering, solve) -> None:
+        """`SOLVE x STEADYSTATE sparse` (or derivimplicit) in INITIAL, as NEURON's
+        _ss_sparse: implicit steps with dt = 1e9 (the block sees that dt too), two of them
+        for a KINETIC scheme (one, then one more once no state is below -1e-6)."""
+        name = solve.block_name.get_node_name()
+        method = solve.steadystate.get_node_name() if solve.steadystate is not None else ""
+        kinetic = name in self.d.kinetics and method == "sparse"
+        if not kinetic and not (name in self.d.derivatives and method == "derivimplicit"):
+            raise lw.error(
+                f"SOLVE {name} in INITIAL needs STEADYSTATE sparse (KINETIC) or derivimplicit",
+                name,
+            )
+        block = self.d.kinetics[name] if kinetic else self.d.derivatives[name]
+        saved, where = dict(lw.bindings), lw.where
+        lw.bind_assignable("dt", "pn.steady_dt", Const(1e9, F64))
+        lw.where = ("KINETIC" if kinetic else "DERIVATIVE", name)
+        for _ in range(2 if kinetic else 1):
+            solvers.emit_implicit_step(lw, block, kinetic=kinetic)
+            lw.on_statement.pop("ReactionStatement", None)
+            lw.on_statement.pop("DiffEqExpression", None)
+        lw.bindings, lw.where = saved, where
 
     def current(self) -> Kernel | None:
         d = self.d

@@ -8,7 +8,8 @@
   solved by Newton's method with the exact Jacobian from sympy. A linear system is solved in
   one Newton step, which is exact. A KINETIC block becomes derivatives by mass action; a
   CONSERVE statement replaces the equation of the last species it names with the
-  conservation law, and COMPARTMENT volumes scale the time derivatives of their species.
+  conservation law (of amounts: each species times its COMPARTMENT volume), and COMPARTMENT
+  volumes scale the time derivatives of their species.
 """
 
 from __future__ import annotations
@@ -167,11 +168,20 @@ class _ImplicitSystem:
                 coefficient = b.mul(coefficient, x if n == 1 else b.pow_(x, float(n)))
             return coefficient
 
-        flux = rate(to_f64(lw.expr(node.expression1)), left)
+        forward = lw.kb.assign(
+            lw.fresh("kinetic.f_flux"), rate(to_f64(lw.expr(node.expression1)), left)
+        )
+        flux: Expr = forward
+        backward: Expr = Const(0.0, F64)
         if op == "<->":
-            flux = b.sub(flux, rate(to_f64(lw.expr(node.expression2)), right))
+            backward = lw.kb.assign(
+                lw.fresh("kinetic.b_flux"), rate(to_f64(lw.expr(node.expression2)), right)
+            )
+            flux = b.sub(forward, backward)
         elif op != "->":
             raise lw.error(f"reaction operator {op!r} is not supported", op)
+        # NMODL's f_flux and b_flux: the last reaction's forward and backward fluxes
+        lw.bindings["f_flux"], lw.bindings["b_flux"] = forward, backward
         flux_var = lw.kb.assign(lw.fresh("kinetic.flux"), flux)
         for state, n in left:
             if state in states:
@@ -223,7 +233,8 @@ def emit_implicit_step(lowering: KernelLowering, block, kinetic: bool) -> None:
     residual = [xi - old[s] - dt * fi / volume.get(s, 1) for s, xi, fi in zip(states, x, f)]
     for terms, total in conserve:  # replaces the equation of the last species named
         replaced = states.index(terms[-1][0].name)
-        residual[replaced] = sum(n * sym for sym, n in terms) - total
+        # amounts, not concentrations: each species times its COMPARTMENT volume (nocmodl)
+        residual[replaced] = sum(n * volume.get(sym.name, 1) * sym for sym, n in terms) - total
     jacobian = sp.Matrix(residual).jacobian(x).applyfunc(_merge_powers)
     linear = not any(entry.has(*x) for entry in jacobian)
     for s in states:
