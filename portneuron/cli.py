@@ -250,14 +250,15 @@ def build_model(args: argparse.Namespace, library, progress: Callable[[float], N
 
 
 def check_min_delay(model, dt: float, progress) -> None:
-    """Warn where dt exceeds the min-delay: then events can only arrive on step boundaries."""
+    """Warn where dt exceeds the min-delay: events are then due within the step that sends
+    them (delivered there, as NEURON does), so the model cannot run in compiled epochs."""
     md = model.min_delay()
     if dt > md:
         progress.clear()
         print(
             f"portneuron: warning: dt {dt:g} ms is larger than the model's min-delay "
-            f"{md:g} ms: spikes are exchanged every step, and an event can arrive up to one "
-            f"step after its delay",
+            f"{md:g} ms, so the model runs step by step (no compiled epochs); a smaller "
+            f"--dt lets it run whole epochs",
             file=sys.stderr,
         )
 

@@ -109,7 +109,7 @@ def test_dt_above_the_min_delay_warns_and_runs(capsys, tmp_path):
     assert cli.main(["run", "--nring", "1", "-e", "4", "--dt", "2", "-o", str(tmp_path)]) == 0
     err = capsys.readouterr().err
     assert one_line(err).startswith("portneuron: warning: dt 2 ms is larger than the model's")
-    assert "min-delay 1 ms" in err
+    assert "min-delay 1 ms, so the model runs step by step" in err
 
 
 def test_a_model_too_large_for_memory_says_how_much_it_asked_for(capsys, monkeypatch, tmp_path):

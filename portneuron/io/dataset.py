@@ -5,6 +5,13 @@ then per cell group `<g>_1.dat` (spike sources, NetCon sources) and `<g>_2.dat` 
 mechanism data, thresholds, NetCon targets, weights and delays, VecPlay). The layout is
 NEURON's (src/coreneuron/io/nrn_setup.cpp and phase2.cpp document it). Groups are merged
 into one Model; mechanisms are resolved by name through a MechanismLibrary.
+
+Everything is checked as it is read, so that a damaged file is one `DatasetError` naming the
+file, the array and its first bad element rather than a traceback or a wrong result: every
+index against what it indexes, gids for uniqueness, pdata against what portneuron derives by
+itself, and floats where NEURON writes no NaN (or no infinity, or nothing negative). A value
+outside what NEURON documents is refused too: a negative NetCon delay, which NEURON and
+CoreNEURON silently take for 0. The checks themselves are in `checks.py`.
 """
 
 from __future__ import annotations
@@ -27,7 +34,16 @@ from portneuron.model import (
     cells_contiguous,
 )
 
-from .datfile import DatasetError, DatFile
+from .checks import (
+    ION_FIELDS,
+    check_against_mechanisms,
+    check_gids,
+    check_mechanisms,
+    check_netcons,
+    check_nodes,
+    check_presyns,
+)
+from .datfile import DatasetError, DatFile, Record
 
 #: NEURON's capacitance as a mechanism: only cm is kept (i_cap is NEURON's output, unused).
 CAPACITANCE = Mechanism(
@@ -37,8 +53,6 @@ CAPACITANCE = Mechanism(
     layout=("cm", "i_cap"),
 )
 
-#: NEURON's ion data fields, in order, for ion `x`.
-ION_FIELDS = ("e{}", "{}i", "{}o", "i{}", "di{}dv")
 
 UNSUPPORTED = {
     "extracellular": "the extracellular mechanism is not supported",
@@ -60,7 +74,9 @@ class MechType:
 
 @dataclass
 class Group:
-    """One `<g>_1.dat` + `<g>_2.dat` as read, before merging."""
+    """One `<g>_1.dat` + `<g>_2.dat` as read and checked within themselves, before merging;
+    `records` says where each array lies, for the checks that need the other groups or the
+    mechanisms' sources."""
 
     gid: int
     ncell: int
@@ -80,6 +96,8 @@ class Group:
     weights: np.ndarray
     delays: np.ndarray
     vecplay: list[tuple[int, int, np.ndarray, np.ndarray]] = field(default_factory=list)
+    records: dict[str, Record] = field(default_factory=dict)
+    nvdata: int = 0
 
 
 def load_dataset(directory: str | Path, library: MechanismLibrary | None = None) -> Model:
@@ -106,8 +124,14 @@ def read_files_dat(path: Path) -> list[int]:
         )
     if n < 0:
         raise f.error(f"negative number of cell groups ({n}); the file is damaged")
-    ids = f.integers("a cell group id", n)
-    return [g for g in ids if g != -1]
+    ids: dict[int, None] = {}  # in order
+    for _ in range(n):
+        g = f.integer("a cell group id")
+        if g in ids:
+            raise f.error(f"cell group {g} is listed twice; the file is damaged")
+        if g != -1:
+            ids[g] = None
+    return list(ids)
 
 
 def read_mech_types(path: Path) -> dict[int, MechType]:
@@ -123,6 +147,8 @@ def read_mech_types(path: Path) -> dict[int, MechType]:
             type_id, pnt, art, ion, psize, dsize = (int(w) for w in words[1:7])
         except (IndexError, ValueError):
             raise f.error(f"expected a mechanism line, found {text[:60]!r}") from None
+        if psize < 0 or dsize < 0 or type_id in types:
+            raise f.error(f"impossible mechanism line {text[:60]!r}; the file is damaged")
         mt = MechType(name, type_id, pnt, bool(art), bool(ion), psize, dsize)
         if mt.is_ion:
             try:
@@ -143,7 +169,9 @@ def read_globals(path: Path) -> dict[str, float]:
         if words == ["0", "0"]:
             break
         if len(words) == 1 and words[0].endswith("]") and "[" in words[0]:
-            name, n = words[0][:-1].split("[")
+            name, _, n = words[0][:-1].partition("[")
+            if not n.isdigit():
+                raise f.error(f"expected 'name[N]', found {text[:60]!r}")
             for _ in range(int(n)):
                 f.line(f"a value of {name}")
             continue
@@ -154,41 +182,51 @@ def read_globals(path: Path) -> dict[str, float]:
     for name in ("secondorder", "Random123_globalindex"):
         text = f.line(name)
         words = text.split()
-        if len(words) != 2 or words[0] != name:
+        if len(words) != 2 or words[0] != name or not words[1].isdigit():
             raise f.error(f"expected '{name} N', found {text[:60]!r}")
         values[name] = float(words[1])
     return values
 
 
 def read_group(directory: Path, gid: int, types: dict[int, MechType]) -> Group:
+    """One cell group; every index is checked against what it indexes within the group."""
     f1 = DatFile(directory / f"{gid}_1.dat")
     f1.version()
-    npresyn = f1.integer("npresyn")
-    nnetcon = f1.integer("nnetcon")
+    npresyn = f1.count("npresyn")
+    nnetcon = f1.count("nnetcon")
     output_gid = f1.array("i4", npresyn, "output gids")
     srcgid = f1.array("i4", nnetcon, "NetCon source gids")
     f1.end()
 
     f = DatFile(directory / f"{gid}_2.dat", f1.checkpoint)
     f.version()
-    ncell = f.integer("n_real_cell")
+    ncell = f.count("n_real_cell")
     f.integer("ngid")
-    nreal = f.integer("n_real_gid")
-    nnode = f.integer("nnode")
+    nreal = f.count("n_real_gid")
+    if nreal > npresyn:
+        raise f.error(
+            f"{nreal} real cells' spike sources, but {f1.path} has {npresyn} in all; "
+            f"the file is damaged"
+        )
+    nnode = f.count("nnode")
+    if ncell > nnode or (ncell == 0 and nnode > 0):
+        raise f.error(f"{ncell} cells (n_real_cell) cannot own {nnode} nodes; the file is damaged")
     ndiam = f.integer("ndiam")
-    nmech = f.integer("nmech")
-    mech_list = []
+    nmech = f.count("nmech")
+    mech_list: list[tuple[MechType, int]] = []
     for _ in range(nmech):
         type_id = f.integer("a mechanism type")
-        count = f.integer("a mechanism's instance count")
+        count = f.count("a mechanism's instance count")
         if type_id not in types:
             raise f.error(
                 f"mechanism type {type_id} is not in bbcore_mech.dat; the dataset is damaged"
             )
+        if any(mt.type_id == type_id for mt, _ in mech_list):
+            raise f.error(f"{types[type_id].name} is listed twice; the file is damaged")
         mech_list.append((types[type_id], count))
     f.integer("nidata")
-    f.integer("nvdata")
-    nweight = f.integer("nweight")
+    nvdata = f.count("nvdata")
+    nweight = f.count("nweight")
     parent = f.array("i4", nnode, "parent indices")
     a = f.array("f8", nnode, "a")
     b = f.array("f8", nnode, "b")
@@ -208,12 +246,10 @@ def read_group(directory: Path, gid: int, types: dict[int, MechType]) -> Group:
             npointer = f.integer("npointer")
             if npointer > 0:
                 raise f.error(f"{mt.name} has POINTER variables, which portneuron does not support")
-            nrandom = f.integer("nmodlrandom")
+            nrandom = f.count("nmodlrandom")
             if nrandom > 0:
                 random = f.array("u4", nrandom, f"{mt.name} random streams")
         mechs.append((mt, nodeindices, data, pdata, random))
-    if ncell > nnode or (ncell > 0 and (parent[ncell:] >= np.arange(ncell, nnode)).any()):
-        raise f.error("parent indices are not in tree order; the file is damaged")
     vindex = f.array("i4", npresyn, "output_vindex")
     threshold = f.array("f8", nreal, "thresholds")
     nc_type = f.array("i4", nnetcon, "NetCon target types")
@@ -223,19 +259,34 @@ def read_group(directory: Path, gid: int, types: dict[int, MechType]) -> Group:
     nbcp = f.integer("bbcorepointer count")
     if nbcp > 0:
         raise f.error("BBCOREPOINTER data is not supported")
+    counts = {mt.type_id: n for mt, n in mech_list}
     vecplay = []
-    for _ in range(f.integer("the VecPlay count")):
+    for k in range(f.count("the VecPlay count")):
         vtype, mtype, ix, size = f.integers("a VecPlay field", 4)
         if vtype != 4:
             raise f.error(f"VecPlay type {vtype} is not supported (only continuous play, 4)")
-        y = f.array("f8", size, "VecPlay values")
-        t = f.array("f8", size, "VecPlay times")
+        if mtype not in counts or types[mtype].is_ion:
+            raise f.error(f"VecPlay {k} plays into type {mtype}, which has no instances here")
+        values = types[mtype].param_size * counts[mtype]
+        if not 0 <= ix < values:
+            raise f.error(
+                f"VecPlay {k} plays value {ix} of {types[mtype].name}, which has {values} "
+                f"values here; the file is damaged"
+            )
+        y = f.array("f8", size, f"VecPlay {k} values")
+        t = f.array("f8", size, f"VecPlay {k} times")
         vecplay.append((mtype, ix, y, t))
     f.end()
-    return Group(
+    records = {**f1.records, **f.records}
+    group = Group(
         gid, ncell, parent, a, b, area, v, diam, mechs, output_gid, vindex, threshold,
-        srcgid, nc_type, nc_index, weights, delays, vecplay,
+        srcgid, nc_type, nc_index, weights, delays, vecplay, records, nvdata,
     )  # fmt: skip
+    check_nodes(group, ndiam > 0)
+    check_mechanisms(group)
+    check_presyns(group, counts, types)
+    check_netcons(group, counts, types)
+    return group
 
 
 def merge(
@@ -270,6 +321,9 @@ def merge(
                 f"{mech.source or mt.name} gives {len(mech.layout)}; use the .mod file NEURON used"
             )
         mechanisms[type_id] = mech
+    check_gids(groups)
+    for g in groups:
+        check_against_mechanisms(g, mechanisms, types)
 
     # nodes
     node_parts, first_parts, node_offset, perm_inv = [], [np.zeros(1, np.int32)], [], []
@@ -373,15 +427,11 @@ def merge(
         set_of[type_id] = len(sets)
         sets.append(MechanismSet(mech, type_id, node_index, data, ion_index, mglobals, count))
 
-    presyns, code_to_presyn = _presyns(groups, node_map, set_of, instance_offset, source)
-    netcons = _netcons(groups, presyns, code_to_presyn, set_of, instance_offset, sets, source)
+    presyns, code_to_presyn = _presyns(groups, node_map, set_of, instance_offset)
+    netcons = _netcons(groups, presyns, code_to_presyn, set_of, instance_offset, sets)
     vecplay = []
     for gi, g in enumerate(groups):
         for mtype, ix, y, t in g.vecplay:
-            if mtype not in set_of:
-                raise DatasetError(
-                    f"{source}: VecPlay into mechanism type {mtype}, which has no instances"
-                )
             mset = sets[set_of[mtype]]
             inst, fld = divmod(ix, types[mtype].param_size)
             vecplay.append(
@@ -434,7 +484,7 @@ def _random_streams(
         data[key] = np.concatenate(chunks) if chunks else np.zeros(0)
 
 
-def _presyns(groups, node_map, set_of, instance_offset, source):
+def _presyns(groups, node_map, set_of, instance_offset):
     gid, node, thresh, sset, sinst = [], [], [], [], []
     code_to_presyn: dict[tuple[int, int], int] = {}
     for gi, g in enumerate(groups):
@@ -443,10 +493,6 @@ def _presyns(groups, node_map, set_of, instance_offset, source):
             p = len(gid)
             gid.append(int(out) if out >= 0 else -1)
             if i < nreal:
-                if not 0 <= vi < len(g.v):
-                    raise DatasetError(
-                        f"{source}: spike source {i} of group {g.gid} watches node {vi}, which does not exist"
-                    )
                 node.append(int(node_map(gi, np.array([vi]))[0]))
                 thresh.append(float(g.threshold[i]))
                 sset.append(-1)
@@ -454,10 +500,6 @@ def _presyns(groups, node_map, set_of, instance_offset, source):
             else:
                 code = -int(vi)
                 type_id, inst = code % 1000, code // 1000
-                if type_id not in set_of:
-                    raise DatasetError(
-                        f"{source}: spike source {i} of group {g.gid} is an instance of type {type_id}, which has none"
-                    )
                 node.append(-1)
                 thresh.append(0.0)
                 sset.append(set_of[type_id])
@@ -470,7 +512,7 @@ def _presyns(groups, node_map, set_of, instance_offset, source):
     return presyns, code_to_presyn
 
 
-def _netcons(groups, presyns, code_to_presyn, set_of, instance_offset, sets, source):
+def _netcons(groups, presyns, code_to_presyn, set_of, instance_offset, sets):
     by_gid = {int(g): p for p, g in enumerate(presyns.gid) if g >= 0}
     src, tset, tinst, delay, woff, weights = [], [], [], [], [], []
     for gi, g in enumerate(groups):
@@ -480,12 +522,8 @@ def _netcons(groups, presyns, code_to_presyn, set_of, instance_offset, sets, sou
             nargs = len(sets[set_of[ttype]].mechanism.net_receive_args) if ttype in set_of else 1
             w = g.weights[wpos : wpos + nargs]
             wpos += nargs
-            if ttype == 0 or tindex < 0:
+            if ttype == 0:
                 continue  # a NetCon without a target (pc.cell's spike detector): nothing to do
-            if ttype not in set_of:
-                raise DatasetError(
-                    f"{source}: NetCon {k} of group {g.gid} targets type {ttype}, which has no instances"
-                )
             s = int(g.netcon_srcgid[k])
             if s >= 0:
                 p = by_gid.get(s, -1)
@@ -501,8 +539,8 @@ def _netcons(groups, presyns, code_to_presyn, set_of, instance_offset, sets, sou
             weights.extend(w.tolist())
         if wpos != len(g.weights):
             raise DatasetError(
-                f"{source}: group {g.gid} has {len(g.weights)} NetCon weights but its targets take {wpos}; "
-                f"the .mod files differ from NEURON's or the dataset is damaged"
+                f"{g.records['NetCon weights']}: {len(g.weights)} NetCon weights, but the NetCons' "
+                f"targets take {wpos}; the .mod files differ from NEURON's or the file is damaged"
             )
     return NetCons(
         np.array(src, np.int32), np.array(tset, np.int32), np.array(tinst, np.int32),

@@ -1,10 +1,14 @@
 """Low-level reading of NEURON's dataset files: text lines and `chkpnt`-prefixed arrays.
 
-Every problem is a `DatasetError` naming the file and the line, with what was expected.
+Every problem is a `DatasetError` naming the file and the line, with what was expected. Each
+binary array read leaves a `Record` of where it lies, so that checks made later (when the
+arrays of several files are put together) still name the file, the array and the element.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +22,44 @@ class DatasetError(PortneuronError):
     """A dataset file that is damaged, truncated or of a format portneuron does not read."""
 
 
+@dataclass(frozen=True)
+class Record:
+    """Where one binary array lies in its file: `start` is the byte offset of its `chkpnt`
+    line, `offset` that of its first value."""
+
+    path: Path
+    what: str
+    start: int
+    offset: int
+    dtype: str
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.path}@{self.start}"
+
+    def error(self, index: int, value: object, why: str) -> DatasetError:
+        """Element `index` of the array (counted as the file stores it) is impossible."""
+        if isinstance(value, np.generic):
+            value = value.item()
+        return DatasetError(
+            f"{self}: {self.what}[{index}] = {value}, but {why}; the file is damaged"
+        )
+
+    def check(self, values: np.ndarray, bad: np.ndarray, why: str | Callable[[int], str]) -> None:
+        """Refuse the first element of `values` (the array, flat) where `bad` holds; `why` says
+        what it should be, or makes that from the element's index."""
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise self.error(k, values[k], why(k) if callable(why) else why)
+
+    def check_range(self, values: np.ndarray, lo: int, hi: int, why: str) -> None:
+        """Every value is an index in lo <= value < hi."""
+        self.check(values, (values < lo) | (values >= hi), why)
+
+
 class DatFile:
-    """A cursor over one file: text lines and binary arrays, in order."""
+    """A cursor over one file: text lines and binary arrays, in order; `records` says where
+    each array was, by name."""
 
     def __init__(self, path: Path, checkpoint: int = 0) -> None:
         self.path = path
@@ -33,6 +73,7 @@ class DatFile:
             raise DatasetError(f"{path}: cannot read: {exc.strerror}") from None
         self.pos, self.lineno, self.checkpoint = 0, 0, checkpoint
         self.binary_seen, self.record_start = False, 0
+        self.records: dict[str, Record] = {}
 
     def where(self, next_line: bool = False) -> str:
         """file:line while the file is all text so far, else file@byte-offset of the record."""
@@ -77,6 +118,13 @@ class DatFile:
         except (IndexError, ValueError):
             raise self.error(f"expected {what} (an integer), found {text[:40]!r}") from None
 
+    def count(self, what: str) -> int:
+        """An integer that counts something, so is at least 0."""
+        n = self.integer(what)
+        if n < 0:
+            raise self.error(f"{what} is {n}, but a count is at least 0; the file is damaged")
+        return n
+
     def integers(self, what: str, count: int) -> list[int]:
         return [self.integer(what) for _ in range(count)]
 
@@ -97,6 +145,7 @@ class DatFile:
         if self.pos + nbytes > len(self.data):
             raise self.truncated(f"the end of {what} ({count} values)")
         out = np.frombuffer(self.data, dt, count, self.pos).astype(dt.newbyteorder("="))
+        self.records[what] = Record(self.path, what, self.record_start, self.pos, dtype, count)
         self.pos += nbytes
         return out
 
