@@ -9,8 +9,8 @@ Python's `math` module, which calls the C library directly: the same bits as NEU
 llvm backend on the same machine, whatever NumPy's build and the CPU's features.
 
 Where the C function returns an IEEE special value and signals an error (overflow to inf, a
-domain error's NaN, log(0) = -inf), `math` raises instead; those elements take NumPy's value,
-which for special values is the IEEE one, the same as the C library's.
+domain error's NaN, log(0) = -inf), `math` raises instead; those elements are computed by the
+C function itself, through ctypes (a NaN's sign differs between C functions).
 
 The exactly rounded operations (sqrt, fabs, floor, ceil, fmod, +, -, *, /) stay NumPy's: IEEE
 fixes their bits.
@@ -18,22 +18,33 @@ fixes their bits.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 from collections.abc import Callable
 
 import numpy as np
 
+_C = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+
+
+def _c_function(name: str, nargs: int):
+    """The C library's own `name`, through ctypes: slow, but it is the C result itself."""
+    fn = getattr(_C, name)
+    fn.restype, fn.argtypes = ctypes.c_double, [ctypes.c_double] * nargs
+    return fn
+
 
 def _elementwise(name: str, scalar: Callable[..., float], special: np.ufunc):
     """`scalar` (a `math` function) applied element by element, broadcast as `special` would
-    be, with `special`'s IEEE value where `scalar` raises."""
+    be, with the C function's own value (through ctypes) where `scalar` raises."""
+    c_function = _c_function(name, special.nin)
 
     def safe(*xs: float) -> float:
         try:
             return scalar(*xs)
         except (OverflowError, ValueError):
-            with np.errstate(all="ignore"):
-                return float(special(*xs))
+            return c_function(*xs)  # inf, a signed NaN: the C library's, bit for bit
 
     def apply(*args):
         arrays = [np.asarray(a, dtype=np.float64) for a in args]

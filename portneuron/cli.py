@@ -160,8 +160,13 @@ def check_run_options(args: argparse.Namespace) -> float | None:
     dt = args.dt
     if dt is None:
         dt = dataset_dt(Path(args.datpath)) if args.datpath is not None else RINGTEST_DT
-    steps = int(args.tstop / dt + 0.5)
-    if steps < 1:
+    steps = args.tstop / dt + 0.5
+    if steps >= MAX_STEPS:
+        raise PortneuronError(
+            f"-e {args.tstop:g} ms with dt {dt:g} ms is {steps:.3g} steps, more than any run "
+            f"can take ({MAX_STEPS:.0e}); give a shorter -e or a larger --dt"
+        )
+    if int(steps) < 1:
         raise PortneuronError(
             f"-e {args.tstop:g} ms with dt {dt:g} ms is no step at all; give -e of at least "
             f"{dt / 2:g} ms, or a smaller --dt"
@@ -169,6 +174,9 @@ def check_run_options(args: argparse.Namespace) -> float | None:
     return args.dt
 
 
+#: Steps a run may have at most: far beyond any machine's patience, and still exact in a
+#: double, so that t advances.
+MAX_STEPS = 1e15
 #: The ringtest's time step [ms] (the original benchmark's).
 RINGTEST_DT = 0.025
 #: Peak memory per compartment of a ringtest build and run, measured 310 B, with a margin.
@@ -212,16 +220,26 @@ def dataset_dt(datpath: Path) -> float:
 
     if not datpath.is_dir():
         raise PortneuronError(f"{datpath}: no such folder; -d needs the folder nrncore_write wrote")
-    return read_globals(datpath / "globals.dat").get("dt", RINGTEST_DT)
+    dt = read_globals(datpath / "globals.dat").get("dt", RINGTEST_DT)
+    if not (math.isfinite(dt) and dt > 0):
+        raise PortneuronError(
+            f"{datpath / 'globals.dat'}: dt is {dt}, but a time step is finite and positive; "
+            f"the file is damaged (or give --dt)"
+        )
+    return dt
 
 
 def writable_folder(outdir: Path) -> Path:
     """The -o folder, created if need be and tested for writing before any work."""
     import tempfile
 
-    if outdir.exists() and not outdir.is_dir():
-        raise PortneuronError(f"-o {outdir}: needs a folder, and this is a file")
     try:
+        if outdir.exists() and not outdir.is_dir():
+            raise PortneuronError(f"-o {outdir}: needs a folder, and this is a file")
+        if (outdir / "out.dat").is_dir():
+            raise PortneuronError(
+                f"-o {outdir}: its out.dat is a folder; remove it or choose another"
+            )
         outdir.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=outdir).close()
     except (FileExistsError, NotADirectoryError):
@@ -419,6 +437,18 @@ def _raise_interrupted(signum: int, frame) -> None:
     raise Interrupted(signum)
 
 
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit (a closed pipe, a full disk)
+    cannot add a second message."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     previous = {}
     try:
@@ -434,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except MemoryError as exc:
         print(
-            f"portneuron: error: out of memory ({exc or 'an allocation failed'}); "
+            f"portneuron: error: out of memory ({str(exc) or 'an allocation failed'}); "
             f"simulate a smaller model, or on a machine with more memory",
             file=sys.stderr,
         )
@@ -444,7 +474,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"portneuron: {stop.name}: stopped; nothing was written", file=sys.stderr)
         return 128 + stop.signum
     except BrokenPipeError:
+        _drop_stdout()
         return 0
+    except OSError as exc:  # the file system's refusal of a path or a write the user chose
+        _drop_stdout()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"portneuron: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -15,15 +15,15 @@ from portneuron.errors import NmodlError, PortneuronError
 from portneuron.ir import Mechanism
 from portneuron.nmodl.parse import read_mod_text
 
-_NAME = re.compile(
-    r"^\s*(?:SUFFIX|POINT_PROCESS|ARTIFICIAL_CELL)\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE
-)
+_NEURON_BLOCK = re.compile(r"\bNEURON\s*\{([^}]*)\}")
+_NAME = re.compile(r"\b(?:SUFFIX|POINT_PROCESS|ARTIFICIAL_CELL)\s+([A-Za-z_][A-Za-z0-9_]*)")
 _COMMENT = re.compile(r"COMMENT.*?ENDCOMMENT|:[^\n]*|\?[^\n]*", re.DOTALL)
 
 
 def declared_name(source: str) -> str | None:
     """The mechanism name a `.mod` source declares in its NEURON block."""
-    match = _NAME.search(_COMMENT.sub("", source))
+    block = _NEURON_BLOCK.search(_COMMENT.sub("", source))
+    match = _NAME.search(block.group(1)) if block else None
     return match.group(1) if match else None
 
 

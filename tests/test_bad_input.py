@@ -79,6 +79,7 @@ def no_work(monkeypatch):
         (["--branch", "5", "2"], r"--branch LO HI needs 1 <= LO <= HI"),
         (["--compart", "0", "1"], r"--compart LO HI needs 1 <= LO <= HI"),
         (["--nring", "1000000000"], r"compartments need about [0-9.e+]+ GiB, and this machine"),
+        (["-e", "1e308"], r"is inf steps, more than any run can take"),
         (["-d", "/nonexistent/dataset"], r"/nonexistent/dataset: no such folder"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
@@ -161,6 +162,37 @@ def test_output_in_a_read_only_folder(capsys, tmp_path, no_work):
     assert (folder / "out.dat").read_text() == SENTINEL
 
 
+def test_out_dat_that_is_a_folder(capsys, tmp_path, no_work):
+    (tmp_path / "out.dat").mkdir()
+    assert "its out.dat is a folder" in refused(capsys, "run", "-o", str(tmp_path))
+
+
+def test_paths_too_long_for_the_file_system(capsys, tmp_path, no_work):
+    long = str(tmp_path / ("x" * 300))
+    assert "cannot write there (File name too long)" in refused(capsys, "run", "-o", long)
+    assert refused(capsys, "run", "-d", long).endswith("File name too long")
+    assert refused(capsys, "compile", long + ".mod").endswith("File name too long")
+
+
+def test_dataset_time_step_that_is_not_a_step(capsys, tmp_path, no_work):
+    (tmp_path / "globals.dat").write_text(
+        "1.8\ndt 0\n0 0\nsecondorder 0\nRandom123_globalindex 0\n"
+    )
+    line = refused(capsys, "run", "-d", str(tmp_path), "-o", str(tmp_path / "o"))
+    assert "globals.dat: dt is 0.0, but a time step is finite and positive" in line
+
+
+def test_stdout_that_cannot_be_written(tmp_path):
+    """A full disk under stdout: one line on stderr, no second message at exit."""
+    with open("/dev/full", "w") as full:
+        run = subprocess.run(
+            [sys.executable, "-m", "portneuron", "compile", "hh"],
+            stdout=full, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    assert run.returncode == 1
+    assert one_line(run.stderr) == "portneuron: error: No space left on device"
+
+
 def test_out_dat_has_an_ordinary_files_mode(tmp_path):
     assert cli.main(["run", "--nring", "1", "-e", "5", "-o", str(tmp_path), "--json"]) == 0
     assert (tmp_path / "out.dat").stat().st_mode & 0o777 == 0o666 & ~current_umask()
@@ -196,6 +228,10 @@ BAD_MODS = {
     "unknown-function": (
         "NEURON { SUFFIX x }\nASSIGNED { a }\nBREAKPOINT { a = f(1) }\n",
         r"unknown or unsupported function 'f'",
+    ),
+    "v-in-net-receive": (
+        "NEURON { POINT_PROCESS x }\nNET_RECEIVE(w) {\n  v = v + w\n}\n",
+        r"bad\.mod:3:3: assigning to 'v' in NET_RECEIVE is not supported",
     ),
     "binary": (b"\x7fELF\x02\x01\x01\x00\x00", r"bad\.mod: not a text file \(it has NUL bytes\)"),
 }

@@ -245,3 +245,10 @@ def test_include_beside_the_file_or_in_modl_include(tmp_path, monkeypatch):
     monkeypatch.setenv("MODL_INCLUDE", f"/nonexistent:{tmp_path / 'b'}")
     text = format_mechanism(compile_file(tmp_path / "a" / "n.mod"))
     assert "sq1.result = (sq1.x * sq1.x) * sq1.x\n" in text
+
+
+def test_units_constant_from_a_unit_the_block_defines():
+    source = UNITS_MOD.format(
+        definition="(foo) = (2 millivolt)\n    K = (foo) (millivolt)", name="K"
+    )
+    assert "\n  x = 2.0\n" in format_mechanism(compile_source(source, "u.mod"))

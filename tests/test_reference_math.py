@@ -41,7 +41,9 @@ def c_function(name: str, nargs: int):
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    """Equal to the bit, a NaN equal to a NaN."""
+    """Equal to the bit, a NaN equal to a NaN (CPython's math returns its own NaN for a NaN
+    argument of atan2, where C passes the argument's payload through: no result depends on a
+    NaN's payload)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     nan = np.isnan(a) & np.isnan(b)
     return bool(np.all((a.view(np.int64) == b.view(np.int64)) | nan))

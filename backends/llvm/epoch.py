@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -550,6 +550,21 @@ class _Worker:
         self.count[0] = 0
 
 
+def _join(calls: list) -> None:
+    """Wait for every call, even through an interrupt (Ctrl-C raises in this thread): the
+    workers run compiled code on the model's arrays, which must outlive them. The first
+    interrupt is raised once they are done."""
+    interrupt: BaseException | None = None
+    while True:
+        try:
+            wait(calls)
+            break
+        except BaseException as exc:
+            interrupt = interrupt or exc
+    if interrupt is not None:
+        raise interrupt
+
+
 class CompiledEpoch:
     """An epoch driver compiled for one plan, with its workers (one per thread). The
     model's arrays are the state: each block copies its share in and out every epoch, so
@@ -616,7 +631,10 @@ class CompiledEpoch:
             blown = self.function(self.workers[0].address)
         else:
             calls = [self.pool.submit(self.function, w.address) for w in self.workers[1:]]
-            blown = self.function(self.workers[0].address)  # this thread takes a share too
+            try:
+                blown = self.function(self.workers[0].address)  # this thread takes a share too
+            finally:
+                _join(calls)
             blown += sum(c.result() for c in calls)
         blowup = None
         if blown:

@@ -107,6 +107,11 @@ def load_dataset(directory: str | Path, library: MechanismLibrary | None = None)
         raise DatasetError(f"{directory}: no such folder; -d needs the folder nrncore_write wrote")
     library = library or MechanismLibrary()
     groups_ids = read_files_dat(directory / "files.dat")
+    if not groups_ids:
+        raise DatasetError(
+            f"{directory / 'files.dat'}: the dataset has no cell groups, so nothing to simulate; "
+            f"give the cells gids (pc.set_gid2node) before nrncore_write"
+        )
     types = read_mech_types(directory / "bbcore_mech.dat")
     globals_ = read_globals(directory / "globals.dat")
     groups = [read_group(directory, g, types) for g in groups_ids]

@@ -162,6 +162,26 @@ def _blocks(blocks):
             yield block
 
 
+def _shadowed(node, name: str) -> bool:
+    """Whether `name` at `node` is a LOCAL or an argument of an enclosing block, not the
+    file's variable of that name."""
+    parent = node.parent
+    while parent is not None:
+        kind = parent.get_node_type_name()
+        if kind == "StatementBlock":
+            for stmt in parent.statements:
+                if stmt.get_node_type_name() == "LocalListStatement" and any(
+                    v.get_node_name() == name for v in stmt.variables
+                ):
+                    return True
+        elif hasattr(parent, "parameters") and any(
+            a.get_node_name() == name for a in parent.parameters
+        ):
+            return True
+        parent = parent.parent
+    return False
+
+
 def collect(program, source_map: SourceMap) -> Declarations:
     """Read the declarations and named blocks of a parsed program."""
     d = Declarations(source_map.filename, source_map)
@@ -230,7 +250,9 @@ def collect(program, source_map: SourceMap) -> Declarations:
         program, module.ast.AstNodeType.BINARY_EXPRESSION
     ):
         if node.op.eval() == "=" and node.lhs.get_node_type_name() in ("VarName", "Name"):
-            d.assigned_names.add(node.lhs.get_node_name())
+            name = node.lhs.get_node_name()
+            if not _shadowed(node, name):
+                d.assigned_names.add(name)
     if not d.kind:
         raise d.error(
             "no SUFFIX, POINT_PROCESS or ARTIFICIAL_CELL in the NEURON block; add one",

@@ -153,6 +153,11 @@ class KernelLowering:
             self.written.setdefault(name, None)
             self.kb.assign(name, value)
             return
+        if name == "v" and self.kb.name in ("net_receive", "net_init"):
+            raise self.error(
+                "assigning to 'v' in NET_RECEIVE is not supported (NEURON writes it to the node)",
+                name,
+            )
         if name == "v" and self.d.kind != "artificial_cell":
             # nocmodl gives a mechanism its own copy of v, set from the node before each of
             # its kernels (and each current evaluation): an assignment (`v = v + 0.0001` in

@@ -165,8 +165,9 @@ class Assembler:
 
     def steady_state(self, lw: KernelLowering, solve) -> None:
         """`SOLVE x STEADYSTATE sparse` (or derivimplicit) in INITIAL, as NEURON's
-        _ss_sparse: implicit steps with dt = 1e9 (the block sees that dt too), two of them
-        for a KINETIC scheme (one, then one more once no state is below -1e-6)."""
+        _ss_sparse_thread: implicit steps with dt = 1e9 (the block sees that dt too): one for
+        a linear scheme, two for a nonlinear one (one, then one more once no state is below
+        -1e-6). _ss_derivimplicit_thread takes one derivimplicit step with dt = 1e-9."""
         name = solve.block_name.get_node_name()
         method = solve.steadystate.get_node_name() if solve.steadystate is not None else ""
         kinetic = name in self.d.kinetics and method == "sparse"
@@ -177,12 +178,13 @@ class Assembler:
             )
         block = self.d.kinetics[name] if kinetic else self.d.derivatives[name]
         saved, where = dict(lw.bindings), lw.where
-        lw.bind_assignable("dt", "pn.steady_dt", Const(1e9, F64))
+        lw.bind_assignable("dt", "pn.steady_dt", Const(1e9 if kinetic else 1e-9, F64))
         lw.where = ("KINETIC" if kinetic else "DERIVATIVE", name)
-        for _ in range(2 if kinetic else 1):
-            solvers.emit_implicit_step(lw, block, kinetic=kinetic)
-            lw.on_statement.pop("ReactionStatement", None)
-            lw.on_statement.pop("DiffEqExpression", None)
+        linear = solvers.emit_implicit_step(lw, block, kinetic=kinetic)
+        if kinetic and not linear:
+            solvers.emit_implicit_step(lw, block, kinetic=True)
+        for hook in ("ReactionStatement", "DiffEqExpression", "Conserve", "Compartment"):
+            lw.on_statement.pop(hook, None)
         lw.bindings, lw.where = saved, where
 
     def current(self) -> Kernel | None:

@@ -155,7 +155,10 @@ class _ImplicitSystem:
         if op == "<<":
             if len(left) != 1 or left[0][0] not in lw.d.states:
                 raise lw.error("a flux reaction (~ x << (f)) names exactly one species", "<<")
-            self.add(left[0][0], to_f64(lw.expr(node.expression1)))
+            flux = lw.kb.assign(lw.fresh("kinetic.b_flux"), to_f64(lw.expr(node.expression1)))
+            # nocmodl: f_flux = 0, b_flux = the flux (an inflow, as a backward reaction's)
+            lw.bindings["f_flux"], lw.bindings["b_flux"] = Const(0.0, F64), flux
+            self.add(left[0][0], flux)
             return
         right = _species(lw, node.reaction2) if node.reaction2 is not None else []
         states = lw.d.states
@@ -207,8 +210,9 @@ class _ImplicitSystem:
             self.volume[species.get_node_name()] = volume
 
 
-def emit_implicit_step(lowering: KernelLowering, block, kinetic: bool) -> None:
-    """Lower a DERIVATIVE (derivimplicit) or KINETIC (sparse) block as one implicit step."""
+def emit_implicit_step(lowering: KernelLowering, block, kinetic: bool) -> bool:
+    """Lower a DERIVATIVE (derivimplicit) or KINETIC (sparse) block as one implicit step;
+    whether the system is linear (solved in one Newton step)."""
     system = _ImplicitSystem(lowering)
     system.install(kinetic)
     kb = lowering.kb
@@ -257,6 +261,7 @@ def emit_implicit_step(lowering: KernelLowering, block, kinetic: bool) -> None:
     kb.emit_all(body)  # assigned variables take their values at the solution
     for s in states:
         lowering.written.setdefault(s, None)
+    return linear
 
 
 def _merge_powers(entry: sp.Basic) -> sp.Basic:

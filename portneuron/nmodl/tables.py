@@ -65,12 +65,11 @@ def _bound(decl: Declarations, node, where: tuple[str, str]) -> float | str:
 
 
 def bounds(table: Table, args: dict) -> tuple[float, float]:
-    """The table's (lo, hi), its named bounds read from the kernel arguments' globals."""
+    """The table's (lo, hi), its named bounds read from the kernel arguments' globals. As in
+    NEURON, FROM may exceed TO (the grid then runs downwards)."""
     lo, hi = (
         b if isinstance(b, float) else float(args[f"global.{b}"]) for b in (table.lo, table.hi)
     )
-    if not hi > lo:
-        raise ValueError(f"TABLE of {table.name}: FROM {lo} is not below TO {hi}")
     return lo, hi
 
 

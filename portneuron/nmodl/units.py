@@ -7,8 +7,8 @@ translator, nocmodl, works the ratio out from the database and writes it into th
 an exact hexadecimal double. portneuron asks the same program, from the same `neuron` wheel
 with the same database, for the same definitions, and reads its numbers back: the values are
 NEURON's to the bit by construction, and a unit the database lacks is refused with nocmodl's
-own reason. (`(mM) = (milli/liter)` lines only name units: NMODL does not convert units in
-expressions, so they change no number.)
+own reason. (`(mM) = (milli/liter)` lines only name units, which a constant may use: NMODL
+does not convert units in expressions, so they change no other number.)
 """
 
 from __future__ import annotations
@@ -37,18 +37,24 @@ def nocmodl() -> tuple[Path, Path]:
 
 def unit_factors(block, source_map: SourceMap) -> dict[str, float]:
     """The constants a UNITS block defines, by name, with NEURON's values."""
-    factors = [d for d in block.definitions if d.get_node_type_name() == "FactorDef"]
+    definitions = [
+        d for d in block.definitions if d.get_node_type_name() in ("FactorDef", "UnitDef")
+    ]
+    factors = [d for d in definitions if d.get_node_type_name() == "FactorDef"]
     if not factors:
         return {}
-    lines = tuple(nmodl_module().to_nmodl(d) for d in factors)
+    # the unit definitions too: a factor may use a unit the block defines, (foo) = (2 mV)
+    lines = tuple(nmodl_module().to_nmodl(d) for d in definitions)
     values, error = _evaluate(lines)
     if error is not None:
         bad, reason = error
-        name = factors[bad].get_node_name()
+        what = definitions[bad]
+        name = what.get_node_name() if what.get_node_type_name() == "FactorDef" else lines[bad]
         raise source_map.error(
-            f"UNITS constant {name}: {reason} (NEURON's units database, nrnunits.lib)",
+            f"UNITS {'constant ' if name != lines[bad] else ''}{name}: {reason} (NEURON's "
+            f"units database, nrnunits.lib)",
             ("UNITS", ""),
-            name,
+            name.split("=")[0].strip(" ()"),
         )
     return {d.get_node_name(): values[d.get_node_name()] for d in factors}
 
