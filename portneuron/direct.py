@@ -32,6 +32,8 @@ class DirectResult:
     t: np.ndarray  # [ms], t = 0 and the end of every step
     traces: list[np.ndarray]  # v [mV] of each requested segment, in request order
     segments: list[Any]
+    model: Any = None  # the simulated model, as it is at the end of the run
+    node_of: Any = None  # segment -> its model node
 
     def v(self, segment) -> np.ndarray:
         """The voltage trace of a recorded segment."""
@@ -39,6 +41,23 @@ class DirectResult:
             if seg.sec == segment.sec and seg.x == segment.x:
                 return trace
         raise KeyError(f"{segment} was not recorded")
+
+    def value(self, segment, mechanism: str, variable: str) -> float:
+        """`variable` of `mechanism` (or of an ion, "ca_ion") at `segment`, at the end of the
+        run: a STATE, an ASSIGNED, a concentration. A point process is found by its segment."""
+        node = self.node_of(segment)
+        if mechanism.endswith("_ion"):
+            ion = self.model.ion(mechanism.removesuffix("_ion"))
+            owner, data = (ion.node_index, ion.data) if ion is not None else (None, None)
+        else:
+            mset = self.model.mechanism_set(mechanism)
+            owner, data = (mset.node_index, mset.data) if mset is not None else (None, None)
+        if owner is None:
+            raise KeyError(f"the model has no {mechanism}")
+        at = np.flatnonzero(owner == node)
+        if not len(at) or variable not in data:
+            raise KeyError(f"no {mechanism} {variable} at {segment}")
+        return float(data[variable][at[0]])
 
 
 def run(
@@ -66,7 +85,6 @@ def run(
     pc = h.ParallelContext()
     if v_init is not None:
         h.finitialize(v_init)
-    wanted = [(_group_of(pc, seg), seg.node_index()) for seg in record]
     with tempfile.TemporaryDirectory(prefix="portneuron-direct-") as tmp:
         try:
             pc.nrncore_write(tmp)
@@ -78,15 +96,18 @@ def run(
         groups = [int(g) for g in Path(tmp, "files.dat").read_text().split()[2:]]
         model = load_dataset(tmp, MechanismLibrary(mechanisms))
         model.source = "NEURON model"
-    nodes = []
-    for seg, (thread, index) in zip(record, wanted):
+
+    def node_of(seg) -> int:
+        thread = _group_of(pc, seg)
         if thread >= len(groups):
             raise PortneuronError(f"{seg}: its thread wrote no cell group (does it have a gid?)")
-        nodes.append(model.node_of(groups[thread], index))
+        return model.node_of(groups[thread], seg.node_index())
+
+    nodes = [node_of(seg) for seg in record]
     sim = Simulation(model, load_backend(backend or best_backend()), dt=h.dt if dt is None else dt)
     result = sim.run(tstop, record=nodes)
     traces = [result.v[:, k].copy() for k in range(len(nodes))]
-    return DirectResult(result.spikes, result.t, traces, list(record))
+    return DirectResult(result.spikes, result.t, traces, list(record), model, node_of)
 
 
 def _group_of(pc, seg) -> int:
