@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .progress import Progress
     from .sim.simulation import Simulation
 
-    dt = check_run_options(args)  # every option, before any work
+    check_run_options(args)  # every option, before any work
     outdir = writable_folder(Path(args.outpath))
     progress = Progress(enabled=not args.json)
     run = RunState(args.tstop)
@@ -91,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         what = "reading the model" if args.datpath else "building the model"
         with progress.phase(what, unit="cells") as up:
             model = build_model(args, MechanismLibrary(args.mechanisms), up)
-        dt = dt if dt is not None else model.dt
+        dt = args.dt if args.dt is not None else model.dt
         check_min_delay(model, dt, progress)
         sim = Simulation(model, backend, dt=dt, threads=args.threads)
         with progress.phase("compiling"):
@@ -143,9 +143,9 @@ class RunState:
         )
 
 
-def check_run_options(args: argparse.Namespace) -> float | None:
-    """Refuse impossible options before any work; the time step, where one is given or the
-    dataset's globals.dat names it (None: the model's own, read later)."""
+def check_run_options(args: argparse.Namespace) -> None:
+    """Refuse impossible options before any work, the time step included (--dt, or the one
+    the dataset's globals.dat names)."""
     for flag, value in (("-e/--tstop", args.tstop), ("--dt", args.dt), ("-v", args.voltage)):
         if value is not None and not math.isfinite(value):
             raise PortneuronError(f"{flag} must be a finite number, not {value}")
@@ -171,7 +171,6 @@ def check_run_options(args: argparse.Namespace) -> float | None:
             f"-e {args.tstop:g} ms with dt {dt:g} ms is no step at all; give -e of at least "
             f"{dt / 2:g} ms, or a smaller --dt"
         )
-    return args.dt
 
 
 #: Steps a run may have at most: far beyond any machine's patience, and still exact in a

@@ -67,9 +67,12 @@ class MechanismLibrary:
                 continue
             if not builtin and (name in self.files or name in NEURON_BUILTIN_NAMES):
                 other = self.files.get(name)
-                what = str(other) if name not in self.builtin else f"NEURON's built-in ({other})"
                 if other is None:
                     what = "a mechanism built into NEURON"
+                elif name in self.builtin:
+                    what = f"NEURON's built-in ({other})"
+                else:
+                    what = str(other)
                 raise PortneuronError(
                     f"{path}: declares mechanism {name}, as {what} does; NEURON refuses two "
                     f"mechanisms of one name: rename the SUFFIX or POINT_PROCESS in {path.name}"

@@ -11,7 +11,7 @@ from portneuron.ir import Mechanism, run_kernel
 from portneuron.build import Cell, Network
 from portneuron.library import MechanismLibrary
 from portneuron.nmodl import builtin_mod_files, compile_file
-from portneuron.nmodl.tables import grid
+from portneuron.nmodl.tables import bounds, grid
 
 EPOCH_MODS = Path(__file__).parent / "mods_epoch"
 
@@ -47,7 +47,7 @@ class Instances:
     def build_tables(self) -> None:
         for table in self.mechanism.tables:
             kernel = self.mechanism.kernel(f"table_{table.name}")
-            self.values[f"table.{table.name}.x"] = grid(table)
+            self.values[f"table.{table.name}.x"] = grid(table, *bounds(table, self.uniform))
             for out in table.outputs:
                 self.values[f"table.{table.name}.{out}"] = np.zeros(table.points)
             self.run_kernel(kernel, table.points)

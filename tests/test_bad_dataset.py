@@ -31,6 +31,7 @@ from hypothesis import strategies as st  # noqa: E402
 from neuron import h  # noqa: E402
 from neuron_models import clear_neuron  # noqa: E402
 from portneuron.backends import backend_status, load_backend  # noqa: E402
+from refusals import SENTINEL, one_line, with_earlier_out_dat  # noqa: E402
 
 from portneuron import cli  # noqa: E402
 from portneuron.io.dataset import (  # noqa: E402
@@ -44,7 +45,6 @@ from portneuron.sim.simulation import Simulation  # noqa: E402
 
 pytestmark = pytest.mark.neuron
 
-SENTINEL = "0.5\t7\n"  # an out.dat from an earlier run, which a refused run must not touch
 TSTOP = "10"  # [ms]: the cells fire by then
 NRNIV_CORE = Path(sys.executable).parent / "nrniv-core"
 BACKEND = "llvm" if backend_status("llvm").available else "numpy"
@@ -154,39 +154,30 @@ def coreneuron(folder: Path, out: Path) -> subprocess.CompletedProcess:
     )
 
 
-def outdir(folder: Path) -> Path:
-    """An -o folder holding an earlier run's out.dat."""
-    folder.mkdir()
-    (folder / "out.dat").write_text(SENTINEL)
-    return folder
-
-
-def one_line(err: str) -> str:
+def one_error_line(err: str) -> str:
     """The one line on stderr, an error (no traceback)."""
-    assert "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("portneuron: error: "), lines[0]
-    return lines[0]
+    line = one_line(err)
+    assert line.startswith("portneuron: error: "), line
+    return line
 
 
 def refused(folder: Path, work: Path, *options: str) -> str:
     """The dataset must be refused: exit 1, one line (returned), out.dat untouched."""
-    out = outdir(work / "out")
+    out = with_earlier_out_dat(work / "out")
     code, err = run_here("-d", str(folder), "-e", TSTOP, "-o", str(out), *options)
     assert code == 1, err
-    line = one_line(err)
+    line = one_error_line(err)
     assert (out / "out.dat").read_text() == SENTINEL
     return line
 
 
 def judge(folder: Path, work: Path) -> str:
     """Refused with one line, or run to the out.dat nrniv-core writes on the same files."""
-    out = outdir(work / "out")
+    out = with_earlier_out_dat(work / "out")
     code, err = run_here("-d", str(folder), "-e", TSTOP, "-o", str(out), "--backend", BACKEND)
     if code != 0:
         assert code == 1, err
-        one_line(err)
+        one_error_line(err)
         assert (out / "out.dat").read_text() == SENTINEL
         return "refused"
     core = coreneuron(folder, work / "core")
@@ -244,14 +235,14 @@ def test_truncated_dataset_through_the_script(datasets, tmp_path):
     path = folder / "0_2.dat"
     delays = layout(folder)["0_2.dat:NetCon delays"]
     path.write_bytes(path.read_bytes()[: delays.offset + 3])
-    out = outdir(tmp_path / "out")
+    out = with_earlier_out_dat(tmp_path / "out")
     run = run_script("-d", str(folder), "-e", TSTOP, "-o", str(out))
     assert run.returncode == 1
     assert re.fullmatch(
         rf"portneuron: error: {re.escape(str(path))}@{delays.start}: file ends before the end of "
         r"NetCon delays \(1 values\); the file is truncated \(rewrite the dataset with "
         r"nrncore_write\)",
-        one_line(run.stderr),
+        one_error_line(run.stderr),
     )
     assert (out / "out.dat").read_text() == SENTINEL
 
@@ -357,10 +348,10 @@ def test_parent_minus_5_through_the_script(datasets, tmp_path):
     """Was a numpy MemoryError traceback ("Unable to allocate 687 TiB")."""
     rec = layout(datasets["synapse"])["0_2.dat:parent indices"]
     folder = damaged(datasets["synapse"], tmp_path / "data", rec, 5, -5)
-    out = outdir(tmp_path / "out")
+    out = with_earlier_out_dat(tmp_path / "out")
     run = run_script("-d", str(folder), "-o", str(out))
     assert run.returncode == 1
-    assert one_line(run.stderr) == (
+    assert one_error_line(run.stderr) == (
         f"portneuron: error: {folder / '0_2.dat'}@{rec.start}: parent indices[5] = -5, but the "
         f"parent of node 5 is an earlier node, 0 to 4; the file is damaged"
     )

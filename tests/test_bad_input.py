@@ -19,27 +19,15 @@ import time
 from pathlib import Path
 
 import pytest
+from refusals import SENTINEL, one_line, with_earlier_out_dat
 
 from portneuron import cli, progress
 from portneuron.nmodl import builtin_mod_files
 
-SENTINEL = "0.5\t7\n"  # an out.dat from an earlier run, which a failed run must not touch
-
 
 @pytest.fixture
 def outdir(tmp_path: Path) -> Path:
-    folder = tmp_path / "out"
-    folder.mkdir()
-    (folder / "out.dat").write_text(SENTINEL)
-    return folder
-
-
-def one_line(err: str) -> str:
-    """The one line on stderr (no traceback)."""
-    assert "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
+    return with_earlier_out_dat(tmp_path / "out")
 
 
 def refused(capsys, *argv: str, code: int = 1) -> str:

@@ -73,11 +73,9 @@ def bounds(table: Table, args: dict) -> tuple[float, float]:
     return lo, hi
 
 
-def grid(table: Table, lo: float | None = None, hi: float | None = None) -> np.ndarray:
-    """The argument values of the table points, accumulated as NEURON does (`lo`, `hi`:
-    the values of named bounds)."""
-    lo = table.lo if lo is None else lo
-    hi = table.hi if hi is None else hi
+def grid(table: Table, lo: float, hi: float) -> np.ndarray:
+    """The argument values of the table points from `lo` to `hi` (`bounds`), accumulated as
+    NEURON does."""
     dx = (hi - lo) / (table.points - 1)
     x = np.empty(table.points)
     value = lo
