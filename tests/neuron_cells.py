@@ -129,7 +129,8 @@ def rallpack1_analytic(t_ms: np.ndarray, x: float, terms: int = 4000) -> np.ndar
 def custom_cell() -> Built:
     """A soma with hh, a calcium current (cachan), calcium buffering solved by
     derivimplicit (cadecay), a K channel that assigns v (vcopy) and a channel whose TABLE
-    bounds are PARAMETERs (tabrange), two that INITIAL settles by STEADYSTATE (sskin, ssgate),
+    bounds are PARAMETERs (tabrange), two that INITIAL settles by STEADYSTATE (sskin, ssgate)
+    and one by a LINEAR block (linss),
     and a dendrite with pas,
     cachan and a leak integrated by euler (eulergate) receiving two NetCons from
     one NetStim through a facilitating synapse with NET_RECEIVE INITIAL (FacSyn).
@@ -137,7 +138,7 @@ def custom_cell() -> Built:
     clear_neuron()
     soma = h.Section(name="soma")
     soma.L = soma.diam = 20
-    for mech in ("hh", "cachan", "cadecay", "vcopy", "tabrange", "sskin", "ssgate"):
+    for mech in ("hh", "cachan", "cadecay", "vcopy", "tabrange", "sskin", "ssgate", "linss"):
         soma.insert(mech)
     dend = h.Section(name="dend")
     dend.L, dend.diam, dend.nseg = 300, 1.5, 7

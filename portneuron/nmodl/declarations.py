@@ -85,6 +85,7 @@ class Declarations:
     functions: dict[str, object] = field(default_factory=dict)
     derivatives: dict[str, object] = field(default_factory=dict)
     kinetics: dict[str, object] = field(default_factory=dict)
+    linears: dict[str, object] = field(default_factory=dict)
     initial: object | None = None
     breakpoint: object | None = None
     net_receive: object | None = None
@@ -120,8 +121,11 @@ class Declarations:
     @property
     def vectorized(self) -> bool:
         """Whether nocmodl makes the mechanism thread safe (its `vectorize`): not where a
-        file without THREADSAFE assigns a GLOBAL. Such a mechanism has no `v` of its own
-        in NEURON's data."""
+        file without THREADSAFE assigns a GLOBAL, and never with a LINEAR block (its matrix
+        is one static, THREADSAFE or not). Such a mechanism has no `v` of its own in
+        NEURON's data."""
+        if self.linears:
+            return False
         return self.thread_safe or not any(self.is_global(n) for n in self.assigned_names)
 
     @property
@@ -138,7 +142,6 @@ class Declarations:
 
 
 _UNSUPPORTED_BLOCKS = {
-    "LinearBlock": ("LINEAR", "LINEAR blocks are not supported; rewrite as KINETIC"),
     "NonLinearBlock": ("NONLINEAR", "NONLINEAR blocks are not supported; use derivimplicit"),
     "FunctionTableBlock": ("FUNCTION_TABLE", "FUNCTION_TABLE is not supported"),
     "DiscreteBlock": ("DISCRETE", "DISCRETE blocks are not supported"),
@@ -236,6 +239,8 @@ def collect(program, source_map: SourceMap) -> Declarations:
             d.derivatives[block.get_node_name()] = block
         elif kind == "KineticBlock":
             d.kinetics[block.get_node_name()] = block
+        elif kind == "LinearBlock":
+            d.linears[block.get_node_name()] = block
         elif kind == "InitialBlock":
             d.initial = block
         elif kind == "BreakpointBlock":

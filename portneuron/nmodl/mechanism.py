@@ -164,11 +164,17 @@ class Assembler:
         return self.finish(lw, body)
 
     def steady_state(self, lw: KernelLowering, solve) -> None:
-        """`SOLVE x STEADYSTATE sparse` (or derivimplicit) in INITIAL, as NEURON's
+        """SOLVE in INITIAL: of a LINEAR block (solvers.emit_linear_solve), or
+        `SOLVE x STEADYSTATE sparse` (or derivimplicit), as NEURON's
         _ss_sparse_thread: implicit steps with dt = 1e9 (the block sees that dt too): one for
         a linear scheme, two for a nonlinear one (one, then one more once no state is below
         -1e-6). _ss_derivimplicit_thread takes one derivimplicit step with dt = 1e-9."""
         name = solve.block_name.get_node_name()
+        if name in self.d.linears:
+            where, lw.where = lw.where, ("LINEAR", name)
+            solvers.emit_linear_solve(lw, self.d.linears[name])
+            lw.where = where
+            return
         method = solve.steadystate.get_node_name() if solve.steadystate is not None else ""
         kinetic = name in self.d.kinetics and method == "sparse"
         if not kinetic and not (name in self.d.derivatives and method == "derivimplicit"):
@@ -312,6 +318,9 @@ class Assembler:
                         )
                     lw.where = ("KINETIC", name)
                     solvers.emit_implicit_step(lw, d.kinetics[name], kinetic=True)
+                elif name in d.linears and method == "":
+                    lw.where = ("LINEAR", name)
+                    solvers.emit_linear_solve(lw, d.linears[name])
                 elif name in d.procedures and method in ("", "after_cvode"):
                     lw.inline(d.procedures[name], [], returns=False)
                 else:
