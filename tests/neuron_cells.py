@@ -161,7 +161,8 @@ def custom_cell() -> Built:
 def one_compartment(name: str, kind: str, receives: bool) -> Built:
     """A 20 um soma with a leak and an IClamp step (0.2 nA, 5-25 ms), and mechanism `name`:
     inserted (density), or placed at the middle (point process), driven by a NetStim burst
-    through a NetCon where it has a NET_RECEIVE. The corpus tests' protocol."""
+    through a NetCon where it has a NET_RECEIVE; an artificial cell's spikes are gid 1's. The
+    corpus tests' protocol."""
     clear_neuron()
     soma = h.Section(name="soma")
     soma.L = soma.diam = 20
@@ -183,4 +184,7 @@ def one_compartment(name: str, kind: str, receives: bool) -> Built:
     stim.delay, stim.dur, stim.amp = 5, 20, 0.2
     keep.append(stim)
     _register(soma)
+    if kind == "artificial_cell":  # its spikes, as gid 1
+        pc.set_gid2node(1, pc.id())
+        pc.cell(1, h.NetCon(keep[1], None))
     return Built([soma(0.5)], keep)

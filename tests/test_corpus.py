@@ -6,7 +6,8 @@ Each file compiles to verified IR or is refused in one line naming the construct
 97 % compile. Each that compiles runs in one compartment against NEURON itself
 (tests/neuron_cells.one_compartment: a leak, an IClamp step and, for a synapse, a NetStim
 burst): v within 1e-9 mV at every step, and every STATE and written concentration within
-1e-9 relative at the end, on numpy and llvm. A file whose mechanism has a name NEURON
+1e-9 relative at the end, and the same spikes (the cell's, an artificial cell's), on numpy
+and llvm. A file whose mechanism has a name NEURON
 already has (the wheel's copies of hh, pas, ExpSyn, ...) runs under that name with `_c`
 appended, in NEURON and in portneuron alike."""
 
@@ -47,6 +48,7 @@ PYPI = {"bmtk": "bmtk==1.2.0", "hnn-core": "hnn-core==0.6.1", "LFPy": "LFPy==2.3
 NEURON_NAMES = {
     "hh", "pas", "ExpSyn", "Exp2Syn", "NetStim", "IClamp", "SEClamp", "PatternStim",
 }  # fmt: skip
+UNREACHABLE: dict[str, str] = {}  # PyPI sources pip could not download: why
 _NAME = re.compile(r"\b(SUFFIX|POINT_PROCESS|ARTIFICIAL_CELL|ELECTRODE_CURRENT)(\s+)(\w+)")
 
 
@@ -81,8 +83,9 @@ def corpus(tmp_path_factory) -> dict[str, list[Path]]:
              requirement],
             capture_output=True, text=True,
         )  # fmt: skip
-        if got.returncode != 0:
-            pytest.skip(f"pip cannot download {requirement}: {got.stderr.strip()[-300:]}")
+        if got.returncode != 0:  # offline: the wheel's files still run
+            UNREACHABLE[name] = got.stderr.strip()[-300:]
+            continue
         (archive,) = (root / name).iterdir()
         sources[name] = _extract_mods(archive, root / f"{name}-mods")
     return sources
@@ -96,6 +99,8 @@ def compiled_or_refused(path: Path):
 
 
 def test_the_corpus_is_there(corpus):
+    if UNREACHABLE:
+        pytest.skip(f"pip cannot download: {UNREACHABLE}")
     counts = {name: len(files) for name, files in corpus.items()}
     assert all(counts.values()), counts
     assert sum(counts.values()) >= 50, counts
@@ -121,6 +126,8 @@ def test_every_file_compiles_or_is_refused_in_one_line(corpus):
 
 @pytest.mark.xfail(reason="issue 16: not yet 97 %", strict=True)
 def test_nearly_every_file_compiles(corpus):
+    if UNREACHABLE:
+        pytest.skip(f"pip cannot download: {UNREACHABLE}")
     compiled, refused = _compile_all(corpus)
     total = compiled + len(refused)
     assert compiled / total >= COMPILE_RATE, (f"{compiled}/{total} compile", refused)
@@ -157,7 +164,11 @@ import portneuron.direct
 out = {}
 for name, kind, receives, states, ions in json.loads(sys.argv[2]):
     built = neuron_cells.one_compartment(name, kind, receives)
+    spike_t, spike_gid = neuron.h.Vector(), neuron.h.Vector()
+    pc = neuron.h.ParallelContext()
+    pc.spike_record(-1, spike_t, spike_gid)
     expected = neuron_cells.run_neuron(built, 40.0)
+    spikes = sorted(zip(spike_t.to_python(), map(int, spike_gid.to_python())))
     seg = built.segments[0]
     target = built.keep[1] if kind != "density" else None
     theirs = {s: getattr(target, s) if target else getattr(seg, f"{s}_{name}") for s in states}
@@ -170,7 +181,8 @@ for name, kind, receives, states, ions in json.loads(sys.argv[2]):
     relative = {k: abs(ours[k] - theirs[k]) / max(abs(theirs[k]), 1e-300) for k in theirs}
     out[name] = {"max_dv": float(np.abs(got - expected).max()), "range": float(np.ptp(expected)),
                  "worst_state": max(relative.items(), key=lambda kv: kv[1], default=("", 0.0)),
-                 "states": len(relative)}
+                 "states": len(relative), "spikes": len(spikes),
+                 "same_spikes": spikes == sorted(result.spikes)}
     del built
 print(json.dumps(out))
 """
@@ -210,6 +222,7 @@ def test_compiled_files_match_neuron_in_one_compartment(built_corpus, backend):
             assert r["range"] > 1.0, (source, name)  # the run moved v
             if r["max_dv"] > VOLTAGE_TOLERANCE:
                 worst_v[f"{source}/{name}"] = r["max_dv"]
+            assert r["same_spikes"], (source, name)
             if r["worst_state"][1] > STATE_TOLERANCE:
                 worst_state[f"{source}/{name}"] = r["worst_state"]
             counted += r["states"]

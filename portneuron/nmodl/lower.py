@@ -358,11 +358,7 @@ class KernelLowering:
         if name in self.d.procedures:
             self.inline(self.d.procedures[name], args, returns=False)
             return Const(0.0, F64)
-        if name == "net_move":
-            raise self.error(
-                "net_move (moving a pending self-event) is not supported; use net_send", name
-            )
-        if name in ("net_send", "net_event"):
+        if name in ("net_send", "net_event", "net_move"):
             raise self.error(
                 f"{name} can only be called in NET_RECEIVE or INITIAL of a point process", name
             )

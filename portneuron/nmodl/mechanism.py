@@ -39,6 +39,7 @@ DV = 0.001
 EVENT_STREAMS = {
     "net_send": (("instance", I32), ("t", F64), ("flag", F64)),
     "net_event": (("instance", I32), ("t", F64)),
+    "net_move": (("instance", I32), ("t", F64)),
 }
 
 
@@ -140,8 +141,20 @@ class Assembler:
             kb.emit("net_event", Var("pn.instance", I32), to_f64(lw.expr(args_ast[0])))
             return Const(0.0, F64)
 
+        def net_move(node, args_ast) -> Expr:
+            # NEURON moves the instance's pending self-event (its latest net_send) to the
+            # given time, keeping its flag and weight; only NET_RECEIVE may call it
+            if not allowed or "flag" not in lw.bindings:
+                raise lw.error("net_move is only allowed in NET_RECEIVE", "net_move")
+            if len(args_ast) != 1:
+                raise lw.error("net_move takes 1 argument (the new time)", "net_move")
+            kb.stream("net_move", EVENT_STREAMS["net_move"])
+            kb.emit("net_move", Var("pn.instance", I32), to_f64(lw.expr(args_ast[0])))
+            return Const(0.0, F64)
+
         lw.on_call["net_send"] = net_send
         lw.on_call["net_event"] = net_event
+        lw.on_call["net_move"] = net_move
 
     # ------------------------------------------------------------------ kernels
     def init(self) -> Kernel:

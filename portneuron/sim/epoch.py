@@ -420,8 +420,9 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
     for m in real:
         if m.has("net_receive"):
             kernel = _kernel(m.set.mechanism.kernel("net_receive"))
-            if any(stream.name != "net_send" for stream in kernel.streams):
-                raise Unsupported(f"{m.set.name}: NET_RECEIVE calls net_event")
+            others = [s.name for s in kernel.streams if s.name != "net_send"]
+            if others:
+                raise Unsupported(f"{m.set.name}: NET_RECEIVE calls {', '.join(others)}")
             receive.append(Phase(kernel, sorted_args(kernel, m.args, m.index), whole_blocks))
             receive_sets.append(m.index)
     threshold = None
@@ -459,7 +460,7 @@ def pending(sim: Simulation, plan: EpochPlan, t, flag, instance, row, phase) -> 
     for k in range(len(t)):
         target = plan.receive_sets[int(phase[k])]
         model_instance = int(plan.instances[target].order[int(instance[k])])
-        sim.queue.push(float(t[k]), target, model_instance, float(flag[k]), int(row[k]))
+        sim.queue.push(float(t[k]), target, model_instance, float(flag[k]), int(row[k]), True)
 
 
 def collect_events(sim: Simulation, events: EpochEvents, until: float) -> None:
@@ -471,7 +472,7 @@ def collect_events(sim: Simulation, events: EpochEvents, until: float) -> None:
         bound = sim.mechanisms[event.target_set]
         if bound.set.is_artificial:
             out = bound.deliver(event.instance, event.t, event.flag, event.row, sim.dt)
-            sim._streams(bound, out, event.row)
+            sim._streams(bound, out, event.row, event.t)
             continue
         block = int(events.instance_block[event.target_set][event.instance])
         phase = events.phase_of_set[event.target_set]

@@ -255,12 +255,26 @@ class Simulation:
         target, instance = int(nc.target_set[k]), int(nc.target_instance[k])
         self.queue.push(t + nc.delay[k], target, instance, 0.0, int(self.netcon_row[k]))
 
-    def _streams(self, bound: BoundMechanism, streams: dict, row: int) -> None:
-        """Queue the self-events and spikes a kernel emitted."""
+    def _streams(self, bound: BoundMechanism, streams: dict, row: int, now: float) -> None:
+        """Queue the self-events and spikes a kernel emitted, then move self-events
+        (net_move, after any net_send of the same call)."""
         sends = streams.get("net_send")
         if sends is not None:
             for inst, td, flag in zip(sends["instance"], sends["t"], sends["flag"]):
-                self.queue.push(float(td), bound.index, int(inst), float(flag), row)
+                self.queue.push(float(td), bound.index, int(inst), float(flag), row, True)
+        moves = streams.get("net_move")
+        if moves is not None:
+            for inst, tm in zip(moves["instance"], moves["t"]):
+                if float(tm) < now:
+                    raise SimulationError(
+                        f"{bound.set.name} {int(inst)}: net_move at t = {now!r} ms to "
+                        f"{float(tm)!r} ms, into the past (NEURON refuses it too)"
+                    )
+                if not self.queue.move(bound.index, int(inst), float(tm)):
+                    raise SimulationError(
+                        f"{bound.set.name} {int(inst)}: net_move at t = {now!r} ms with no "
+                        f"self-event (net_send) pending (NEURON refuses it too)"
+                    )
         events = streams.get("net_event")
         if events is not None:
             for inst, te in zip(events["instance"], events["t"]):
@@ -275,7 +289,7 @@ class Simulation:
         while (event := self.queue.pop_due(until)) is not None:
             bound = self.mechanisms[event.target_set]
             out = bound.deliver(event.instance, event.t, event.flag, event.row, self.dt)
-            self._streams(bound, out, event.row)
+            self._streams(bound, out, event.row, event.t)
 
     def check_thresholds(self) -> None:
         if not len(self.voltage_presyn):
@@ -345,7 +359,7 @@ class Simulation:
         for bound in order:
             if bound.has("init"):
                 out = bound.run("init", self.t, self.dt)
-                self._streams(bound, out, bound.spare_row)
+                self._streams(bound, out, bound.spare_row, self.t)
                 self._wrote_concentrations(bound)
         self._init_netcons()
         self.threshold_args["presyn.flag"][:] = 0.0
@@ -378,7 +392,7 @@ class Simulation:
             bound.args["event.t"] = np.full(len(targets), self.t)
             bound.args["event.flag"] = np.zeros(len(targets))
             out = bound.run("net_init", self.t, self.dt, lanes=len(targets))
-            self._streams(bound, out, bound.spare_row)
+            self._streams(bound, out, bound.spare_row, self.t)
 
     def run(
         self,
