@@ -217,13 +217,15 @@ class Kernel:
 @dataclass(frozen=True, slots=True)
 class Variable:
     """A mechanism variable. `kind` is parameter, state, assigned or global; `per_instance`
-    is False for GLOBAL variables shared by every instance."""
+    is False for GLOBAL variables shared by every instance. An array has `length` elements
+    per instance, stored instance by instance (`mech.x[instance * length + k]`)."""
 
     name: str
     kind: str
     unit: str = ""
     default: float = 0.0
     per_instance: bool = True
+    length: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,8 @@ class DirectResult:
 
     def value(self, segment, mechanism: str, variable: str) -> float:
         """`variable` of `mechanism` (or of an ion, "ca_ion") at `segment`, at the end of the
-        run: a STATE, an ASSIGNED, a concentration. A point process is found by its segment."""
+        run: a STATE, an ASSIGNED, a concentration, an array's element (`"ca[3]"`). A point process
+        is found by its segment."""
         node = self.node_of(segment)
         if mechanism.endswith("_ion"):
             ion = self.model.ion(mechanism.removesuffix("_ion"))
@@ -55,9 +56,12 @@ class DirectResult:
         if owner is None:
             raise KeyError(f"the model has no {mechanism}")
         at = np.flatnonzero(owner == node)
-        if not len(at) or variable not in data:
+        name, k = variable, None
+        if variable.endswith("]") and "[" in variable:  # an array element, x[3]
+            name, k = variable[:-1].split("[", 1)
+        if not len(at) or name not in data:
             raise KeyError(f"no {mechanism} {variable} at {segment}")
-        return float(data[variable][at[0]])
+        return float(data[name][at[0]] if k is None else data[name][at[0], int(k)])
 
 
 def run(

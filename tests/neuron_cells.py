@@ -130,7 +130,8 @@ def custom_cell() -> Built:
     """A soma with hh, a calcium current (cachan), calcium buffering solved by
     derivimplicit (cadecay), a K channel that assigns v (vcopy) and a channel whose TABLE
     bounds are PARAMETERs (tabrange), two that INITIAL settles by STEADYSTATE (sskin, ssgate)
-    and one by a LINEAR block (linss),
+    and one by a LINEAR block (linss), one of array STATEs and a written GLOBAL array
+    (arrchan), a synapse queueing its events in arrays indexed at run time (ArrSyn),
     and a dendrite with pas,
     cachan and a leak integrated by euler (eulergate) receiving two NetCons from
     one NetStim through a facilitating synapse with NET_RECEIVE INITIAL (FacSyn).
@@ -138,7 +139,9 @@ def custom_cell() -> Built:
     clear_neuron()
     soma = h.Section(name="soma")
     soma.L = soma.diam = 20
-    for mech in ("hh", "cachan", "cadecay", "vcopy", "tabrange", "sskin", "ssgate", "linss"):
+    for mech in (
+        "hh", "cachan", "cadecay", "vcopy", "tabrange", "sskin", "ssgate", "linss", "arrchan"
+    ):  # fmt: skip
         soma.insert(mech)
     dend = h.Section(name="dend")
     dend.L, dend.diam, dend.nseg = 300, 1.5, 7
@@ -149,13 +152,14 @@ def custom_cell() -> Built:
     syn = h.FacSyn(dend(0.6))
     ns = h.NetStim()
     ns.start, ns.interval, ns.number = 2, 4, 10
+    queue = h.ArrSyn(dend(0.2))
     ncs = []
-    for weight, delay in ((0.004, 1.0), (0.002, 2.5)):
-        nc = h.NetCon(ns, syn)
+    for target, weight, delay in ((syn, 0.004, 1.0), (syn, 0.002, 2.5), (queue, 0.001, 1.5)):
+        nc = h.NetCon(ns, target)
         nc.weight[0], nc.delay = weight, delay
         ncs.append(nc)
     _register(soma)
-    return Built([soma(0.5), dend(0.3), dend(0.9)], [soma, dend, syn, ns, *ncs])
+    return Built([soma(0.5), dend(0.3), dend(0.9)], [soma, dend, syn, queue, ns, *ncs])
 
 
 def one_compartment(name: str, kind: str, receives: bool) -> Built:

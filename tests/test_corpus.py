@@ -48,6 +48,11 @@ PYPI = {"bmtk": "bmtk==1.2.0", "hnn-core": "hnn-core==0.6.1", "LFPy": "LFPy==2.3
 NEURON_NAMES = {
     "hh", "pas", "ExpSyn", "Exp2Syn", "NetStim", "IClamp", "SEClamp", "PatternStim",
 }  # fmt: skip
+#: Compiled files known not to match yet, with the reason (each must still fail).
+PENDING = {
+    "neuron-release-demo/cadifpmp": "issue 16: KINETIC sparse does not yet eliminate in "
+    "NEURON's order (a 12-state diffusion chain, 4.9e-9 mV)",
+}
 UNREACHABLE: dict[str, str] = {}  # PyPI sources pip could not download: why
 _NAME = re.compile(r"\b(SUFFIX|POINT_PROCESS|ARTIFICIAL_CELL|ELECTRODE_CURRENT)(\s+)(\w+)")
 
@@ -147,7 +152,12 @@ def _build_folder(files: list[Path], folder: Path) -> list:
         )
         (folder / path.name.split("__")[-1]).write_text(text)
         mechanism = compile_file(folder / path.name.split("__")[-1])
-        states = [v.name for v in mechanism.variables if v.kind == "state"]
+        states = [
+            f"{v.name}[{k}]" if v.length else v.name
+            for v in mechanism.variables
+            if v.kind == "state"
+            for k in range(max(v.length, 1))
+        ]
         ions = [(i.name, w) for i in mechanism.ions for w in i.write if not w.startswith("i")]
         receives = bool(mechanism.net_receive_args)
         mechanisms.append((mechanism.name, mechanism.kind, receives, states, ions))
@@ -171,7 +181,13 @@ for name, kind, receives, states, ions in json.loads(sys.argv[2]):
     spikes = sorted(zip(spike_t.to_python(), map(int, spike_gid.to_python())))
     seg = built.segments[0]
     target = built.keep[1] if kind != "density" else None
-    theirs = {s: getattr(target, s) if target else getattr(seg, f"{s}_{name}") for s in states}
+    def neuron_value(s):
+        owner = target if target is not None else getattr(seg, name)
+        if s.endswith("]"):  # an array element
+            base, k = s[:-1].split("[")
+            return getattr(owner, base)[int(k)]
+        return getattr(owner, s)
+    theirs = {s: neuron_value(s) for s in states}
     theirs.update({f"{ion}:{var}": getattr(seg, var) for ion, var in ions})
     result = portneuron.direct.run(40.0, record=built.segments, v_init=-65.0,
                                    mechanisms=[sys.argv[1]], backend=sys.argv[3])
@@ -226,6 +242,9 @@ def test_compiled_files_match_neuron_in_one_compartment(built_corpus, backend):
             if r["worst_state"][1] > STATE_TOLERANCE:
                 worst_state[f"{source}/{name}"] = r["worst_state"]
             counted += r["states"]
+    for name in PENDING:  # as a strict xfail: an entry that matches must go
+        assert name in worst_v, f"{name} now matches NEURON: take it out of PENDING"
+        worst_v.pop(name)
     assert not worst_v, worst_v
     # every STATE and every written concentration at the end, relative to NEURON's
     assert not worst_state, worst_state

@@ -222,7 +222,11 @@ def test_data_layout_is_nocmodls(tmp_path, source):
         capture_output=True, check=True, env={**os.environ, "MODLUNIT": str(database)},
     )  # fmt: skip
     cpp = (tmp_path / source.with_suffix(".cpp").name).read_text()
-    fields = tuple(re.findall(r'_nrn_mechanism_field<double>\{"(\w+)"', cpp))
+    fields = tuple(
+        name if not length else f"{name}[{k}]"  # an array: one value per element
+        for name, length in re.findall(r'_nrn_mechanism_field<double>\{"(\w+)"(?:, (\d+))?\}', cpp)
+        for k in range(int(length or 1))
+    )
     assert compile_file(source).layout == fields
 
 

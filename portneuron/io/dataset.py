@@ -406,8 +406,7 @@ def merge(
             blocks.append(d)
             randoms.append(rnd)
         block = np.concatenate(blocks) if blocks else np.zeros((0, mt.param_size))
-        known = {v.name for v in mech.variables if v.per_instance}
-        data = {name: block[:, k].copy() for k, name in enumerate(mech.layout) if name in known}
+        data = _instance_data(mech, block)
         _random_streams(mech, randoms, [len(b) for b in blocks], data)
         node_index = np.concatenate(node_idx).astype(np.int32)
         ion_index = {}
@@ -422,10 +421,11 @@ def merge(
                     f"{source}: {mech.name} sits on a node without ion {ion.name}; the dataset is damaged"
                 )
             ion_index[ion.name] = idx.astype(np.int32)
+        # GLOBALs, and those the mechanism writes (kept per instance, from this value)
         mglobals = {
             v.name: globals_[f"{v.name}_{mech.name}"]
             for v in mech.variables
-            if not v.per_instance and f"{v.name}_{mech.name}" in globals_
+            if v.name not in data and not v.length and f"{v.name}_{mech.name}" in globals_
         }
         if f"usetable_{mech.name}" in globals_:
             mglobals["usetable"] = globals_[f"usetable_{mech.name}"]
@@ -551,3 +551,20 @@ def _netcons(groups, presyns, code_to_presyn, set_of, instance_offset, sets):
         np.array(src, np.int32), np.array(tset, np.int32), np.array(tinst, np.int32),
         np.array(delay), np.array(woff, np.int32), np.array(weights),
     )  # fmt: skip
+
+
+def _instance_data(mech, block: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-instance variables from a mechanism's data block (one row per instance, one
+    column per layout slot); an array's elements as one (instances, length) array."""
+    data = {}
+    for v in mech.variables:
+        if not v.per_instance:
+            continue
+        if v.length:
+            slots = [f"{v.name}[{k}]" for k in range(v.length)]
+            if all(slot in mech.layout for slot in slots):
+                columns = [mech.layout.index(slot) for slot in slots]
+                data[v.name] = np.ascontiguousarray(block[:, columns])
+        elif v.name in mech.layout:
+            data[v.name] = block[:, mech.layout.index(v.name)].copy()
+    return data

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from portneuron.model import Model
+from portneuron.nmodl.declarations import element
 
 VERSION = "1.8"
 
@@ -269,8 +270,11 @@ def _data_block(model: Model, m, inst: np.ndarray, ions: dict, ion_map: dict) ->
     states = {v.name for v in mech.variables if v.kind == "state"}
     columns = []
     for name in mech.layout:
+        at = element(name)
         if name in m.data:
             col = m.data[name][inst]
+        elif at is not None and at[0] in m.data:
+            col = m.data[at[0]][inst, at[1]]
         elif name == "v":
             col = np.zeros(m.count) if m.is_artificial else model.nodes.v[m.node_index[inst]]
         elif name == "_tsav":

@@ -12,6 +12,7 @@ from portneuron.errors import NmodlError
 from portneuron.ir import Mechanism, verify_mechanism
 
 from .declarations import collect
+from .lower import DynamicArray
 from .mechanism import Assembler
 from .parse import SourceMap, builtin_mod_dir, parse, read_mod_text
 from .symbolic import NotSymbolic
@@ -23,7 +24,14 @@ def compile_source(source: str, filename: str = "<string>") -> Mechanism:
     source_map = SourceMap(source, filename)
     decl = collect(program, source_map)
     try:
-        mechanism = Assembler(decl).mechanism()
+        while True:
+            try:
+                mechanism = Assembler(decl).mechanism()
+                break
+            except DynamicArray as exc:  # again, with that array indexed in place
+                if exc.name in decl.dynamic_arrays:
+                    raise
+                decl.dynamic_arrays.add(exc.name)
     except NotSymbolic as exc:
         raise NmodlError(f"cannot solve the equations symbolically: {exc}", filename) from None
     except RecursionError:

@@ -40,6 +40,15 @@ class Declared:
     kind: str  # parameter, state, assigned
     unit: str = ""
     default: float = 0.0
+    length: int = 0  # the element count of an array variable; 0 for a scalar
+
+
+def element(name: str) -> tuple[str, int] | None:
+    """(array, index) of an element name `x[3]`, which stands for one value of an array."""
+    if name.endswith("]") and "[" in name:
+        base, index = name[:-1].split("[", 1)
+        return base, int(index)
+    return None
 
 
 @dataclass
@@ -79,6 +88,9 @@ class Declarations:
     thread_safe: bool = False  # THREADSAFE in the NEURON block
     #: Names assigned anywhere in the file's blocks.
     assigned_names: set[str] = field(default_factory=set)
+    #: Arrays indexed by a value known only at run time (read and written in place, not
+    #: element by element); found while lowering.
+    dynamic_arrays: set[str] = field(default_factory=set)
     variables: dict[str, Declared] = field(default_factory=dict)
     constants: dict[str, float] = field(default_factory=dict)
     procedures: dict[str, object] = field(default_factory=dict)
@@ -101,14 +113,42 @@ class Declarations:
         return None
 
     def is_per_instance(self, var: str) -> bool:
+        at = element(var)
+        if at is not None:
+            var = at[0]
         declared = self.variables.get(var)
         if declared is None or var in SIMULATOR_NAMES or self.ion_of(var):
             return False
-        if var in self.range_names or declared.kind == "random":
+        if var in self.range_names or declared.kind == "random" or declared.length:
+            return True  # arrays too: one per instance, as their elements are written
+        if var in self.written_globals:
             return True
         if var in self.global_names:
             return False
         return declared.kind != "parameter"
+
+    @property
+    def written_globals(self) -> set[str]:
+        """GLOBALs (and PARAMETERs not RANGE) the mechanism assigns. NEURON keeps one value
+        that every instance reads and writes in turn; portneuron keeps one per instance,
+        starting from the global's value: the same where each instance writes before it
+        reads (rates computed into GLOBALs, geometry set up in INITIAL), which is how
+        published mechanisms use them."""
+        return {
+            n
+            for n in self.assigned_names
+            if n in self.variables
+            and n not in self.range_names
+            and n not in SIMULATOR_NAMES
+            and not self.ion_of(n)
+            and self.variables[n].kind != "random"
+            and (n in self.global_names or self.variables[n].kind == "parameter")
+        }
+
+    def length(self, var: str) -> int:
+        """The element count of an array variable; 0 for a scalar or an unknown name."""
+        declared = self.variables.get(var)
+        return declared.length if declared is not None else 0
 
     def is_global(self, var: str) -> bool:
         return (
@@ -126,7 +166,7 @@ class Declarations:
         NEURON's data."""
         if self.linears:
             return False
-        return self.thread_safe or not any(self.is_global(n) for n in self.assigned_names)
+        return self.thread_safe or not self.written_globals
 
     @property
     def currents(self) -> list[str]:
@@ -138,7 +178,12 @@ class Declarations:
 
     @property
     def states(self) -> list[str]:
-        return [v.name for v in self.variables.values() if v.kind == "state"]
+        """The STATE values: each element of an array STATE (`ca[0]`, `ca[1]`, ...)."""
+        out = []
+        for v in self.variables.values():
+            if v.kind == "state":
+                out += [f"{v.name}[{k}]" for k in range(v.length)] if v.length else [v.name]
+        return out
 
 
 _UNSUPPORTED_BLOCKS = {
@@ -198,22 +243,20 @@ def collect(program, source_map: SourceMap) -> Declarations:
                     default = number(stmt.value) if stmt.value is not None else 0.0
                     default = float(f"{default:g}")  # nocmodl writes defaults with %g
                     unit = stmt.unit.get_node_name() if stmt.unit is not None else ""
-                    d.variables[stmt.get_node_name()] = Declared(
-                        stmt.get_node_name(), "parameter", unit, default
-                    )
+                    name = stmt.get_node_name()
+                    length = getattr(stmt.name, "length", None)
+                    length = _array_length(d, length, ("PARAMETER", ""), name)
+                    d.variables[name] = Declared(name, "parameter", unit, default, length)
         elif kind in ("StateBlock", "AssignedBlock"):
             what = "state" if kind == "StateBlock" else "assigned"
             for definition in block.definitions:
                 if definition.get_node_type_name() != "AssignedDefinition":
                     continue
                 name = definition.get_node_name()
-                if definition.length is not None:
-                    raise d.error(
-                        f"array variable {name!r} is not supported", (what.upper(), ""), name
-                    )
+                length = _array_length(d, definition.length, (what.upper(), ""), name)
                 unit = definition.unit.get_node_name() if definition.unit is not None else ""
                 if name not in d.variables or d.variables[name].kind != "parameter":
-                    d.variables[name] = Declared(name, what, unit)
+                    d.variables[name] = Declared(name, what, unit, length=length)
         elif kind == "ConstantBlock":
             for stmt in block.statements:
                 if stmt.get_node_type_name() == "ConstantStatement":
@@ -225,9 +268,9 @@ def collect(program, source_map: SourceMap) -> Declarations:
             # per-instance storage reproduces without NEURON's thread-unsafety.
             for var in block.variables:
                 name = var.get_node_name()
-                if "[" in text(var):
-                    raise d.error(f"LOCAL array {name!r} is not supported", None, name)
-                d.variables.setdefault(name, Declared(name, "assigned"))
+                length = getattr(var.name, "length", None)
+                length = _array_length(d, length, None, name)
+                d.variables.setdefault(name, Declared(name, "assigned", length=length))
                 d.file_locals.add(name)
         elif kind == "UnitBlock":
             d.constants.update(unit_factors(block, source_map))
@@ -264,6 +307,19 @@ def collect(program, source_map: SourceMap) -> Declarations:
             ("NEURON", ""),
         )
     return d
+
+
+def _array_length(d: Declarations, node, where, name: str) -> int:
+    """The element count of an array declaration (`x[10]`, `x[NANN]`); 0 without one."""
+    if node is None:
+        return 0
+    try:
+        length = int(node.eval())
+    except (AttributeError, TypeError, ValueError):
+        raise d.error(f"the length of array {name!r} is not a number", where, name) from None
+    if length < 1:
+        raise d.error(f"array {name!r} has length {length}; give at least 1", where, name)
+    return length
 
 
 def _neuron_block(d: Declarations, block) -> None:

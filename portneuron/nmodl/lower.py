@@ -10,11 +10,43 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from portneuron.ir import BOOL, F64, Const, Expr, Var, dtype_of
+from portneuron.ir import BOOL, F64, I32, Binary, Cast, Const, Expr, Unary, Var, dtype_of
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 
 from .declarations import BUILTIN_CONSTANTS, Declarations, text
+
+#: A FROM loop with constant bounds and at most this many turns whose body indexes arrays
+#: (or holds reactions) is unrolled, so that its indices are constants.
+UNROLL_LIMIT = 256
+
+
+class DynamicArray(Exception):
+    """An array is indexed by a run-time value: lower the mechanism again with that array
+    read and written in place (`Declarations.dynamic_arrays`)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def constant_int(e: Expr) -> int | None:
+    """The value of an I32 expression of constants, or None."""
+    match e:
+        case Const(value=value):
+            return int(value)
+        case Unary(op="neg", operand=operand):
+            v = constant_int(operand)
+            return None if v is None else -v
+        case Binary(op=op, lhs=lhs, rhs=rhs) if op in ("add", "sub", "mul"):
+            x, y = constant_int(lhs), constant_int(rhs)
+            if x is None or y is None:
+                return None
+            return x + y if op == "add" else x - y if op == "sub" else x * y
+        case Cast(dtype=dtype, operand=Const(value=value)) if dtype == I32:
+            return int(value)  # toward zero, as C
+    return None
+
 
 #: NMODL function name -> IR intrinsic.
 MATH = {
@@ -81,6 +113,8 @@ class KernelLowering:
         #: Hooks set by the kernel being built: table lookups, derivative equations, events.
         self.on_call: dict[str, Callable[[object, list[Expr]], Expr | None]] = {}
         self.on_statement: dict[str, Callable[[object], None]] = {}
+        #: FROM loop counters as C ints, by the IR local holding the NMODL loop variable.
+        self.loop_ints: dict[str, Expr] = {}
 
     # ------------------------------------------------------------------ errors and names
     def error(self, message: str, word: str | None = None):
@@ -110,6 +144,8 @@ class KernelLowering:
             return Var(local, F64)
         if name in self.bindings:
             return self.bindings[name]
+        if self.d.length(name):
+            raise self.error(f"array {name!r} used without an index", name)
         if self.is_mechanism_var(name) or name in ("v", "area", "diam"):
             if name in ("v", "area", "diam") and self.d.kind == "artificial_cell":
                 raise self.error(f"an ARTIFICIAL_CELL has no {name}", name)
@@ -239,9 +275,16 @@ class KernelLowering:
                 target = target.expression
             if target.get_node_type_name() not in ("VarName", "Name"):
                 raise self.error(f"cannot assign to {text(target)!r}", text(target))
-            if target.get_node_type_name() == "VarName" and target.index is not None:
+            index = index_of(target)
+            if index is not None:
+                self.assign_element(target.get_node_name(), index, self.expr(e.rhs))
+                return
+            if self.lookup_local(target.get_node_name()) is None and self.d.length(
+                target.get_node_name()
+            ):
                 raise self.error(
-                    f"array element {text(target)!r} is not supported", target.get_node_name()
+                    f"array {target.get_node_name()!r} assigned without an index",
+                    target.get_node_name(),
                 )
             self.assign(target.get_node_name(), self.expr(e.rhs))
         elif kind == "FunctionCall":
@@ -271,17 +314,111 @@ class KernelLowering:
                     self.block(otherwise)
 
     def from_statement(self, s) -> None:
+        """FROM i = a TO b { }: i runs from a to b inclusive as a C int, the bounds computed
+        as nocmodl emits them (each variable cast to int). With constant bounds, a body
+        that indexes arrays is unrolled, so that its indices are constants."""
         name = s.get_node_name()
         if s.increment is not None:
             raise self.error("FROM ... BY is not supported", "BY")
-        lo = b.cast(b.I32, b.call("floor", to_f64(self.expr(getattr(s, "from")))))
-        hi = b.add(b.cast(b.I32, b.call("floor", to_f64(self.expr(s.to)))), 1)
+        lo = self.int_expr(getattr(s, "from"))
+        hi = b.add(self.int_expr(s.to), Const(1, I32))
+        first, stop = constant_int(lo), constant_int(hi)
+        body_text = text(s.statement_block)
+        if (
+            first is not None
+            and stop is not None
+            and stop - first <= UNROLL_LIMIT
+            and any(mark in body_text for mark in ("[", "~", "COMPARTMENT"))
+        ):
+            for k in range(first, stop):
+                self.loop_body(s, name, Const(float(k), F64), Const(k, I32))
+            return
         counter = self.fresh(f"{self.prefix()}{name}.i")
         with self.kb.loop(counter, lo, hi) as k:
-            self.scopes.append({name: self.fresh(f"{self.prefix()}{name}")})
-            self.kb.assign(self.scopes[-1][name], b.cast(F64, k))
-            self.block(s.statement_block)
-            self.scopes.pop()
+            self.loop_body(s, name, b.cast(F64, k), k)
+
+    def loop_body(self, s, name: str, value: Expr, as_int: Expr) -> None:
+        local = self.fresh(f"{self.prefix()}{name}")
+        self.scopes.append({name: local})
+        self.kb.assign(local, value)
+        self.loop_ints[local] = as_int
+        self.block(s.statement_block)
+        self.scopes.pop()
+
+    # ------------------------------------------------------------------ arrays
+    def int_expr(self, e) -> Expr:
+        """An array index or FROM bound as nocmodl writes it in C: int arithmetic, with
+        every variable cast to int (toward zero)."""
+        kind = e.get_node_type_name()
+        if kind in ("WrappedExpression", "ParenExpression"):
+            return self.int_expr(e.expression)
+        if kind == "Integer":
+            return Const(int(e.eval()), I32)
+        if kind == "BinaryExpression" and e.op.eval() in ("+", "-", "*"):
+            op = {"+": b.add, "-": b.sub, "*": b.mul}[e.op.eval()]
+            return op(self.int_expr(e.lhs), self.int_expr(e.rhs))
+        if kind == "UnaryExpression" and e.op.eval() == "-":
+            return b.neg(self.int_expr(e.expression))
+        if kind in ("VarName", "Name") and index_of(e) is None:
+            local = self.lookup_local(e.get_node_name())
+            if local is not None and local in self.loop_ints:
+                return self.loop_ints[local]
+        return b.cast(I32, to_f64(self.expr(e)))
+
+    def array_index(self, name: str, index_node) -> int | Expr:
+        """The index of `name[index]`: an int where it is a constant, else (for an array
+        in `dynamic_arrays`) an I32 expression clamped into the array."""
+        length = self.d.length(name)
+        if not length:
+            raise self.error(f"{name!r} is not an array", name)
+        index = self.int_expr(index_node)
+        k = constant_int(index)
+        if k is not None:
+            if not 0 <= k < length:
+                raise self.error(f"index {k} is outside array {name}[{length}]", name)
+            return k
+        if name not in self.d.dynamic_arrays:
+            raise DynamicArray(name)
+        # NEURON does not check; an index outside the array reads the nearest element here
+        index = b.select(b.lt(index, Const(0, I32)), Const(0, I32), index)
+        top = Const(length - 1, I32)
+        return b.select(b.gt(index, top), top, index)
+
+    def element_name(self, name: str, index_node) -> str:
+        """`name[k]` for a constant index; an array indexed at run time is refused here."""
+        k = self.array_index(name, index_node)
+        if not isinstance(k, int):
+            raise self.error(
+                f"{name} is indexed by a run-time value here, which is not supported", name
+            )
+        return f"{name}[{k}]"
+
+    def _in_place(self, name: str, k: int | Expr) -> tuple[str, Expr]:
+        """The kernel array and index of element k of a dynamic array `name`."""
+        length = self.d.length(name)
+        instance = Var("pn.instance", I32)
+        index = k if not isinstance(k, int) else Const(k, I32)
+        self.kb.array(f"mech.{name}", F64, "instance")
+        return f"mech.{name}", b.add(b.mul(instance, Const(length, I32)), index)
+
+    def read_element(self, name: str, index_node) -> Expr:
+        if self.lookup_local(name) is not None:
+            raise self.error(f"LOCAL {name!r} is not an array", name)
+        k = self.array_index(name, index_node)
+        if name in self.d.dynamic_arrays:
+            array, at = self._in_place(name, k)
+            return self.kb.array(array, F64, "instance")[at]
+        return self.read(f"{name}[{k}]")
+
+    def assign_element(self, name: str, index_node, value: Expr) -> None:
+        if self.lookup_local(name) is not None:
+            raise self.error(f"LOCAL {name!r} is not an array", name)
+        k = self.array_index(name, index_node)
+        if name in self.d.dynamic_arrays:
+            array, at = self._in_place(name, k)
+            self.kb.store(array, at, to_f64(value))
+            return
+        self.assign(f"{name}[{k}]", value)
 
     # ------------------------------------------------------------------ expressions
     def expr(self, e) -> Expr:
@@ -305,8 +442,9 @@ class KernelLowering:
         if kind == "DoubleUnit":
             return self.expr(e.value)
         if kind in ("VarName", "Name"):
-            if kind == "VarName" and e.index is not None:
-                raise self.error(f"array element {text(e)!r} is not supported", e.get_node_name())
+            index = index_of(e)
+            if index is not None:
+                return self.read_element(e.get_node_name(), index)
             return self.read(e.get_node_name())
         if kind == "FunctionCall":
             result = self.call(e, statement=False)
@@ -315,7 +453,7 @@ class KernelLowering:
         if kind == "PrimeName":
             raise self.error(f"derivative {text(e)!r} used as a value", e.get_node_name())
         if kind == "IndexedName":
-            raise self.error(f"array element {text(e)!r} is not supported", e.get_node_name())
+            return self.read_element(e.get_node_name(), e.length)
         raise self.error(f"unsupported expression {text(e)!r}", None)
 
     # ------------------------------------------------------------------ calls
@@ -432,3 +570,18 @@ class KernelLowering:
             self.active_calls.pop()
             self.scopes, self.where, self.bindings = outer
         return Var(result, F64) if returns else Const(0.0, F64)
+
+
+def index_of(node):
+    """The index expression of an array element (`x[i]`, as a VarName over an IndexedName),
+    or None."""
+    kind = node.get_node_type_name()
+    if kind == "IndexedName":
+        return node.length
+    if kind == "VarName":
+        if getattr(node, "index", None) is not None:
+            return node.index
+        inner = getattr(node, "name", None)
+        if inner is not None and inner.get_node_type_name() == "IndexedName":
+            return inner.length
+    return None

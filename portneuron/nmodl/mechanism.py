@@ -30,7 +30,7 @@ from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 
 from . import solvers, tables
-from .declarations import Declarations
+from .declarations import Declarations, element
 from .lower import KernelLowering, to_f64
 
 #: NEURON's voltage step for the conductance by difference [mV].
@@ -84,8 +84,8 @@ class Assembler:
                     if name in skip_store or name not in lw.touched:
                         continue
                     if d.is_per_instance(name):
-                        kb.array(f"mech.{name}", F64, "instance")
-                        kb.store(f"mech.{name}", inst, Var(name, F64))
+                        array, at = self._slot(kb, name, inst)
+                        kb.store(array, at, Var(name, F64))
                     elif (ion := d.ion_of(name)) is not None and ion.variable_role(
                         name
                     ) != "current":
@@ -107,7 +107,8 @@ class Assembler:
         if table_kernel and d.is_per_instance(name):
             return Const(0.0, F64)  # a table cannot depend on instance values
         if d.is_per_instance(name):
-            return kb.array(f"mech.{name}", F64, "instance")[inst]
+            array, at = self._slot(kb, name, inst)
+            return kb.array(array, F64, "instance")[at]
         ion = d.ion_of(name)
         if ion is not None:
             if table_kernel:
@@ -115,6 +116,18 @@ class Assembler:
             index = kb.array(f"ion.{ion.name}.index", I32, "instance")[inst]
             return kb.array(f"ion.{ion.name}.{name}", F64, f"ion:{ion.name}")[index]
         return kb.scalar(f"global.{name}")
+
+    def _slot(self, kb: KernelBuilder, name: str, inst: Expr) -> tuple[str, Expr]:
+        """Where a per-instance value lives: `mech.x[instance]`, or for element `x[k]` of
+        an array of length n, `mech.x[instance * n + k]`."""
+        at = element(name)
+        if at is None:
+            kb.array(f"mech.{name}", F64, "instance")
+            return f"mech.{name}", inst
+        base, k = at
+        kb.array(f"mech.{base}", F64, "instance")
+        n = self.d.length(base)
+        return f"mech.{base}", b.add(b.mul(inst, Const(n, I32)), Const(k, I32))
 
     def install_events(self, lw: KernelLowering, allowed: bool) -> None:
         kb = lw.kb
@@ -402,7 +415,8 @@ class Assembler:
         for v in d.variables.values():
             if v.name in ("v", "t", "dt", "celsius", "area", "diam") or d.ion_of(v.name):
                 continue
-            out.append(Variable(v.name, v.kind, v.unit, v.default, d.is_per_instance(v.name)))
+            per_instance = d.is_per_instance(v.name)
+            out.append(Variable(v.name, v.kind, v.unit, v.default, per_instance, v.length))
         return tuple(out)
 
     def mechanism(self) -> Mechanism:
@@ -472,17 +486,30 @@ def data_layout(d: Declarations) -> tuple[str, ...]:
     def ranged(v) -> bool:
         return v.name in range_names and v.name not in ion_vars and stored(v)
 
-    layout = [v.name for v in order if v.kind == "parameter" and ranged(v)]
-    layout += [v.name for v in order if v.kind == "assigned" and ranged(v)]
-    layout += [v.name for v in order if v.kind == "state" and v.name not in ion_vars]
+    def values(name: str, length: int) -> list[str]:  # an array takes one slot per element
+        return [f"{name}[{k}]" for k in range(length)] if length else [name]
+
+    layout = [
+        n for v in order if v.kind == "parameter" and ranged(v) for n in values(v.name, v.length)
+    ]
+    layout += [
+        n for v in order if v.kind == "assigned" and ranged(v) for n in values(v.name, v.length)
+    ]
+    layout += [
+        n
+        for v in order
+        if v.kind == "state" and v.name not in ion_vars
+        for n in values(v.name, v.length)
+    ]
     for v in order:
         if v.kind == "state":
             if v.name in ion_vars:
                 layout.append(v.name)
-            layout.append(f"D{v.name}")
+            layout += values(f"D{v.name}", v.length)
         elif stored(v) and not ranged(v) and v.kind != "parameter" or v.name in ion_vars:
-            if v.name not in layout:
-                layout.append(v.name)
+            for n in values(v.name, v.length):
+                if n not in layout:
+                    layout.append(n)
     for ion in d.ions:  # ion variables used without a declaration
         for name in ion.read + ion.write:
             if name not in layout:

@@ -20,7 +20,7 @@ from portneuron.ir import BOOL, F64, I32, Const, Expr, Var
 from portneuron.ir import builder as b
 
 from .declarations import text
-from .lower import KernelLowering, to_f64
+from .lower import KernelLowering, index_of, to_f64
 from .symbolic import NotSymbolic, execute, symbol, to_ir, to_sympy
 
 #: Newton iterations for nonlinear implicit steps, and the convergence test on each state:
@@ -34,11 +34,20 @@ def _equation_target(lowering: KernelLowering, equation) -> tuple[str, object]:
     lhs = expr.lhs
     if lhs.get_node_type_name() == "VarName":
         lhs = lhs.name
+    index = None
+    if lhs.get_node_type_name() == "IndexedName":  # x'[i], an element of an array STATE
+        lhs, index = lhs.name, lhs.length
     if lhs.get_node_type_name() != "PrimeName":
         raise lowering.error(f"left side of {text(expr)!r} is not a derivative", None)
     state = lhs.get_node_name()
     if int(lhs.order.eval()) != 1:
         raise lowering.error(f"higher-order derivative {text(lhs)!r} is not supported", state)
+    if index is not None:
+        raise lowering.error(
+            f"a derivative of array STATE {state!r} is not supported: NEURON's translator "
+            f"cannot translate it either; use a KINETIC block",
+            state,
+        )
     if state not in lowering.d.states:
         raise lowering.error(f"{state!r} has a derivative but is not a STATE", state)
     return state, expr.rhs
@@ -109,6 +118,9 @@ def _species(lowering: KernelLowering, expr) -> list[tuple[str, int]]:
         return _species(lowering, expr.lhs) + _species(lowering, expr.rhs)
     if kind == "ReactVarName":
         name = expr.get_node_name()
+        index = index_of(expr.name)
+        if index is not None:
+            name = lowering.element_name(name, index)  # ca[i] -> ca[3]
         if name not in lowering.d.states:
             lowering.read(name)  # a declared name, or one clear line
         return [(name, int(float(expr.value.eval())) if expr.value is not None else 1)]
@@ -202,12 +214,28 @@ class _ImplicitSystem:
         self.conserve.append((terms, to_f64(lw.expr(node.expr))))
 
     def compartment(self, node) -> None:
+        """COMPARTMENT volume {species}: the volume of each; with an index
+        (COMPARTMENT i, expr {ca}), of each element of the array species, i being its
+        index in the expression."""
         lw = self.lowering
-        if node.index_name is not None:
-            raise lw.error("indexed COMPARTMENT is not supported", "COMPARTMENT")
-        volume = to_f64(lw.expr(node.volume))
+        if node.index_name is None:
+            volume = to_f64(lw.expr(node.volume))
+            for species in node.species:
+                self.volume[species.get_node_name()] = volume
+            return
+        index = node.index_name.get_node_name()
         for species in node.species:
-            self.volume[species.get_node_name()] = volume
+            name = species.get_node_name()
+            length = lw.d.length(name)
+            if not length:
+                raise lw.error(f"indexed COMPARTMENT names {name!r}, which is not an array", name)
+            for k in range(length):
+                local = lw.fresh(f"{lw.prefix()}{index}")
+                lw.scopes.append({index: local})
+                lw.kb.assign(local, Const(float(k), F64))
+                lw.loop_ints[local] = Const(k, I32)
+                self.volume[f"{name}[{k}]"] = to_f64(lw.expr(node.volume))
+                lw.scopes.pop()
 
 
 def emit_implicit_step(lowering: KernelLowering, block, kinetic: bool) -> bool:
@@ -341,6 +369,8 @@ def _term_state(lowering: KernelLowering, term, unknowns: set[str]) -> str | Non
         kind = node.get_node_type_name()
         if kind in ("VarName", "Name"):
             name = node.get_node_name()
+            if index_of(node) is not None and lowering.d.length(name):
+                raise lowering.error(f"array {name!r} in a LINEAR block is not supported", name)
             if name in unknowns and lowering.lookup_local(name) is None:
                 if not factor:
                     raise lowering.error(

@@ -39,9 +39,12 @@ class BoundMechanism:
         self.args.update(node_arrays)
         for var in mech.variables:
             if var.per_instance:
-                if var.name not in mset.data:
-                    mset.data[var.name] = np.full(mset.count, var.default)
-                self.args[f"mech.{var.name}"] = mset.data[var.name]
+                if var.name not in mset.data:  # a GLOBAL the mechanism writes: from its value
+                    start = float(mset.globals.get(var.name, var.default))
+                    shape = (mset.count, var.length) if var.length else mset.count
+                    mset.data[var.name] = np.full(shape, start)
+                # an array's elements instance by instance, as the kernels index them
+                self.args[f"mech.{var.name}"] = mset.data[var.name].reshape(-1)
             else:
                 self.args[f"global.{var.name}"] = float(mset.globals.get(var.name, var.default))
         for ion in mech.ions:

@@ -346,6 +346,12 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
     model = sim.model
     if sim.players:
         raise Unsupported("Vector.play needs the stepwise loop")
+    for m in sim.mechanisms:
+        arrays = [v.name for v in m.set.mechanism.variables if v.length]
+        if arrays and not m.set.is_artificial:
+            raise Unsupported(
+                f"{m.set.name}: array variables ({', '.join(arrays)}) need the stepwise loop"
+            )
     cell_first = model.nodes.first.astype(np.int64)
     parent = model.nodes.parent_index
     cells = shape_order(cell_first, parent)
