@@ -255,8 +255,9 @@ class Mechanism:
     """A mechanism lowered from NMODL: its variables and kernels.
 
     `kind` is "density", "point_process" or "artificial_cell". Kernels are named `init`,
-    `current`, `state`, `net_receive` and `table_<name>`; a mechanism has the ones its
-    source needs.
+    `current`, `state`, `net_receive`, `table_<name>` and, for BEFORE and AFTER blocks,
+    `before_initial`, `after_initial`, `before_breakpoint` and `after_solve`; a mechanism
+    has the ones its source needs.
     """
 
     name: str
@@ -272,6 +273,9 @@ class Mechanism:
     #: NEURON's per-instance data fields in its order (as datasets store them), hidden
     #: ones included (`Dm`, `v`, `_g`, `_tsav`, ion copies).
     layout: tuple[str, ...] = ()
+    #: POINTER variables in declaration order: each instance reads and writes a place
+    #: elsewhere in the model (`pointer.<name>[pointer.<name>.index[instance]]`).
+    pointers: tuple[str, ...] = ()
 
     def kernel(self, name: str) -> Kernel | None:
         return next((k for k in self.kernels if k.name == name), None)

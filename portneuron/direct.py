@@ -87,6 +87,8 @@ def run(
     from portneuron.sim.simulation import Simulation
 
     pc = h.ParallelContext()
+    library = MechanismLibrary(mechanisms)
+    _check_pointers(h, library)  # before NEURON reads or writes one that is not set
     if v_init is not None:
         h.finitialize(v_init)
     with tempfile.TemporaryDirectory(prefix="portneuron-direct-") as tmp:
@@ -98,7 +100,7 @@ def run(
                 f"(pc.set_gid2node, pc.cell) and call h.finitialize() before portneuron.direct.run"
             ) from None
         groups = [int(g) for g in Path(tmp, "files.dat").read_text().split()[2:]]
-        model = load_dataset(tmp, MechanismLibrary(mechanisms))
+        model = load_dataset(tmp, library)
         model.source = "NEURON model"
 
     def node_of(seg) -> int:
@@ -112,6 +114,45 @@ def run(
     result = sim.run(tstop, record=nodes)
     traces = [result.v[:, k].copy() for k in range(len(nodes))]
     return DirectResult(result.spikes, result.t, traces, list(record), model, node_of)
+
+
+def _check_pointers(h, library) -> None:
+    """Every POINTER of the model is set, to a place inside the model: NEURON itself crashes
+    on one that is not (at finitialize, or in its writer, which also aborts on one that
+    points into a Vector), so this is one clear line instead."""
+    pointers = library.pointers()
+    if not pointers:
+        return
+
+    def check(owner, name: str, where: str) -> None:
+        for pointer in pointers[name][1]:
+            try:
+                target = repr(getattr(owner, f"_ref_{pointer}"))
+            except AttributeError:  # "... was not made to point to anything"
+                target = "{null}"
+            if "{null}" in target:
+                raise PortneuronError(
+                    f"{where}: POINTER {pointer} of {name} is not set; point it with "
+                    f"h.setpointer (NEURON would crash on it)"
+                )
+            if "raw=" in target:
+                raise PortneuronError(
+                    f"{where}: POINTER {pointer} of {name} points outside the model (into a "
+                    f"Vector?), which NEURON's writer cannot hand over; point it at a section's "
+                    f"v or a mechanism's variable"
+                )
+
+    density = {name for name, (point, _) in pointers.items() if not point}
+    if density:
+        for sec in h.allsec():
+            for seg in sec:
+                for mech in seg:
+                    if mech.name() in density:
+                        check(mech, mech.name(), str(seg))
+    for name, (point, _) in pointers.items():
+        if point and hasattr(h, name):
+            for target in h.List(name):
+                check(target, name, str(target))
 
 
 def _group_of(pc, seg) -> int:

@@ -27,6 +27,17 @@ def declared_name(source: str) -> str | None:
     return match.group(1) if match else None
 
 
+_POINTER = re.compile(r"\bPOINTER\s+(\w+(?:\s*,\s*\w+)*)")
+
+
+def declared_pointers(source: str) -> list[str]:
+    """The POINTER variables a `.mod` source declares in its NEURON block."""
+    block = _NEURON_BLOCK.search(_COMMENT.sub("", source))
+    if not block:
+        return []
+    return [n.strip() for m in _POINTER.finditer(block.group(1)) for n in m.group(1).split(",")]
+
+
 #: NEURON's compiled-in mechanisms without a `.mod` source in the wheel (its hh, pas, ExpSyn,
 #: ... sources are indexed from the wheel): a user file may not take their names either.
 NEURON_BUILTIN_NAMES = (
@@ -80,6 +91,23 @@ class MechanismLibrary:
             if builtin:
                 self.builtin.add(name)
             self.files[name] = path
+
+    def pointers(self) -> dict[str, tuple[bool, list[str]]]:
+        """Mechanism name -> (whether it is a point process or artificial cell, its POINTER
+        variables), for the mechanisms that have some (read from the sources, nothing
+        compiled)."""
+        out = {}
+        for name, path in self.files.items():
+            try:
+                source = read_mod_text(path)
+            except (OSError, NmodlError):
+                continue
+            found = declared_pointers(source)
+            if found:
+                block = _NEURON_BLOCK.search(_COMMENT.sub("", source))
+                point = bool(re.search(r"\b(POINT_PROCESS|ARTIFICIAL_CELL)\b", block.group(1)))
+                out[name] = (point, found)
+        return out
 
     def get(self, name: str, where: str = "") -> Mechanism:
         """The compiled mechanism `name`; `where` (a dataset file) goes into the error."""

@@ -42,6 +42,16 @@ class Nodes:
 
 
 @dataclass
+class PointerTarget:
+    """Where one POINTER of every instance of a set points: into the array `space` names
+    ("node.v", "mech:<set index>:<variable>" or "ion:<ion>:<variable>") at `index[i]`
+    for instance i (an array variable's elements counted instance by instance)."""
+
+    space: str
+    index: np.ndarray  # int32
+
+
+@dataclass
 class MechanismSet:
     """All instances of one mechanism in a cell group.
 
@@ -57,6 +67,7 @@ class MechanismSet:
     ion_index: dict[str, np.ndarray] = field(default_factory=dict)
     globals: dict[str, float] = field(default_factory=dict)
     count: int = 0
+    pointers: dict[str, PointerTarget] = field(default_factory=dict)  # POINTER name -> target
 
     @property
     def name(self) -> str:

@@ -132,6 +132,8 @@ def custom_cell() -> Built:
     bounds are PARAMETERs (tabrange), two that INITIAL settles by STEADYSTATE (sskin, ssgate)
     and one by a LINEAR block (linss), one of array STATEs and a written GLOBAL array
     (arrchan), a synapse queueing its events in arrays indexed at run time (ArrSyn),
+    POINTERs and BEFORE/AFTER blocks: each dendrite segment's axial current from its
+    parent's v (axcur) summed into a point process (AxSum), which reads a far v,
     and a dendrite with pas,
     cachan and a leak integrated by euler (eulergate) receiving two NetCons from
     one NetStim through a facilitating synapse with NET_RECEIVE INITIAL (FacSyn).
@@ -152,6 +154,15 @@ def custom_cell() -> Built:
     syn = h.FacSyn(dend(0.6))
     ns = h.NetStim()
     ns.start, ns.interval, ns.number = 2, 4, 10
+    dend.insert("axcur")  # POINTERs: each segment's parent v, and AxSum's sum
+    axsum = h.AxSum(soma(0.5))
+    h.setpointer(dend(0.9)._ref_v, "vremote", axsum)
+    previous = soma(1.0)
+    for seg in dend:
+        h.setpointer(previous._ref_v, "vparent", seg.axcur)
+        h.setpointer(axsum._ref_sum, "total", seg.axcur)
+        seg.axcur.len = 10 * seg.x
+        previous = seg
     queue = h.ArrSyn(dend(0.2))
     ncs = []
     for target, weight, delay in ((syn, 0.004, 1.0), (syn, 0.002, 2.5), (queue, 0.001, 1.5)):
@@ -159,14 +170,17 @@ def custom_cell() -> Built:
         nc.weight[0], nc.delay = weight, delay
         ncs.append(nc)
     _register(soma)
-    return Built([soma(0.5), dend(0.3), dend(0.9)], [soma, dend, syn, queue, ns, *ncs])
+    return Built([soma(0.5), dend(0.3), dend(0.9)], [soma, dend, syn, queue, axsum, ns, *ncs])
 
 
-def one_compartment(name: str, kind: str, receives: bool) -> Built:
+def one_compartment(
+    name: str, kind: str, receives: bool, pointers: tuple = (), settings: dict | None = None
+) -> Built:
     """A 20 um soma with a leak and an IClamp step (0.2 nA, 5-25 ms), and mechanism `name`:
     inserted (density), or placed at the middle (point process), driven by a NetStim burst
-    through a NetCon where it has a NET_RECEIVE; an artificial cell's spikes are gid 1's. The
-    corpus tests' protocol."""
+    through a NetCon where it has a NET_RECEIVE; an artificial cell's spikes are gid 1's.
+    POINTER k points at x<k> of a `ptrsink` (tests/mods) in the soma, which INITIAL sets;
+    `settings` are values for the mechanism's RANGE variables. The corpus tests' protocol."""
     clear_neuron()
     soma = h.Section(name="soma")
     soma.L = soma.diam = 20
@@ -175,6 +189,7 @@ def one_compartment(name: str, kind: str, receives: bool) -> Built:
     keep: list = [soma]
     if kind == "density":
         soma.insert(name)
+        target = getattr(soma(0.5), name)
     else:
         target = getattr(h, name)(soma(0.5))
         keep.append(target)
@@ -184,6 +199,13 @@ def one_compartment(name: str, kind: str, receives: bool) -> Built:
             nc = h.NetCon(ns, target)
             nc.weight[0], nc.delay = 0.002, 1.0
             keep += [ns, nc]
+    for variable, value in (settings or {}).items():
+        setattr(target, variable, value)
+    if pointers:
+        soma.insert("ptrsink")
+        sink = soma(0.5).ptrsink
+        for k, pointer in enumerate(pointers):
+            h.setpointer(getattr(sink, f"_ref_x{k}"), pointer, target)
     stim = h.IClamp(soma(0.5))
     stim.delay, stim.dur, stim.amp = 5, 20, 0.2
     keep.append(stim)

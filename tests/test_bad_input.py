@@ -201,7 +201,27 @@ BAD_MODS = {
         "NEURON { SUFFIX x }\nBREAKPOINT { VERBATIM\n int a;\nENDVERBATIM\n}\n",
         r"bad\.mod:2:14: VERBATIM C code: not supported",
     ),
-    "pointer": ("NEURON { SUFFIX x POINTER p }\nASSIGNED { p }\n", r"POINTER variables"),
+    "bbcorepointer": (
+        "NEURON { SUFFIX x BBCOREPOINTER p }\nASSIGNED { p }\n",
+        r"bad\.mod:1:\d+: BBCOREPOINTER variables",
+    ),
+    "array-derivative": (
+        "NEURON { SUFFIX x }\nSTATE { m[2] }\nBREAKPOINT { SOLVE s METHOD cnexp }\n"
+        "DERIVATIVE s { m'[0] = -m[0] }\n",
+        r"bad\.mod:4:\d+: a derivative of array STATE 'm' is not supported: NEURON's translator",
+    ),
+    "array-out-of-bounds": (
+        "NEURON { SUFFIX x }\nASSIGNED { a[3] }\nINITIAL { a[3] = 1 }\n",
+        r"bad\.mod:3:\d+: index 3 is outside array a\[3\]",
+    ),
+    "linear-equations": (
+        "NEURON { SUFFIX x }\nSTATE { a b }\nINITIAL { SOLVE s }\nLINEAR s { ~ a + b = 1 }\n",
+        r"bad\.mod:\d+(:\d+)?: LINEAR s has 1 equations for 2 states",
+    ),
+    "net-move-density": (
+        "NEURON { SUFFIX x }\nINITIAL { net_move(t) }\n",
+        r"bad\.mod:2:\d+: net_move is only allowed in NET_RECEIVE",
+    ),
     "runge": (
         "NEURON { SUFFIX x }\nSTATE { m }\nBREAKPOINT { SOLVE s METHOD runge }\n"
         "DERIVATIVE s { m' = -m }\n",

@@ -4,8 +4,8 @@ downloaded by pip at test time (nothing is copied into the repository).
 
 Each file compiles to verified IR or is refused in one line naming the construct; at least
 97 % compile. Each that compiles runs in one compartment against NEURON itself
-(tests/neuron_cells.one_compartment: a leak, an IClamp step and, for a synapse, a NetStim
-burst): v within 1e-9 mV at every step, and every STATE and written concentration within
+(tests/neuron_cells.one_compartment: a leak, an IClamp step, for a synapse a NetStim burst,
+each POINTER pointed at a value of its own): v within 1e-9 mV at every step, and every STATE and written concentration within
 1e-9 relative at the end, and the same spikes (the cell's, an artificial cell's), on numpy
 and llvm. A file whose mechanism has a name NEURON
 already has (the wheel's copies of hh, pas, ExpSyn, ...) runs under that name with `_c`
@@ -52,6 +52,11 @@ NEURON_NAMES = {
 PENDING = {
     "neuron-release-demo/cadifpmp": "issue 16: KINETIC sparse does not yet eliminate in "
     "NEURON's order (a 12-state diffusion chain, 4.9e-9 mV)",
+}
+#: RANGE values a mechanism needs to do anything sensible (hnn-core's dipoles divide by ri).
+PROTOCOL = {
+    "dipole": {"ri": 2.0, "ztan": 3.0},
+    "Dipole": {"ri": 4.0, "ztan": 5.0},
 }
 UNREACHABLE: dict[str, str] = {}  # PyPI sources pip could not download: why
 _NAME = re.compile(r"\b(SUFFIX|POINT_PROCESS|ARTIFICIAL_CELL|ELECTRODE_CURRENT)(\s+)(\w+)")
@@ -160,7 +165,10 @@ def _build_folder(files: list[Path], folder: Path) -> list:
         ]
         ions = [(i.name, w) for i in mechanism.ions for w in i.write if not w.startswith("i")]
         receives = bool(mechanism.net_receive_args)
-        mechanisms.append((mechanism.name, mechanism.kind, receives, states, ions))
+        pointers = list(mechanism.pointers)
+        if pointers and not (folder / "ptrsink.mod").exists():
+            shutil.copy(Path(__file__).parent / "mods" / "ptrsink.mod", folder)
+        mechanisms.append((mechanism.name, mechanism.kind, receives, states, ions, pointers))
     return mechanisms
 
 
@@ -172,8 +180,9 @@ import numpy as np
 import neuron_cells
 import portneuron.direct
 out = {}
-for name, kind, receives, states, ions in json.loads(sys.argv[2]):
-    built = neuron_cells.one_compartment(name, kind, receives)
+protocol = json.loads(sys.argv[4])
+for name, kind, receives, states, ions, pointers in json.loads(sys.argv[2]):
+    built = neuron_cells.one_compartment(name, kind, receives, pointers, protocol.get(name))
     spike_t, spike_gid = neuron.h.Vector(), neuron.h.Vector()
     pc = neuron.h.ParallelContext()
     pc.spike_record(-1, spike_t, spike_gid)
@@ -189,10 +198,13 @@ for name, kind, receives, states, ions in json.loads(sys.argv[2]):
         return getattr(owner, s)
     theirs = {s: neuron_value(s) for s in states}
     theirs.update({f"{ion}:{var}": getattr(seg, var) for ion, var in ions})
+    sinks = [f"x{k}" for k in range(len(pointers))]  # what POINTERs point at
+    theirs.update({f"ptrsink:{x}": getattr(seg.ptrsink, x) for x in sinks})
     result = portneuron.direct.run(40.0, record=built.segments, v_init=-65.0,
                                    mechanisms=[sys.argv[1]], backend=sys.argv[3])
     ours = {s: result.value(seg, name, s) for s in states}
     ours.update({f"{ion}:{var}": result.value(seg, f"{ion}_ion", var) for ion, var in ions})
+    ours.update({f"ptrsink:{x}": result.value(seg, "ptrsink", x) for x in sinks})
     got = np.array(result.traces).T
     relative = {k: abs(ours[k] - theirs[k]) / max(abs(theirs[k]), 1e-300) for k in theirs}
     out[name] = {"max_dv": float(np.abs(got - expected).max()), "range": float(np.ptp(expected)),
@@ -228,7 +240,8 @@ def test_compiled_files_match_neuron_in_one_compartment(built_corpus, backend):
     worst_v, worst_state, counted = {}, {}, 0
     for source, (folder, mechanisms) in built_corpus.items():
         run = subprocess.run(
-            [sys.executable, "-c", RUN, str(folder), json.dumps(mechanisms), backend],
+            [sys.executable, "-c", RUN, str(folder), json.dumps(mechanisms), backend,
+             json.dumps(PROTOCOL)],
             capture_output=True, text=True, cwd=Path(__file__).parent,
         )  # fmt: skip
         assert run.returncode == 0, (source, run.stderr[-3000:])

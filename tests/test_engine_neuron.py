@@ -168,10 +168,15 @@ import neuron_cells
 import portneuron.direct
 built = neuron_cells.custom_cell()
 expected = neuron_cells.run_neuron(built, 50.0)
+axsum = next(k for k in built.keep if k.hname().startswith("AxSum"))
+theirs = (axsum.sum, axsum.vfar)
 result = portneuron.direct.run(50.0, record=built.segments, v_init=-65.0, mechanisms=[sys.argv[1]],
                                backend=sys.argv[2])
 got = np.array(result.traces).T
-print(json.dumps({"max_dv": float(np.abs(got - expected).max()), "vmax": float(expected.max())}))
+soma = built.segments[0]
+ours = (result.value(soma, "AxSum", "sum"), result.value(soma, "AxSum", "vfar"))
+print(json.dumps({"max_dv": float(np.abs(got - expected).max()), "vmax": float(expected.max()),
+                  "sum": [theirs[0], ours[0]], "vfar": [theirs[1], ours[1]]}))
 """
 
 
@@ -194,3 +199,50 @@ def test_custom_mechanisms_match_neuron(compiled_mods, backend):
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["max_dv"] <= VOLTAGE_TOLERANCE
     assert result["vmax"] > 0
+    # what the POINTERs summed (BEFORE BREAKPOINT cleared it, AFTER SOLVE added) and read
+    theirs, ours = result["sum"]
+    assert theirs != 0 and abs(ours - theirs) <= 1e-9 * abs(theirs)
+    theirs, ours = result["vfar"]
+    assert abs(ours - theirs) <= VOLTAGE_TOLERANCE
+
+
+POINTER_RUN = """
+import sys
+import neuron
+neuron.load_mechanisms(sys.argv[1])
+from neuron import h
+import portneuron.direct
+from portneuron.errors import PortneuronError
+soma = h.Section(name="soma")
+soma.insert("axcur")
+pc = h.ParallelContext()
+pc.set_gid2node(0, 0)
+pc.cell(0, h.NetCon(soma(0.5)._ref_v, None, sec=soma))
+outside = h.Vector(1)
+for case in ("unset", "vector"):
+    if case == "vector":
+        h.setpointer(soma(0.5)._ref_v, "vparent", soma(0.5).axcur)
+        h.setpointer(outside._ref_x[0], "total", soma(0.5).axcur)
+    try:
+        portneuron.direct.run(1.0, v_init=-65.0, mechanisms=[sys.argv[1]])
+    except PortneuronError as exc:
+        print(exc)
+"""
+
+
+def test_direct_mode_refuses_pointers_neuron_cannot_hand_over(compiled_mods):
+    """An unset POINTER (NEURON crashes on it) and one into a Vector (NEURON's writer aborts
+    the process on it) are one line each, before NEURON touches them."""
+    from pathlib import Path
+
+    run = subprocess.run(
+        [sys.executable, "-c", POINTER_RUN, str(compiled_mods)],
+        capture_output=True, text=True, cwd=Path(__file__).parent,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    unset, vector = run.stdout.strip().splitlines()[-2:]
+    assert (
+        unset
+        == "soma(0.5): POINTER vparent of axcur is not set; point it with h.setpointer (NEURON would crash on it)"
+    )
+    assert vector.startswith("soma(0.5): POINTER total of axcur points outside the model")

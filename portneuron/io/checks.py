@@ -272,7 +272,7 @@ def pdata_slots(mech: Mechanism) -> list[str] | None:
     and "pntproc" for a point process; per USEION the variables read (with the other
     concentration read too where one is used), those written and not read, di<x>dv after a
     written current, and e<x> and the ion style where a concentration is written; then
-    "random" streams and "netsend". None for what this does not follow (diam, area)."""
+    POINTERs, "random" streams and "netsend". None for what this does not follow (diam, area)."""
     uses = {p.name for k in mech.kernels for p in k.params}
     if "node.diam" in uses or (mech.kind == "density" and "node.area" in uses):
         return None
@@ -292,6 +292,7 @@ def pdata_slots(mech: Mechanism) -> list[str] | None:
             style = style or var in (f"{x}i", f"{x}o")
         if style:
             slots += [f"ion:{x}:e{x}", f"style:{x}"]
+    slots += [f"pointer:{name}" for name in mech.pointers]
     slots += ["random"] * len([v for v in mech.variables if v.name.endswith(".id1")])
     if any(s.name == "net_send" for k in mech.kernels for s in k.streams):
         slots.append("netsend")

@@ -29,6 +29,7 @@ from portneuron.model import (
     Model,
     NetCons,
     Nodes,
+    PointerTarget,
     Presyns,
     VecPlay,
     cells_contiguous,
@@ -42,6 +43,7 @@ from .checks import (
     check_netcons,
     check_nodes,
     check_presyns,
+    pdata_slots,
 )
 from .datfile import DatasetError, DatFile, Record
 
@@ -98,6 +100,9 @@ class Group:
     vecplay: list[tuple[int, int, np.ndarray, np.ndarray]] = field(default_factory=list)
     records: dict[str, Record] = field(default_factory=dict)
     nvdata: int = 0
+    #: Per mechanism type with POINTERs: what each pointer word points into (-1 a node's
+    #: v, -2 i_membrane_, else a mechanism or ion type), instance by instance.
+    pointer_types: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def load_dataset(directory: str | Path, library: MechanismLibrary | None = None) -> Model:
@@ -239,6 +244,7 @@ def read_group(directory: Path, gid: int, types: dict[int, MechType]) -> Group:
     v = f.array("f8", nnode, "v")
     diam = f.array("f8", nnode, "diam") if ndiam > 0 else np.zeros(nnode)
     mechs = []
+    pointer_types: dict[int, np.ndarray] = {}
     for mt, n in mech_list:
         nodeindices = (
             np.zeros(0, np.int32) if mt.artificial else f.array("i4", n, f"{mt.name} node indices")
@@ -248,9 +254,9 @@ def read_group(directory: Path, gid: int, types: dict[int, MechType]) -> Group:
         random = np.zeros(0, np.uint32)
         if mt.dparam_size > 0:
             pdata = f.array("i4", n * mt.dparam_size, f"{mt.name} pdata").reshape(n, -1)
-            npointer = f.integer("npointer")
+            npointer = f.count("npointer")
             if npointer > 0:
-                raise f.error(f"{mt.name} has POINTER variables, which portneuron does not support")
+                pointer_types[mt.type_id] = f.array("i4", npointer, f"{mt.name} pointer types")
             nrandom = f.count("nmodlrandom")
             if nrandom > 0:
                 random = f.array("u4", nrandom, f"{mt.name} random streams")
@@ -285,7 +291,7 @@ def read_group(directory: Path, gid: int, types: dict[int, MechType]) -> Group:
     records = {**f1.records, **f.records}
     group = Group(
         gid, ncell, parent, a, b, area, v, diam, mechs, output_gid, vindex, threshold,
-        srcgid, nc_type, nc_index, weights, delays, vecplay, records, nvdata,
+        srcgid, nc_type, nc_index, weights, delays, vecplay, records, nvdata, pointer_types,
     )  # fmt: skip
     check_nodes(group, ndiam > 0)
     check_mechanisms(group)
@@ -432,6 +438,12 @@ def merge(
         set_of[type_id] = len(sets)
         sets.append(MechanismSet(mech, type_id, node_index, data, ion_index, mglobals, count))
 
+    for mset in sets:
+        if mset.mechanism.pointers:
+            mset.pointers = _pointers(
+                mset, groups, types, sets, set_of, instance_offset, ions, ion_offsets,
+                node_map, source,
+            )  # fmt: skip
     presyns, code_to_presyn = _presyns(groups, node_map, set_of, instance_offset)
     netcons = _netcons(groups, presyns, code_to_presyn, set_of, instance_offset, sets)
     vecplay = []
@@ -568,3 +580,99 @@ def _instance_data(mech, block: np.ndarray) -> dict[str, np.ndarray]:
         elif v.name in mech.layout:
             data[v.name] = block[:, mech.layout.index(v.name)].copy()
     return data
+
+
+def _pointers(
+    mset: MechanismSet,
+    groups,
+    types,
+    sets,
+    set_of,
+    instance_offset,
+    ions,
+    ion_offsets,
+    node_map,
+    source: str,
+) -> dict[str, PointerTarget]:
+    """Where each POINTER of a set points. NEURON writes a pointer as a pdata word (an index)
+    and a type: -1 for a node's v (the index a node of the group), a mechanism or ion type
+    for one of its values (the index counts that type's values instance by instance, as its
+    data block lies in the group)."""
+    mech = mset.mechanism
+    slots = pdata_slots(mech)
+    where = f"{source}: {mech.name}"
+    if slots is None:
+        raise DatasetError(f"{where}: cannot find its POINTERs among its pdata words")
+    out = {}
+    for k, name in enumerate(mech.pointers):
+        column = slots.index(f"pointer:{name}")
+        spaces, indices = set(), []
+        for gi, g in enumerate(groups):
+            for mt, _, data, pdata, _ in g.mechs:
+                if mt.type_id != mset.type_id or not len(data):
+                    continue
+                kinds = g.pointer_types.get(mt.type_id)
+                if kinds is None or len(kinds) != len(data) * len(mech.pointers):
+                    raise DatasetError(f"{where}: the dataset gives no target of POINTER {name}")
+                kinds = kinds.reshape(len(data), -1)[:, k]
+                words = pdata[:, column]
+                index = np.empty(len(data), np.int64)
+                for kind in np.unique(kinds):
+                    at = kinds == kind
+                    space, index[at] = _pointer_target(
+                        int(kind), words[at], gi, types, sets, set_of, instance_offset, ions,
+                        ion_offsets, node_map, f"{where} POINTER {name}",
+                    )  # fmt: skip
+                    spaces.add(space)
+                indices.append(index)
+        if len(spaces) > 1:
+            raise DatasetError(
+                f"{where}: POINTER {name} points at different kinds of places "
+                f"({', '.join(sorted(spaces))}); portneuron needs one kind per POINTER"
+            )
+        if spaces:
+            out[name] = PointerTarget(spaces.pop(), np.concatenate(indices).astype(np.int32))
+    return out
+
+
+def _pointer_target(
+    kind: int,
+    words,
+    gi,
+    types,
+    sets,
+    set_of,
+    instance_offset,
+    ions,
+    ion_offsets,
+    node_map,
+    what: str,
+) -> tuple[str, np.ndarray]:
+    if kind == -1:
+        return "node.v", node_map(gi, words)
+    if kind in ions:
+        ion = ions[kind]
+        instance, field_ = np.divmod(words, types[kind].param_size)
+        names = {ION_FIELDS[f].format(ion.name) for f in np.unique(field_)}
+        if len(names) != 1:
+            raise DatasetError(f"{what}: points at several variables of {ion.name}_ion")
+        return f"ion:{ion.name}:{names.pop()}", instance + ion_offsets[(gi, kind)]
+    if kind in set_of:
+        target = sets[set_of[kind]]
+        instance, field_ = np.divmod(words, types[kind].param_size)
+        names = {target.mechanism.layout[f] for f in np.unique(field_)}
+        bases = {n.split("[")[0] for n in names}
+        if len(bases) != 1 or next(iter(bases)) not in target.data:
+            raise DatasetError(
+                f"{what}: points at {', '.join(sorted(names))} of {target.name}, which "
+                f"portneuron does not keep per instance"
+            )
+        base = bases.pop()
+        length = next(v.length for v in target.mechanism.variables if v.name == base)
+        instance = instance + instance_offset[(gi, kind)]
+        if not length:
+            return f"mech:{set_of[kind]}:{base}", instance
+        element = np.array([int(target.mechanism.layout[f].split("[")[1][:-1]) for f in field_])
+        return f"mech:{set_of[kind]}:{base}", instance * length + element
+    what_kind = "i_membrane_" if kind == -2 else f"type {kind}"
+    raise DatasetError(f"{what}: points at {what_kind}, which portneuron does not support")

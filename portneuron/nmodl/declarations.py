@@ -21,6 +21,14 @@ KINDS = {
 #: Names the simulator provides to every mechanism.
 SIMULATOR_NAMES = frozenset({"v", "t", "dt", "celsius", "area", "diam"})
 
+#: BEFORE and AFTER blocks NEURON runs, by their kernel names (nrn_ba's BEFORE_INITIAL, ...).
+BA_KERNELS = {
+    ("BEFORE", "INITIAL"): "before_initial",
+    ("AFTER", "INITIAL"): "after_initial",
+    ("BEFORE", "BREAKPOINT"): "before_breakpoint",
+    ("AFTER", "SOLVE"): "after_solve",
+}
+
 #: NMODL built-in constants (NEURON's values; `PI` as in C).
 BUILTIN_CONSTANTS = {"PI": 3.14159265358979323846, "E": 2.71828182845904523536}
 
@@ -98,6 +106,10 @@ class Declarations:
     derivatives: dict[str, object] = field(default_factory=dict)
     kinetics: dict[str, object] = field(default_factory=dict)
     linears: dict[str, object] = field(default_factory=dict)
+    #: POINTER variables, in declaration order.
+    pointers: list[str] = field(default_factory=list)
+    #: BEFORE and AFTER blocks by kernel name (before_initial, after_solve, ...), in order.
+    ba_blocks: dict[str, list] = field(default_factory=dict)
     initial: object | None = None
     breakpoint: object | None = None
     net_receive: object | None = None
@@ -117,7 +129,7 @@ class Declarations:
         if at is not None:
             var = at[0]
         declared = self.variables.get(var)
-        if declared is None or var in SIMULATOR_NAMES or self.ion_of(var):
+        if declared is None or var in SIMULATOR_NAMES or self.ion_of(var) or var in self.pointers:
             return False
         if var in self.range_names or declared.kind == "random" or declared.length:
             return True  # arrays too: one per instance, as their elements are written
@@ -142,6 +154,7 @@ class Declarations:
             and n not in SIMULATOR_NAMES
             and not self.ion_of(n)
             and self.variables[n].kind != "random"
+            and n not in self.pointers
             and (n in self.global_names or self.variables[n].kind == "parameter")
         }
 
@@ -156,17 +169,18 @@ class Declarations:
             and not self.is_per_instance(var)
             and var not in SIMULATOR_NAMES
             and not self.ion_of(var)
+            and var not in self.pointers
         )
 
     @property
     def vectorized(self) -> bool:
         """Whether nocmodl makes the mechanism thread safe (its `vectorize`): not where a
-        file without THREADSAFE assigns a GLOBAL, and never with a LINEAR block (its matrix
-        is one static, THREADSAFE or not). Such a mechanism has no `v` of its own in
-        NEURON's data."""
+        file without THREADSAFE assigns a GLOBAL or has a POINTER, and never with a LINEAR
+        block (its matrix is one static, THREADSAFE or not). Such a mechanism has no `v`
+        of its own in NEURON's data."""
         if self.linears:
             return False
-        return self.thread_safe or not self.written_globals
+        return self.thread_safe or not (self.written_globals or self.pointers)
 
     @property
     def currents(self) -> list[str]:
@@ -190,8 +204,6 @@ _UNSUPPORTED_BLOCKS = {
     "NonLinearBlock": ("NONLINEAR", "NONLINEAR blocks are not supported; use derivimplicit"),
     "FunctionTableBlock": ("FUNCTION_TABLE", "FUNCTION_TABLE is not supported"),
     "DiscreteBlock": ("DISCRETE", "DISCRETE blocks are not supported"),
-    "BeforeBlock": ("BEFORE", "BEFORE blocks are not supported"),
-    "AfterBlock": ("AFTER", "AFTER blocks are not supported"),
     "ConstructorBlock": (
         "CONSTRUCTOR",
         "CONSTRUCTOR blocks (C code run at creation) are not supported",
@@ -284,6 +296,13 @@ def collect(program, source_map: SourceMap) -> Declarations:
             d.kinetics[block.get_node_name()] = block
         elif kind == "LinearBlock":
             d.linears[block.get_node_name()] = block
+        elif kind in ("BeforeBlock", "AfterBlock"):
+            when = block.bablock.type.eval().upper()
+            keyword = "BEFORE" if kind == "BeforeBlock" else "AFTER"
+            name = BA_KERNELS.get((keyword, when))
+            if name is None:
+                raise d.error(f"{keyword} {when} blocks are not supported", None, keyword)
+            d.ba_blocks.setdefault(name, []).append(block.bablock)
         elif kind == "InitialBlock":
             d.initial = block
         elif kind == "BreakpointBlock":
@@ -361,7 +380,7 @@ def _neuron_block(d: Declarations, block) -> None:
         elif kind in ("LineComment", "BlockComment"):
             pass
         elif kind == "Pointer":
-            raise d.error("POINTER variables are not supported", where, "POINTER")
+            d.pointers += [v.get_node_name() for v in stmt.variables]
         elif kind == "BbcorePointer":
             raise d.error("BBCOREPOINTER variables are not supported", where, "BBCOREPOINTER")
         elif kind == "External":

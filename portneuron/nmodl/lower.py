@@ -115,6 +115,8 @@ class KernelLowering:
         self.on_statement: dict[str, Callable[[object], None]] = {}
         #: FROM loop counters as C ints, by the IR local holding the NMODL loop variable.
         self.loop_ints: dict[str, Expr] = {}
+        #: POINTERs this kernel adds to (`P = P + x`): added in place, lane by lane.
+        self.accumulated: set[str] = set()
 
     # ------------------------------------------------------------------ errors and names
     def error(self, message: str, word: str | None = None):
@@ -132,7 +134,12 @@ class KernelLowering:
 
     def is_mechanism_var(self, name: str) -> bool:
         d = self.d
-        return d.is_per_instance(name) or d.is_global(name) or d.ion_of(name) is not None
+        return (
+            d.is_per_instance(name)
+            or d.is_global(name)
+            or d.ion_of(name) is not None
+            or name in d.pointers
+        )
 
     def touch(self, name: str) -> Var:
         self.touched.setdefault(name, None)
@@ -146,6 +153,11 @@ class KernelLowering:
             return self.bindings[name]
         if self.d.length(name):
             raise self.error(f"array {name!r} used without an index", name)
+        if name in self.accumulated:
+            raise self.error(
+                f"POINTER {name!r} is read after this block added to it, which is not supported",
+                name,
+            )
         if self.is_mechanism_var(name) or name in ("v", "area", "diam"):
             if name in ("v", "area", "diam") and self.d.kind == "artificial_cell":
                 raise self.error(f"an ARTIFICIAL_CELL has no {name}", name)
@@ -279,6 +291,8 @@ class KernelLowering:
             if index is not None:
                 self.assign_element(target.get_node_name(), index, self.expr(e.rhs))
                 return
+            if self.accumulate(target.get_node_name(), e.rhs):
+                return
             if self.lookup_local(target.get_node_name()) is None and self.d.length(
                 target.get_node_name()
             ):
@@ -295,6 +309,30 @@ class KernelLowering:
             raise self.error(f"{_NOT_HERE[kind]}: not supported here", text(e).split("'")[0])
         else:
             raise self.error(f"expression {text(e)!r} has no effect as a statement", None)
+
+    def accumulate(self, name: str, rhs) -> bool:
+        """`P = P + x` (or `- x`) for a POINTER P that is not also read here: added in place,
+        lane by lane in instance order (several instances may point at one place, a
+        dipole's sum, and NEURON adds their terms one instance after another)."""
+        if name not in self.d.pointers or self.lookup_local(name) is not None:
+            return False
+        while rhs.get_node_type_name() == "WrappedExpression":
+            rhs = rhs.expression
+        if rhs.get_node_type_name() != "BinaryExpression" or rhs.op.eval() not in ("+", "-"):
+            return False
+        first = rhs.lhs
+        if first.get_node_type_name() not in ("VarName", "Name") or first.get_node_name() != name:
+            return False
+        if name in self.touched:
+            return False  # read in this kernel: an ordinary load, assignment and store
+        value = to_f64(self.expr(rhs.rhs))
+        if rhs.op.eval() == "-":
+            value = b.neg(value)
+        index = self.kb.array(f"pointer.{name}.index", I32, "instance")[Var("pn.instance", I32)]
+        self.kb.array(f"pointer.{name}", F64, f"pointer:{name}")
+        self.kb.add_to(f"pointer.{name}", index, value)
+        self.accumulated.add(name)
+        return True
 
     def if_statement(self, s) -> None:
         branches = [(s.condition, s.statement_block)]

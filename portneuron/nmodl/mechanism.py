@@ -86,6 +86,10 @@ class Assembler:
                     if d.is_per_instance(name):
                         array, at = self._slot(kb, name, inst)
                         kb.store(array, at, Var(name, F64))
+                    elif name in d.pointers:
+                        index = kb.array(f"pointer.{name}.index", I32, "instance")[inst]
+                        kb.array(f"pointer.{name}", F64, f"pointer:{name}")
+                        kb.store(f"pointer.{name}", index, Var(name, F64))
                     elif (ion := d.ion_of(name)) is not None and ion.variable_role(
                         name
                     ) != "current":
@@ -104,8 +108,11 @@ class Assembler:
         if name in ("v", "area", "diam"):
             assert node is not None
             return kb.array(f"node.{name}", F64, "node")[node]
-        if table_kernel and d.is_per_instance(name):
+        if table_kernel and (d.is_per_instance(name) or name in d.pointers):
             return Const(0.0, F64)  # a table cannot depend on instance values
+        if name in d.pointers:
+            index = kb.array(f"pointer.{name}.index", I32, "instance")[inst]
+            return kb.array(f"pointer.{name}", F64, f"pointer:{name}")[index]
         if d.is_per_instance(name):
             array, at = self._slot(kb, name, inst)
             return kb.array(array, F64, "instance")[at]
@@ -408,6 +415,17 @@ class Assembler:
                     kb.store(f"netcon.{arg}", netcon, Var(f"arg.{arg}", F64))
         return self.finish(lw, body, instance=instance)
 
+    def before_after(self, name: str) -> Kernel:
+        """The mechanism's BEFORE or AFTER blocks of one kind (`after_solve`, ...), in
+        source order, as NEURON's nrn_ba runs them: every instance, at the node's v."""
+        keyword, _, when = name.partition("_")
+        kb = KernelBuilder(name, "instance", f"{keyword.upper()} {when.upper()} blocks")
+        lw = self.lowering(kb, (keyword.upper(), when.upper()))
+        with kb.capture() as body:
+            for block in self.d.ba_blocks[name]:
+                lw.block(block.statement_block)
+        return self.finish(lw, body)
+
     # ------------------------------------------------------------------ the mechanism
     def variables(self) -> tuple[Variable, ...]:
         d = self.d
@@ -415,6 +433,8 @@ class Assembler:
         for v in d.variables.values():
             if v.name in ("v", "t", "dt", "celsius", "area", "diam") or d.ion_of(v.name):
                 continue
+            if v.name in d.pointers:
+                continue  # not the mechanism's: a place elsewhere (Mechanism.pointers)
             per_instance = d.is_per_instance(v.name)
             out.append(Variable(v.name, v.kind, v.unit, v.default, per_instance, v.length))
         return tuple(out)
@@ -432,6 +452,7 @@ class Assembler:
         net_init = self.net_receive(initial=True)
         if net_init is not None:
             kernels.append(net_init)
+        kernels += [self.before_after(name) for name in self.d.ba_blocks]
         return Mechanism(
             name=d.name,
             kind=d.kind,
@@ -445,6 +466,7 @@ class Assembler:
             electrode_current=bool(d.electrode),
             source=d.filename,
             layout=data_layout(d),
+            pointers=tuple(d.pointers),
         )
 
 
@@ -472,7 +494,10 @@ def data_layout(d: Declarations) -> tuple[str, ...]:
     order = [
         v
         for v in d.variables.values()
-        if v.kind != "random" and v.name not in simulator and v.name not in d.file_locals
+        if v.kind != "random"
+        and v.name not in simulator
+        and v.name not in d.file_locals
+        and v.name not in d.pointers
     ]
     ion_vars = {n for ion in d.ions for n in ion.read + ion.write}
 

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from portneuron.backends.base import Backend
+from portneuron.errors import PortneuronError
 from portneuron.ir import Kernel
-from portneuron.model import MechanismSet, Model
+from portneuron.model import MechanismSet, Model, PointerTarget
 from portneuron.nmodl.tables import bounds, grid, mfac
 
 
@@ -69,10 +70,37 @@ class BoundMechanism:
             self.kernels[kernel.name] = backend.compile(kernel, hot)
         self._table_state: tuple | None = None
 
+    def bind_pointers(self, model: Model, node_arrays: dict[str, np.ndarray]) -> None:
+        """Each POINTER's target array and every instance's index into it: a node's v, a
+        mechanism's variable or an ion's (once every set has its data)."""
+        for name in self.set.mechanism.pointers:
+            target = self.set.pointers.get(name)
+            if target is None:
+                if self.set.count == 0:
+                    target = PointerTarget("node.v", np.zeros(0, np.int32))
+                else:
+                    raise PortneuronError(
+                        f"{self.set.name}: POINTER {name} is not set (NEURON's setpointer, or "
+                        f"the model builder's, must point it somewhere before the run)"
+                    )
+            kind, _, rest = target.space.partition(":")
+            if target.space == "node.v":
+                array = node_arrays["node.v"]
+            elif kind == "mech":
+                index, _, variable = rest.partition(":")
+                array = model.mechanisms[int(index)].data[variable].reshape(-1)
+            elif kind == "ion":
+                ion, _, variable = rest.partition(":")
+                array = model.ion(ion).data[variable]
+            else:
+                raise PortneuronError(f"{self.set.name}: POINTER {name} points at {target.space}")
+            self.args[f"pointer.{name}"] = array
+            self.args[f"pointer.{name}.index"] = target.index.astype(np.int32)
+
     def _check(self, kernel: Kernel) -> None:
         for p in kernel.params:
             prefix = p.name.split(".")[0]
-            if p.name in self.args or prefix in ("event", "netcon"):
+            if p.name in self.args or prefix in ("event", "netcon", "pointer"):
                 continue
             raise ValueError(f"{self.set.name}: kernel {kernel.name} needs {p.name!r}")
 

@@ -333,6 +333,9 @@ class EpochPlan:
         self.record_column = order.astype(np.int32)
 
 
+BEFORE_AFTER = ("before_initial", "after_initial", "before_breakpoint", "after_solve")
+
+
 class Unsupported(Exception):
     """The model needs the stepwise loop; the message says why."""
 
@@ -347,6 +350,11 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
     if sim.players:
         raise Unsupported("Vector.play needs the stepwise loop")
     for m in sim.mechanisms:
+        mech = m.set.mechanism
+        if mech.pointers or any(k.name in BEFORE_AFTER for k in mech.kernels):
+            raise Unsupported(
+                f"{m.set.name}: POINTERs and BEFORE/AFTER blocks need the stepwise loop"
+            )
         arrays = [v.name for v in m.set.mechanism.variables if v.length]
         if arrays and not m.set.is_artificial:
             raise Unsupported(

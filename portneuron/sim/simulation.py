@@ -104,6 +104,8 @@ class Simulation:
             BoundMechanism(i, m, model, self.node_arrays, backend)
             for i, m in enumerate(model.mechanisms)
         ]
+        for bound in self.mechanisms:
+            bound.bind_pointers(model, self.node_arrays)
         self._bind_capacitance()
         self._bind_ions()
         self._bind_netcons()
@@ -302,10 +304,17 @@ class Simulation:
             self._spike(int(self.voltage_presyn[lane]), float(t))
 
     # ------------------------------------------------------------------ the step
+    def _before_after(self, name: str) -> None:
+        """The mechanisms' BEFORE or AFTER blocks of one kind, set by set (NEURON's nrn_ba)."""
+        for bound in self.mechanisms:
+            if bound.has(name):
+                bound.run(name, self.t, self.dt)
+
     def _currents(self) -> None:
         n = self.model.nodes.count
         run = self.backend.run
         run(self.kernels["clear_matrix"], self.cable_args, n)
+        self._before_after("before_breakpoint")
         for ion, args, reset, _ in self.ion_kernels:
             run(reset, args, ion.count)
         for bound in self.mechanisms:
@@ -332,6 +341,7 @@ class Simulation:
         for bound in self.mechanisms:
             if bound.has("state"):
                 bound.run("state", self.t, dt)
+        self._before_after("after_solve")
         self.deliver(self.t)
 
     def _play(self) -> None:
@@ -352,6 +362,7 @@ class Simulation:
         for player in self.players:
             player.reset()
             player.deliver(self.t)
+        self._before_after("before_initial")
         for ion, args, kernel, _ in self.ion_inits:  # ions come before their users
             self.backend.run(kernel, args, ion.count)
         order = [b for b in self.mechanisms if not b.set.is_artificial]
@@ -361,6 +372,7 @@ class Simulation:
                 out = bound.run("init", self.t, self.dt)
                 self._streams(bound, out, bound.spare_row, self.t)
                 self._wrote_concentrations(bound)
+        self._before_after("after_initial")
         self._init_netcons()
         self.threshold_args["presyn.flag"][:] = 0.0
         self.deliver(self.t)
