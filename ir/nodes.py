@@ -276,6 +276,12 @@ class Mechanism:
     #: POINTER variables in declaration order: each instance reads and writes a place
     #: elsewhere in the model (`pointer.<name>[pointer.<name>.index[instance]]`).
     pointers: tuple[str, ...] = ()
+    #: POINTERs and BBCOREPOINTERs in declaration order ("pointer:x", "bbcorepointer:y"),
+    #: as NEURON keeps their words.
+    pointer_slots: tuple[str, ...] = ()
+    #: Event Vectors of instances (VecStim's), by the variable that reaches them: each
+    #: instance's times are `vector.<v>.data[offset[i] : offset[i] + size[i]]`.
+    vectors: tuple[str, ...] = ()
 
     def kernel(self, name: str) -> Kernel | None:
         return next((k for k in self.kernels if k.name == name), None)

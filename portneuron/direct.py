@@ -101,6 +101,7 @@ def run(
             ) from None
         groups = [int(g) for g in Path(tmp, "files.dat").read_text().split()[2:]]
         model = load_dataset(tmp, library)
+        _vectors_by_address(h, model)
         model.source = "NEURON model"
 
     def node_of(seg) -> int:
@@ -114,6 +115,47 @@ def run(
     result = sim.run(tstop, record=nodes)
     traces = [result.v[:, k].copy() for k in range(len(nodes))]
     return DirectResult(result.spikes, result.t, traces, list(record), model, node_of)
+
+
+def _vectors_by_address(h, model) -> None:
+    """Event Vectors a dataset cannot carry: bmtk's vecevent.mod keeps each VecStim's Vector
+    address in an ASSIGNED (`space`), which NEURON's writer copies as a number and nothing
+    more. In the same process that address is still good: it is the `this_pointer` of one
+    of hoc's Vector objects (hocdec.h's Object: two ints, then that pointer), so the
+    Vector's times are read from NEURON. Each is checked against the instance's state after
+    finitialize (index one on, etime its first time)."""
+    wanted = [
+        (mset, name)
+        for mset in model.mechanisms
+        for name in mset.mechanism.vectors
+        if name not in mset.vectors and name in mset.data
+    ]
+    if not wanted:
+        return
+    import ctypes
+
+    by_address = {}
+    for vec in h.List("Vector"):
+        this = ctypes.c_void_p.from_address(int(vec.hocobjptr()) + 8).value
+        by_address[this] = vec
+    for mset, name in wanted:
+        sizes, times = [], []
+        for i, address in enumerate(mset.data[name].view(np.uint64)):
+            vec = by_address.get(int(address)) if address else None
+            t = np.array(vec.to_python(), dtype=np.float64) if vec is not None else np.zeros(0)
+            index = int(mset.data["index"][i])
+            if address and (
+                vec is None or (0 < index <= len(t) and t[index - 1] != mset.data["etime"][i])
+            ):
+                raise PortneuronError(
+                    f"{mset.name} {i}: cannot find its event Vector in NEURON (its address is "
+                    f"kept in {name!r}); use the vecevent.mod with a BBCOREPOINTER that NEURON ships"
+                )
+            sizes.append(len(t))
+            times.append(t)
+        size = np.array(sizes, dtype=np.int32)
+        data = np.concatenate(times) if times else np.zeros(0)
+        mset.vectors[name] = (data, (np.cumsum(size) - size).astype(np.int32), size)
 
 
 def _check_pointers(h, library) -> None:

@@ -68,6 +68,9 @@ class MechanismSet:
     globals: dict[str, float] = field(default_factory=dict)
     count: int = 0
     pointers: dict[str, PointerTarget] = field(default_factory=dict)  # POINTER name -> target
+    #: Event Vectors (Mechanism.vectors) by name: (times, offset, size), instance i's times
+    #: being times[offset[i] : offset[i] + size[i]].
+    vectors: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

@@ -133,7 +133,8 @@ def custom_cell() -> Built:
     and one by a LINEAR block (linss), one of array STATEs and a written GLOBAL array
     (arrchan), a synapse queueing its events in arrays indexed at run time (ArrSyn),
     POINTERs and BEFORE/AFTER blocks: each dendrite segment's axial current from its
-    parent's v (axcur) summed into a point process (AxSum), which reads a far v,
+    parent's v (axcur) summed into a point process (AxSum), which reads a far v, a VecStim
+    of our own (EvtVec) replaying a Vector of times into ArrSyn,
     and a dendrite with pas,
     cachan and a leak integrated by euler (eulergate) receiving two NetCons from
     one NetStim through a facilitating synapse with NET_RECEIVE INITIAL (FacSyn).
@@ -164,13 +165,20 @@ def custom_cell() -> Built:
         seg.axcur.len = 10 * seg.x
         previous = seg
     queue = h.ArrSyn(dend(0.2))
+    replay = h.EvtVec()  # a VecStim of tests/mods: its Vector's times as events
+    times = h.Vector([1.3, 4.7, 4.7, 9.0, 21.25])
+    replay.play(times)
     ncs = []
-    for target, weight, delay in ((syn, 0.004, 1.0), (syn, 0.002, 2.5), (queue, 0.001, 1.5)):
-        nc = h.NetCon(ns, target)
+    for source, target, weight, delay in (
+        (ns, syn, 0.004, 1.0), (ns, syn, 0.002, 2.5), (ns, queue, 0.001, 1.5),
+        (replay, queue, 0.0015, 0.5),
+    ):  # fmt: skip
+        nc = h.NetCon(source, target)
         nc.weight[0], nc.delay = weight, delay
         ncs.append(nc)
     _register(soma)
-    return Built([soma(0.5), dend(0.3), dend(0.9)], [soma, dend, syn, queue, axsum, ns, *ncs])
+    keep = [soma, dend, syn, queue, axsum, ns, replay, times, *ncs]
+    return Built([soma(0.5), dend(0.3), dend(0.9)], keep)
 
 
 def one_compartment(
@@ -180,7 +188,8 @@ def one_compartment(
     inserted (density), or placed at the middle (point process), driven by a NetStim burst
     through a NetCon where it has a NET_RECEIVE; an artificial cell's spikes are gid 1's.
     POINTER k points at x<k> of a `ptrsink` (tests/mods) in the soma, which INITIAL sets;
-    `settings` are values for the mechanism's RANGE variables. The corpus tests' protocol."""
+    `settings` are values for the mechanism's RANGE variables ("play": a VecStim's event
+    times). The corpus tests' protocol."""
     clear_neuron()
     soma = h.Section(name="soma")
     soma.L = soma.diam = 20
@@ -200,7 +209,12 @@ def one_compartment(
             nc.weight[0], nc.delay = 0.002, 1.0
             keep += [ns, nc]
     for variable, value in (settings or {}).items():
-        setattr(target, variable, value)
+        if variable == "play":  # a VecStim's event times
+            times = h.Vector(value)
+            target.play(times)
+            keep.append(times)
+        else:
+            setattr(target, variable, value)
     if pointers:
         soma.insert("ptrsink")
         sink = soma(0.5).ptrsink

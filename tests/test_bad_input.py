@@ -199,11 +199,11 @@ BAD_MODS = {
     "empty": ("", r"bad\.mod: no SUFFIX, POINT_PROCESS or ARTIFICIAL_CELL"),
     "verbatim": (
         "NEURON { SUFFIX x }\nBREAKPOINT { VERBATIM\n int a;\nENDVERBATIM\n}\n",
-        r"bad\.mod:2:14: VERBATIM C code: not supported",
+        r"bad\.mod:2:14: VERBATIM C code is not supported \(a block starting 'int a;'",
     ),
     "bbcorepointer": (
         "NEURON { SUFFIX x BBCOREPOINTER p }\nASSIGNED { p }\n",
-        r"bad\.mod:1:\d+: BBCOREPOINTER variables",
+        r"bad\.mod:1:\d+: BBCOREPOINTER p is not supported \(only as a VecStim's event Vector",
     ),
     "array-derivative": (
         "NEURON { SUFFIX x }\nSTATE { m[2] }\nBREAKPOINT { SOLVE s METHOD cnexp }\n"

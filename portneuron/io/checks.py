@@ -292,7 +292,7 @@ def pdata_slots(mech: Mechanism) -> list[str] | None:
             style = style or var in (f"{x}i", f"{x}o")
         if style:
             slots += [f"ion:{x}:e{x}", f"style:{x}"]
-    slots += [f"pointer:{name}" for name in mech.pointers]
+    slots += list(mech.pointer_slots)
     slots += ["random"] * len([v for v in mech.variables if v.name.endswith(".id1")])
     if any(s.name == "net_send" for k in mech.kernels for s in k.streams):
         slots.append("netsend")

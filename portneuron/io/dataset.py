@@ -103,6 +103,8 @@ class Group:
     #: Per mechanism type with POINTERs: what each pointer word points into (-1 a node's
     #: v, -2 i_membrane_, else a mechanism or ion type), instance by instance.
     pointer_types: dict[int, np.ndarray] = field(default_factory=dict)
+    #: Per mechanism type with bbcore_write data: (ints, doubles) as its instances wrote them.
+    bbcore: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 def load_dataset(directory: str | Path, library: MechanismLibrary | None = None) -> Model:
@@ -267,9 +269,17 @@ def read_group(directory: Path, gid: int, types: dict[int, MechType]) -> Group:
     nc_index = f.array("i4", nnetcon, "NetCon target instances")
     weights = f.array("f8", nweight, "NetCon weights")
     delays = f.array("f8", nnetcon, "NetCon delays")
-    nbcp = f.integer("bbcorepointer count")
-    if nbcp > 0:
-        raise f.error("BBCOREPOINTER data is not supported")
+    bbcore = {}
+    for _ in range(f.count("bbcorepointer count")):
+        btype = f.integer("a bbcorepointer type")
+        if btype not in types:
+            raise f.error(f"bbcorepointer data of type {btype}, which is not in bbcore_mech.dat")
+        icnt = f.count("a bbcorepointer int count")
+        dcnt = f.count("a bbcorepointer double count")
+        name = types[btype].name
+        ints = f.array("i4", icnt, f"{name} bbcorepointer ints") if icnt else np.zeros(0, np.int32)
+        doubles = f.array("f8", dcnt, f"{name} bbcorepointer doubles") if dcnt else np.zeros(0)
+        bbcore[btype] = (ints, doubles)
     counts = {mt.type_id: n for mt, n in mech_list}
     vecplay = []
     for k in range(f.count("the VecPlay count")):
@@ -292,6 +302,7 @@ def read_group(directory: Path, gid: int, types: dict[int, MechType]) -> Group:
     group = Group(
         gid, ncell, parent, a, b, area, v, diam, mechs, output_gid, vindex, threshold,
         srcgid, nc_type, nc_index, weights, delays, vecplay, records, nvdata, pointer_types,
+        bbcore,
     )  # fmt: skip
     check_nodes(group, ndiam > 0)
     check_mechanisms(group)
@@ -444,6 +455,8 @@ def merge(
                 mset, groups, types, sets, set_of, instance_offset, ions, ion_offsets,
                 node_map, source,
             )  # fmt: skip
+    for mset in sets:
+        mset.vectors = _event_vectors(mset, groups, source)
     presyns, code_to_presyn = _presyns(groups, node_map, set_of, instance_offset)
     netcons = _netcons(groups, presyns, code_to_presyn, set_of, instance_offset, sets)
     vecplay = []
@@ -676,3 +689,40 @@ def _pointer_target(
         return f"mech:{set_of[kind]}:{base}", instance * length + element
     what_kind = "i_membrane_" if kind == -2 else f"type {kind}"
     raise DatasetError(f"{what}: points at {what_kind}, which portneuron does not support")
+
+
+def _event_vectors(mset: MechanismSet, groups, source: str) -> dict:
+    """VecStim's event times, where its BBCOREPOINTER's bbcore_write put them: per instance
+    one int (the count) and that many doubles (the times), instance after instance. A
+    Vector reached another way (an ASSIGNED holding its address) is not in the dataset."""
+    mech = mset.mechanism
+    where = f"{source}: {mech.name}"
+    written = [g.bbcore[mset.type_id] for g in groups if mset.type_id in g.bbcore]
+    if not mech.vectors:
+        if written:
+            raise DatasetError(
+                f"{where} has BBCOREPOINTER data, which portneuron reads only for a VecStim's "
+                f"event Vector"
+            )
+        return {}
+    (name,) = mech.vectors
+    if f"bbcorepointer:{name}" not in mech.pointer_slots:
+        return {}  # direct mode finds these Vectors in NEURON
+    sizes, times = [], []
+    for g in groups:
+        count = sum(len(data) for mt, _, data, _, _ in g.mechs if mt.type_id == mset.type_id)
+        if not count:
+            continue
+        ints, doubles = g.bbcore.get(mset.type_id, (np.zeros(0, np.int32), np.zeros(0)))
+        if len(ints) != count or ints.min() < 0 or int(ints.sum()) != len(doubles):
+            raise DatasetError(
+                f"{where}: its bbcorepointer data are not one count per instance and that "
+                f"many times ({len(ints)} counts for {count} instances, {len(doubles)} "
+                f"times); the dataset is damaged"
+            )
+        sizes.append(ints)
+        times.append(doubles)
+    size = np.concatenate(sizes).astype(np.int32) if sizes else np.zeros(0, np.int32)
+    data = np.concatenate(times) if times else np.zeros(0)
+    offset = (np.cumsum(size) - size).astype(np.int32)
+    return {name: (data, offset, size)}

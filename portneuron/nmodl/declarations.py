@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import NmodlError
+from . import verbatim
 from .parse import SourceMap, nmodl_module
 from .units import unit_factors
 
@@ -108,6 +110,14 @@ class Declarations:
     linears: dict[str, object] = field(default_factory=dict)
     #: POINTER variables, in declaration order.
     pointers: list[str] = field(default_factory=list)
+    #: BBCOREPOINTER variables, in declaration order.
+    bbcore_pointers: list[str] = field(default_factory=list)
+    #: POINTERs and BBCOREPOINTERs together in declaration order ("pointer:x",
+    #: "bbcorepointer:y"), as their pdata words lie.
+    pointer_slots: list[str] = field(default_factory=list)
+    #: PROCEDUREs whose whole body is a VERBATIM idiom (portneuron.nmodl.verbatim).
+    idioms: dict[str, verbatim.Idiom] = field(default_factory=dict)
+    has_verbatim: bool = False
     #: BEFORE and AFTER blocks by kernel name (before_initial, after_solve, ...), in order.
     ba_blocks: dict[str, list] = field(default_factory=dict)
     initial: object | None = None
@@ -129,7 +139,9 @@ class Declarations:
         if at is not None:
             var = at[0]
         declared = self.variables.get(var)
-        if declared is None or var in SIMULATOR_NAMES or self.ion_of(var) or var in self.pointers:
+        if declared is None or var in SIMULATOR_NAMES or self.ion_of(var):
+            return False
+        if var in self.pointers or var in self.bbcore_pointers:
             return False
         if var in self.range_names or declared.kind == "random" or declared.length:
             return True  # arrays too: one per instance, as their elements are written
@@ -155,6 +167,7 @@ class Declarations:
             and not self.ion_of(n)
             and self.variables[n].kind != "random"
             and n not in self.pointers
+            and n not in self.bbcore_pointers
             and (n in self.global_names or self.variables[n].kind == "parameter")
         }
 
@@ -170,17 +183,18 @@ class Declarations:
             and var not in SIMULATOR_NAMES
             and not self.ion_of(var)
             and var not in self.pointers
+            and var not in self.bbcore_pointers
         )
 
     @property
     def vectorized(self) -> bool:
         """Whether nocmodl makes the mechanism thread safe (its `vectorize`): not where a
-        file without THREADSAFE assigns a GLOBAL or has a POINTER, and never with a LINEAR
+        file without THREADSAFE assigns a GLOBAL or has a POINTER or VERBATIM, and never with a LINEAR
         block (its matrix is one static, THREADSAFE or not). Such a mechanism has no `v`
         of its own in NEURON's data."""
         if self.linears:
             return False
-        return self.thread_safe or not (self.written_globals or self.pointers)
+        return self.thread_safe or not (self.written_globals or self.pointers or self.has_verbatim)
 
     @property
     def currents(self) -> list[str]:
@@ -208,9 +222,20 @@ _UNSUPPORTED_BLOCKS = {
         "CONSTRUCTOR",
         "CONSTRUCTOR blocks (C code run at creation) are not supported",
     ),
-    "DestructorBlock": ("DESTRUCTOR", "DESTRUCTOR blocks are not supported"),
-    "Verbatim": ("VERBATIM", "VERBATIM C code is not supported; rewrite it in NMODL"),
 }
+
+
+def verbatim_refusal(d: Declarations, code: str, block: tuple[str, str] | None, nth: int = 0):
+    """The one line for a VERBATIM block that is none of the idioms portneuron knows: its
+    place and its first line."""
+    message = (
+        f"VERBATIM C code is not supported (a block starting {verbatim.first_line(code)!r}; "
+        f"portneuron knows the idioms listed in its README); rewrite it in NMODL"
+    )
+    if block is None:
+        span = d.source_map.block("VERBATIM", "", nth)
+        return NmodlError(message, d.filename, span[0] if span else None)
+    return d.error(message, block, "VERBATIM")
 
 
 def _blocks(blocks):
@@ -245,8 +270,36 @@ def _shadowed(node, name: str) -> bool:
 def collect(program, source_map: SourceMap) -> Declarations:
     """Read the declarations and named blocks of a parsed program."""
     d = Declarations(source_map.filename, source_map)
+    top_verbatim = 0
     for block in _blocks(program.blocks):
         kind = block.get_node_type_name()
+        if kind == "Verbatim":
+            d.has_verbatim = True
+            code = block.statement.eval()
+            idiom = verbatim.recognise(code)
+            if idiom is None or idiom.kind not in ("vector-bbcore", "declarations"):
+                raise verbatim_refusal(d, code, None, top_verbatim)
+            top_verbatim += 1
+            continue
+        if kind == "DestructorBlock":
+            for stmt in block.statement_block.statements:
+                if stmt.get_node_type_name() != "Verbatim":
+                    raise d.error("DESTRUCTOR blocks are not supported", None, "DESTRUCTOR")
+                d.has_verbatim = True
+                idiom = verbatim.recognise(stmt.statement.eval())
+                if idiom is None or idiom.kind != "vector-unref":
+                    raise verbatim_refusal(d, stmt.statement.eval(), ("DESTRUCTOR", ""))
+            continue
+        if kind == "ProcedureBlock":
+            statements = list(block.statement_block.statements)
+            if statements and any(st.get_node_type_name() == "Verbatim" for st in statements):
+                d.has_verbatim = True
+            if len(statements) == 1 and statements[0].get_node_type_name() == "Verbatim":
+                idiom = verbatim.recognise(statements[0].statement.eval())
+                if idiom is not None and idiom.kind in ("vector-element", "vector-play"):
+                    d.idioms[block.get_node_name()] = idiom
+                    continue
+            # any other VERBATIM is refused where the procedure is called, if it is
         if kind == "NeuronBlock":
             _neuron_block(d, block)
         elif kind == "ParamBlock":
@@ -325,6 +378,15 @@ def collect(program, source_map: SourceMap) -> Declarations:
             "no SUFFIX, POINT_PROCESS or ARTIFICIAL_CELL in the NEURON block; add one",
             ("NEURON", ""),
         )
+    vector_sources = {i.source for i in d.idioms.values() if i.kind == "vector-element"}
+    for name in d.bbcore_pointers:
+        if name not in vector_sources:
+            raise d.error(
+                f"BBCOREPOINTER {name} is not supported (only as a VecStim's event Vector, "
+                f"the idiom portneuron knows)",
+                ("NEURON", ""),
+                "BBCOREPOINTER",
+            )
     return d
 
 
@@ -381,8 +443,10 @@ def _neuron_block(d: Declarations, block) -> None:
             pass
         elif kind == "Pointer":
             d.pointers += [v.get_node_name() for v in stmt.variables]
+            d.pointer_slots += [f"pointer:{v.get_node_name()}" for v in stmt.variables]
         elif kind == "BbcorePointer":
-            raise d.error("BBCOREPOINTER variables are not supported", where, "BBCOREPOINTER")
+            d.bbcore_pointers += [v.get_node_name() for v in stmt.variables]
+            d.pointer_slots += [f"bbcorepointer:{v.get_node_name()}" for v in stmt.variables]
         elif kind == "External":
             raise d.error("EXTERNAL variables are not supported", where, "EXTERNAL")
         else:

@@ -14,6 +14,7 @@ from portneuron.ir import BOOL, F64, I32, Binary, Cast, Const, Expr, Unary, Var,
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 
+from . import verbatim
 from .declarations import BUILTIN_CONSTANTS, Declarations, text
 
 #: A FROM loop with constant bounds and at most this many turns whose body indexes arrays
@@ -259,6 +260,14 @@ class KernelLowering:
             self.block(s)
         elif kind == "FromStatement":
             self.from_statement(s)
+        elif kind == "Verbatim":
+            code = s.statement.eval()
+            raise self.error(
+                f"VERBATIM C code is not supported (a block starting "
+                f"{verbatim.first_line(code)!r}; portneuron knows the idioms listed in its "
+                f"README); rewrite it in NMODL",
+                "VERBATIM",
+            )
         elif kind in ("LineComment", "BlockComment", "UnitState", "TableStatement"):
             pass  # TABLE is handled where the procedure is called
         elif kind in _NOT_HERE:
@@ -529,6 +538,16 @@ class KernelLowering:
             return (b.min_ if name == "fmin" else b.max_)(*args)
         if name == "at_time":
             return Const(0.0, F64)  # only meaningful for variable time steps
+        if name in self.d.idioms:
+            idiom = self.d.idioms[name]
+            if idiom.kind != "vector-element" or args:
+                raise self.error(
+                    f"{name} is hoc's (its VERBATIM gives an instance its Vector) and cannot "
+                    f"be called here",
+                    name,
+                )
+            self.vector_element(idiom.source)
+            return Const(0.0, F64)
         if name in self.d.functions:
             return self.inline(self.d.functions[name], args, returns=True)
         if name in self.d.procedures:
@@ -539,6 +558,25 @@ class KernelLowering:
                 f"{name} can only be called in NET_RECEIVE or INITIAL of a point process", name
             )
         raise self.error(f"call to unknown or unsupported function {name!r}", name)
+
+    def vector_element(self, source: str) -> None:
+        """VecStim's element() (the `vector-element` idiom): with i = (int)index >= 0, the
+        instance's i-th event time into etime and index one on, or index -1 past the end
+        (an instance without a Vector has none)."""
+        kb = self.kb
+        instance = Var("pn.instance", I32)
+        i = kb.assign(self.fresh("vector.i"), b.cast(I32, to_f64(self.read("index"))))
+        size = kb.array(f"vector.{source}.size", I32, "instance")[instance]
+        offset = kb.array(f"vector.{source}.offset", I32, "instance")[instance]
+        with kb.if_(b.ge(i, Const(0, I32))):
+            inside = kb.assign(self.fresh("vector.inside"), b.lt(i, size))
+            at = b.select(inside, b.add(offset, i), Const(0, I32))  # a valid index always
+            value = kb.array(f"vector.{source}.data", F64, f"vector:{source}")[at]
+            with kb.if_(inside):
+                self.assign("etime", value)
+                self.assign("index", b.add(to_f64(self.read("index")), 1.0))
+            with kb.else_():
+                self.assign("index", Const(-1.0, F64))
 
     def check_arity(self, name: str, args: list, count: int) -> None:
         if len(args) != count:

@@ -433,7 +433,7 @@ class Assembler:
         for v in d.variables.values():
             if v.name in ("v", "t", "dt", "celsius", "area", "diam") or d.ion_of(v.name):
                 continue
-            if v.name in d.pointers:
+            if v.name in d.pointers or v.name in d.bbcore_pointers:
                 continue  # not the mechanism's: a place elsewhere (Mechanism.pointers)
             per_instance = d.is_per_instance(v.name)
             out.append(Variable(v.name, v.kind, v.unit, v.default, per_instance, v.length))
@@ -467,6 +467,10 @@ class Assembler:
             source=d.filename,
             layout=data_layout(d),
             pointers=tuple(d.pointers),
+            pointer_slots=tuple(d.pointer_slots),
+            vectors=tuple(
+                sorted({i.source for i in d.idioms.values() if i.kind == "vector-element"})
+            ),
         )
 
 
@@ -498,6 +502,7 @@ def data_layout(d: Declarations) -> tuple[str, ...]:
         and v.name not in simulator
         and v.name not in d.file_locals
         and v.name not in d.pointers
+        and v.name not in d.bbcore_pointers
     ]
     ion_vars = {n for ion in d.ions for n in ion.read + ion.write}
 

@@ -70,6 +70,25 @@ class BoundMechanism:
             self.kernels[kernel.name] = backend.compile(kernel, hot)
         self._table_state: tuple | None = None
 
+    def bind_vectors(self) -> None:
+        """Each instance's event Vector (VecStim's): the times, and where each one's start."""
+        for name in self.set.mechanism.vectors:
+            found = self.set.vectors.get(name)
+            if found is None:
+                if self.set.count:
+                    raise PortneuronError(
+                        f"{self.set.name}: the event times of its Vectors are not in the model: "
+                        f"this vecevent.mod keeps each Vector's address in {name!r}, which "
+                        f"NEURON's writer does not follow; run it in direct mode, or use the "
+                        f"vecevent.mod with a BBCOREPOINTER that NEURON ships"
+                    )
+                found = (np.zeros(0), np.zeros(0, np.int32), np.zeros(0, np.int32))
+            times, offset, size = found
+            # one value more, so that a masked lane's load has somewhere to read
+            self.args[f"vector.{name}.data"] = np.append(times, 0.0)
+            self.args[f"vector.{name}.offset"] = offset.astype(np.int32)
+            self.args[f"vector.{name}.size"] = size.astype(np.int32)
+
     def bind_pointers(self, model: Model, node_arrays: dict[str, np.ndarray]) -> None:
         """Each POINTER's target array and every instance's index into it: a node's v, a
         mechanism's variable or an ion's (once every set has its data)."""
@@ -100,7 +119,7 @@ class BoundMechanism:
     def _check(self, kernel: Kernel) -> None:
         for p in kernel.params:
             prefix = p.name.split(".")[0]
-            if p.name in self.args or prefix in ("event", "netcon", "pointer"):
+            if p.name in self.args or prefix in ("event", "netcon", "pointer", "vector"):
                 continue
             raise ValueError(f"{self.set.name}: kernel {kernel.name} needs {p.name!r}")
 

@@ -106,6 +106,7 @@ class Simulation:
         ]
         for bound in self.mechanisms:
             bound.bind_pointers(model, self.node_arrays)
+            bound.bind_vectors()
         self._bind_capacitance()
         self._bind_ions()
         self._bind_netcons()
