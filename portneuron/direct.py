@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ class DirectResult:
     segments: list[Any]
     model: Any = None  # the simulated model, as it is at the end of the run
     node_of: Any = None  # segment -> its model node
+    probe_keys: list = field(default_factory=list)  # record_values, in request order
+    probe_traces: list = field(default_factory=list)  # their traces, at t
 
     def v(self, segment) -> np.ndarray:
         """The voltage trace of a recorded segment."""
@@ -44,24 +46,43 @@ class DirectResult:
 
     def value(self, segment, mechanism: str, variable: str) -> float:
         """`variable` of `mechanism` (or of an ion, "ca_ion") at `segment`, at the end of the
-        run: a STATE, an ASSIGNED, a concentration, an array's element (`"ca[3]"`). A point process
-        is found by its segment."""
-        node = self.node_of(segment)
-        if mechanism.endswith("_ion"):
-            ion = self.model.ion(mechanism.removesuffix("_ion"))
-            owner, data = (ion.node_index, ion.data) if ion is not None else (None, None)
-        else:
-            mset = self.model.mechanism_set(mechanism)
-            owner, data = (mset.node_index, mset.data) if mset is not None else (None, None)
-        if owner is None:
-            raise KeyError(f"the model has no {mechanism}")
-        at = np.flatnonzero(owner == node)
-        name, k = variable, None
-        if variable.endswith("]") and "[" in variable:  # an array element, x[3]
-            name, k = variable[:-1].split("[", 1)
-        if not len(at) or name not in data:
-            raise KeyError(f"no {mechanism} {variable} at {segment}")
-        return float(data[name][at[0]] if k is None else data[name][at[0], int(k)])
+        run: a STATE, an ASSIGNED, a concentration, an array's element (`"ca[3]"`). A point
+        process is found by its segment."""
+        array, index = locate(self.model, self.node_of(segment), mechanism, variable, segment)
+        return float(array[index])
+
+    def trace(self, segment, mechanism: str, variable: str) -> np.ndarray:
+        """The trace of a variable given in `run(..., record_values=...)`, at `t`."""
+        for (seg, mech, var), trace in zip(self.probe_keys, self.probe_traces):
+            if (seg.sec, seg.x, mech, var) == (segment.sec, segment.x, mechanism, variable):
+                return trace
+        raise KeyError(f"{mechanism} {variable} at {segment} was not recorded")
+
+
+def locate(model, node: int, mechanism: str, variable: str, where: Any = "") -> tuple:
+    """(array, index) of `variable` of `mechanism` (or an ion, "ca_ion") at model node
+    `node`: where the simulation keeps it, so reading it later reads its value then."""
+    if mechanism.endswith("_ion"):
+        ion = model.ion(mechanism.removesuffix("_ion"))
+        owner, data, length = (ion.node_index, ion.data, {}) if ion is not None else (None,) * 3
+    else:
+        mset = model.mechanism_set(mechanism)
+        owner, data = (mset.node_index, mset.data) if mset is not None else (None, None)
+        length = {v.name: v.length for v in mset.mechanism.variables} if mset else {}
+    if owner is None:
+        raise KeyError(f"the model has no {mechanism}")
+    at = np.flatnonzero(owner == node)
+    name, k = variable, None
+    if variable.endswith("]") and "[" in variable:  # an array element, x[3]
+        name, k = variable[:-1].split("[", 1)
+    if not len(at) or name not in data:
+        raise KeyError(f"no {mechanism} {variable} at {where}")
+    if k is None:
+        return data[name], int(at[0])
+    n = length.get(name, 0)
+    if not 0 <= int(k) < n:
+        raise KeyError(f"{mechanism} {name} has no element {k}")
+    return data[name].reshape(-1), int(at[0]) * n + int(k)
 
 
 def run(
@@ -71,6 +92,7 @@ def run(
     dt: float | None = None,
     mechanisms: Iterable[str | Path] = (),
     v_init: float | None = None,
+    record_values: Sequence[tuple[Any, str, str]] = (),
 ) -> DirectResult:
     """Run NEURON's current model in portneuron from t = 0 to `tstop` [ms].
 
@@ -78,6 +100,11 @@ def run(
     `v_init`, this calls `h.finitialize(v_init)` first. `record` lists segments
     (`sec(x)`) whose voltage is returned at t = 0 and after every step; `dt` defaults to
     NEURON's `h.dt`; `mechanisms` are folders of the model's non-built-in `.mod` files.
+    `record_values` lists (segment, mechanism, variable) to record as well: any STATE,
+    ASSIGNED or PARAMETER of a mechanism or point process there (`(soma(0.5), "hh", "m")`,
+    `(dend(0.3), "ExpSyn", "g")`), an ion's (`"ca_ion", "cai"`), an array's element
+    (`"ca[3]"`); `result.trace(segment, mechanism, variable)` gives each. Recording
+    values runs step by step.
     """
     from neuron import h
 
@@ -112,9 +139,16 @@ def run(
 
     nodes = [node_of(seg) for seg in record]
     sim = Simulation(model, load_backend(backend or best_backend()), dt=h.dt if dt is None else dt)
-    result = sim.run(tstop, record=nodes)
+    try:
+        probes = [locate(model, node_of(seg), m, var, seg) for seg, m, var in record_values]
+    except KeyError as exc:
+        raise PortneuronError(f"record_values: {exc.args[0]}") from None
+    result = sim.run(tstop, record=nodes, probes=probes)
     traces = [result.v[:, k].copy() for k in range(len(nodes))]
-    return DirectResult(result.spikes, result.t, traces, list(record), model, node_of)
+    values = [result.values[:, k].copy() for k in range(len(probes))]
+    return DirectResult(
+        result.spikes, result.t, traces, list(record), model, node_of, list(record_values), values
+    )
 
 
 def _vectors_by_address(h, model) -> None:

@@ -62,6 +62,41 @@ def test_single_cell_voltages_match_neuron_every_step(drive, nernst, secondorder
     del built
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_direct_mode_records_any_variable_as_neuron_does(backend):
+    """States, a point process's conductance (which events change) and an ion's current,
+    recorded every step (record_values) where NEURON's Vector.record takes them (after the
+    states, before the step's last events): within 1e-9 relative of NEURON's recording."""
+    from neuron import h
+
+    built = neuron_cells.ball_and_sticks("expsyn", nernst=True)
+    soma, syn_seg = built.segments[0], built.segments[2]
+    syn = next(k for k in built.keep if k.hname().startswith("ExpSyn"))
+    wanted = [
+        (soma, "hh", "m", soma._ref_m_hh), (soma, "hh", "n", soma._ref_n_hh),
+        (syn_seg, "ExpSyn", "g", syn._ref_g), (soma, "na_ion", "ina", soma._ref_ina),
+        (syn_seg, "hh", "h", syn_seg._ref_h_hh),
+    ]  # fmt: skip
+    vectors = [h.Vector().record(ref) for *_, ref in wanted]
+    try:
+        neuron_cells.run_neuron(built, 30.0)
+    finally:
+        for vector in vectors:
+            vector.play_remove()  # before the sections go
+    expected = np.array([v.to_python() for v in vectors]).T
+    result = portneuron.direct.run(
+        30.0, v_init=-65.0, backend=backend, record_values=[w[:3] for w in wanted]
+    )
+    got = np.array([result.trace(*w[:3]) for w in wanted]).T
+    assert got.shape == expected.shape == (1201, len(wanted))
+    scale = np.abs(expected).max(axis=0)
+    assert (np.abs(got - expected).max(axis=0) <= 1e-9 * scale).all()
+    assert np.ptp(expected, axis=0).min() > 0  # every one of them moved
+    with pytest.raises(portneuron.direct.PortneuronError, match="record_values: no hh q"):
+        portneuron.direct.run(1.0, backend=backend, record_values=[(soma, "hh", "q")])
+    del built
+
+
 def test_rallpack1_matches_the_analytic_cable():
     """Relative RMS error (of the depolarisation) below 0.1 % at both ends of the cable."""
     built = neuron_cells.rallpack1(nseg=30)

@@ -48,6 +48,7 @@ class Result:
     t: np.ndarray  # recording times [ms]
     v: np.ndarray  # recorded voltages [mV], one column per recorded node
     steps: int
+    values: np.ndarray | None = None  # recorded probes, one column per probe
 
 
 class Simulation:
@@ -119,6 +120,7 @@ class Simulation:
         self.spikes: list[tuple[float, int]] = []
         self._outbox: list[tuple[float, int]] = []  # (t, presyn) of this epoch's spikes
         self._program = None  # the compiled epoch, made on first use
+        self._record_hook: Callable[[], None] | None = None
         self._events = None  # its event buffers
         self._clock = np.zeros(0)
 
@@ -343,6 +345,8 @@ class Simulation:
             if bound.has("state"):
                 bound.run("state", self.t, dt)
         self._before_after("after_solve")
+        if self._record_hook is not None:
+            self._record_hook()  # where NEURON's Vector.record samples: before the events
         self.deliver(self.t)
 
     def _play(self) -> None:
@@ -414,17 +418,26 @@ class Simulation:
         v_init: float | None = None,
         initialize: bool = True,
         progress: Callable[[float], None] | None = None,
+        probes: Sequence[tuple[np.ndarray, int]] = (),
     ) -> Result:
-        """Simulate to `tstop` [ms], recording v at the model nodes `record` every step;
-        `progress(t)` is called after every epoch with the time reached [ms]."""
+        """Simulate to `tstop` [ms], recording v at the model nodes `record` every step, and
+        `probes` ((array, index): any value of the model, a mechanism's, an ion's), which
+        runs step by step; `progress(t)` is called after every epoch with the time reached
+        [ms]."""
         if initialize:
             self.finitialize(v_init)
         record = np.asarray(record, dtype=np.int64)
         nsteps = max(0, int((tstop - self.t) / self.dt + 0.5))
         epoch = self.epoch_steps()
-        program = self.epoch_program(record) if nsteps else None
+        program = self.epoch_program(record) if nsteps and not probes else None
         times = [self.t]
         trace = [self.model.nodes.v[record].copy()]
+        sampled = [[float(array[i]) for array, i in probes]]
+
+        def sample() -> None:
+            sampled.append([float(array[i]) for array, i in probes])
+
+        self._record_hook = sample if probes else None
         done = 0
         if program is not None:
             program.load()  # a device-resident program takes the model's state
@@ -437,7 +450,7 @@ class Simulation:
                     for _ in range(n):
                         self.step()
                         self._check_finite()
-                        if len(record):
+                        if len(record) or probes:
                             times.append(self.t)
                             trace.append(self.model.nodes.v[record].copy())
                 done += n
@@ -445,12 +458,14 @@ class Simulation:
                 if progress is not None:
                     progress(self.t)
         finally:
+            self._record_hook = None
             if program is not None:
                 program.store()
                 program.plan.set_record(np.zeros(0, dtype=np.int64))
         spikes = sorted(self.spikes)
         t = np.array(times)
-        return Result(spikes, t, np.array(trace).reshape(len(t), len(record)), nsteps)
+        values = np.array(sampled).reshape(len(t), len(probes)) if probes else None
+        return Result(spikes, t, np.array(trace).reshape(len(t), len(record)), nsteps, values)
 
     # ------------------------------------------------------------------ compiled epochs
     def epoch_program(self, record: np.ndarray | None = None):
