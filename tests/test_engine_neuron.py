@@ -281,3 +281,83 @@ def test_direct_mode_refuses_pointers_neuron_cannot_hand_over(compiled_mods):
         == "soma(0.5): POINTER vparent of axcur is not set; point it with h.setpointer (NEURON would crash on it)"
     )
     assert vector.startswith("soma(0.5): POINTER total of axcur points outside the model")
+
+
+NATIVE_POINTER_RUN = """
+import json, sys
+import neuron
+neuron.load_mechanisms(sys.argv[1])
+from neuron import h
+import numpy as np
+import neuron_cells
+from portneuron.backends import load_backend
+from portneuron.build import Cell, Network, Place
+from portneuron.library import MechanismLibrary
+from portneuron.sim.simulation import Simulation
+
+# NEURON
+soma = h.Section(name="soma")
+soma.L = soma.diam = 20
+soma.insert("hh")
+dend = h.Section(name="dend")
+dend.L, dend.diam, dend.nseg = 200, 1, 3
+dend.insert("pas")
+dend.insert("axcur")
+dend.connect(soma(1))
+axsum = h.AxSum(soma(0.5))
+stim = h.IClamp(soma(0.5))
+stim.delay, stim.dur, stim.amp = 1, 19, 0.3
+previous = soma(1.0)
+for seg in dend:
+    h.setpointer(previous._ref_v, "vparent", seg.axcur)
+    h.setpointer(axsum._ref_sum, "total", seg.axcur)
+    previous = seg
+h.setpointer(dend(0.9)._ref_v, "vremote", axsum)
+built = neuron_cells.Built([soma(0.5)], [soma, dend, axsum, stim])
+v_sum = h.Vector().record(axsum._ref_sum)
+expected = neuron_cells.run_neuron(built, 25.0)[:, 0]
+theirs_sum = np.array(v_sum.to_python())
+
+# the same cell, built natively, its POINTERs set by Network.setpointer
+cell = Cell("axial")
+s = cell.section("soma", L=20, diam=20)
+cell.insert(s, "hh")
+d = cell.section("dend", L=200, diam=1, nseg=3, parent=s, x=1.0)
+cell.insert(d, "pas")
+cell.insert(d, "axcur")
+k_sum = cell.point_process(s, 0.5, "AxSum")
+cell.point_process(s, 0.5, "IClamp", **{"del": 1, "dur": 19, "amp": 0.3})
+net = Network(MechanismLibrary([sys.argv[1]]), v_init=-65.0)
+net.add_cell(cell, 0)
+where = [(s, 1.0)] + [(d, (k + 0.5) / 3) for k in range(3)]
+for (sec, x), (_, xd) in zip(where, where[1:]):
+    net.setpointer(Place(0, d, xd, "axcur", "vparent"), Place(0, sec, x))
+    net.setpointer(Place(0, d, xd, "axcur", "total"), Place(0, point=k_sum, variable="sum"))
+net.setpointer(Place(0, point=k_sum, variable="vremote"), Place(0, d, 0.9))
+model = net.build()
+sim = Simulation(model, load_backend(sys.argv[2]))
+probe = [(model.mechanism_set("AxSum").data["sum"], 0)]
+result = sim.run(25.0, record=[net.node(0, s, 0.5)], probes=probe)
+print(json.dumps({"max_dv": float(np.abs(result.v[:, 0] - expected).max()),
+                  "vmax": float(expected.max()),
+                  "max_dsum": float(np.abs(result.values[:, 0] - theirs_sum).max()),
+                  "sum_scale": float(np.abs(theirs_sum).max())}))
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_native_builder_sets_pointers_as_neuron(compiled_mods, backend):
+    """Network.setpointer, the native builder's h.setpointer: a cell built without NEURON
+    whose POINTERs read parents' v and sum into a point process runs as the same cell in
+    NEURON: v within 1e-9 mV, the POINTERs' sum within 1e-9 relative, every step."""
+    from pathlib import Path
+
+    run = subprocess.run(
+        [sys.executable, "-c", NATIVE_POINTER_RUN, str(compiled_mods), backend],
+        capture_output=True, text=True, cwd=Path(__file__).parent,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["vmax"] > 0
+    assert result["max_dv"] <= VOLTAGE_TOLERANCE
+    assert result["sum_scale"] > 0 and result["max_dsum"] <= 1e-9 * result["sum_scale"]

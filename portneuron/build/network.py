@@ -17,7 +17,15 @@ import numpy as np
 from portneuron.errors import PortneuronError
 from portneuron.io.dataset import CAPACITANCE
 from portneuron.library import MechanismLibrary
-from portneuron.model import IonSet, MechanismSet, Model, NetCons, Nodes, Presyns
+from portneuron.model import (
+    IonSet,
+    MechanismSet,
+    Model,
+    NetCons,
+    Nodes,
+    PointerTarget,
+    Presyns,
+)
 
 from .cell import Cell, CompiledCell
 
@@ -43,6 +51,21 @@ class _Stim:
     mechanism: str
     gid: int
     values: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Place:
+    """A value of a built network: section(x)'s v (no mechanism), a variable of the density
+    mechanism or ion (`"ca_ion"`) there, or of the cell's point process `point` (its index
+    from `Cell.point_process`). `Network.setpointer` points POINTERs at places, and names
+    the POINTER by a place too (its mechanism, and the POINTER as the variable)."""
+
+    gid: int
+    section: object = None
+    x: float = 0.5
+    mechanism: str = ""
+    variable: str = "v"
+    point: int | None = None
 
 
 @dataclass
@@ -72,6 +95,7 @@ class Network:
         self.cells: list[tuple[Cell, int]] = []
         self.stims: list[_Stim] = []
         self.connections: list[_Connection] = []
+        self.pointers: list[tuple[Place, Place]] = []
         self._gids: set[int] = set()
 
     def add_cell(self, cell: Cell, gid: int) -> None:
@@ -107,6 +131,14 @@ class Network:
         source = ("gid", source_gid) if source_gid is not None else ("stim", source_stim)
         weights = (weight,) if np.isscalar(weight) else tuple(weight)
         self.connections.append(_Connection(source, target_gid, target_point, weights, delay))
+
+    def setpointer(self, pointer: Place, target: Place) -> None:
+        """NEURON's `h.setpointer(target, name, mechanism)`: POINTER `pointer.variable` of
+        the mechanism at `pointer` reads and writes `target` (a node's v, a mechanism's or
+        an ion's variable). Every instance's POINTER must be set before the run."""
+        if target.gid not in self._gids or pointer.gid not in self._gids:
+            raise PortneuronError(f"setpointer: no cell with gid {pointer.gid} or {target.gid}")
+        self.pointers.append((pointer, target))
 
     # ------------------------------------------------------------------ building
     def build(self) -> Model:
@@ -220,6 +252,7 @@ class _Builder:
                 )
             )  # fmt: skip
         ions = self._ions(sets, nodes.count)
+        self._set_pointers(sets, ions, point_instance, base)
         presyns, gid_presyn = self._presyns(base, stim_instance)
         netcons = self._netcons(sets, point_instance, gid_presyn, stim_instance)
         return Model(
@@ -229,7 +262,77 @@ class _Builder:
         )  # fmt: skip
 
     def _defaults(self, mech, n: int) -> dict[str, np.ndarray]:
-        return {v.name: np.full(n, v.default) for v in mech.variables if v.per_instance}
+        return {
+            v.name: np.full((n, v.length) if v.length else n, v.default)
+            for v in mech.variables
+            if v.per_instance
+        }
+
+    def _node(self, place: Place, base) -> int:
+        offset = dict(zip((g for _, g in self.cells), base))[place.gid]
+        cell = next(c for c, g in self.cells if g == place.gid)
+        return int(offset + cell.node_at(place.section, place.x))
+
+    def _instance(self, place: Place, sets, point_instance, base) -> tuple[int, int]:
+        """(set, instance) of the mechanism at a place."""
+        if place.point is not None:
+            found = point_instance.get((place.gid, place.point))
+            if found is None:
+                raise PortneuronError(f"setpointer: gid {place.gid} has no point {place.point}")
+            return found
+        node = self._node(place, base)
+        for s, mset in enumerate(sets):
+            if mset.name == place.mechanism:
+                at = np.flatnonzero(mset.node_index == node)
+                if len(at):
+                    return s, int(at[0])
+        raise PortneuronError(
+            f"setpointer: no {place.mechanism} at gid {place.gid} "
+            f"{getattr(place.section, 'name', place.section)}({place.x})"
+        )
+
+    def _set_pointers(self, sets, ions, point_instance, base) -> None:
+        """The POINTER targets of every set, from Network.setpointer."""
+        found: dict[tuple[int, str], dict[int, tuple[str, int]]] = {}
+        for pointer, target in self.net.pointers:
+            s, i = self._instance(pointer, sets, point_instance, base)
+            if pointer.variable not in sets[s].mechanism.pointers:
+                raise PortneuronError(
+                    f"setpointer: {sets[s].name} has no POINTER {pointer.variable}"
+                )
+            if not target.mechanism and target.point is None:
+                space, index = "node.v", self._node(target, base)
+            elif target.mechanism.endswith("_ion"):
+                name = target.mechanism.removesuffix("_ion")
+                ion = next((k for k in ions if k.name == name), None)
+                at = np.flatnonzero(ion.node_index == self._node(target, base)) if ion else []
+                if not len(at) or target.variable not in ion.data:
+                    raise PortneuronError(f"setpointer: no {name} {target.variable} there")
+                space, index = f"ion:{name}:{target.variable}", int(at[0])
+            else:
+                ts, ti = self._instance(target, sets, point_instance, base)
+                variable, k = target.variable, None
+                if variable.endswith("]"):
+                    variable, k = variable[:-1].split("[")
+                if variable not in sets[ts].data:
+                    raise PortneuronError(
+                        f"setpointer: {sets[ts].name} keeps no {variable} per instance"
+                    )
+                length = sets[ts].data[variable].shape[1] if k is not None else 0
+                space = f"mech:{ts}:{variable}"
+                index = ti if k is None else ti * length + int(k)
+            found.setdefault((s, pointer.variable), {})[i] = (space, index)
+        for (s, name), by_instance in found.items():
+            if len(by_instance) != sets[s].count:
+                continue  # some instance is not set: the run says which POINTER
+            spaces = {space for space, _ in by_instance.values()}
+            if len(spaces) > 1:
+                raise PortneuronError(
+                    f"setpointer: POINTER {name} of {sets[s].name} points at different kinds "
+                    f"of places ({', '.join(sorted(spaces))}); portneuron needs one kind"
+                )
+            index = np.array([by_instance[i][1] for i in range(sets[s].count)], np.int32)
+            sets[s].pointers[name] = PointerTarget(spaces.pop(), index)
 
     def _check_variable(self, mech, name: str) -> None:
         if not any(v.name == name and v.per_instance for v in mech.variables):
