@@ -131,7 +131,7 @@ def custom_cell() -> Built:
     derivimplicit (cadecay), a K channel that assigns v (vcopy) and a channel whose TABLE
     bounds are PARAMETERs (tabrange), two that INITIAL settles by STEADYSTATE (sskin, ssgate)
     and one by a LINEAR block (linss), one of array STATEs and a written GLOBAL array
-    (arrchan), a synapse queueing its events in arrays indexed at run time (ArrSyn),
+    (arrchan), a kinetic scheme with cai among its reactants (kinmix), a synapse queueing its events in arrays indexed at run time (ArrSyn),
     and a dendrite with pas,
     cachan and a leak integrated by euler (eulergate) receiving two NetCons from
     one NetStim through a facilitating synapse with NET_RECEIVE INITIAL (FacSyn).
@@ -140,7 +140,8 @@ def custom_cell() -> Built:
     soma = h.Section(name="soma")
     soma.L = soma.diam = 20
     for mech in (
-        "hh", "cachan", "cadecay", "vcopy", "tabrange", "sskin", "ssgate", "linss", "arrchan"
+        "hh", "cachan", "cadecay", "vcopy", "tabrange", "sskin", "ssgate", "linss", "arrchan",
+        "kinmix",
     ):  # fmt: skip
         soma.insert(mech)
     dend = h.Section(name="dend")

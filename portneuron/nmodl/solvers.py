@@ -1,15 +1,15 @@
-"""Integration methods for SOLVE: cnexp, euler, derivimplicit and KINETIC/sparse, with sympy.
+"""Integration methods for SOLVE: cnexp, euler, derivimplicit, and KINETIC/sparse (kinetic.py).
 
 - `cnexp`: each equation `x' = f` must be linear in `x`: f = a*x + c. The update is the exact
   exponential one NEURON emits, `x = x + (1 - exp(dt*a))*(-c/a - x)` (or `x + dt*c` when
   a = 0), equations taken in source order.
 - `euler`: the explicit step `x = x + dt*f`, every f taken at the step's start values.
-- `derivimplicit` and KINETIC (`sparse`): one backward-Euler step, `x - x_old = dt*f(x)`,
-  solved by Newton's method with the exact Jacobian from sympy. A linear system is solved in
-  one Newton step, which is exact. A KINETIC block becomes derivatives by mass action; a
-  CONSERVE statement replaces the equation of the last species it names with the
-  conservation law (of amounts: each species times its COMPARTMENT volume), and COMPARTMENT
-  volumes scale the time derivatives of their species.
+- `derivimplicit`: one backward-Euler step, `x - x_old = dt*f(x)`, solved by Newton's method
+  with the exact Jacobian from sympy. A linear system is solved in one Newton step, which
+  is exact.
+- KINETIC blocks (`sparse`) are kinetic.py's: nocmodl's matrix and NEURON's sparse solver,
+  operation for operation.
+- LINEAR blocks: nocmodl's coefficients and NEURON's `simeq`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from portneuron.ir import BOOL, F64, I32, Const, Expr, Var
 from portneuron.ir import builder as b
 
 from .declarations import text
+from .kinetic import emit_sparse_steady_state, emit_sparse_step
 from .lower import KernelLowering, index_of, to_f64
 from .symbolic import NotSymbolic, execute, symbol, to_ir, to_sympy
 
@@ -109,140 +110,30 @@ def emit_euler_step(lowering: KernelLowering, block) -> None:
         lowering.assign(state, b.add(lowering.read(state), b.mul(dt, derivative)))
 
 
-def _species(lowering: KernelLowering, expr) -> list[tuple[str, int]]:
-    """[(state, stoichiometry)] of one side of a reaction."""
-    kind = expr.get_node_type_name()
-    if kind in ("WrappedExpression", "ParenExpression"):
-        return _species(lowering, expr.expression)
-    if kind == "BinaryExpression" and expr.op.eval() == "+":
-        return _species(lowering, expr.lhs) + _species(lowering, expr.rhs)
-    if kind == "ReactVarName":
-        name = expr.get_node_name()
-        index = index_of(expr.name)
-        if index is not None:
-            name = lowering.element_name(name, index)  # ca[i] -> ca[3]
-        if name not in lowering.d.states:
-            lowering.read(name)  # a declared name, or one clear line
-        return [(name, int(float(expr.value.eval())) if expr.value is not None else 1)]
-    raise lowering.error(f"cannot read reaction term {text(expr)!r}", None)
-
-
 class _ImplicitSystem:
-    """Collects the derivatives of a DERIVATIVE or KINETIC block as IR locals."""
+    """Collects the derivatives of a DERIVATIVE block as IR locals."""
 
     def __init__(self, lowering: KernelLowering) -> None:
         self.lowering = lowering
         self.derivative: dict[str, str] = {}  # state -> IR local holding its derivative
-        self.volume: dict[str, Expr] = {}
-        self.conserve: list[tuple[list[tuple[str, int]], Expr]] = []
 
-    def local(self, state: str) -> str:
-        if state not in self.derivative:
-            self.derivative[state] = f"d.{state}"
-            self.lowering.kb.assign(self.derivative[state], 0.0)
-        return self.derivative[state]
-
-    def add(self, state: str, value: Expr) -> None:
-        name = self.local(state)
-        self.lowering.kb.assign(name, b.add(Var(name, F64), value))
-
-    def install(self, kinetic: bool) -> None:
-        lw = self.lowering
-        if kinetic:
-            lw.on_statement["ReactionStatement"] = self.reaction
-            lw.on_statement["Conserve"] = self.conserve_statement
-            lw.on_statement["Compartment"] = self.compartment
-        else:
-            lw.on_statement["DiffEqExpression"] = self.equation
+    def install(self) -> None:
+        self.lowering.on_statement["DiffEqExpression"] = self.equation
 
     def equation(self, node) -> None:
         state, rhs = _equation_target(self.lowering, node)
-        name = self.local(state)
+        name = f"d.{state}"
+        self.derivative[state] = name
         self.lowering.kb.assign(name, to_f64(self.lowering.expr(rhs)))
-
-    def reaction(self, node) -> None:
-        lw = self.lowering
-        op = node.op.eval()
-        left = _species(lw, node.reaction1)
-        if op == "<<":
-            if len(left) != 1 or left[0][0] not in lw.d.states:
-                raise lw.error("a flux reaction (~ x << (f)) names exactly one species", "<<")
-            flux = lw.kb.assign(lw.fresh("kinetic.b_flux"), to_f64(lw.expr(node.expression1)))
-            # nocmodl: f_flux = 0, b_flux = the flux (an inflow, as a backward reaction's)
-            lw.bindings["f_flux"], lw.bindings["b_flux"] = Const(0.0, F64), flux
-            self.add(left[0][0], flux)
-            return
-        right = _species(lw, node.reaction2) if node.reaction2 is not None else []
-        states = lw.d.states
-
-        def rate(coefficient: Expr, side: list[tuple[str, int]]) -> Expr:
-            # mass action; a reactant that is not a STATE is a fixed concentration (a
-            # PARAMETER reservoir, ~ GenVes <-> Ves), as in nocmodl
-            for name, n in side:
-                x = lw.touch(name) if name in states else to_f64(lw.read(name))
-                coefficient = b.mul(coefficient, x if n == 1 else b.pow_(x, float(n)))
-            return coefficient
-
-        forward = lw.kb.assign(
-            lw.fresh("kinetic.f_flux"), rate(to_f64(lw.expr(node.expression1)), left)
-        )
-        flux: Expr = forward
-        backward: Expr = Const(0.0, F64)
-        if op == "<->":
-            backward = lw.kb.assign(
-                lw.fresh("kinetic.b_flux"), rate(to_f64(lw.expr(node.expression2)), right)
-            )
-            flux = b.sub(forward, backward)
-        elif op != "->":
-            raise lw.error(f"reaction operator {op!r} is not supported", op)
-        # NMODL's f_flux and b_flux: the last reaction's forward and backward fluxes
-        lw.bindings["f_flux"], lw.bindings["b_flux"] = forward, backward
-        flux_var = lw.kb.assign(lw.fresh("kinetic.flux"), flux)
-        for state, n in left:
-            if state in states:
-                self.add(state, b.neg(b.mul(float(n), flux_var)))
-        for state, n in right:
-            if state in states:
-                self.add(state, b.mul(float(n), flux_var))
-
-    def conserve_statement(self, node) -> None:
-        lw = self.lowering
-        terms = _species(lw, node.react)
-        for name, _ in terms:
-            if name not in lw.d.states:
-                raise lw.error(f"CONSERVE names {name!r}, which is not a STATE", name)
-        self.conserve.append((terms, to_f64(lw.expr(node.expr))))
-
-    def compartment(self, node) -> None:
-        """COMPARTMENT volume {species}: the volume of each; with an index
-        (COMPARTMENT i, expr {ca}), of each element of the array species, i being its
-        index in the expression."""
-        lw = self.lowering
-        if node.index_name is None:
-            volume = to_f64(lw.expr(node.volume))
-            for species in node.species:
-                self.volume[species.get_node_name()] = volume
-            return
-        index = node.index_name.get_node_name()
-        for species in node.species:
-            name = species.get_node_name()
-            length = lw.d.length(name)
-            if not length:
-                raise lw.error(f"indexed COMPARTMENT names {name!r}, which is not an array", name)
-            for k in range(length):
-                local = lw.fresh(f"{lw.prefix()}{index}")
-                lw.scopes.append({index: local})
-                lw.kb.assign(local, Const(float(k), F64))
-                lw.loop_ints[local] = Const(k, I32)
-                self.volume[f"{name}[{k}]"] = to_f64(lw.expr(node.volume))
-                lw.scopes.pop()
 
 
 def emit_implicit_step(lowering: KernelLowering, block, kinetic: bool) -> bool:
     """Lower a DERIVATIVE (derivimplicit) or KINETIC (sparse) block as one implicit step;
     whether the system is linear (solved in one Newton step)."""
+    if kinetic:
+        return emit_sparse_step(lowering, block)
     system = _ImplicitSystem(lowering)
-    system.install(kinetic)
+    system.install()
     kb = lowering.kb
     with kb.capture() as body:
         lowering.block(block.statement_block)
@@ -252,21 +143,12 @@ def emit_implicit_step(lowering: KernelLowering, block, kinetic: bool) -> bool:
     try:
         env = execute(body, {})
         f = [env[system.derivative[s]] for s in states]
-        volume = {s: to_sympy(v, env) for s, v in system.volume.items()}
-        conserve = [
-            ([(symbol(s), n) for s, n in terms], to_sympy(total, env))
-            for terms, total in system.conserve
-        ]
     except NotSymbolic as exc:
         raise lowering.error(f"cannot solve this block implicitly: {exc}", None) from None
     x = [symbol(s) for s in states]
     old = {s: symbol(f"old.{s}") for s in states}
     dt = symbol(lowering.read("dt").name)
-    residual = [xi - old[s] - dt * fi / volume.get(s, 1) for s, xi, fi in zip(states, x, f)]
-    for terms, total in conserve:  # replaces the equation of the last species named
-        replaced = states.index(terms[-1][0].name)
-        # amounts, not concentrations: each species times its COMPARTMENT volume (nocmodl)
-        residual[replaced] = sum(n * volume.get(sym.name, 1) * sym for sym, n in terms) - total
+    residual = [xi - old[s] - dt * fi for s, xi, fi in zip(states, x, f)]
     jacobian = sp.Matrix(residual).jacobian(x).applyfunc(_merge_powers)
     linear = not any(entry.has(*x) for entry in jacobian)
     for s in states:
@@ -290,6 +172,15 @@ def emit_implicit_step(lowering: KernelLowering, block, kinetic: bool) -> bool:
     for s in states:
         lowering.written.setdefault(s, None)
     return linear
+
+
+def emit_steady_state(lowering: KernelLowering, block, kinetic: bool) -> None:
+    """`SOLVE block STEADYSTATE sparse` (KINETIC) or `derivimplicit` (DERIVATIVE), with dt
+    bound by the caller: NEURON's `_ss_sparse` (see kinetic.py), or one derivimplicit step."""
+    if kinetic:
+        emit_sparse_steady_state(lowering, block)
+    else:
+        emit_implicit_step(lowering, block, kinetic=False)
 
 
 def _merge_powers(entry: sp.Basic) -> sp.Basic:
