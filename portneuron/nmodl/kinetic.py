@@ -109,6 +109,19 @@ def _first_appearance(d: Declarations) -> dict[str, int]:
     return first
 
 
+def symbol_table_order(d: Declarations, names) -> list[str]:
+    """`names` in the order nocmodl's symbol table lists them (its SYMITER): by the first
+    character's code, then the name met last in the file first."""
+    first = _first_appearance(d)
+    declared = list(d.variables)
+
+    def key(name: str) -> tuple[int, int]:
+        # a name only an INCLUDEd file holds: as if met before this file's text
+        return ord(name[0]), -first.get(name, declared.index(name) - len(declared))
+
+    return sorted(names, key=key)
+
+
 @dataclass
 class _Numbering:
     """nocmodl's numbering of a KINETIC block's states."""
@@ -155,14 +168,7 @@ def _number(lowering: KernelLowering, block) -> _Numbering:
                 "CONSERVE",
             )
         taken.append(free[0])
-    first = _first_appearance(d)
-    declared = list(d.variables)
-
-    def symbol_table(name: str) -> tuple[int, int]:
-        # a name only an INCLUDEd file holds: as if met before this file's text
-        return ord(name[0]), -first.get(name, declared.index(name) - len(declared))
-
-    bases = taken + sorted(used - set(taken), key=symbol_table)
+    bases = taken + symbol_table_order(d, used - set(taken))
     states = [e for n in bases for e in ([f"{n}[{k}]" for k in range(d.length(n))] or [n])]
     numbering = _Numbering(states, bases, len(taken), list(reversed(range(len(taken)))))
     for node in lookup.lookup(block, kinds.COMPARTMENT):

@@ -4,9 +4,8 @@
   exponential one NEURON emits, `x = x + (1 - exp(dt*a))*(-c/a - x)` (or `x + dt*c` when
   a = 0), equations taken in source order.
 - `euler`: the explicit step `x = x + dt*f`, every f taken at the step's start values.
-- `derivimplicit`: one backward-Euler step, `x - x_old = dt*f(x)`, solved by Newton's method
-  with the exact Jacobian from sympy. A linear system is solved in one Newton step, which
-  is exact.
+- `derivimplicit` is newton.py's: nocmodl's residual function and NEURON's Newton solver
+  (difference-quotient Jacobian, Crout LU), operation for operation.
 - KINETIC blocks (`sparse`) are kinetic.py's: nocmodl's matrix and NEURON's sparse solver,
   operation for operation.
 - LINEAR blocks: nocmodl's coefficients and NEURON's `simeq`.
@@ -16,49 +15,20 @@ from __future__ import annotations
 
 import sympy as sp
 
-from portneuron.ir import BOOL, F64, I32, Const, Expr, Var
+from portneuron.ir import F64, I32, Const, Expr, Var
 from portneuron.ir import builder as b
 
-from .declarations import text
 from .kinetic import emit_sparse_steady_state, emit_sparse_step
 from .lower import KernelLowering, index_of, to_f64
+from .newton import emit_derivimplicit_step, equation_target
 from .symbolic import NotSymbolic, execute, symbol, to_ir, to_sympy
-
-#: Newton iterations for nonlinear implicit steps, and the convergence test on each state:
-#: stop when every |dx| <= NEWTON_RTOL * max(|x|, 1).
-NEWTON_MAX_ITERATIONS = 20
-NEWTON_RTOL = 1e-12
-
-
-def _equation_target(lowering: KernelLowering, equation) -> tuple[str, object]:
-    expr = equation.expression
-    lhs = expr.lhs
-    if lhs.get_node_type_name() == "VarName":
-        lhs = lhs.name
-    index = None
-    if lhs.get_node_type_name() == "IndexedName":  # x'[i], an element of an array STATE
-        lhs, index = lhs.name, lhs.length
-    if lhs.get_node_type_name() != "PrimeName":
-        raise lowering.error(f"left side of {text(expr)!r} is not a derivative", None)
-    state = lhs.get_node_name()
-    if int(lhs.order.eval()) != 1:
-        raise lowering.error(f"higher-order derivative {text(lhs)!r} is not supported", state)
-    if index is not None:
-        raise lowering.error(
-            f"a derivative of array STATE {state!r} is not supported: NEURON's translator "
-            f"cannot translate it either; use a KINETIC block",
-            state,
-        )
-    if state not in lowering.d.states:
-        raise lowering.error(f"{state!r} has a derivative but is not a STATE", state)
-    return state, expr.rhs
 
 
 def install_cnexp(lowering: KernelLowering) -> None:
     """Make derivative equations in the lowered block update their state by cnexp."""
 
     def equation(node) -> None:
-        state, rhs = _equation_target(lowering, node)
+        state, rhs = equation_target(lowering, node)
         with lowering.kb.capture() as pre:
             value = to_f64(lowering.expr(rhs))
         x = symbol(state)
@@ -100,7 +70,7 @@ def emit_euler_step(lowering: KernelLowering, block) -> None:
     derivatives: dict[str, Var] = {}
 
     def equation(node) -> None:
-        state, rhs = _equation_target(lowering, node)
+        state, rhs = equation_target(lowering, node)
         derivatives[state] = lowering.kb.assign(f"pn.D{state}", to_f64(lowering.expr(rhs)))
 
     lowering.on_statement["DiffEqExpression"] = equation
@@ -110,68 +80,14 @@ def emit_euler_step(lowering: KernelLowering, block) -> None:
         lowering.assign(state, b.add(lowering.read(state), b.mul(dt, derivative)))
 
 
-class _ImplicitSystem:
-    """Collects the derivatives of a DERIVATIVE block as IR locals."""
-
-    def __init__(self, lowering: KernelLowering) -> None:
-        self.lowering = lowering
-        self.derivative: dict[str, str] = {}  # state -> IR local holding its derivative
-
-    def install(self) -> None:
-        self.lowering.on_statement["DiffEqExpression"] = self.equation
-
-    def equation(self, node) -> None:
-        state, rhs = _equation_target(self.lowering, node)
-        name = f"d.{state}"
-        self.derivative[state] = name
-        self.lowering.kb.assign(name, to_f64(self.lowering.expr(rhs)))
-
-
 def emit_implicit_step(lowering: KernelLowering, block, kinetic: bool) -> bool:
     """Lower a DERIVATIVE (derivimplicit) or KINETIC (sparse) block as one implicit step;
-    whether the system is linear (solved in one Newton step)."""
+    whether the system is linear (solved in one Newton iteration: a KINETIC scheme that
+    nocmodl finds linear; NEURON iterates every derivimplicit system)."""
     if kinetic:
         return emit_sparse_step(lowering, block)
-    system = _ImplicitSystem(lowering)
-    system.install()
-    kb = lowering.kb
-    with kb.capture() as body:
-        lowering.block(block.statement_block)
-    states = [s for s in lowering.d.states if s in system.derivative]
-    if not states:
-        raise lowering.error("the block defines no derivatives", None)
-    try:
-        env = execute(body, {})
-        f = [env[system.derivative[s]] for s in states]
-    except NotSymbolic as exc:
-        raise lowering.error(f"cannot solve this block implicitly: {exc}", None) from None
-    x = [symbol(s) for s in states]
-    old = {s: symbol(f"old.{s}") for s in states}
-    dt = symbol(lowering.read("dt").name)
-    residual = [xi - old[s] - dt * fi for s, xi, fi in zip(states, x, f)]
-    jacobian = sp.Matrix(residual).jacobian(x).applyfunc(_merge_powers)
-    linear = not any(entry.has(*x) for entry in jacobian)
-    for s in states:
-        lowering.touch(s)
-        kb.assign(f"old.{s}", Var(s, F64))
-    if linear:
-        _newton_update(lowering, states, residual, jacobian)
-    else:
-        kb.assign("newton.done", Const(False, BOOL))
-        with kb.loop(lowering.fresh("newton"), 0, NEWTON_MAX_ITERATIONS):
-            with kb.if_(b.not_(Var("newton.done", BOOL))):
-                dx = _newton_update(lowering, states, residual, jacobian)
-                converged: Expr = Const(True, BOOL)
-                for s, d in zip(states, dx):
-                    scale = b.max_(b.call("fabs", Var(s, F64)), 1.0)
-                    converged = b.and_(
-                        converged, b.le(b.call("fabs", d), b.mul(NEWTON_RTOL, scale))
-                    )
-                kb.assign("newton.done", converged)
-    kb.emit_all(body)  # assigned variables take their values at the solution
-    for s in states:
-        lowering.written.setdefault(s, None)
-    return linear
+    emit_derivimplicit_step(lowering, block)
+    return False
 
 
 def emit_steady_state(lowering: KernelLowering, block, kinetic: bool) -> None:
@@ -181,57 +97,6 @@ def emit_steady_state(lowering: KernelLowering, block, kinetic: bool) -> None:
         emit_sparse_steady_state(lowering, block)
     else:
         emit_implicit_step(lowering, block, kinetic=False)
-
-
-def _merge_powers(entry: sp.Basic) -> sp.Basic:
-    """x**(n-1) for sympy's derivative of x**n, n*x**n/x, which is 0/0 at x = 0 (a rate that
-    is a power of a state, in a KINETIC scheme). Only where an exponent is not an integer, so
-    the common entries, and their bits, stay as they were."""
-    if any(not p.exp.is_Integer for p in entry.atoms(sp.Pow)):
-        return sp.powsimp(entry, force=True)
-    return entry
-
-
-def _newton_update(lowering: KernelLowering, states, residual, jacobian) -> list[Expr]:
-    """Emit one Newton step x -= J^-1 G(x) by unrolled Gaussian elimination; returns dx."""
-    kb = lowering.kb
-    n = len(states)
-    exprs = list(residual) + [jacobian[i, j] for i in range(n) for j in range(n)]
-    replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("cse."))
-    for sym, value in replacements:
-        kb.assign(sym.name, to_ir(value))
-    g = [kb.assign(f"g.{i}", to_ir(reduced[i])) for i in range(n)]
-    m: list[list[Expr | None]] = [
-        [
-            None
-            if reduced[n + i * n + j] == 0
-            else kb.assign(f"j.{i}.{j}", to_ir(reduced[n + i * n + j]))
-            for j in range(n)
-        ]
-        for i in range(n)
-    ]
-    for k in range(n):  # forward elimination, skipping structural zeros
-        if m[k][k] is None:
-            raise lowering.error(f"the implicit system is singular in {states[k]!r}", states[k])
-        for i in range(k + 1, n):
-            if m[i][k] is None:
-                continue
-            factor = kb.assign(f"f.{i}.{k}", b.div(m[i][k], m[k][k]))
-            for j in range(k + 1, n):
-                if m[k][j] is not None:
-                    base = m[i][j] if m[i][j] is not None else Const(0.0, F64)
-                    m[i][j] = kb.assign(f"j.{i}.{j}", b.sub(base, b.mul(factor, m[k][j])))
-            g[i] = kb.assign(f"g.{i}", b.sub(g[i], b.mul(factor, g[k])))
-    dx: list[Expr] = [Const(0.0, F64)] * n
-    for i in reversed(range(n)):
-        acc = g[i]
-        for j in range(i + 1, n):
-            if m[i][j] is not None:
-                acc = b.sub(acc, b.mul(m[i][j], dx[j]))
-        dx[i] = kb.assign(f"dx.{i}", b.div(acc, m[i][i]))
-    for s, d in zip(states, dx):
-        kb.assign(s, b.sub(Var(s, F64), d))
-    return dx
 
 
 # ---------------------------------------------------------------- LINEAR

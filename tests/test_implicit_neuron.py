@@ -1,14 +1,23 @@
-"""KINETIC schemes solved by `sparse` against NEURON 9, to the bit.
+"""Implicit solvers against NEURON 9, to the bit: KINETIC schemes by `sparse` and DERIVATIVE
+blocks by `derivimplicit`.
 
-portneuron emits the arithmetic of nocmodl's matrix-filling code and of NEURON's sparse
-solver in their order (portneuron/nmodl/kinetic.py, sparse.py), so voltages and states are
-NEURON's exactly, not only within the corpus's 1e-9: tests/mods/kinmix.mod (pasted rates, a
-second-order reaction, a fixed reactant, fluxes, two CONSERVEs, COMPARTMENT, STEADYSTATE,
-states numbered by nocmodl's symbol table), tests/mods/kinpow.mod (a rate that is a power of
-one of the scheme's states: NEURON takes one Newton iteration, not the converged
-backward-Euler step) and the release demo's cabpump.mod (cadifpmp: a
-12-state diffusion chain over an array STATE with indexed COMPARTMENT), in one compartment
-driven by an IClamp step (tests/neuron_cells.one_compartment), 40 ms, on every backend.
+portneuron emits the arithmetic of nocmodl's generated code and of NEURON's solvers in their
+order (portneuron/nmodl/kinetic.py and sparse.py: the matrix and the sparse solver;
+newton.py: the residual function and Newton with a difference-quotient Jacobian and Crout
+LU), so voltages and states are NEURON's exactly, not only within the corpus's 1e-9:
+
+- tests/mods/kinmix.mod: pasted rates, a second-order reaction, a fixed reactant, `->` and
+  `<<`, two CONSERVEs, COMPARTMENT, STEADYSTATE, states numbered by nocmodl's symbol table;
+- tests/mods/kinpow.mod: a rate that is a power of one of the scheme's states (NEURON takes
+  one Newton iteration, not the converged backward-Euler step);
+- the release demo's cabpump.mod (cadifpmp: a 12-state diffusion chain over an array STATE
+  with indexed COMPARTMENT);
+- tests/mods/cabuf.mod: three coupled nonlinear states by derivimplicit, equations in an
+  order other than the states';
+- tests/mods/ssgate.mod: STEADYSTATE derivimplicit in INITIAL;
+
+each in one compartment driven by an IClamp step (tests/neuron_cells.one_compartment),
+40 ms, on every backend.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ FILES = [
     Path(__file__).parent / "mods" / "kinmix.mod",
     Path(__file__).parent / "mods" / "kinpow.mod",
     neuron_root() / ".data" / "share" / "nrn" / "demo" / "release" / "cabpump.mod",
+    Path(__file__).parent / "mods" / "cabuf.mod",
+    Path(__file__).parent / "mods" / "ssgate.mod",
 ]
 
 RUN = """
@@ -71,7 +82,7 @@ def built(tmp_path_factory):
     nrnivmodl = shutil.which("nrnivmodl", path=str(Path(sys.executable).parent))
     if nrnivmodl is None:
         pytest.skip("nrnivmodl is not installed")
-    folder = tmp_path_factory.mktemp("kinetic") / "mods"
+    folder = tmp_path_factory.mktemp("implicit") / "mods"
     folder.mkdir()
     mechanisms = []
     for path in FILES:
@@ -91,7 +102,7 @@ def built(tmp_path_factory):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_kinetic_schemes_are_neurons_to_the_bit(built, backend):
+def test_implicit_solvers_are_neurons_to_the_bit(built, backend):
     folder, mechanisms = built
     run = subprocess.run(
         [sys.executable, "-c", RUN, str(folder), json.dumps(mechanisms), backend],
@@ -99,7 +110,7 @@ def test_kinetic_schemes_are_neurons_to_the_bit(built, backend):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(run.stdout.strip().splitlines()[-1])
-    assert set(results) == {"kinmix", "kinpow", "cadifpmp"}
+    assert set(results) == {"kinmix", "kinpow", "cadifpmp", "cabuf", "ssgate"}
     for name, r in results.items():
         assert r["range"] > 1.0, name  # the run moved v
         assert r["max_dv"] == 0.0, (name, r)
