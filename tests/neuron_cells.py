@@ -131,25 +131,27 @@ def custom_cell() -> Built:
     derivimplicit (cadecay), a K channel that assigns v (vcopy) and a channel whose TABLE
     bounds are PARAMETERs (tabrange), two that INITIAL settles by STEADYSTATE (sskin, ssgate)
     and one by a LINEAR block (linss), one of array STATEs and a written GLOBAL array
-    (arrchan), a synapse queueing its events in arrays indexed at run time (ArrSyn),
-    POINTERs and BEFORE/AFTER blocks: each dendrite segment's axial current from its
-    parent's v (axcur) summed into a point process (AxSum), which reads a far v, a VecStim
-    of our own (EvtVec) replaying a Vector of times into ArrSyn,
-    and a dendrite with pas,
-    cachan and a leak integrated by euler (eulergate) receiving two NetCons from
-    one NetStim through a facilitating synapse with NET_RECEIVE INITIAL (FacSyn).
-    Needs tests/mods compiled and loaded."""
+    (arrchan), a kinetic scheme with cai among its reactants (kinmix), a synapse queueing
+    its events in arrays indexed at run time (ArrSyn), POINTERs and BEFORE/AFTER blocks:
+    each dendrite segment's axial current from its parent's v (axcur) summed into a point
+    process (AxSum), which reads a far v, a VecStim of our own (EvtVec) replaying a Vector of
+    times into ArrSyn, and a dendrite with pas, cachan, calcium buffering by derivimplicit
+    over three states (cabuf) and a leak integrated by euler (eulergate) receiving two
+    NetCons from one NetStim through a facilitating synapse with NET_RECEIVE INITIAL
+    (FacSyn). Needs tests/mods compiled and loaded."""
     clear_neuron()
     soma = h.Section(name="soma")
     soma.L = soma.diam = 20
     for mech in (
-        "hh", "cachan", "cadecay", "vcopy", "tabrange", "sskin", "ssgate", "linss", "arrchan"
+        "hh", "cachan", "cadecay", "vcopy", "tabrange", "sskin", "ssgate", "linss", "arrchan",
+        "kinmix",
     ):  # fmt: skip
         soma.insert(mech)
     dend = h.Section(name="dend")
     dend.L, dend.diam, dend.nseg = 300, 1.5, 7
     dend.insert("pas")
     dend.insert("cachan")
+    dend.insert("cabuf")
     dend.insert("eulergate")
     dend.connect(soma(1))
     syn = h.FacSyn(dend(0.6))

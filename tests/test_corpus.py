@@ -49,10 +49,7 @@ NEURON_NAMES = {
     "hh", "pas", "ExpSyn", "Exp2Syn", "NetStim", "IClamp", "SEClamp", "PatternStim",
 }  # fmt: skip
 #: Compiled files known not to match yet, with the reason (each must still fail).
-PENDING = {
-    "neuron-release-demo/cadifpmp": "issue 16: KINETIC sparse does not yet eliminate in "
-    "NEURON's order (a 12-state diffusion chain, 4.9e-9 mV)",
-}
+PENDING: dict[str, str] = {}
 #: RANGE values a mechanism needs to do anything sensible (hnn-core's dipoles divide by ri),
 #: and a VecStim's event times.
 PROTOCOL = {

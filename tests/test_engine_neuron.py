@@ -219,11 +219,7 @@ print(json.dumps({"max_dv": float(np.abs(got - expected).max()), "vmax": float(e
 def test_custom_mechanisms_match_neuron(compiled_mods, backend):
     """derivimplicit calcium buffering, a calcium current with Nernst eca, a synapse with
     NET_RECEIVE INITIAL and two NetCons: voltages within 1e-9 mV at every step. (In a fresh
-    process: NEURON loads compiled mechanisms only before any model is built.)
-
-    NEURON's derivimplicit Newton stops at 1e-6 relative change with a difference-quotient
-    Jacobian, portneuron's at 1e-12 with the exact one: cai differs by ~1e-10 relative, which
-    moves v by ~1e-10 mV."""
+    process: NEURON loads compiled mechanisms only before any model is built.)"""
     from pathlib import Path
 
     run = subprocess.run(

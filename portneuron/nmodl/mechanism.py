@@ -199,9 +199,9 @@ class Assembler:
     def steady_state(self, lw: KernelLowering, solve) -> None:
         """SOLVE in INITIAL: of a LINEAR block (solvers.emit_linear_solve), or
         `SOLVE x STEADYSTATE sparse` (or derivimplicit), as NEURON's
-        _ss_sparse_thread: implicit steps with dt = 1e9 (the block sees that dt too): one for
-        a linear scheme, two for a nonlinear one (one, then one more once no state is below
-        -1e-6). _ss_derivimplicit_thread takes one derivimplicit step with dt = 1e-9."""
+        _ss_sparse_thread, with dt = 1e9 (the block sees that dt too; the iterations are
+        kinetic.py's), and _ss_derivimplicit_thread, one derivimplicit step with
+        dt = 1e-9."""
         name = solve.block_name.get_node_name()
         if name in self.d.linears:
             where, lw.where = lw.where, ("LINEAR", name)
@@ -219,9 +219,7 @@ class Assembler:
         saved, where = dict(lw.bindings), lw.where
         lw.bind_assignable("dt", "pn.steady_dt", Const(1e9 if kinetic else 1e-9, F64))
         lw.where = ("KINETIC" if kinetic else "DERIVATIVE", name)
-        linear = solvers.emit_implicit_step(lw, block, kinetic=kinetic)
-        if kinetic and not linear:
-            solvers.emit_implicit_step(lw, block, kinetic=True)
+        solvers.emit_steady_state(lw, block, kinetic=kinetic)
         for hook in ("ReactionStatement", "DiffEqExpression", "Conserve", "Compartment"):
             lw.on_statement.pop(hook, None)
         lw.bindings, lw.where = saved, where

@@ -1,63 +1,34 @@
-"""Integration methods for SOLVE: cnexp, euler, derivimplicit and KINETIC/sparse, with sympy.
+"""Integration methods for SOLVE: cnexp, euler, derivimplicit, and KINETIC/sparse (kinetic.py).
 
 - `cnexp`: each equation `x' = f` must be linear in `x`: f = a*x + c. The update is the exact
   exponential one NEURON emits, `x = x + (1 - exp(dt*a))*(-c/a - x)` (or `x + dt*c` when
   a = 0), equations taken in source order.
 - `euler`: the explicit step `x = x + dt*f`, every f taken at the step's start values.
-- `derivimplicit` and KINETIC (`sparse`): one backward-Euler step, `x - x_old = dt*f(x)`,
-  solved by Newton's method with the exact Jacobian from sympy. A linear system is solved in
-  one Newton step, which is exact. A KINETIC block becomes derivatives by mass action; a
-  CONSERVE statement replaces the equation of the last species it names with the
-  conservation law (of amounts: each species times its COMPARTMENT volume), and COMPARTMENT
-  volumes scale the time derivatives of their species.
+- `derivimplicit` is newton.py's: nocmodl's residual function and NEURON's Newton solver
+  (difference-quotient Jacobian, Crout LU), operation for operation.
+- KINETIC blocks (`sparse`) are kinetic.py's: nocmodl's matrix and NEURON's sparse solver,
+  operation for operation.
+- LINEAR blocks: nocmodl's coefficients and NEURON's `simeq`.
 """
 
 from __future__ import annotations
 
 import sympy as sp
 
-from portneuron.ir import BOOL, F64, I32, Const, Expr, Var
+from portneuron.ir import F64, I32, Const, Expr, Var
 from portneuron.ir import builder as b
 
-from .declarations import text
+from .kinetic import emit_sparse_steady_state, emit_sparse_step
 from .lower import KernelLowering, index_of, to_f64
+from .newton import emit_derivimplicit_step, equation_target
 from .symbolic import NotSymbolic, execute, symbol, to_ir, to_sympy
-
-#: Newton iterations for nonlinear implicit steps, and the convergence test on each state:
-#: stop when every |dx| <= NEWTON_RTOL * max(|x|, 1).
-NEWTON_MAX_ITERATIONS = 20
-NEWTON_RTOL = 1e-12
-
-
-def _equation_target(lowering: KernelLowering, equation) -> tuple[str, object]:
-    expr = equation.expression
-    lhs = expr.lhs
-    if lhs.get_node_type_name() == "VarName":
-        lhs = lhs.name
-    index = None
-    if lhs.get_node_type_name() == "IndexedName":  # x'[i], an element of an array STATE
-        lhs, index = lhs.name, lhs.length
-    if lhs.get_node_type_name() != "PrimeName":
-        raise lowering.error(f"left side of {text(expr)!r} is not a derivative", None)
-    state = lhs.get_node_name()
-    if int(lhs.order.eval()) != 1:
-        raise lowering.error(f"higher-order derivative {text(lhs)!r} is not supported", state)
-    if index is not None:
-        raise lowering.error(
-            f"a derivative of array STATE {state!r} is not supported: NEURON's translator "
-            f"cannot translate it either; use a KINETIC block",
-            state,
-        )
-    if state not in lowering.d.states:
-        raise lowering.error(f"{state!r} has a derivative but is not a STATE", state)
-    return state, expr.rhs
 
 
 def install_cnexp(lowering: KernelLowering) -> None:
     """Make derivative equations in the lowered block update their state by cnexp."""
 
     def equation(node) -> None:
-        state, rhs = _equation_target(lowering, node)
+        state, rhs = equation_target(lowering, node)
         with lowering.kb.capture() as pre:
             value = to_f64(lowering.expr(rhs))
         x = symbol(state)
@@ -99,7 +70,7 @@ def emit_euler_step(lowering: KernelLowering, block) -> None:
     derivatives: dict[str, Var] = {}
 
     def equation(node) -> None:
-        state, rhs = _equation_target(lowering, node)
+        state, rhs = equation_target(lowering, node)
         derivatives[state] = lowering.kb.assign(f"pn.D{state}", to_f64(lowering.expr(rhs)))
 
     lowering.on_statement["DiffEqExpression"] = equation
@@ -109,238 +80,23 @@ def emit_euler_step(lowering: KernelLowering, block) -> None:
         lowering.assign(state, b.add(lowering.read(state), b.mul(dt, derivative)))
 
 
-def _species(lowering: KernelLowering, expr) -> list[tuple[str, int]]:
-    """[(state, stoichiometry)] of one side of a reaction."""
-    kind = expr.get_node_type_name()
-    if kind in ("WrappedExpression", "ParenExpression"):
-        return _species(lowering, expr.expression)
-    if kind == "BinaryExpression" and expr.op.eval() == "+":
-        return _species(lowering, expr.lhs) + _species(lowering, expr.rhs)
-    if kind == "ReactVarName":
-        name = expr.get_node_name()
-        index = index_of(expr.name)
-        if index is not None:
-            name = lowering.element_name(name, index)  # ca[i] -> ca[3]
-        if name not in lowering.d.states:
-            lowering.read(name)  # a declared name, or one clear line
-        return [(name, int(float(expr.value.eval())) if expr.value is not None else 1)]
-    raise lowering.error(f"cannot read reaction term {text(expr)!r}", None)
-
-
-class _ImplicitSystem:
-    """Collects the derivatives of a DERIVATIVE or KINETIC block as IR locals."""
-
-    def __init__(self, lowering: KernelLowering) -> None:
-        self.lowering = lowering
-        self.derivative: dict[str, str] = {}  # state -> IR local holding its derivative
-        self.volume: dict[str, Expr] = {}
-        self.conserve: list[tuple[list[tuple[str, int]], Expr]] = []
-
-    def local(self, state: str) -> str:
-        if state not in self.derivative:
-            self.derivative[state] = f"d.{state}"
-            self.lowering.kb.assign(self.derivative[state], 0.0)
-        return self.derivative[state]
-
-    def add(self, state: str, value: Expr) -> None:
-        name = self.local(state)
-        self.lowering.kb.assign(name, b.add(Var(name, F64), value))
-
-    def install(self, kinetic: bool) -> None:
-        lw = self.lowering
-        if kinetic:
-            lw.on_statement["ReactionStatement"] = self.reaction
-            lw.on_statement["Conserve"] = self.conserve_statement
-            lw.on_statement["Compartment"] = self.compartment
-        else:
-            lw.on_statement["DiffEqExpression"] = self.equation
-
-    def equation(self, node) -> None:
-        state, rhs = _equation_target(self.lowering, node)
-        name = self.local(state)
-        self.lowering.kb.assign(name, to_f64(self.lowering.expr(rhs)))
-
-    def reaction(self, node) -> None:
-        lw = self.lowering
-        op = node.op.eval()
-        left = _species(lw, node.reaction1)
-        if op == "<<":
-            if len(left) != 1 or left[0][0] not in lw.d.states:
-                raise lw.error("a flux reaction (~ x << (f)) names exactly one species", "<<")
-            flux = lw.kb.assign(lw.fresh("kinetic.b_flux"), to_f64(lw.expr(node.expression1)))
-            # nocmodl: f_flux = 0, b_flux = the flux (an inflow, as a backward reaction's)
-            lw.bindings["f_flux"], lw.bindings["b_flux"] = Const(0.0, F64), flux
-            self.add(left[0][0], flux)
-            return
-        right = _species(lw, node.reaction2) if node.reaction2 is not None else []
-        states = lw.d.states
-
-        def rate(coefficient: Expr, side: list[tuple[str, int]]) -> Expr:
-            # mass action; a reactant that is not a STATE is a fixed concentration (a
-            # PARAMETER reservoir, ~ GenVes <-> Ves), as in nocmodl
-            for name, n in side:
-                x = lw.touch(name) if name in states else to_f64(lw.read(name))
-                coefficient = b.mul(coefficient, x if n == 1 else b.pow_(x, float(n)))
-            return coefficient
-
-        forward = lw.kb.assign(
-            lw.fresh("kinetic.f_flux"), rate(to_f64(lw.expr(node.expression1)), left)
-        )
-        flux: Expr = forward
-        backward: Expr = Const(0.0, F64)
-        if op == "<->":
-            backward = lw.kb.assign(
-                lw.fresh("kinetic.b_flux"), rate(to_f64(lw.expr(node.expression2)), right)
-            )
-            flux = b.sub(forward, backward)
-        elif op != "->":
-            raise lw.error(f"reaction operator {op!r} is not supported", op)
-        # NMODL's f_flux and b_flux: the last reaction's forward and backward fluxes
-        lw.bindings["f_flux"], lw.bindings["b_flux"] = forward, backward
-        flux_var = lw.kb.assign(lw.fresh("kinetic.flux"), flux)
-        for state, n in left:
-            if state in states:
-                self.add(state, b.neg(b.mul(float(n), flux_var)))
-        for state, n in right:
-            if state in states:
-                self.add(state, b.mul(float(n), flux_var))
-
-    def conserve_statement(self, node) -> None:
-        lw = self.lowering
-        terms = _species(lw, node.react)
-        for name, _ in terms:
-            if name not in lw.d.states:
-                raise lw.error(f"CONSERVE names {name!r}, which is not a STATE", name)
-        self.conserve.append((terms, to_f64(lw.expr(node.expr))))
-
-    def compartment(self, node) -> None:
-        """COMPARTMENT volume {species}: the volume of each; with an index
-        (COMPARTMENT i, expr {ca}), of each element of the array species, i being its
-        index in the expression."""
-        lw = self.lowering
-        if node.index_name is None:
-            volume = to_f64(lw.expr(node.volume))
-            for species in node.species:
-                self.volume[species.get_node_name()] = volume
-            return
-        index = node.index_name.get_node_name()
-        for species in node.species:
-            name = species.get_node_name()
-            length = lw.d.length(name)
-            if not length:
-                raise lw.error(f"indexed COMPARTMENT names {name!r}, which is not an array", name)
-            for k in range(length):
-                local = lw.fresh(f"{lw.prefix()}{index}")
-                lw.scopes.append({index: local})
-                lw.kb.assign(local, Const(float(k), F64))
-                lw.loop_ints[local] = Const(k, I32)
-                self.volume[f"{name}[{k}]"] = to_f64(lw.expr(node.volume))
-                lw.scopes.pop()
-
-
 def emit_implicit_step(lowering: KernelLowering, block, kinetic: bool) -> bool:
     """Lower a DERIVATIVE (derivimplicit) or KINETIC (sparse) block as one implicit step;
-    whether the system is linear (solved in one Newton step)."""
-    system = _ImplicitSystem(lowering)
-    system.install(kinetic)
-    kb = lowering.kb
-    with kb.capture() as body:
-        lowering.block(block.statement_block)
-    states = [s for s in lowering.d.states if s in system.derivative]
-    if not states:
-        raise lowering.error("the block defines no derivatives", None)
-    try:
-        env = execute(body, {})
-        f = [env[system.derivative[s]] for s in states]
-        volume = {s: to_sympy(v, env) for s, v in system.volume.items()}
-        conserve = [
-            ([(symbol(s), n) for s, n in terms], to_sympy(total, env))
-            for terms, total in system.conserve
-        ]
-    except NotSymbolic as exc:
-        raise lowering.error(f"cannot solve this block implicitly: {exc}", None) from None
-    x = [symbol(s) for s in states]
-    old = {s: symbol(f"old.{s}") for s in states}
-    dt = symbol(lowering.read("dt").name)
-    residual = [xi - old[s] - dt * fi / volume.get(s, 1) for s, xi, fi in zip(states, x, f)]
-    for terms, total in conserve:  # replaces the equation of the last species named
-        replaced = states.index(terms[-1][0].name)
-        # amounts, not concentrations: each species times its COMPARTMENT volume (nocmodl)
-        residual[replaced] = sum(n * volume.get(sym.name, 1) * sym for sym, n in terms) - total
-    jacobian = sp.Matrix(residual).jacobian(x).applyfunc(_merge_powers)
-    linear = not any(entry.has(*x) for entry in jacobian)
-    for s in states:
-        lowering.touch(s)
-        kb.assign(f"old.{s}", Var(s, F64))
-    if linear:
-        _newton_update(lowering, states, residual, jacobian)
+    whether the system is linear (solved in one Newton iteration: a KINETIC scheme that
+    nocmodl finds linear; NEURON iterates every derivimplicit system)."""
+    if kinetic:
+        return emit_sparse_step(lowering, block)
+    emit_derivimplicit_step(lowering, block)
+    return False
+
+
+def emit_steady_state(lowering: KernelLowering, block, kinetic: bool) -> None:
+    """`SOLVE block STEADYSTATE sparse` (KINETIC) or `derivimplicit` (DERIVATIVE), with dt
+    bound by the caller: NEURON's `_ss_sparse` (see kinetic.py), or one derivimplicit step."""
+    if kinetic:
+        emit_sparse_steady_state(lowering, block)
     else:
-        kb.assign("newton.done", Const(False, BOOL))
-        with kb.loop(lowering.fresh("newton"), 0, NEWTON_MAX_ITERATIONS):
-            with kb.if_(b.not_(Var("newton.done", BOOL))):
-                dx = _newton_update(lowering, states, residual, jacobian)
-                converged: Expr = Const(True, BOOL)
-                for s, d in zip(states, dx):
-                    scale = b.max_(b.call("fabs", Var(s, F64)), 1.0)
-                    converged = b.and_(
-                        converged, b.le(b.call("fabs", d), b.mul(NEWTON_RTOL, scale))
-                    )
-                kb.assign("newton.done", converged)
-    kb.emit_all(body)  # assigned variables take their values at the solution
-    for s in states:
-        lowering.written.setdefault(s, None)
-    return linear
-
-
-def _merge_powers(entry: sp.Basic) -> sp.Basic:
-    """x**(n-1) for sympy's derivative of x**n, n*x**n/x, which is 0/0 at x = 0 (a rate that
-    is a power of a state, in a KINETIC scheme). Only where an exponent is not an integer, so
-    the common entries, and their bits, stay as they were."""
-    if any(not p.exp.is_Integer for p in entry.atoms(sp.Pow)):
-        return sp.powsimp(entry, force=True)
-    return entry
-
-
-def _newton_update(lowering: KernelLowering, states, residual, jacobian) -> list[Expr]:
-    """Emit one Newton step x -= J^-1 G(x) by unrolled Gaussian elimination; returns dx."""
-    kb = lowering.kb
-    n = len(states)
-    exprs = list(residual) + [jacobian[i, j] for i in range(n) for j in range(n)]
-    replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("cse."))
-    for sym, value in replacements:
-        kb.assign(sym.name, to_ir(value))
-    g = [kb.assign(f"g.{i}", to_ir(reduced[i])) for i in range(n)]
-    m: list[list[Expr | None]] = [
-        [
-            None
-            if reduced[n + i * n + j] == 0
-            else kb.assign(f"j.{i}.{j}", to_ir(reduced[n + i * n + j]))
-            for j in range(n)
-        ]
-        for i in range(n)
-    ]
-    for k in range(n):  # forward elimination, skipping structural zeros
-        if m[k][k] is None:
-            raise lowering.error(f"the implicit system is singular in {states[k]!r}", states[k])
-        for i in range(k + 1, n):
-            if m[i][k] is None:
-                continue
-            factor = kb.assign(f"f.{i}.{k}", b.div(m[i][k], m[k][k]))
-            for j in range(k + 1, n):
-                if m[k][j] is not None:
-                    base = m[i][j] if m[i][j] is not None else Const(0.0, F64)
-                    m[i][j] = kb.assign(f"j.{i}.{j}", b.sub(base, b.mul(factor, m[k][j])))
-            g[i] = kb.assign(f"g.{i}", b.sub(g[i], b.mul(factor, g[k])))
-    dx: list[Expr] = [Const(0.0, F64)] * n
-    for i in reversed(range(n)):
-        acc = g[i]
-        for j in range(i + 1, n):
-            if m[i][j] is not None:
-                acc = b.sub(acc, b.mul(m[i][j], dx[j]))
-        dx[i] = kb.assign(f"dx.{i}", b.div(acc, m[i][i]))
-    for s, d in zip(states, dx):
-        kb.assign(s, b.sub(Var(s, F64), d))
-    return dx
+        emit_implicit_step(lowering, block, kinetic=False)
 
 
 # ---------------------------------------------------------------- LINEAR

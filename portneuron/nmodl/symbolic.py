@@ -1,7 +1,6 @@
 """Between IR and sympy: symbolic execution of straight-line IR, and IR from sympy.
 
-The ODE solvers use this to find the coefficients of linear equations (cnexp) and the
-Jacobian of implicit steps (derivimplicit, KINETIC), then emit IR again.
+cnexp uses this to find the coefficients of its linear equations, then emits IR again.
 """
 
 from __future__ import annotations
