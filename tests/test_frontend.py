@@ -260,3 +260,48 @@ def test_units_constant_from_a_unit_the_block_defines():
         definition="(foo) = (2 millivolt)\n    K = (foo) (millivolt)", name="K"
     )
     assert "\n  x = 2.0\n" in format_mechanism(compile_source(source, "u.mod"))
+
+
+NO_OP_VERBATIM = """
+NEURON { SUFFIX nv USEION ca READ cai RANGE x }
+ASSIGNED { x cai (mM) }
+INITIAL {
+    x = 1
+VERBATIM
+    /* comments only: nothing to do */
+ENDVERBATIM
+    p()
+VERBATIM
+    return;
+ENDVERBATIM
+}
+BREAKPOINT {
+VERBATIM
+    cai = _ion_cai;
+ENDVERBATIM
+    x = x + cai
+}
+PROCEDURE p() {
+    x = x + 2
+VERBATIM
+    return 0;
+ENDVERBATIM
+}
+"""
+
+
+def test_verbatim_idioms_that_change_nothing_compile():
+    """VERBATIM that only comments, ends a PROCEDURE with `return 0;` or INITIAL with
+    `return;` (what their C functions do there anyway), or reads a USEION READ variable
+    again (`cai = _ion_cai;`: the ion's value, read there) compiles; a `return` anywhere
+    else would skip statements, and is refused."""
+    mechanism = compile_source(NO_OP_VERBATIM, "nv.mod")
+    text = format_mechanism(mechanism)
+    assert "cai = ion.ca.cai[ion.ca.index[pn.instance]]" in text
+    early = NO_OP_VERBATIM.replace("    x = x + 2\nVERBATIM\n    return 0;\nENDVERBATIM\n",
+                                   "VERBATIM\n    return 0;\nENDVERBATIM\n    x = x + 2\n")  # fmt: skip
+    with pytest.raises(
+        NmodlError,
+        match=r"nv\.mod:\d+:\d+: VERBATIM C code is not supported \(a block starting 'return 0;'",
+    ):
+        compile_source(early, "nv.mod")

@@ -231,9 +231,15 @@ class KernelLowering:
         self.assignable.add(ir_name)
 
     # ------------------------------------------------------------------ statements
-    def block(self, statement_block) -> None:
+    def block(self, statement_block, body_of: str = "") -> None:
+        """A statement block; `body_of` ("PROCEDURE", "INITIAL") where it is a whole body,
+        whose last statement may be the VERBATIM `return` idiom (nothing to do)."""
         self.scopes.append({})
-        for stmt in statement_block.statements:
+        statements = list(statement_block.statements)
+        if body_of and statements and statements[-1].get_node_type_name() == "Verbatim":
+            if verbatim.trailing_return(statements[-1].statement.eval(), body_of):
+                statements.pop()
+        for stmt in statements:
             self.statement(stmt)
         self.scopes.pop()
 
@@ -262,6 +268,18 @@ class KernelLowering:
             self.from_statement(s)
         elif kind == "Verbatim":
             code = s.statement.eval()
+            if not verbatim.squash(code):
+                return  # the `no-op` idiom: comments only
+            reads = verbatim.ion_reads(code)
+            if reads is not None and all(self._reads_ion(x) for x in reads):
+                for x in reads:  # the `ion-read` idiom: the ion's value, read here
+                    ion = self.d.ion_of(x)
+                    index = self.kb.array(f"ion.{ion.name}.index", I32, "instance")[
+                        Var("pn.instance", I32)
+                    ]
+                    value = self.kb.array(f"ion.{ion.name}.{x}", F64, f"ion:{ion.name}")[index]
+                    self.assign_ion_read(x, value)
+                return
             raise self.error(
                 f"VERBATIM C code is not supported (a block starting "
                 f"{verbatim.first_line(code)!r}; portneuron knows the idioms listed in its "
@@ -318,6 +336,15 @@ class KernelLowering:
             raise self.error(f"{_NOT_HERE[kind]}: not supported here", text(e).split("'")[0])
         else:
             raise self.error(f"expression {text(e)!r} has no effect as a statement", None)
+
+    def _reads_ion(self, name: str) -> bool:
+        ion = self.d.ion_of(name)
+        return ion is not None and name in ion.read and name not in ion.write
+
+    def assign_ion_read(self, name: str, value: Expr) -> None:
+        """Set the kernel's copy of a READ-only ion variable (it is never stored back)."""
+        self.touch(name)
+        self.kb.assign(name, value)
 
     def accumulate(self, name: str, rhs) -> bool:
         """`P = P + x` (or `- x`) for a POINTER P that is not also read here: added in place,
@@ -640,7 +667,7 @@ class KernelLowering:
         for mechanism_name in [k for k in self.bindings if k in scope]:
             del self.bindings[mechanism_name]  # an argument shadows v, t, ...
         try:
-            self.block(block.statement_block)
+            self.block(block.statement_block, "" if returns else "PROCEDURE")
         finally:
             self.inlining.pop()
             self.active_calls.pop()

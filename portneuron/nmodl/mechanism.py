@@ -193,7 +193,7 @@ class Assembler:
                 start = lw.read(f"{state}0") if f"{state}0" in d.variables else Const(0.0, F64)
                 lw.assign(state, start)
             if d.initial is not None:
-                lw.block(d.initial.statement_block)
+                lw.block(d.initial.statement_block, "INITIAL")
         return self.finish(lw, body)
 
     def steady_state(self, lw: KernelLowering, solve) -> None:

@@ -10,6 +10,9 @@ blocks recur across public models word for word or nearly, and each means one th
 | `vector-unref` | DESTRUCTOR | lets go of the Vector | nothing to do |
 | `vector-bbcore` | top level | `bbcore_write`/`bbcore_read` of a Vector's times | read by the dataset reader |
 | `declarations` | top level | `extern` prototypes of hoc's vector functions | nothing to do |
+| `no-op` | anywhere | nothing but comments | nothing to do |
+| `return` | the last statement of a PROCEDURE (`return 0;`) or of INITIAL (`return;`) | what the C function does there anyway | nothing to do |
+| `ion-read` | anywhere | `cai = _ion_cai;`: a USEION READ variable read again from the ion | the ion's value, read there |
 
 The event Vector is found through a BBCOREPOINTER (`_p_ptr`) or an ASSIGNED used as a
 pointer's storage (`*((void**)(&space))`); its name is the idiom's `source`. Any other
@@ -41,6 +44,25 @@ _SOURCE = (
     re.compile(r"vv=\(void\*\)\(_p_(\w+)\);"),  # BBCOREPOINTER
     re.compile(r"vv=\*\(\(void\*\*\)\(&(\w+)\)\);"),  # an ASSIGNED holding the pointer
 )
+
+
+_ION_READ = re.compile(r"(?:(\w+)=_ion_(\w+);)+")
+
+
+def ion_reads(code: str) -> list[str] | None:
+    """The variables of an `ion-read` block (`cai = _ion_cai; ...`), or None."""
+    c = squash(code)
+    if not _ION_READ.fullmatch(c):
+        return None
+    pairs = re.findall(r"(\w+)=_ion_(\w+);", c)
+    return [a for a, b in pairs] if all(a == b for a, b in pairs) else None
+
+
+def trailing_return(code: str, keyword: str) -> bool:
+    """Whether a block is the `return` idiom for the last statement of a block of kind
+    `keyword`: `return 0;` ends a PROCEDURE's C function (an int), `return;` INITIAL's."""
+    c = squash(code)
+    return (keyword == "PROCEDURE" and c == "return0;") or (keyword == "INITIAL" and c == "return;")
 
 
 def recognise(code: str) -> Idiom | None:
@@ -76,5 +98,6 @@ def recognise(code: str) -> Idiom | None:
 
 
 def first_line(code: str) -> str:
-    """The block's first line with text, for a refusal."""
-    return next((line.strip() for line in code.splitlines() if line.strip()), "")
+    """The block's first line of C, past comments, for a refusal."""
+    code = _COMMENTS.sub("", code)
+    return next((line.strip() for line in code.splitlines() if line.strip() not in ("", "{")), "")
