@@ -255,9 +255,9 @@ class Mechanism:
     """A mechanism lowered from NMODL: its variables and kernels.
 
     `kind` is "density", "point_process" or "artificial_cell". Kernels are named `init`,
-    `current`, `state`, `net_receive`, `table_<name>` and, for BEFORE and AFTER blocks,
-    `before_initial`, `after_initial`, `before_breakpoint` and `after_solve`; a mechanism
-    has the ones its source needs.
+    `current`, `state`, `net_receive`, `watch`, `table_<name>` and, for BEFORE and AFTER
+    blocks, `before_initial`, `after_initial`, `before_breakpoint` and `after_solve`; a
+    mechanism has the ones its source needs.
     """
 
     name: str
@@ -282,6 +282,9 @@ class Mechanism:
     #: Event Vectors of instances (VecStim's), by the variable that reaches them: each
     #: instance's times are `vector.<v>.data[offset[i] : offset[i] + size[i]]`.
     vectors: tuple[str, ...] = ()
+    #: The NET_RECEIVE's WATCH conditions in source order (nocmodl's numbering): the flag
+    #: each one's event carries. The `watch` kernel checks the active ones every step.
+    watch_flags: tuple[float, ...] = ()
 
     def kernel(self, name: str) -> Kernel | None:
         return next((k for k in self.kernels if k.name == name), None)

@@ -135,10 +135,12 @@ def custom_cell() -> Built:
     its events in arrays indexed at run time (ArrSyn), POINTERs and BEFORE/AFTER blocks:
     each dendrite segment's axial current from its parent's v (axcur) summed into a point
     process (AxSum), which reads a far v, a VecStim of our own (EvtVec) replaying a Vector of
-    times into ArrSyn, and a dendrite with pas, cachan, calcium buffering by derivimplicit
-    over three states (cabuf) and a leak integrated by euler (eulergate) receiving two
-    NetCons from one NetStim through a facilitating synapse with NET_RECEIVE INITIAL
-    (FacSyn). Needs tests/mods compiled and loaded."""
+    times into ArrSyn, WATCH statements: a spike detector on the soma (IzhW, spikes as gid 1)
+    driving a synapse that WATCHes its conductance (WatchSyn, on the dendrite, also driven
+    by the NetStim), and a dendrite with pas, cachan, calcium buffering by derivimplicit over
+    three states (cabuf) and a leak integrated by euler (eulergate) receiving two NetCons
+    from one NetStim through a facilitating synapse with NET_RECEIVE INITIAL (FacSyn). Needs
+    tests/mods compiled and loaded."""
     clear_neuron()
     soma = h.Section(name="soma")
     soma.L = soma.diam = 20
@@ -170,16 +172,21 @@ def custom_cell() -> Built:
     replay = h.EvtVec()  # a VecStim of tests/mods: its Vector's times as events
     times = h.Vector([1.3, 4.7, 4.7, 9.0, 21.25])
     replay.play(times)
+    izh = h.IzhW(soma(0.5))  # WATCHes the soma's v and its own u; spikes as gid 1
+    izh.vpeak, izh.vlow = -57.5, -59.5  # the soma's EPSPs cross these
+    watcher = h.WatchSyn(dend(0.4))  # WATCHes its conductance
     ncs = []
     for source, target, weight, delay in (
         (ns, syn, 0.004, 1.0), (ns, syn, 0.002, 2.5), (ns, queue, 0.001, 1.5),
-        (replay, queue, 0.0015, 0.5),
+        (replay, queue, 0.0015, 0.5), (ns, watcher, 0.002, 1.0), (izh, watcher, 0.0015, 0.5),
     ):  # fmt: skip
         nc = h.NetCon(source, target)
         nc.weight[0], nc.delay = weight, delay
         ncs.append(nc)
     _register(soma)
-    keep = [soma, dend, syn, queue, axsum, ns, replay, times, *ncs]
+    pc.set_gid2node(1, pc.id())
+    pc.cell(1, h.NetCon(izh, None))
+    keep = [soma, dend, syn, queue, axsum, ns, replay, times, izh, watcher, *ncs]
     return Built([soma(0.5), dend(0.3), dend(0.9)], keep)
 
 

@@ -242,6 +242,32 @@ BAD_MODS = {
         r"bad\.mod:3:3: assigning to 'v' in NET_RECEIVE is not supported",
     ),
     "binary": (b"\x7fELF\x02\x01\x01\x00\x00", r"bad\.mod: not a text file \(it has NUL bytes\)"),
+    # WATCH where NEURON refuses it: its translator outside NET_RECEIVE; its C compiler in
+    # NET_RECEIVE's INITIAL (nocmodl 9.0.2 emits an undeclared _watch_rm); a crash at run
+    # time in an ARTIFICIAL_CELL; a condition reading what its C function cannot see
+    "watch-density": (
+        "NEURON { SUFFIX x }\nASSIGNED { a }\nINITIAL { WATCH (a > 1) 2 }\n",
+        r"bad\.mod:3:11: WATCH outside NET_RECEIVE",
+    ),
+    "watch-procedure": (
+        "NEURON { POINT_PROCESS x }\nASSIGNED { v }\nPROCEDURE p() {\n  WATCH (v > 1) 2\n}\n",
+        r"bad\.mod:4:3: WATCH in PROCEDURE p: NEURON's translator allows it only in NET_RECEIVE",
+    ),
+    "watch-net-receive-initial": (
+        "NEURON { POINT_PROCESS x }\nASSIGNED { v }\n"
+        "NET_RECEIVE(w) {\n  INITIAL {\n    WATCH (v > 1) 2\n  }\n}\n",
+        r"bad\.mod:5:5: WATCH in NET_RECEIVE's INITIAL block: NEURON 9's translation of it "
+        r"does not compile",
+    ),
+    "watch-artificial-cell": (
+        "NEURON { ARTIFICIAL_CELL x }\nNET_RECEIVE(w) {\n  WATCH (t > 1) 2\n}\n",
+        r"bad\.mod:3:3: WATCH in an ARTIFICIAL_CELL: NEURON crashes on it",
+    ),
+    "watch-argument": (
+        "NEURON { POINT_PROCESS x }\nASSIGNED { v }\nNET_RECEIVE(w) {\n  WATCH (v > w) 2\n}\n",
+        r"bad\.mod:4:14: WATCH condition v>w reads 'w', which NEURON's condition \(checked "
+        r"outside any event\) cannot see",
+    ),
 }
 
 

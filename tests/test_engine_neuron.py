@@ -201,17 +201,30 @@ neuron.load_mechanisms(sys.argv[1])  # before anything is built, as NEURON needs
 import numpy as np
 import neuron_cells
 import portneuron.direct
+from neuron import h
+from portneuron.io.spikes import format_spikes
 built = neuron_cells.custom_cell()
+times, gids = h.Vector(), h.Vector()
+neuron_cells.pc.spike_record(-1, times, gids)
 expected = neuron_cells.run_neuron(built, 50.0)
+spikes = format_spikes(sorted(zip(times.to_python(), map(int, gids.to_python()))))
 axsum = next(k for k in built.keep if k.hname().startswith("AxSum"))
 theirs = (axsum.sum, axsum.vfar)
+counted = [("IzhW", "nspike"), ("IzhW", "nlow"), ("IzhW", "nu"), ("IzhW", "nsix"),
+           ("WatchSyn", "nup"), ("WatchSyn", "ndown"), ("WatchSyn", "tup")]
+watched = {"IzhW": next(k for k in built.keep if k.hname().startswith("IzhW")),
+           "WatchSyn": next(k for k in built.keep if k.hname().startswith("WatchSyn"))}
+counts = [getattr(watched[m], n) for m, n in counted]
 result = portneuron.direct.run(50.0, record=built.segments, v_init=-65.0, mechanisms=[sys.argv[1]],
                                backend=sys.argv[2])
 got = np.array(result.traces).T
 soma = built.segments[0]
 ours = (result.value(soma, "AxSum", "sum"), result.value(soma, "AxSum", "vfar"))
+our_counts = [result.value(watched[m].get_segment(), m, n) for m, n in counted]
 print(json.dumps({"max_dv": float(np.abs(got - expected).max()), "vmax": float(expected.max()),
-                  "sum": [theirs[0], ours[0]], "vfar": [theirs[1], ours[1]]}))
+                  "sum": [theirs[0], ours[0]], "vfar": [theirs[1], ours[1]],
+                  "spikes": [spikes, format_spikes(result.spikes)],
+                  "watch": [counts, our_counts]}))
 """
 
 
@@ -235,6 +248,84 @@ def test_custom_mechanisms_match_neuron(compiled_mods, backend):
     assert theirs != 0 and abs(ours - theirs) <= 1e-9 * abs(theirs)
     theirs, ours = result["vfar"]
     assert abs(ours - theirs) <= VOLTAGE_TOLERANCE
+    # WATCH: the spikes IzhW sends (gid 1, at the step's t) and the soma's (gid 0), and
+    # what each kind of WATCH event counted: IzhW re-armed, its flag 6 event always dropped
+    theirs, ours = result["spikes"]
+    assert ours == theirs and theirs.count("\t1\n") >= 3
+    theirs, ours = result["watch"]
+    assert ours == theirs and min(theirs[:3] + theirs[4:6]) >= 1 and theirs[3] == 0
+
+
+WATCH_DATASET = """
+import sys
+import neuron
+neuron.load_mechanisms(sys.argv[1])
+from neuron import h
+import neuron_cells
+from portneuron.io.spikes import format_spikes
+neuron_cells.clear_neuron()
+soma = h.Section(name="soma")
+soma.L = soma.diam = 20
+soma.insert("hh")
+stim = h.IClamp(soma(0.5))
+stim.delay, stim.dur, stim.amp = 2, 30, 0.25
+izh, syn, ns = h.IzhW(soma(0.5)), h.WatchSyn(soma(0.5)), h.NetStim()
+ns.start, ns.interval, ns.number = 1, 3, 10
+ncs = [h.NetCon(ns, syn), h.NetCon(izh, syn)]
+for nc, weight, delay in zip(ncs, (0.002, 0.0015), (1.0, 0.5)):
+    nc.weight[0], nc.delay = weight, delay
+pc = neuron_cells.pc
+for gid, source in enumerate((h.NetCon(soma(0.5)._ref_v, None, sec=soma), h.NetCon(izh, None))):
+    pc.set_gid2node(gid, pc.id())
+    pc.cell(gid, source)
+times, gids = h.Vector(), h.Vector()
+pc.spike_record(-1, times, gids)
+neuron_cells.run_neuron(neuron_cells.Built([soma(0.5)]), 40.0)
+print(format_spikes(sorted(zip(times.to_python(), map(int, gids.to_python())))), end="")
+h.finitialize(-65)
+pc.nrncore_write(sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_watch_dataset_runs_as_neuron(compiled_mods, tmp_path, capsys, backend):
+    """What nrncore_write writes for WATCH mechanisms (a pdata word 0 per WATCH item, and one
+    more) is read and checked: the dataset runs step by step (WATCH needs the stepwise
+    loop) to NEURON's spikes, the soma's and those IzhW sends from its WATCH events; a
+    WATCH word that is not 0 is one line."""
+    from pathlib import Path
+
+    from refusals import one_line
+
+    from portneuron import cli
+    from portneuron.io.dataset import read_files_dat, read_group, read_mech_types
+
+    data = tmp_path / "data"
+    run = subprocess.run(
+        [sys.executable, "-c", WATCH_DATASET, str(compiled_mods), str(data)],
+        capture_output=True, text=True, cwd=Path(__file__).parent,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    expected = run.stdout
+    assert expected.count("\t1\n") >= 3 and expected.count("\t0\n") >= 3
+    argv = ["run", "-d", str(data), "-e", "40", "--mechanisms", str(compiled_mods), "--json"]
+    assert cli.main([*argv, "-o", str(tmp_path / "out"), "--backend", backend]) == 0
+    assert (tmp_path / "out" / "out.dat").read_text() == expected
+    loop = json.loads(capsys.readouterr().out)["loop"]
+    if load_backend(backend).compiled_epochs:
+        assert loop == "stepwise: IzhW: WATCH conditions need the stepwise loop"
+    (group,) = read_files_dat(data / "files.dat")
+    record = read_group(data, group, read_mech_types(data / "bbcore_mech.dat")).records[
+        "IzhW pdata"
+    ]
+    blob = bytearray(record.path.read_bytes())
+    blob[record.offset + 4 * 3 : record.offset + 4 * 4] = (7).to_bytes(4, "little")
+    record.path.write_bytes(blob)
+    assert cli.main([*argv, "-o", str(tmp_path / "out2"), "--backend", backend]) == 1
+    assert one_line(capsys.readouterr().err).endswith(
+        "IzhW pdata[3] = 7, but word 3 of instance 0 is a WATCH slot, which NEURON writes as "
+        "0; the file is damaged"
+    )
 
 
 POINTER_RUN = """

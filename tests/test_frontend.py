@@ -214,7 +214,10 @@ NOT_VECTORIZED = (
 def test_data_layout_is_nocmodls(tmp_path, source):
     """The per-instance values, in order, as NEURON's translator registers them: what a
     dataset holds for each instance (a mechanism that assigns a GLOBAL without THREADSAFE
-    is not vectorized, and keeps no v)."""
+    is not vectorized, and keeps no v); and the pdata words' meanings, where portneuron
+    follows them (ions, POINTERs, netsend, WATCH slots: dataset checks and POINTER
+    decoding read them)."""
+    from portneuron.io.checks import pdata_slots
     from portneuron.nmodl.units import nocmodl
 
     program, database = nocmodl()
@@ -231,7 +234,22 @@ def test_data_layout_is_nocmodls(tmp_path, source):
         for name, length in re.findall(r'_nrn_mechanism_field<double>\{"(\w+)"(?:, (\d+))?\}', cpp)
         for k in range(int(length or 1))
     )
-    assert compile_file(source).layout == fields
+    mechanism = compile_file(source)
+    assert mechanism.layout == fields
+    slots = pdata_slots(mechanism)
+    if slots is not None:
+        semantics = re.findall(r'hoc_register_dparam_semantics\(_mechtype, \d+, "([^"]+)"\)', cpp)
+        assert [_semantics(slot) for slot in slots] == [s for s in semantics if s != "cvodeieq"]
+
+
+def _semantics(slot: str) -> str:
+    """nocmodl's name for what a pdata slot of portneuron's pdata_slots holds."""
+    kind, _, rest = slot.partition(":")
+    if kind == "ion":
+        return f"{rest.split(':')[0]}_ion"
+    if kind == "style":
+        return f"#{rest}_ion"
+    return kind  # area, pntproc, pointer, bbcorepointer, random, netsend, watch
 
 
 INCLUDING = 'NEURON {{ SUFFIX inc RANGE y }}\nASSIGNED {{ y }}\nINCLUDE "{name}"\nBREAKPOINT {{ y = sq(3) }}\n'

@@ -272,7 +272,8 @@ def pdata_slots(mech: Mechanism) -> list[str] | None:
     and "pntproc" for a point process; per USEION the variables read (with the other
     concentration read too where one is used), those written and not read, di<x>dv after a
     written current, and e<x> and the ion style where a concentration is written; then
-    POINTERs, "random" streams and "netsend". None for what this does not follow (diam, area)."""
+    POINTERs, "random" streams, "netsend" and "watch" (one more than the WATCH items).
+    None for what this does not follow (diam, area)."""
     uses = {p.name for k in mech.kernels for p in k.params}
     if "node.diam" in uses or (mech.kind == "density" and "node.area" in uses):
         return None
@@ -296,15 +297,18 @@ def pdata_slots(mech: Mechanism) -> list[str] | None:
     slots += ["random"] * len([v for v in mech.variables if v.name.endswith(".id1")])
     if any(s.name == "net_send" for k in mech.kernels for s in k.streams):
         slots.append("netsend")
+    if mech.watch_flags:
+        slots += ["watch"] * (len(mech.watch_flags) + 1)
     return slots
 
 
 def _check_pdata(g: Group, mt: MechType, mech: Mechanism, nodeindices, pdata, ions, vdata) -> None:
     """Each pdata word against its meaning (phase2.cpp relocates them by it): an ion word is
     the ion's legacy index (instance x fields + field) of the instance on the same node, the
-    ion style word that instance's style, a point process's area word its node; the others
-    index nt._vdata (their positions and values are added to `vdata`). Where the slots are
-    not known, the words are left to the mechanism."""
+    ion style word that instance's style, a point process's area word its node, a WATCH
+    word 0 (cell_group.cpp writes no index for it); the others index nt._vdata (their
+    positions and values are added to `vdata`). Where the slots are not known, the words
+    are left to the mechanism."""
     slots = pdata_slots(mech)
     if slots is None or len(slots) != pdata.shape[1]:
         return
@@ -319,6 +323,8 @@ def _check_pdata(g: Group, mt: MechType, mech: Mechanism, nodeindices, pdata, io
         else:
             if slot == "area" and not mt.artificial:
                 expect, what = nodeindices, "is its area, which NEURON gives as its node,"
+            elif slot == "watch":
+                expect, what = np.zeros_like(column), "is a WATCH slot, which NEURON writes as"
             elif slot.startswith(("ion:", "style:")):
                 expect, what = _ion_word(g, mt, slot, nodeindices, ions)
             if expect is None:

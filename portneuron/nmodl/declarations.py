@@ -39,6 +39,16 @@ def text(node) -> str:
     return nmodl_module().to_nmodl(node)
 
 
+def initial_of(stmt):
+    """The INITIAL block a NET_RECEIVE statement is, if it is one."""
+    if stmt.get_node_type_name() == "InitialBlock":
+        return stmt
+    if stmt.get_node_type_name() == "ExpressionStatement":
+        if stmt.expression.get_node_type_name() == "InitialBlock":
+            return stmt.expression
+    return None
+
+
 def number(node) -> float:
     """The value of a number node (Integer, Double, DoubleUnit, negated forms)."""
     return float(text(node).split("(")[0])

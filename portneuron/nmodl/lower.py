@@ -75,7 +75,7 @@ _NOT_HERE = {
     "MutexUnlock": "MUTEXUNLOCK",
     "ProtectStatement": "PROTECT",
     "ForNetcon": "FOR_NETCONS",
-    "WatchStatement": "WATCH statements",
+    "WatchStatement": "WATCH outside NET_RECEIVE (NEURON allows it only in NET_RECEIVE)",
     "SolveBlock": "SOLVE outside BREAKPOINT",
     "LonDiffuse": "LONGITUDINAL_DIFFUSION",
 }

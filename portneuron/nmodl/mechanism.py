@@ -29,8 +29,8 @@ from portneuron.ir import Ion as IrIon
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 
-from . import solvers, tables
-from .declarations import Declarations, element
+from . import solvers, tables, watch
+from .declarations import Declarations, element, initial_of
 from .lower import KernelLowering, to_f64
 
 #: NEURON's voltage step for the conductance by difference [mV].
@@ -46,6 +46,7 @@ EVENT_STREAMS = {
 class Assembler:
     def __init__(self, decl: Declarations) -> None:
         self.d = decl
+        self.watches = watch.items(decl)  # WATCH items of NET_RECEIVE, in source order
         self.tables = {}
         for name, block in {**self.d.procedures, **self.d.functions}.items():
             if tables.table_statement(block) is not None:
@@ -377,9 +378,9 @@ class Assembler:
             raise d.error(
                 "NET_RECEIVE needs a POINT_PROCESS or ARTIFICIAL_CELL", ("NET_RECEIVE", "")
             )
-        statements = [s for s in block.statement_block.statements if _initial_of(s) is None]
+        statements = [s for s in block.statement_block.statements if initial_of(s) is None]
         if initial:
-            inits = [_initial_of(s) for s in block.statement_block.statements]
+            inits = [initial_of(s) for s in block.statement_block.statements]
             inits = [i for i in inits if i is not None]
             if not inits:
                 return None
@@ -393,6 +394,8 @@ class Assembler:
         )
         lw = self.lowering(kb, ("NET_RECEIVE", ""))
         self.install_events(lw, allowed=True)
+        if not initial:
+            watch.install_activation(lw, self.watches)
         args = [p.get_node_name() for p in block.parameters]
         lane = kb.lane
         instance = kb.array("event.instance", I32, "event")[lane]
@@ -450,6 +453,8 @@ class Assembler:
         net_init = self.net_receive(initial=True)
         if net_init is not None:
             kernels.append(net_init)
+        if self.watches:
+            kernels.append(watch.check_kernel(self, self.watches))
         kernels += [self.before_after(name) for name in self.d.ba_blocks]
         return Mechanism(
             name=d.name,
@@ -469,17 +474,8 @@ class Assembler:
             vectors=tuple(
                 sorted({i.source for i in d.idioms.values() if i.kind == "vector-element"})
             ),
+            watch_flags=watch.flags(self.watches),
         )
-
-
-def _initial_of(stmt):
-    """The INITIAL block a NET_RECEIVE statement is, if it is one."""
-    if stmt.get_node_type_name() == "InitialBlock":
-        return stmt
-    if stmt.get_node_type_name() == "ExpressionStatement":
-        if stmt.expression.get_node_type_name() == "InitialBlock":
-            return stmt.expression
-    return None
 
 
 def data_layout(d: Declarations) -> tuple[str, ...]:

@@ -62,6 +62,9 @@ class BoundMechanism:
             self.args[f"table.{table.name}.mfac"] = mfac(table, lo, hi)
             for out in table.outputs:
                 self.args[f"table.{table.name}.{out}"] = np.zeros(table.points)
+        if mech.watch_flags:  # each instance's WATCH conditions (portneuron.sim.watch)
+            self.args["watch.active"] = np.zeros(mset.count * len(mech.watch_flags))
+            self.args["watch.above"] = np.zeros(mset.count * len(mech.watch_flags))
         self.weight_columns: dict[str, np.ndarray] = {}
         self.spare_row = 0
         for kernel in mech.kernels:

@@ -2,7 +2,8 @@
 
 One step from t to t + dt, as NEURON's fadvance does it:
 
-1. threshold check on v(t); deliver events due by t + dt/2; t += dt/2;
+1. threshold check on v(t), then WATCH conditions; deliver events due by t + dt/2;
+   t += dt/2;
 2. currents at the old v (clear rhs and d, ion currents from zero, every mechanism's
    current kernel in model order, capacitance, axial terms), Hines solve, v += dv;
 3. t += dt/2; every mechanism's state kernel at the new v; deliver events due by t.
@@ -31,6 +32,7 @@ from . import cable
 from .binding import BoundMechanism
 from .events import EventQueue
 from .play import Player
+from .watch import Watches
 
 #: Steps per epoch at most, where the min-delay allows more (a model without NetCons has no
 #: min-delay): bounds what a compiled epoch holds for one call (recorded voltages, spikes),
@@ -116,6 +118,7 @@ class Simulation:
             Player(p, model.mechanisms[p.target_set].data[p.variable]) for p in model.vecplay
         ]
         self.queue = EventQueue()
+        self.watches = Watches(self.mechanisms)
         self.t = 0.0
         self.spikes: list[tuple[float, int]] = []
         self._outbox: list[tuple[float, int]] = []  # (t, presyn) of this epoch's spikes
@@ -280,6 +283,9 @@ class Simulation:
                         f"{bound.set.name} {int(inst)}: net_move at t = {now!r} ms with no "
                         f"self-event (net_send) pending (NEURON refuses it too)"
                     )
+        activations = streams.get("watch")
+        if activations is not None:
+            self.watches.activate(bound, activations, self.queue)
         events = streams.get("net_event")
         if events is not None:
             for inst, te in zip(events["instance"], events["t"]):
@@ -329,6 +335,8 @@ class Simulation:
     def step(self) -> None:
         dt, run, ncell = self.dt, self.backend.run, self.model.ncell
         self.check_thresholds()
+        if self.watches.sets:  # after the thresholds, as NEURON's check_thresh
+            self.watches.check(self.t, dt, self.queue)
         self.deliver(self.t + 0.5 * dt)
         self.t += 0.5 * dt
         self._play()
@@ -358,6 +366,7 @@ class Simulation:
         """NEURON's finitialize: t = 0, tables, v, INITIAL blocks, events due at 0, currents."""
         self.t = 0.0
         self.queue.clear()
+        self.watches.reset()
         self.spikes.clear()
         self._outbox.clear()
         if v_init is not None:
