@@ -131,7 +131,8 @@ def custom_cell() -> Built:
     derivimplicit (cadecay), a K channel that assigns v (vcopy) and a channel whose TABLE
     bounds are PARAMETERs (tabrange), two that INITIAL settles by STEADYSTATE (sskin, ssgate)
     and one by a LINEAR block (linss), one of array STATEs and a written GLOBAL array
-    (arrchan), a kinetic scheme with cai among its reactants (kinmix), a synapse queueing
+    (arrchan), a kinetic scheme with cai among its reactants (kinmix), a TABLE that reads a
+    RANGE value (tabmg), a synapse queueing
     its events in arrays indexed at run time (ArrSyn), POINTERs and BEFORE/AFTER blocks:
     each dendrite segment's axial current from its parent's v (axcur) summed into a point
     process (AxSum), which reads a far v, a VecStim of our own (EvtVec) replaying a Vector of
@@ -146,9 +147,10 @@ def custom_cell() -> Built:
     soma.L = soma.diam = 20
     for mech in (
         "hh", "cachan", "cadecay", "vcopy", "tabrange", "sskin", "ssgate", "linss", "arrchan",
-        "kinmix",
+        "kinmix", "tabmg",
     ):  # fmt: skip
         soma.insert(mech)
+    soma(0.5).tabmg.mg = 1.8  # the TABLE reads this RANGE value (DEPEND mg)
     dend = h.Section(name="dend")
     dend.L, dend.diam, dend.nseg = 300, 1.5, 7
     dend.insert("pas")

@@ -109,8 +109,10 @@ class Assembler:
         if name in ("v", "area", "diam"):
             assert node is not None
             return kb.array(f"node.{name}", F64, "node")[node]
-        if table_kernel and (d.is_per_instance(name) or name in d.pointers):
-            return Const(0.0, F64)  # a table cannot depend on instance values
+        if table_kernel:
+            # NEURON builds a table with its thread's first instance (nrn_thread_table_check
+            # passes instance 0): a RANGE value the table reads is that instance's
+            inst = Const(0, I32)
         if name in d.pointers:
             index = kb.array(f"pointer.{name}.index", I32, "instance")[inst]
             return kb.array(f"pointer.{name}", F64, f"pointer:{name}")[index]
@@ -119,8 +121,6 @@ class Assembler:
             return kb.array(array, F64, "instance")[at]
         ion = d.ion_of(name)
         if ion is not None:
-            if table_kernel:
-                return Const(0.0, F64)
             index = kb.array(f"ion.{ion.name}.index", I32, "instance")[inst]
             return kb.array(f"ion.{ion.name}.{name}", F64, f"ion:{ion.name}")[index]
         return kb.scalar(f"global.{name}")

@@ -146,13 +146,15 @@ class BoundMechanism:
     def check_tables(self, dt: float) -> None:
         """Rebuild the TABLEs if a DEPEND value changed since they were built."""
         mech = self.set.mechanism
-        if not mech.tables or not self.args["usetable"]:
-            return
-        state = tuple(
-            self.args.get(name, self.args.get(f"global.{name}"))
-            for t in mech.tables
-            for name in t.depend
-        )
+        if not mech.tables or not self.args["usetable"] or not self.set.count:
+            return  # NEURON builds a table with its first instance: none, no table
+
+        def value(name: str):  # a RANGE value as the first instance has it
+            if f"mech.{name}" in self.args:
+                return float(self.args[f"mech.{name}"][0])
+            return self.args.get(name, self.args.get(f"global.{name}"))
+
+        state = tuple(value(name) for t in mech.tables for name in t.depend)
         if state == self._table_state:
             return
         for table in mech.tables:
