@@ -138,7 +138,8 @@ def custom_cell() -> Built:
     process (AxSum), which reads a far v, a VecStim of our own (EvtVec) replaying a Vector of
     times into ArrSyn, WATCH statements: a spike detector on the soma (IzhW, spikes as gid 1)
     driving a synapse that WATCHes its conductance (WatchSyn, on the dendrite, also driven
-    by the NetStim), and a dendrite with pas, cachan, calcium buffering by derivimplicit over
+    by the NetStim), and a dendrite with pas, cachan, an ion current set only in a SOLVEd
+    block (kslow), calcium buffering by derivimplicit over
     three states (cabuf) and a leak integrated by euler (eulergate) receiving two NetCons
     from one NetStim through a facilitating synapse with NET_RECEIVE INITIAL (FacSyn). Needs
     tests/mods compiled and loaded."""
@@ -156,6 +157,7 @@ def custom_cell() -> Built:
     dend.insert("pas")
     dend.insert("cachan")
     dend.insert("cabuf")
+    dend.insert("kslow")
     dend.insert("eulergate")
     dend.connect(soma(1))
     syn = h.FacSyn(dend(0.6))

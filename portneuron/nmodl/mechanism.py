@@ -84,7 +84,7 @@ class Assembler:
                 for name in lw.written:
                     if name in skip_store or name not in lw.touched:
                         continue
-                    if d.is_per_instance(name):
+                    if d.is_per_instance(name) or self._own_current(name):
                         array, at = self._slot(kb, name, inst)
                         kb.store(array, at, Var(name, F64))
                     elif name in d.pointers:
@@ -116,7 +116,7 @@ class Assembler:
         if name in d.pointers:
             index = kb.array(f"pointer.{name}.index", I32, "instance")[inst]
             return kb.array(f"pointer.{name}", F64, f"pointer:{name}")[index]
-        if d.is_per_instance(name):
+        if d.is_per_instance(name) or self._own_current(name):
             array, at = self._slot(kb, name, inst)
             return kb.array(array, F64, "instance")[at]
         ion = d.ion_of(name)
@@ -124,6 +124,19 @@ class Assembler:
             index = kb.array(f"ion.{ion.name}.index", I32, "instance")[inst]
             return kb.array(f"ion.{ion.name}.{name}", F64, f"ion:{ion.name}")[index]
         return kb.scalar(f"global.{name}")
+
+    def _own_current(self, name: str) -> bool:
+        """An ion current the mechanism WRITEs (and does not READ): NEURON keeps the
+        mechanism's own value of it per instance (a field of its data), which a SOLVEd block
+        may set and BREAKPOINT then reads; the ion's array holds the sum of every
+        mechanism's."""
+        ion = self.d.ion_of(name)
+        return (
+            ion is not None
+            and name in ion.write
+            and name not in ion.read  # READ too: the ion's sum, read before each block
+            and ion.variable_role(name) == "current"
+        )
 
     def _slot(self, kb: KernelBuilder, name: str, inst: Expr) -> tuple[str, Expr]:
         """Where a per-instance value lives: `mech.x[instance]`, or for element `x[k]` of
@@ -270,8 +283,7 @@ class Assembler:
             sign = 1.0 if d.electrode else -1.0
             kb.add_to("node.rhs", node, b.mul(sign, rhs) if sign > 0 else b.neg(rhs))
             kb.add_to("node.d", node, g if sign < 0 else b.neg(g))
-        ion_current_names = frozenset(w for _, w in ion_currents)
-        return self.finish(lw, body, skip_store=ion_current_names)
+        return self.finish(lw, body)
 
     def total(self, lw: KernelLowering, currents: list[str]) -> Expr:
         total = lw.read(currents[0])
@@ -438,6 +450,10 @@ class Assembler:
                 continue  # not the mechanism's: a place elsewhere (Mechanism.pointers)
             per_instance = d.is_per_instance(v.name)
             out.append(Variable(v.name, v.kind, v.unit, v.default, per_instance, v.length))
+        for ion in d.ions:  # the mechanism's own value of each ion current it writes
+            for w in ion.write:
+                if self._own_current(w):
+                    out.append(Variable(w, "assigned"))
         return tuple(out)
 
     def mechanism(self) -> Mechanism:
