@@ -4,9 +4,14 @@ One step from t to t + dt, as NEURON's fadvance does it:
 
 1. threshold check on v(t), then WATCH conditions; deliver events due by t + dt/2;
    t += dt/2;
-2. currents at the old v (clear rhs and d, ion currents from zero, every mechanism's
-   current kernel in model order, capacitance, axial terms), Hines solve, v += dv;
-3. t += dt/2; every mechanism's state kernel at the new v; deliver events due by t.
+2. currents at the old v (clear rhs and d, BEFORE BREAKPOINT blocks, ion currents from
+   zero, every mechanism's current kernel in model order, capacitance, axial terms), Hines
+   solve, v += dv;
+3. t += dt/2; every mechanism's state kernel at the new v; AFTER SOLVE blocks; recorded
+   values sampled (where NEURON's Vector.record samples); deliver events due by t.
+
+finitialize runs BEFORE INITIAL blocks, the ions' and mechanisms' INITIAL, AFTER INITIAL
+blocks, NET_RECEIVE INITIAL, the events due at 0 and the currents, in that order.
 
 The loop runs in epochs of min-delay length: every NetCon delay is at least the min-delay,
 so the spikes of an epoch cannot affect it, and they are exchanged (turned into NetCon events)
