@@ -168,6 +168,9 @@ class _Builder:
         first = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=first[1:])
         base = self.base = first[:-1]
+        self.cell_of = {
+            g: (c, int(o)) for (c, g), o in zip(self.cells, base)
+        }  # gid -> (cell, first node)
         nodes = Nodes(
             np.concatenate(
                 [np.where(c.parent >= 0, c.parent + o, -1) for (c, _), o in zip(self.cells, base)]
@@ -269,9 +272,8 @@ class _Builder:
         }
 
     def _node(self, place: Place, base) -> int:
-        offset = dict(zip((g for _, g in self.cells), base))[place.gid]
-        cell = next(c for c, g in self.cells if g == place.gid)
-        return int(offset + cell.node_at(place.section, place.x))
+        cell, offset = self.cell_of[place.gid]
+        return offset + cell.node_at(place.section, place.x)
 
     def _instance(self, place: Place, sets, point_instance, base) -> tuple[int, int]:
         """(set, instance) of the mechanism at a place."""

@@ -616,6 +616,37 @@ def _pointers(
     where = f"{source}: {mech.name}"
     if slots is None:
         raise DatasetError(f"{where}: cannot find its POINTERs among its pdata words")
+
+    def resolve(kind: int, words, gi: int, what: str) -> tuple[str, np.ndarray]:
+        if kind == -1:
+            return "node.v", node_map(gi, words)
+        if kind in ions:
+            ion = ions[kind]
+            instance, field_ = np.divmod(words, types[kind].param_size)
+            names = {ION_FIELDS[f].format(ion.name) for f in np.unique(field_)}
+            if len(names) != 1:
+                raise DatasetError(f"{what}: points at several variables of {ion.name}_ion")
+            return f"ion:{ion.name}:{names.pop()}", instance + ion_offsets[(gi, kind)]
+        if kind in set_of:
+            target = sets[set_of[kind]]
+            instance, field_ = np.divmod(words, types[kind].param_size)
+            names = {target.mechanism.layout[f] for f in np.unique(field_)}
+            bases = {n.split("[")[0] for n in names}
+            if len(bases) != 1 or next(iter(bases)) not in target.data:
+                raise DatasetError(
+                    f"{what}: points at {', '.join(sorted(names))} of {target.name}, which "
+                    f"portneuron does not keep per instance"
+                )
+            base = bases.pop()
+            length = next(v.length for v in target.mechanism.variables if v.name == base)
+            instance = instance + instance_offset[(gi, kind)]
+            if not length:
+                return f"mech:{set_of[kind]}:{base}", instance
+            element = np.array([int(target.mechanism.layout[f].split("[")[1][:-1]) for f in field_])
+            return f"mech:{set_of[kind]}:{base}", instance * length + element
+        what_kind = "i_membrane_" if kind == -2 else f"type {kind}"
+        raise DatasetError(f"{what}: points at {what_kind}, which portneuron does not support")
+
     out = {}
     for k, name in enumerate(mech.pointers):
         column = slots.index(f"pointer:{name}")
@@ -632,10 +663,7 @@ def _pointers(
                 index = np.empty(len(data), np.int64)
                 for kind in np.unique(kinds):
                     at = kinds == kind
-                    space, index[at] = _pointer_target(
-                        int(kind), words[at], gi, types, sets, set_of, instance_offset, ions,
-                        ion_offsets, node_map, f"{where} POINTER {name}",
-                    )  # fmt: skip
+                    space, index[at] = resolve(int(kind), words[at], gi, f"{where} POINTER {name}")
                     spaces.add(space)
                 indices.append(index)
         if len(spaces) > 1:
@@ -646,49 +674,6 @@ def _pointers(
         if spaces:
             out[name] = PointerTarget(spaces.pop(), np.concatenate(indices).astype(np.int32))
     return out
-
-
-def _pointer_target(
-    kind: int,
-    words,
-    gi,
-    types,
-    sets,
-    set_of,
-    instance_offset,
-    ions,
-    ion_offsets,
-    node_map,
-    what: str,
-) -> tuple[str, np.ndarray]:
-    if kind == -1:
-        return "node.v", node_map(gi, words)
-    if kind in ions:
-        ion = ions[kind]
-        instance, field_ = np.divmod(words, types[kind].param_size)
-        names = {ION_FIELDS[f].format(ion.name) for f in np.unique(field_)}
-        if len(names) != 1:
-            raise DatasetError(f"{what}: points at several variables of {ion.name}_ion")
-        return f"ion:{ion.name}:{names.pop()}", instance + ion_offsets[(gi, kind)]
-    if kind in set_of:
-        target = sets[set_of[kind]]
-        instance, field_ = np.divmod(words, types[kind].param_size)
-        names = {target.mechanism.layout[f] for f in np.unique(field_)}
-        bases = {n.split("[")[0] for n in names}
-        if len(bases) != 1 or next(iter(bases)) not in target.data:
-            raise DatasetError(
-                f"{what}: points at {', '.join(sorted(names))} of {target.name}, which "
-                f"portneuron does not keep per instance"
-            )
-        base = bases.pop()
-        length = next(v.length for v in target.mechanism.variables if v.name == base)
-        instance = instance + instance_offset[(gi, kind)]
-        if not length:
-            return f"mech:{set_of[kind]}:{base}", instance
-        element = np.array([int(target.mechanism.layout[f].split("[")[1][:-1]) for f in field_])
-        return f"mech:{set_of[kind]}:{base}", instance * length + element
-    what_kind = "i_membrane_" if kind == -2 else f"type {kind}"
-    raise DatasetError(f"{what}: points at {what_kind}, which portneuron does not support")
 
 
 def _event_vectors(mset: MechanismSet, groups, source: str) -> dict:
