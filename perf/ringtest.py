@@ -225,11 +225,14 @@ def write_results_md() -> None:
     """perf/RESULTS.md: the latest run of each model size in results.jsonl."""
     latest: dict[str, list[dict]] = {}
     gpu: list[dict] = []  # the latest perf/gpu.py run
+    hnn: list[dict] = []  # the latest perf/hnn.py run
     for line in (HERE / "results.jsonl").read_text().splitlines():
         r = json.loads(line)
-        if r.get("kind") == "gpu":
-            gpu = gpu if gpu and gpu[0]["when"] == r["when"] else []
-            gpu.append(r)
+        if r.get("kind") in ("gpu", "hnn"):
+            runs = gpu if r["kind"] == "gpu" else hnn
+            if runs and runs[0]["when"] != r["when"]:
+                runs.clear()
+            runs.append(r)
             continue
         if "jit_cold_s" not in r:
             continue  # older runs (before this format) stay in results.md
@@ -265,10 +268,32 @@ def write_results_md() -> None:
                 f"{r.get('vs_coreneuron', '')} | {r.get('vs_arbor', '')} | "
                 f"{r.get('peak_rss_mib', '')} |\n"
             )
+    if hnn:
+        parts.append(hnn_section(hnn))
     if gpu:
         parts.append(gpu_section(gpu))
     (HERE / "RESULTS.md").write_text("".join(parts))
     print("".join(parts))
+
+
+def hnn_section(runs: list[dict]) -> str:
+    """The latest perf/hnn.py run as a table."""
+    r0 = runs[0]
+    text = (
+        f"\n## hnn-core's default network: {r0['cells']} cells, {r0['compartments']:,} "
+        f"compartments, {r0['tstop']:g} ms, dt 0.025 (perf/hnn.py)\n\n"
+        f"{r0['when']}, commit {r0['commit']}, {r0['machine']}, {r0['runs']} rounds. Built by "
+        "hnn-core in NEURON; portneuron runs it through direct mode. No CoreNEURON or Arbor "
+        "row: NEURON's writer cannot hand CoreNEURON the dipoles' POINTERs into Vectors.\n\n"
+        "| engine | threads | spikes | simulate s | ns/compartment-step | x NEURON "
+        "| peak RSS MiB |\n| --- | --- | --- | --- | --- | --- | --- |\n"
+    )
+    for r in runs:
+        text += (
+            f"| {r['engine']} | {r['threads']} | {r['spikes']} | {r['simulate_s']:.3f} | "
+            f"{r['ns_per_compartment_step']} | {r['vs_neuron']} | {r['peak_rss_mib']} |\n"
+        )
+    return text
 
 
 def gpu_section(runs: list[dict]) -> str:

@@ -15,7 +15,9 @@ As with CoreNEURON, every cell needs a gid (`pc.set_gid2node` and `pc.cell`).
 
 from __future__ import annotations
 
+import re
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from portneuron.errors import PortneuronError
+from portneuron.model import PointerTarget
 
 
 @dataclass
@@ -36,6 +39,7 @@ class DirectResult:
     node_of: Any = None  # segment -> its model node
     probe_keys: list = field(default_factory=list)  # record_values, in request order
     probe_traces: list = field(default_factory=list)  # their traces, at t
+    simulate_s: float = 0.0  # the run itself, without NEURON's hand-over and the set-up
 
     def v(self, segment) -> np.ndarray:
         """The voltage trace of a recorded segment."""
@@ -51,12 +55,29 @@ class DirectResult:
         array, index = locate(self.model, self.node_of(segment), mechanism, variable, segment)
         return float(array[index])
 
-    def trace(self, segment, mechanism: str, variable: str) -> np.ndarray:
-        """The trace of a variable given in `run(..., record_values=...)`, at `t`."""
-        for (seg, mech, var), trace in zip(self.probe_keys, self.probe_traces):
-            if (seg.sec, seg.x, mech, var) == (segment.sec, segment.x, mechanism, variable):
+    def trace(self, segment, mechanism: str = "", variable: str = "") -> np.ndarray:
+        """The trace of a variable given in `run(..., record_values=...)`, at `t`: by
+        (segment, mechanism, variable), or by the NEURON pointer it was given as."""
+        want = _probe_key(segment if not mechanism else (segment, mechanism, variable))
+        for key, trace in zip(self.probe_keys, self.probe_traces):
+            if key == want:
                 return trace
         raise KeyError(f"{mechanism} {variable} at {segment} was not recorded")
+
+
+def _probe_key(entry) -> tuple:
+    """What identifies a record_values entry: (section, x, mechanism, variable), or the
+    address of a place outside the model that a POINTER points at."""
+    if isinstance(entry, tuple):
+        seg, mech, var = entry
+        return (seg.sec, seg.x, mech, var)
+    raw = _RAW.search(repr(entry))
+    if raw is None:
+        raise PortneuronError(
+            f"record_values: {entry!r} is neither (segment, mechanism, variable) nor a "
+            f"NEURON pointer outside the model"
+        )
+    return ("outside", int(raw[1], 16))
 
 
 def locate(model, node: int, mechanism: str, variable: str, where: Any = "") -> tuple:
@@ -92,7 +113,7 @@ def run(
     dt: float | None = None,
     mechanisms: Iterable[str | Path] = (),
     v_init: float | None = None,
-    record_values: Sequence[tuple[Any, str, str]] = (),
+    record_values: Sequence[Any] = (),
 ) -> DirectResult:
     """Run NEURON's current model in portneuron from t = 0 to `tstop` [ms].
 
@@ -103,8 +124,14 @@ def run(
     `record_values` lists (segment, mechanism, variable) to record as well: any STATE,
     ASSIGNED or PARAMETER of a mechanism or point process there (`(soma(0.5), "hh", "m")`,
     `(dend(0.3), "ExpSyn", "g")`), an ion's (`"ca_ion", "cai"`), an array's element
-    (`"ca[3]"`); `result.trace(segment, mechanism, variable)` gives each. Recording
-    values runs step by step.
+    (`"ca[3]"`); `result.trace(segment, mechanism, variable)` gives each. An entry may
+    also be a NEURON pointer outside the model that POINTERs point at (hnn-core's
+    `cell.dpl_ref`, a Vector's element, which portneuron keeps for the run);
+    `result.trace(pointer)` gives it. Recording values runs step by step.
+
+    POINTERs may point at a node's v, at a mechanism's or an ion's variable, or outside
+    the model at a double of NEURON's (a Vector's element): portneuron then keeps one value
+    per place, starting from NEURON's, and does not write it back.
     """
     from neuron import h
 
@@ -115,10 +142,12 @@ def run(
 
     pc = h.ParallelContext()
     library = MechanismLibrary(mechanisms)
-    _check_pointers(h, library)  # before NEURON reads or writes one that is not set
+    outside = _pointers_outside(h, library)  # before NEURON reads or writes an unset one
+    places = _places(outside)
     if v_init is not None:
         h.finitialize(v_init)
     with tempfile.TemporaryDirectory(prefix="portneuron-direct-") as tmp:
+        markers = _mark(h, places)
         try:
             pc.nrncore_write(tmp)
         except RuntimeError as exc:
@@ -126,6 +155,8 @@ def run(
                 f"NEURON could not hand over the model ({exc}); build it with gids "
                 f"(pc.set_gid2node, pc.cell) and call h.finitialize() before portneuron.direct.run"
             ) from None
+        finally:
+            _unmark(outside)
         groups = [int(g) for g in Path(tmp, "files.dat").read_text().split()[2:]]
         model = load_dataset(tmp, library)
         _vectors_by_address(h, model)
@@ -137,17 +168,31 @@ def run(
             raise PortneuronError(f"{seg}: its thread wrote no cell group (does it have a gid?)")
         return model.node_of(groups[thread], seg.node_index())
 
+    if places:
+        _point_outside(model, places, [node_of(seg) for seg in markers])
     nodes = [node_of(seg) for seg in record]
     sim = Simulation(model, load_backend(backend or best_backend()), dt=h.dt if dt is None else dt)
-    try:
-        probes = [locate(model, node_of(seg), m, var, seg) for seg, m, var in record_values]
-    except KeyError as exc:
-        raise PortneuronError(f"record_values: {exc.args[0]}") from None
+    keys = [_probe_key(entry) for entry in record_values]
+    place_index = {address: k for k, address in enumerate(places)}
+    probes = []
+    for key, entry in zip(keys, record_values):
+        if key[0] == "outside":
+            if key[1] not in place_index:
+                raise PortneuronError(f"record_values: no POINTER of the model points at {entry!r}")
+            probes.append((model.outside, place_index[key[1]]))
+            continue
+        seg, m, var = entry
+        try:
+            probes.append(locate(model, node_of(seg), m, var, seg))
+        except KeyError as exc:
+            raise PortneuronError(f"record_values: {exc.args[0]}") from None
+    start = time.perf_counter()
     result = sim.run(tstop, record=nodes, probes=probes)
+    simulate_s = time.perf_counter() - start
     traces = [result.v[:, k].copy() for k in range(len(nodes))]
     values = [result.values[:, k].copy() for k in range(len(probes))]
     return DirectResult(
-        result.spikes, result.t, traces, list(record), model, node_of, list(record_values), values
+        result.spikes, result.t, traces, list(record), model, node_of, keys, values, simulate_s
     )
 
 
@@ -192,18 +237,36 @@ def _vectors_by_address(h, model) -> None:
         mset.vectors[name] = (data, (np.cumsum(size) - size).astype(np.int32), size)
 
 
-def _check_pointers(h, library) -> None:
-    """Every POINTER of the model is set, to a place inside the model: NEURON itself crashes
-    on one that is not (at finitialize, or in its writer, which also aborts on one that
-    points into a Vector), so this is one clear line instead."""
-    pointers = library.pointers()
-    if not pointers:
-        return
+@dataclass
+class _Outside:
+    """A POINTER that points outside the model, at a double NEURON keeps elsewhere (a
+    Vector's element, as hnn-core points its dipoles' Qtotal): NEURON's writer cannot hand
+    it over, so direct mode points it, for the write only, at a marker node's v, and then
+    at the model's `outside` value for its place."""
 
-    def check(owner, name: str, where: str) -> None:
+    owner: Any  # the density mechanism at a segment, or the point process
+    mechanism: str
+    pointer: str
+    ref: Any  # NEURON's pointer, to point it back
+    address: int
+    segment: Any  # where the owner is
+
+
+_RAW = re.compile(r"raw=(0x[0-9a-fA-F]+)")
+
+
+def _pointers_outside(h, library) -> list[_Outside]:
+    """Every POINTER of the model is set (NEURON itself crashes on one that is not, at
+    finitialize or in its writer): one clear line instead. Those that point outside the
+    model, as NEURON writes them (`data_handle<double>{raw=0x...}`), are returned."""
+    pointers = library.pointers()
+    outside: list[_Outside] = []
+
+    def check(owner, name: str, where: str, segment) -> None:
         for pointer in pointers[name][1]:
             try:
-                target = repr(getattr(owner, f"_ref_{pointer}"))
+                ref = getattr(owner, f"_ref_{pointer}")
+                target = repr(ref)
             except AttributeError:  # "... was not made to point to anything"
                 target = "{null}"
             if "{null}" in target:
@@ -211,12 +274,9 @@ def _check_pointers(h, library) -> None:
                     f"{where}: POINTER {pointer} of {name} is not set; point it with "
                     f"h.setpointer (NEURON would crash on it)"
                 )
-            if "raw=" in target:
-                raise PortneuronError(
-                    f"{where}: POINTER {pointer} of {name} points outside the model (into a "
-                    f"Vector?), which NEURON's writer cannot hand over; point it at a section's "
-                    f"v or a mechanism's variable"
-                )
+            raw = _RAW.search(target)
+            if raw:
+                outside.append(_Outside(owner, name, pointer, ref, int(raw[1], 16), segment))
 
     density = {name for name, (point, _) in pointers.items() if not point}
     if density:
@@ -224,11 +284,72 @@ def _check_pointers(h, library) -> None:
             for seg in sec:
                 for mech in seg:
                     if mech.name() in density:
-                        check(mech, mech.name(), str(seg))
+                        check(mech, mech.name(), str(seg), seg)
     for name, (point, _) in pointers.items():
         if point and hasattr(h, name):
             for target in h.List(name):
-                check(target, name, str(target))
+                check(target, name, str(target), target.get_segment())
+    return outside
+
+
+def _places(outside: list[_Outside]) -> dict[int, list[_Outside]]:
+    """The places outside the model, in order of first appearance: the POINTERs at each."""
+    places: dict[int, list[_Outside]] = {}
+    for o in outside:
+        places.setdefault(o.address, []).append(o)
+    return places
+
+
+def _mark(h, places: dict[int, list[_Outside]]) -> list[Any]:
+    """Point each outside POINTER at the v of one segment per place (its marker, a segment
+    of the cell its first POINTER's owner is in, no two places sharing one); the markers, in
+    the order of the places."""
+    used, markers = set(), []
+    for first, *_ in places.values():
+        cell = first.segment and h.SectionRef(sec=first.segment.sec).root.wholetree()
+        for seg in (seg for sec in cell or h.allsec() for seg in sec):
+            if (seg.sec, seg.x) not in used:
+                used.add((seg.sec, seg.x))
+                markers.append(seg)
+                break
+        else:
+            raise PortneuronError(
+                f"{first.owner}: too many places outside the model for the segments of its "
+                f"cell; point its POINTER {first.pointer} into the model"
+            )
+    for marker, pointers in zip(markers, places.values()):
+        for o in pointers:
+            setattr(o.owner, f"_ref_{o.pointer}", marker._ref_v)
+    return markers
+
+
+def _unmark(outside: list[_Outside]) -> None:
+    for o in outside:
+        setattr(o.owner, f"_ref_{o.pointer}", o.ref)
+
+
+def _point_outside(model, places: dict[int, list[_Outside]], marker_nodes: list[int]) -> None:
+    """The POINTERs that point outside the model, at the model's `outside` values: one per
+    place, starting from NEURON's values there."""
+    model.outside = np.array([float(pointers[0].ref[0]) for pointers in places.values()])
+    place_of_node = {node: k for k, node in enumerate(marker_nodes)}
+    outside = [o for pointers in places.values() for o in pointers]
+    for name, pointer in dict.fromkeys((o.mechanism, o.pointer) for o in outside):
+        mset = model.mechanism_set(name)
+        count = sum(1 for o in outside if (o.mechanism, o.pointer) == (name, pointer))
+        target = mset.pointers.get(pointer) if mset is not None else None
+        if (
+            target is None
+            or count != mset.count
+            or target.space != "node.v"
+            or not all(int(n) in place_of_node for n in target.index)
+        ):
+            raise PortneuronError(
+                f"{name}: POINTER {pointer} points into a NEURON Vector for some instances and "
+                f"into the model for others; portneuron runs one or the other"
+            )
+        index = np.array([place_of_node[int(n)] for n in target.index], dtype=np.int32)
+        mset.pointers[pointer] = PointerTarget("outside", index)
 
 
 def _group_of(pc, seg) -> int:

@@ -44,8 +44,9 @@ class Nodes:
 @dataclass
 class PointerTarget:
     """Where one POINTER of every instance of a set points: into the array `space` names
-    ("node.v", "mech:<set index>:<variable>" or "ion:<ion>:<variable>") at `index[i]`
-    for instance i (an array variable's elements counted instance by instance)."""
+    ("node.v", "mech:<set index>:<variable>", "ion:<ion>:<variable>" or "outside", the
+    model's `outside` values) at `index[i]` for instance i (an array variable's elements
+    counted instance by instance)."""
 
     space: str
     index: np.ndarray  # int32
@@ -172,6 +173,9 @@ class Model:
     #: model node index -> the cell group it came from
     source_group: np.ndarray | None = None
     source: str = ""
+    #: Values outside the cells that POINTERs reach, one per place: in direct mode, the
+    #: elements of NEURON Vectors that a model sums into (hnn-core's dipoles).
+    outside: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def ncell(self) -> int:

@@ -23,9 +23,9 @@ class Built:
     keep: list = field(default_factory=list)
 
 
-def _register(soma) -> None:
-    pc.set_gid2node(0, pc.id())
-    pc.cell(0, h.NetCon(soma(0.5)._ref_v, None, sec=soma))
+def _register(soma, gid: int = 0) -> None:
+    pc.set_gid2node(gid, pc.id())
+    pc.cell(gid, h.NetCon(soma(0.5)._ref_v, None, sec=soma))
 
 
 def ball_and_sticks(drive: str, nernst: bool = False) -> Built:
@@ -197,14 +197,55 @@ def custom_cell() -> Built:
 def one_compartment(
     name: str, kind: str, receives: bool, pointers: tuple = (), settings: dict | None = None
 ) -> Built:
-    """A 20 um soma with a leak and an IClamp step (0.2 nA, 5-25 ms), and mechanism `name`:
-    inserted (density), or placed at the middle (point process), driven by a NetStim burst
-    through a NetCon where it has a NET_RECEIVE; an artificial cell's spikes are gid 1's.
-    POINTER k points at x<k> of a `ptrsink` (tests/mods) in the soma, which INITIAL sets;
-    `settings` are values for the mechanism's RANGE variables ("play": a VecStim's event
-    times). The corpus tests' protocol."""
+    """A 20 um soma with a leak and an IClamp step (0.2 nA, 5-25 ms), and mechanism `name`
+    (`_compartment`); an artificial cell's spikes are gid 1's. The corpus tests' current
+    step."""
     clear_neuron()
-    soma = h.Section(name="soma")
+    soma, keep = _compartment(name, kind, receives, pointers, settings)
+    stim = h.IClamp(soma(0.5))
+    stim.delay, stim.dur, stim.amp = 5, 20, 0.2
+    keep.append(stim)
+    _register(soma)
+    if kind == "artificial_cell":  # its spikes, as gid 1
+        pc.set_gid2node(1, pc.id())
+        pc.cell(1, h.NetCon(keep[1], None))
+    return Built([soma(0.5)], keep)
+
+
+#: The corpus tests' voltage-clamp steps [mV], one compartment each.
+CLAMP_LEVELS = (-90.0, -50.0, -10.0, 40.0)
+
+
+def clamped_compartments(
+    name: str, kind: str, receives: bool, pointers: tuple = (), settings: dict | None = None
+) -> Built:
+    """One compartment as `one_compartment`'s per level of CLAMP_LEVELS (gid k the k-th),
+    each under an SEClamp (its default 1 Mohm series resistance) holding -65 mV, stepping
+    to the level from 5 to 25 ms and back: the corpus tests' voltage-clamp steps. The
+    clamps follow the compartments in `keep`."""
+    clear_neuron()
+    segments, keep, clamps = [], [], []
+    for k, level in enumerate(CLAMP_LEVELS):
+        soma, kept = _compartment(name, kind, receives, pointers, settings, f"soma{k}")
+        clamp = h.SEClamp(soma(0.5))
+        clamp.dur1, clamp.amp1, clamp.dur2, clamp.amp2 = 5, -65, 20, level
+        clamp.dur3, clamp.amp3 = 1e9, -65
+        _register(soma, k)
+        segments.append(soma(0.5))
+        keep += kept
+        clamps.append(clamp)
+    return Built(segments, keep + clamps)
+
+
+def _compartment(
+    name: str, kind: str, receives: bool, pointers, settings, section: str = "soma"
+) -> tuple:
+    """A 20 um soma with a leak and mechanism `name`: inserted (density), or placed at the
+    middle (point process), driven by a NetStim burst through a NetCon where it has a
+    NET_RECEIVE. POINTER k points at x<k> of a `ptrsink` (tests/mods) in the soma, which
+    INITIAL sets; `settings` are values for the mechanism's RANGE variables ("play": a
+    VecStim's event times). (the soma, what to keep: the soma, then the point process)"""
+    soma = h.Section(name=section)
     soma.L = soma.diam = 20
     soma.insert("pas")
     soma.g_pas, soma.e_pas = 1e-4, -65
@@ -233,11 +274,4 @@ def one_compartment(
         sink = soma(0.5).ptrsink
         for k, pointer in enumerate(pointers):
             h.setpointer(getattr(sink, f"_ref_x{k}"), pointer, target)
-    stim = h.IClamp(soma(0.5))
-    stim.delay, stim.dur, stim.amp = 5, 20, 0.2
-    keep.append(stim)
-    _register(soma)
-    if kind == "artificial_cell":  # its spikes, as gid 1
-        pc.set_gid2node(1, pc.id())
-        pc.cell(1, h.NetCon(keep[1], None))
-    return Built([soma(0.5)], keep)
+    return soma, keep

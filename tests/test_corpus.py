@@ -3,11 +3,14 @@ release demo, NMODL's examples) and those of bmtk's wheel, hnn-core's and LFPy's
 downloaded by pip at test time (nothing is copied into the repository).
 
 Each file compiles to verified IR or is refused in one line naming the construct; at least
-97 % compile. Each that compiles runs in one compartment against NEURON itself
-(tests/neuron_cells.one_compartment: a leak, an IClamp step, for a synapse a NetStim burst,
-each POINTER pointed at a value of its own): v within 1e-9 mV at every step, and every STATE and written concentration within
-1e-9 relative at the end, and the same spikes (the cell's, an artificial cell's), on numpy
-and llvm. A file whose mechanism has a name NEURON
+97 % compile. Each that compiles runs against NEURON itself under two protocols: one
+compartment with a current step (tests/neuron_cells.one_compartment: a leak, an IClamp
+step, for a synapse a NetStim burst, each POINTER pointed at a value of its own), and four
+compartments under voltage-clamp steps from -65 mV to -90, -50, -10 and +40 mV
+(clamped_compartments, an SEClamp each). v within 1e-9 mV at every step, each clamp's
+current within 1e-9 relative of its largest at every step, every STATE and written
+concentration within 1e-9 relative at the end, the same spikes (the cell's, an artificial
+cell's), on numpy and llvm. A file whose mechanism has a name NEURON
 already has (the wheel's copies of hh, pas, ExpSyn, ...) runs under that name with `_c`
 appended, in NEURON and in portneuron alike."""
 
@@ -26,6 +29,8 @@ import pytest
 
 pytest.importorskip("neuron")
 
+from pypi import PYPI, download  # noqa: E402
+
 from portneuron.errors import NmodlError  # noqa: E402
 from portneuron.nmodl import compile_file  # noqa: E402
 from portneuron.nmodl.parse import neuron_root  # noqa: E402
@@ -34,6 +39,7 @@ pytestmark = pytest.mark.neuron
 
 VOLTAGE_TOLERANCE = 1e-9  # mV
 STATE_TOLERANCE = 1e-9  # relative, for STATEs and concentrations at the end of the run
+CURRENT_TOLERANCE = 1e-9  # an SEClamp's current, relative to its trace's largest magnitude
 COMPILE_RATE = 0.97  # of all the files, every source together
 ONE_LINE = re.compile(r"^\S+\.mod(:\d+(:\d+)?)?: [^\n]+$")
 
@@ -42,8 +48,6 @@ WHEEL = {
     "neuron-release-demo": neuron_root() / ".data" / "share" / "nrn" / "demo" / "release",
     "nmodl-examples": neuron_root() / "nmodl" / "ext" / "example",
 }
-#: PyPI distributions with `.mod` files, pinned so that the corpus does not move under CI.
-PYPI = {"bmtk": "bmtk==1.2.0", "hnn-core": "hnn-core==0.6.1", "LFPy": "LFPy==2.3.7"}
 #: NEURON's own mechanism names, which a loaded `.mod` file may not take.
 NEURON_NAMES = {
     "hh", "pas", "ExpSyn", "Exp2Syn", "NetStim", "IClamp", "SEClamp", "PatternStim",
@@ -86,16 +90,11 @@ def corpus(tmp_path_factory) -> dict[str, list[Path]]:
     """Source name -> its `.mod` files: the wheel's in place, the PyPI ones downloaded."""
     sources = {name: sorted(folder.glob("*.mod")) for name, folder in WHEEL.items()}
     root = tmp_path_factory.mktemp("pypi")
-    for name, requirement in PYPI.items():
-        got = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(root / name),
-             requirement],
-            capture_output=True, text=True,
-        )  # fmt: skip
-        if got.returncode != 0:  # offline: the wheel's files still run
-            UNREACHABLE[name] = got.stderr.strip()[-300:]
+    for name in PYPI:
+        archive = download(name, root / name)
+        if isinstance(archive, str):  # offline: the wheel's files still run
+            UNREACHABLE[name] = archive
             continue
-        (archive,) = (root / name).iterdir()
         sources[name] = _extract_mods(archive, root / f"{name}-mods")
     return sources
 
@@ -177,39 +176,63 @@ neuron.load_mechanisms(sys.argv[1])
 import numpy as np
 import neuron_cells
 import portneuron.direct
+h = neuron.h
 out = {}
-protocol = json.loads(sys.argv[4])
+settings = json.loads(sys.argv[4])
+
+
+def owner_at(seg, name, kind):
+    if kind == "density":
+        return getattr(seg, name)
+    return next(p for p in seg.point_processes() if p.hname().split("[")[0] == name)
+
+
+def value_of(owner, s):
+    if s.endswith("]"):  # an array element
+        base, k = s[:-1].split("[")
+        return getattr(owner, base)[int(k)]
+    return getattr(owner, s)
+
+
 for name, kind, receives, states, ions, pointers in json.loads(sys.argv[2]):
-    built = neuron_cells.one_compartment(name, kind, receives, pointers, protocol.get(name))
-    spike_t, spike_gid = neuron.h.Vector(), neuron.h.Vector()
-    pc = neuron.h.ParallelContext()
-    pc.spike_record(-1, spike_t, spike_gid)
-    expected = neuron_cells.run_neuron(built, 40.0)
-    spikes = sorted(zip(spike_t.to_python(), map(int, spike_gid.to_python())))
-    seg = built.segments[0]
-    target = built.keep[1] if kind != "density" else None
-    def neuron_value(s):
-        owner = target if target is not None else getattr(seg, name)
-        if s.endswith("]"):  # an array element
-            base, k = s[:-1].split("[")
-            return getattr(owner, base)[int(k)]
-        return getattr(owner, s)
-    theirs = {s: neuron_value(s) for s in states}
-    theirs.update({f"{ion}:{var}": getattr(seg, var) for ion, var in ions})
-    sinks = [f"x{k}" for k in range(len(pointers))]  # what POINTERs point at
-    theirs.update({f"ptrsink:{x}": getattr(seg.ptrsink, x) for x in sinks})
-    result = portneuron.direct.run(40.0, record=built.segments, v_init=-65.0,
-                                   mechanisms=[sys.argv[1]], backend=sys.argv[3])
-    ours = {s: result.value(seg, name, s) for s in states}
-    ours.update({f"{ion}:{var}": result.value(seg, f"{ion}_ion", var) for ion, var in ions})
-    ours.update({f"ptrsink:{x}": result.value(seg, "ptrsink", x) for x in sinks})
-    got = np.array(result.traces).T
-    relative = {k: abs(ours[k] - theirs[k]) / max(abs(theirs[k]), 1e-300) for k in theirs}
-    out[name] = {"max_dv": float(np.abs(got - expected).max()), "range": float(np.ptp(expected)),
-                 "worst_state": max(relative.items(), key=lambda kv: kv[1], default=("", 0.0)),
-                 "states": len(relative), "spikes": len(spikes),
-                 "same_spikes": spikes == sorted(result.spikes)}
-    del built
+    for protocol in ("step", "clamp"):
+        if protocol == "clamp" and kind == "artificial_cell":
+            continue  # no membrane to clamp
+        build = neuron_cells.one_compartment if protocol == "step" else neuron_cells.clamped_compartments
+        built = build(name, kind, receives, pointers, settings.get(name))
+        segs = built.segments
+        spike_t, spike_gid = h.Vector(), h.Vector()
+        pc = h.ParallelContext()
+        pc.spike_record(-1, spike_t, spike_gid)
+        clamps = [(seg, "SEClamp", "i") for seg in segs] if protocol == "clamp" else []
+        currents = [h.Vector().record(owner_at(seg, "SEClamp", "point")._ref_i) for seg, *_ in clamps]
+        expected = neuron_cells.run_neuron(built, 40.0)
+        spikes = sorted(zip(spike_t.to_python(), map(int, spike_gid.to_python())))
+        sinks = [f"x{k}" for k in range(len(pointers))]  # what POINTERs point at
+        theirs = {}
+        for j, seg in enumerate(segs):
+            owner = built.keep[1] if kind == "artificial_cell" else owner_at(seg, name, kind)
+            theirs.update({f"{j}:{s}": value_of(owner, s) for s in states})
+            theirs.update({f"{j}:{ion}:{var}": getattr(seg, var) for ion, var in ions})
+            theirs.update({f"{j}:ptrsink:{x}": getattr(seg.ptrsink, x) for x in sinks})
+        theirs_i = np.array([vec.to_python() for vec in currents])
+        result = portneuron.direct.run(40.0, record=segs, v_init=-65.0, record_values=clamps,
+                                       mechanisms=[sys.argv[1]], backend=sys.argv[3])
+        ours = {}
+        for j, seg in enumerate(segs):
+            ours.update({f"{j}:{s}": result.value(seg, name, s) for s in states})
+            ours.update({f"{j}:{ion}:{var}": result.value(seg, f"{ion}_ion", var) for ion, var in ions})
+            ours.update({f"{j}:ptrsink:{x}": result.value(seg, "ptrsink", x) for x in sinks})
+        ours_i = np.array([result.trace(*c) for c in clamps])
+        got = np.array(result.traces).T
+        relative = {k: abs(ours[k] - theirs[k]) / max(abs(theirs[k]), 1e-300) for k in theirs}
+        di = float((np.abs(ours_i - theirs_i).max(axis=1) / np.abs(theirs_i).max(axis=1)).max()) if clamps else 0.0
+        out[f"{name}/{protocol}"] = {
+            "max_dv": float(np.abs(got - expected).max()), "range": float(np.ptp(expected)),
+            "worst_state": max(relative.items(), key=lambda kv: kv[1], default=("", 0.0)),
+            "states": len(relative), "spikes": len(spikes), "clamp_i_rel": di,
+            "same_spikes": spikes == sorted(result.spikes)}
+        del built
 print(json.dumps(out))
 """
 
@@ -244,13 +267,15 @@ def test_compiled_files_match_neuron_in_one_compartment(built_corpus, backend):
         )  # fmt: skip
         assert run.returncode == 0, (source, run.stderr[-3000:])
         results = json.loads(run.stdout.strip().splitlines()[-1])
-        assert set(results) == {m[0] for m in mechanisms}, source
+        expected = {f"{m[0]}/{p}" for m in mechanisms for p in ("step", "clamp")}
+        expected -= {f"{m[0]}/clamp" for m in mechanisms if m[1] == "artificial_cell"}
+        assert set(results) == expected, source
         for name, r in results.items():
             assert r["range"] > 1.0, (source, name)  # the run moved v
-            if r["max_dv"] > VOLTAGE_TOLERANCE:
-                worst_v[f"{source}/{name}"] = r["max_dv"]
+            if r["max_dv"] > VOLTAGE_TOLERANCE or r["clamp_i_rel"] > CURRENT_TOLERANCE:
+                worst_v[f"{source}/{name}"] = (r["max_dv"], r["clamp_i_rel"])
             assert r["same_spikes"], (source, name)
-            if name == "VecStim":
+            if name == "VecStim/step":
                 assert r["spikes"] >= 7, (source, r)  # its own events, and the soma's
             if r["worst_state"][1] > STATE_TOLERANCE:
                 worst_state[f"{source}/{name}"] = r["worst_state"]

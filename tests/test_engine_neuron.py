@@ -329,32 +329,76 @@ def test_watch_dataset_runs_as_neuron(compiled_mods, tmp_path, capsys, backend):
 
 
 POINTER_RUN = """
-import sys
+import json, sys
 import neuron
 neuron.load_mechanisms(sys.argv[1])
 from neuron import h
+import numpy as np
 import portneuron.direct
 from portneuron.errors import PortneuronError
 soma = h.Section(name="soma")
-soma.insert("axcur")
+soma.L = soma.diam = 20
+soma.insert("hh")
+dend = h.Section(name="dend")
+dend.L, dend.diam, dend.nseg = 200, 1, 3
+dend.insert("pas")
+dend.insert("axcur")
+dend.connect(soma(1))
+stim = h.IClamp(soma(0.5))
+stim.delay, stim.dur, stim.amp = 1, 19, 0.3
 pc = h.ParallelContext()
 pc.set_gid2node(0, 0)
 pc.cell(0, h.NetCon(soma(0.5)._ref_v, None, sec=soma))
-outside = h.Vector(1)
-for case in ("unset", "vector"):
-    if case == "vector":
-        h.setpointer(soma(0.5)._ref_v, "vparent", soma(0.5).axcur)
-        h.setpointer(outside._ref_x[0], "total", soma(0.5).axcur)
+lines = []
+
+
+def attempt(**kwargs):
     try:
-        portneuron.direct.run(1.0, v_init=-65.0, mechanisms=[sys.argv[1]])
+        return portneuron.direct.run(10.0, v_init=-65.0, mechanisms=[sys.argv[1]], **kwargs)
     except PortneuronError as exc:
-        print(exc)
+        lines.append(str(exc))
+
+
+attempt()  # nothing set
+previous = soma(1.0)
+for seg in dend:
+    h.setpointer(previous._ref_v, "vparent", seg.axcur)
+    previous = seg
+outside = h.Vector(2)
+h.setpointer(outside._ref_x[0], "total", dend(0.5).axcur)
+attempt()  # dend(0.1) and dend(0.9) still unset
+h.setpointer(soma(0.5)._ref_v, "total", dend(0.1).axcur)
+h.setpointer(soma(0.5)._ref_v, "total", dend(0.9).axcur)
+attempt()  # one into a Vector, two into the model
+# every total into the Vector: portneuron keeps its value for the run
+for seg in dend:
+    h.setpointer(outside._ref_x[1 if seg.x > 0.5 else 0], "total", seg.axcur)
+attempt(record_values=[h.Vector(1)._ref_x[0]])  # no POINTER points there
+attempt(record_values=["soma"])
+result = attempt(record=[soma(0.5)], record_values=[outside._ref_x[0], outside._ref_x[1]])
+ours = [result.trace(outside._ref_x[k]) for k in range(2)]
+sums = [h.Vector().record(outside._ref_x[k]) for k in range(2)]
+v = h.Vector().record(soma(0.5)._ref_v)
+h.finitialize(-65.0)
+while h.t < 10.0 - 1e-9:
+    h.fadvance()
+theirs = [np.array(vec.to_python()) for vec in sums]
+# NEURON's AFTER INITIAL added to the Vector once more before portneuron took its value
+# (portneuron initialises again, as CoreNEURON does): compare what each step adds
+rel = max(float(np.abs(np.diff(a) - np.diff(b)).max() / np.abs(np.diff(b)).max())
+          for a, b in zip(ours, theirs))
+print(json.dumps({"lines": lines, "max_dv": float(np.abs(result.v(soma(0.5)) - v.to_python()).max()),
+                  "sum_rel": rel, "moved": float(np.ptp(theirs[0]))}))
 """
 
 
-def test_direct_mode_refuses_pointers_neuron_cannot_hand_over(compiled_mods):
-    """An unset POINTER (NEURON crashes on it) and one into a Vector (NEURON's writer aborts
-    the process on it) are one line each, before NEURON touches them."""
+def test_direct_mode_pointers_neuron_cannot_hand_over(compiled_mods):
+    """An unset POINTER (NEURON crashes on it) is one line, before NEURON touches it. One
+    into a NEURON Vector (NEURON's writer aborts the process on it) runs: portneuron keeps
+    one value per place, which record_values records by the NEURON pointer; v exact, and
+    what each step adds there within 1e-9 relative of NEURON's. A POINTER pointed into a
+    Vector for some instances and into the model for others, and record_values entries
+    that are neither, are one line each."""
     from pathlib import Path
 
     run = subprocess.run(
@@ -362,12 +406,25 @@ def test_direct_mode_refuses_pointers_neuron_cannot_hand_over(compiled_mods):
         capture_output=True, text=True, cwd=Path(__file__).parent,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
-    unset, vector = run.stdout.strip().splitlines()[-2:]
-    assert (
-        unset
-        == "soma(0.5): POINTER vparent of axcur is not set; point it with h.setpointer (NEURON would crash on it)"
+    r = json.loads(run.stdout.strip().splitlines()[-1])
+    unset, partly, mixed, nowhere, bad = r["lines"]
+    assert unset == (
+        "dend(0.166667): POINTER vparent of axcur is not set; point it with h.setpointer "
+        "(NEURON would crash on it)"
     )
-    assert vector.startswith("soma(0.5): POINTER total of axcur points outside the model")
+    assert partly.startswith("dend(0.166667): POINTER total of axcur is not set")
+    assert mixed == (
+        "axcur: POINTER total points into a NEURON Vector for some instances and into the "
+        "model for others; portneuron runs one or the other"
+    )
+    assert nowhere.startswith("record_values: no POINTER of the model points at data_handle")
+    assert bad == (
+        "record_values: 'soma' is neither (segment, mechanism, variable) nor a NEURON "
+        "pointer outside the model"
+    )
+    assert r["max_dv"] == 0.0
+    assert r["moved"] > 1.0  # the currents summed there are not nothing
+    assert r["sum_rel"] <= 1e-9
 
 
 NATIVE_POINTER_RUN = """

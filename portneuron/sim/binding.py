@@ -108,6 +108,8 @@ class BoundMechanism:
             kind, _, rest = target.space.partition(":")
             if target.space == "node.v":
                 array = node_arrays["node.v"]
+            elif target.space == "outside":
+                array = model.outside
             elif kind == "mech":
                 index, _, variable = rest.partition(":")
                 array = model.mechanisms[int(index)].data[variable].reshape(-1)
