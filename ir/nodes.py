@@ -256,8 +256,8 @@ class Mechanism:
 
     `kind` is "density", "point_process" or "artificial_cell". Kernels are named `init`,
     `current`, `state`, `net_receive`, `watch`, `table_<name>` and, for BEFORE and AFTER
-    blocks, `before_initial`, `after_initial`, `before_breakpoint` and `after_solve`; a
-    mechanism has the ones its source needs.
+    blocks, `before_initial`, `after_initial`, `before_breakpoint`, `after_solve` and
+    `before_step`; a mechanism has the ones its source needs.
     """
 
     name: str
@@ -285,6 +285,23 @@ class Mechanism:
     #: The NET_RECEIVE's WATCH conditions in source order (nocmodl's numbering): the flag
     #: each one's event carries. The `watch` kernel checks the active ones every step.
     watch_flags: tuple[float, ...] = ()
+    #: A Random123 stream kept by a BBCOREPOINTER (BBP's VERBATIM idiom): its name (its
+    #: ids and position are the per-instance `<stream>.id1` ... `<stream>.position`; ""
+    #: where bbcore_write writes only Vectors), the ASSIGNED that says an instance's stream
+    #: is Random123's (or ""), and the ints its bbcore_write writes per instance, the
+    #: stream's ids, sequence and index first.
+    stream: tuple[str, str, int] | None = None
+    #: Whether NEURON gives instances a netsend pdata slot though no kernel sends (the
+    #: source's net_send is in VERBATIM-guarded code that never runs).
+    netsend_slot: bool = False
 
     def kernel(self, name: str) -> Kernel | None:
         return next((k for k in self.kernels if k.name == name), None)
+
+    @property
+    def randoms(self) -> list[str]:
+        """The RANDOM variables (each a stream in a pdata slot of its own), in order; a
+        BBCOREPOINTER's stream (`stream`) is not one."""
+        own = self.stream[0] if self.stream is not None else None
+        ids = [v.name[: -len(".id1")] for v in self.variables if v.name.endswith(".id1")]
+        return [name for name in ids if name != own]

@@ -143,6 +143,7 @@ def run(
     pc = h.ParallelContext()
     library = MechanismLibrary(mechanisms)
     outside = _pointers_outside(h, library)  # before NEURON reads or writes an unset one
+    _check_streams(h, library)  # before NEURON's writer reads a stream that is not there
     places = _places(outside)
     if v_init is not None:
         h.finitialize(v_init)
@@ -158,7 +159,10 @@ def run(
         finally:
             _unmark(outside)
         groups = [int(g) for g in Path(tmp, "files.dat").read_text().split()[2:]]
-        model = load_dataset(tmp, library)
+        try:
+            model = load_dataset(tmp, library)
+        except PortneuronError as exc:  # the folder is a temporary one: say whose model
+            raise PortneuronError(str(exc).replace(tmp, "NEURON's model")) from None
         _vectors_by_address(h, model)
         model.source = "NEURON model"
 
@@ -350,6 +354,25 @@ def _point_outside(model, places: dict[int, list[_Outside]], marker_nodes: list[
             )
         index = np.array([place_of_node[int(n)] for n in target.index], dtype=np.int32)
         mset.pointers[pointer] = PointerTarget("outside", index)
+
+
+def _check_streams(h, library) -> None:
+    """Every instance of a mechanism with a BBCOREPOINTER Random123 stream has one: its
+    bbcore_write reads the stream without looking (NEURON's writer would crash), and a
+    hoc Random in its place (setRNG(Random)) is not a stream portneuron can follow. Only
+    where the flag saying so (`usingR123`) is RANGE can Python see it: published files
+    keep it hidden, and NEURON's writer then crashes on an instance without a stream as it
+    does for CoreNEURON (the dataset reader refuses one with a hoc Random)."""
+    for name, flag in library.streams().items():
+        if not hasattr(h, name):
+            continue  # not loaded in NEURON, or a density mechanism (their files have none)
+        for instance in h.List(name):
+            if hasattr(instance, flag) and getattr(instance, flag) != 1.0:
+                raise PortneuronError(
+                    f"{instance}: its Random123 stream is not set ({flag} is 0: setRNG was "
+                    f"not given ids, or was given a hoc Random); call "
+                    f"{instance.hname()}.setRNG(id1, id2, id3) (NEURON's writer would crash on it)"
+                )
 
 
 def _group_of(pc, seg) -> int:

@@ -109,6 +109,22 @@ class MechanismLibrary:
                 out[name] = (point, found)
         return out
 
+    def streams(self) -> dict[str, str]:
+        """Mechanism name -> the ASSIGNED that says an instance's BBCOREPOINTER stream is
+        Random123's (`usingR123`), for the mechanisms that keep one (compiled: only files
+        that call nrnran123 are)."""
+        out = {}
+        for name, path in self.files.items():
+            try:
+                if "nrnran123_" not in read_mod_text(path):
+                    continue
+                stream = self.get(name).stream
+            except (OSError, NmodlError):
+                continue  # reported where a model uses it
+            if stream is not None and stream[1]:
+                out[name] = stream[1]
+        return out
+
     def get(self, name: str, where: str = "") -> Mechanism:
         """The compiled mechanism `name`; `where` (a dataset file) goes into the error."""
         if name in self._compiled:

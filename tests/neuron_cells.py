@@ -140,7 +140,8 @@ def custom_cell() -> Built:
     driving a synapse that WATCHes its conductance (WatchSyn, on the dendrite, also driven
     by the NetStim), and a dendrite with pas, cachan, an ion current set only in a SOLVEd
     block (kslow), calcium buffering by derivimplicit over
-    three states (cabuf) and a leak integrated by euler (eulergate) receiving two NetCons
+    three states (cabuf), a current that reads what a BEFORE STEP block sampled (bstep)
+    and a leak integrated by euler (eulergate) receiving two NetCons
     from one NetStim through a facilitating synapse with NET_RECEIVE INITIAL (FacSyn). Needs
     tests/mods compiled and loaded."""
     clear_neuron()
@@ -159,6 +160,7 @@ def custom_cell() -> Built:
     dend.insert("cabuf")
     dend.insert("kslow")
     dend.insert("eulergate")
+    dend.insert("bstep")
     dend.connect(soma(1))
     syn = h.FacSyn(dend(0.6))
     ns = h.NetStim()

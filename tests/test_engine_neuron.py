@@ -7,6 +7,7 @@ identical as printed with %.8g (dataset mode, through the command line).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -254,6 +255,116 @@ def test_custom_mechanisms_match_neuron(compiled_mods, backend):
     assert ours == theirs and theirs.count("\t1\n") >= 3
     theirs, ours = result["watch"]
     assert ours == theirs and min(theirs[:3] + theirs[4:6]) >= 1 and theirs[3] == 0
+
+
+STREAM_RUN = """
+import json, sys
+import neuron
+neuron.load_mechanisms(sys.argv[1])
+import numpy as np
+import neuron_cells
+import portneuron.direct
+from neuron import h
+from portneuron.errors import PortneuronError
+from portneuron.io.spikes import format_spikes
+soma = h.Section(name="soma")
+soma.L = soma.diam = 20
+soma.insert("hh")
+ns = h.NetStim()
+ns.start, ns.interval, ns.number = 2, 3, 12
+syns, ncs = [], []
+for k, ids in enumerate([(7, 8, 9), (4000000000, 5, 6), (7, 8, 10)]):
+    syn = h.ProbSyn(soma(0.5))
+    syn.setRNG(*ids)
+    syn.gmax, syn.Nrrp = 0.004, 2 + k
+    nc = h.NetCon(ns, syn)
+    nc.weight[0], nc.delay = 1.0, 1 + k
+    syns.append(syn)
+    ncs.append(nc)
+neuron_cells._register(soma)
+out = neuron_cells.pc.spike_record(-1, times := h.Vector(), gids := h.Vector())
+built = neuron_cells.Built([soma(0.5)], [soma, ns, *syns, *ncs])
+expected = neuron_cells.run_neuron(built, 40.0)
+spikes = format_spikes(sorted(zip(times.to_python(), map(int, gids.to_python()))))
+theirs = [s.released for s in syns]
+result = portneuron.direct.run(40.0, record=[soma(0.5)], v_init=-65.0, mechanisms=[sys.argv[1]],
+                               backend=sys.argv[2])
+ours = result.model.mechanism_set("ProbSyn").data["released"].tolist()
+lines = []
+def refused(prepare):
+    prepare()
+    try:
+        portneuron.direct.run(1.0, v_init=-65.0, mechanisms=[sys.argv[1]], backend=sys.argv[2])
+    except PortneuronError as exc:
+        lines.append(str(exc))
+delays = h.Vector([1.0]), h.Vector([0.5])
+refused(lambda: syns[1].setup_delay_vecs(*delays))
+refused(lambda: (syns[1].setup_delay_vecs(), syns[2].setRNG(h.Random())))
+refused(lambda: (syns[2].setRNG(), syns[2].setRNG(1, 2, 3), h.Random().Random123_globalindex(3)))
+print(json.dumps({"max_dv": float(np.abs(result.traces[0] - expected[:, 0]).max()),
+                  "vmax": float(expected.max()), "released": [theirs, ours],
+                  "spikes": [spikes, format_spikes(result.spikes)], "lines": lines}))
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_random123_stream_synapse_matches_neuron(compiled_mods, backend):
+    """BBP's VERBATIM Random123 idiom (tests/mods/probsyn.mod: setRNG(ids), urand() from
+    nrnran123_dblpick, the stream reset in INITIAL, bbcore_write of ids, sequence and index,
+    early returns in NET_RECEIVE, empty delayed-connection Vectors): three stochastic
+    synapses, one with an id past 2**31, run by NEURON and by direct mode: every site's
+    draw the same, so v within 1e-9 mV at every step, the same releases and spikes. Delay
+    Vectors that are set, a hoc Random instead of a stream, and a Random123 global index
+    other than 0 are one line each."""
+    from pathlib import Path
+
+    run = subprocess.run(
+        [sys.executable, "-c", STREAM_RUN, str(compiled_mods), backend],
+        capture_output=True, text=True, cwd=Path(__file__).parent,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    r = json.loads(run.stdout.strip().splitlines()[-1])
+    assert r["max_dv"] <= VOLTAGE_TOLERANCE and r["vmax"] > 0
+    theirs, ours = r["released"]  # (NEURON keeps the instances in an order of its own)
+    assert sorted(ours) == sorted(theirs) and 0 < min(theirs) and sum(theirs) < 3 * 12 * 3
+    theirs, ours = r["spikes"]
+    assert ours == theirs and theirs
+    delays, hoc_random, index = r["lines"]
+    assert re.fullmatch(  # the instance, in NEURON's order of them
+        r"NEURON's model: ProbSyn \d: its BBCOREPOINTER carries Vectors \(delayed-connection "
+        r"weights, setup_delay_vecs\), which portneuron does not run",
+        delays,
+    )
+    assert re.match(r"NEURON's model: ProbSyn \d: its stream is not Random123's", hoc_random)
+    assert index.startswith("NEURON's model: globals.dat: Random123_globalindex 3, but")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fixture_mechanisms_under_the_corpus_protocols(compiled_mods, backend):
+    """Fixtures run as the corpus test runs published files (a current step, and SEClamp
+    steps to -90, -50, -10 and +40 mV): a K gate by cnexp on FUNCTION TABLEs (tabfun:
+    nocmodl's update uses the lookups as they are), a current fed by BEFORE STEP (bstep)
+    and one not thread safe for a VERBATIM in INITIAL, with its ion current RANGE (tcalite:
+    nocmodl's layout). v and the clamps' currents at every step, and every state at the
+    end, are NEURON's bits."""
+    from pathlib import Path
+
+    from test_corpus import RUN
+
+    mechanisms = [("tabfun", "density", False, ["n"], [], []),
+                  ("bstep", "density", False, [], [], []),
+                  ("tcalite", "density", False, ["m"], [], [])]  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-c", RUN, str(compiled_mods), json.dumps(mechanisms), backend, "{}"],
+        capture_output=True, text=True, cwd=Path(__file__).parent,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = json.loads(run.stdout.strip().splitlines()[-1])
+    names = ("tabfun", "bstep", "tcalite")
+    assert set(results) == {f"{m}/{p}" for m in names for p in ("step", "clamp")}
+    for name, r in results.items():
+        assert r["range"] > 1.0, name
+        assert (r["max_dv"], r["clamp_i_rel"], r["worst_state"][1]) == (0.0, 0.0, 0.0), (name, r)
 
 
 WATCH_DATASET = """

@@ -323,3 +323,51 @@ def test_verbatim_idioms_that_change_nothing_compile():
         match=r"nv\.mod:\d+:\d+: VERBATIM C code is not supported \(a block starting 'return 0;'",
     ):
         compile_source(early, "nv.mod")
+
+
+PROBSYN = (Path(__file__).parent / "mods" / "probsyn.mod").read_text()
+
+
+def test_random123_stream_idiom_compiles_to_draws():
+    """BBP's VERBATIM Random123 idiom (tests/mods/probsyn.mod): urand() is a draw from the
+    instance's stream (ids and position per instance), INITIAL restarts it where usingR123
+    says the stream is Random123's, setRNG/clearRNG/bbsavestate/setup_delay_vecs are hoc's,
+    the delayed-connection Vector blocks are skipped (the Vectors must be empty), and the
+    NET_RECEIVE's `return;`s skip what follows them."""
+    mechanism = compile_source(PROBSYN, "probsyn.mod")
+    assert mechanism.stream == ("rng", "usingR123", 7)
+    assert {v.name for v in mechanism.variables if v.kind == "random"} == {
+        "rng.id1", "rng.id2", "rng.id3", "rng.position"
+    }  # fmt: skip
+    text = format_mechanism(mechanism)
+    assert text.count("random123(rng.id1, rng.id2, rng.id3, rng.position)") == 2
+    assert "select(usingR123 == 0.0, rng.position, 0.0)" in text
+    assert "returned1 = 1.0" in text and "if returned1 == 0.0 {" in text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (  # the stream's words are not the idiom's
+            ("nrnran123_getids3(*pv, di, di + 1, di + 2);", "nrnran123_getids3(*pv, di, di + 2, di + 1);"),
+            "probsyn.mod:17:5: the Random123 stream rng is drawn from but its bbcore_write is "
+            "not the idiom portneuron reads (the stream's ids, sequence and index as each "
+            "instance's first five ints)",
+        ),
+        (  # hoc's procedure called from the mechanism
+            ("    next_delay = -1\n}", "    next_delay = -1\n    setRNG()\n}"),
+            "probsyn.mod:86:5: setRNG runs only when hoc calls it (its VERBATIM takes hoc's "
+            "arguments or makes a stream) and cannot be called here",
+        ),
+        (  # a return where NEURON's C would leave a block early, outside NET_RECEIVE
+            ("    next_delay = -1\n}", "    VERBATIM\n    return;\n    ENDVERBATIM\n    next_delay = -1\n}"),
+            "a VERBATIM `return;` is supported in NET_RECEIVE only",
+        ),
+    ],
+)  # fmt: skip
+def test_random123_stream_idiom_refusals(change, message):
+    old, new = change
+    assert old in PROBSYN
+    with pytest.raises(NmodlError) as refused:
+        compile_source(PROBSYN.replace(old, new), "probsyn.mod")
+    assert message in str(refused.value) and "\n" not in str(refused.value)

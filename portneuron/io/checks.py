@@ -250,7 +250,7 @@ def _check_vdata_shared(words: list[tuple[Record, np.ndarray, np.ndarray]]) -> N
 
 def _check_random_slots(rec: Record, words: np.ndarray, mech: Mechanism) -> None:
     """One stream per RANDOM variable, each naming a pdata slot that holds a stream."""
-    names = [v.name for v in mech.variables if v.name.endswith(".id1")]
+    names = mech.randoms
     if int(words[0]) != len(names):
         raise rec.error(0, int(words[0]), f"{mech.name} has {len(names)} RANDOM variables")
     slots = pdata_slots(mech)
@@ -294,8 +294,8 @@ def pdata_slots(mech: Mechanism) -> list[str] | None:
         if style:
             slots += [f"ion:{x}:e{x}", f"style:{x}"]
     slots += list(mech.pointer_slots)
-    slots += ["random"] * len([v for v in mech.variables if v.name.endswith(".id1")])
-    if any(s.name == "net_send" for k in mech.kernels for s in k.streams):
+    slots += ["random"] * len(mech.randoms)
+    if mech.netsend_slot or any(s.name == "net_send" for k in mech.kernels for s in k.streams):
         slots.append("netsend")
     if mech.watch_flags:
         slots += ["watch"] * (len(mech.watch_flags) + 1)

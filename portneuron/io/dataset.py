@@ -456,7 +456,17 @@ def merge(
                 node_map, source,
             )  # fmt: skip
     for mset in sets:
-        mset.vectors = _event_vectors(mset, groups, source)
+        if mset.mechanism.stream is not None:
+            _bbcore_stream(mset, groups, source)
+        else:
+            mset.vectors = _event_vectors(mset, groups, source)
+    index = globals_.get("Random123_globalindex", 0.0)
+    if index and any(v.kind == "random" for m in sets for v in m.mechanism.variables):
+        raise DatasetError(
+            f"{source}: globals.dat: Random123_globalindex {index:g}, but portneuron's "
+            f"Random123 streams run with global index 0 (NEURON's default); leave "
+            f"Random123_globalindex at 0"
+        )
     presyns, code_to_presyn = _presyns(groups, node_map, set_of, instance_offset)
     netcons = _netcons(groups, presyns, code_to_presyn, set_of, instance_offset, sets)
     vecplay = []
@@ -493,7 +503,7 @@ def _random_streams(
     mech: Mechanism, parts: list[np.ndarray], counts: list[int], data: dict
 ) -> None:
     """RANDOM variables' Random123 ids and positions from the `nmodlrandom` words."""
-    names = [v.name[: -len(".id1")] for v in mech.variables if v.name.endswith(".id1")]
+    names = mech.randoms
     if not names:
         return
     columns = {f"{n}.{p}": [] for n in names for p in ("id1", "id2", "id3", "position")}
@@ -674,6 +684,49 @@ def _pointers(
         if spaces:
             out[name] = PointerTarget(spaces.pop(), np.concatenate(indices).astype(np.int32))
     return out
+
+
+def _bbcore_stream(mset: MechanismSet, groups, source: str) -> None:
+    """A BBCOREPOINTER's Random123 stream (Mechanism.stream), where bbcore_write put it:
+    per instance `words` ints, the first five the stream's id1, id2, id3, sequence and
+    index in the block (where it has a stream); the rest (Vectors' sizes: BBP's
+    delayed-connection weights) must be 0, with no doubles, for portneuron to run it."""
+    mech = mset.mechanism
+    name, flag, words = mech.stream
+    where = f"{source}: {mech.name}"
+    blocks = []
+    for g in groups:
+        count = sum(len(data) for mt, _, data, _, _ in g.mechs if mt.type_id == mset.type_id)
+        if not count:
+            continue
+        ints, doubles = g.bbcore.get(mset.type_id, (np.zeros(0, np.int32), np.zeros(0)))
+        if len(ints) != count * words:
+            raise DatasetError(
+                f"{where}: its bbcorepointer data are {len(ints)} ints for {count} instances, "
+                f"not the {words} per instance its bbcore_write writes; the dataset is damaged"
+            )
+        block = ints.view(np.uint32).reshape(count, words)
+        extra = block[:, 5 if name else 0 :]
+        if len(doubles) or extra.any():
+            k = int(np.flatnonzero(extra.any(axis=1))[0]) if extra.any() else 0
+            raise DatasetError(
+                f"{where} {sum(len(b) for b in blocks) + k}: its BBCOREPOINTER carries Vectors "
+                f"(delayed-connection weights, setup_delay_vecs), which portneuron does not run"
+            )
+        blocks.append(block)
+    if not name:
+        return  # Vectors only, all empty
+    block = np.concatenate(blocks) if blocks else np.zeros((0, words), np.uint32)
+    for k, part in enumerate(("id1", "id2", "id3")):
+        mset.data[f"{name}.{part}"] = block[:, k].astype(np.float64)
+    mset.data[f"{name}.position"] = block[:, 3].astype(np.float64) * 4 + block[:, 4]
+    if flag and flag in mset.data and (mset.data[flag] != 1.0).any():
+        k = int(np.flatnonzero(mset.data[flag] != 1.0)[0])
+        raise DatasetError(
+            f"{where} {k}: its stream is not Random123's ({flag} is not 1: setRNG was given a "
+            f"hoc Random, or nothing), which portneuron does not follow; give it Random123 "
+            f"ids with setRNG(id1, id2, id3)"
+        )
 
 
 def _event_vectors(mset: MechanismSet, groups, source: str) -> dict:

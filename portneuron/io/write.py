@@ -103,7 +103,7 @@ def _dparams(mset) -> list[str]:
             out.append(f"ion:{ion.name}:{var}")
             if var == f"i{ion.name}" and var in ion.write:
                 out.append(f"ion:{ion.name}:di{ion.name}dv")
-    out += ["random"] * len([v for v in mech.variables if v.name.endswith(".id1")])
+    out += ["random"] * len(mech.randoms)
     if mech.kernel("net_receive") is not None and any(
         s.name == "net_send" for k in mech.kernels for s in k.streams
     ):
@@ -292,7 +292,7 @@ def _data_block(model: Model, m, inst: np.ndarray, ions: dict, ion_map: dict) ->
 
 def _random_words(m, inst: np.ndarray, dparams: list[str]) -> np.ndarray:
     """nmodlrandom: [nvar, dparam indices, then per variable per instance id1 id2 id3 seq which]."""
-    names = [v.name[: -len(".id1")] for v in m.mechanism.variables if v.name.endswith(".id1")]
+    names = m.mechanism.randoms
     where = [k for k, d in enumerate(dparams) if d == "random"]
     words = [len(names), *where]
     for name in names:

@@ -7,6 +7,7 @@ STATE and ASSIGNED variables are per instance unless declared GLOBAL. `v`, `t`, 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ..errors import NmodlError
@@ -29,6 +30,7 @@ BA_KERNELS = {
     ("AFTER", "INITIAL"): "after_initial",
     ("BEFORE", "BREAKPOINT"): "before_breakpoint",
     ("AFTER", "SOLVE"): "after_solve",
+    ("BEFORE", "STEP"): "before_step",
 }
 
 #: NMODL built-in constants (NEURON's values; `PI` as in C).
@@ -127,6 +129,8 @@ class Declarations:
     pointer_slots: list[str] = field(default_factory=list)
     #: PROCEDUREs whose whole body is a VERBATIM idiom (portneuron.nmodl.verbatim).
     idioms: dict[str, verbatim.Idiom] = field(default_factory=dict)
+    #: The `stream-bbcore` idiom, where the file's bbcore_write writes a Random123 stream.
+    stream_bbcore: verbatim.Idiom | None = None
     has_verbatim: bool = False
     #: BEFORE and AFTER blocks by kernel name (before_initial, after_solve, ...), in order.
     ba_blocks: dict[str, list] = field(default_factory=dict)
@@ -277,6 +281,26 @@ def _shadowed(node, name: str) -> bool:
     return False
 
 
+def _streams(d: Declarations) -> None:
+    """The Random123 stream a BBCOREPOINTER keeps (BBP's VERBATIM idiom): drawn by a
+    `stream-draw` FUNCTION, carried by a `stream-bbcore` bbcore_write. Each instance's
+    stream is three ids and a position, as a RANDOM variable's."""
+    draws = {i.source for i in d.idioms.values() if i.kind == "stream-draw"}
+    if not draws:
+        return
+    stream = d.stream_bbcore
+    if stream is None or draws != {stream.source}:
+        raise d.error(
+            f"the Random123 stream {', '.join(sorted(draws))} is drawn from but its "
+            f"bbcore_write is not the idiom portneuron reads (the stream's ids, sequence and "
+            f"index as each instance's first five ints)",
+            ("NEURON", ""),
+            "BBCOREPOINTER",
+        )
+    for part in ("id1", "id2", "id3", "position"):
+        d.variables[f"{stream.source}.{part}"] = Declared(f"{stream.source}.{part}", "random")
+
+
 def collect(program, source_map: SourceMap) -> Declarations:
     """Read the declarations and named blocks of a parsed program."""
     d = Declarations(source_map.filename, source_map)
@@ -286,8 +310,12 @@ def collect(program, source_map: SourceMap) -> Declarations:
         if kind == "Verbatim":
             d.has_verbatim = True
             code = block.statement.eval()
-            idiom = verbatim.recognise(code)
-            if idiom is None or idiom.kind not in ("vector-bbcore", "declarations"):
+            idiom = verbatim.stream_bbcore(code) or verbatim.recognise(code)
+            if idiom is not None and idiom.kind == "stream-bbcore":
+                d.stream_bbcore = idiom
+            elif not verbatim.declarations(code) and (
+                idiom is None or idiom.kind not in ("vector-bbcore", "declarations")
+            ):
                 raise verbatim_refusal(d, code, None, top_verbatim)
             top_verbatim += 1
             continue
@@ -300,13 +328,24 @@ def collect(program, source_map: SourceMap) -> Declarations:
                 if idiom is None or idiom.kind != "vector-unref":
                     raise verbatim_refusal(d, stmt.statement.eval(), ("DESTRUCTOR", ""))
             continue
-        if kind == "ProcedureBlock":
+        if kind in ("ProcedureBlock", "FunctionBlock"):
             statements = list(block.statement_block.statements)
-            if statements and any(st.get_node_type_name() == "Verbatim" for st in statements):
-                d.has_verbatim = True
-            if len(statements) == 1 and statements[0].get_node_type_name() == "Verbatim":
-                idiom = verbatim.recognise(statements[0].statement.eval())
-                if idiom is not None and idiom.kind in ("vector-element", "vector-play"):
+            codes = [
+                st.statement.eval() for st in statements if st.get_node_type_name() == "Verbatim"
+            ]
+            d.has_verbatim = d.has_verbatim or bool(codes)
+            if any(verbatim.hoc_only(code) for code in codes):
+                d.idioms[block.get_node_name()] = verbatim.Idiom("hoc-only")
+                continue
+            if len(statements) == 1 and codes:
+                idiom = verbatim.recognise(codes[0])
+                if kind == "FunctionBlock":
+                    idiom = verbatim.stream_draw(codes[0], block.get_node_name())
+                if idiom is not None and idiom.kind in (
+                    "vector-element",
+                    "vector-play",
+                    "stream-draw",
+                ):
                     d.idioms[block.get_node_name()] = idiom
                     continue
             # any other VERBATIM is refused where the procedure is called, if it is
@@ -363,8 +402,14 @@ def collect(program, source_map: SourceMap) -> Declarations:
             when = block.bablock.type.eval().upper()
             keyword = "BEFORE" if kind == "BeforeBlock" else "AFTER"
             name = BA_KERNELS.get((keyword, when))
-            if name is None:
-                raise d.error(f"{keyword} {when} blocks are not supported", None, keyword)
+            if name is None:  # NEURON's hoc_reg_ba exits on them too ("not implemented")
+                raise d.error(
+                    f"{keyword} {when} blocks are not supported (nor run by NEURON, which "
+                    f"implements BEFORE/AFTER INITIAL, BEFORE BREAKPOINT, AFTER SOLVE and "
+                    f"BEFORE STEP)",
+                    None,
+                    keyword,
+                )
             d.ba_blocks.setdefault(name, []).append(block.bablock)
         elif kind == "InitialBlock":
             d.initial = block
@@ -388,8 +433,17 @@ def collect(program, source_map: SourceMap) -> Declarations:
             "no SUFFIX, POINT_PROCESS or ARTIFICIAL_CELL in the NEURON block; add one",
             ("NEURON", ""),
         )
+    # VERBATIM anywhere (an INITIAL's `cai = _ion_cai;` too) makes nocmodl's C not thread
+    # safe without THREADSAFE
+    d.has_verbatim = d.has_verbatim or any(
+        re.search(r"\bVERBATIM\b", line) for line in source_map.lines
+    )
     vector_sources = {i.source for i in d.idioms.values() if i.kind == "vector-element"}
+    _streams(d)
+    stream = d.stream_bbcore
     for name in d.bbcore_pointers:
+        if stream is not None and (name == stream.source or name in stream.vectors):
+            continue
         if name not in vector_sources:
             raise d.error(
                 f"BBCOREPOINTER {name} is not supported (only as a VecStim's event Vector, "

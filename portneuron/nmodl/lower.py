@@ -118,6 +118,8 @@ class KernelLowering:
         self.loop_ints: dict[str, Expr] = {}
         #: POINTERs this kernel adds to (`P = P + x`): added in place, lane by lane.
         self.accumulated: set[str] = set()
+        #: The IR local set by an early `return;` (VERBATIM) in NET_RECEIVE, once it has one.
+        self.returned: str | None = None
 
     # ------------------------------------------------------------------ errors and names
     def error(self, message: str, word: str | None = None):
@@ -239,9 +241,66 @@ class KernelLowering:
         if body_of and statements and statements[-1].get_node_type_name() == "Verbatim":
             if verbatim.trailing_return(statements[-1].statement.eval(), body_of):
                 statements.pop()
-        for stmt in statements:
-            self.statement(stmt)
+        self.statements(statements)
         self.scopes.pop()
+
+    def statements(self, statements: list) -> None:
+        """Statements in order. A VERBATIM `return;` (NET_RECEIVE's early return, where
+        `returned` is set up) ends the block: what follows it, here and in the blocks
+        around, runs only if no return was taken. A VERBATIM guarded by an empty Vector
+        (the `empty-vector` idiom) skips everything up to the block that closes it."""
+        k = 0
+        while k < len(statements):
+            stmt, returns = statements[k], self.counts.get("return", 0)
+            if stmt.get_node_type_name() == "Verbatim":
+                k = self.verbatim(statements, k)
+            else:
+                self.statement(stmt)
+                k += 1
+            if self.counts.get("return", 0) > returns and k < len(statements):
+                with self.kb.if_(b.eq(Var(self.returned, F64), Const(0.0, F64))):
+                    self.statements(statements[k:])
+                return
+
+    def verbatim(self, statements: list, k: int) -> int:
+        """The VERBATIM statements[k] and any it spans; the index after them."""
+        code = statements[k].statement.eval()
+        stream = self.d.stream_bbcore
+        depth = verbatim.vector_guard(code, stream.vectors if stream is not None else ())
+        if depth:
+            for j in range(k + 1, len(statements)):
+                if statements[j].get_node_type_name() == "Verbatim":
+                    rest = verbatim.closes(statements[j].statement.eval(), depth)
+                    if rest is not None:
+                        if rest:
+                            self.early_return()
+                        return j + 1
+            raise self.error(
+                f"VERBATIM C code is not supported (a block starting "
+                f"{verbatim.first_line(code)!r} whose braces no later block closes)",
+                "VERBATIM",
+            )
+        if verbatim.squash(code) == "return;":
+            self.early_return()
+            return k + 1
+        reset = verbatim.stream_reset(code)
+        if reset is not None and f"{reset.source}.position" in self.d.variables:
+            position = f"{reset.source}.position"
+            restart: Expr = Const(0.0, F64)
+            if reset.flag:  # only where the stream is Random123's
+                keep = b.eq(to_f64(self.read(reset.flag)), Const(0.0, F64))
+                restart = b.select(keep, Var(position, F64), restart)
+            self.touch(position)
+            self.assign(position, restart)
+            return k + 1
+        self.statement(statements[k])
+        return k + 1
+
+    def early_return(self) -> None:
+        if self.returned is None:
+            raise self.error("a VERBATIM `return;` is supported in NET_RECEIVE only", "VERBATIM")
+        self.counts["return"] = self.counts.get("return", 0) + 1
+        self.kb.assign(self.returned, 1.0)
 
     def statement(self, s) -> None:
         kind = s.get_node_type_name()
@@ -567,6 +626,14 @@ class KernelLowering:
             return Const(0.0, F64)  # only meaningful for variable time steps
         if name in self.d.idioms:
             idiom = self.d.idioms[name]
+            if idiom.kind == "hoc-only":
+                raise self.error(
+                    f"{name} runs only when hoc calls it (its VERBATIM takes hoc's arguments or "
+                    f"makes a stream) and cannot be called here",
+                    name,
+                )
+            if idiom.kind == "stream-draw" and not args:
+                return self.draw(idiom.source, idiom.draw)
             if idiom.kind != "vector-element" or args:
                 raise self.error(
                     f"{name} is hoc's (its VERBATIM gives an instance its Vector) and cannot "
@@ -632,15 +699,22 @@ class KernelLowering:
             return Const(0.0, F64)
         if name not in ("random_uniform", "random_negexp"):
             raise self.error(f"{name} is not supported; use random_uniform or random_negexp", name)
+        if name == "random_negexp":
+            self.check_arity(name, args, 0)
+            return self.draw(stream, "negexp")
+        if args and len(args) != 2:
+            raise self.error("random_uniform takes no bounds or two (low, high)", name)
+        u = self.draw(stream, "uniform")
+        return b.add(args[0], b.mul(b.sub(args[1], args[0]), u)) if args else u
+
+    def draw(self, stream: str, kind: str) -> Expr:
+        """The next number of an instance's Random123 stream, as nrnran123 draws it: uniform
+        in (0, 1) (`nrnran123_dblpick`) or -log of that (`nrnran123_negexp`)."""
+        position = f"{stream}.position"
         ids = [self.touch(f"{stream}.{part}") for part in ("id1", "id2", "id3")]
         u = self.kb.assign(self.fresh("random.u"), b.call("random123", *ids, self.touch(position)))
         self.assign(position, b.add(Var(position, F64), 1.0))
-        if name == "random_negexp":
-            self.check_arity(name, args, 0)
-            return b.neg(b.call("log", u))
-        if args and len(args) != 2:
-            raise self.error("random_uniform takes no bounds or two (low, high)", name)
-        return b.add(args[0], b.mul(b.sub(args[1], args[0]), u)) if args else u
+        return b.neg(b.call("log", u)) if kind == "negexp" else u
 
     def inline(self, block, args: list[Expr], returns: bool) -> Expr:
         """Inline a FUNCTION or PROCEDURE call; returns the function's value (0 for procedures)."""

@@ -24,13 +24,15 @@ the conductance added to `node.d` (subtracted). Point-process currents [nA] are 
 
 from __future__ import annotations
 
+import re
+
 from portneuron.ir import F64, I32, Const, Expr, Kernel, Mechanism, Var, Variable
 from portneuron.ir import Ion as IrIon
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 
-from . import solvers, tables, watch
-from .declarations import Declarations, element, initial_of
+from . import solvers, tables, verbatim, watch
+from .declarations import Declarations, element, initial_of, text
 from .lower import KernelLowering, to_f64
 
 #: NEURON's voltage step for the conductance by difference [mV].
@@ -421,8 +423,10 @@ class Assembler:
                 lw.bind_assignable(
                     arg, f"arg.{arg}", kb.array(f"netcon.{arg}", F64, "netcon")[netcon]
                 )
-            for stmt in statements:
-                lw.statement(stmt)
+            if not initial and any(verbatim.returns(text(s)) for s in statements):
+                lw.returned = lw.fresh("returned")
+                kb.assign(lw.returned, 0.0)
+            lw.statements(statements)
             for arg in args:
                 if arg in lw.written:
                     kb.store(f"netcon.{arg}", netcon, Var(f"arg.{arg}", F64))
@@ -491,7 +495,16 @@ class Assembler:
                 sorted({i.source for i in d.idioms.values() if i.kind == "vector-element"})
             ),
             watch_flags=watch.flags(self.watches),
+            stream=self._stream(),
+            netsend_slot=any(re.search(r"\bnet_send\s*\(", line) for line in d.source_map.lines),
         )
+
+    def _stream(self) -> tuple[str, str, int] | None:
+        stream = self.d.stream_bbcore
+        if stream is None:
+            return None
+        draws = [i for i in self.d.idioms.values() if i.kind == "stream-draw"]
+        return stream.source, draws[0].flag if draws else "", stream.words
 
 
 def data_layout(d: Declarations) -> tuple[str, ...]:
@@ -500,8 +513,8 @@ def data_layout(d: Declarations) -> tuple[str, ...]:
     RANGE PARAMETERs, RANGE ASSIGNEDs (currents are implicitly RANGE), STATEs, then the rest
     in declaration order (other ASSIGNEDs, each D<state> where its state was declared, ion
     variables), then `v` (unless the mechanism is not thread safe), `_g` with a BREAKPOINT and
-    `_tsav` with a NET_RECEIVE. Ion
-    variables, `v` and simulator names never count as RANGE.
+    `_tsav` with a NET_RECEIVE. Ion variables (but an ion current the mechanism writes and
+    declares RANGE), `v` and simulator names never count as RANGE.
     """
     simulator = {"v", "t", "dt", "celsius", "area", "diam"}
     range_names = d.range_names | set(d.nonspecific) | set(d.electrode)
@@ -523,8 +536,13 @@ def data_layout(d: Declarations) -> tuple[str, ...]:
             return False
         return v.kind != "parameter" or v.name in range_names
 
+    # an ion current the mechanism writes, declared RANGE, is laid out as a RANGE ASSIGNED
+    # (nocmodl: `RANGE gbar, ik` puts ik second); other ion variables never are
+    written_currents = {f"i{ion.name}" for ion in d.ions if f"i{ion.name}" in ion.write}
+
     def ranged(v) -> bool:
-        return v.name in range_names and v.name not in ion_vars and stored(v)
+        ion_var = v.name in ion_vars and v.name not in written_currents
+        return v.name in range_names and not ion_var and stored(v)
 
     def values(name: str, length: int) -> list[str]:  # an array takes one slot per element
         return [f"{name}[{k}]" for k in range(length)] if length else [name]

@@ -33,7 +33,7 @@ def install_cnexp(lowering: KernelLowering) -> None:
             value = to_f64(lowering.expr(rhs))
         x = symbol(state)
         try:
-            f = to_sympy(value, execute(pre, {}))
+            f = to_sympy(value, execute(pre, {}, opaque_unless=state))
         except NotSymbolic as exc:
             raise lowering.error(
                 f"cnexp cannot analyse the equation of {state!r}: {exc}", state

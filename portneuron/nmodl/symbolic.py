@@ -24,6 +24,7 @@ from portneuron.ir import (
     Var,
 )
 from portneuron.ir import builder as b
+from portneuron.ir.walk import subexpressions
 
 
 class NotSymbolic(Exception):
@@ -80,24 +81,52 @@ def to_sympy(e: Expr, env: dict[str, sp.Basic]) -> sp.Basic:
     raise NotSymbolic(f"cannot represent {e!r} symbolically")
 
 
-def execute(body: list[Stmt] | tuple[Stmt, ...], env: dict[str, sp.Basic]) -> dict[str, sp.Basic]:
-    """Symbolically run assignments and ifs; returns the environment afterwards."""
+def execute(
+    body: list[Stmt] | tuple[Stmt, ...], env: dict[str, sp.Basic], opaque_unless: str = ""
+) -> dict[str, sp.Basic]:
+    """Symbolically run assignments and ifs; returns the environment afterwards. With
+    `opaque_unless` (a state), a value sympy cannot represent (a TABLE's lookup: a load)
+    that does not depend on that state is the symbol of the variable it is assigned to:
+    the caller emits the statements, so the variable holds it."""
     env = dict(env)
     for s in body:
         match s:
             case Assign(name=name, value=value):
-                env[name] = to_sympy(value, env)
+                try:
+                    env[name] = to_sympy(value, env)
+                except NotSymbolic:
+                    if not opaque_unless or _depends(value, env, opaque_unless):
+                        raise
+                    env[name] = symbol(name)
             case If(cond=cond, then=then, otherwise=otherwise):
                 c = to_sympy(cond, env)
-                a, z = execute(then, env), execute(otherwise, env)
+                a = execute(then, env, opaque_unless)
+                z = execute(otherwise, env, opaque_unless)
                 for name in set(a) | set(z):
                     if name not in env and not (name in a and name in z):
                         continue  # assigned on one path only: a local of that branch
                     ta, tz = a.get(name, env.get(name)), z.get(name, env.get(name))
+                    own = symbol(name)
+                    if opaque_unless and own in (ta, tz):  # opaque on one path: on both
+                        if symbol(opaque_unless) in (ta.free_symbols | tz.free_symbols):
+                            raise NotSymbolic(f"{name} depends on {opaque_unless}")
+                        env[name] = own
+                        continue
                     env[name] = ta if ta == tz else sp.Piecewise((ta, c), (tz, True))
             case _:
                 raise NotSymbolic(f"cannot run {type(s).__name__} symbolically")
     return env
+
+
+def _depends(e: Expr, env: dict[str, sp.Basic], state: str) -> bool:
+    """Whether IR expression `e` reads `state`, directly or through what env holds."""
+    x = symbol(state)
+    for sub in subexpressions(e):
+        if isinstance(sub, Var) and (
+            sub.name == state or (sub.name in env and x in env[sub.name].free_symbols)
+        ):
+            return True
+    return False
 
 
 def to_ir(e: sp.Basic, names: dict[sp.Symbol, Expr] | None = None) -> Expr:

@@ -333,7 +333,13 @@ class EpochPlan:
         self.record_column = order.astype(np.int32)
 
 
-BEFORE_AFTER = ("before_initial", "after_initial", "before_breakpoint", "after_solve")
+BEFORE_AFTER = (
+    "before_initial",
+    "after_initial",
+    "before_breakpoint",
+    "after_solve",
+    "before_step",
+)
 
 
 class Unsupported(Exception):

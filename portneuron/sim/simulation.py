@@ -358,6 +358,7 @@ class Simulation:
             if bound.has("state"):
                 bound.run("state", self.t, dt)
         self._before_after("after_solve")
+        self._before_after("before_step")  # NEURON's fixed_record_continuous runs it
         if self._record_hook is not None:
             self._record_hook()  # where NEURON's Vector.record samples: before the events
         self.deliver(self.t)
@@ -396,6 +397,7 @@ class Simulation:
         self.threshold_args["presyn.flag"][:] = 0.0
         self.deliver(self.t)
         self._currents()
+        self._before_after("before_step")  # and at finitialize, after the currents
         self.exchange()
         self.epoch_program()  # compiled here, so that run() times only the simulation
 
