@@ -33,9 +33,10 @@ INTRINSICS: dict[str, int] = {
     "exp": 1, "expm1": 1, "log": 1, "log10": 1, "sqrt": 1, "fabs": 1,
     "floor": 1, "ceil": 1, "sin": 1, "cos": 1, "tan": 1, "asin": 1, "acos": 1,
     "atan": 1, "sinh": 1, "cosh": 1, "tanh": 1, "atan2": 2, "fmod": 2,
-    # Random123 Philox4x32-10 as NEURON's nrnran123: (id1, id2, id3, position) -> uniform in
-    # (0, 1); counter (position // 4, id3, id1, id2), key (0, 0), word position % 4.
-    "random123": 4,
+    # Random123 Philox4x32-10 as NEURON's nrnran123: (id1, id2, id3, position, index) ->
+    # uniform in (0, 1); counter (position // 4, id3, id1, id2), key (index, 0) (NEURON's
+    # Random123_globalindex), word position % 4.
+    "random123": 5,
 }  # fmt: skip
 
 

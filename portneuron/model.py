@@ -176,6 +176,8 @@ class Model:
     #: Values outside the cells that POINTERs reach, one per place: in direct mode, the
     #: elements of NEURON Vectors that a model sums into (hnn-core's dipoles).
     outside: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: NEURON's Random123 global index (`Random123_globalindex`): every stream's key.
+    random123_index: float = 0.0
 
     @property
     def ncell(self) -> int:

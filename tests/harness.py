@@ -25,7 +25,11 @@ class Instances:
 
     def __init__(self, mechanism: Mechanism, n: int, **uniform: float) -> None:
         self.mechanism, self.n = mechanism, n
-        self.uniform = {"t": 0.0, "dt": 0.025, "celsius": 6.3, "usetable": 1.0, **uniform}
+        self.uniform = {
+            "t": 0.0, "dt": 0.025, "celsius": 6.3, "usetable": 1.0,
+            "random123_index": 3141592653.0,  # a Random123 global index past 2**31: the key
+            **uniform,
+        }  # fmt: skip
         self.values: dict[str, np.ndarray] = {"node_index": np.arange(n, dtype=np.int32)}
         for v in mechanism.variables:
             if v.per_instance:

@@ -108,7 +108,7 @@ def every_construct() -> Kernel:
         b.select(b.or_(b.lt(v, 0.0), b.not_(flag[me])), float("inf"), float("-inf")),
         b.select(b.gt(v, 1e300), float("nan"), b.sub(v, -100.0)),
         b.cast(F64, b.cast(I32, b.mul(v, 3.7))), b.cast(F64, flag[me]), b.div(v, hi),
-        b.call("random123", b.cast(F64, me), 7.0, 11.0, b.call("floor", b.call("fabs", b.mul(v, 10.0)))),
+        b.call("random123", b.cast(F64, me), 7.0, 11.0, b.call("floor", b.call("fabs", b.mul(v, 10.0))), 5.0),
         b.neg(b.neg(v)), b.select(b.ne(v, v), 1.0, 2.0),
     ]  # fmt: skip
     for j, value in enumerate(floats):

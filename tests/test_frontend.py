@@ -340,7 +340,7 @@ def test_random123_stream_idiom_compiles_to_draws():
         "rng.id1", "rng.id2", "rng.id3", "rng.position"
     }  # fmt: skip
     text = format_mechanism(mechanism)
-    assert text.count("random123(rng.id1, rng.id2, rng.id3, rng.position)") == 2
+    assert text.count("random123(rng.id1, rng.id2, rng.id3, rng.position, random123_index)") == 2
     assert "select(usingR123 == 0.0, rng.position, 0.0)" in text
     assert "returned1 = 1.0" in text and "if returned1 == 0.0 {" in text
 

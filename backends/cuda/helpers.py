@@ -22,8 +22,9 @@ static __device__ __forceinline__ double pn_fmax(double a, double b)
 """,
     "pn_random123": f"""\
 // Random123's Philox4x32-10 as NEURON's nrnran123 draws it (portneuron.ir.interpret):
-// counter (position / 4, id3, id1, id2), key (0, 0), word position % 4, scaled into (0, 1).
-static __device__ double pn_random123(double id1, double id2, double id3, double position)
+// counter (position / 4, id3, id1, id2), key (index, 0), word position % 4, scaled into (0, 1).
+static __device__ double pn_random123(double id1, double id2, double id3, double position,
+                                      double index)
 {{
     const unsigned long long mask = 0xffffffffull;
     const unsigned long long at = (unsigned long long)position;
@@ -31,7 +32,7 @@ static __device__ double pn_random123(double id1, double id2, double id3, double
     unsigned long long c1 = (unsigned long long)id3 & mask;
     unsigned long long c2 = (unsigned long long)id1 & mask;
     unsigned long long c3 = (unsigned long long)id2 & mask;
-    unsigned long long k0 = 0;
+    unsigned long long k0 = (unsigned long long)index & mask;
     unsigned long long k1 = 0;
     for (int round = 0; round < 10; round++) {{
         const unsigned long long p0 = 0xd2511f53ull * c0;

@@ -14,14 +14,15 @@ WEYL = (0x9E3779B9, 0xBB67AE85)
 
 
 def random123(lw, values: list[ir.Value]) -> ir.Value:
-    """(word + 1) * 1/(2**32 + 1) for ids (id1, id2, id3) at stream position `position`."""
+    """(word + 1) * 1/(2**32 + 1) for ids (id1, id2, id3) at stream position `position`, with
+    NEURON's Random123 global index `index`."""
     b = lw.b
-    id1, id2, id3, position = (b.fptoui(v, I64) for v in values)
+    id1, id2, id3, position, index = (b.fptoui(v, I64) for v in values)
     id1, id2, id3 = (b.and_(v, MASK) for v in (id1, id2, id3))
     seq = b.and_(b.lshr(position, ir.Constant(I64, 2)), MASK)
     which = b.and_(position, ir.Constant(I64, 3))
     c = [seq, id3, id1, id2]
-    k0, k1 = ir.Constant(I64, 0), ir.Constant(I64, 0)  # NEURON's global index 0
+    k0, k1 = b.and_(index, MASK), ir.Constant(I64, 0)
     shift = ir.Constant(I64, 32)
     for _ in range(10):
         p0 = b.mul(ir.Constant(I64, MULTIPLIERS[0]), c[0])

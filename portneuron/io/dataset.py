@@ -194,7 +194,7 @@ def read_globals(path: Path) -> dict[str, float]:
     for name in ("secondorder", "Random123_globalindex"):
         text = f.line(name)
         words = text.split()
-        if len(words) != 2 or words[0] != name or not words[1].isdigit():
+        if len(words) != 2 or words[0] != name or not words[1].lstrip("-").isdigit():
             raise f.error(f"expected '{name} N', found {text[:60]!r}")
         values[name] = float(words[1])
     return values
@@ -460,13 +460,6 @@ def merge(
             _bbcore_stream(mset, groups, source)
         else:
             mset.vectors = _event_vectors(mset, groups, source)
-    index = globals_.get("Random123_globalindex", 0.0)
-    if index and any(v.kind == "random" for m in sets for v in m.mechanism.variables):
-        raise DatasetError(
-            f"{source}: globals.dat: Random123_globalindex {index:g}, but portneuron's "
-            f"Random123 streams run with global index 0 (NEURON's default); leave "
-            f"Random123_globalindex at 0"
-        )
     presyns, code_to_presyn = _presyns(groups, node_map, set_of, instance_offset)
     netcons = _netcons(groups, presyns, code_to_presyn, set_of, instance_offset, sets)
     vecplay = []
@@ -491,6 +484,8 @@ def merge(
         netcons=netcons,
         vecplay=vecplay,
         celsius=globals_.get("celsius", 6.3),
+        # NEURON writes the uint32 as a signed int (4294967295 as -1)
+        random123_index=float(int(globals_.get("Random123_globalindex", 0.0)) % 2**32),
         secondorder=int(globals_.get("secondorder", 0)),
         dt=globals_.get("dt", 0.025),
         source_node=np.concatenate(src_node).astype(np.int64),

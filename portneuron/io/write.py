@@ -142,7 +142,9 @@ def _write(model: Model, out: Path) -> None:
     for m in model.mechanisms:
         for key, value in m.globals.items():
             glob.append(f"{key}_{m.name} {float(value)!r}")
-    glob += ["0 0", f"secondorder {model.secondorder}", "Random123_globalindex 0"]
+    index = int(model.random123_index)  # NEURON writes its uint32 as a signed int
+    glob += ["0 0", f"secondorder {model.secondorder}",
+             f"Random123_globalindex {index - 2**32 if index >= 2**31 else index}"]  # fmt: skip
     (out / "globals.dat").write_text("\n".join(glob) + "\n")
 
     # mechanisms in NEURON's order: density and point processes, ions after pas, artificial last

@@ -384,7 +384,9 @@ def collect(program, source_map: SourceMap) -> Declarations:
                 name = var.get_node_name()
                 length = getattr(var.name, "length", None)
                 length = _array_length(d, length, None, name)
-                d.variables.setdefault(name, Declared(name, "assigned", length=length))
+                if name in d.variables:
+                    continue  # declared before (ASSIGNED): nocmodl keeps its per-instance field
+                d.variables[name] = Declared(name, "assigned", length=length)
                 d.file_locals.add(name)
         elif kind == "UnitBlock":
             d.constants.update(unit_factors(block, source_map))

@@ -712,7 +712,10 @@ class KernelLowering:
         in (0, 1) (`nrnran123_dblpick`) or -log of that (`nrnran123_negexp`)."""
         position = f"{stream}.position"
         ids = [self.touch(f"{stream}.{part}") for part in ("id1", "id2", "id3")]
-        u = self.kb.assign(self.fresh("random.u"), b.call("random123", *ids, self.touch(position)))
+        index = self.kb.scalar("random123_index")  # NEURON's Random123 global index
+        u = self.kb.assign(
+            self.fresh("random.u"), b.call("random123", *ids, self.touch(position), index)
+        )
         self.assign(position, b.add(Var(position, F64), 1.0))
         return b.neg(b.call("log", u)) if kind == "negexp" else u
 

@@ -34,7 +34,10 @@ class BoundMechanism:
         mech = mset.mechanism
         self.kernels: dict[str, Any] = {}
         self.lanes: dict[str, int] = {}
-        self.args: dict[str, Any] = {"t": 0.0, "dt": 0.025, "celsius": model.celsius}
+        self.args: dict[str, Any] = {
+            "t": 0.0, "dt": 0.025, "celsius": model.celsius,
+            "random123_index": model.random123_index,
+        }  # fmt: skip
         self.args["usetable"] = float(mset.globals.get("usetable", 1.0))
         self.args["node_index"] = mset.node_index
         self.args.update(node_arrays)
