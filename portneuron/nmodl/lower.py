@@ -697,8 +697,16 @@ class KernelLowering:
                 self.assign(f"{stream}.{part}", value)
             self.assign(position, 0.0)
             return Const(0.0, F64)
+        if name == "random_normal":
+            if args and len(args) != 2:
+                raise self.error("random_normal takes no arguments or two (mean, std)", name)
+            z = self.normal(stream)
+            return b.add(args[0], b.mul(z, args[1])) if args else z
         if name not in ("random_uniform", "random_negexp"):
-            raise self.error(f"{name} is not supported; use random_uniform or random_negexp", name)
+            raise self.error(
+                f"{name} is not supported; use random_uniform, random_negexp or random_normal",
+                name,
+            )
         if name == "random_negexp":
             self.check_arity(name, args, 0)
             return self.draw(stream, "negexp")
@@ -706,6 +714,29 @@ class KernelLowering:
             raise self.error("random_uniform takes no bounds or two (low, high)", name)
         u = self.draw(stream, "uniform")
         return b.add(args[0], b.mul(b.sub(args[1], args[0]), u)) if args else u
+
+    def normal(self, stream: str) -> Expr:
+        """nrnran123_normal: Marsaglia's polar method, two draws a try (u = 2 * draw - 1),
+        rejected while w = u1*u1 + u2*u2 > 1, then u1 * sqrt(-2 log(w) / w). Tries are
+        bounded at NORMAL_TRIES (all rejected: (1 - pi/4)**64 ~ 1e-43), leaving NaN, which
+        the simulation reports as a blow-up, not a number."""
+        kb = self.kb
+        done = kb.assign(self.fresh("normal.done"), Const(0.0, F64))
+        z = kb.assign(self.fresh("normal.z"), Const(float("nan"), F64))
+        with kb.loop(self.fresh("normal.try"), Const(0, I32), Const(NORMAL_TRIES, I32)):
+            with kb.if_(b.eq(done, Const(0.0, F64))):
+                u1 = kb.assign(
+                    self.fresh("normal.u1"), b.sub(b.mul(2.0, self.draw(stream, "uniform")), 1.0)
+                )
+                u2 = kb.assign(
+                    self.fresh("normal.u2"), b.sub(b.mul(2.0, self.draw(stream, "uniform")), 1.0)
+                )
+                w = kb.assign(self.fresh("normal.w"), b.add(b.mul(u1, u1), b.mul(u2, u2)))
+                with kb.if_(b.le(w, Const(1.0, F64))):
+                    root = b.call("sqrt", b.div(b.mul(-2.0, b.call("log", w)), w))
+                    kb.assign(z.name, b.mul(u1, root))
+                    kb.assign(done.name, Const(1.0, F64))
+        return Var(z.name, F64)
 
     def draw(self, stream: str, kind: str) -> Expr:
         """The next number of an instance's Random123 stream, as nrnran123 draws it: uniform
@@ -750,6 +781,10 @@ class KernelLowering:
             self.active_calls.pop()
             self.scopes, self.where, self.bindings = outer
         return Var(result, F64) if returns else Const(0.0, F64)
+
+
+#: random_normal's bound on the polar method's tries (each accepted with probability pi/4).
+NORMAL_TRIES = 64
 
 
 def index_of(node):
