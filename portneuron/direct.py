@@ -282,17 +282,18 @@ def _pointers_outside(h, library) -> list[_Outside]:
             if raw:
                 outside.append(_Outside(owner, name, pointer, ref, int(raw[1], 16), segment))
 
-    density = {name for name, (point, _) in pointers.items() if not point}
+    density = {name for name, (kind, _) in pointers.items() if kind == "density"}
     if density:
         for sec in h.allsec():
             for seg in sec:
                 for mech in seg:
                     if mech.name() in density:
                         check(mech, mech.name(), str(seg), seg)
-    for name, (point, _) in pointers.items():
-        if point and hasattr(h, name):
-            for target in h.List(name):
-                check(target, name, str(target), target.get_segment())
+    for name, (kind, _) in pointers.items():
+        if kind != "density" and hasattr(h, name):
+            for target in h.List(name):  # an artificial cell is nowhere (NEURON asserts)
+                where = target.get_segment() if kind == "point_process" else None
+                check(target, name, str(target), where)
     return outside
 
 

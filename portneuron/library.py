@@ -92,10 +92,10 @@ class MechanismLibrary:
                 self.builtin.add(name)
             self.files[name] = path
 
-    def pointers(self) -> dict[str, tuple[bool, list[str]]]:
-        """Mechanism name -> (whether it is a point process or artificial cell, its POINTER
-        variables), for the mechanisms that have some (read from the sources, nothing
-        compiled)."""
+    def pointers(self) -> dict[str, tuple[str, list[str]]]:
+        """Mechanism name -> (its kind: "density", "point_process" or "artificial_cell", its
+        POINTER variables), for the mechanisms that have some (read from the sources,
+        nothing compiled)."""
         out = {}
         for name, path in self.files.items():
             try:
@@ -105,8 +105,15 @@ class MechanismLibrary:
             found = declared_pointers(source)
             if found:
                 block = _NEURON_BLOCK.search(_COMMENT.sub("", source))
-                point = bool(re.search(r"\b(POINT_PROCESS|ARTIFICIAL_CELL)\b", block.group(1)))
-                out[name] = (point, found)
+                kind = re.search(r"\b(POINT_PROCESS|ARTIFICIAL_CELL)\b", block.group(1))
+                out[name] = (
+                    {"POINT_PROCESS": "point_process", "ARTIFICIAL_CELL": "artificial_cell"}[
+                        kind[1]
+                    ]
+                    if kind
+                    else "density",
+                    found,
+                )
         return out
 
     def streams(self) -> dict[str, str]:

@@ -349,8 +349,9 @@ def test_fixture_mechanisms_under_the_corpus_protocols(compiled_mods, backend):
     nocmodl's update uses the lookups as they are), a current fed by BEFORE STEP (bstep)
     one not thread safe for a VERBATIM in INITIAL, with its ion current RANGE (tcalite:
     nocmodl's layout), and normal deviates of a RANDOM stream (RNorm: random_normal, the
-    polar method's rejections). v and the clamps' currents at every step, and every state
-    at the end, are NEURON's bits."""
+    polar method's rejections), and an artificial cell spiking as long after each event as
+    a POINTER says (ArtPtr: the same spikes). v and the clamps' currents at every step,
+    and every state at the end, are NEURON's bits."""
     from pathlib import Path
 
     from test_corpus import RUN
@@ -358,7 +359,8 @@ def test_fixture_mechanisms_under_the_corpus_protocols(compiled_mods, backend):
     mechanisms = [("tabfun", "density", False, ["n"], [], []),
                   ("bstep", "density", False, [], [], []),
                   ("tcalite", "density", False, ["m"], [], []),
-                  ("RNorm", "point_process", True, ["x", "y", "z"], [], [])]  # fmt: skip
+                  ("RNorm", "point_process", True, ["x", "y", "z"], [], []),
+                  ("ArtPtr", "artificial_cell", True, [], [], ["src"])]  # fmt: skip
     run = subprocess.run(
         [sys.executable, "-c", RUN, str(compiled_mods), json.dumps(mechanisms), backend, "{}"],
         capture_output=True, text=True, cwd=Path(__file__).parent,
@@ -366,11 +368,14 @@ def test_fixture_mechanisms_under_the_corpus_protocols(compiled_mods, backend):
     assert run.returncode == 0, run.stderr[-2000:]
     results = json.loads(run.stdout.strip().splitlines()[-1])
     names = ("tabfun", "bstep", "tcalite", "RNorm")
-    assert set(results) == {f"{m}/{p}" for m in names for p in ("step", "clamp")}
+    expected = {f"{m}/{p}" for m in names for p in ("step", "clamp")} | {"ArtPtr/step"}
+    assert set(results) == expected
     for name, r in results.items():
         assert r["range"] > 1.0, name
         assert (r["max_dv"], r["clamp_i_rel"], r["worst_state"][1]) == (0.0, 0.0, 0.0), (name, r)
+        assert r["same_spikes"], (name, r)
     assert results["RNorm/step"]["states"] == 3
+    assert results["ArtPtr/step"]["spikes"] >= 6  # each NetStim event passed on, src ms later
 
 
 WATCH_DATASET = """
