@@ -15,17 +15,14 @@ rewritten with the latest GPU run as its own section.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from ringtest import measured, write_results_md
+from ringtest import append_results, measured
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -104,20 +101,10 @@ def main() -> None:
         if anchor:
             ratio = r["ns_per_compartment_step"] / anchor[0]["ns_per_compartment_step"]
             r[f"vs_{args.engines[-1]}"] = round(ratio, 3)
-    commit = (
-        args.commit
-        or subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
-    )
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    with open(HERE / "results.jsonl", "a") as f:
-        for r in results:
-            line = {"when": when, "commit": commit, "kind": "gpu", "machine": machine,
-                    "device": device(), "tstop": args.tstop, **SHAPE, **r}  # fmt: skip
-            f.write(json.dumps(line) + "\n")
-    write_results_md()
+    lines = [
+        {"kind": "gpu", "device": device(), "tstop": args.tstop, **SHAPE, **r} for r in results
+    ]
+    append_results(lines, args.commit)
     for r in results:
         print(json.dumps(r))
 

@@ -16,16 +16,12 @@ Arbor has no such model. Results go to perf/results.jsonl (kind "hnn") and RESUL
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from ringtest import HERE, ROOT, measured, median_of, write_results_md
+from ringtest import ROOT, append_results, measured, median_of
 
 sys.path.insert(0, str(ROOT / "tests"))
 import hnn_network  # noqa: E402
@@ -72,17 +68,7 @@ def main() -> None:
         r["threads"] = 1
         r["ns_per_compartment_step"] = round(r["simulate_s"] * 1e9 / (r["compartments"] * steps), 2)
         r["vs_neuron"] = round(r["simulate_s"] / neuron["simulate_s"], 3)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    with open(HERE / "results.jsonl", "a") as f:
-        for r in results:
-            line = {"kind": "hnn", "when": when, "commit": commit, "machine": machine,
-                    "tstop": args.tstop, **r}  # fmt: skip
-            f.write(json.dumps(line) + "\n")
-    write_results_md()
+    append_results([{"kind": "hnn", "tstop": args.tstop, **r} for r in results])
 
 
 if __name__ == "__main__":

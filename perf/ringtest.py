@@ -205,19 +205,28 @@ def main() -> None:
 
 
 def record(args, results: list[dict], extra: dict) -> None:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     config = {
         "nring": args.nring, "ncell": args.ncell, "branch": args.branch,
         "compart": args.compart, "tstop": args.tstop,
     }  # fmt: skip
+    append_results([{**config, **extra, **r} for r in results])
+
+
+def append_results(lines: list[dict], commit: str | None = None) -> None:
+    """Append `lines` to results.jsonl, each stamped with the time, the commit (HEAD's
+    unless given) and the machine, and rewrite RESULTS.md."""
+    commit = (
+        commit
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
+    )
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     with open(HERE / "results.jsonl", "a") as f:
-        for r in results:
-            line = {"when": when, "commit": commit, "machine": machine, **config, **extra, **r}
-            f.write(json.dumps(line) + "\n")
+        for line in lines:
+            stamped = {"when": when, "commit": commit, "machine": machine, **line}
+            f.write(json.dumps(stamped) + "\n")
     write_results_md()
 
 

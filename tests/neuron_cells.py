@@ -196,6 +196,23 @@ def custom_cell() -> Built:
     return Built([soma(0.5), dend(0.3), dend(0.9)], keep)
 
 
+def axial_cell() -> tuple:
+    """The POINTER tests' cell: a 20 um soma with hh and an IClamp step (0.3 nA, 1-20 ms),
+    and a 200 um dendrite of 3 segments with pas and axcur (tests/mods), its POINTERs
+    unset. (soma, dend, stim)"""
+    soma = h.Section(name="soma")
+    soma.L = soma.diam = 20
+    soma.insert("hh")
+    dend = h.Section(name="dend")
+    dend.L, dend.diam, dend.nseg = 200, 1, 3
+    dend.insert("pas")
+    dend.insert("axcur")
+    dend.connect(soma(1))
+    stim = h.IClamp(soma(0.5))
+    stim.delay, stim.dur, stim.amp = 1, 19, 0.3
+    return soma, dend, stim
+
+
 def one_compartment(
     name: str, kind: str, receives: bool, pointers: tuple = (), settings: dict | None = None
 ) -> Built:

@@ -130,3 +130,44 @@ def test_impossible_options_are_one_line(dataset, tmp_path):
         run = portneuron_run(*args, "-o", str(tmp_path / "o"))
         assert run.returncode != 0 and message in run.stderr
         assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_damaged_bbcore_stream_words_are_one_line():
+    """A BBCOREPOINTER stream's words (tests/mods/probsyn.mod: 7 ints an instance, the
+    stream's ids, sequence and index first, then the delay Vectors' sizes): a count that is
+    not 7 an instance is a damaged file, a nonzero size or any double is a set delay Vector
+    (which portneuron does not run), and usingR123 not 1 a hoc Random; one line each."""
+    from types import SimpleNamespace
+
+    from portneuron.io.dataset import _bbcore_stream
+    from portneuron.io.datfile import DatasetError
+    from portneuron.model import MechanismSet
+    from portneuron.nmodl import compile_file
+
+    mech = compile_file(Path(__file__).parent / "mods" / "probsyn.mod")
+    mt = SimpleNamespace(type_id=30)
+
+    def refusal(ints, doubles=(), using=1.0) -> str:
+        data = {"usingR123": np.full(2, using)}
+        mset = MechanismSet(mech, 30, np.zeros(2, np.int32), data, count=2)
+        group = SimpleNamespace(
+            mechs=[(mt, None, np.zeros((2, 1)), None, None)],
+            bbcore={30: (np.array(ints, np.int32), np.array(doubles, np.float64))},
+        )
+        try:
+            _bbcore_stream(mset, [group], "ds")
+        except DatasetError as exc:
+            assert "\n" not in str(exc)
+            return str(exc)
+        return ""
+
+    good = [7, 8, 9, 3, 1, 0, 0] * 2
+    assert refusal(good) == ""
+    assert refusal(good[:-1]) == (
+        "ds: ProbSyn: its bbcorepointer data are 13 ints for 2 instances, not the 7 per "
+        "instance its bbcore_write writes; the dataset is damaged"
+    )
+    delays = "its BBCOREPOINTER carries Vectors (delayed-connection weights, setup_delay_vecs)"
+    assert refusal(good[:12] + [1, 1]) == f"ds: ProbSyn 1: {delays}, which portneuron does not run"
+    assert refusal(good, [0.5]).startswith("ds: ProbSyn 0: its BBCOREPOINTER carries Vectors")
+    assert refusal(good, using=0.0).startswith("ds: ProbSyn 0: its stream is not Random123's")

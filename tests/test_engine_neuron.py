@@ -456,18 +456,10 @@ import neuron
 neuron.load_mechanisms(sys.argv[1])
 from neuron import h
 import numpy as np
+import neuron_cells
 import portneuron.direct
 from portneuron.errors import PortneuronError
-soma = h.Section(name="soma")
-soma.L = soma.diam = 20
-soma.insert("hh")
-dend = h.Section(name="dend")
-dend.L, dend.diam, dend.nseg = 200, 1, 3
-dend.insert("pas")
-dend.insert("axcur")
-dend.connect(soma(1))
-stim = h.IClamp(soma(0.5))
-stim.delay, stim.dur, stim.amp = 1, 19, 0.3
+soma, dend, stim = neuron_cells.axial_cell()
 pc = h.ParallelContext()
 pc.set_gid2node(0, 0)
 pc.cell(0, h.NetCon(soma(0.5)._ref_v, None, sec=soma))
@@ -562,17 +554,8 @@ from portneuron.library import MechanismLibrary
 from portneuron.sim.simulation import Simulation
 
 # NEURON
-soma = h.Section(name="soma")
-soma.L = soma.diam = 20
-soma.insert("hh")
-dend = h.Section(name="dend")
-dend.L, dend.diam, dend.nseg = 200, 1, 3
-dend.insert("pas")
-dend.insert("axcur")
-dend.connect(soma(1))
+soma, dend, stim = neuron_cells.axial_cell()
 axsum = h.AxSum(soma(0.5))
-stim = h.IClamp(soma(0.5))
-stim.delay, stim.dur, stim.amp = 1, 19, 0.3
 previous = soma(1.0)
 for seg in dend:
     h.setpointer(previous._ref_v, "vparent", seg.axcur)

@@ -681,6 +681,16 @@ def _pointers(
     return out
 
 
+def _bbcore_data(mset: MechanismSet, groups):
+    """Per cell group holding instances of the set: (their count, the ints and the doubles
+    their bbcore_write wrote), none where the group has no bbcorepointer data for them."""
+    for g in groups:
+        count = sum(len(data) for mt, _, data, _, _ in g.mechs if mt.type_id == mset.type_id)
+        if count:
+            ints, doubles = g.bbcore.get(mset.type_id, (np.zeros(0, np.int32), np.zeros(0)))
+            yield count, ints, doubles
+
+
 def _bbcore_stream(mset: MechanismSet, groups, source: str) -> None:
     """A BBCOREPOINTER's Random123 stream (Mechanism.stream), where bbcore_write put it:
     per instance `words` ints, the first five the stream's id1, id2, id3, sequence and
@@ -690,11 +700,7 @@ def _bbcore_stream(mset: MechanismSet, groups, source: str) -> None:
     name, flag, words = mech.stream
     where = f"{source}: {mech.name}"
     blocks = []
-    for g in groups:
-        count = sum(len(data) for mt, _, data, _, _ in g.mechs if mt.type_id == mset.type_id)
-        if not count:
-            continue
-        ints, doubles = g.bbcore.get(mset.type_id, (np.zeros(0, np.int32), np.zeros(0)))
+    for count, ints, doubles in _bbcore_data(mset, groups):
         if len(ints) != count * words:
             raise DatasetError(
                 f"{where}: its bbcorepointer data are {len(ints)} ints for {count} instances, "
@@ -742,11 +748,7 @@ def _event_vectors(mset: MechanismSet, groups, source: str) -> dict:
     if f"bbcorepointer:{name}" not in mech.pointer_slots:
         return {}  # direct mode finds these Vectors in NEURON
     sizes, times = [], []
-    for g in groups:
-        count = sum(len(data) for mt, _, data, _, _ in g.mechs if mt.type_id == mset.type_id)
-        if not count:
-            continue
-        ints, doubles = g.bbcore.get(mset.type_id, (np.zeros(0, np.int32), np.zeros(0)))
+    for count, ints, doubles in _bbcore_data(mset, groups):
         if len(ints) != count or ints.min() < 0 or int(ints.sum()) != len(doubles):
             raise DatasetError(
                 f"{where}: its bbcorepointer data are not one count per instance and that "

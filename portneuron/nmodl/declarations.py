@@ -7,7 +7,6 @@ STATE and ASSIGNED variables are per instance unless declared GLOBAL. `v`, `t`, 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from ..errors import NmodlError
@@ -308,7 +307,6 @@ def collect(program, source_map: SourceMap) -> Declarations:
     for block in _blocks(program.blocks):
         kind = block.get_node_type_name()
         if kind == "Verbatim":
-            d.has_verbatim = True
             code = block.statement.eval()
             idiom = verbatim.stream_bbcore(code) or verbatim.recognise(code)
             if idiom is not None and idiom.kind == "stream-bbcore":
@@ -323,7 +321,6 @@ def collect(program, source_map: SourceMap) -> Declarations:
             for stmt in block.statement_block.statements:
                 if stmt.get_node_type_name() != "Verbatim":
                     raise d.error("DESTRUCTOR blocks are not supported", None, "DESTRUCTOR")
-                d.has_verbatim = True
                 idiom = verbatim.recognise(stmt.statement.eval())
                 if idiom is None or idiom.kind != "vector-unref":
                     raise verbatim_refusal(d, stmt.statement.eval(), ("DESTRUCTOR", ""))
@@ -333,7 +330,6 @@ def collect(program, source_map: SourceMap) -> Declarations:
             codes = [
                 st.statement.eval() for st in statements if st.get_node_type_name() == "Verbatim"
             ]
-            d.has_verbatim = d.has_verbatim or bool(codes)
             if any(verbatim.hoc_only(code) for code in codes):
                 d.idioms[block.get_node_name()] = verbatim.Idiom("hoc-only")
                 continue
@@ -435,10 +431,10 @@ def collect(program, source_map: SourceMap) -> Declarations:
             "no SUFFIX, POINT_PROCESS or ARTIFICIAL_CELL in the NEURON block; add one",
             ("NEURON", ""),
         )
-    # VERBATIM anywhere (an INITIAL's `cai = _ion_cai;` too) makes nocmodl's C not thread
-    # safe without THREADSAFE
-    d.has_verbatim = d.has_verbatim or any(
-        re.search(r"\bVERBATIM\b", line) for line in source_map.lines
+    # VERBATIM anywhere (an INITIAL's `cai = _ion_cai;` too, an INCLUDEd file's) makes
+    # nocmodl's C not thread safe without THREADSAFE
+    d.has_verbatim = bool(
+        module.visitor.AstLookupVisitor().lookup(program, module.ast.AstNodeType.VERBATIM)
     )
     vector_sources = {i.source for i in d.idioms.values() if i.kind == "vector-element"}
     _streams(d)

@@ -118,8 +118,10 @@ class KernelLowering:
         self.loop_ints: dict[str, Expr] = {}
         #: POINTERs this kernel adds to (`P = P + x`): added in place, lane by lane.
         self.accumulated: set[str] = set()
-        #: The IR local set by an early `return;` (VERBATIM) in NET_RECEIVE, once it has one.
+        #: The IR local set by an early `return;` (VERBATIM) in NET_RECEIVE, once it has one,
+        #: and how many returns have been lowered.
         self.returned: str | None = None
+        self.returns = 0
 
     # ------------------------------------------------------------------ errors and names
     def error(self, message: str, word: str | None = None):
@@ -251,13 +253,13 @@ class KernelLowering:
         (the `empty-vector` idiom) skips everything up to the block that closes it."""
         k = 0
         while k < len(statements):
-            stmt, returns = statements[k], self.counts.get("return", 0)
+            stmt, returns = statements[k], self.returns
             if stmt.get_node_type_name() == "Verbatim":
                 k = self.verbatim(statements, k)
             else:
                 self.statement(stmt)
                 k += 1
-            if self.counts.get("return", 0) > returns and k < len(statements):
+            if self.returns > returns and k < len(statements):
                 with self.kb.if_(b.eq(Var(self.returned, F64), Const(0.0, F64))):
                     self.statements(statements[k:])
                 return
@@ -299,7 +301,7 @@ class KernelLowering:
     def early_return(self) -> None:
         if self.returned is None:
             raise self.error("a VERBATIM `return;` is supported in NET_RECEIVE only", "VERBATIM")
-        self.counts["return"] = self.counts.get("return", 0) + 1
+        self.returns += 1
         self.kb.assign(self.returned, 1.0)
 
     def statement(self, s) -> None:
