@@ -295,6 +295,9 @@ class Mechanism:
     #: Whether NEURON gives instances a netsend pdata slot though no kernel sends (the
     #: source's net_send is in VERBATIM-guarded code that never runs).
     netsend_slot: bool = False
+    #: Whether its CONSTRUCTOR does something: NEURON runs it where it makes an instance
+    #: (so a model it hands over holds the result); a native build cannot.
+    constructor: bool = False
 
     def kernel(self, name: str) -> Kernel | None:
         return next((k for k in self.kernels if k.name == name), None)

@@ -20,11 +20,14 @@ _NAME = re.compile(r"\b(?:SUFFIX|POINT_PROCESS|ARTIFICIAL_CELL)\s+([A-Za-z_][A-Z
 _COMMENT = re.compile(r"COMMENT.*?ENDCOMMENT|:[^\n]*|\?[^\n]*", re.DOTALL)
 
 
-def declared_name(source: str) -> str | None:
-    """The mechanism name a `.mod` source declares in its NEURON block."""
+def declared_name(source: str, path: Path | None = None) -> str | None:
+    """The mechanism name a `.mod` source declares in its NEURON block; without one, as
+    nocmodl names it, the file's (`path`'s) stem; None for `SUFFIX nothing`."""
     block = _NEURON_BLOCK.search(_COMMENT.sub("", source))
     match = _NAME.search(block.group(1)) if block else None
-    return match.group(1) if match else None
+    if match:  # `SUFFIX nothing`: C functions for hoc, no mechanism (nocmodl registers none)
+        return match.group(1) if match.group(1) != "nothing" else None
+    return path.stem if path is not None and path.stem.isidentifier() else None
 
 
 _POINTER = re.compile(r"\bPOINTER\s+(\w+(?:\s*,\s*\w+)*)")
@@ -71,7 +74,7 @@ class MechanismLibrary:
     def _index(self, paths: Iterable[Path], builtin: bool) -> None:
         for path in paths:
             try:
-                name = declared_name(read_mod_text(path))
+                name = declared_name(read_mod_text(path), path)
             except (OSError, NmodlError):
                 continue  # compiled, and reported, only if a model uses it
             if name is None:

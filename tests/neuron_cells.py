@@ -225,8 +225,8 @@ def one_compartment(
     stim.delay, stim.dur, stim.amp = 5, 20, 0.2
     keep.append(stim)
     _register(soma)
-    if kind == "artificial_cell":  # its spikes, as gid 1
-        pc.set_gid2node(1, pc.id())
+    if kind == "artificial_cell" and receives:  # its spikes, as gid 1 (without NET_RECEIVE
+        pc.set_gid2node(1, pc.id())  # it is no NetCon source for NEURON)
         pc.cell(1, h.NetCon(keep[1], None))
     return Built([soma(0.5)], keep)
 

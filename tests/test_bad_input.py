@@ -196,7 +196,6 @@ def current_umask() -> int:
 BAD_MODS = {
     "syntax": ("NEURON { SUFFIX x }\nFOO { }\n", r"bad\.mod:2:1: syntax error"),
     "unbalanced": ("NEURON { SUFFIX x\n", r"bad\.mod:2:1: syntax error, unexpected End of file"),
-    "empty": ("", r"bad\.mod: no SUFFIX, POINT_PROCESS or ARTIFICIAL_CELL"),
     "verbatim": (
         "NEURON { SUFFIX x }\nBREAKPOINT { VERBATIM\n int a;\nENDVERBATIM\n}\n",
         r"bad\.mod:2:14: VERBATIM C code is not supported \(a block starting 'int a;'",
@@ -227,10 +226,14 @@ BAD_MODS = {
         "DERIVATIVE s { m' = -m }\n",
         r"bad\.mod:3:29: METHOD runge .* use cnexp, derivimplicit or euler",
     ),
-    "nonlinear-cnexp": (
-        "NEURON { SUFFIX x }\nSTATE { m }\nBREAKPOINT { SOLVE s METHOD cnexp }\n"
-        "DERIVATIVE s { m' = -m*m }\n",
-        r"cnexp needs equations linear in their state; m' is not",
+    "nonlinear-equations": (
+        "NEURON { SUFFIX x }\nSTATE { a b }\nINITIAL { SOLVE s }\nNONLINEAR s { ~ a*b = 1 }\n",
+        r"bad\.mod:\d+(:\d+)?: NONLINEAR s has 1 equations for 2 states \(a, b\)",
+    ),
+    "initial-cnexp": (
+        "NEURON { SUFFIX x }\nSTATE { m }\nINITIAL { SOLVE s METHOD cnexp }\n"
+        "DERIVATIVE s { m' = -m }\n",
+        r"bad\.mod:3:\d+: SOLVE s METHOD cnexp outside BREAKPOINT is not supported",
     ),
     "undeclared": ("NEURON { SUFFIX x }\nBREAKPOINT { y = 1 }\n", r"undeclared variable 'y'"),
     "unknown-function": (

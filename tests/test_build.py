@@ -188,3 +188,21 @@ def test_saved_dataset_reads_back_and_runs_in_coreneuron(tmp_path):
     assert (tmp_path / "out.dat").read_text() == format_spikes(spikes)
     # the summary's `nodes` is what nrniv-core calls its number of compartments
     assert f"Number of compartments: {model.nodes.count}\n" in run.stdout
+
+
+def test_a_mechanism_with_a_constructor_is_refused_by_the_native_builder(tmp_path):
+    """NEURON runs a CONSTRUCTOR where it makes an instance (ctorsyn's sets tau = 3); a
+    native build makes its instances itself, so it refuses the mechanism in one line."""
+    from pathlib import Path
+
+    from portneuron.errors import PortneuronError
+    from portneuron.library import MechanismLibrary
+
+    (tmp_path / "ctorsyn.mod").write_text((Path(__file__).parent / "mods/ctorsyn.mod").read_text())
+    net = Network(library=MechanismLibrary([tmp_path]))
+    cell = Cell()
+    soma = cell.section("soma", L=20, diam=20)
+    cell.point_process(soma, 0.5, "CtorSyn")
+    net.add_cell(cell, 0)
+    with pytest.raises(PortneuronError, match=r"ctorsyn\.mod: CtorSyn has a CONSTRUCTOR"):
+        net.build()

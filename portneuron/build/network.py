@@ -211,6 +211,12 @@ class _Builder:
         type_ids = {}
         for mech_name in order:
             mech = library.get(mech_name)
+            if mech.constructor:
+                raise PortneuronError(
+                    f"{mech.source}: {mech_name} has a CONSTRUCTOR, which NEURON runs where it "
+                    f"makes an instance and a native build cannot; build the model in NEURON "
+                    f"(direct mode)"
+                )
             kinds[mech_name] = mech.kind
             type_ids[mech_name] = STOCK_TYPES.get(mech_name, 24 + len(type_ids))
             if mech.kind == "artificial_cell":

@@ -15,6 +15,7 @@ from .declarations import collect
 from .lower import DynamicArray
 from .mechanism import Assembler
 from .parse import SourceMap, builtin_mod_dir, parse, read_mod_text
+from .solvers import NotCnexp
 from .symbolic import NotSymbolic
 
 
@@ -32,6 +33,10 @@ def compile_source(source: str, filename: str = "<string>") -> Mechanism:
                 if exc.name in decl.dynamic_arrays:
                     raise
                 decl.dynamic_arrays.add(exc.name)
+            except NotCnexp as exc:  # again, that block solved by derivimplicit
+                if exc.block in decl.not_cnexp:
+                    raise
+                decl.not_cnexp.add(exc.block)
     except NotSymbolic as exc:
         raise NmodlError(f"cannot solve the equations symbolically: {exc}", filename) from None
     except RecursionError:

@@ -8,6 +8,7 @@ STATE and ASSIGNED variables are per instance unless declared GLOBAL. `v`, `t`, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import NmodlError
 from . import verbatim
@@ -112,6 +113,8 @@ class Declarations:
     #: Arrays indexed by a value known only at run time (read and written in place, not
     #: element by element); found while lowering.
     dynamic_arrays: set[str] = field(default_factory=set)
+    #: DERIVATIVE blocks SOLVEd by cnexp that cnexp cannot solve: derivimplicit's, as nocmodl
+    not_cnexp: set[str] = field(default_factory=set)
     variables: dict[str, Declared] = field(default_factory=dict)
     constants: dict[str, float] = field(default_factory=dict)
     procedures: dict[str, object] = field(default_factory=dict)
@@ -119,6 +122,7 @@ class Declarations:
     derivatives: dict[str, object] = field(default_factory=dict)
     kinetics: dict[str, object] = field(default_factory=dict)
     linears: dict[str, object] = field(default_factory=dict)
+    nonlinears: dict[str, object] = field(default_factory=dict)
     #: POINTER variables, in declaration order.
     pointers: list[str] = field(default_factory=list)
     #: BBCOREPOINTER variables, in declaration order.
@@ -131,6 +135,10 @@ class Declarations:
     #: The `stream-bbcore` idiom, where the file's bbcore_write writes a Random123 stream.
     stream_bbcore: verbatim.Idiom | None = None
     has_verbatim: bool = False
+    #: A CONSTRUCTOR that does something (NEURON runs it where it makes an instance).
+    constructor: bool = False
+    #: EXTERNAL names: other mechanisms' GLOBALs (or hoc's), no data of this mechanism.
+    externals: set[str] = field(default_factory=set)
     #: BEFORE and AFTER blocks by kernel name (before_initial, after_solve, ...), in order.
     ba_blocks: dict[str, list] = field(default_factory=dict)
     initial: object | None = None
@@ -202,10 +210,10 @@ class Declarations:
     @property
     def vectorized(self) -> bool:
         """Whether nocmodl makes the mechanism thread safe (its `vectorize`): not where a
-        file without THREADSAFE assigns a GLOBAL or has a POINTER or VERBATIM, and never with a LINEAR
-        block (its matrix is one static, THREADSAFE or not). Such a mechanism has no `v`
-        of its own in NEURON's data."""
-        if self.linears:
+        file without THREADSAFE assigns a GLOBAL or has a POINTER or VERBATIM, and never with a
+        LINEAR or NONLINEAR block (its matrix is one static, THREADSAFE or not) or with
+        EXTERNAL. Such a mechanism has no `v` of its own in NEURON's data."""
+        if self.linears or self.nonlinears or self.externals:
             return False
         return self.thread_safe or not (self.written_globals or self.pointers or self.has_verbatim)
 
@@ -228,14 +236,21 @@ class Declarations:
 
 
 _UNSUPPORTED_BLOCKS = {
-    "NonLinearBlock": ("NONLINEAR", "NONLINEAR blocks are not supported; use derivimplicit"),
     "FunctionTableBlock": ("FUNCTION_TABLE", "FUNCTION_TABLE is not supported"),
     "DiscreteBlock": ("DISCRETE", "DISCRETE blocks are not supported"),
-    "ConstructorBlock": (
-        "CONSTRUCTOR",
-        "CONSTRUCTOR blocks (C code run at creation) are not supported",
-    ),
 }
+
+
+def _does_something(block) -> bool:
+    """Whether a block holds a statement other than comments and comment-only VERBATIM."""
+    for stmt in block.statements:
+        kind = stmt.get_node_type_name()
+        if kind in ("LineComment", "BlockComment"):
+            continue
+        if kind == "Verbatim" and not verbatim.squash(stmt.statement.eval()):
+            continue
+        return True
+    return False
 
 
 def verbatim_refusal(d: Declarations, code: str, block: tuple[str, str] | None, nth: int = 0):
@@ -303,7 +318,9 @@ def _streams(d: Declarations) -> None:
 def collect(program, source_map: SourceMap) -> Declarations:
     """Read the declarations and named blocks of a parsed program."""
     d = Declarations(source_map.filename, source_map)
+    module = nmodl_module()
     top_verbatim = 0
+    defines: list[tuple[str, str]] = []  # names top-level C #defines, and its block
     for block in _blocks(program.blocks):
         kind = block.get_node_type_name()
         if kind == "Verbatim":
@@ -311,19 +328,20 @@ def collect(program, source_map: SourceMap) -> Declarations:
             idiom = verbatim.stream_bbcore(code) or verbatim.recognise(code)
             if idiom is not None and idiom.kind == "stream-bbcore":
                 d.stream_bbcore = idiom
-            elif not verbatim.declarations(code) and (
-                idiom is None or idiom.kind not in ("vector-bbcore", "declarations")
-            ):
-                raise verbatim_refusal(d, code, None, top_verbatim)
+            elif idiom is None or idiom.kind != "vector-bbcore":
+                if verbatim.serialises(code):  # the words of BBCOREPOINTERs: refused unless known
+                    raise verbatim_refusal(d, code, None, top_verbatim)
+                # the `c-library` idiom: C that only VERBATIM reaches (refused where a block
+                # the simulation runs holds it) and hoc calls; its macros are checked below
+                defines += [(name, code) for name in sorted(verbatim.defined_names(code))]
             top_verbatim += 1
             continue
-        if kind == "DestructorBlock":
-            for stmt in block.statement_block.statements:
-                if stmt.get_node_type_name() != "Verbatim":
-                    raise d.error("DESTRUCTOR blocks are not supported", None, "DESTRUCTOR")
-                idiom = verbatim.recognise(stmt.statement.eval())
-                if idiom is None or idiom.kind != "vector-unref":
-                    raise verbatim_refusal(d, stmt.statement.eval(), ("DESTRUCTOR", ""))
+        if kind in ("ConstructorBlock", "DestructorBlock"):
+            # NEURON runs them where it makes and frees an instance, never in a run: a model
+            # handed over (direct mode, a dataset) holds what the CONSTRUCTOR set. A native
+            # build makes instances itself and refuses a CONSTRUCTOR that does anything.
+            if kind == "ConstructorBlock" and _does_something(block.statement_block):
+                d.constructor = True
             continue
         if kind in ("ProcedureBlock", "FunctionBlock"):
             statements = list(block.statement_block.statements)
@@ -396,6 +414,8 @@ def collect(program, source_map: SourceMap) -> Declarations:
             d.kinetics[block.get_node_name()] = block
         elif kind == "LinearBlock":
             d.linears[block.get_node_name()] = block
+        elif kind == "NonLinearBlock":
+            d.nonlinears[block.get_node_name()] = block
         elif kind in ("BeforeBlock", "AfterBlock"):
             when = block.bablock.type.eval().upper()
             keyword = "BEFORE" if kind == "BeforeBlock" else "AFTER"
@@ -418,7 +438,20 @@ def collect(program, source_map: SourceMap) -> Declarations:
         elif kind in _UNSUPPORTED_BLOCKS:
             keyword, message = _UNSUPPORTED_BLOCKS[kind]
             raise d.error(message, None, keyword)
-    module = nmodl_module()
+    for name in d.externals:  # declared in ASSIGNED too, as nocmodl asks; not this one's
+        d.variables.pop(name, None)
+    if defines:  # a macro over a name the NMODL code uses changes what nocmodl's C means
+        names = module.visitor.AstLookupVisitor().lookup(program, module.ast.AstNodeType.NAME)
+        used = {n.get_node_name() for n in names} | set(d.variables)
+        for name, code in defines:
+            if name in used:
+                raise d.error(
+                    f"VERBATIM #defines {name!r}, a name the NMODL code uses (a block starting "
+                    f"{verbatim.first_line(code)!r}): portneuron cannot follow C macros; "
+                    f"rewrite it in NMODL",
+                    None,
+                    "VERBATIM",
+                )
     for node in module.visitor.AstLookupVisitor().lookup(
         program, module.ast.AstNodeType.BINARY_EXPRESSION
     ):
@@ -426,11 +459,15 @@ def collect(program, source_map: SourceMap) -> Declarations:
             name = node.lhs.get_node_name()
             if not _shadowed(node, name):
                 d.assigned_names.add(name)
-    if not d.kind:
-        raise d.error(
-            "no SUFFIX, POINT_PROCESS or ARTIFICIAL_CELL in the NEURON block; add one",
-            ("NEURON", ""),
-        )
+    if not d.kind:  # nocmodl's default: a density mechanism named after the file
+        stem = Path(d.filename).stem
+        if not stem.isidentifier() or d.filename.startswith("<"):
+            raise d.error(
+                "no SUFFIX, POINT_PROCESS or ARTIFICIAL_CELL in the NEURON block, and the "
+                f"file's name {stem!r} cannot be the mechanism's (nocmodl's default); add a SUFFIX",
+                ("NEURON", ""),
+            )
+        d.kind, d.name = "density", stem
     # VERBATIM anywhere (an INITIAL's `cai = _ion_cai;` too, an INCLUDEd file's) makes
     # nocmodl's C not thread safe without THREADSAFE
     d.has_verbatim = bool(
@@ -501,8 +538,8 @@ def _neuron_block(d: Declarations, block) -> None:
                     d.variables[f"{name}.{part}"] = Declared(f"{name}.{part}", "random")
         elif kind == "ThreadSafe":
             d.thread_safe = True
-        elif kind in ("LineComment", "BlockComment"):
-            pass
+        elif kind in ("LineComment", "BlockComment", "OntologyStatement"):
+            pass  # REPRESENTS: an ontology annotation, nothing to run
         elif kind == "Pointer":
             d.pointers += [v.get_node_name() for v in stmt.variables]
             d.pointer_slots += [f"pointer:{v.get_node_name()}" for v in stmt.variables]
@@ -510,7 +547,7 @@ def _neuron_block(d: Declarations, block) -> None:
             d.bbcore_pointers += [v.get_node_name() for v in stmt.variables]
             d.pointer_slots += [f"bbcorepointer:{v.get_node_name()}" for v in stmt.variables]
         elif kind == "External":
-            raise d.error("EXTERNAL variables are not supported", where, "EXTERNAL")
+            d.externals.update(v.get_node_name() for v in stmt.variables)
         else:
             keyword = text(stmt).split()[0] if text(stmt).split() else kind
             raise d.error(f"{keyword} in the NEURON block is not supported", where, keyword)

@@ -8,7 +8,8 @@ inlined: the IR has no calls but math intrinsics.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from portneuron.ir import BOOL, F64, I32, Binary, Cast, Const, Expr, Unary, Var, dtype_of
 from portneuron.ir import builder as b
@@ -76,7 +77,6 @@ _NOT_HERE = {
     "ProtectStatement": "PROTECT",
     "ForNetcon": "FOR_NETCONS",
     "WatchStatement": "WATCH outside NET_RECEIVE (NEURON allows it only in NET_RECEIVE)",
-    "SolveBlock": "SOLVE outside BREAKPOINT",
     "LonDiffuse": "LONGITUDINAL_DIFFUSION",
 }
 
@@ -179,6 +179,12 @@ class KernelLowering:
             )
         if name in self.d.functions:
             raise self.error(f"FUNCTION {name!r} used without parentheses", name)
+        if name in self.d.externals:
+            raise self.error(
+                f"EXTERNAL {name!r} (another mechanism's GLOBAL, or hoc's) is used where the "
+                f"simulation runs, which is not supported; only hoc-called FUNCTIONs may read it",
+                name,
+            )
         raise self.error(
             f"undeclared variable {name!r}; declare it in PARAMETER, ASSIGNED or LOCAL", name
         )
@@ -218,7 +224,7 @@ class KernelLowering:
             self.touch("v")
             self.kb.assign("v", value)
             return
-        if name in ("t", "dt", "celsius", "area", "diam"):
+        if name in ("t", "dt", "celsius", "area", "diam") or name in self.d.externals:
             raise self.error(
                 f"assigning to {name!r} is not allowed: it is the simulator's (NEURON's "
                 f"translator refuses it too)",
@@ -298,6 +304,19 @@ class KernelLowering:
         self.statement(statements[k])
         return k + 1
 
+    @contextmanager
+    def hook(self, kind: str, handler: Callable[[object], None]) -> Iterator[None]:
+        """Statements (or expression statements) of `kind` lowered by `handler` meanwhile."""
+        saved = self.on_statement.get(kind)
+        self.on_statement[kind] = handler
+        try:
+            yield
+        finally:
+            if saved is None:
+                self.on_statement.pop(kind, None)
+            else:
+                self.on_statement[kind] = saved
+
     def early_return(self) -> None:
         if self.returned is None:
             raise self.error("a VERBATIM `return;` is supported in NET_RECEIVE only", "VERBATIM")
@@ -329,8 +348,8 @@ class KernelLowering:
             self.from_statement(s)
         elif kind == "Verbatim":
             code = s.statement.eval()
-            if not verbatim.squash(code):
-                return  # the `no-op` idiom: comments only
+            if not verbatim.squash(code) or verbatim.prints_only(code):
+                return  # the `no-op` idiom (comments only), or the `printf` idiom
             reads = verbatim.ion_reads(code)
             if reads is not None and all(self._reads_ion(x) for x in reads):
                 for x in reads:  # the `ion-read` idiom: the ion's value, read here
@@ -399,11 +418,16 @@ class KernelLowering:
             raise self.error(f"expression {text(e)!r} has no effect as a statement", None)
 
     def _reads_ion(self, name: str) -> bool:
+        """Whether `name = _ion_name;` reads the ion's value: a READ variable, and no
+        current (the ion sums those)."""
         ion = self.d.ion_of(name)
-        return ion is not None and name in ion.read and name not in ion.write
+        if ion is None or name not in ion.read:
+            return False
+        return name not in ion.write or ion.variable_role(name) != "current"
 
     def assign_ion_read(self, name: str, value: Expr) -> None:
-        """Set the kernel's copy of a READ-only ion variable (it is never stored back)."""
+        """Set the kernel's copy of an ion variable to the ion's value there (a written
+        concentration's copy is stored back as ever, at the end)."""
         self.touch(name)
         self.kb.assign(name, value)
 

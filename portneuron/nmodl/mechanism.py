@@ -34,6 +34,7 @@ from portneuron.ir.builder import KernelBuilder
 from . import solvers, tables, verbatim, watch
 from .declarations import Declarations, element, initial_of, text
 from .lower import KernelLowering, to_f64
+from .newton import emit_nonlinear_solve
 
 #: NEURON's voltage step for the conductance by difference [mV].
 DV = 0.001
@@ -59,6 +60,8 @@ class Assembler:
         self, kb: KernelBuilder, where: tuple[str, str], use_tables: bool = True
     ) -> KernelLowering:
         lw = KernelLowering(self.d, kb, where)
+        # SOLVE in INITIAL, or in a PROCEDURE any block calls (BREAKPOINT's own are solves())
+        lw.on_statement["SolveBlock"] = lambda node: self.steady_state(lw, node)
         if use_tables:
             for table, block in self.tables.values():
                 tables.install_lookup(lw, table, block)
@@ -200,7 +203,6 @@ class Assembler:
         )
         lw = self.lowering(kb, ("INITIAL", ""))
         self.install_events(lw, allowed=d.kind != "density")
-        lw.on_statement["SolveBlock"] = lambda node: self.steady_state(lw, node)
         kb.scalar("t")
         with kb.capture() as body:
             for state in d.states:
@@ -212,23 +214,36 @@ class Assembler:
                 lw.block(d.initial.statement_block, "INITIAL")
         return self.finish(lw, body)
 
+    def algebraic(self, lw: KernelLowering, name: str) -> None:
+        """SOLVE of a LINEAR block (NEURON's simeq) or a NONLINEAR one (its newton)."""
+        where = lw.where
+        if name in self.d.linears:
+            lw.where = ("LINEAR", name)
+            solvers.emit_linear_solve(lw, self.d.linears[name])
+        else:
+            lw.where = ("NONLINEAR", name)
+            emit_nonlinear_solve(lw, self.d.nonlinears[name])
+        lw.where = where
+
     def steady_state(self, lw: KernelLowering, solve) -> None:
-        """SOLVE in INITIAL: of a LINEAR block (solvers.emit_linear_solve), or
+        """SOLVE in INITIAL (or in a PROCEDURE): of a LINEAR block (solvers.emit_linear_solve), or
         `SOLVE x STEADYSTATE sparse` (or derivimplicit), as NEURON's
         _ss_sparse_thread, with dt = 1e9 (the block sees that dt too; the iterations are
         kinetic.py's), and _ss_derivimplicit_thread, one derivimplicit step with
-        dt = 1e-9."""
+        dt = 1e-9; without STEADYSTATE, one step of dt by sparse (KINETIC), derivimplicit
+        (DERIVATIVE; also without a METHOD) or euler, as nocmodl writes them there."""
         name = solve.block_name.get_node_name()
-        if name in self.d.linears:
-            where, lw.where = lw.where, ("LINEAR", name)
-            solvers.emit_linear_solve(lw, self.d.linears[name])
-            lw.where = where
+        if name in self.d.linears or name in self.d.nonlinears:
+            self.algebraic(lw, name)
             return
-        method = solve.steadystate.get_node_name() if solve.steadystate is not None else ""
+        if solve.steadystate is None:
+            self.initial_step(lw, solve)
+            return
+        method = solve.steadystate.get_node_name()
         kinetic = name in self.d.kinetics and method == "sparse"
         if not kinetic and not (name in self.d.derivatives and method == "derivimplicit"):
             raise lw.error(
-                f"SOLVE {name} in INITIAL needs STEADYSTATE sparse (KINETIC) or derivimplicit",
+                f"SOLVE {name} STEADYSTATE outside BREAKPOINT needs sparse (KINETIC) or derivimplicit",
                 name,
             )
         block = self.d.kinetics[name] if kinetic else self.d.derivatives[name]
@@ -239,6 +254,30 @@ class Assembler:
         for hook in ("ReactionStatement", "DiffEqExpression", "Conserve", "Compartment"):
             lw.on_statement.pop(hook, None)
         lw.bindings, lw.where = saved, where
+
+    def initial_step(self, lw: KernelLowering, solve) -> None:
+        name = solve.block_name.get_node_name()
+        method = solve.method.get_node_name() if solve.method is not None else ""
+        where = lw.where
+        if name in self.d.kinetics and method == "sparse":
+            lw.where = ("KINETIC", name)
+            solvers.emit_implicit_step(lw, self.d.kinetics[name], kinetic=True)
+        elif name in self.d.derivatives and method in ("", "derivimplicit"):
+            lw.where = ("DERIVATIVE", name)
+            solvers.emit_implicit_step(lw, self.d.derivatives[name], kinetic=False)
+        elif name in self.d.derivatives and method == "euler":
+            lw.where = ("DERIVATIVE", name)
+            solvers.emit_euler_step(lw, self.d.derivatives[name])
+        else:
+            raise lw.error(
+                f"SOLVE {name} METHOD {method or '(none)'} outside BREAKPOINT is not supported; use "
+                f"STEADYSTATE sparse or derivimplicit, or METHOD sparse (KINETIC), "
+                f"derivimplicit or euler (DERIVATIVE)",
+                name,
+            )
+        for hook in ("ReactionStatement", "DiffEqExpression", "Conserve", "Compartment"):
+            lw.on_statement.pop(hook, None)
+        lw.where = where
 
     def current(self) -> Kernel | None:
         d = self.d
@@ -342,8 +381,10 @@ class Assembler:
                 if name in d.derivatives:
                     block = d.derivatives[name]
                     lw.where = ("DERIVATIVE", name)
+                    if method == "cnexp" and name in d.not_cnexp:
+                        method = "derivimplicit"
                     if method == "cnexp":
-                        solvers.install_cnexp(lw)
+                        solvers.install_cnexp(lw, name)
                         lw.block(block.statement_block)
                     elif method == "derivimplicit":
                         solvers.emit_implicit_step(lw, block, kinetic=False)
@@ -364,9 +405,8 @@ class Assembler:
                         )
                     lw.where = ("KINETIC", name)
                     solvers.emit_implicit_step(lw, d.kinetics[name], kinetic=True)
-                elif name in d.linears and method == "":
-                    lw.where = ("LINEAR", name)
-                    solvers.emit_linear_solve(lw, d.linears[name])
+                elif (name in d.linears or name in d.nonlinears) and method == "":
+                    self.algebraic(lw, name)
                 elif name in d.procedures and method in ("", "after_cvode"):
                     lw.inline(d.procedures[name], [], returns=False)
                 else:
@@ -496,6 +536,7 @@ class Assembler:
             ),
             watch_flags=watch.flags(self.watches),
             stream=self._stream(),
+            constructor=d.constructor,
             netsend_slot=any(re.search(r"\bnet_send\s*\(", line) for line in d.source_map.lines),
         )
 

@@ -18,6 +18,12 @@ order. This module emits the same floating-point operations in the same order:
 
 Row exchanges depend on the values, so they are selects, as in the LINEAR solver; a row's
 entries, its scale and its place in the permutation move together.
+
+A NONLINEAR block is solved by the same `newton`: its residual function is the block, each
+`~ lhs = rhs` setting the next value to `-(lhs) + rhs` (nocmodl's text), the unknowns the
+STATEs its equations name (those of SOLVEFOR, if it has one) in symbol-table order, starting
+from their values; no states saved, and the block is not run again after the last iteration
+(the iteration's own evaluation leaves what it assigns at the solution).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from portneuron.ir import builder as b
 from .declarations import text
 from .kinetic import symbol_table_order
 from .lower import KernelLowering, to_f64
+from .parse import nmodl_module
 
 #: scopmath's errcodes: iteration limit, Jacobian refresh and convergence thresholds, and
 #: the smallest difference-quotient increment.
@@ -63,58 +70,23 @@ def equation_target(lowering: KernelLowering, equation) -> tuple[str, object]:
     return state, expr.rhs
 
 
-class _Derivimplicit:
-    """One DERIVATIVE block lowered as nocmodl's residual function, and Newton around it."""
+class _Newton:
+    """scopmath's `newton` around a residual function: `function` (statements) sets the
+    `value` variables from the `unknowns`, which the iteration moves in place."""
 
-    def __init__(self, lowering: KernelLowering, block) -> None:
-        self.lw = lowering
-        self.p = lowering.fresh("newton")
-        self.equations: list[str] = []  # states by their equation, in source order
-        kb = lowering.kb
-        saved = lowering.on_statement.get("DiffEqExpression")
-        lowering.on_statement["DiffEqExpression"] = self.equation
-        try:
-            with kb.capture() as self.body:
-                lowering.block(block.statement_block)
-        finally:
-            if saved is None:
-                lowering.on_statement.pop("DiffEqExpression", None)
-            else:
-                lowering.on_statement["DiffEqExpression"] = saved
-        if not self.equations:
-            raise lowering.error("the block defines no derivatives", None)
-        self.unknowns = symbol_table_order(lowering.d, self.equations)
-        self.n = len(self.equations)
-        self.value = [f"{self.p}.value{i}" for i in range(self.n)]
-        with kb.capture() as residual:
-            dt = lowering.read("dt")
-            for i, state in enumerate(self.equations):
-                step = b.div(b.sub(Var(state, F64), Var(self.saved(state), F64)), dt)
-                kb.assign(self.value[i], b.sub(Var(self.derivative(state), F64), step))
-        self.function: list[Stmt] = [*self.body, *residual]
-
-    def derivative(self, state: str) -> str:
-        return f"{self.p}.D.{state}"
-
-    def saved(self, state: str) -> str:
-        return f"{self.p}.saved.{state}"
-
-    def equation(self, node) -> None:
-        state, rhs = equation_target(self.lw, node)
-        if state in self.equations:
-            raise self.lw.error(f"{state}' has two equations (nocmodl refuses them)", state)
-        self.equations.append(state)
-        self.lw.kb.assign(self.derivative(state), to_f64(self.lw.expr(rhs)))
+    lw: KernelLowering
+    p: str
+    n: int
+    unknowns: list[str]
+    value: list[str]
+    function: list[Stmt]
 
     # -- the matrix, rows by position after exchanges
     def a(self, i: int, j: int) -> str:
         return f"{self.p}.a{i}.{j}"
 
-    def emit(self) -> None:
+    def iterate(self) -> None:
         lw, kb, p = self.lw, self.lw.kb, self.p
-        for state in self.equations:
-            kb.assign(self.saved(state), lw.touch(state))
-            kb.assign(self.derivative(state), 0.0)
         for state in self.unknowns:
             lw.touch(state)
         # defined before the loop for the verifier; the first iteration always sets them
@@ -153,8 +125,7 @@ class _Derivimplicit:
                     )
                 converged = b.and_(b.le(Var(change, F64), CONVERGE), b.le(deviation, ZERO))
                 kb.assign(done, converged)
-        kb.emit_all(self.body)  # at the solution, for what the block assigns
-        for state in self.equations:
+        for state in self.unknowns:
             lw.written.setdefault(state, None)
 
     def jacobian(self) -> None:
@@ -256,6 +227,103 @@ class _Derivimplicit:
         return [Var(name, F64) for name in dx]
 
 
+class _Derivimplicit(_Newton):
+    """One DERIVATIVE block lowered as nocmodl's residual function, and Newton around it."""
+
+    def __init__(self, lowering: KernelLowering, block) -> None:
+        self.lw = lowering
+        self.p = lowering.fresh("newton")
+        self.equations: list[str] = []  # states by their equation, in source order
+        kb = lowering.kb
+        with lowering.hook("DiffEqExpression", self.equation), kb.capture() as self.body:
+            lowering.block(block.statement_block)
+        if not self.equations:
+            raise lowering.error("the block defines no derivatives", None)
+        self.unknowns = symbol_table_order(lowering.d, self.equations)
+        self.n = len(self.equations)
+        self.value = [f"{self.p}.value{i}" for i in range(self.n)]
+        with kb.capture() as residual:
+            dt = lowering.read("dt")
+            for i, state in enumerate(self.equations):
+                step = b.div(b.sub(Var(state, F64), Var(self.saved(state), F64)), dt)
+                kb.assign(self.value[i], b.sub(Var(self.derivative(state), F64), step))
+        self.function = [*self.body, *residual]
+
+    def derivative(self, state: str) -> str:
+        return f"{self.p}.D.{state}"
+
+    def saved(self, state: str) -> str:
+        return f"{self.p}.saved.{state}"
+
+    def equation(self, node) -> None:
+        state, rhs = equation_target(self.lw, node)
+        if state in self.equations:
+            raise self.lw.error(f"{state}' has two equations (nocmodl refuses them)", state)
+        self.equations.append(state)
+        self.lw.kb.assign(self.derivative(state), to_f64(self.lw.expr(rhs)))
+
+    def emit(self) -> None:
+        lw, kb = self.lw, self.lw.kb
+        for state in self.equations:
+            kb.assign(self.saved(state), lw.touch(state))
+            kb.assign(self.derivative(state), 0.0)
+        self.iterate()
+        kb.emit_all(self.body)  # at the solution, for what the block assigns
+
+
 def emit_derivimplicit_step(lowering: KernelLowering, block) -> None:
     """`SOLVE block METHOD derivimplicit`: one step of dt (the caller's binding of dt)."""
     _Derivimplicit(lowering, block).emit()
+
+
+class _Nonlinear(_Newton):
+    """A NONLINEAR block as nocmodl's residual function (`_dlist[++_counte] = -(lhs) +
+    rhs` for each `~ lhs = rhs`), and `newton` around it."""
+
+    def __init__(self, lowering: KernelLowering, block) -> None:
+        self.lw = lowering
+        self.p = lowering.fresh("nonlinear")
+        self.value = []
+        self.named: list[str] = []  # STATEs the equations name
+        solvefor = [s.get_node_name() for s in (block.solvefor or ())]
+        self.candidates = set(solvefor or lowering.d.states)
+        with lowering.hook("NonLinEquation", self.equation):
+            with lowering.kb.capture() as self.function:
+                lowering.block(block.statement_block)
+        self.unknowns = symbol_table_order(lowering.d, self.named)
+        self.n = len(self.unknowns)
+        if not self.value:
+            raise lowering.error(f"NONLINEAR {block.get_node_name()} has no equations", None)
+        if len(self.value) != self.n:
+            raise lowering.error(
+                f"NONLINEAR {block.get_node_name()} has {len(self.value)} equations for "
+                f"{self.n} states ({', '.join(self.unknowns)}); nocmodl refuses it too",
+                None,
+            )
+
+    def equation(self, equation) -> None:
+        module = nmodl_module()
+        names = module.visitor.AstLookupVisitor().lookup(equation, module.ast.AstNodeType.NAME)
+        for name in names:
+            state = name.get_node_name()
+            if state in self.candidates and self.lw.lookup_local(state) is None:
+                if self.lw.d.length(state):
+                    raise self.lw.error(
+                        f"array STATE {state!r} in a NONLINEAR block is not supported", state
+                    )
+                if state not in self.named:
+                    self.named.append(state)
+        lhs, rhs = to_f64(self.lw.expr(equation.lhs)), to_f64(self.lw.expr(equation.rhs))
+        value = f"{self.p}.value{len(self.value)}"
+        self.value.append(value)
+        self.lw.kb.assign(value, b.add(b.neg(lhs), rhs))
+
+    def emit(self) -> None:
+        for state in self.unknowns:  # the start for the first evaluation
+            self.lw.touch(state)
+        self.iterate()
+
+
+def emit_nonlinear_solve(lowering: KernelLowering, block) -> None:
+    """`SOLVE block` of a NONLINEAR block: nocmodl's `newton` on its equations."""
+    _Nonlinear(lowering, block).emit()

@@ -24,7 +24,17 @@ from .newton import emit_derivimplicit_step, equation_target
 from .symbolic import NotSymbolic, execute, symbol, to_ir, to_sympy
 
 
-def install_cnexp(lowering: KernelLowering) -> None:
+class NotCnexp(Exception):
+    """A DERIVATIVE block cnexp cannot solve (an equation not linear in its state): nocmodl
+    then solves it by derivimplicit ("Could not translate using cnexp method; using
+    derivimplicit"), and so does portneuron, lowering the mechanism again."""
+
+    def __init__(self, block: str) -> None:
+        super().__init__(block)
+        self.block = block
+
+
+def install_cnexp(lowering: KernelLowering, block: str) -> None:
     """Make derivative equations in the lowered block update their state by cnexp."""
 
     def equation(node) -> None:
@@ -34,16 +44,11 @@ def install_cnexp(lowering: KernelLowering) -> None:
         x = symbol(state)
         try:
             f = to_sympy(value, execute(pre, {}, opaque_unless=state))
-        except NotSymbolic as exc:
-            raise lowering.error(
-                f"cnexp cannot analyse the equation of {state!r}: {exc}", state
-            ) from None
+        except NotSymbolic:
+            raise NotCnexp(block) from None
         a = sp.diff(f, x)
         if a.has(x):
-            raise lowering.error(
-                f"cnexp needs equations linear in their state; {state}' is not. Use METHOD derivimplicit",
-                state,
-            )
+            raise NotCnexp(block)
         c = f.subs(x, 0)
         lowering.kb.emit_all(pre)
         dt, xv = lowering.read("dt"), Var(state, F64)

@@ -16,7 +16,7 @@ from portneuron.ir import F64, I32, Const, Expr, Table, Var
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 
-from .declarations import Declarations, number, text
+from .declarations import Declarations, element, number, text
 from .lower import KernelLowering, to_f64
 
 
@@ -34,7 +34,12 @@ def describe(decl: Declarations, block) -> Table:
     where = ("FUNCTION" if block.get_node_type_name() == "FunctionBlock" else "PROCEDURE", name)
     if len(block.parameters) != 1:
         raise decl.error(f"TABLE in {name!r} needs exactly one argument", where, "TABLE")
-    outputs = tuple(v.get_node_name() for v in stmt.table_vars) or (name,)
+    outputs: tuple[str, ...] = ()
+    for var in stmt.table_vars:  # an array output tabulates each element (nocmodl's _t_x[k])
+        out = var.get_node_name()
+        length = decl.length(out)
+        outputs += tuple(f"{out}[{k}]" for k in range(length)) if length else (out,)
+    outputs = outputs or (name,)
     lo, hi = (_bound(decl, node, where) for node in (getattr(stmt, "from"), stmt.to))
     try:
         n = int(number(getattr(stmt, "with")))
@@ -91,7 +96,10 @@ def mfac(table: Table, lo: float, hi: float) -> float:
 
 
 def array_name(table: Table, output: str) -> str:
-    return f"table.{table.name}.{output}"
+    """The kernel array of one output's table: `table.rates.minf`, `table.mhnp.inf.2` for
+    element 2 of an array output."""
+    found = element(output)
+    return f"table.{table.name}." + (f"{found[0]}.{found[1]}" if found else output)
 
 
 def install_lookup(lowering: KernelLowering, table: Table, block) -> None:

@@ -17,6 +17,8 @@ blocks recur across public models word for word or nearly, and each means one th
 | `stream-draw` | a FUNCTION's whole body | `urand()`/`erand()`: `nrnran123_dblpick`/`negexp` of the instance's BBCOREPOINTER stream | a draw from the instance's Random123 stream (ids, position) |
 | `stream-reset` | INITIAL | `nrnran123_setseq(rng, 0, 0)` where `usingR123` | the stream's position back to 0 |
 | `hoc-only` | a PROCEDURE or FUNCTION | C taking hoc's arguments or making a stream (`setRNG`, `bbsavestate`) | not run (only hoc calls it; a call from the mechanism is refused) |
+| `c-library` | top level | any other C (helper functions, statics, structs, `#include`s) | nothing: the simulation reaches it only through VERBATIM in the blocks it runs, refused there unless an idiom; refused if it `#define`s a name the NMODL code uses, or defines `bbcore_write`/`bbcore_read` other than the idioms' |
+| `printf` | anywhere | `printf(...)`/`fprintf(stderr, ...)` of plain variables, nothing else | compiled out, as NMODL's printf (kernels print nothing) |
 | `stream-bbcore` | top level | `bbcore_write`/`bbcore_read` of the stream's ids, sequence and index, first in the instance's ints | read by the dataset reader |
 | `empty-vector` | anywhere | `if (vv && vector_capacity(vv) ...) {` on a Vector `stream-bbcore` writes, closed by a later block | skipped (the reader refuses a model whose Vectors are set) |
 | `return` in NET_RECEIVE | NET_RECEIVE | `return;`: leaves the call | the rest of the call is skipped |
@@ -108,11 +110,6 @@ def recognise(code: str) -> Idiom | None:
     return None
 
 
-#: Prototypes and extern declarations (of hoc's and nrnran123's C functions), squashed.
-_PROTOTYPE = (
-    r"(?:extern)?(?:unsigned)?(?:double|int|void|long|char|float|uint32_t|IvocVect|Object|Rand"
-    r"|nrnran123_State)\**\w+\([^;{}]*\);"
-)
 #: What only hoc calls: C that takes the hoc call's arguments, or that makes or deletes an
 #: instance's stream (which the model then carries in its BBCOREPOINTER words).
 _HOC_ONLY = (
@@ -123,14 +120,27 @@ _STATE = r"\(nrnran123_State\*\)_p_(\w+)"
 _DRAW = {"dblpick": "uniform", "negexp": "negexp"}
 
 
-#: An extern variable (`extern int cvode_active_;`) or an integer constant.
-_DECLARED = r"(?:extern(?:int|double|long)\w+;|(?:static)?constint\w+=-?\d+;)"
+_PRINT = re.compile(r'(?:f?printf\((?:stderr,|stdout,)?"(?:[^"\\]|\\.)*"(?:,[\w.]+)*\);)+')
 
 
-def declarations(code: str) -> bool:
-    """Whether a block only declares (`#include`s, `#define`s, prototypes, extern variables,
-    integer constants): the `declarations` idiom."""
-    return re.fullmatch(f"(?:{_PROTOTYPE}|{_DECLARED})*", squash(code)) is not None
+def prints_only(code: str) -> bool:
+    """Whether a block only prints (`printf`/`fprintf(stderr, ...)` of plain variables): the
+    `printf` idiom, compiled out as NMODL's printf is."""
+    return _PRINT.fullmatch(squash(code)) is not None
+
+
+_DEFINE = re.compile(r"^\s*#\s*(?:define|undef)\s+(\w+)", re.MULTILINE)
+
+
+def defined_names(code: str) -> set[str]:
+    """The names a block `#define`s or `#undef`s."""
+    return set(_DEFINE.findall(_COMMENTS.sub("", code)))
+
+
+def serialises(code: str) -> bool:
+    """Whether a block defines `bbcore_write` or `bbcore_read` (the words NEURON's writer
+    keeps for an instance's BBCOREPOINTERs)."""
+    return re.search(r"\bbbcore_(?:write|read)\s*\(", _COMMENTS.sub("", code)) is not None
 
 
 def hoc_only(code: str) -> bool:

@@ -16,7 +16,7 @@ from portneuron.backends.base import Backend
 from portneuron.errors import PortneuronError
 from portneuron.ir import Kernel
 from portneuron.model import MechanismSet, Model, PointerTarget
-from portneuron.nmodl.tables import bounds, grid, mfac
+from portneuron.nmodl.tables import array_name, bounds, grid, mfac
 
 
 class BoundMechanism:
@@ -64,7 +64,7 @@ class BoundMechanism:
             self.args[f"table.{table.name}.lo"] = lo
             self.args[f"table.{table.name}.mfac"] = mfac(table, lo, hi)
             for out in table.outputs:
-                self.args[f"table.{table.name}.{out}"] = np.zeros(table.points)
+                self.args[array_name(table, out)] = np.zeros(table.points)
         if mech.watch_flags:  # each instance's WATCH conditions (portneuron.sim.watch)
             self.args["watch.active"] = np.zeros(mset.count * len(mech.watch_flags))
             self.args["watch.above"] = np.zeros(mset.count * len(mech.watch_flags))
