@@ -61,7 +61,7 @@ class Assembler:
     ) -> KernelLowering:
         lw = KernelLowering(self.d, kb, where)
         # SOLVE in INITIAL, or in a PROCEDURE any block calls (BREAKPOINT's own are solves())
-        lw.on_statement["SolveBlock"] = lambda node: self.steady_state(lw, node)
+        lw.on_statement["SolveBlock"] = lambda node: self.inline_solve(lw, node)
         if use_tables:
             for table, block in self.tables.values():
                 tables.install_lookup(lw, table, block)
@@ -225,8 +225,8 @@ class Assembler:
             emit_nonlinear_solve(lw, self.d.nonlinears[name])
         lw.where = where
 
-    def steady_state(self, lw: KernelLowering, solve) -> None:
-        """SOLVE in INITIAL (or in a PROCEDURE): of a LINEAR block (solvers.emit_linear_solve), or
+    def inline_solve(self, lw: KernelLowering, solve) -> None:
+        """SOLVE in INITIAL or in a PROCEDURE: of a LINEAR or NONLINEAR block (`algebraic`), or
         `SOLVE x STEADYSTATE sparse` (or derivimplicit), as NEURON's
         _ss_sparse_thread, with dt = 1e9 (the block sees that dt too; the iterations are
         kinetic.py's), and _ss_derivimplicit_thread, one derivimplicit step with
@@ -237,7 +237,7 @@ class Assembler:
             self.algebraic(lw, name)
             return
         if solve.steadystate is None:
-            self.initial_step(lw, solve)
+            self.one_step(lw, solve)
             return
         method = solve.steadystate.get_node_name()
         kinetic = name in self.d.kinetics and method == "sparse"
@@ -255,7 +255,8 @@ class Assembler:
             lw.on_statement.pop(hook, None)
         lw.bindings, lw.where = saved, where
 
-    def initial_step(self, lw: KernelLowering, solve) -> None:
+    def one_step(self, lw: KernelLowering, solve) -> None:
+        """SOLVE of a KINETIC or DERIVATIVE block outside BREAKPOINT: one step of dt."""
         name = solve.block_name.get_node_name()
         method = solve.method.get_node_name() if solve.method is not None else ""
         where = lw.where

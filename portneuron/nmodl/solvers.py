@@ -78,8 +78,8 @@ def emit_euler_step(lowering: KernelLowering, block) -> None:
         state, rhs = equation_target(lowering, node)
         derivatives[state] = lowering.kb.assign(f"pn.D{state}", to_f64(lowering.expr(rhs)))
 
-    lowering.on_statement["DiffEqExpression"] = equation
-    lowering.block(block.statement_block)
+    with lowering.hook("DiffEqExpression", equation):
+        lowering.block(block.statement_block)
     dt = lowering.read("dt")
     for state, derivative in derivatives.items():
         lowering.assign(state, b.add(lowering.read(state), b.mul(dt, derivative)))
@@ -206,21 +206,8 @@ def emit_linear_solve(lowering: KernelLowering, block) -> None:
             coefficients[column] = kb.assign(lw.fresh("linear.coef"), total)
         rows.append((coefficients, kb.assign(lw.fresh("linear.rhs"), rhs)))
 
-    def statement(node) -> None:
-        if node.expression.get_node_type_name() == "LinEquation":
-            equation(node.expression)
-        else:
-            lw.expression_statement(node.expression)
-
-    saved_hook = lw.on_statement.get("ExpressionStatement")
-    lw.on_statement["ExpressionStatement"] = statement
-    try:
+    with lw.hook("LinEquation", equation):
         lw.block(block.statement_block)
-    finally:
-        if saved_hook is None:
-            lw.on_statement.pop("ExpressionStatement")
-        else:
-            lw.on_statement["ExpressionStatement"] = saved_hook
     n = len(columns)
     if len(rows) != n:
         raise lw.error(
