@@ -233,12 +233,12 @@ def append_results(lines: list[dict], commit: str | None = None) -> None:
 def write_results_md() -> None:
     """perf/RESULTS.md: the latest run of each model size in results.jsonl."""
     latest: dict[str, list[dict]] = {}
-    gpu: list[dict] = []  # the latest perf/gpu.py run
-    hnn: list[dict] = []  # the latest perf/hnn.py run
+    kinds: dict[str, list[dict]] = {"gpu": [], "hnn": [], "mpi": []}  # their latest runs
+    gpu, hnn, mpi = kinds["gpu"], kinds["hnn"], kinds["mpi"]
     for line in (HERE / "results.jsonl").read_text().splitlines():
         r = json.loads(line)
-        if r.get("kind") in ("gpu", "hnn"):
-            runs = gpu if r["kind"] == "gpu" else hnn
+        if r.get("kind") in kinds:
+            runs = kinds[r["kind"]]
             if runs and runs[0]["when"] != r["when"]:
                 runs.clear()
             runs.append(r)
@@ -279,6 +279,8 @@ def write_results_md() -> None:
             )
     if hnn:
         parts.append(hnn_section(hnn))
+    if mpi:
+        parts.append(mpi_section(mpi))
     if gpu:
         parts.append(gpu_section(gpu))
     (HERE / "RESULTS.md").write_text("".join(parts))
@@ -301,6 +303,31 @@ def hnn_section(runs: list[dict]) -> str:
         text += (
             f"| {r['engine']} | {r['threads']} | {r['spikes']} | {r['simulate_s']:.3f} | "
             f"{r['ns_per_compartment_step']} | {r['vs_neuron']} | {r['peak_rss_mib']} |\n"
+        )
+    return text
+
+
+def mpi_section(runs: list[dict]) -> str:
+    """The latest perf/mpi.py run as a table."""
+    r0 = runs[0]
+    text = (
+        f"\n## Ranks and threads: native ringtest {r0['nring']} x {r0['ncell']} cells, "
+        f"branches {r0['branch']}, compartments {r0['compart']}: {r0['compartments']:,} "
+        f"compartments, {r0['tstop']:g} ms, dt 0.025 (perf/mpi.py)\n\n"
+        f"{r0['when']}, commit {r0['commit']}, {r0['machine']}, {r0['runs']} rounds. "
+        "portneuron under mpiexec (mpich wheel), each rank building its own cells; NEURON "
+        "builds the same model, threads only. out.dat identical across every portneuron "
+        f"run: {r0['identical_out_dat']}.\n\n"
+        "| engine | ranks | threads | spikes | simulate s | ns/compartment-step | x NEURON "
+        "(same threads) | speed-up over 1 rank 1 thread | peak RSS MiB |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    )
+    for r in runs:
+        text += (
+            f"| {r['engine'].removesuffix(' 1r').removesuffix(' 2r')} | {r.get('ranks', 1)} | "
+            f"{r['threads']} | {r['spikes']} | {r['simulate_s']:.3f} | "
+            f"{r['ns_per_compartment_step']} | {r['vs_neuron']} | {r['speedup_vs_1r1t']} | "
+            f"{r['peak_rss_mib']} |\n"
         )
     return text
 

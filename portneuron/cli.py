@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .backends.base import BackendUnavailable
 from .errors import PortneuronError
+from .parallel import Ranks, world
 
 
 def _mod_path(name: str) -> Path:
@@ -82,18 +83,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .sim.simulation import Simulation
 
     check_run_options(args)  # every option, before any work
+    ranks = _RUN_RANKS[0] = world()
+    if ranks.size > 1 and args.datpath is not None:
+        raise PortneuronError(
+            f"-d {args.datpath}: a dataset runs on one rank for now (this run has "
+            f"{ranks.size}); run it without mpiexec, or the built-in ringtest on several"
+        )
     outdir = writable_folder(Path(args.outpath))
-    progress = Progress(enabled=not args.json)
+    progress = Progress(enabled=not args.json and ranks.rank == 0)
     run = RunState(args.tstop)
     try:
         start = time.perf_counter()
         backend = load_backend(args.backend or best_backend())
         what = "reading the model" if args.datpath else "building the model"
         with progress.phase(what, unit="cells") as up:
-            model = build_model(args, MechanismLibrary(args.mechanisms), up)
+            model = build_model(args, MechanismLibrary(args.mechanisms), up, ranks)
         dt = args.dt if args.dt is not None else model.dt
-        check_min_delay(model, dt, progress)
-        sim = Simulation(model, backend, dt=dt, threads=args.threads)
+        if ranks.rank == 0:
+            check_min_delay(model, dt, progress)
+        sim = Simulation(model, backend, dt=dt, threads=args.threads, ranks=ranks)
         with progress.phase("compiling"):
             sim.epoch_program()  # JIT now, so that the simulation's bar measures simulating
         sim.finitialize(args.voltage)
@@ -103,13 +111,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         with progress.phase("simulating", total=args.tstop, unit="ms") as up:
             result = sim.run(args.tstop, initialize=False, progress=up)
         simulate_s = time.perf_counter() - start
-        write_spikes(outdir / "out.dat", result.spikes)
+        parts = ranks.gather(result.spikes)  # rank 0 writes every rank's spikes
+        if parts is not None:
+            result.spikes = sorted(spike for part in parts for spike in part)
+            write_spikes(outdir / "out.dat", result.spikes)
         run.written = True
     except Interrupted as stop:
         progress.clear()
         print(f"portneuron: {stop.name}: {run.where()}", file=sys.stderr)
         return 128 + stop.signum
-    summary = run_summary(model, backend, sim, result, setup_s, simulate_s)
+    summary = run_summary(model, backend, sim, result, setup_s, simulate_s, ranks)
+    if ranks.rank != 0:
+        return 0
     if args.json:
         print(json.dumps(summary))
     else:
@@ -252,8 +265,8 @@ def writable_folder(outdir: Path) -> Path:
     return outdir
 
 
-def build_model(args: argparse.Namespace, library, progress: Callable[[float], None]):
-    """The dataset's model, or the ringtest's."""
+def build_model(args: argparse.Namespace, library, progress: Callable[[float], None], ranks):
+    """The dataset's model, or the ringtest's (this rank's part of it)."""
     if args.datpath is not None:
         from .io.dataset import load_dataset
 
@@ -262,7 +275,7 @@ def build_model(args: argparse.Namespace, library, progress: Callable[[float], N
 
     return build_ringtest(
         args.nring, args.ncell, tuple(args.branch), tuple(args.compart), library,
-        progress=progress,
+        progress=progress, ranks=ranks,
     )  # fmt: skip
 
 
@@ -280,14 +293,18 @@ def check_min_delay(model, dt: float, progress) -> None:
         )
 
 
-def run_summary(model, backend, sim, result, setup_s: float, simulate_s: float) -> dict:
+def run_summary(model, backend, sim, result, setup_s: float, simulate_s: float, ranks) -> dict:
+    """The run's figures, every rank's summed (compartments, cells) on rank 0; the times
+    and the peak RSS are rank 0's."""
     import resource
 
-    compartment_steps = model.compartments * max(result.steps, 1)
+    compartments = int(ranks.sum(model.compartments))
+    compartment_steps = compartments * max(result.steps, 1)
     return {
-        "cells": model.ncell,
-        "compartments": model.compartments,
-        "nodes": model.nodes.count,
+        "cells": int(ranks.sum(model.ncell)),
+        "compartments": compartments,
+        "nodes": int(ranks.sum(model.nodes.count)),
+        "ranks": ranks.size,
         "spikes": len(result.spikes),
         "setup_s": round(setup_s, 6),
         "simulate_s": round(simulate_s, 6),
@@ -448,7 +465,28 @@ def _drop_stdout() -> None:
         pass
 
 
+#: The ranks of the run cmd_run started (one process until then).
+_RUN_RANKS = [Ranks()]
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line; under mpiexec, a rank that fails says so in one line naming it and
+    ends every rank (MPI_Abort), so that none waits for it."""
+    code = _main(argv)
+    ranks = _RUN_RANKS[0]
+    if code != 0 and ranks.size > 1:
+        sys.stderr.flush()
+        ranks.abort(code)
+    return code
+
+
+def _error(message: str) -> None:
+    ranks = _RUN_RANKS[0]
+    where = f"rank {ranks.rank} of {ranks.size}: " if ranks.size > 1 else ""
+    print(f"portneuron: {where}{message}", file=sys.stderr)
+
+
+def _main(argv: list[str] | None = None) -> int:
     previous = {}
     try:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -459,13 +497,12 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except (PortneuronError, BackendUnavailable) as exc:
-        print(f"portneuron: error: {exc}", file=sys.stderr)
+        _error(f"error: {exc}")
         return 1
     except MemoryError as exc:
-        print(
-            f"portneuron: error: out of memory ({str(exc) or 'an allocation failed'}); "
-            f"simulate a smaller model, or on a machine with more memory",
-            file=sys.stderr,
+        _error(
+            f"error: out of memory ({str(exc) or 'an allocation failed'}); "
+            f"simulate a smaller model, or on a machine with more memory"
         )
         return 1
     except (Interrupted, KeyboardInterrupt) as stop:
@@ -478,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # the file system's refusal of a path or a write the user chose
         _drop_stdout()
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"portneuron: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        _error(f"error: {where}{exc.strerror or exc}")
         return 1
     finally:
         for signum, handler in previous.items():

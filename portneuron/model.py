@@ -109,7 +109,9 @@ class Presyns:
     """Spike sources: a voltage threshold on a node, or an artificial cell's net_event.
 
     `node` is -1 for an artificial-cell source; then `source_set` and `source_instance` name
-    the mechanism set and instance. `gid` is -1 for a source that is not reported."""
+    the mechanism set and instance. `gid` is -1 for a source that is not reported. A source
+    on another rank has its gid, `node` and `source_set` -1: it never fires here, and its
+    spikes arrive in the exchange (portneuron.parallel)."""
 
     gid: np.ndarray  # int64
     node: np.ndarray  # int32

@@ -124,9 +124,10 @@ def test_ringtest_dataset_spikes_identical_to_neuron(tmp_path, backend):
     )  # fmt: skip
     summary = json.loads(run.stdout)
     assert set(summary) == {
-        "cells", "compartments", "nodes", "spikes", "setup_s", "simulate_s",
+        "cells", "compartments", "nodes", "ranks", "spikes", "setup_s", "simulate_s",
         "ns_per_compartment_step", "peak_rss_mib", "backend", "threads", "jit_s", "loop",
     }  # fmt: skip
+    assert summary["ranks"] == 1
     assert summary["cells"] == 128 and summary["spikes"] == len(expected) == 592
     assert summary["backend"] == backend
     compiled = load_backend(backend).compiled_epochs

@@ -141,8 +141,12 @@ class Network:
         self.pointers.append((pointer, target))
 
     # ------------------------------------------------------------------ building
-    def build(self) -> Model:
-        builder = _Builder(self)
+    def build(self, local: set[int] | None = None) -> Model:
+        """The Model; with `local`, only those gids' cells (a rank's part of the network),
+        NetCons to them, and the artificial cells they need. A NetCon from a cell elsewhere
+        gets a source of that gid which never fires here: its spikes come from the other
+        ranks (portneuron.parallel)."""
+        builder = _Builder(self, local)
         model = builder.model()
         self._offsets = {gid: int(o) for (_, gid), o in zip(builder.cells, builder.base)}
         return model
@@ -154,13 +158,40 @@ class Network:
 
 
 class _Builder:
-    def __init__(self, net: Network) -> None:
+    def __init__(self, net: Network, local: set[int] | None = None) -> None:
         self.net = net
+        here = [(cell, gid) for cell, gid in net.cells if local is None or gid in local]
         self.compiled: dict[int, CompiledCell] = {}
-        for cell, _ in net.cells:
+        for cell, _ in here:
             if id(cell) not in self.compiled:
                 self.compiled[id(cell)] = cell.compile()
-        self.cells = [(self.compiled[id(cell)], gid) for cell, gid in net.cells]
+        self.cells = [(self.compiled[id(cell)], gid) for cell, gid in here]
+        self.connections = [c for c in net.connections if local is None or c.target_gid in local]
+        self.stims = self._local_stims(local)
+
+    def _local_stims(self, local: set[int] | None) -> list[int]:
+        """The artificial cells built here: every one, or those with a local gid and those
+        without a gid whose targets are here (all of them: its spikes cannot leave)."""
+        stims = self.net.stims
+        if local is None:
+            return list(range(len(stims)))
+        targets: dict[int, set[bool]] = {}
+        for c in self.net.connections:
+            if c.source[0] == "stim":
+                targets.setdefault(c.source[1], set()).add(c.target_gid in local)
+        kept = []
+        for k, stim in enumerate(stims):
+            if stim.gid >= 0:
+                if stim.gid in local:
+                    kept.append(k)
+            elif targets.get(k) == {True, False}:
+                raise PortneuronError(
+                    f"artificial cell {k} ({stim.mechanism}) has no gid and drives cells on "
+                    f"different ranks; give it a gid (Network.artificial_cell(gid=...))"
+                )
+            elif True in targets.get(k, ()):
+                kept.append(k)
+        return kept
 
     def model(self) -> Model:
         net = self.net
@@ -189,8 +220,8 @@ class _Builder:
                 placed.setdefault(mech, []).append(("density", mnodes + offset, values, None))
             for k, (mech, node, values) in enumerate(c.points):
                 placed.setdefault(mech, []).append(("point", node + offset, values, (gid, k)))
-        for stim in net.stims:
-            placed.setdefault(stim.mechanism, [])
+        for k in self.stims:
+            placed.setdefault(net.stims[k].mechanism, [])
         order = sorted(
             placed,
             key=lambda m: (
@@ -220,7 +251,7 @@ class _Builder:
             kinds[mech_name] = mech.kind
             type_ids[mech_name] = STOCK_TYPES.get(mech_name, 24 + len(type_ids))
             if mech.kind == "artificial_cell":
-                stims = [k for k, s in enumerate(net.stims) if s.mechanism == mech_name]
+                stims = [k for k in self.stims if net.stims[k].mechanism == mech_name]
                 data = self._defaults(mech, len(stims))
                 for i, k in enumerate(stims):
                     stim_instance[k] = (len(sets), i)
@@ -436,7 +467,8 @@ class _Builder:
             thresh.append(c.detector[1])
             sset.append(-1)
             sinst.append(-1)
-        for k, stim in enumerate(self.net.stims):
+        for k in self.stims:
+            stim = self.net.stims[k]
             s, i = stim_instance[k]
             if stim.gid >= 0:
                 gid_presyn[stim.gid] = len(gid)
@@ -446,6 +478,18 @@ class _Builder:
             thresh.append(0.0)
             sset.append(s)
             sinst.append(i)
+        for c in self.connections:  # sources on other ranks: their gids, never firing here
+            g = c.source[1] if c.source[0] == "gid" else self.net.stims[c.source[1]].gid
+            key = c.source[1] if c.source[0] == "gid" else ("stim", c.source[1])
+            if key in gid_presyn or g not in self.net._gids:
+                continue  # here already, or no such source (refused with the NetCon)
+            gid_presyn[key] = gid_presyn.setdefault(g, len(gid))
+            if gid_presyn[g] == len(gid):
+                gid.append(g)
+                node.append(-1)
+                thresh.append(0.0)
+                sset.append(-1)
+                sinst.append(-1)
         presyns = Presyns(
             np.array(gid, np.int64), np.array(node, np.int32), np.array(thresh),
             np.array(sset, np.int32), np.array(sinst, np.int32),
@@ -454,7 +498,7 @@ class _Builder:
 
     def _netcons(self, sets, point_instance, gid_presyn, stim_instance):
         src, tset, tinst, delay, woff, weights = [], [], [], [], [], []
-        for c in self.net.connections:
+        for c in self.connections:
             key = c.source[1] if c.source[0] == "gid" else ("stim", c.source[1])
             if key not in gid_presyn:
                 raise PortneuronError(f"NetCon source {c.source[0]} {c.source[1]} does not exist")

@@ -16,9 +16,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from portneuron import scheduler
 from portneuron.ir.interpret import random123
 from portneuron.library import MechanismLibrary
 from portneuron.model import Model
+from portneuron.parallel import Ranks
 
 from .cell import Cell
 from .network import Network
@@ -103,11 +105,14 @@ def build_ringtest(
     library: MechanismLibrary | None = None,
     hh_tables: bool = True,
     progress: Callable[[int], None] | None = None,
+    ranks: Ranks | None = None,
 ) -> Model:
     """The ringtest as a Model (gids ring * ncell + i; the NetStims have none). `hh_tables`
     is NEURON's usetable_hh: on by default in NEURON; the original benchmark's reference
     raster was made without (CoreNEURON's hh has no TABLE). `progress(n)` hears how many
-    cells are placed, every 1024."""
+    cells are placed, every 1024. With several `ranks`, this rank's part: the cells the
+    scheduler places here by their compartment counts, each ring's NetStim with its first
+    cell."""
     net = Network(
         library, celsius=6.3, dt=0.025, v_init=-65.0, globals={"usetable_hh": float(hh_tables)}
     )
@@ -127,4 +132,8 @@ def build_ringtest(
             net.connect(first + (i + 1) % ncell, 0, WEIGHT, DELAY, source_gid=first + i)
         stim = net.artificial_cell("NetStim", number=1, start=0)
         net.connect(first, 0, WEIGHT, DELAY, source_stim=stim)
-    return net.build()
+    if ranks is None or ranks.size == 1:
+        return net.build()
+    counts = {t: cell.compile().count for t, cell in templates.items()}
+    rank = scheduler.place([counts[types[gid]] for gid in range(ncells)], ranks.size)
+    return net.build(local={int(g) for g in np.flatnonzero(rank == ranks.rank)})

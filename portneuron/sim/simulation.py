@@ -32,6 +32,7 @@ from portneuron.backends.base import Backend
 from portneuron.errors import PortneuronError
 from portneuron.ir import Kernel
 from portneuron.model import Model
+from portneuron.parallel import Ranks
 
 from . import cable
 from .binding import BoundMechanism
@@ -68,12 +69,15 @@ class Simulation:
         dt: float = 0.025,
         threads: int | None = None,
         compiled_epochs: bool = True,
+        ranks: Ranks | None = None,
     ) -> None:
+        """`ranks`: the run's ranks (portneuron.parallel), `model` being this rank's part."""
         if not dt > 0:
             raise PortneuronError(f"dt must be positive, not {dt}")
         if threads is not None and threads < 1:
             raise PortneuronError(f"threads must be at least 1, not {threads}")
         self.model, self.backend, self.dt = model, backend, dt
+        self.ranks = ranks or Ranks()
         self.threads = threads
         #: Whole epochs in one backend call where the backend and the model allow it;
         #: `stepwise_reason` says why not otherwise.
@@ -200,6 +204,12 @@ class Simulation:
         self.short_netcons: dict[int, list[int]] = {}
         for k in active[short].tolist():
             self.short_netcons.setdefault(int(nc.source[k]), []).append(k)
+        if self.short_netcons and self.ranks.size > 1:
+            raise PortneuronError(
+                f"a NetCon delay ({self.model.min_delay():g} ms) is shorter than dt "
+                f"({self.dt:g} ms): its events would be due before the spike exchange that "
+                f"brings them to other ranks; run on one rank or with a smaller --dt"
+            )
         if self.short_netcons and self.compiled_epochs:
             self.compiled_epochs = False
             self.stepwise_reason = (
@@ -230,8 +240,9 @@ class Simulation:
         self.artificial_presyn = {
             (int(s), int(i)): p
             for p, (s, i) in enumerate(zip(ps.source_set, ps.source_instance))
-            if ps.node[p] < 0
+            if ps.node[p] < 0 and s >= 0
         }
+        self.presyn_of_gid = {int(g): p for p, g in enumerate(ps.gid) if g >= 0}
 
     # ------------------------------------------------------------------ events
     def _spike(self, presyn: int, t: float) -> None:
@@ -253,7 +264,8 @@ class Simulation:
         one; nothing runs in between, so the result is the same."""
         nc = self.model.netcons
         self._outbox.sort()  # by time, then presyn: the same order for any backend or loop
-        for t, presyn in self._outbox:
+        spikes = self._outbox if self.ranks.size == 1 else self._gathered()
+        for t, presyn in spikes:
             lo, hi = self.source_start[presyn], self.source_start[presyn + 1]
             for k in self.netcons_by_source[lo:hi]:
                 due = t + nc.delay[k]
@@ -261,6 +273,23 @@ class Simulation:
                     raise AssertionError(f"NetCon {k}: event due at {due} ms, now {self.t} ms")
                 self._send(k, t)
         self._outbox.clear()
+
+    def _gathered(self) -> list[tuple[float, int]]:
+        """Every rank's spikes of the epoch that reach this rank, as (t, presyn): those with
+        a gid by (t, gid), whichever rank sent them, then this rank's sources without a gid
+        (which connect only here), by (t, presyn); the same order for any rank count."""
+        gid = self.model.presyns.gid
+        sent = [(t, int(gid[p])) for t, p in self._outbox if gid[p] >= 0]
+        times, gids = self.ranks.allgather_spikes(
+            np.array([t for t, _ in sent]), np.array([g for _, g in sent], dtype=np.int64)
+        )
+        arrived = sorted(
+            (float(t), int(g)) for t, g in zip(times, gids) if int(g) in self.presyn_of_gid
+        )
+        spikes = [(t, self.presyn_of_gid[g]) for t, g in arrived]
+        merged = [(t, 0, k, p) for k, (t, p) in enumerate(spikes)]
+        merged += [(t, 1, p, p) for t, p in self._outbox if gid[p] < 0]
+        return [(t, p) for t, _, _, p in sorted(merged)]
 
     def _send(self, k: int, t: float) -> None:
         """Queue the event of NetCon k for a spike at t [ms]."""
@@ -539,7 +568,7 @@ class Simulation:
 
     def epoch_steps(self) -> int:
         """Steps per epoch: as many as fit in the min-delay, at most MAX_EPOCH_STEPS."""
-        md = self.model.min_delay()
+        md = self.ranks.min(self.model.min_delay())  # every rank's epochs end together
         if math.isinf(md):
             return MAX_EPOCH_STEPS
         return min(MAX_EPOCH_STEPS, max(1, int(md / self.dt + 1e-9)))

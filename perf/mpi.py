@@ -1,0 +1,97 @@
+"""Ranks and threads on the ringtest: portneuron under mpiexec, with NEURON in the same run.
+
+portneuron builds the ringtest itself (`portneuron run` without -d; every rank builds only
+the cells the scheduler places on it) and runs it on 1 rank x 1 thread, 1 rank x 2 threads
+and 2 ranks x 1 thread (mpiexec from the mpich wheel); NEURON builds the same model
+(tests/neuron_models.py) and runs it on 1 and 2 threads. Every portneuron run's out.dat must
+be the same, byte for byte. Repetitions are interleaved; times are simulate-only medians
+(rank 0's, which waits for the others at every exchange); peak RSS is the largest process's
+(a rank's, for mpiexec's children). Results go to perf/results.jsonl (kind "mpi") and
+perf/RESULTS.md.
+
+    python perf/mpi.py                                         # 16 x 8 cells, 100 ms
+    python perf/mpi.py --nring 64 --branch 64 64 --compart 8 8   # the large ringtest
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from ringtest import NEURON, append_results, child, measured, median_of
+
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+
+
+def portneuron(args, ranks: int, threads: int, outdir: Path) -> dict:
+    command = [sys.executable, "-m", "portneuron", "run", "-e", str(args.tstop), "-o",
+               str(outdir), "--json", "--threads", str(threads), "--nring", str(args.nring),
+               "--ncell", str(args.ncell), "--branch", *map(str, args.branch),
+               "--compart", *map(str, args.compart)]  # fmt: skip
+    stdout, rss = measured([MPIEXEC, "-n", str(ranks), *command])
+    result = json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
+    result.update(engine=f"portneuron llvm {ranks}r", peak_rss_mib=rss, threads=threads)
+    result["out_dat"] = (outdir / "out.dat").read_bytes()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nring", type=int, default=16)
+    parser.add_argument("--ncell", type=int, default=8)
+    parser.add_argument("--tstop", type=float, default=100.0)
+    parser.add_argument("--branch", type=int, nargs=2, default=[10, 20])
+    parser.add_argument("--compart", type=int, nargs=2, default=[1, 1])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if MPIEXEC is None:
+        sys.exit("perf/mpi.py: no mpiexec beside this Python; pip install -e '.[mpi]'")
+    size = [str(args.nring), str(args.ncell), str(args.tstop)]
+    shape = [json.dumps(args.branch), json.dumps(args.compart)]
+    rounds: dict[tuple[str, int], list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        engines = {}
+        for ranks, threads in ((1, 1), (1, 2), (2, 1)):
+            outdir = Path(tmp) / f"{ranks}r{threads}t"
+            outdir.mkdir()
+            engines[(f"portneuron llvm {ranks}r", threads)] = lambda r=ranks, t=threads, o=outdir: (
+                portneuron(args, r, t, o)
+            )
+        for threads in (1, 2):
+            engines[("neuron", threads)] = lambda t=threads: child(
+                NEURON, *size, "-", *shape, str(t)
+            )
+        for k in range(args.repeat):
+            for key, run in engines.items():
+                rounds.setdefault(key, []).append(run())
+                print(f"round {k + 1}: {key} done", file=sys.stderr)
+    outs = {r.pop("out_dat") for key, runs in rounds.items() for r in runs if "out_dat" in r}
+    assert len(outs) == 1, "portneuron's out.dat differs between rank or thread counts"
+    results = []
+    for (engine, threads), runs in rounds.items():
+        r = median_of(runs)
+        r.update(engine=engine, threads=threads)
+        results.append(r)
+    compartments = next(r["compartments"] for r in results if "compartments" in r)
+    steps = round(args.tstop / 0.025)
+    for r in results:
+        r["compartments"] = compartments
+        r["ns_per_compartment_step"] = round(r["simulate_s"] * 1e9 / (compartments * steps), 2)
+    one = next(r for r in results if r["engine"] == "portneuron llvm 1r" and r["threads"] == 1)
+    for r in results:
+        neuron = next(
+            a for a in results if a["engine"] == "neuron" and a["threads"] == r["threads"]
+        )
+        r["vs_neuron"] = round(r["ns_per_compartment_step"] / neuron["ns_per_compartment_step"], 3)
+        r["speedup_vs_1r1t"] = round(one["simulate_s"] / r["simulate_s"], 3)
+    config = {"kind": "mpi", "nring": args.nring, "ncell": args.ncell, "branch": args.branch,
+              "compart": args.compart, "tstop": args.tstop, "identical_out_dat": True}  # fmt: skip
+    append_results([{**config, **r} for r in results])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Several ranks (mpiexec, mpi4py with the mpich wheel): out.dat is the one-rank run's, byte
+for byte, whatever the rank count, thread count or backend; an error on one rank ends
+every rank in one line; and the scheduler's placement."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from portneuron import scheduler
+
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+PORTNEURON = str(Path(sys.executable).parent / "portneuron")
+
+
+def mpi_ready() -> str:
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return "mpi4py is not installed (the mpi extra)"
+    return "" if MPIEXEC else "mpiexec is not installed beside this Python (the mpich wheel)"
+
+
+needs_mpi = pytest.mark.skipif(bool(mpi_ready()), reason=mpi_ready() or "ready")
+
+
+def ringtest(outdir: Path, ranks: int, *options: str) -> subprocess.CompletedProcess:
+    command = [PORTNEURON, "run", "-e", "100", "-o", str(outdir), "--json", *options]
+    if ranks:
+        command = [MPIEXEC, "-n", str(ranks), *command]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+@needs_mpi
+@pytest.mark.mpi
+def test_ringtest_out_dat_is_the_same_on_any_number_of_ranks(tmp_path):
+    """The built-in ringtest (16 rings of 8 cells, 100 ms, 592 spikes) on 1 process and
+    under mpiexec with 1 to 4 ranks, on llvm with 1 and 2 threads and on numpy: the same
+    out.dat, byte for byte; each rank builds only the cells the scheduler placed on it."""
+    reference = tmp_path / "serial"
+    reference.mkdir()
+    assert ringtest(reference, 0).returncode == 0
+    expected = (reference / "out.dat").read_bytes()
+    assert expected.count(b"\n") == 592
+    for ranks, options in [(1, ()), (2, ("--threads", "1")), (3, ("--threads", "2")),
+                           (4, ("--threads", "1")), (2, ("--backend", "numpy"))]:  # fmt: skip
+        outdir = tmp_path / f"{ranks}{'-'.join(options)}"
+        outdir.mkdir()
+        run = ringtest(outdir, ranks, *options)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert (outdir / "out.dat").read_bytes() == expected, (ranks, options)
+        summary = [line for line in run.stdout.splitlines() if line.startswith("{")]
+        assert len(summary) == 1 and f'"ranks": {ranks}' in summary[0]  # rank 0 reports
+
+
+FAIL_ON_RANK_1 = """
+import sys
+import portneuron.cli as cli
+from portneuron.errors import PortneuronError
+
+built = cli.build_model
+
+
+def build_model(args, library, progress, ranks):
+    if ranks.rank == 1:
+        raise PortneuronError("the model cannot be built here")
+    return built(args, library, progress, ranks)
+
+
+cli.build_model = build_model
+sys.exit(cli.main(["run", "-e", "100", "-o", sys.argv[1]]))
+"""
+
+
+@needs_mpi
+@pytest.mark.mpi
+def test_an_error_on_one_rank_ends_every_rank_in_one_line(tmp_path):
+    """Rank 1 fails while rank 0 waits for it in the first collective: every rank ends
+    within seconds (MPI_Abort), with one line naming the failing rank, a nonzero exit and
+    no out.dat."""
+    start = time.monotonic()
+    run = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, "-c", FAIL_ON_RANK_1, str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert time.monotonic() - start < 60
+    assert run.returncode != 0
+    ours = [line for line in run.stderr.splitlines() if line.startswith("portneuron:")]
+    assert ours == ["portneuron: rank 1 of 2: error: the model cannot be built here"]
+    assert not (tmp_path / "out.dat").exists()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 1000), min_size=0, max_size=60), st.integers(1, 8))
+def test_every_cell_is_placed_once_within_list_schedulings_bound(costs, nranks):
+    """Longest-first: each cell on one rank, and no rank above the mean load plus
+    (1 - 1/ranks) of the largest cost (list scheduling's bound)."""
+    rank = scheduler.place(costs, nranks)
+    assert rank.shape == (len(costs),) and ((rank >= 0) & (rank < nranks)).all()
+    loads = scheduler.loads(costs, rank, nranks)
+    assert loads.sum() == sum(costs)
+    if costs:
+        assert loads.max() <= sum(costs) / nranks + (1 - 1 / nranks) * max(costs) + 1e-9
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, 100), min_size=1, max_size=8), st.integers(2, 3))
+def test_placement_is_within_four_thirds_of_the_best(costs, nranks):
+    """Against the best placement (all of them tried): Graham's 4/3 - 1/(3 ranks)."""
+    best = min(
+        scheduler.loads(costs, np.array(choice), nranks).max()
+        for choice in itertools.product(range(nranks), repeat=len(costs))
+    )
+    largest = scheduler.loads(costs, scheduler.place(costs, nranks), nranks).max()
+    assert largest <= (4 / 3 - 1 / (3 * nranks)) * best + 1e-9
