@@ -82,10 +82,9 @@ def main() -> None:
         r["compartments"] = compartments
         r["ns_per_compartment_step"] = round(r["simulate_s"] * 1e9 / (compartments * steps), 2)
     one = next(r for r in results if r["engine"] == "portneuron llvm 1r" and r["threads"] == 1)
-    for r in results:
-        neuron = next(
-            a for a in results if a["engine"] == "neuron" and a["threads"] == r["threads"]
-        )
+    for r in results:  # against NEURON on as many cores (ranks x threads)
+        cores = r.get("ranks", 1) * r["threads"]
+        neuron = next(a for a in results if a["engine"] == "neuron" and a["threads"] == cores)
         r["vs_neuron"] = round(r["ns_per_compartment_step"] / neuron["ns_per_compartment_step"], 3)
         r["speedup_vs_1r1t"] = round(one["simulate_s"] / r["simulate_s"], 3)
     config = {"kind": "mpi", "nring": args.nring, "ncell": args.ncell, "branch": args.branch,

@@ -319,7 +319,7 @@ def mpi_section(runs: list[dict]) -> str:
         "builds the same model, threads only. out.dat identical across every portneuron "
         f"run: {r0['identical_out_dat']}.\n\n"
         "| engine | ranks | threads | spikes | simulate s | ns/compartment-step | x NEURON "
-        "(same threads) | speed-up over 1 rank 1 thread | peak RSS MiB |\n"
+        "(as many cores) | speed-up over 1 rank 1 thread | peak RSS MiB |\n"
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
     )
     for r in runs:
