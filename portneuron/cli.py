@@ -84,11 +84,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     check_run_options(args)  # every option, before any work
     ranks = _RUN_RANKS[0] = world()
-    if ranks.size > 1 and args.datpath is not None:
-        raise PortneuronError(
-            f"-d {args.datpath}: a dataset runs on one rank for now (this run has "
-            f"{ranks.size}); run it without mpiexec, or the built-in ringtest on several"
-        )
     outdir = writable_folder(Path(args.outpath))
     progress = Progress(enabled=not args.json and ranks.rank == 0)
     run = RunState(args.tstop)
@@ -270,7 +265,7 @@ def build_model(args: argparse.Namespace, library, progress: Callable[[float], N
     if args.datpath is not None:
         from .io.dataset import load_dataset
 
-        return load_dataset(args.datpath, library)
+        return load_dataset(args.datpath, library, ranks)
     from .build.ringtest import build_ringtest
 
     return build_ringtest(

@@ -1,6 +1,7 @@
 """Several ranks (mpiexec, mpi4py with the mpich wheel): out.dat is the one-rank run's, byte
-for byte, whatever the rank count, thread count or backend; an error on one rank ends
-every rank in one line; and the scheduler's placement."""
+for byte, whatever the rank count, thread count or backend, for the built-in ringtest and
+for a NEURON dataset of several groups; an error on one rank ends every rank in one line;
+and the scheduler's placement."""
 
 from __future__ import annotations
 
@@ -60,6 +61,49 @@ def test_ringtest_out_dat_is_the_same_on_any_number_of_ranks(tmp_path):
         assert (outdir / "out.dat").read_bytes() == expected, (ranks, options)
         summary = [line for line in run.stdout.splitlines() if line.startswith("{")]
         assert len(summary) == 1 and f'"ranks": {ranks}' in summary[0]  # rank 0 reports
+
+
+WRITE_DATASET = """
+import sys
+import neuron_models as nm
+from portneuron.io.spikes import format_spikes
+ring = nm.build_ringtest(stim_gids=True)
+nm.pc.nthread(4)  # four cell groups
+spikes = nm.run_neuron(ring, tstop=100.0)
+nm.write_dataset(ring, sys.argv[1])
+print(format_spikes(spikes), end="")
+"""
+
+
+@needs_mpi
+@pytest.mark.mpi
+def test_a_neuron_dataset_of_four_groups_on_any_number_of_ranks(tmp_path):
+    """NEURON's ringtest (its NetStims with gids, on 4 threads) written as 4 cell groups:
+    each rank reads only the groups the scheduler gives it; out.dat is NEURON's spikes on
+    one process and on 2, 3 and 4 ranks. A fifth rank would have no group: one line."""
+    pytest.importorskip("neuron")
+    dataset = tmp_path / "data"
+    written = subprocess.run(
+        [sys.executable, "-c", WRITE_DATASET, str(dataset)],
+        capture_output=True, text=True, cwd=Path(__file__).parent, timeout=300,
+    )  # fmt: skip
+    assert written.returncode == 0, written.stderr[-2000:]
+    assert (dataset / "files.dat").read_text().split()[1] == "4"
+    expected = written.stdout
+    assert expected.count("\n") == 608  # the ringtest's 592 and the 16 NetStims' spikes
+    for ranks in (0, 2, 3, 4):
+        outdir = tmp_path / f"out{ranks}"
+        outdir.mkdir()
+        run = ringtest(outdir, ranks, "-d", str(dataset), "--threads", "1")
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert (outdir / "out.dat").read_text() == expected, ranks
+    run = ringtest(tmp_path, 5, "-d", str(dataset), "--threads", "1")
+    assert run.returncode != 0 and not (tmp_path / "out.dat").exists()
+    ours = [line for line in run.stderr.splitlines() if line.startswith("portneuron:")]
+    assert ours == [
+        f"portneuron: rank 4 of 5: error: {dataset}: 4 cell groups for 5 ranks, none for this "
+        f"one; run on at most 4 ranks"
+    ]
 
 
 FAIL_ON_RANK_1 = """

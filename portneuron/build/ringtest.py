@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from portneuron import scheduler
+from portneuron.errors import PortneuronError
 from portneuron.ir.interpret import random123
 from portneuron.library import MechanismLibrary
 from portneuron.model import Model
@@ -136,4 +137,9 @@ def build_ringtest(
         return net.build()
     counts = {t: cell.compile().count for t, cell in templates.items()}
     rank = scheduler.place([counts[types[gid]] for gid in range(ncells)], ranks.size)
+    if not (rank == ranks.rank).any():
+        raise PortneuronError(
+            f"the ringtest has {ncells} cells for {ranks.size} ranks, none for this one; run "
+            f"on at most {ncells} ranks"
+        )
     return net.build(local={int(g) for g in np.flatnonzero(rank == ranks.rank)})

@@ -169,9 +169,10 @@ def check_netcons(g: Group, counts: dict[int, int], types: dict[int, MechType]) 
         )
 
 
-def check_gids(groups: list[Group]) -> None:
-    """gids are unique across the groups (CoreNEURON aborts on a second), and a NetCon source
-    gid >= 0 is one of them: one from nowhere would silently never fire."""
+def check_gids(groups: list[Group], every_group: bool = True) -> None:
+    """gids are unique across the groups (CoreNEURON aborts on a second), and, where
+    `groups` are `every_group` of the dataset (not a rank's part), a NetCon source gid >= 0
+    is one of them: one from nowhere would silently never fire."""
     owner: dict[int, tuple[Record, int]] = {}
     for g in groups:
         rec = g.records["output gids"]
@@ -181,6 +182,8 @@ def check_gids(groups: list[Group]) -> None:
                 raise rec.error(k, gid, f"{other.path} has it too (its output gids[{j}])")
             if gid >= 0:
                 owner[gid] = (rec, k)
+    if not every_group:
+        return
     known = np.array(sorted(owner), np.int64)
     for g in groups:
         src = g.netcon_srcgid

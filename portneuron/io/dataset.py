@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from portneuron import scheduler
 from portneuron.ir import Mechanism, Variable
 from portneuron.library import MechanismLibrary
 from portneuron.model import (
@@ -34,6 +35,7 @@ from portneuron.model import (
     VecPlay,
     cells_contiguous,
 )
+from portneuron.parallel import Ranks
 
 from .checks import (
     ION_FIELDS,
@@ -107,8 +109,13 @@ class Group:
     bbcore: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
-def load_dataset(directory: str | Path, library: MechanismLibrary | None = None) -> Model:
-    """Read the dataset in `directory` into one Model."""
+def load_dataset(
+    directory: str | Path, library: MechanismLibrary | None = None, ranks: Ranks | None = None
+) -> Model:
+    """Read the dataset in `directory` into one Model; with several `ranks`, this rank's
+    part: the groups the scheduler places here (by the size of their data files), NetCons
+    from cells of other groups keeping their sources' gids (their spikes come from the
+    other ranks, portneuron.parallel)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise DatasetError(f"{directory}: no such folder; -d needs the folder nrncore_write wrote")
@@ -121,8 +128,26 @@ def load_dataset(directory: str | Path, library: MechanismLibrary | None = None)
         )
     types = read_mech_types(directory / "bbcore_mech.dat")
     globals_ = read_globals(directory / "globals.dat")
+    remote = ranks is not None and ranks.size > 1
+    if remote:
+        sizes = [_group_bytes(directory, g) for g in groups_ids]
+        here = scheduler.place(sizes, ranks.size) == ranks.rank
+        if not here.any():
+            raise DatasetError(
+                f"{directory}: {len(groups_ids)} cell groups for {ranks.size} ranks, none for "
+                f"this one; run on at most {len(groups_ids)} ranks"
+            )
+        groups_ids = [g for g, mine in zip(groups_ids, here) if mine]
     groups = [read_group(directory, g, types) for g in groups_ids]
-    return merge(groups, types, globals_, library, str(directory))
+    return merge(groups, types, globals_, library, str(directory), remote)
+
+
+def _group_bytes(directory: Path, gid: int) -> int:
+    """A group's cost for placement: the size of its data files."""
+    try:
+        return sum((directory / f"{gid}_{k}.dat").stat().st_size for k in (1, 2))
+    except OSError as exc:
+        raise DatasetError(f"{exc.filename}: {exc.strerror}; the dataset is incomplete") from None
 
 
 def read_files_dat(path: Path) -> list[int]:
@@ -317,8 +342,11 @@ def merge(
     globals_: dict[str, float],
     library: MechanismLibrary,
     source: str,
+    remote: bool = False,
 ) -> Model:
-    """One Model from the groups: nodes cell by cell, instances of a type together."""
+    """One Model from the groups: nodes cell by cell, instances of a type together. With
+    `remote` (a rank's groups of a run on several), a NetCon whose source gid is in none of
+    the groups gets a source of that gid that never fires here."""
     order: list[int] = []
     for g in groups:
         prev = -1
@@ -343,7 +371,7 @@ def merge(
                 f"{mech.source or mt.name} gives {len(mech.layout)}; use the .mod file NEURON used"
             )
         mechanisms[type_id] = mech
-    check_gids(groups)
+    check_gids(groups, every_group=not remote)
     for g in groups:
         check_against_mechanisms(g, mechanisms, types)
 
@@ -461,6 +489,8 @@ def merge(
         else:
             mset.vectors = _event_vectors(mset, groups, source)
     presyns, code_to_presyn = _presyns(groups, node_map, set_of, instance_offset)
+    if remote:
+        presyns = _remote_presyns(groups, presyns)
     netcons = _netcons(groups, presyns, code_to_presyn, set_of, instance_offset, sets)
     vecplay = []
     for gi, g in enumerate(groups):
@@ -545,6 +575,20 @@ def _presyns(groups, node_map, set_of, instance_offset):
         np.array(sset, np.int32), np.array(sinst, np.int32),
     )  # fmt: skip
     return presyns, code_to_presyn
+
+
+def _remote_presyns(groups, presyns: Presyns) -> Presyns:
+    """`presyns` and, after them, one for each NetCon source gid no group here holds."""
+    here = {int(g) for g in presyns.gid if g >= 0}
+    wanted = sorted({int(s) for g in groups for s in g.netcon_srcgid if s >= 0} - here)
+    n = len(wanted)
+    return Presyns(
+        np.concatenate([presyns.gid, np.array(wanted, np.int64)]),
+        np.concatenate([presyns.node, np.full(n, -1, np.int32)]),
+        np.concatenate([presyns.threshold, np.zeros(n)]),
+        np.concatenate([presyns.source_set, np.full(n, -1, np.int32)]),
+        np.concatenate([presyns.source_instance, np.full(n, -1, np.int32)]),
+    )
 
 
 def _netcons(groups, presyns, code_to_presyn, set_of, instance_offset, sets):
