@@ -80,7 +80,8 @@ print(format_spikes(spikes), end="")
 def test_a_neuron_dataset_of_four_groups_on_any_number_of_ranks(tmp_path):
     """NEURON's ringtest (its NetStims with gids, on 4 threads) written as 4 cell groups:
     each rank reads only the groups the scheduler gives it; out.dat is NEURON's spikes on
-    one process and on 2, 3 and 4 ranks. A fifth rank would have no group: one line."""
+    one process and on 2, 3 and 4 ranks, as nrniv-core's on 2 ranks. A fifth rank would
+    have no group: one line."""
     pytest.importorskip("neuron")
     dataset = tmp_path / "data"
     written = subprocess.run(
@@ -97,6 +98,7 @@ def test_a_neuron_dataset_of_four_groups_on_any_number_of_ranks(tmp_path):
         run = ringtest(outdir, ranks, "-d", str(dataset), "--threads", "1")
         assert run.returncode == 0, run.stderr[-2000:]
         assert (outdir / "out.dat").read_text() == expected, ranks
+    assert coreneuron_on_two_ranks(dataset, tmp_path / "coreneuron") == expected
     run = ringtest(tmp_path, 5, "-d", str(dataset), "--threads", "1")
     assert run.returncode != 0 and not (tmp_path / "out.dat").exists()
     ours = [line for line in run.stderr.splitlines() if line.startswith("portneuron:")]
@@ -104,6 +106,27 @@ def test_a_neuron_dataset_of_four_groups_on_any_number_of_ranks(tmp_path):
         f"portneuron: rank 4 of 5: error: {dataset}: 4 cell groups for 5 ranks, none for this "
         f"one; run on at most 4 ranks"
     ]
+
+
+def coreneuron_on_two_ranks(dataset: Path, outdir: Path) -> str:
+    """`nrniv-core --mpi` of the neuron wheel on 2 ranks (its MPI library the mpich wheel's,
+    loaded by --mpi-lib): its spikes, sorted and written as portneuron writes them."""
+    import neuron
+
+    from portneuron.io.spikes import format_spikes
+
+    lib = Path(neuron.__file__).parent / ".data" / "lib" / "libcorenrnmpi_mpich.so"
+    libmpi = Path(sys.executable).parent.parent / "lib" / "libmpi.so.12"
+    outdir.mkdir()
+    run = subprocess.run(
+        [MPIEXEC, "-n", "2", "env", f"LD_PRELOAD={libmpi}",
+         str(Path(sys.executable).parent / "nrniv-core"), "--mpi", "--mpi-lib", str(lib),
+         "-d", str(dataset), "-e", "100", "-o", str(outdir)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = (line.split() for line in (outdir / "out.dat").read_text().splitlines())
+    return format_spikes(sorted((float(t), int(g)) for t, g in rows))
 
 
 FAIL_ON_RANK_1 = """
