@@ -309,7 +309,19 @@ def run_summary(model, backend, sim, result, setup_s: float, simulate_s: float, 
         "threads": sim.threads_used,
         "jit_s": round(backend.jit_seconds(), 6) if hasattr(backend, "jit_seconds") else 0.0,
         "loop": "stepwise: " + sim.stepwise_reason if sim.stepwise_reason else "compiled epochs",
+        **measured_load(sim, simulate_s, ranks),
     }
+
+
+def measured_load(sim, simulate_s: float, ranks) -> dict:
+    """With several ranks, each one's own work (its simulate time less its time in the
+    spike exchange) and the imbalance: the largest over the mean, less 1."""
+    if ranks.size == 1:
+        return {}
+    busy = ranks.gather(simulate_s - sim.exchange_s)
+    if busy is None:
+        return {}
+    return {"rank_busy_s": [round(b, 6) for b in busy], "imbalance": round(imbalance(busy), 4)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,27 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
         "whole or not at all. A progress bar shows on a terminal for long runs; Ctrl-C stops "
         "with one line (exit 130; SIGTERM: 143).",
     )
-    p.add_argument(
-        "-d", "--datpath", help="folder NEURON's nrncore_write wrote (default: the ringtest)"
-    )
-    p.add_argument("--nring", type=int, default=16, help="ringtest: rings (16)")
-    p.add_argument("--ncell", type=int, default=8, help="ringtest: cells per ring (8)")
-    p.add_argument(
-        "--branch",
-        type=int,
-        nargs=2,
-        default=[10, 20],
-        metavar=("LO", "HI"),
-        help="ringtest: dendrites per cell, inclusive range (10 20)",
-    )
-    p.add_argument(
-        "--compart",
-        type=int,
-        nargs=2,
-        default=[1, 1],
-        metavar=("LO", "HI"),
-        help="ringtest: segments per dendrite, inclusive range (1 1)",
-    )
+    model_options(p)
     p.add_argument("-e", "--tstop", type=float, default=100.0, help="stop time [ms] (100)")
     p.add_argument("--dt", type=float, default=None, help="time step [ms] (the dataset's)")
     p.add_argument("-o", "--outpath", default=".", help="folder for out.dat (.)")
@@ -394,9 +386,103 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser(
+        "plan",
+        help="print how a run on N ranks places the cells (or a dataset's groups)",
+        description="Print the scheduler's placement of the model on N ranks (longest-first "
+        "bin packing: the ringtest's cells by compartment count, a dataset's groups by the "
+        "size of their files): each rank's share and the predicted imbalance, next to a split "
+        "by count. A run's --json summary on several ranks gives the measured load "
+        "(rank_busy_s, imbalance).",
+    )
+    model_options(p)
+    p.add_argument("-n", "--ranks", type=int, required=True, help="number of ranks")
+    p.add_argument("--json", action="store_true", help="print the plan as one JSON object")
+    p.set_defaults(func=cmd_plan)
+
     p = sub.add_parser("backends", help="list backends and whether they can run here")
     p.set_defaults(func=cmd_backends)
     return parser
+
+
+def model_options(p: argparse.ArgumentParser) -> None:
+    """-d, or the ringtest's size and shape."""
+    p.add_argument(
+        "-d", "--datpath", help="folder NEURON's nrncore_write wrote (default: the ringtest)"
+    )
+    p.add_argument("--nring", type=int, default=16, help="ringtest: rings (16)")
+    p.add_argument("--ncell", type=int, default=8, help="ringtest: cells per ring (8)")
+    p.add_argument(
+        "--branch",
+        type=int,
+        nargs=2,
+        default=[10, 20],
+        metavar=("LO", "HI"),
+        help="ringtest: dendrites per cell, inclusive range (10 20)",
+    )
+    p.add_argument(
+        "--compart",
+        type=int,
+        nargs=2,
+        default=[1, 1],
+        metavar=("LO", "HI"),
+        help="ringtest: segments per dendrite, inclusive range (1 1)",
+    )
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """The placement a run on `args.ranks` ranks would use, and its predicted balance."""
+    import numpy as np
+
+    from . import scheduler
+
+    if args.ranks < 1:
+        raise PortneuronError(f"-n {args.ranks}: give at least 1 rank")
+    if args.datpath is not None:
+        from .io.dataset import group_costs, read_files_dat
+
+        folder = Path(args.datpath)
+        items = read_files_dat(folder / "files.dat")
+        costs, what, unit = group_costs(folder, items), "groups", "bytes"
+    else:
+        check_ringtest_options(args)
+        from .build.ringtest import cell_costs
+
+        shape = (tuple(args.branch), tuple(args.compart))
+        costs, what, unit = cell_costs(args.nring, args.ncell, *shape), "cells", "compartments"
+    costs = np.asarray(costs, dtype=np.float64)
+    rank = scheduler.place(costs, args.ranks)
+    loads = scheduler.loads(costs, rank, args.ranks)
+    by_count = np.arange(len(costs)) * args.ranks // max(len(costs), 1)  # equal blocks
+    count_loads = scheduler.loads(costs, by_count, args.ranks)
+    plan = {
+        "ranks": args.ranks,
+        what: [int(n) for n in np.bincount(rank, minlength=args.ranks)],
+        "cost": [float(x) for x in loads],
+        "unit": unit,
+        "imbalance": round(imbalance(loads), 4),
+        "imbalance_by_count": round(imbalance(count_loads), 4),
+    }
+    if args.json:
+        print(json.dumps(plan))
+        return 0
+    print(f"{len(costs)} {what} on {args.ranks} ranks, longest first by {unit}:")
+    print(f"{'rank':>6} {what:>8} {unit:>14} {'share':>7}")
+    total = loads.sum() or 1.0
+    for r in range(args.ranks):
+        n = plan[what][r]
+        print(f"{r:>6} {n:>8} {loads[r]:>14.0f} {100 * loads[r] / total:>6.1f}%")
+    print(
+        f"predicted imbalance (largest over mean, less 1): {100 * plan['imbalance']:.1f} %; "
+        f"split by count: {100 * plan['imbalance_by_count']:.1f} %"
+    )
+    return 0
+
+
+def imbalance(loads) -> float:
+    """The largest load over the mean, less 1."""
+    mean = sum(loads) / len(loads)
+    return max(loads) / mean - 1 if mean > 0 else 0.0
 
 
 DESCRIPTION = """\

@@ -6,6 +6,7 @@ and the scheduler's placement."""
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import subprocess
 import sys
@@ -189,3 +190,23 @@ def test_placement_is_within_four_thirds_of_the_best(costs, nranks):
     )
     largest = scheduler.loads(costs, scheduler.place(costs, nranks), nranks).max()
     assert largest <= (4 / 3 - 1 / (3 * nranks)) * best + 1e-9
+
+
+def test_plan_prints_the_placement_and_its_predicted_balance(capsys):
+    """`portneuron plan`: each rank's cells and compartments, every cell once, and the
+    predicted imbalance no worse than a split by cell count; -n 0 is one line."""
+    from portneuron.build.ringtest import cell_costs
+    from portneuron.cli import main
+
+    assert main(["plan", "-n", "3", "--branch", "10", "200", "--compart", "1", "8", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    costs = cell_costs(16, 8, (10, 200), (1, 8))
+    assert sum(plan["cells"]) == 128 and sum(plan["cost"]) == costs.sum()
+    assert plan["imbalance"] <= plan["imbalance_by_count"]
+    assert max(plan["cost"]) <= costs.sum() / 3 + (1 - 1 / 3) * costs.max()
+    assert main(["plan", "-n", "2"]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[0] == "128 cells on 2 ranks, longest first by compartments:"
+    assert text[-1].startswith("predicted imbalance (largest over mean, less 1): ")
+    assert main(["plan", "-n", "0"]) == 1
+    assert capsys.readouterr().err == "portneuron: error: -n 0: give at least 1 rank\n"

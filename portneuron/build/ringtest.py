@@ -73,6 +73,15 @@ def cell_shape(
     return parents, nsegs
 
 
+def cell_costs(
+    nring: int, ncell: int, nbranch: tuple[int, int], ncompart: tuple[int, int]
+) -> np.ndarray:
+    """Each gid's cost for placement: its compartments (the soma's and its dendrites')."""
+    types = cell_types(nring * ncell)
+    size = {t: 1 + sum(cell_shape(t, nbranch, ncompart)[1]) for t in set(types)}
+    return np.array([size[t] for t in types], dtype=np.float64)
+
+
 def ring_cell(parents: list[int], nsegs: list[int]) -> Cell:
     """One ringtest cell, with the original's 3-d points and order of geometry settings."""
     cell = Cell("ringcell")
@@ -135,8 +144,7 @@ def build_ringtest(
         net.connect(first, 0, WEIGHT, DELAY, source_stim=stim)
     if ranks is None or ranks.size == 1:
         return net.build()
-    counts = {t: cell.compile().count for t, cell in templates.items()}
-    rank = scheduler.place([counts[types[gid]] for gid in range(ncells)], ranks.size)
+    rank = scheduler.place(cell_costs(nring, ncell, nbranch, ncompart), ranks.size)
     if not (rank == ranks.rank).any():
         raise PortneuronError(
             f"the ringtest has {ncells} cells for {ranks.size} ranks, none for this one; run "

@@ -130,8 +130,7 @@ def load_dataset(
     globals_ = read_globals(directory / "globals.dat")
     remote = ranks is not None and ranks.size > 1
     if remote:
-        sizes = [_group_bytes(directory, g) for g in groups_ids]
-        here = scheduler.place(sizes, ranks.size) == ranks.rank
+        here = scheduler.place(group_costs(directory, groups_ids), ranks.size) == ranks.rank
         if not here.any():
             raise DatasetError(
                 f"{directory}: {len(groups_ids)} cell groups for {ranks.size} ranks, none for "
@@ -142,10 +141,12 @@ def load_dataset(
     return merge(groups, types, globals_, library, str(directory), remote)
 
 
-def _group_bytes(directory: Path, gid: int) -> int:
-    """A group's cost for placement: the size of its data files."""
+def group_costs(directory: Path, groups_ids: list[int]) -> list[int]:
+    """Each group's cost for placement: the size of its data files."""
     try:
-        return sum((directory / f"{gid}_{k}.dat").stat().st_size for k in (1, 2))
+        return [
+            sum((directory / f"{g}_{k}.dat").stat().st_size for k in (1, 2)) for g in groups_ids
+        ]
     except OSError as exc:
         raise DatasetError(f"{exc.filename}: {exc.strerror}; the dataset is incomplete") from None
 

@@ -22,6 +22,7 @@ run a whole epoch without coming back to Python.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -78,6 +79,9 @@ class Simulation:
             raise PortneuronError(f"threads must be at least 1, not {threads}")
         self.model, self.backend, self.dt = model, backend, dt
         self.ranks = ranks or Ranks()
+        #: Seconds in the spike exchange (waiting for the other ranks, and the transfer):
+        #: what is left of a run's time is this rank's own work.
+        self.exchange_s = 0.0
         self.threads = threads
         #: Whole epochs in one backend call where the backend and the model allow it;
         #: `stepwise_reason` says why not otherwise.
@@ -280,9 +284,11 @@ class Simulation:
         (which connect only here), by (t, presyn); the same order for any rank count."""
         gid = self.model.presyns.gid
         sent = [(t, int(gid[p])) for t, p in self._outbox if gid[p] >= 0]
+        start = time.perf_counter()
         times, gids = self.ranks.allgather_spikes(
             np.array([t for t, _ in sent]), np.array([g for _, g in sent], dtype=np.int64)
         )
+        self.exchange_s += time.perf_counter() - start
         arrived = sorted(
             (float(t), int(g)) for t, g in zip(times, gids) if int(g) in self.presyn_of_gid
         )
