@@ -3,7 +3,8 @@
 portneuron builds the ringtest itself (`portneuron run` without -d; every rank builds only
 the cells the scheduler places on it) and runs it on 1 rank x 1 thread, 1 rank x 2 threads
 and 2 ranks x 1 thread (mpiexec from the mpich wheel); NEURON builds the same model
-(tests/neuron_models.py) and runs it on 1 and 2 threads. Every portneuron run's out.dat must
+(tests/neuron_models.py) and runs it on 1 and 2 threads, and writes it as 2 cell groups
+(its NetStims with gids: 16 more spikes) for nrniv-core --mpi on 1 and 2 ranks. Every portneuron run's out.dat must
 be the same, byte for byte. Repetitions are interleaved; times are simulate-only medians
 (rank 0's, which waits for the others at every exchange); peak RSS is the largest process's
 (a rank's, for mpiexec's children). Results go to perf/results.jsonl (kind "mpi") and
@@ -25,6 +26,40 @@ from pathlib import Path
 from ringtest import NEURON, append_results, child, measured, median_of
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+
+
+#: NEURON's ringtest as a dataset of 2 cell groups (2 threads; its NetStims take gids so
+#: that NEURON can write them beside cells of another thread) for nrniv-core --mpi.
+TWO_GROUPS = """
+import json, sys
+import neuron_models as nm
+nring, ncell, tstop, dataset = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+branch, compart = json.loads(sys.argv[5]), json.loads(sys.argv[6])
+ring = nm.build_ringtest(nring=nring, ncell=ncell, nbranch=tuple(branch),
+                         ncompart=tuple(compart), stim_gids=True)
+nm.pc.nthread(2)
+nm.write_dataset(ring, dataset)
+print(json.dumps({}))
+"""
+
+
+def coreneuron(args, ranks: int, dataset: Path, outdir: Path) -> dict:
+    """nrniv-core --mpi of the neuron wheel (its mpich library, the mpich wheel's libmpi)."""
+    import re
+
+    import neuron
+
+    lib = Path(neuron.__file__).parent / ".data" / "lib" / "libcorenrnmpi_mpich.so"
+    libmpi = Path(sys.executable).parent.parent / "lib" / "libmpi.so.12"
+    stdout, rss = measured(
+        [MPIEXEC, "-n", str(ranks), "env", f"LD_PRELOAD={libmpi}", "OMP_NUM_THREADS=1",
+         str(Path(sys.executable).parent / "nrniv-core"), "--mpi", "--mpi-lib", str(lib),
+         "-d", str(dataset), "-e", str(args.tstop), "-o", str(outdir)]
+    )  # fmt: skip
+    solver = float(re.search(r"Solver Time\s*:\s*([0-9.eE+-]+)", stdout).group(1))
+    spikes = len((outdir / "out.dat").read_text().splitlines())
+    return {"engine": f"coreneuron {ranks}r", "ranks": ranks, "spikes": spikes,
+            "simulate_s": solver, "peak_rss_mib": rss}  # fmt: skip
 
 
 def portneuron(args, ranks: int, threads: int, outdir: Path) -> dict:
@@ -65,6 +100,14 @@ def main() -> None:
             engines[("neuron", threads)] = lambda t=threads: child(
                 NEURON, *size, "-", *shape, str(t)
             )
+        dataset = Path(tmp) / "two-groups"
+        child(TWO_GROUPS, *size, str(dataset), *shape)
+        for ranks in (1, 2):
+            outdir = Path(tmp) / f"coreneuron{ranks}"
+            outdir.mkdir()
+            engines[(f"coreneuron {ranks}r", 1)] = lambda r=ranks, o=outdir: coreneuron(
+                args, r, dataset, o
+            )
         for k in range(args.repeat):
             for key, run in engines.items():
                 rounds.setdefault(key, []).append(run())
@@ -82,6 +125,11 @@ def main() -> None:
         r["compartments"] = compartments
         r["ns_per_compartment_step"] = round(r["simulate_s"] * 1e9 / (compartments * steps), 2)
     one = next(r for r in results if r["engine"] == "portneuron llvm 1r" and r["threads"] == 1)
+    for r in results:  # against CoreNEURON on as many ranks (1 thread each)
+        same = [a for a in results if a["engine"] == f"coreneuron {r.get('ranks', 1)}r"]
+        if same and r["threads"] == 1:
+            ratio = r["ns_per_compartment_step"] / same[0]["ns_per_compartment_step"]
+            r["vs_coreneuron"] = round(ratio, 3)
     for r in results:  # against NEURON on as many cores (ranks x threads)
         cores = r.get("ranks", 1) * r["threads"]
         neuron = next(a for a in results if a["engine"] == "neuron" and a["threads"] == cores)

@@ -446,12 +446,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
         costs, what, unit = group_costs(folder, items), "groups", "bytes"
     else:
         check_ringtest_options(args)
-        from .build.ringtest import cell_costs
+        from .build.ringtest import cell_costs, placement
 
-        shape = (tuple(args.branch), tuple(args.compart))
-        costs, what, unit = cell_costs(args.nring, args.ncell, *shape), "cells", "compartments"
+        size = (args.nring, args.ncell, tuple(args.branch), tuple(args.compart))
+        costs, what, unit = cell_costs(*size), "cells", "compartments"
     costs = np.asarray(costs, dtype=np.float64)
-    rank = scheduler.place(costs, args.ranks)
+    if args.datpath is None:
+        rank = placement(*size, args.ranks)
+    else:
+        rank = scheduler.place(costs, args.ranks)
     loads = scheduler.loads(costs, rank, args.ranks)
     by_count = np.arange(len(costs)) * args.ranks // max(len(costs), 1)  # equal blocks
     count_loads = scheduler.loads(costs, by_count, args.ranks)
@@ -466,7 +469,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(plan))
         return 0
-    print(f"{len(costs)} {what} on {args.ranks} ranks, longest first by {unit}:")
+    blocks = " (blocks of 8 cells of one shape)" if args.datpath is None else ""
+    print(f"{len(costs)} {what} on {args.ranks} ranks, longest first by {unit}{blocks}:")
     print(f"{'rank':>6} {what:>8} {unit:>14} {'share':>7}")
     total = loads.sum() or 1.0
     for r in range(args.ranks):

@@ -1,5 +1,9 @@
 """Placing cells on ranks: longest-first bin packing by cost, as NEURON's load balance does.
 
+The unit placed is a block: cells of one shape, as many as a compiled epoch runs as vector
+lanes together (place_blocks); splitting a shape's block between ranks would leave lanes
+idle on each.
+
 A cell's cost is what one step of it takes; the first measure is its compartment count
 (every compartment costs a row of the cable solve and its mechanisms' kernels). Cells are
 taken from the costliest down (ties by gid) and each goes to the rank with the least load so
@@ -24,6 +28,26 @@ def place(costs: Sequence[float], nranks: int) -> np.ndarray:
         load, r = heapq.heappop(loads)
         rank[item] = r
         heapq.heappush(loads, (load + float(costs[item]), r))
+    return rank
+
+
+def place_blocks(
+    costs: Sequence[float], shapes: Sequence[int], width: int, nranks: int
+) -> np.ndarray:
+    """The rank of each cell, placing whole blocks: cells of one shape, `width` at a time
+    in index order (what a compiled epoch runs as one block of vector lanes: split over
+    ranks, a shape's cells would leave lanes empty on each), by longest-first packing of
+    the blocks' summed costs."""
+    costs = np.asarray(costs, dtype=np.float64)
+    shapes = np.asarray(shapes)
+    blocks: list[np.ndarray] = []
+    for shape in np.unique(shapes):
+        cells = np.flatnonzero(shapes == shape)
+        blocks += [cells[k : k + width] for k in range(0, len(cells), width)]
+    where = place([costs[b].sum() for b in blocks], nranks)
+    rank = np.zeros(len(costs), dtype=np.int64)
+    for block, r in zip(blocks, where):
+        rank[block] = r
     return rank
 
 

@@ -22,6 +22,7 @@ from portneuron.ir.interpret import random123
 from portneuron.library import MechanismLibrary
 from portneuron.model import Model
 from portneuron.parallel import Ranks
+from portneuron.sim.epoch import BLOCK_WIDTH
 
 from .cell import Cell
 from .network import Network
@@ -80,6 +81,15 @@ def cell_costs(
     types = cell_types(nring * ncell)
     size = {t: 1 + sum(cell_shape(t, nbranch, ncompart)[1]) for t in set(types)}
     return np.array([size[t] for t in types], dtype=np.float64)
+
+
+def placement(
+    nring: int, ncell: int, nbranch: tuple[int, int], ncompart: tuple[int, int], nranks: int
+) -> np.ndarray:
+    """Each gid's rank: blocks of 8 cells of one shape (a compiled epoch's block), longest
+    first by compartments."""
+    costs = cell_costs(nring, ncell, nbranch, ncompart)
+    return scheduler.place_blocks(costs, cell_types(nring * ncell), BLOCK_WIDTH, nranks)
 
 
 def ring_cell(parents: list[int], nsegs: list[int]) -> Cell:
@@ -144,7 +154,7 @@ def build_ringtest(
         net.connect(first, 0, WEIGHT, DELAY, source_stim=stim)
     if ranks is None or ranks.size == 1:
         return net.build()
-    rank = scheduler.place(cell_costs(nring, ncell, nbranch, ncompart), ranks.size)
+    rank = placement(nring, ncell, nbranch, ncompart, ranks.size)
     if not (rank == ranks.rank).any():
         raise PortneuronError(
             f"the ringtest has {ncells} cells for {ranks.size} ranks, none for this one; run "
