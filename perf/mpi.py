@@ -16,14 +16,13 @@ perf/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from ringtest import NEURON, append_results, child, measured, median_of
+from ringtest import NEURON, append_results, child, measured, median_of, ringtest_arguments
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
 
@@ -75,14 +74,7 @@ def portneuron(args, ranks: int, threads: int, outdir: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nring", type=int, default=16)
-    parser.add_argument("--ncell", type=int, default=8)
-    parser.add_argument("--tstop", type=float, default=100.0)
-    parser.add_argument("--branch", type=int, nargs=2, default=[10, 20])
-    parser.add_argument("--compart", type=int, nargs=2, default=[1, 1])
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    args = ringtest_arguments(__doc__).parse_args()
     if MPIEXEC is None:
         sys.exit("perf/mpi.py: no mpiexec beside this Python; pip install -e '.[mpi]'")
     size = [str(args.nring), str(args.ncell), str(args.tstop)]

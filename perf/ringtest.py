@@ -129,14 +129,20 @@ def median_of(runs: list[dict]) -> dict:
     return best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def ringtest_arguments(doc: str) -> argparse.ArgumentParser:
+    """A parser with the ringtest's size and shape, its stop time and the repetitions."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--nring", type=int, default=16)
     parser.add_argument("--ncell", type=int, default=8)
     parser.add_argument("--tstop", type=float, default=100.0)
     parser.add_argument("--branch", type=int, nargs=2, default=[10, 20])
     parser.add_argument("--compart", type=int, nargs=2, default=[1, 1])
     parser.add_argument("--repeat", type=int, default=3)
+    return parser
+
+
+def main() -> None:
+    parser = ringtest_arguments(__doc__)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument(
         "--numpy-tstop",
