@@ -390,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
         "plan",
         help="print how a run on N ranks places the cells (or a dataset's groups)",
         description="Print the scheduler's placement of the model on N ranks (longest-first "
-        "bin packing: the ringtest's cells by compartment count, a dataset's groups by the "
+        "bin packing: the ringtest's cells in blocks of one shape, by the operations a step "
+        "of them runs, counted from the IR; a dataset's groups by the "
         "size of their files): each rank's share and the predicted imbalance, next to a split "
         "by count. A run's --json summary on several ranks gives the measured load "
         "(rank_busy_s, imbalance).",
@@ -449,7 +450,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         from .build.ringtest import cell_costs, placement
 
         size = (args.nring, args.ncell, tuple(args.branch), tuple(args.compart))
-        costs, what, unit = cell_costs(*size), "cells", "compartments"
+        costs, what, unit = cell_costs(*size), "cells", "operations"
     costs = np.asarray(costs, dtype=np.float64)
     if args.datpath is None:
         rank = placement(*size, args.ranks)

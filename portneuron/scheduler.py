@@ -4,11 +4,11 @@ The unit placed is a block: cells of one shape, as many as a compiled epoch runs
 lanes together (place_blocks); splitting a shape's block between ranks would leave lanes
 idle on each.
 
-A cell's cost is what one step of it takes; the first measure is its compartment count
-(every compartment costs a row of the cable solve and its mechanisms' kernels). Cells are
-taken from the costliest down (ties by gid) and each goes to the rank with the least load so
-far (ties: the lowest rank), which is within 4/3 of the best possible placement's largest
-load (Graham's bound).
+A cell's cost is what one step of it runs, counted from the IR (portneuron.cost); a
+dataset's group, until its cells are read, the size of its files. Items are taken from the
+costliest down (ties by index) and each goes to the rank with the least load so far (ties:
+the lowest rank), which is within 4/3 of the best possible placement's largest load
+(Graham's bound).
 """
 
 from __future__ import annotations

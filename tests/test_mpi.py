@@ -193,7 +193,7 @@ def test_placement_is_within_four_thirds_of_the_best(costs, nranks):
 
 
 def test_plan_prints_the_placement_and_its_predicted_balance(capsys):
-    """`portneuron plan`: each rank's cells and compartments, every cell once, and the
+    """`portneuron plan`: each rank's cells and operations, every cell once, and the
     predicted imbalance no worse than a split by cell count; -n 0 is one line."""
     from portneuron.build.ringtest import cell_costs
     from portneuron.cli import main
@@ -206,7 +206,7 @@ def test_plan_prints_the_placement_and_its_predicted_balance(capsys):
     assert main(["plan", "-n", "2"]) == 0
     text = capsys.readouterr().out.splitlines()
     assert text[0] == (
-        "128 cells on 2 ranks, longest first by compartments (blocks of 8 cells of one shape):"
+        "128 cells on 2 ranks, longest first by operations (blocks of 8 cells of one shape):"
     )
     assert text[-1].startswith("predicted imbalance (largest over mean, less 1): ")
     assert main(["plan", "-n", "0"]) == 1
@@ -236,3 +236,39 @@ def test_blocks_of_one_shape_stay_together(cells, width, nranks):
     if cells:
         bound = sum(costs) / nranks + (1 - 1 / nranks) * max(block_costs)
         assert loads.max() <= bound + 1e-9
+
+
+def counted(kb, b, y) -> None:
+    x = kb.assign("x", b.call("exp", y))  # 20
+    with kb.loop("i", 0, 10):
+        kb.assign("x", b.add(x, 1.0))  # 10 x 1
+    with kb.if_(b.gt(x, 0.0)):  # 1
+        kb.assign("x", b.mul(b.add(x, 1.0), 2.0))  # 2
+    with kb.else_():
+        kb.assign("x", b.neg(x))  # 1
+
+
+def test_a_cells_cost_counts_what_its_step_runs():
+    """portneuron.cost: an exp weighs as twenty adds, a loop of constant bounds its trips,
+    a branch its larger side; hh's instance costs more than pas's, and a cell is its nodes'
+    share of the engine's kernels plus its instances'."""
+    from portneuron.ir import F64, Var
+    from portneuron.ir import builder as b
+    from portneuron.ir.builder import KernelBuilder
+
+    from portneuron import cost
+    from portneuron.build import Cell
+    from portneuron.library import MechanismLibrary
+
+    kb = KernelBuilder("state", "instance", "")
+    with kb.capture() as body:
+        counted(kb, b, Var("y", F64))
+    assert cost.body_ops(tuple(body)) == 20 + 10 + 1 + 2
+    library = MechanismLibrary()
+    hh, pas = (cost.mechanism_ops(library.get(m)) for m in ("hh", "pas"))
+    assert hh > 10 * pas > 0
+    cell = Cell()
+    soma = cell.section("soma", L=20, diam=20, nseg=3)
+    cell.insert(soma, "hh")
+    built = cell.compile()
+    assert cost.cell_ops(built, library) == built.count * cost.node_ops() + 3 * hh

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from portneuron import scheduler
+from portneuron import cost, scheduler
 from portneuron.errors import PortneuronError
 from portneuron.ir.interpret import random123
 from portneuron.library import MechanismLibrary
@@ -75,20 +75,34 @@ def cell_shape(
 
 
 def cell_costs(
-    nring: int, ncell: int, nbranch: tuple[int, int], ncompart: tuple[int, int]
+    nring: int,
+    ncell: int,
+    nbranch: tuple[int, int],
+    ncompart: tuple[int, int],
+    library: MechanismLibrary | None = None,
 ) -> np.ndarray:
-    """Each gid's cost for placement: its compartments (the soma's and its dendrites')."""
+    """Each gid's cost for placement: what one step of it computes, counted from the IR
+    (portneuron.cost: its nodes' share of the engine's kernels, its hh, pas and ExpSyn)."""
+    library = library or MechanismLibrary()
     types = cell_types(nring * ncell)
-    size = {t: 1 + sum(cell_shape(t, nbranch, ncompart)[1]) for t in set(types)}
-    return np.array([size[t] for t in types], dtype=np.float64)
+    ops = {
+        t: cost.cell_ops(ring_cell(*cell_shape(t, nbranch, ncompart)).compile(), library)
+        for t in set(types)
+    }
+    return np.array([ops[t] for t in types], dtype=np.float64)
 
 
 def placement(
-    nring: int, ncell: int, nbranch: tuple[int, int], ncompart: tuple[int, int], nranks: int
+    nring: int,
+    ncell: int,
+    nbranch: tuple[int, int],
+    ncompart: tuple[int, int],
+    nranks: int,
+    library: MechanismLibrary | None = None,
 ) -> np.ndarray:
     """Each gid's rank: blocks of 8 cells of one shape (a compiled epoch's block), longest
-    first by compartments."""
-    costs = cell_costs(nring, ncell, nbranch, ncompart)
+    first by their cost."""
+    costs = cell_costs(nring, ncell, nbranch, ncompart, library)
     return scheduler.place_blocks(costs, cell_types(nring * ncell), BLOCK_WIDTH, nranks)
 
 
@@ -131,8 +145,8 @@ def build_ringtest(
     is NEURON's usetable_hh: on by default in NEURON; the original benchmark's reference
     raster was made without (CoreNEURON's hh has no TABLE). `progress(n)` hears how many
     cells are placed, every 1024. With several `ranks`, this rank's part: the cells the
-    scheduler places here by their compartment counts, each ring's NetStim with its first
-    cell."""
+    scheduler places here, by blocks of one shape and their cost counted from the IR, each
+    ring's NetStim with its first cell."""
     net = Network(
         library, celsius=6.3, dt=0.025, v_init=-65.0, globals={"usetable_hh": float(hh_tables)}
     )
@@ -154,7 +168,7 @@ def build_ringtest(
         net.connect(first, 0, WEIGHT, DELAY, source_stim=stim)
     if ranks is None or ranks.size == 1:
         return net.build()
-    rank = placement(nring, ncell, nbranch, ncompart, ranks.size)
+    rank = placement(nring, ncell, nbranch, ncompart, ranks.size, library)
     if not (rank == ranks.rank).any():
         raise PortneuronError(
             f"the ringtest has {ncells} cells for {ranks.size} ranks, none for this one; run "
