@@ -318,6 +318,8 @@ def measured_load(sim, simulate_s: float, ranks) -> dict:
     spike exchange) and the imbalance: the largest over the mean, less 1."""
     if ranks.size == 1:
         return {}
+    from .scheduler import imbalance
+
     busy = ranks.gather(simulate_s - sim.exchange_s)
     if busy is None:
         return {}
@@ -440,22 +442,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.ranks < 1:
         raise PortneuronError(f"-n {args.ranks}: give at least 1 rank")
     if args.datpath is not None:
-        from .io.dataset import group_costs, read_files_dat
+        from .io.dataset import group_costs, placement, read_files_dat
 
         folder = Path(args.datpath)
         items = read_files_dat(folder / "files.dat")
         costs, what, unit = group_costs(folder, items), "groups", "bytes"
+        rank = placement(folder, items, args.ranks)
     else:
         check_ringtest_options(args)
         from .build.ringtest import cell_costs, placement
 
         size = (args.nring, args.ncell, tuple(args.branch), tuple(args.compart))
         costs, what, unit = cell_costs(*size), "cells", "operations"
-    costs = np.asarray(costs, dtype=np.float64)
-    if args.datpath is None:
         rank = placement(*size, args.ranks)
-    else:
-        rank = scheduler.place(costs, args.ranks)
+    costs = np.asarray(costs, dtype=np.float64)
     loads = scheduler.loads(costs, rank, args.ranks)
     by_count = np.arange(len(costs)) * args.ranks // max(len(costs), 1)  # equal blocks
     count_loads = scheduler.loads(costs, by_count, args.ranks)
@@ -464,8 +464,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         what: [int(n) for n in np.bincount(rank, minlength=args.ranks)],
         "cost": [float(x) for x in loads],
         "unit": unit,
-        "imbalance": round(imbalance(loads), 4),
-        "imbalance_by_count": round(imbalance(count_loads), 4),
+        "imbalance": round(scheduler.imbalance(loads), 4),
+        "imbalance_by_count": round(scheduler.imbalance(count_loads), 4),
     }
     if args.json:
         print(json.dumps(plan))
@@ -482,12 +482,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
         f"split by count: {100 * plan['imbalance_by_count']:.1f} %"
     )
     return 0
-
-
-def imbalance(loads) -> float:
-    """The largest load over the mean, less 1."""
-    mean = sum(loads) / len(loads)
-    return max(loads) / mean - 1 if mean > 0 else 0.0
 
 
 DESCRIPTION = """\

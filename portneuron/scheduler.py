@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from portneuron.errors import PortneuronError
+
 
 def place(costs: Sequence[float], nranks: int) -> np.ndarray:
     """The rank of each item (cell), by longest-first bin packing of `costs`."""
@@ -54,3 +56,20 @@ def place_blocks(
 def loads(costs: Sequence[float], rank: np.ndarray, nranks: int) -> np.ndarray:
     """Each rank's summed cost under a placement."""
     return np.bincount(rank, weights=np.asarray(costs, dtype=np.float64), minlength=nranks)
+
+
+def imbalance(loads: Sequence[float]) -> float:
+    """The largest load over the mean, less 1."""
+    mean = sum(loads) / len(loads)
+    return max(loads) / mean - 1 if mean > 0 else 0.0
+
+
+def mine(rank: np.ndarray, this: int, nranks: int, what: str) -> np.ndarray:
+    """Which items a placement gives rank `this`; a rank left without any is an error
+    (`what`: the items and their number, for the message)."""
+    here = rank == this
+    if not here.any():
+        raise PortneuronError(
+            f"{what} for {nranks} ranks, none for this one; run on at most {len(rank)} ranks"
+        )
+    return here

@@ -483,13 +483,14 @@ class _Builder:
             key = c.source[1] if c.source[0] == "gid" else ("stim", c.source[1])
             if key in gid_presyn or g not in self.net._gids:
                 continue  # here already, or no such source (refused with the NetCon)
-            gid_presyn[key] = gid_presyn.setdefault(g, len(gid))
-            if gid_presyn[g] == len(gid):
+            if g not in gid_presyn:
+                gid_presyn[g] = len(gid)
                 gid.append(g)
                 node.append(-1)
                 thresh.append(0.0)
                 sset.append(-1)
                 sinst.append(-1)
+            gid_presyn[key] = gid_presyn[g]
         presyns = Presyns(
             np.array(gid, np.int64), np.array(node, np.int32), np.array(thresh),
             np.array(sset, np.int32), np.array(sinst, np.int32),

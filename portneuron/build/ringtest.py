@@ -17,7 +17,6 @@ from collections.abc import Callable
 import numpy as np
 
 from portneuron import cost, scheduler
-from portneuron.errors import PortneuronError
 from portneuron.ir.interpret import random123
 from portneuron.library import MechanismLibrary
 from portneuron.model import Model
@@ -169,9 +168,5 @@ def build_ringtest(
     if ranks is None or ranks.size == 1:
         return net.build()
     rank = placement(nring, ncell, nbranch, ncompart, ranks.size, library)
-    if not (rank == ranks.rank).any():
-        raise PortneuronError(
-            f"the ringtest has {ncells} cells for {ranks.size} ranks, none for this one; run "
-            f"on at most {ncells} ranks"
-        )
-    return net.build(local={int(g) for g in np.flatnonzero(rank == ranks.rank)})
+    here = scheduler.mine(rank, ranks.rank, ranks.size, f"the ringtest: {ncells} cells")
+    return net.build(local={int(g) for g in np.flatnonzero(here)})

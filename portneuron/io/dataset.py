@@ -130,15 +130,18 @@ def load_dataset(
     globals_ = read_globals(directory / "globals.dat")
     remote = ranks is not None and ranks.size > 1
     if remote:
-        here = scheduler.place(group_costs(directory, groups_ids), ranks.size) == ranks.rank
-        if not here.any():
-            raise DatasetError(
-                f"{directory}: {len(groups_ids)} cell groups for {ranks.size} ranks, none for "
-                f"this one; run on at most {len(groups_ids)} ranks"
-            )
+        rank = placement(directory, groups_ids, ranks.size)
+        here = scheduler.mine(
+            rank, ranks.rank, ranks.size, f"{directory}: {len(groups_ids)} cell groups"
+        )
         groups_ids = [g for g, mine in zip(groups_ids, here) if mine]
     groups = [read_group(directory, g, types) for g in groups_ids]
     return merge(groups, types, globals_, library, str(directory), remote)
+
+
+def placement(directory: Path, groups_ids: list[int], nranks: int) -> np.ndarray:
+    """Each group's rank: longest first by the size of its files (group_costs)."""
+    return scheduler.place(group_costs(directory, groups_ids), nranks)
 
 
 def group_costs(directory: Path, groups_ids: list[int]) -> list[int]:
