@@ -272,3 +272,30 @@ def test_a_cells_cost_counts_what_its_step_runs():
     cell.insert(soma, "hh")
     built = cell.compile()
     assert cost.cell_ops(built, library) == built.count * cost.node_ops() + 3 * hh
+
+
+def test_inputs_a_run_on_ranks_refuses_in_one_line(monkeypatch):
+    """A launcher's ranks without mpi4py, and an artificial cell without a gid driving cells
+    that land on different ranks: one line each."""
+    from portneuron import parallel
+    from portneuron.build import Cell, Network
+    from portneuron.errors import PortneuronError
+
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # as if not installed
+    with pytest.raises(PortneuronError, match=r"^started by an MPI launcher with 2 ranks, but "
+                       r"mpi4py is not installed: pip install 'portneuron\[mpi\]'$"):  # fmt: skip
+        parallel.world()
+    net = Network()
+    for gid in (0, 1):
+        cell = Cell()
+        soma = cell.section("soma", L=20, diam=20)
+        cell.point_process(soma, 0.5, "ExpSyn")
+        net.add_cell(cell, gid)
+    stim = net.artificial_cell("NetStim", number=1, start=0)
+    for gid in (0, 1):
+        net.connect(gid, 0, 0.01, 1.0, source_stim=stim)
+    assert net.build(local={0, 1}).ncell == 2
+    with pytest.raises(PortneuronError, match=r"^artificial cell 0 \(NetStim\) has no gid and "
+                       r"drives cells on different ranks; give it a gid"):  # fmt: skip
+        net.build(local={0})
