@@ -239,8 +239,8 @@ def append_results(lines: list[dict], commit: str | None = None) -> None:
 def write_results_md() -> None:
     """perf/RESULTS.md: the latest run of each model size in results.jsonl."""
     latest: dict[str, list[dict]] = {}
-    kinds: dict[str, list[dict]] = {"gpu": [], "hnn": [], "mpi": []}  # their latest runs
-    gpu, hnn, mpi = kinds["gpu"], kinds["hnn"], kinds["mpi"]
+    kinds: dict[str, list[dict]] = {"gpu": [], "hnn": [], "mpi": [], "imbalance": []}
+    gpu, hnn, mpi = kinds["gpu"], kinds["hnn"], kinds["mpi"]  # their latest runs
     for line in (HERE / "results.jsonl").read_text().splitlines():
         r = json.loads(line)
         if r.get("kind") in kinds:
@@ -287,6 +287,8 @@ def write_results_md() -> None:
         parts.append(hnn_section(hnn))
     if mpi:
         parts.append(mpi_section(mpi))
+    if kinds["imbalance"]:
+        parts.append(imbalance_section(kinds["imbalance"]))
     if gpu:
         parts.append(gpu_section(gpu))
     (HERE / "RESULTS.md").write_text("".join(parts))
@@ -336,6 +338,30 @@ def mpi_section(runs: list[dict]) -> str:
             f"| {engine} | {r.get('ranks', 1)} | {r['threads']} | {r['spikes']} | "
             f"{r['simulate_s']:.3f} | {r['ns_per_compartment_step']} | {r['vs_neuron']} | "
             f"{r.get('vs_coreneuron', '')} | {r['speedup_vs_1r1t']} | {r['peak_rss_mib']} |\n"
+        )
+    return text
+
+
+def imbalance_section(runs: list[dict]) -> str:
+    """The latest perf/imbalance.py run as a table."""
+    r0 = runs[0]
+    text = (
+        f"\n## Load balance: tests/mixed_network.py, {sum(r0['cells'])} cells (16 large "
+        f"active, then 112 small, by gid), {r0['compartments']:,} compartments, "
+        f"{r0['tstop']:g} ms (perf/imbalance.py)\n\n"
+        f"{r0['when']}, commit {r0['commit']}, {r0['machine']}, {r0['runs']} rounds; llvm, "
+        "1 thread a rank, mpiexec (mpich wheel). Measured: each rank's simulate time less its "
+        "time in the spike exchange; imbalance: the largest over the mean, less 1. The spikes "
+        "are the same in every run.\n\n"
+        "| ranks | placement | cells a rank | predicted imbalance | measured imbalance "
+        "| rank work s | simulate s | speed-up over 1 rank | peak RSS MiB |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    )
+    for r in runs:
+        text += (
+            f"| {r['ranks']} | {r['placement']} | {r['cells']} | {r['predicted_imbalance']} | "
+            f"{r['imbalance']} | {r['rank_busy_s']} | {r['simulate_s']:.3f} | "
+            f"{r['speedup_vs_1r']} | {r['peak_rss_mib']} |\n"
         )
     return text
 

@@ -115,7 +115,8 @@ class Ring:
     """A built ringtest network; holds every NEURON object so that it stays alive.
 
     `netcons` are the cell-to-cell connections, ring by ring; `stims[r]` and `stim_netcons[r]`
-    are ring r's NetStim and its NetCon to cell r * ncell. `clear_neuron` empties the lists.
+    are ring r's NetStim and its NetCon to cell r * ncell (under MPI, of the rings whose first
+    cell is on this rank). `clear_neuron` empties the lists.
     """
 
     nring: int
@@ -200,9 +201,10 @@ def build_ringtest(
     """Builds ringtest in NEURON, in this process, after clearing any model built before.
 
     `nbranch` and `ncompart` are the inclusive ranges [lo, hi] of dendrites per cell and of
-    segments per dendrite (an int n means [n, n]). Cell gids are 0 .. nring * ncell - 1, all on
-    host 0; the NetStims have no gid. `hh_tables` sets the global usetable_hh, which is also
-    written to the dataset's globals.dat. `stim_gids` gives the NetStims gids (10**6 + ring)
+    segments per dendrite (an int n means [n, n]). Cell gids are 0 .. nring * ncell - 1; under
+    MPI gid g lives on rank g % nhost (`Ring.cells` holds None for the others' cells), and
+    a ring's NetStim on its first cell's rank. The NetStims have no gid. `hh_tables` sets the
+    global usetable_hh, which is also written to the dataset's globals.dat. `stim_gids` gives the NetStims gids (10**6 + ring)
     and connects them by gid, which NEURON needs when their cells run in another thread.
     """
     clear_neuron()
@@ -214,9 +216,13 @@ def build_ringtest(
 
     ring = Ring(nring, ncell)
     types = cell_types(ring.ncells, ncell_per_type)
+    here = {gid: gid % int(pc.nhost()) == int(pc.id()) for gid in range(ring.ncells)}
     for r in range(nring):
         first = r * ncell
         for gid in range(first, first + ncell):
+            if not here[gid]:
+                ring.cells.append(None)
+                continue
             cell = RingCell(gid, *cell_shape(types[gid], nbranch, ncompart))
             pc.set_gid2node(gid, pc.id())
             # as in ring.py the detector NetCon is not kept: its PreSyn lives on in pc, and a
@@ -225,9 +231,13 @@ def build_ringtest(
             ring.cells.append(cell)
         for i in range(ncell):
             target = ring.cells[first + (i + 1) % ncell]
+            if target is None:
+                continue
             nc = pc.gid_connect(first + i, target.syn)
             nc.weight[0], nc.delay = WEIGHT, DELAY
             ring.netcons.append(nc)
+        if not here[first]:
+            continue  # the ring's NetStim lives with the cell it drives
         stim = h.NetStim()
         stim.number, stim.start = 1, 0
         # unused (noise 0) but written to the dataset: the stream a fresh process would give,

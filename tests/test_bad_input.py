@@ -240,6 +240,14 @@ BAD_MODS = {
         "NEURON { SUFFIX x }\nASSIGNED { a }\nBREAKPOINT { a = f(1) }\n",
         r"unknown or unsupported function 'f'",
     ),
+    "protect-global": (
+        "NEURON { SUFFIX x GLOBAL n }\nASSIGNED { n }\nBREAKPOINT {\n  PROTECT n = n + 1\n}\n",
+        r"bad\.mod:4:3: PROTECT n = \.\.\.: 'n' is a GLOBAL that every instance updates in turn",
+    ),
+    "scopmath-random": (
+        "NEURON { SUFFIX x }\nASSIGNED { a }\nBREAKPOINT { a = normrand(0, 1) }\n",
+        r"bad\.mod:3:18: normrand draws from NEURON's one process-wide generator",
+    ),
     "v-in-net-receive": (
         "NEURON { POINT_PROCESS x }\nNET_RECEIVE(w) {\n  v = v + w\n}\n",
         r"bad\.mod:3:3: assigning to 'v' in NET_RECEIVE is not supported",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from portneuron import cost, scheduler
 from portneuron.errors import PortneuronError
 from portneuron.io.dataset import CAPACITANCE
 from portneuron.library import MechanismLibrary
@@ -26,6 +27,8 @@ from portneuron.model import (
     PointerTarget,
     Presyns,
 )
+from portneuron.parallel import Ranks
+from portneuron.sim.epoch import BLOCK_WIDTH
 
 from .cell import Cell, CompiledCell
 
@@ -140,12 +143,41 @@ class Network:
             raise PortneuronError(f"setpointer: no cell with gid {pointer.gid} or {target.gid}")
         self.pointers.append((pointer, target))
 
+    # ------------------------------------------------------------------ placing
+    def placement(self, nranks: int) -> dict[int, int]:
+        """Each gid's rank, by the scheduler: blocks of up to 8 cells of one template (a
+        compiled epoch's vector lanes), longest first by what one step of the template
+        computes (portneuron.cost); artificial cells with gids after them, one by one (an
+        artificial cell without a gid is built with the cells it drives)."""
+        templates = {id(cell): cell for cell, _ in self.cells}
+        ops = {key: cost.cell_ops(cell.compile(), self.library) for key, cell in templates.items()}
+        index = {key: k for k, key in enumerate(templates)}
+        gids = [gid for _, gid in self.cells]
+        costs = [ops[id(cell)] for cell, _ in self.cells]
+        shapes = [index[id(cell)] for cell, _ in self.cells]
+        for stim in self.stims:  # artificial cells with gids: one item each, placed last
+            if stim.gid >= 0:
+                gids.append(stim.gid)
+                costs.append(0.0)
+                shapes.append(len(index) + len(shapes))
+        rank = scheduler.place_blocks(costs, shapes, BLOCK_WIDTH, nranks)
+        return {gid: int(r) for gid, r in zip(gids, rank)}
+
     # ------------------------------------------------------------------ building
-    def build(self, local: set[int] | None = None) -> Model:
+    def build(self, local: set[int] | None = None, ranks: Ranks | None = None) -> Model:
         """The Model; with `local`, only those gids' cells (a rank's part of the network),
         NetCons to them, and the artificial cells they need. A NetCon from a cell elsewhere
         gets a source of that gid which never fires here: its spikes come from the other
-        ranks (portneuron.parallel)."""
+        ranks (portneuron.parallel). With `ranks` (portneuron.parallel.world() under
+        mpiexec), the part `placement` gives this rank."""
+        if ranks is not None and ranks.size > 1:
+            if local is not None:
+                raise PortneuronError("Network.build takes local or ranks, not both")
+            where = self.placement(ranks.size)
+            gids = np.fromiter(where, dtype=np.int64, count=len(where))
+            rank = np.fromiter(where.values(), dtype=np.int64, count=len(where))
+            here = scheduler.mine(rank, ranks.rank, ranks.size, f"{len(rank)} cells")
+            local = {int(g) for g in gids[here]}
         builder = _Builder(self, local)
         model = builder.model()
         self._offsets = {gid: int(o) for (_, gid), o in zip(builder.cells, builder.base)}

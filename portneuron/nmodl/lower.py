@@ -64,6 +64,9 @@ _BINARY = {
     "&&": b.and_, "||": b.or_,
 }  # fmt: skip
 
+# scopmath's random numbers: one generator for the whole process (src/oc/scoprand.cpp)
+_SCOP_RANDOM = {"scop_random", "set_seed", "normrand", "exprand", "poisrand"}
+
 _NOT_HERE = {
     "DiffEqExpression": "a derivative equation (x' = ...) outside a DERIVATIVE block",
     "ReactionStatement": "a reaction (~) outside a KINETIC block",
@@ -72,9 +75,6 @@ _NOT_HERE = {
     "WhileStatement": "WHILE loops",
     "Verbatim": "VERBATIM C code",
     "LagStatement": "LAG statements",
-    "MutexLock": "MUTEXLOCK",
-    "MutexUnlock": "MUTEXUNLOCK",
-    "ProtectStatement": "PROTECT",
     "ForNetcon": "FOR_NETCONS",
     "WatchStatement": "WATCH outside NET_RECEIVE (NEURON allows it only in NET_RECEIVE)",
     "LonDiffuse": "LONGITUDINAL_DIFFUSION",
@@ -368,6 +368,10 @@ class KernelLowering:
             )
         elif kind in ("LineComment", "BlockComment", "UnitState", "TableStatement"):
             pass  # TABLE is handled where the procedure is called
+        elif kind in ("MutexLock", "MutexUnlock"):
+            pass  # one instance's statements never race: each has its own copy of a GLOBAL
+        elif kind == "ProtectStatement":
+            self.protect(s.expression)
         elif kind in _NOT_HERE:
             raise self.error(
                 f"{_NOT_HERE[kind]}: not supported here",
@@ -379,6 +383,22 @@ class KernelLowering:
                 f"unsupported statement {words[0] if words else kind!r}",
                 words[0] if words else None,
             )
+
+    def protect(self, e) -> None:
+        """PROTECT makes one assignment atomic across NEURON's threads. On a value of the
+        instance's own, or a POINTER's place (added to in instance order), it is the
+        assignment; on a GLOBAL it is a value every instance shares and updates, such as a
+        counter, which portneuron keeps per instance: refused by name."""
+        target = e.lhs if e.get_node_type_name() == "BinaryExpression" else None
+        name = target.get_node_name() if target is not None else None
+        if name is not None and name in self.d.written_globals:
+            raise self.error(
+                f"PROTECT {name} = ...: {name!r} is a GLOBAL that every instance updates in "
+                f"turn (NEURON keeps one value; portneuron keeps a GLOBAL per instance); "
+                f"make it a RANGE variable",
+                "PROTECT",
+            )
+        self.expression_statement(e)
 
     def prefix(self) -> str:
         # Dotted, so never equal to an NMODL name.
@@ -676,6 +696,14 @@ class KernelLowering:
         if name in ("net_send", "net_event", "net_move"):
             raise self.error(
                 f"{name} can only be called in NET_RECEIVE or INITIAL of a point process", name
+            )
+        if name in _SCOP_RANDOM:
+            raise self.error(
+                f"{name} draws from NEURON's one process-wide generator (scopmath's "
+                f"scop_random), whose values depend on the order in which every instance of "
+                f"every mechanism draws: not supported; draw from a RANDOM variable "
+                f"(random_uniform, random_normal, random_negexp), each instance's own stream",
+                name,
             )
         raise self.error(f"call to unknown or unsupported function {name!r}", name)
 

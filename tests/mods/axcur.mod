@@ -3,7 +3,8 @@ The axial current into each segment from the node its POINTER reads (the parent'
 a length, added into a point process's sum through a second POINTER (the idea of hnn-core's
 dipole mechanisms, written afresh): AFTER INITIAL and AFTER SOLVE, from the new v. (The
 blocks hold the statements: NEURON 9 crashes where a BEFORE/AFTER block of a mechanism that
-is not thread safe calls a PROCEDURE that uses a POINTER.)
+is not thread safe calls a PROCEDURE that uses a POINTER.) PROTECT and MUTEXLOCK change
+nothing here: on an instance's own value and on a POINTER's place, as NEURON runs them.
 ENDCOMMENT
 
 NEURON {
@@ -17,11 +18,13 @@ PARAMETER { ri = 10 (Mohm) len = 1 (um) }
 ASSIGNED { v (mV) vparent (mV) total ia (nA) }
 
 AFTER INITIAL {
+    MUTEXLOCK
     ia = (vparent - v) / ri
     total = total + ia * len
+    MUTEXUNLOCK
 }
 
 AFTER SOLVE {
-    ia = (vparent - v) / ri
-    total = total + ia * len
+    PROTECT ia = (vparent - v) / ri
+    PROTECT total = total + ia * len
 }
