@@ -34,23 +34,50 @@ def place(costs: Sequence[float], nranks: int) -> np.ndarray:
 
 
 def place_blocks(
-    costs: Sequence[float], shapes: Sequence[int], width: int, nranks: int
+    costs: Sequence[float],
+    shapes: Sequence[int],
+    width: int,
+    nranks: int,
+    together: Sequence[Sequence[int]] = (),
 ) -> np.ndarray:
     """The rank of each cell, placing whole blocks: cells of one shape, `width` at a time
     in index order (what a compiled epoch runs as one block of vector lanes: split over
     ranks, a shape's cells would leave lanes empty on each), by longest-first packing of
-    the blocks' summed costs."""
+    the blocks' summed costs. Each group of cells in `together` (cells coupled within a
+    step, as gap junctions couple them) lands on one rank: the blocks holding its cells
+    are placed as one item."""
     costs = np.asarray(costs, dtype=np.float64)
     shapes = np.asarray(shapes)
-    blocks: list[np.ndarray] = []
+    block_of = np.zeros(len(costs), dtype=np.int64)
+    nblocks = 0
     for shape in np.unique(shapes):
         cells = np.flatnonzero(shapes == shape)
-        blocks += [cells[k : k + width] for k in range(0, len(cells), width)]
-    where = place([costs[b].sum() for b in blocks], nranks)
-    rank = np.zeros(len(costs), dtype=np.int64)
-    for block, r in zip(blocks, where):
-        rank[block] = r
-    return rank
+        for k in range(0, len(cells), width):
+            block_of[cells[k : k + width]] = nblocks
+            nblocks += 1
+    item = _joined(nblocks, [block_of[np.asarray(g, dtype=np.int64)] for g in together])
+    _, item_of_cell = np.unique(item[block_of], return_inverse=True)
+    where = place(np.bincount(item_of_cell, weights=costs), nranks)
+    return where[item_of_cell].astype(np.int64)
+
+
+def _joined(n: int, groups: Sequence[np.ndarray]) -> np.ndarray:
+    """Each of `n` elements' representative once every group's elements are joined
+    (union-find): elements share a representative exactly when groups connect them."""
+    parent = np.arange(n)
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for group in groups:
+        if len(group):
+            first = root(int(group[0]))
+            for x in group[1:]:
+                parent[root(int(x))] = first
+    return np.array([root(x) for x in range(n)], dtype=np.int64)
 
 
 def loads(costs: Sequence[float], rank: np.ndarray, nranks: int) -> np.ndarray:

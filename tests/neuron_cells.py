@@ -196,6 +196,27 @@ def custom_cell() -> Built:
     return Built([soma(0.5), dend(0.3), dend(0.9)], keep)
 
 
+def fornetcon_cell() -> Built:
+    """A soma with hh and FncSyn (tests/mods: FOR_NETCONS potentiating the NetCons that
+    delivered lately) driven by three NetCons from two NetStims. Needs tests/mods compiled
+    and loaded."""
+    clear_neuron()
+    soma = h.Section(name="soma")
+    soma.L = soma.diam = 20
+    soma.insert("hh")
+    syn = h.FncSyn(soma(0.5))
+    fast, slow = h.NetStim(), h.NetStim()
+    fast.start, fast.interval, fast.number = 1, 3, 12
+    slow.start, slow.interval, slow.number = 2.5, 7, 5
+    ncs = []
+    for source, weight, delay in ((fast, 0.002, 1.0), (slow, 0.003, 2.0), (fast, 0.001, 3.5)):
+        nc = h.NetCon(source, syn)
+        nc.weight[0], nc.delay = weight, delay
+        ncs.append(nc)
+    _register(soma)
+    return Built([soma(0.5)], [soma, syn, fast, slow, *ncs])
+
+
 def axial_cell() -> tuple:
     """The POINTER tests' cell: a 20 um soma with hh and an IClamp step (0.3 nA, 1-20 ms),
     and a 200 um dendrite of 3 segments with pas and axcur (tests/mods), its POINTERs

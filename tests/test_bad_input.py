@@ -248,6 +248,14 @@ BAD_MODS = {
         "NEURON { SUFFIX x }\nASSIGNED { a }\nBREAKPOINT { a = normrand(0, 1) }\n",
         r"bad\.mod:3:18: normrand draws from NEURON's one process-wide generator",
     ),
+    "for-netcons-outside-net-receive": (
+        "NEURON { POINT_PROCESS x }\nINITIAL {\n  FOR_NETCONS(w) { }\n}\nNET_RECEIVE(w) { }\n",
+        r"bad\.mod:3:\d+: FOR_NETCONS outside NET_RECEIVE: not supported here",
+    ),
+    "for-netcons-arguments": (
+        "NEURON { POINT_PROCESS x }\nNET_RECEIVE(w, n) {\n  FOR_NETCONS(a) { a = 1 }\n}\n",
+        r"bad\.mod:3:3: FOR_NETCONS names 1 arguments and NET_RECEIVE 2; name as many",
+    ),
     "v-in-net-receive": (
         "NEURON { POINT_PROCESS x }\nNET_RECEIVE(w) {\n  v = v + w\n}\n",
         r"bad\.mod:3:3: assigning to 'v' in NET_RECEIVE is not supported",

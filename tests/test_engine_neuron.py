@@ -394,6 +394,48 @@ def test_fixture_mechanisms_under_the_corpus_protocols(compiled_mods, backend):
     assert results["ArtPtr/step"]["spikes"] >= 6  # each NetStim event passed on, src ms later
 
 
+FORNETCON_RUN = """
+import json, sys
+import neuron
+neuron.load_mechanisms(sys.argv[1])
+import numpy as np
+import neuron_cells
+import portneuron.direct
+built = neuron_cells.fornetcon_cell()
+syn = built.keep[1]
+# portneuron first: NEURON's run changes the weights, which a later hand-over would carry
+result = portneuron.direct.run(60.0, record=built.segments, v_init=-65.0,
+                               mechanisms=[sys.argv[1]], backend=sys.argv[2])
+expected = neuron_cells.run_neuron(built, 60.0)
+theirs = [syn.g, syn.nloop, *(nc.weight[k] for nc in built.keep[4:] for k in range(4))]
+seg = built.segments[0]
+ours = [result.value(seg, "FncSyn", "g"), result.value(seg, "FncSyn", "nloop")]
+print(json.dumps({"max_dv": float(np.abs(np.array(result.traces).T - expected).max()),
+                  "range": float(np.ptp(expected)), "theirs": theirs, "ours": ours}))
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_for_netcons_as_neuron(compiled_mods, backend):
+    """FncSyn's events walk every NetCon that targets it (FOR_NETCONS), potentiating those
+    that delivered in the last 5 ms, then depress their own: NEURON's weights are the
+    loop's and NET_RECEIVE's at once, and portneuron's must be too. Three NetCons from two
+    NetStims; a self-event from INITIAL halves every NetCon's ceiling. v at every step, the
+    conductance and the loop count at the end are NEURON's bits."""
+    from pathlib import Path
+
+    run = subprocess.run(
+        [sys.executable, "-c", FORNETCON_RUN, str(compiled_mods), backend],
+        capture_output=True, text=True, cwd=Path(__file__).parent,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    r = json.loads(run.stdout.strip().splitlines()[-1])
+    assert r["range"] > 30.0  # it fires
+    assert r["max_dv"] == 0.0, r
+    assert r["ours"] == r["theirs"][:2], r
+    assert r["theirs"][1] == 3 * (2 * 12 + 5)  # every NetCon row, each external event
+
+
 INITIAL_STEP_RUN = """
 import sys
 import neuron

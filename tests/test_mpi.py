@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portneuron import scheduler
+from portneuron.errors import PortneuronError
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
 PORTNEURON = str(Path(sys.executable).parent / "portneuron")
@@ -316,6 +317,66 @@ def test_blocks_of_one_shape_stay_together(cells, width, nranks):
     if cells:
         bound = sum(costs) / nranks + (1 - 1 / nranks) * max(block_costs)
         assert loads.max() <= bound + 1e-9
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 1000), st.integers(0, 5)), min_size=1, max_size=60),
+    st.lists(st.lists(st.integers(0, 59), min_size=1, max_size=6), max_size=6),
+    st.integers(1, 8),
+    st.integers(1, 8),
+)
+def test_cells_kept_together_share_a_rank(cells, groups, width, nranks):
+    """place_blocks with `together` (gap-junction components, say): each group's cells on
+    one rank, every block of one shape whole, every cell once; the load within list
+    scheduling's bound over the items placed (blocks joined by the groups)."""
+    costs, shapes = [c for c, _ in cells], [s for _, s in cells]
+    groups = [sorted({i % len(cells) for i in g}) for g in groups]
+    rank = scheduler.place_blocks(costs, shapes, width, nranks, groups)
+    assert rank.shape == (len(cells),) and ((rank >= 0) & (rank < nranks)).all()
+    for group in groups:
+        assert len({int(rank[i]) for i in group}) == 1, group
+    for shape in set(shapes):
+        members = [i for i, s in enumerate(shapes) if s == shape]
+        for k in range(0, len(members), width):
+            assert len({int(rank[i]) for i in members[k : k + width]}) == 1
+    loads = scheduler.loads(costs, rank, nranks)
+    assert loads.sum() == sum(costs)
+    items = {}  # the joined items' costs, recomputed: cells linked by a block or a group
+    link = list(range(len(cells)))
+
+    def root(x):
+        while link[x] != x:
+            x = link[x]
+        return x
+
+    for shape in set(shapes):
+        members = [i for i, s in enumerate(shapes) if s == shape]
+        for k in range(0, len(members), width):
+            for i in members[k : k + width]:
+                link[root(i)] = root(members[k])
+    for group in groups:
+        for i in group:
+            link[root(i)] = root(group[0])
+    for i, c in enumerate(costs):
+        items[root(i)] = items.get(root(i), 0) + c
+    largest_item = max(items.values())
+    assert loads.max() <= sum(costs) / nranks + (1 - 1 / nranks) * largest_item + 1e-9
+
+
+def test_a_network_keeps_gids_together():
+    """Network.placement(together=...): the mixed network's two pyramidal cells 3 and 12
+    and interneurons 40 and 100 (as if gap junctions coupled them) share a rank on 2 and 3
+    ranks; an unknown gid is one line."""
+    from mixed_network import mixed_network
+
+    net = mixed_network()
+    for nranks in (2, 3):
+        where = net.placement(nranks, together=[[3, 12], [40, 100]])
+        assert where[3] == where[12] and where[40] == where[100]
+        assert sorted(where) == list(range(129))
+    with pytest.raises(PortneuronError, match="^placement: no cell with gid 500 to keep"):
+        net.placement(2, together=[[3, 500]])
 
 
 def counted(kb, b, y) -> None:

@@ -10,6 +10,7 @@ in node order), so sums happen in NEURON's order and results match it to the bit
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,11 +145,12 @@ class Network:
         self.pointers.append((pointer, target))
 
     # ------------------------------------------------------------------ placing
-    def placement(self, nranks: int) -> dict[int, int]:
+    def placement(self, nranks: int, together: Sequence[Sequence[int]] = ()) -> dict[int, int]:
         """Each gid's rank, by the scheduler: blocks of up to 8 cells of one template (a
         compiled epoch's vector lanes), longest first by what one step of the template
         computes (portneuron.cost); artificial cells with gids after them, one by one (an
-        artificial cell without a gid is built with the cells it drives)."""
+        artificial cell without a gid is built with the cells it drives). Each group of
+        gids in `together` lands on one rank."""
         templates = {id(cell): cell for cell, _ in self.cells}
         ops = {key: cost.cell_ops(cell.compile(), self.library) for key, cell in templates.items()}
         index = {key: k for k, key in enumerate(templates)}
@@ -160,7 +162,12 @@ class Network:
                 gids.append(stim.gid)
                 costs.append(0.0)
                 shapes.append(len(index) + len(shapes))
-        rank = scheduler.place_blocks(costs, shapes, BLOCK_WIDTH, nranks)
+        position = {gid: k for k, gid in enumerate(gids)}
+        unknown = sorted({g for group in together for g in group} - set(position))
+        if unknown:
+            raise PortneuronError(f"placement: no cell with gid {unknown[0]} to keep together")
+        groups = [[position[g] for g in group] for group in together]
+        rank = scheduler.place_blocks(costs, shapes, BLOCK_WIDTH, nranks, groups)
         return {gid: int(r) for gid, r in zip(gids, rank)}
 
     # ------------------------------------------------------------------ building

@@ -302,6 +302,8 @@ def pdata_slots(mech: Mechanism) -> list[str] | None:
         slots.append("netsend")
     if mech.watch_flags:
         slots += ["watch"] * (len(mech.watch_flags) + 1)
+    if "fornetcon.row" in uses:
+        slots.append("fornetcon")
     return slots
 
 
@@ -326,8 +328,9 @@ def _check_pdata(g: Group, mt: MechType, mech: Mechanism, nodeindices, pdata, io
         else:
             if slot == "area" and not mt.artificial:
                 expect, what = nodeindices, "is its area, which NEURON gives as its node,"
-            elif slot == "watch":
-                expect, what = np.zeros_like(column), "is a WATCH slot, which NEURON writes as"
+            elif slot in ("watch", "fornetcon"):
+                keyword = "WATCH" if slot == "watch" else "FOR_NETCONS"
+                expect, what = np.zeros_like(column), f"is a {keyword} slot, which NEURON writes as"
             elif slot.startswith(("ion:", "style:")):
                 expect, what = _ion_word(g, mt, slot, nodeindices, ions)
             if expect is None:

@@ -75,7 +75,7 @@ _NOT_HERE = {
     "WhileStatement": "WHILE loops",
     "Verbatim": "VERBATIM C code",
     "LagStatement": "LAG statements",
-    "ForNetcon": "FOR_NETCONS",
+    "ForNetcon": "FOR_NETCONS outside NET_RECEIVE",
     "WatchStatement": "WATCH outside NET_RECEIVE (NEURON allows it only in NET_RECEIVE)",
     "LonDiffuse": "LONGITUDINAL_DIFFUSION",
 }
@@ -373,9 +373,10 @@ class KernelLowering:
         elif kind == "ProtectStatement":
             self.protect(s.expression)
         elif kind in _NOT_HERE:
+            words = text(s).split()
             raise self.error(
                 f"{_NOT_HERE[kind]}: not supported here",
-                text(s).split()[0] if text(s).split() else None,
+                words[0].split("(")[0] if words else None,
             )
         else:
             words = text(s).split()
@@ -433,7 +434,11 @@ class KernelLowering:
         elif kind in self.on_statement:
             self.on_statement[kind](e)
         elif kind in _NOT_HERE:
-            raise self.error(f"{_NOT_HERE[kind]}: not supported here", text(e).split("'")[0])
+            words = text(e).split("'")[0].split()
+            raise self.error(
+                f"{_NOT_HERE[kind]}: not supported here",
+                words[0].split("(")[0] if words else None,
+            )
         else:
             raise self.error(f"expression {text(e)!r} has no effect as a statement", None)
 

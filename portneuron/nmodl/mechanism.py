@@ -467,11 +467,49 @@ class Assembler:
             if not initial and any(verbatim.returns(text(s)) for s in statements):
                 lw.returned = lw.fresh("returned")
                 kb.assign(lw.returned, 0.0)
-            lw.statements(statements)
+            if initial:
+                lw.statements(statements)
+            else:
+                with lw.hook("ForNetcon", lambda s: self.for_netcons(lw, s, args, netcon)):
+                    lw.statements(statements)
             for arg in args:
                 if arg in lw.written:
                     kb.store(f"netcon.{arg}", netcon, Var(f"arg.{arg}", F64))
         return self.finish(lw, body, instance=instance)
+
+    def for_netcons(self, lw: KernelLowering, s, args: list[str], netcon: Var) -> None:
+        """FOR_NETCONS(a, b, ...) { }: the body once for each NetCon that targets the
+        instance, in NetCon order (NEURON's and CoreNEURON's), its names the NetCon's
+        NET_RECEIVE arguments by position. In NEURON the loop's names and NET_RECEIVE's own
+        arguments point into the same weight rows: the event's arguments are stored to its
+        row before the loop and read back after it, so each sees what the other wrote."""
+        kb = lw.kb
+        names = [p.get_node_name() for p in s.parameters]
+        if len(names) != len(args):
+            raise lw.error(
+                f"FOR_NETCONS names {len(names)} arguments and NET_RECEIVE {len(args)}; "
+                f"name as many (NEURON's translator refuses it too)",
+                "FOR_NETCONS",
+            )
+        for arg in args:
+            kb.store(f"netcon.{arg}", netcon, Var(f"arg.{arg}", F64))
+        instance = Var("pn.instance", I32)
+        first = kb.array("fornetcon.first", I32, "instance")[instance]
+        end = kb.array("fornetcon.end", I32, "instance")[instance]
+        with kb.loop(lw.fresh("fornetcon.k"), first, end) as k:
+            row = kb.assign(
+                lw.fresh("fornetcon.row"), kb.array("fornetcon.row", I32, "fornetcon")[k]
+            )
+            scope = {name: lw.fresh(f"fornetcon.{name}") for name in names}
+            for name, arg in zip(names, args):
+                kb.assign(scope[name], kb.array(f"netcon.{arg}", F64, "netcon")[row])
+            lw.scopes.append(scope)
+            lw.block(s.statement_block)
+            lw.scopes.pop()
+            for name, arg in zip(names, args):
+                kb.store(f"netcon.{arg}", row, Var(scope[name], F64))
+        for arg in args:
+            kb.assign(f"arg.{arg}", kb.array(f"netcon.{arg}", F64, "netcon")[netcon])
 
     def before_after(self, name: str) -> Kernel:
         """The mechanism's BEFORE or AFTER blocks of one kind (`after_solve`, ...), in

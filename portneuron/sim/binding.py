@@ -127,19 +127,37 @@ class BoundMechanism:
     def _check(self, kernel: Kernel) -> None:
         for p in kernel.params:
             prefix = p.name.split(".")[0]
-            if p.name in self.args or prefix in ("event", "netcon", "pointer", "vector"):
+            if p.name in self.args or prefix in (
+                "event",
+                "netcon",
+                "fornetcon",
+                "pointer",
+                "vector",
+            ):
                 continue
             raise ValueError(f"{self.set.name}: kernel {kernel.name} needs {p.name!r}")
 
     def has(self, name: str) -> bool:
         return name in self.kernels
 
-    def set_weights(self, columns: dict[str, np.ndarray], spare_row: int) -> None:
+    def set_weights(
+        self, columns: dict[str, np.ndarray], spare_row: int, instances: np.ndarray
+    ) -> None:
         """Weight columns of the NetCons that target this set, plus a spare zero row: the
-        weights a self-event sent from INITIAL carries."""
+        weights a self-event sent from INITIAL carries. `instances`: each row's target.
+        FOR_NETCONS walks `fornetcon.row[first[i]:end[i]]`, instance i's rows in NetCon
+        order (CoreNEURON's _fornetcon_weight_perm)."""
         self.weight_columns, self.spare_row = columns, spare_row
         for arg, column in columns.items():
             self.args[f"netcon.{arg}"] = column
+        if any(p.name == "fornetcon.row" for k in self.set.mechanism.kernels for p in k.params):
+            rows = np.argsort(instances, kind="stable")
+            every = np.arange(self.set.count)
+            self.args["fornetcon.row"] = rows.astype(np.int32)
+            self.args["fornetcon.first"] = np.searchsorted(instances[rows], every).astype(np.int32)
+            self.args["fornetcon.end"] = np.searchsorted(
+                instances[rows], every, side="right"
+            ).astype(np.int32)
 
     def run(self, name: str, t: float, dt: float, lanes: int | None = None) -> dict:
         self.args["t"], self.args["dt"] = t, dt

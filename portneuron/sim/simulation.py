@@ -197,7 +197,7 @@ class Simulation:
                 column = np.zeros(len(targets) + 1)  # the last row: self-events from INITIAL
                 column[: len(targets)] = nc.weights[nc.weight_offset[targets] + k]
                 columns[arg] = column
-            bound.set_weights(columns, spare_row=len(targets))
+            bound.set_weights(columns, len(targets), nc.target_instance[targets])
         # NetCons by source presyn, in NetCon order. One shorter than a step (NEURON allows it
         # on one rank) is due within the step that fired it: its events are queued at once,
         # as NEURON and CoreNEURON queue every event, and the model runs step by step.
