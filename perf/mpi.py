@@ -3,7 +3,8 @@
 portneuron builds the ringtest itself (`portneuron run` without -d; every rank builds only
 the cells the scheduler places on it) and runs it on 1 rank x 1 thread, 1 rank x 2 threads
 and 2 ranks x 1 thread (mpiexec from the mpich wheel); NEURON builds the same model
-(tests/neuron_models.py) and runs it on 1 and 2 threads, and writes it as 2 cell groups
+(tests/neuron_models.py) and runs it on 1 and 2 threads and on 2 MPI ranks (its gids
+dealt round robin), and writes it as 2 cell groups
 (its NetStims with gids: 16 more spikes) for nrniv-core --mpi on 1 and 2 ranks. Every portneuron run's out.dat must
 be the same, byte for byte. Repetitions are interleaved; times are simulate-only medians
 (rank 0's, which waits for the others at every exchange); peak RSS is the largest process's
@@ -40,6 +41,44 @@ nm.pc.nthread(2)
 nm.write_dataset(ring, dataset)
 print(json.dumps({}))
 """
+
+
+#: NEURON itself under mpiexec (the mpich wheel's library through MPI_LIB_NRN_PATH), the
+#: ringtest's gids dealt round robin; rank 0 reports its simulate time and every rank's
+#: spikes.
+NEURON_RANKS = """
+import json, sys, time
+from neuron import h
+h.nrnmpi_init()
+import neuron_models as nm
+nring, ncell, tstop = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+branch, compart = json.loads(sys.argv[4]), json.loads(sys.argv[5])
+ring = nm.build_ringtest(nring=nring, ncell=ncell, nbranch=tuple(branch), ncompart=tuple(compart))
+tvec, idvec = h.Vector(), h.Vector()
+nm.pc.spike_record(-1, tvec, idvec)
+nm._initialize(0.025)
+nm.pc.barrier()
+t0 = time.perf_counter()
+nm.pc.psolve(tstop)
+simulate = time.perf_counter() - t0
+spikes = int(nm.pc.allreduce(tvec.size(), 1))
+if nm.pc.id() == 0:
+    print(json.dumps({"spikes": spikes, "simulate_s": simulate}))
+nm.pc.barrier()
+h.quit()
+"""
+
+
+def neuron_ranks(args, ranks: int) -> dict:
+    libmpi = Path(sys.executable).parent.parent / "lib" / "libmpi.so.12"
+    stdout, rss = measured(
+        [MPIEXEC, "-n", str(ranks), "env", f"MPI_LIB_NRN_PATH={libmpi}", f"LD_PRELOAD={libmpi}",
+         sys.executable, "-c", NEURON_RANKS, str(args.nring), str(args.ncell), str(args.tstop),
+         json.dumps(args.branch), json.dumps(args.compart)]
+    )  # fmt: skip
+    result = json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
+    result.update(engine=f"neuron {ranks}r", ranks=ranks, threads=1, peak_rss_mib=rss)
+    return result
 
 
 def coreneuron(args, ranks: int, dataset: Path, outdir: Path) -> dict:
@@ -92,6 +131,7 @@ def main() -> None:
             engines[("neuron", threads)] = lambda t=threads: child(
                 NEURON, *size, "-", *shape, str(t)
             )
+        engines[("neuron 2r", 1)] = lambda: neuron_ranks(args, 2)
         dataset = Path(tmp) / "two-groups"
         child(TWO_GROUPS, *size, str(dataset), *shape)
         for ranks in (1, 2):
@@ -127,6 +167,10 @@ def main() -> None:
         neuron = next(a for a in results if a["engine"] == "neuron" and a["threads"] == cores)
         r["vs_neuron"] = round(r["ns_per_compartment_step"] / neuron["ns_per_compartment_step"], 3)
         r["speedup_vs_1r1t"] = round(one["simulate_s"] / r["simulate_s"], 3)
+        same = [a for a in results if a["engine"] == f"neuron {r.get('ranks', 1)}r"]
+        if same and r["threads"] == 1:  # against NEURON under mpiexec on as many ranks
+            ratio = r["ns_per_compartment_step"] / same[0]["ns_per_compartment_step"]
+            r["vs_neuron_ranks"] = round(ratio, 3)
     config = {"kind": "mpi", "nring": args.nring, "ncell": args.ncell, "branch": args.branch,
               "compart": args.compart, "tstop": args.tstop, "identical_out_dat": True}  # fmt: skip
     append_results([{**config, **r} for r in results])

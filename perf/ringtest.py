@@ -239,7 +239,9 @@ def append_results(lines: list[dict], commit: str | None = None) -> None:
 def write_results_md() -> None:
     """perf/RESULTS.md: the latest run of each model size in results.jsonl."""
     latest: dict[str, list[dict]] = {}
-    kinds: dict[str, list[dict]] = {"gpu": [], "hnn": [], "mpi": [], "imbalance": []}
+    kinds: dict[str, list[dict]] = {
+        "gpu": [], "hnn": [], "mpi": [], "imbalance": [], "exchange": []
+    }  # fmt: skip
     gpu, hnn, mpi = kinds["gpu"], kinds["hnn"], kinds["mpi"]  # their latest runs
     for line in (HERE / "results.jsonl").read_text().splitlines():
         r = json.loads(line)
@@ -289,6 +291,8 @@ def write_results_md() -> None:
         parts.append(mpi_section(mpi))
     if kinds["imbalance"]:
         parts.append(imbalance_section(kinds["imbalance"]))
+    if kinds["exchange"]:
+        parts.append(exchange_section(kinds["exchange"][-1]))
     if gpu:
         parts.append(gpu_section(gpu))
     (HERE / "RESULTS.md").write_text("".join(parts))
@@ -324,20 +328,21 @@ def mpi_section(runs: list[dict]) -> str:
         f"compartments, {r0['tstop']:g} ms, dt 0.025 (perf/mpi.py)\n\n"
         f"{r0['when']}, commit {r0['commit']}, {r0['machine']}, {r0['runs']} rounds. "
         "portneuron under mpiexec (mpich wheel), each rank building its own cells; NEURON "
-        "builds the same model, threads only; nrniv-core --mpi runs NEURON's dataset of it "
+        "builds the same model, on threads and under mpiexec; nrniv-core --mpi runs NEURON's dataset of it "
         "in 2 groups (NetStims with gids, so 16 spikes more). out.dat identical across every portneuron "
         f"run: {r0['identical_out_dat']}.\n\n"
         "| engine | ranks | threads | spikes | simulate s | ns/compartment-step | x NEURON "
-        "(as many cores) | x CoreNEURON (as many ranks) | speed-up over 1 rank 1 thread "
-        "| peak RSS MiB |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        "(threads, as many cores) | x NEURON (as many ranks) | x CoreNEURON (as many ranks) "
+        "| speed-up over 1 rank 1 thread | peak RSS MiB |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
     )
     for r in runs:
         engine = r["engine"].rsplit(" ", 1)[0] if r["engine"].endswith("r") else r["engine"]
         text += (
             f"| {engine} | {r.get('ranks', 1)} | {r['threads']} | {r['spikes']} | "
             f"{r['simulate_s']:.3f} | {r['ns_per_compartment_step']} | {r['vs_neuron']} | "
-            f"{r.get('vs_coreneuron', '')} | {r['speedup_vs_1r1t']} | {r['peak_rss_mib']} |\n"
+            f"{r.get('vs_neuron_ranks', '')} | {r.get('vs_coreneuron', '')} | "
+            f"{r['speedup_vs_1r1t']} | {r['peak_rss_mib']} |\n"
         )
     return text
 
@@ -362,6 +367,41 @@ def imbalance_section(runs: list[dict]) -> str:
             f"| {r['ranks']} | {r['placement']} | {r['cells']} | {r['predicted_imbalance']} | "
             f"{r['imbalance']} | {r['rank_busy_s']} | {r['simulate_s']:.3f} | "
             f"{r['speedup_vs_1r']} | {r['peak_rss_mib']} |\n"
+        )
+    return text
+
+
+def exchange_section(r: dict) -> str:
+    """The latest perf/exchange.py run: the fitted model and its extrapolation."""
+    measured = ", ".join(
+        f"{m['ranks']} ranks {m['spikes']} spikes {1e6 * m['seconds']:.1f} us" for m in r["measured"]
+    )
+    text = (
+        "\n## The spike exchange from 10 to 10,000 ranks (perf/exchange.py)\n\n"
+        f"{r['when']}, commit {r['commit']}, {r['machine']}. `Ranks.allgather_spikes` (an "
+        "allgather of counts, an allgatherv of 16-byte spikes, as CoreNEURON exchanges) timed "
+        f"under mpiexec, median of {r['repeat']} calls: {measured}. Fitted T = 2 a "
+        "ceil(log2 p) + b (8 p + 16 S)(p - 1)/p: a = "
+        f"{1e6 * r['latency_s']:.2f} us a round, b = {1e9 * r['seconds_per_byte']:.3f} ns a "
+        f"byte (shared memory; largest misfit {100 * r['fit_max_rel_error']:.0f} %). Weak "
+        f"scaling: {r['cells_per_rank']} ringtest cells a rank firing "
+        f"{r['firing_per_cell_ms']:.3f} spikes a cell a ms, {r['epoch_ms']:g} ms epochs; the "
+        "cluster column puts a = 1.5 us and b = 1/12.5 GB/s (an HDR InfiniBand link: "
+        "assumed, not measured). Compute: one rank's epoch of the ringtest's 128 cells on "
+        "llvm, 1 thread (perf/mpi.py). For scale, CoreNEURON's published runs reach "
+        "28,672 ranks (458,752 cores of JUQUEEN's BlueGene/Q, one rank a node with 64 "
+        "threads, strong and weak scaling: JSC High-Q Club, "
+        "https://www.fz-juelich.de/ias/jsc/EN/Expertise/High-Q-Club/CoreNeuron), with the "
+        "same allgather exchange.\n\n"
+        "| ranks | spikes an epoch | exchange here (fitted) us | exchange on a cluster us "
+        "| compute an epoch us | exchange share on a cluster |\n"
+        "| --- | --- | --- | --- | --- | --- |\n"
+    )
+    for p in r["predicted"]:
+        text += (
+            f"| {p['ranks']:,} | {p['spikes_per_epoch']:,} | {1e6 * p['exchange_s_fitted']:.1f} | "
+            f"{1e6 * p['exchange_s_cluster']:.1f} | {1e6 * p['compute_s_per_epoch']:.1f} | "
+            f"{p['exchange_share_cluster']} |\n"
         )
     return text
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from .backends.base import BackendUnavailable
 from .errors import PortneuronError
-from .parallel import Ranks, world
+from .parallel import Ranks, world, world_size
 
 
 def _mod_path(name: str) -> Path:
@@ -89,7 +90,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     run = RunState(args.tstop)
     try:
         start = time.perf_counter()
-        backend = load_backend(args.backend or best_backend())
+        names = (args.backend or best_backend()).split(",")
+        backend = load_backend(names[ranks.rank % len(names)])
+        if len(set(names)) > 1:  # ranks drive different backends: load each by its speed
+            from .cost import throughput
+
+            with progress.phase("measuring each rank's backend"):
+                speeds = ranks.allgather(throughput(backend, args.threads))
+            ranks = _RUN_RANKS[0] = dataclasses.replace(ranks, speeds=tuple(speeds))
         what = "reading the model" if args.datpath else "building the model"
         with progress.phase(what, unit="cells") as up:
             model = build_model(args, MechanismLibrary(args.mechanisms), up, ranks)
@@ -163,6 +171,20 @@ def check_run_options(args: argparse.Namespace) -> None:
         raise PortneuronError(f"--dt must be positive, not {args.dt}")
     if args.threads is not None and args.threads < 1:
         raise PortneuronError(f"--threads must be >= 1, not {args.threads}")
+    if args.backend is not None and "," in args.backend:
+        from .backends import backend_names
+
+        names, size = args.backend.split(","), world_size()
+        for name in names:
+            if name not in backend_names():
+                known = ", ".join(backend_names())
+                raise PortneuronError(f"unknown backend {name!r}; registered backends: {known}")
+        if size < len(names):
+            raise PortneuronError(
+                f"--backend {args.backend}: {len(names)} backends, one a rank, but this run "
+                f"has {size} rank(s); run under mpiexec -n {len(names)} (or more: rank r "
+                f"drives backend r modulo {len(names)})"
+            )
     if args.datpath is None:
         check_ringtest_options(args)
     dt = args.dt
@@ -310,6 +332,23 @@ def run_summary(model, backend, sim, result, setup_s: float, simulate_s: float, 
         "jit_s": round(backend.jit_seconds(), 6) if hasattr(backend, "jit_seconds") else 0.0,
         "loop": "stepwise: " + sim.stepwise_reason if sim.stepwise_reason else "compiled epochs",
         **measured_load(sim, simulate_s, ranks),
+        **backends_used(model, backend, ranks),
+    }
+
+
+def backends_used(model, backend, ranks) -> dict:
+    """Where ranks drive different backends: each rank's, its measured speed (operations a
+    second) and its cells."""
+    if ranks.speeds is None:
+        return {}
+    names = ranks.gather(backend.name)
+    cells = ranks.gather(int(model.ncell))
+    if names is None:
+        return {}
+    return {
+        "rank_backends": names,
+        "rank_speeds": [float(f"{v:.4g}") for v in ranks.speeds],
+        "rank_cells": cells,
     }
 
 
@@ -371,7 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="initial voltage [mV] (default: the dataset's voltages)",
     )
-    p.add_argument("--backend", default=None, help="numpy, llvm or cuda (default: the best here)")
+    p.add_argument(
+        "--backend",
+        default=None,
+        help="numpy, llvm or cuda (default: the best here); under mpiexec a list, one a rank "
+        "(cuda,llvm: rank r drives the r-th modulo its length), each rank loaded by its "
+        "measured speed",
+    )
     p.add_argument(
         "--threads",
         type=int,

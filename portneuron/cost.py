@@ -5,12 +5,13 @@ axial terms, the Hines solve, the voltage update, capacitance) and its mechanism
 per-step kernels (current, state, BEFORE/AFTER blocks, WATCH checks). Each kernel is counted
 once per lane: every operation, load and store is 1, a math library call its weight (an
 exp costs about as much as twenty adds), a loop with constant bounds its trip count times its
-body, a branch its larger side. The counts are the same for every backend; calibrating them
-by each backend's measured time is left to the measurement of the first epochs.
+body, a branch its larger side. The counts are the same for every backend; `throughput`
+measures how many a backend runs a second, for ranks that drive different backends.
 """
 
 from __future__ import annotations
 
+import time
 from functools import cache
 
 from portneuron.ir import Kernel, Mechanism
@@ -80,3 +81,26 @@ def cell_ops(cell, library) -> float:
     for name, _, _ in cell.points:
         total += mechanism_ops(library.get(name))
     return total
+
+
+#: The model whose run measures a backend's speed: 2 rings of 8 ringtest cells.
+_PROBE = (2, 8, (10, 20), (1, 1))
+
+
+def throughput(backend, threads: int | None = None, seconds: float = 0.1) -> float:
+    """Operations a second that `backend` runs here (on `threads`): a small ringtest, its
+    operations counted as above, run in whole epochs after its compilation for at least
+    `seconds`. The scheduler loads ranks that drive different backends in proportion."""
+    from portneuron.build.ringtest import build_ringtest, cell_costs
+    from portneuron.sim.simulation import Simulation
+
+    model = build_ringtest(*_PROBE)
+    sim = Simulation(model, backend, dt=0.025, threads=threads)
+    sim.epoch_program()
+    sim.finitialize(-65.0)
+    steps, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or steps == 0:
+        before = sim.t
+        sim.run(before + 1.0, initialize=False)
+        steps += round((sim.t - before) / sim.dt)
+    return float(cell_costs(*_PROBE).sum()) * steps / elapsed

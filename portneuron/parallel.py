@@ -30,6 +30,10 @@ class Ranks:
     rank: int = 0
     size: int = 1
     comm: Any = None
+    #: Each rank's measured throughput (operations a second) where ranks drive different
+    #: backends (`--backend numpy,llvm`): the scheduler loads each in proportion. None:
+    #: every rank alike.
+    speeds: tuple[float, ...] | None = None
 
     def min(self, value: float) -> float:
         """The smallest of every rank's `value`."""
@@ -62,6 +66,12 @@ class Ranks:
             return [value]
         return self.comm.gather(value, root=0)
 
+    def allgather(self, value: Any) -> list:
+        """Every rank's `value`, in rank order, on every rank."""
+        if self.comm is None:
+            return [value]
+        return self.comm.allgather(value)
+
     def sum(self, value: float) -> float:
         if self.comm is None:
             return value
@@ -73,9 +83,14 @@ class Ranks:
             self.comm.Abort(code)
 
 
+def world_size() -> int:
+    """How many ranks a launcher started (1 without one), before MPI is touched."""
+    return max((int(os.environ.get(v, "1") or 1) for v in SIZE_VARIABLES), default=1)
+
+
 def world() -> Ranks:
     """This process's ranks: mpi4py's COMM_WORLD where a launcher started several, else one."""
-    size = max((int(os.environ.get(v, "1") or 1) for v in SIZE_VARIABLES), default=1)
+    size = world_size()
     if size <= 1:
         return Ranks()
     try:

@@ -21,10 +21,33 @@ import numpy as np
 from portneuron.errors import PortneuronError
 
 
-def place(costs: Sequence[float], nranks: int) -> np.ndarray:
-    """The rank of each item (cell), by longest-first bin packing of `costs`."""
+def place(costs: Sequence[float], nranks: int, speeds: Sequence[float] | None = None) -> np.ndarray:
+    """The rank of each item (cell), by longest-first bin packing of `costs`. With `speeds`
+    (ranks that run at different rates: different backends), each item goes where it
+    would finish first, (load + cost) / speed (ties: the lowest rank)."""
     costs = np.asarray(costs, dtype=np.float64)
     rank = np.zeros(len(costs), dtype=np.int64)
+    if speeds is not None:
+        rate = np.asarray(speeds, dtype=np.float64)
+        load = np.zeros(nranks)
+        order = sorted(range(len(costs)), key=lambda k: (-costs[k], k))
+        for item in order:
+            r = int(np.argmin((load + costs[item]) / rate))
+            rank[item] = r
+            load[r] += costs[item]
+        # a rank too slow to be given anything still takes one item, the smallest of the
+        # rank that finishes last, while there are items enough: a rank runs what it has
+        for empty in np.flatnonzero(np.bincount(rank, minlength=nranks) == 0):
+            counts = np.bincount(rank, minlength=nranks)
+            donors = np.flatnonzero(counts > 1)
+            if len(donors) == 0:
+                break
+            donor = donors[np.argmax(load[donors] / rate[donors])]
+            item = next(k for k in reversed(order) if rank[k] == donor)
+            rank[item] = empty
+            load[donor] -= costs[item]
+            load[empty] += costs[item]
+        return rank
     loads = [(0.0, r) for r in range(nranks)]  # (load, rank): a heap
     for item in sorted(range(len(costs)), key=lambda k: (-costs[k], k)):
         load, r = heapq.heappop(loads)
@@ -39,13 +62,14 @@ def place_blocks(
     width: int,
     nranks: int,
     together: Sequence[Sequence[int]] = (),
+    speeds: Sequence[float] | None = None,
 ) -> np.ndarray:
     """The rank of each cell, placing whole blocks: cells of one shape, `width` at a time
     in index order (what a compiled epoch runs as one block of vector lanes: split over
     ranks, a shape's cells would leave lanes empty on each), by longest-first packing of
     the blocks' summed costs. Each group of cells in `together` (cells coupled within a
     step, as gap junctions couple them) lands on one rank: the blocks holding its cells
-    are placed as one item."""
+    are placed as one item. `speeds`: as place's."""
     costs = np.asarray(costs, dtype=np.float64)
     shapes = np.asarray(shapes)
     block_of = np.zeros(len(costs), dtype=np.int64)
@@ -57,7 +81,7 @@ def place_blocks(
             nblocks += 1
     item = _joined(nblocks, [block_of[np.asarray(g, dtype=np.int64)] for g in together])
     _, item_of_cell = np.unique(item[block_of], return_inverse=True)
-    where = place(np.bincount(item_of_cell, weights=costs), nranks)
+    where = place(np.bincount(item_of_cell, weights=costs), nranks, speeds)
     return where[item_of_cell].astype(np.int64)
 
 

@@ -364,6 +364,58 @@ def test_cells_kept_together_share_a_rank(cells, groups, width, nranks):
     assert loads.max() <= sum(costs) / nranks + (1 - 1 / nranks) * largest_item + 1e-9
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(1, 1000), min_size=1, max_size=60),
+    st.lists(st.floats(0.01, 100.0), min_size=1, max_size=6),
+)
+def test_ranks_of_different_speeds(costs, speeds):
+    """place with speeds: every item once; every rank given one at least while there are
+    items enough; each rank that has two or more finishes within list scheduling's bound
+    for uniform machines, (total + (ranks - 1) largest) / (sum of speeds); equal speeds
+    place as no speeds do."""
+    nranks = len(speeds)
+    rank = scheduler.place(costs, nranks, speeds)
+    assert rank.shape == (len(costs),) and ((rank >= 0) & (rank < nranks)).all()
+    counts = np.bincount(rank, minlength=nranks)
+    if len(costs) >= nranks:
+        assert (counts >= 1).all()
+    loads = scheduler.loads(costs, rank, nranks)
+    bound = (sum(costs) + (nranks - 1) * max(costs)) / sum(speeds)
+    for r in np.flatnonzero(counts >= 2):
+        assert loads[r] / speeds[r] <= bound * (1 + 1e-12)
+    assert (scheduler.place(costs, nranks, [2.5] * nranks) == scheduler.place(costs, nranks)).all()
+
+
+@needs_mpi
+@pytest.mark.mpi
+def test_ranks_driving_different_backends(tmp_path):
+    """`mpiexec -n 2 portneuron run --backend numpy,llvm`: rank 0 runs numpy, rank 1 llvm,
+    each loaded by its measured speed (llvm's is hundreds of times numpy's: numpy gets one
+    block of 8 cells); out.dat is the one-process run's. A list longer than the ranks, or
+    naming an unknown backend, is one line."""
+    reference = tmp_path / "serial"
+    reference.mkdir()
+    assert ringtest(reference, 0, "-e", "20").returncode == 0
+    run = ringtest(tmp_path, 2, "-e", "20", "--backend", "numpy,llvm")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "out.dat").read_bytes() == (reference / "out.dat").read_bytes()
+    summary = json.loads([line for line in run.stdout.splitlines() if line.startswith("{")][0])
+    assert summary["rank_backends"] == ["numpy", "llvm"]
+    assert summary["rank_cells"][0] < summary["rank_cells"][1]
+    assert sum(summary["rank_cells"]) == 128
+    assert summary["rank_speeds"][1] > 10 * summary["rank_speeds"][0]
+    for backends, message in (
+        ("numpy,llvm,llvm", "--backend numpy,llvm,llvm: 3 backends, one a rank, but this run "
+                            "has 2 rank(s); run under mpiexec -n 3"),
+        ("numpy,vulkan", "unknown backend 'vulkan'; registered backends: cuda, llvm, numpy"),
+    ):  # fmt: skip
+        run = ringtest(tmp_path / "bad", 2, "--backend", backends)
+        assert run.returncode != 0
+        ours = [line for line in run.stderr.splitlines() if line.startswith("portneuron:")]
+        assert len(ours) >= 1 and message in ours[0], ours
+
+
 def test_a_network_keeps_gids_together():
     """Network.placement(together=...): the mixed network's two pyramidal cells 3 and 12
     and interneurons 40 and 100 (as if gap junctions coupled them) share a rank on 2 and 3

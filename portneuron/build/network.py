@@ -145,12 +145,17 @@ class Network:
         self.pointers.append((pointer, target))
 
     # ------------------------------------------------------------------ placing
-    def placement(self, nranks: int, together: Sequence[Sequence[int]] = ()) -> dict[int, int]:
+    def placement(
+        self,
+        nranks: int,
+        together: Sequence[Sequence[int]] = (),
+        speeds: Sequence[float] | None = None,
+    ) -> dict[int, int]:
         """Each gid's rank, by the scheduler: blocks of up to 8 cells of one template (a
         compiled epoch's vector lanes), longest first by what one step of the template
         computes (portneuron.cost); artificial cells with gids after them, one by one (an
         artificial cell without a gid is built with the cells it drives). Each group of
-        gids in `together` lands on one rank."""
+        gids in `together` lands on one rank; `speeds`: each rank's, where they differ."""
         templates = {id(cell): cell for cell, _ in self.cells}
         ops = {key: cost.cell_ops(cell.compile(), self.library) for key, cell in templates.items()}
         index = {key: k for k, key in enumerate(templates)}
@@ -167,7 +172,7 @@ class Network:
         if unknown:
             raise PortneuronError(f"placement: no cell with gid {unknown[0]} to keep together")
         groups = [[position[g] for g in group] for group in together]
-        rank = scheduler.place_blocks(costs, shapes, BLOCK_WIDTH, nranks, groups)
+        rank = scheduler.place_blocks(costs, shapes, BLOCK_WIDTH, nranks, groups, speeds)
         return {gid: int(r) for gid, r in zip(gids, rank)}
 
     # ------------------------------------------------------------------ building
@@ -180,7 +185,7 @@ class Network:
         if ranks is not None and ranks.size > 1:
             if local is not None:
                 raise PortneuronError("Network.build takes local or ranks, not both")
-            where = self.placement(ranks.size)
+            where = self.placement(ranks.size, speeds=ranks.speeds)
             gids = np.fromiter(where, dtype=np.int64, count=len(where))
             rank = np.fromiter(where.values(), dtype=np.int64, count=len(where))
             here = scheduler.mine(rank, ranks.rank, ranks.size, f"{len(rank)} cells")

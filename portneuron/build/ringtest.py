@@ -98,11 +98,13 @@ def placement(
     ncompart: tuple[int, int],
     nranks: int,
     library: MechanismLibrary | None = None,
+    speeds: tuple[float, ...] | None = None,
 ) -> np.ndarray:
     """Each gid's rank: blocks of 8 cells of one shape (a compiled epoch's block), longest
-    first by their cost."""
+    first by their cost (over each rank's speed, where `speeds` are given)."""
     costs = cell_costs(nring, ncell, nbranch, ncompart, library)
-    return scheduler.place_blocks(costs, cell_types(nring * ncell), BLOCK_WIDTH, nranks)
+    types = cell_types(nring * ncell)
+    return scheduler.place_blocks(costs, types, BLOCK_WIDTH, nranks, speeds=speeds)
 
 
 def ring_cell(parents: list[int], nsegs: list[int]) -> Cell:
@@ -167,6 +169,6 @@ def build_ringtest(
         net.connect(first, 0, WEIGHT, DELAY, source_stim=stim)
     if ranks is None or ranks.size == 1:
         return net.build()
-    rank = placement(nring, ncell, nbranch, ncompart, ranks.size, library)
+    rank = placement(nring, ncell, nbranch, ncompart, ranks.size, library, ranks.speeds)
     here = scheduler.mine(rank, ranks.rank, ranks.size, f"the ringtest: {ncells} cells")
     return net.build(local={int(g) for g in np.flatnonzero(here)})

@@ -130,7 +130,7 @@ def load_dataset(
     globals_ = read_globals(directory / "globals.dat")
     remote = ranks is not None and ranks.size > 1
     if remote:
-        rank = placement(directory, groups_ids, ranks.size)
+        rank = placement(directory, groups_ids, ranks.size, ranks.speeds)
         here = scheduler.mine(
             rank, ranks.rank, ranks.size, f"{directory}: {len(groups_ids)} cell groups"
         )
@@ -139,9 +139,12 @@ def load_dataset(
     return merge(groups, types, globals_, library, str(directory), remote)
 
 
-def placement(directory: Path, groups_ids: list[int], nranks: int) -> np.ndarray:
-    """Each group's rank: longest first by the size of its files (group_costs)."""
-    return scheduler.place(group_costs(directory, groups_ids), nranks)
+def placement(
+    directory: Path, groups_ids: list[int], nranks: int, speeds: tuple[float, ...] | None = None
+) -> np.ndarray:
+    """Each group's rank: longest first by the size of its files (group_costs), over each
+    rank's speed where `speeds` are given."""
+    return scheduler.place(group_costs(directory, groups_ids), nranks, speeds)
 
 
 def group_costs(directory: Path, groups_ids: list[int]) -> list[int]:
