@@ -9,12 +9,12 @@ byte for the (p - 1)/p of the data each rank receives):
 
     T(p, S) = 2 a ceil(log2 p) + b (8 p + 16 S) (p - 1) / p       S: spikes, all ranks
 
-It then predicts the exchange per epoch for p = 10 to 10,000 ranks under weak scaling (the
-cells a rank holds and their firing fixed: the ringtest's 128 cells at its measured rate of
-0.046 spikes a cell a ms, an epoch of 1 ms), with this machine's fitted a and b (shared
-memory) and with a cluster's (a = 1.5 us a round, b = 1 / 12.5 GB/s: an HDR InfiniBand
-link, stated, not measured), next to the compute of an epoch of one rank (the ringtest on
-one rank, measured by perf/mpi.py). Results go to perf/results.jsonl (kind "exchange") and
+a and b are fitted on the rank counts this machine has cores for. It then predicts the
+exchange per epoch for p = 10 to 10,000 ranks under weak scaling (128 cells a rank, of the
+ringtest perf/mpi.py ran last, firing at its measured rate; epochs of 1 ms), with this
+machine's a and b (shared memory) and with a cluster's (a = 1.5 us a round, b = 1 / 12.5
+GB/s: an HDR InfiniBand link, stated, not measured), next to one rank's compute for an
+epoch of those cells (perf/mpi.py's 1-rank row). Results go to perf/results.jsonl (kind "exchange") and
 perf/RESULTS.md.
 
     python perf/exchange.py [--repeat 200]
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -58,7 +59,6 @@ if ranks.rank == 0:
     print(json.dumps(out))
 """
 
-FIRING = 592 / 128 / 100.0  # the ringtest's spikes a cell a ms (592 in 100 ms, 128 cells)
 CELLS_PER_RANK = 128
 EPOCH_MS = 1.0
 CLUSTER = (1.5e-6, 1 / 12.5e9)  # latency a round [s], time a byte [s]
@@ -80,16 +80,18 @@ def main() -> None:
         stdout, _ = measured([MPIEXEC, "-n", str(p), sys.executable, "-c", TIMER, str(args.repeat)])
         for per_rank, seconds in json.loads(stdout.strip().splitlines()[-1]).items():
             measured_rows.append((p, int(per_rank) * p, seconds))
-    # least squares for a and b over every measurement
+    # least squares for a and b over the ranks this machine has cores for (more ranks
+    # than cores time the operating system's scheduler, not the exchange)
+    fitted = [row for row in measured_rows if row[0] <= (os.cpu_count() or 1)]
     design = np.array([[2 * math.ceil(math.log2(p)), (8 * p + 16 * s) * (p - 1) / p]
-                       for p, s, _ in measured_rows])  # fmt: skip
-    observed = np.array([t for *_, t in measured_rows])
+                       for p, s, _ in fitted])  # fmt: skip
+    observed = np.array([t for *_, t in fitted])
     (a, b), *_ = np.linalg.lstsq(design, observed, rcond=None)
-    fit_error = max(abs(model(a, b, p, s) - t) / t for p, s, t in measured_rows)
-    compute = epoch_compute()
+    fit_error = max(abs(model(a, b, p, s) - t) / t for p, s, t in fitted)
+    compute, ringtest = epoch_compute()
     rows = []
     for p in (10, 100, 1000, 10000):
-        spikes = FIRING * CELLS_PER_RANK * p * EPOCH_MS
+        spikes = ringtest["firing"] * CELLS_PER_RANK * p * EPOCH_MS
         here, cluster = model(a, b, p, spikes), model(*CLUSTER, p, spikes)
         rows.append({
             "ranks": p, "spikes_per_epoch": round(spikes), "exchange_s_fitted": here,
@@ -99,26 +101,31 @@ def main() -> None:
     append_results([{
         "kind": "exchange", "latency_s": a, "seconds_per_byte": b, "fit_max_rel_error": fit_error,
         "measured": [{"ranks": p, "spikes": s, "seconds": t} for p, s, t in measured_rows],
-        "cells_per_rank": CELLS_PER_RANK, "firing_per_cell_ms": FIRING, "epoch_ms": EPOCH_MS,
+        "fitted_ranks": sorted({p for p, _, _ in fitted}), "ringtest": ringtest,
+        "cells_per_rank": CELLS_PER_RANK, "firing_per_cell_ms": ringtest["firing"],
+        "epoch_ms": EPOCH_MS,
         "cluster": {"latency_s": CLUSTER[0], "seconds_per_byte": CLUSTER[1]},
         "predicted": rows, "repeat": args.repeat,
     }])  # fmt: skip
 
 
-def epoch_compute() -> float:
-    """One rank's compute for an epoch of the default ringtest (128 cells, 1 ms = 40 steps):
-    the latest perf/mpi.py run's 1-rank, 1-thread portneuron row, scaled to 128 cells."""
+def epoch_compute() -> tuple[float, dict]:
+    """One rank's compute for an epoch (1 ms, 40 steps) of CELLS_PER_RANK cells of the
+    ringtest perf/mpi.py ran last (its 1-rank, 1-thread portneuron row), and that ringtest's
+    shape and firing (spikes a cell a ms)."""
     latest = None
     for line in (HERE / "results.jsonl").read_text().splitlines():
         r = json.loads(line)
         if r.get("kind") == "mpi" and r.get("engine") == "portneuron llvm 1r" and r["threads"] == 1:
             latest = r
     if latest is None:
-        return 0.0
-    per_cell_step = latest["ns_per_compartment_step"] * latest["compartments"] / (
-        latest["nring"] * latest["ncell"]
-    )
-    return per_cell_step * 1e-9 * CELLS_PER_RANK * EPOCH_MS / 0.025
+        sys.exit("perf/exchange.py: run perf/mpi.py first (its 1-rank row is the compute)")
+    cells = latest["nring"] * latest["ncell"]
+    per_cell_step = latest["ns_per_compartment_step"] * latest["compartments"] / cells
+    ringtest = {"nring": latest["nring"], "ncell": latest["ncell"], "branch": latest["branch"],
+                "compart": latest["compart"], "commit": latest["commit"],
+                "firing": latest["spikes"] / cells / latest["tstop"]}  # fmt: skip
+    return per_cell_step * 1e-9 * CELLS_PER_RANK * EPOCH_MS / 0.025, ringtest
 
 
 if __name__ == "__main__":

@@ -373,8 +373,10 @@ def imbalance_section(runs: list[dict]) -> str:
 
 def exchange_section(r: dict) -> str:
     """The latest perf/exchange.py run: the fitted model and its extrapolation."""
+    rt = r["ringtest"]
     measured = ", ".join(
-        f"{m['ranks']} ranks {m['spikes']} spikes {1e6 * m['seconds']:.1f} us" for m in r["measured"]
+        f"{m['ranks']} ranks {m['spikes']} spikes {1e6 * m['seconds']:.1f} us"
+        for m in r["measured"]
     )
     text = (
         "\n## The spike exchange from 10 to 10,000 ranks (perf/exchange.py)\n\n"
@@ -383,12 +385,15 @@ def exchange_section(r: dict) -> str:
         f"under mpiexec, median of {r['repeat']} calls: {measured}. Fitted T = 2 a "
         "ceil(log2 p) + b (8 p + 16 S)(p - 1)/p: a = "
         f"{1e6 * r['latency_s']:.2f} us a round, b = {1e9 * r['seconds_per_byte']:.3f} ns a "
-        f"byte (shared memory; largest misfit {100 * r['fit_max_rel_error']:.0f} %). Weak "
-        f"scaling: {r['cells_per_rank']} ringtest cells a rank firing "
+        f"byte (shared memory, fitted on {r['fitted_ranks']} ranks: more ranks than this "
+        f"machine's cores time its scheduler; largest misfit "
+        f"{100 * r['fit_max_rel_error']:.0f} %). Weak scaling: {r['cells_per_rank']} cells a "
+        f"rank of the ringtest {rt['nring']} x {rt['ncell']}, branches {rt['branch']}, "
+        f"compartments {rt['compart']} (perf/mpi.py at {rt['commit']}), firing "
         f"{r['firing_per_cell_ms']:.3f} spikes a cell a ms, {r['epoch_ms']:g} ms epochs; the "
         "cluster column puts a = 1.5 us and b = 1/12.5 GB/s (an HDR InfiniBand link: "
-        "assumed, not measured). Compute: one rank's epoch of the ringtest's 128 cells on "
-        "llvm, 1 thread (perf/mpi.py). For scale, CoreNEURON's published runs reach "
+        "assumed, not measured). Compute: one rank's epoch of those cells on llvm, 1 thread "
+        "(perf/mpi.py's 1-rank row). For scale, CoreNEURON's published runs reach "
         "28,672 ranks (458,752 cores of JUQUEEN's BlueGene/Q, one rank a node with 64 "
         "threads, strong and weak scaling: JSC High-Q Club, "
         "https://www.fz-juelich.de/ias/jsc/EN/Expertise/High-Q-Club/CoreNeuron), with the "
