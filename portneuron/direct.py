@@ -16,9 +16,11 @@ As with CoreNEURON, every cell needs a gid (`pc.set_gid2node` and `pc.cell`).
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,9 @@ from typing import Any
 import numpy as np
 
 from portneuron.errors import PortneuronError
+from portneuron.io.dataset import read_files_dat
 from portneuron.model import PointerTarget
+from portneuron.parallel import Ranks, world
 
 
 @dataclass
@@ -141,13 +145,14 @@ def run(
     from portneuron.sim.simulation import Simulation
 
     pc = h.ParallelContext()
+    ranks = _ranks(pc)
     library = MechanismLibrary(mechanisms)
     outside = _pointers_outside(h, library)  # before NEURON reads or writes an unset one
     _check_streams(h, library)  # before NEURON's writer reads a stream that is not there
     places = _places(outside)
     if v_init is not None:
         h.finitialize(v_init)
-    with tempfile.TemporaryDirectory(prefix="portneuron-direct-") as tmp:
+    with _handover_folder(ranks) as tmp:
         markers = _mark(h, places)
         try:
             pc.nrncore_write(tmp)
@@ -158,9 +163,9 @@ def run(
             ) from None
         finally:
             _unmark(outside)
-        groups = [int(g) for g in Path(tmp, "files.dat").read_text().split()[2:]]
+        groups, mine = _written_groups(ranks, Path(tmp))
         try:
-            model = load_dataset(tmp, library)
+            model = load_dataset(tmp, library, ranks, groups=mine)
         except PortneuronError as exc:  # the folder is a temporary one: say whose model
             raise PortneuronError(str(exc).replace(tmp, "NEURON's model")) from None
         _vectors_by_address(h, model)
@@ -175,7 +180,9 @@ def run(
     if places:
         _point_outside(model, places, [node_of(seg) for seg in markers])
     nodes = [node_of(seg) for seg in record]
-    sim = Simulation(model, load_backend(backend or best_backend()), dt=h.dt if dt is None else dt)
+    sim = Simulation(
+        model, load_backend(backend or best_backend()), dt=h.dt if dt is None else dt, ranks=ranks
+    )
     keys = [_probe_key(entry) for entry in record_values]
     place_index = {address: k for k, address in enumerate(places)}
     probes = []
@@ -195,9 +202,76 @@ def run(
     simulate_s = time.perf_counter() - start
     traces = [result.v[:, k].copy() for k in range(len(nodes))]
     values = [result.values[:, k].copy() for k in range(len(probes))]
+    spikes = sorted(s for part in ranks.allgather(result.spikes) for s in part)
     return DirectResult(
-        result.spikes, result.t, traces, list(record), model, node_of, keys, values, simulate_s
+        spikes, result.t, traces, list(record), model, node_of, keys, values, simulate_s
     )
+
+
+def _ranks(pc) -> Ranks:
+    """The run's ranks: NEURON's, where it runs under mpiexec (each rank hands over its own
+    cells and portneuron's rank of the same number runs them), else one."""
+    nhost = int(pc.nhost())
+    if nhost == 1:
+        return Ranks()
+    ranks = world()
+    if ranks.size != nhost:
+        raise PortneuronError(
+            f"NEURON runs on {nhost} ranks but mpi4py sees {ranks.size}; start both from one "
+            f"mpiexec (NEURON with the same MPI library: MPI_LIB_NRN_PATH)"
+        )
+    if int(pc.nthread()) != 1:
+        raise PortneuronError(
+            f"direct mode under MPI hands over one thread a rank, not {int(pc.nthread())}; "
+            f"call pc.nthread(1)"
+        )
+    return ranks
+
+
+@contextmanager
+def _handover_folder(ranks: Ranks) -> Iterator[str]:
+    """A fresh folder for NEURON's writer: this process's own, or under MPI one folder a
+    rank inside one that rank 0 makes, which every rank must see (NEURON's rank 0 writes
+    the mechanism table and the globals there for all)."""
+    if ranks.size == 1:
+        with tempfile.TemporaryDirectory(prefix="portneuron-direct-") as tmp:
+            yield tmp
+        return
+    root = ranks.comm.bcast(
+        tempfile.mkdtemp(prefix="portneuron-direct-") if ranks.rank == 0 else None, root=0
+    )
+    try:
+        if not Path(root).is_dir():
+            raise PortneuronError(
+                f"rank {ranks.rank} cannot see {root}, the folder rank 0 made for NEURON's "
+                f"hand-over; set TMPDIR to a folder every rank shares"
+            )
+        folder = Path(root) / f"rank{ranks.rank}"
+        folder.mkdir()
+        yield str(folder)
+    finally:
+        ranks.comm.Barrier()
+        if ranks.rank == 0:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _written_groups(ranks: Ranks, folder: Path) -> tuple[list[int], list[int] | None]:
+    """The cell groups NEURON's writer listed, in thread order, and under MPI those this
+    rank wrote (its folder's; the list, the mechanism table and the globals are rank 0's,
+    copied beside them)."""
+    if ranks.size == 1:
+        return read_files_dat(folder / "files.dat"), None
+    ranks.comm.Barrier()  # rank 0 has written the list and the tables
+    if ranks.rank != 0:
+        for name in ("files.dat", "bbcore_mech.dat", "globals.dat"):
+            shutil.copyfile(folder.parent / "rank0" / name, folder / name)
+    mine = sorted(int(p.name.split("_")[0]) for p in folder.glob("*_1.dat"))
+    if not mine:
+        raise PortneuronError(
+            f"NEURON's rank {ranks.rank} wrote no cell group: give each rank cells with gids "
+            f"(pc.set_gid2node, pc.cell)"
+        )
+    return mine, mine
 
 
 def _vectors_by_address(h, model) -> None:

@@ -359,7 +359,8 @@ def test_fixture_mechanisms_under_the_corpus_protocols(compiled_mods, backend):
     it), calcium taking the ion's value back in VERBATIM after INITIAL set it, with C
     helpers only hoc reaches (caread: the ion-read and c-library idioms), and a current
     through a spine neck from a LINEAR block SOLVEd in a PROCEDURE that BREAKPOINT calls,
-    with an EXTERNAL only hoc reads (spinelin). v and the clamps' currents at every step,
+    with an EXTERNAL only hoc reads (spinelin), and a GHK calcium current through NEURON's
+    nrn_ghk (ghkca). v and the clamps' currents at every step,
     and every state at the end, are NEURON's bits."""
     from pathlib import Path
 
@@ -376,7 +377,8 @@ def test_fixture_mechanisms_under_the_corpus_protocols(compiled_mods, backend):
                   ("tabarr", "density", False, ["m", "h"], [], []),
                   ("CtorSyn", "point_process", True, ["g"], [], []),
                   ("caread", "density", False, [], [("ca", "cai")], []),
-                  ("spinelin", "density", False, ["i", "vsp"], [], [])]  # fmt: skip
+                  ("spinelin", "density", False, ["i", "vsp"], [], []),
+                  ("ghkca", "density", False, ["m"], [], [])]  # fmt: skip
     run = subprocess.run(
         [sys.executable, "-c", RUN, str(compiled_mods), json.dumps(mechanisms), backend, "{}"],
         capture_output=True, text=True, cwd=Path(__file__).parent,

@@ -191,6 +191,50 @@ def test_a_mixed_network_placed_by_cost_and_by_count():
         assert sum(got["cells"]) == 128 and min(got["cells"]) > 0, (ranks, policy)
 
 
+DIRECT_ON_RANKS = """
+import json, sys
+from neuron import h
+h.nrnmpi_init()
+import numpy as np
+import neuron_models as nm
+import portneuron.direct
+from portneuron.io.spikes import format_spikes
+ring = nm.build_ringtest(stim_gids=True)  # gid g on rank g % nhost
+seg = next(c for c in ring.cells if c is not None).soma(0.5)  # a cell of this rank
+nm._initialize(0.025)
+result = portneuron.direct.run(100.0, record=[seg], backend=sys.argv[1])
+v = h.Vector().record(seg._ref_v)
+theirs = nm.run_neuron(ring, 100.0)  # this rank's spikes
+every = nm.pc.py_gather(theirs, 0)
+dv = nm.pc.py_gather(float(np.abs(np.array(result.traces[0]) - np.array(v)).max()), 0)
+if nm.pc.id() == 0:
+    expected = format_spikes(sorted(s for part in every for s in part))
+    print("result:", json.dumps({"same": format_spikes(result.spikes) == expected,
+                                 "spikes": len(result.spikes), "dv": dv}))
+nm.pc.barrier()
+h.quit()
+"""
+
+
+@needs_mpi
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_direct_mode_under_mpiexec(ranks):
+    """NEURON itself on 2 and 3 MPI ranks (the ringtest's gids dealt round robin) hands
+    each rank's cells to portneuron's rank of the same number (direct mode: one folder a
+    rank, mpi4py's COMM_WORLD for the exchange): every rank's result has all 608 spikes,
+    NEURON's, and each rank's recorded soma v is NEURON's to the bit."""
+    pytest.importorskip("neuron")
+    run = subprocess.run(
+        [MPIEXEC, "-n", str(ranks), "env", f"MPI_LIB_NRN_PATH={LIBMPI}", f"LD_PRELOAD={LIBMPI}",
+         sys.executable, "-c", DIRECT_ON_RANKS, "llvm"],
+        capture_output=True, text=True, cwd=Path(__file__).parent, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.split("result: ", 1)[1])
+    assert result == {"same": True, "spikes": 608, "dv": [0.0] * ranks}
+
+
 def coreneuron_on_two_ranks(dataset: Path, outdir: Path) -> str:
     """`nrniv-core --mpi` of the neuron wheel on 2 ranks (its MPI library the mpich wheel's,
     loaded by --mpi-lib): its spikes, sorted and written as portneuron writes them."""

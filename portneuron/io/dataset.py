@@ -110,12 +110,16 @@ class Group:
 
 
 def load_dataset(
-    directory: str | Path, library: MechanismLibrary | None = None, ranks: Ranks | None = None
+    directory: str | Path,
+    library: MechanismLibrary | None = None,
+    ranks: Ranks | None = None,
+    groups: list[int] | None = None,
 ) -> Model:
     """Read the dataset in `directory` into one Model; with several `ranks`, this rank's
-    part: the groups the scheduler places here (by the size of their data files), NetCons
-    from cells of other groups keeping their sources' gids (their spikes come from the
-    other ranks, portneuron.parallel)."""
+    part: the groups the scheduler places here (by the size of their data files), or
+    `groups` where the rank's are given (those NEURON's own rank wrote, in direct mode),
+    NetCons from cells of other groups keeping their sources' gids (their spikes come from
+    the other ranks, portneuron.parallel)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise DatasetError(f"{directory}: no such folder; -d needs the folder nrncore_write wrote")
@@ -129,7 +133,9 @@ def load_dataset(
     types = read_mech_types(directory / "bbcore_mech.dat")
     globals_ = read_globals(directory / "globals.dat")
     remote = ranks is not None and ranks.size > 1
-    if remote:
+    if remote and groups is not None:
+        groups_ids = groups
+    elif remote:
         rank = placement(directory, groups_ids, ranks.size, ranks.speeds)
         here = scheduler.mine(
             rank, ranks.rank, ranks.size, f"{directory}: {len(groups_ids)} cell groups"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from portneuron import units
 from portneuron.ir import BOOL, F64, I32, Binary, Cast, Const, Expr, Unary, Var, dtype_of
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
@@ -670,6 +671,9 @@ class KernelLowering:
         if name == "pow":
             self.check_arity(name, args, 2)
             return b.pow_(*args)
+        if name == "nrn_ghk":
+            self.check_arity(name, args, 4)
+            return self.ghk(*args)
         if name in ("fmin", "fmax"):
             self.check_arity(name, args, 2)
             return (b.min_ if name == "fmin" else b.max_)(*args)
@@ -730,6 +734,27 @@ class KernelLowering:
                 self.assign("index", b.add(to_f64(self.read("index")), 1.0))
             with kb.else_():
                 self.assign("index", Const(-1.0, F64))
+
+    def ghk(self, v: Expr, ci: Expr, co: Expr, z: Expr) -> Expr:
+        """NEURON's nrn_ghk (eion.cpp), operation for operation: the GHK current density
+        [mA/cm2 per cm/s of permeability] at v, with ktf = 1000 R (celsius + 273.15) / F
+        and efun(x) = 1 - x/2 below |x| 1e-4, else x / (exp(x) - 1)."""
+        celsius = self.read("celsius")
+        ktf = b.div(
+            b.mul(Const(1000.0 * units.GAS_CONSTANT, F64), b.add(celsius, Const(273.15, F64))),
+            Const(units.FARADAY, F64),
+        )
+        temp = b.div(b.mul(z, v), ktf)
+
+        def efun(x: Expr) -> Expr:
+            small = b.lt(b.call("fabs", x), Const(1e-4, F64))
+            series = b.sub(Const(1.0, F64), b.div(x, Const(2.0, F64)))
+            return b.select(small, series, b.div(x, b.sub(b.call("exp", x), Const(1.0, F64))))
+
+        eco = b.mul(co, efun(temp))
+        eci = b.mul(ci, efun(b.neg(temp)))
+        scale = b.mul(b.mul(Const(0.001, F64), z), Const(units.FARADAY, F64))
+        return b.mul(scale, b.sub(eci, eco))
 
     def check_arity(self, name: str, args: list, count: int) -> None:
         if len(args) != count:

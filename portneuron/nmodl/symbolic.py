@@ -85,13 +85,17 @@ def execute(
     body: list[Stmt] | tuple[Stmt, ...], env: dict[str, sp.Basic], opaque_unless: str = ""
 ) -> dict[str, sp.Basic]:
     """Symbolically run assignments and ifs; returns the environment afterwards. With
-    `opaque_unless` (a state), a value sympy cannot represent (a TABLE's lookup: a load)
-    that does not depend on that state is the symbol of the variable it is assigned to:
-    the caller emits the statements, so the variable holds it."""
+    `opaque_unless` (a state), a value that does not depend on that state (a FUNCTION's
+    result, a TABLE's lookup, a LOCAL) is the symbol of the variable it is assigned to, as
+    nocmodl's cnexp sees every name but the state: the caller emits the statements, so the
+    variable holds it, computed as written (sympy would rearrange its arithmetic)."""
     env = dict(env)
     for s in body:
         match s:
             case Assign(name=name, value=value):
+                if opaque_unless and not _depends(value, env, opaque_unless):
+                    env[name] = symbol(name)
+                    continue
                 try:
                     env[name] = to_sympy(value, env)
                 except NotSymbolic:
