@@ -16,6 +16,18 @@ from .errors import PortneuronError
 from .parallel import Ranks, world, world_size
 
 
+def _fraction_or_off(text: str) -> float | None:
+    if text == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"give a fraction >= 0 or 'off', not {text!r}")
+    return value
+
+
 def _mod_path(name: str) -> Path:
     """A `.mod` path, or the name of one of NEURON's built-in mechanisms (hh, expsyn, ...)."""
     from .nmodl import builtin_mod_files
@@ -111,6 +123,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         setup_s = time.perf_counter() - start
         start = time.perf_counter()
         run.sim = sim
+        rebalance: dict = {}
+        if ranks.size > 1 and args.rebalance is not None:
+            library = MechanismLibrary(args.mechanisms)
+            with progress.phase("measuring the first epochs"):
+                placed = rebalanced(args, library, sim, ranks)
+            if placed is not None:  # placed again by measured speed: start again from 0
+                ranks, rebalance = placed
+                _RUN_RANKS[0] = ranks
+                with progress.phase(what + " again", unit="cells") as up:
+                    model = build_model(args, library, up, ranks)
+                sim = run.sim = Simulation(model, backend, dt=dt, threads=args.threads, ranks=ranks)
+                sim.epoch_program()
+                sim.finitialize(args.voltage)
         with progress.phase("simulating", total=args.tstop, unit="ms") as up:
             result = sim.run(args.tstop, initialize=False, progress=up)
         simulate_s = time.perf_counter() - start
@@ -124,6 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"portneuron: {stop.name}: {run.where()}", file=sys.stderr)
         return 128 + stop.signum
     summary = run_summary(model, backend, sim, result, setup_s, simulate_s, ranks)
+    summary.update(rebalance)
     if ranks.rank != 0:
         return 0
     if args.json:
@@ -296,6 +322,83 @@ def build_model(args: argparse.Namespace, library, progress: Callable[[float], N
     )  # fmt: skip
 
 
+#: Wall time [s] of the first epochs a run on several ranks measures (its slowest rank's)
+#: before it may place its cells again; at most a quarter of the run.
+PROBE_SECONDS = 0.1
+
+
+def rebalanced(args: argparse.Namespace, library, sim, ranks: Ranks) -> tuple[Ranks, dict] | None:
+    """The first epochs, measured: epoch after epoch until the slowest rank has spent
+    PROBE_SECONDS (a run too short for that, within a quarter of it, is left alone), each
+    rank's work (its time less its time in the spike exchange) over the cost the scheduler
+    gave it is its speed. Where the measured imbalance exceeds --rebalance and the
+    scheduler, given those speeds, places the items otherwise and better by more than
+    that, the ranks with the measured speeds (to build again and start from t = 0) and
+    what the summary says of it; else None, the run going on from where it is."""
+    import numpy as np
+
+    from .scheduler import imbalance
+
+    busy = first_epochs(args, sim, ranks)
+    if busy is None:
+        return None
+    before = imbalance(busy)
+    if before <= args.rebalance:
+        return None
+    items, placement_of = placed_items(args, library)
+    rank = placement_of(ranks.size, ranks.speeds)
+    loads = np.bincount(rank, weights=items, minlength=ranks.size)
+    speeds = measured_speeds(loads, busy)
+    again = placement_of(ranks.size, speeds)
+    finish = np.bincount(again, weights=items, minlength=ranks.size) / np.asarray(speeds)
+    if (again == rank).all() or imbalance(finish) + args.rebalance >= before:
+        return None
+    report = {"rebalanced": {"after_ms": round(sim.t, 9), "imbalance": round(before, 4),
+                             "rank_busy_s": [round(b, 6) for b in busy]}}  # fmt: skip
+    return dataclasses.replace(ranks, speeds=speeds), report
+
+
+def first_epochs(args: argparse.Namespace, sim, ranks: Ranks) -> list[float] | None:
+    """Every rank's work in the first epochs (its time less its time in the exchange), run
+    until the slowest rank has spent PROBE_SECONDS; None where that takes more than a
+    quarter of the run."""
+    import time
+
+    epoch_ms = sim.epoch_steps() * sim.dt
+    exchanged, start = sim.exchange_s, time.perf_counter()
+    while True:
+        if sim.t + epoch_ms > args.tstop / 4:
+            return None
+        sim.run(sim.t + epoch_ms, initialize=False)
+        elapsed = time.perf_counter() - start
+        if -ranks.min(-elapsed) >= PROBE_SECONDS:  # every rank stops after the same epoch
+            return ranks.allgather(elapsed - (sim.exchange_s - exchanged))
+
+
+def measured_speeds(loads, busy) -> tuple[float, ...]:
+    """Each rank's cost done a second in the first epochs."""
+    return tuple(float(load / max(b, 1e-9)) for load, b in zip(loads, busy))
+
+
+def placed_items(args: argparse.Namespace, library):
+    """The items the scheduler places (a dataset's groups, or the ringtest's cells), their
+    costs, and the placement as a function of (ranks, speeds)."""
+    import numpy as np
+
+    if args.datpath is not None:
+        from .io.dataset import group_costs, placement, read_files_dat
+
+        folder = Path(args.datpath)
+        groups = read_files_dat(folder / "files.dat")
+        costs = np.asarray(group_costs(folder, groups), dtype=np.float64)
+        return costs, lambda n, speeds: placement(folder, groups, n, speeds)
+    from .build.ringtest import cell_costs, placement
+
+    size = (args.nring, args.ncell, tuple(args.branch), tuple(args.compart))
+    costs = cell_costs(*size, library)
+    return costs, lambda n, speeds: placement(*size, n, library, speeds)
+
+
 def check_min_delay(model, dt: float, progress) -> None:
     """Warn where dt exceeds the min-delay: events are then due within the step that sends
     them (delivered there, as NEURON does), so the model cannot run in compiled epochs."""
@@ -422,6 +525,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="threads for the cell groups (default: every core; compiled backends only)",
+    )
+    p.add_argument(
+        "--rebalance",
+        type=_fraction_or_off,
+        default=0.1,
+        metavar="FRACTION",
+        help="on several ranks: after the first epochs (0.1 s of them), where the measured "
+        "imbalance exceeds FRACTION (0.1) and placing the cells again by each rank's "
+        "measured speed would do better by more, do so and start again from t = 0; "
+        "'off': never",
     )
     p.add_argument(
         "--mechanisms",

@@ -29,6 +29,24 @@ from portneuron.backends import backend_names, backend_status, load_backend  # n
 #: The reference first; every other backend that can run here gets the same checks.
 BACKENDS = ["numpy"] + [n for n in backend_names() if n != "numpy" and backend_status(n).available]
 
+
+def in_neuron(script: str, *args: str) -> str:
+    """`script` in a fresh Python beside these tests (NEURON loads compiled mechanisms only
+    before any model is built): its stdout, once it has exited 0."""
+    from pathlib import Path
+
+    run = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True, text=True, cwd=Path(__file__).parent,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 VOLTAGE_TOLERANCE = 1e-9  # mV
 
 
@@ -237,14 +255,9 @@ def test_custom_mechanisms_match_neuron(compiled_mods, backend):
     """derivimplicit calcium buffering, a calcium current with Nernst eca, a synapse with
     NET_RECEIVE INITIAL and two NetCons: voltages within 1e-9 mV at every step. (In a fresh
     process: NEURON loads compiled mechanisms only before any model is built.)"""
-    from pathlib import Path
 
-    run = subprocess.run(
-        [sys.executable, "-c", CUSTOM_RUN, str(compiled_mods), backend],
-        capture_output=True, text=True, cwd=Path(__file__).parent,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    stdout = in_neuron(CUSTOM_RUN, str(compiled_mods), backend)
+    result = last_json(stdout)
     assert result["max_dv"] <= VOLTAGE_TOLERANCE
     assert result["vmax"] > 0
     # what the POINTERs summed (BEFORE BREAKPOINT cleared it, AFTER SOLVE added) and read
@@ -321,14 +334,9 @@ def test_random123_stream_synapse_matches_neuron(compiled_mods, backend, index):
     2**32 - 1 NEURON writes as -1), run by NEURON and by direct mode: every site's draw the
     same, so v within 1e-9 mV at every step, the same releases and spikes. Delay Vectors
     that are set and a hoc Random instead of a stream are one line each."""
-    from pathlib import Path
 
-    run = subprocess.run(
-        [sys.executable, "-c", STREAM_RUN, str(compiled_mods), backend, str(index)],
-        capture_output=True, text=True, cwd=Path(__file__).parent,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    r = json.loads(run.stdout.strip().splitlines()[-1])
+    stdout = in_neuron(STREAM_RUN, str(compiled_mods), backend, str(index))
+    r = last_json(stdout)
     assert r["max_dv"] <= VOLTAGE_TOLERANCE and r["vmax"] > 0
     theirs, ours = r["released"]  # (NEURON keeps the instances in an order of its own)
     assert sorted(ours) == sorted(theirs) and 0 < min(theirs) and sum(theirs) < 3 * 12 * 3
@@ -362,7 +370,6 @@ def test_fixture_mechanisms_under_the_corpus_protocols(compiled_mods, backend):
     with an EXTERNAL only hoc reads (spinelin), and a GHK calcium current through NEURON's
     nrn_ghk (ghkca). v and the clamps' currents at every step,
     and every state at the end, are NEURON's bits."""
-    from pathlib import Path
 
     from test_corpus import RUN
 
@@ -379,12 +386,8 @@ def test_fixture_mechanisms_under_the_corpus_protocols(compiled_mods, backend):
                   ("caread", "density", False, [], [("ca", "cai")], []),
                   ("spinelin", "density", False, ["i", "vsp"], [], []),
                   ("ghkca", "density", False, ["m"], [], [])]  # fmt: skip
-    run = subprocess.run(
-        [sys.executable, "-c", RUN, str(compiled_mods), json.dumps(mechanisms), backend, "{}"],
-        capture_output=True, text=True, cwd=Path(__file__).parent,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    results = json.loads(run.stdout.strip().splitlines()[-1])
+    stdout = in_neuron(RUN, str(compiled_mods), json.dumps(mechanisms), backend, "{}")
+    results = last_json(stdout)
     expected = {f"{m[0]}/{p}" for m in mechanisms for p in ("step", "clamp")}
     expected -= {f"{m[0]}/clamp" for m in mechanisms if m[1] == "artificial_cell"}
     assert set(results) == expected
@@ -424,14 +427,9 @@ def test_for_netcons_as_neuron(compiled_mods, backend):
     loop's and NET_RECEIVE's at once, and portneuron's must be too. Three NetCons from two
     NetStims; a self-event from INITIAL halves every NetCon's ceiling. v at every step, the
     conductance and the loop count at the end are NEURON's bits."""
-    from pathlib import Path
 
-    run = subprocess.run(
-        [sys.executable, "-c", FORNETCON_RUN, str(compiled_mods), backend],
-        capture_output=True, text=True, cwd=Path(__file__).parent,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    r = json.loads(run.stdout.strip().splitlines()[-1])
+    stdout = in_neuron(FORNETCON_RUN, str(compiled_mods), backend)
+    r = last_json(stdout)
     assert r["range"] > 30.0  # it fires
     assert r["max_dv"] == 0.0, r
     assert r["ours"] == r["theirs"][:2], r
@@ -463,14 +461,9 @@ def test_solve_without_steadystate_in_initial(compiled_mods, backend):
     does: v at every step and the states at the end are NEURON's bits. One model per
     process: NEURON 9 crashes when a second model is built with a mechanism that SOLVEs a
     DERIVATIVE by derivimplicit in INITIAL (its Newton space, freed with the first)."""
-    from pathlib import Path
 
-    run = subprocess.run(
-        [sys.executable, "-c", INITIAL_STEP_RUN, str(compiled_mods), backend],
-        capture_output=True, text=True, cwd=Path(__file__).parent,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    dv, moved, dstate = map(float, run.stdout.split()[-3:])
+    stdout = in_neuron(INITIAL_STEP_RUN, str(compiled_mods), backend)
+    dv, moved, dstate = map(float, stdout.split()[-3:])
     assert moved > 10.0
     assert (dv, dstate) == (0.0, 0.0)
 
@@ -512,7 +505,6 @@ def test_watch_dataset_runs_as_neuron(compiled_mods, tmp_path, capsys, backend):
     more) is read and checked: the dataset runs step by step (WATCH needs the stepwise
     loop) to NEURON's spikes, the soma's and those IzhW sends from its WATCH events; a
     WATCH word that is not 0 is one line."""
-    from pathlib import Path
 
     from refusals import one_line
 
@@ -520,12 +512,8 @@ def test_watch_dataset_runs_as_neuron(compiled_mods, tmp_path, capsys, backend):
     from portneuron.io.dataset import read_files_dat, read_group, read_mech_types
 
     data = tmp_path / "data"
-    run = subprocess.run(
-        [sys.executable, "-c", WATCH_DATASET, str(compiled_mods), str(data)],
-        capture_output=True, text=True, cwd=Path(__file__).parent,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    expected = run.stdout
+    stdout = in_neuron(WATCH_DATASET, str(compiled_mods), str(data))
+    expected = stdout
     assert expected.count("\t1\n") >= 3 and expected.count("\t0\n") >= 3
     argv = ["run", "-d", str(data), "-e", "40", "--mechanisms", str(compiled_mods), "--json"]
     assert cli.main([*argv, "-o", str(tmp_path / "out"), "--backend", backend]) == 0
@@ -610,14 +598,9 @@ def test_direct_mode_pointers_neuron_cannot_hand_over(compiled_mods):
     what each step adds there within 1e-9 relative of NEURON's. A POINTER pointed into a
     Vector for some instances and into the model for others, and record_values entries
     that are neither, are one line each."""
-    from pathlib import Path
 
-    run = subprocess.run(
-        [sys.executable, "-c", POINTER_RUN, str(compiled_mods)],
-        capture_output=True, text=True, cwd=Path(__file__).parent,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    r = json.loads(run.stdout.strip().splitlines()[-1])
+    stdout = in_neuron(POINTER_RUN, str(compiled_mods))
+    r = last_json(stdout)
     unset, partly, mixed, nowhere, bad = r["lines"]
     assert unset == (
         "dend(0.166667): POINTER vparent of axcur is not set; point it with h.setpointer "
@@ -696,14 +679,9 @@ def test_native_builder_sets_pointers_as_neuron(compiled_mods, backend):
     """Network.setpointer, the native builder's h.setpointer: a cell built without NEURON
     whose POINTERs read parents' v and sum into a point process runs as the same cell in
     NEURON: v within 1e-9 mV, the POINTERs' sum within 1e-9 relative, every step."""
-    from pathlib import Path
 
-    run = subprocess.run(
-        [sys.executable, "-c", NATIVE_POINTER_RUN, str(compiled_mods), backend],
-        capture_output=True, text=True, cwd=Path(__file__).parent,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    stdout = in_neuron(NATIVE_POINTER_RUN, str(compiled_mods), backend)
+    result = last_json(stdout)
     assert result["vmax"] > 0
     assert result["max_dv"] <= VOLTAGE_TOLERANCE
     assert result["sum_scale"] > 0 and result["max_dsum"] <= 1e-9 * result["sum_scale"]

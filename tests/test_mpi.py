@@ -96,13 +96,7 @@ def test_a_neuron_dataset_of_four_groups_on_any_number_of_ranks(tmp_path):
     assert (dataset / "files.dat").read_text().split()[1] == "4"
     expected = written.stdout
     assert expected.count("\n") == 608  # the ringtest's 592 and the 16 NetStims' spikes
-    for ranks in (0, 2, 3, 4):
-        outdir = tmp_path / f"out{ranks}"
-        outdir.mkdir()
-        run = ringtest(outdir, ranks, "-d", str(dataset), "--threads", "1")
-        assert run.returncode == 0, run.stderr[-2000:]
-        assert (outdir / "out.dat").read_text() == expected, ranks
-    assert coreneuron_on_two_ranks(dataset, tmp_path / "coreneuron") == expected
+    assert_every_rank_count_gives(expected, dataset, (0, 2, 3, 4), tmp_path)
     run = ringtest(tmp_path, 5, "-d", str(dataset), "--threads", "1")
     assert run.returncode != 0 and not (tmp_path / "out.dat").exists()
     ours = [line for line in run.stderr.splitlines() if line.startswith("portneuron:")]
@@ -138,22 +132,33 @@ def test_a_dataset_neuron_wrote_on_four_ranks(tmp_path):
     nrniv-core does on 2 ranks."""
     pytest.importorskip("neuron")
     dataset = tmp_path / "data"
-    written = subprocess.run(
-        [MPIEXEC, "-n", "4", "env", f"MPI_LIB_NRN_PATH={LIBMPI}", f"LD_PRELOAD={LIBMPI}",
-         sys.executable, "-c", WRITE_DATASET_ON_RANKS, str(dataset)],
-        capture_output=True, text=True, cwd=Path(__file__).parent, timeout=300,
-    )  # fmt: skip
+    written = neuron_on_ranks(4, WRITE_DATASET_ON_RANKS, str(dataset))
     assert written.returncode == 0, written.stderr[-2000:]
     assert (dataset / "files.dat").read_text().split()[1:] == ["4", "0", "1", "2", "3"]
     expected = written.stdout.split("spikes: ", 1)[1]
     assert expected.count("\n") == 608
-    for ranks in (0, 1, 2, 3, 4):
+    assert_every_rank_count_gives(expected, dataset, (0, 1, 2, 3, 4), tmp_path)
+
+
+def assert_every_rank_count_gives(expected: str, dataset: Path, counts, tmp_path: Path) -> None:
+    """portneuron on `dataset` on each number of ranks in `counts` (0: no mpiexec), one
+    thread each, and nrniv-core on 2 ranks: out.dat is `expected`."""
+    for ranks in counts:
         outdir = tmp_path / f"out{ranks}"
         outdir.mkdir()
         run = ringtest(outdir, ranks, "-d", str(dataset), "--threads", "1")
         assert run.returncode == 0, run.stderr[-2000:]
         assert (outdir / "out.dat").read_text() == expected, ranks
     assert coreneuron_on_two_ranks(dataset, tmp_path / "coreneuron") == expected
+
+
+def neuron_on_ranks(ranks: int, script: str, *args: str) -> subprocess.CompletedProcess:
+    """`script` in NEURON itself under mpiexec, its MPI library the mpich wheel's."""
+    return subprocess.run(
+        [MPIEXEC, "-n", str(ranks), "env", f"MPI_LIB_NRN_PATH={LIBMPI}", f"LD_PRELOAD={LIBMPI}",
+         sys.executable, "-c", script, *args],
+        capture_output=True, text=True, cwd=Path(__file__).parent, timeout=300,
+    )  # fmt: skip
 
 
 def mixed_run(ranks: int, policy: str) -> dict:
@@ -225,11 +230,7 @@ def test_direct_mode_under_mpiexec(ranks):
     rank, mpi4py's COMM_WORLD for the exchange): every rank's result has all 608 spikes,
     NEURON's, and each rank's recorded soma v is NEURON's to the bit."""
     pytest.importorskip("neuron")
-    run = subprocess.run(
-        [MPIEXEC, "-n", str(ranks), "env", f"MPI_LIB_NRN_PATH={LIBMPI}", f"LD_PRELOAD={LIBMPI}",
-         sys.executable, "-c", DIRECT_ON_RANKS, "llvm"],
-        capture_output=True, text=True, cwd=Path(__file__).parent, timeout=300,
-    )  # fmt: skip
+    run = neuron_on_ranks(ranks, DIRECT_ON_RANKS, "llvm")
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout.split("result: ", 1)[1])
     assert result == {"same": True, "spikes": 608, "dv": [0.0] * ranks}
@@ -458,6 +459,50 @@ def test_ranks_driving_different_backends(tmp_path):
         assert run.returncode != 0
         ours = [line for line in run.stderr.splitlines() if line.startswith("portneuron:")]
         assert len(ours) >= 1 and message in ours[0], ours
+
+
+REBALANCED = """
+import sys
+import portneuron.cli as cli
+measured = cli.first_epochs  # run them, then say rank 0 worked 4 times as long as rank 1
+cli.first_epochs = lambda *args: measured(*args) and [1.0, 0.25]
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@needs_mpi
+@pytest.mark.mpi
+def test_placing_again_after_the_first_epochs(tmp_path):
+    """--rebalance: after its first epochs (0.1 s) a run on 2 ranks measures each rank's speed;
+    given work that places the cells otherwise (rank 0 four times rank 1's, put in for
+    the measured work, which the test cannot fix), it builds again and starts from t = 0:
+    rank 1 gets more cells, out.dat is the one-process run's, the summary says when and
+    why. '--rebalance off' and a fraction above every imbalance never do; a bad value is
+    argparse's one line."""
+    reference = tmp_path / "serial"
+    reference.mkdir()
+    assert ringtest(reference, 0, "-e", "1000").returncode == 0
+    expected = (reference / "out.dat").read_bytes()
+    for option, again in (("0", True), ("off", False), ("1e9", False)):
+        outdir = tmp_path / option
+        outdir.mkdir()
+        run = subprocess.run(
+            [MPIEXEC, "-n", "2", sys.executable, "-c", REBALANCED, "run", "-e", "1000", "-o",
+             str(outdir), "--json", "--threads", "1", "--rebalance", option],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert (outdir / "out.dat").read_bytes() == expected, option
+        summary = json.loads([line for line in run.stdout.splitlines() if line.startswith("{")][0])
+        assert ("rebalanced" in summary) == again, (option, summary)
+        if again:
+            assert 0 < summary["rebalanced"]["after_ms"] <= 250  # a quarter of the run
+            assert summary["rebalanced"]["rank_busy_s"] == [1.0, 0.25]
+            assert summary["rank_cells"][1] > summary["rank_cells"][0]
+            assert sum(summary["rank_cells"]) == 128
+    run = ringtest(tmp_path, 0, "--rebalance", "-1")
+    assert run.returncode == 2
+    assert "--rebalance: give a fraction >= 0 or 'off', not '-1'" in run.stderr
 
 
 def test_a_network_keeps_gids_together():
