@@ -10,8 +10,9 @@ placement by cost does not.
 Every cell excites the next one in gid order (the last the first), and a NetStim starts
 the chain and drives every eighth cell.
 
-Run under mpiexec, `python mixed_network.py {cost,count} TSTOP BACKEND` builds this rank's
-part, placed by the scheduler (cost) or by count, runs it and prints, on rank 0, one JSON
+Run under mpiexec, `python mixed_network.py {cost,count} TSTOP BACKEND[,BACKEND...]` builds
+this rank's part (rank r driving the r-th backend, modulo the list: each loaded by its
+measured speed), placed by the scheduler (cost) or by count, runs it and prints, on rank 0, one JSON
 object: the spikes (sorted), each rank's cells and predicted load, and each rank's measured
 work (its simulate time less its time in the spike exchange).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -86,21 +88,45 @@ def predicted(net: Network, where: dict[int, int], nranks: int) -> np.ndarray:
     return scheduler.loads(costs, rank, nranks)
 
 
-def main() -> None:
-    from portneuron.backends import load_backend
+def backend_named(name: str):
+    """A backend by name; "cuda-host" is the cuda backend on its CPU stand-in runtime
+    (tests/cuda_host.py: the generated CUDA C built by g++, a thread a CUDA thread)."""
+    if name != "cuda-host":
+        from portneuron.backends import load_backend
 
+        return load_backend(name)
+    import tempfile
+
+    from cuda_host import HostRuntime
+    from portneuron.backends.cuda import CudaBackend
+
+    return CudaBackend(HostRuntime(Path(tempfile.mkdtemp())), epoch_width=8, epoch_threads=64)
+
+
+def main() -> None:
+    import dataclasses
+
+    from portneuron.cost import throughput
     from portneuron.parallel import world
     from portneuron.sim.simulation import Simulation
 
-    policy, tstop, backend_name = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+    policy, tstop, names = sys.argv[1], float(sys.argv[2]), sys.argv[3].split(",")
     ranks = world()
+    backend = backend_named(names[ranks.rank % len(names)])
+    if len(set(names)) > 1:  # devices in one run: each rank loaded by its backend's speed
+        speeds = ranks.allgather(throughput(backend, 1))
+        ranks = dataclasses.replace(ranks, speeds=tuple(speeds))
     net = mixed_network()
-    where = net.placement(ranks.size) if policy == "cost" else by_count(net, ranks.size)
+    where = (
+        net.placement(ranks.size, speeds=ranks.speeds)
+        if policy == "cost"
+        else by_count(net, ranks.size)
+    )
     if policy == "cost":
         model = net.build(ranks=ranks)  # the scheduler's placement, as `where`
     else:
         model = net.build(local={gid for gid, r in where.items() if r == ranks.rank})
-    sim = Simulation(model, load_backend(backend_name), dt=0.025, threads=1, ranks=ranks)
+    sim = Simulation(model, backend, dt=0.025, threads=1, ranks=ranks)
     sim.epoch_program()
     sim.finitialize(-65.0)
     start = time.perf_counter()
@@ -122,4 +148,13 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BaseException:  # end every rank, not only this one
+        import traceback
+
+        from portneuron.parallel import world
+
+        traceback.print_exc()
+        world().abort(1)
+        raise

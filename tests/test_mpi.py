@@ -161,8 +161,8 @@ def neuron_on_ranks(ranks: int, script: str, *args: str) -> subprocess.Completed
     )  # fmt: skip
 
 
-def mixed_run(ranks: int, policy: str) -> dict:
-    command = [sys.executable, "mixed_network.py", policy, "50", "llvm"]
+def mixed_run(ranks: int, policy: str, backends: str = "llvm") -> dict:
+    command = [sys.executable, "mixed_network.py", policy, "50", backends]
     if ranks:
         command = [MPIEXEC, "-n", str(ranks), *command]
     run = subprocess.run(
@@ -503,6 +503,24 @@ def test_placing_again_after_the_first_epochs(tmp_path):
     run = ringtest(tmp_path, 0, "--rebalance", "-1")
     assert run.returncode == 2
     assert "--rebalance: give a fraction >= 0 or 'off', not '-1'" in run.stderr
+
+
+@needs_mpi
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_a_cpu_rank_and_the_cuda_stand_in_in_one_run():
+    """Devices in one run without a GPU: the mixed network on 2 ranks, rank 0 on llvm and
+    rank 1 on the cuda backend's CPU stand-in (tests/cuda_host.py: its generated CUDA C
+    built by g++, its own host code and compiled epochs), each loaded by its measured
+    speed: the spikes are the one-process llvm run's."""
+    import shutil as sh
+
+    if sh.which("g++") is None:
+        pytest.skip("g++ not found: no CPU stand-in for the cuda backend")
+    expected = mixed_run(0, "cost")["spikes"]
+    got = mixed_run(2, "cost", "llvm,cuda-host")
+    assert got["spikes"] == expected
+    assert sum(got["cells"]) == 128 and min(got["cells"]) > 0
 
 
 def test_a_network_keeps_gids_together():

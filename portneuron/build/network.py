@@ -153,8 +153,8 @@ class Network:
     ) -> dict[int, int]:
         """Each gid's rank, by the scheduler: blocks of up to 8 cells of one template (a
         compiled epoch's vector lanes), longest first by what one step of the template
-        computes (portneuron.cost); artificial cells with gids after them, one by one (an
-        artificial cell without a gid is built with the cells it drives). Each group of
+        computes (portneuron.cost); an artificial cell with a gid where the first cell it
+        drives is (one without a gid is built with every cell it drives). Each group of
         gids in `together` lands on one rank; `speeds`: each rank's, where they differ."""
         templates = {id(cell): cell for cell, _ in self.cells}
         ops = {key: cost.cell_ops(cell.compile(), self.library) for key, cell in templates.items()}
@@ -162,18 +162,23 @@ class Network:
         gids = [gid for _, gid in self.cells]
         costs = [ops[id(cell)] for cell, _ in self.cells]
         shapes = [index[id(cell)] for cell, _ in self.cells]
-        for stim in self.stims:  # artificial cells with gids: one item each, placed last
-            if stim.gid >= 0:
-                gids.append(stim.gid)
-                costs.append(0.0)
-                shapes.append(len(index) + len(shapes))
         position = {gid: k for k, gid in enumerate(gids)}
         unknown = sorted({g for group in together for g in group} - set(position))
         if unknown:
             raise PortneuronError(f"placement: no cell with gid {unknown[0]} to keep together")
         groups = [[position[g] for g in group] for group in together]
         rank = scheduler.place_blocks(costs, shapes, BLOCK_WIDTH, nranks, groups, speeds)
-        return {gid: int(r) for gid, r in zip(gids, rank)}
+        where = {gid: int(r) for gid, r in zip(gids, rank)}
+        # an artificial cell with a gid goes where the first cell it drives is (rank 0
+        # where it drives none): it costs next to nothing, and its events stay local
+        first_target: dict[int, int] = {}
+        for c in self.connections:
+            if c.source[0] == "stim":
+                first_target.setdefault(c.source[1], c.target_gid)
+        for k, stim in enumerate(self.stims):
+            if stim.gid >= 0:
+                where[stim.gid] = where.get(first_target.get(k, -1), 0)
+        return where
 
     # ------------------------------------------------------------------ building
     def build(self, local: set[int] | None = None, ranks: Ranks | None = None) -> Model:
@@ -239,6 +244,11 @@ class _Builder:
 
     def model(self) -> Model:
         net = self.net
+        if not self.cells:
+            raise PortneuronError(
+                "no cells to build here (an empty `local`, or a rank the placement left "
+                "without cells): give each rank cells"
+            )
         counts = np.array([c.count for c, _ in self.cells], dtype=np.int64)
         first = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=first[1:])
