@@ -89,6 +89,8 @@ def format_block(body: tuple[Stmt, ...], indent: str) -> list[str]:
                 lines.append(f"{indent}}}")
             case Emit(stream=stream, values=values):
                 lines.append(f"{indent}emit {stream}({', '.join(format_expr(v) for v in values)})")
+            case _:
+                raise TypeError(f"not an IR statement: {s!r}")
     return lines
 
 

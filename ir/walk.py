@@ -10,16 +10,19 @@ from .nodes import (
     Binary,
     Call,
     Cast,
+    Const,
     Emit,
     Expr,
     If,
     Kernel,
+    Lane,
     Load,
     Loop,
     Select,
     Stmt,
     Store,
     Unary,
+    Var,
 )
 
 
@@ -33,6 +36,10 @@ def statements(body: tuple[Stmt, ...]) -> Iterator[Stmt]:
                 yield from statements(otherwise)
             case Loop(body=inner):
                 yield from statements(inner)
+            case Assign() | Store() | AddTo() | Emit():
+                pass
+            case _:
+                raise TypeError(f"not an IR statement: {s!r}")
 
 
 def subexpressions(e: Expr) -> Iterator[Expr]:
@@ -50,6 +57,10 @@ def subexpressions(e: Expr) -> Iterator[Expr]:
         case Call(args=args):
             for x in args:
                 yield from subexpressions(x)
+        case Const() | Var() | Lane():
+            pass
+        case _:
+            raise TypeError(f"not an IR expression: {e!r}")
 
 
 def own_expressions(s: Stmt) -> tuple[Expr, ...]:
@@ -65,7 +76,7 @@ def own_expressions(s: Stmt) -> tuple[Expr, ...]:
             return (start, stop)
         case Emit(values=values):
             return values
-    return ()
+    raise TypeError(f"not an IR statement: {s!r}")
 
 
 def expressions(body: tuple[Stmt, ...]) -> Iterator[Expr]:
@@ -96,6 +107,10 @@ def emits_per_lane(kernel: Kernel) -> dict[str, int | None]:
                     block(otherwise, in_loop)
                 case Loop(body=inner):
                     block(inner, True)
+                case Assign() | Store() | AddTo():
+                    pass
+                case _:
+                    raise TypeError(f"not an IR statement: {s!r}")
 
     block(kernel.body, False)
     return counts

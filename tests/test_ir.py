@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -149,3 +151,32 @@ def test_constant_folding_keeps_results_bit_identical(x, c, e):
     assert one[0] == two[0] or (np.isnan(one[0]) and np.isnan(two[0]))
     assert "if" not in format_kernel(folded)
     assert not any(isinstance(s, Load) for s in folded.body)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unknown:
+    """A node no walker knows (a statement or expression added to the IR later)."""
+
+
+def test_walkers_and_passes_refuse_a_node_they_do_not_know():
+    """Every walker of ir/ (statements, subexpressions, own_expressions, expressions,
+    emits_per_lane), the printer and constant folding raise on a statement or an expression
+    they do not know, rather than skip it: folding used to drop an unknown statement."""
+    from portneuron.ir import walk
+    from portneuron.ir.nodes import BOOL, Assign, Const, If, Kernel
+    from portneuron.ir.printer import format_kernel
+
+    odd = _Unknown()
+    in_body = Kernel("k", "instance", (), (If(Const(True, BOOL), (odd,)),))  # nested
+    in_expr = Kernel("k", "instance", (), (Assign("x", odd),))
+    for kernel in (in_body, in_expr):
+        with pytest.raises(TypeError, match="not an IR (statement|expression)"):
+            list(walk.expressions(kernel.body))
+        with pytest.raises(TypeError, match="not an IR (statement|expression)"):
+            format_kernel(kernel)
+        with pytest.raises(TypeError, match="fold_constants: not an IR"):
+            fold_constants(kernel)
+    with pytest.raises(TypeError, match="not an IR statement"):
+        walk.emits_per_lane(in_body)
+    with pytest.raises(TypeError, match="not an IR statement"):
+        walk.own_expressions(odd)

@@ -26,12 +26,14 @@ from ..nodes import (
     Expr,
     If,
     Kernel,
+    Lane,
     Load,
     Loop,
     Select,
     Stmt,
     Store,
     Unary,
+    Var,
 )
 from ..types import dtype_of
 
@@ -87,7 +89,9 @@ def fold_expr(e: Expr) -> Expr:
                 value = np.trunc(operand.value) if dtype != F64 else operand.value
                 return _const(value, Cast(dtype, operand))
             return Cast(dtype, operand)
-    return e
+        case Const() | Var() | Lane():
+            return e
+    raise TypeError(f"fold_constants: not an IR expression: {e!r}")
 
 
 def fold_block(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
@@ -112,6 +116,8 @@ def fold_block(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
                 )
             case Emit(values=values):
                 out.append(dataclasses.replace(s, values=tuple(fold_expr(v) for v in values)))
+            case _:  # dropping it would change what the kernel does
+                raise TypeError(f"fold_constants: not an IR statement: {s!r}")
     return tuple(out)
 
 
