@@ -20,3 +20,8 @@ class NmodlError(PortneuronError):
             if col is not None:
                 where += f":{col}"
         super().__init__(f"{where}: {message}")
+
+
+class SimulationError(PortneuronError):
+    """The simulation cannot go on (a voltage blew up, an event queue overflowed); names
+    the cell and the time."""

@@ -161,10 +161,12 @@ class _Unknown:
 def test_walkers_and_passes_refuse_a_node_they_do_not_know():
     """Every walker of ir/ (statements, subexpressions, own_expressions, expressions,
     emits_per_lane), the printer and constant folding raise on a statement or an expression
-    they do not know, rather than skip it: folding used to drop an unknown statement."""
+    they do not know, rather than skip it (folding used to drop an unknown statement); the
+    llvm and cuda backends refuse it through the verifier, which each runs first."""
+    from portneuron.backends import load_backend
+    from portneuron.backends.cuda import CudaBackend
     from portneuron.ir import walk
-    from portneuron.ir.nodes import BOOL, Assign, Const, If, Kernel
-    from portneuron.ir.printer import format_kernel
+    from portneuron.ir.nodes import If
 
     odd = _Unknown()
     in_body = Kernel("k", "instance", (), (If(Const(True, BOOL), (odd,)),))  # nested
@@ -180,3 +182,9 @@ def test_walkers_and_passes_refuse_a_node_they_do_not_know():
         walk.emits_per_lane(in_body)
     with pytest.raises(TypeError, match="not an IR statement"):
         walk.own_expressions(odd)
+    for kernel in (in_body, in_expr):  # and the verifier and the backends' renderers
+        with pytest.raises(VerifyError, match="not an? (statement|expression)"):
+            verify_kernel(kernel)
+        for backend, form in ((CudaBackend(), "cuda"), (load_backend("llvm"), "llvm")):
+            with pytest.raises(VerifyError, match="not an? (statement|expression)"):
+                backend.emit(kernel, form)  # each verifies what it is given first

@@ -32,8 +32,8 @@ import numpy as np
 from portneuron.ir import BOOL, F64, I32, Kernel
 from portneuron.ir.walk import written
 
+from portneuron.errors import SimulationError
 from portneuron.sim.epoch import EpochEvents, EpochPlan
-from portneuron.sim.simulation import SimulationError
 
 from .mapping import emits_per_lane
 from .runtime import Runtime

@@ -21,8 +21,8 @@ import numpy as np
 from llvmlite import ir
 from portneuron.ir import Kernel
 
+from portneuron.errors import SimulationError
 from portneuron.sim.epoch import EpochEvents, EpochPlan, Phase
-from portneuron.sim.simulation import SimulationError
 
 from .backend import _Jit, fill_slots, slot_count
 from .llvm_types import F64_T, I32_T, I64_T, PTR

@@ -30,7 +30,7 @@ import numpy as np
 
 from portneuron import units
 from portneuron.backends.base import Backend
-from portneuron.errors import PortneuronError
+from portneuron.errors import PortneuronError, SimulationError
 from portneuron.ir import Kernel
 from portneuron.model import Model
 from portneuron.parallel import Ranks
@@ -45,10 +45,6 @@ from .watch import Watches
 #: min-delay): bounds what a compiled epoch holds for one call (recorded voltages, spikes),
 #: the same on every rank.
 MAX_EPOCH_STEPS = 1024
-
-
-class SimulationError(PortneuronError):
-    """The simulation cannot go on (a voltage blew up); names the cell and the time."""
 
 
 @dataclass
