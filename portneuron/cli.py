@@ -110,9 +110,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             with progress.phase("measuring each rank's backend"):
                 speeds = ranks.allgather(throughput(backend, args.threads))
             ranks = _RUN_RANKS[0] = dataclasses.replace(ranks, speeds=tuple(speeds))
+        library = MechanismLibrary(args.mechanisms)
         what = "reading the model" if args.datpath else "building the model"
         with progress.phase(what, unit="cells") as up:
-            model = build_model(args, MechanismLibrary(args.mechanisms), up, ranks)
+            model = build_model(args, library, up, ranks)
         dt = args.dt if args.dt is not None else model.dt
         if ranks.rank == 0:
             check_min_delay(model, dt, progress)
@@ -125,7 +126,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         run.sim = sim
         rebalance: dict = {}
         if ranks.size > 1 and args.rebalance is not None:
-            library = MechanismLibrary(args.mechanisms)
             with progress.phase("measuring the first epochs"):
                 placed = rebalanced(args, library, sim, ranks)
             if placed is not None:  # placed again by measured speed: start again from 0
@@ -337,21 +337,20 @@ def rebalanced(args: argparse.Namespace, library, sim, ranks: Ranks) -> tuple[Ra
     what the summary says of it; else None, the run going on from where it is."""
     import numpy as np
 
-    from .scheduler import imbalance
+    from . import scheduler
 
     busy = first_epochs(args, sim, ranks)
     if busy is None:
         return None
-    before = imbalance(busy)
+    before = scheduler.imbalance(busy)
     if before <= args.rebalance:
         return None
     items, placement_of = placed_items(args, library)
     rank = placement_of(ranks.size, ranks.speeds)
-    loads = np.bincount(rank, weights=items, minlength=ranks.size)
-    speeds = measured_speeds(loads, busy)
+    speeds = measured_speeds(scheduler.loads(items, rank, ranks.size), busy)
     again = placement_of(ranks.size, speeds)
-    finish = np.bincount(again, weights=items, minlength=ranks.size) / np.asarray(speeds)
-    if (again == rank).all() or imbalance(finish) + args.rebalance >= before:
+    finish = scheduler.loads(items, again, ranks.size) / np.asarray(speeds)
+    if (again == rank).all() or scheduler.imbalance(finish) + args.rebalance >= before:
         return None
     report = {"rebalanced": {"after_ms": round(sim.t, 9), "imbalance": round(before, 4),
                              "rank_busy_s": [round(b, 6) for b in busy]}}  # fmt: skip
@@ -382,7 +381,8 @@ def measured_speeds(loads, busy) -> tuple[float, ...]:
 
 def placed_items(args: argparse.Namespace, library):
     """The items the scheduler places (a dataset's groups, or the ringtest's cells), their
-    costs, and the placement as a function of (ranks, speeds)."""
+    costs, and the placement as a function of (ranks, speeds): what `run` places and `plan`
+    prints."""
     import numpy as np
 
     if args.datpath is not None:
@@ -596,24 +596,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import scheduler
+    from .library import MechanismLibrary
 
     if args.ranks < 1:
         raise PortneuronError(f"-n {args.ranks}: give at least 1 rank")
-    if args.datpath is not None:
-        from .io.dataset import group_costs, placement, read_files_dat
-
-        folder = Path(args.datpath)
-        items = read_files_dat(folder / "files.dat")
-        costs, what, unit = group_costs(folder, items), "groups", "bytes"
-        rank = placement(folder, items, args.ranks)
-    else:
+    if args.datpath is None:
         check_ringtest_options(args)
-        from .build.ringtest import cell_costs, placement
-
-        size = (args.nring, args.ncell, tuple(args.branch), tuple(args.compart))
-        costs, what, unit = cell_costs(*size), "cells", "operations"
-        rank = placement(*size, args.ranks)
-    costs = np.asarray(costs, dtype=np.float64)
+    what, unit = ("groups", "bytes") if args.datpath is not None else ("cells", "operations")
+    costs, placement_of = placed_items(args, MechanismLibrary())
+    rank = placement_of(args.ranks, None)
     loads = scheduler.loads(costs, rank, args.ranks)
     by_count = np.arange(len(costs)) * args.ranks // max(len(costs), 1)  # equal blocks
     count_loads = scheduler.loads(costs, by_count, args.ranks)

@@ -27,10 +27,10 @@ def place(costs: Sequence[float], nranks: int, speeds: Sequence[float] | None = 
     would finish first, (load + cost) / speed (ties: the lowest rank)."""
     costs = np.asarray(costs, dtype=np.float64)
     rank = np.zeros(len(costs), dtype=np.int64)
+    order = sorted(range(len(costs)), key=lambda k: (-costs[k], k))
     if speeds is not None:
         rate = np.asarray(speeds, dtype=np.float64)
         load = np.zeros(nranks)
-        order = sorted(range(len(costs)), key=lambda k: (-costs[k], k))
         for item in order:
             r = int(np.argmin((load + costs[item]) / rate))
             rank[item] = r
@@ -49,7 +49,7 @@ def place(costs: Sequence[float], nranks: int, speeds: Sequence[float] | None = 
             load[empty] += costs[item]
         return rank
     loads = [(0.0, r) for r in range(nranks)]  # (load, rank): a heap
-    for item in sorted(range(len(costs)), key=lambda k: (-costs[k], k)):
+    for item in order:
         load, r = heapq.heappop(loads)
         rank[item] = r
         heapq.heappush(loads, (load + float(costs[item]), r))

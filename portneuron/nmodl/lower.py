@@ -82,6 +82,12 @@ _NOT_HERE = {
 }
 
 
+def _keyword(source: str) -> str | None:
+    """The word a refusal points at: a statement's first, up to any parenthesis."""
+    words = source.split("'")[0].split()
+    return words[0].split("(")[0] if words else None
+
+
 def to_f64(e: Expr) -> Expr:
     """NMODL values are doubles; a comparison used as a number is 1.0 or 0.0."""
     return b.select(e, 1.0, 0.0) if dtype_of(e) == BOOL else b.cast(F64, e)
@@ -374,11 +380,7 @@ class KernelLowering:
         elif kind == "ProtectStatement":
             self.protect(s.expression)
         elif kind in _NOT_HERE:
-            words = text(s).split()
-            raise self.error(
-                f"{_NOT_HERE[kind]}: not supported here",
-                words[0].split("(")[0] if words else None,
-            )
+            raise self.error(f"{_NOT_HERE[kind]}: not supported here", _keyword(text(s)))
         else:
             words = text(s).split()
             raise self.error(
@@ -435,11 +437,7 @@ class KernelLowering:
         elif kind in self.on_statement:
             self.on_statement[kind](e)
         elif kind in _NOT_HERE:
-            words = text(e).split("'")[0].split()
-            raise self.error(
-                f"{_NOT_HERE[kind]}: not supported here",
-                words[0].split("(")[0] if words else None,
-            )
+            raise self.error(f"{_NOT_HERE[kind]}: not supported here", _keyword(text(e)))
         else:
             raise self.error(f"expression {text(e)!r} has no effect as a statement", None)
 

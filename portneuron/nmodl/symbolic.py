@@ -95,13 +95,8 @@ def execute(
             case Assign(name=name, value=value):
                 if opaque_unless and not _depends(value, env, opaque_unless):
                     env[name] = symbol(name)
-                    continue
-                try:
+                else:
                     env[name] = to_sympy(value, env)
-                except NotSymbolic:
-                    if not opaque_unless or _depends(value, env, opaque_unless):
-                        raise
-                    env[name] = symbol(name)
             case If(cond=cond, then=then, otherwise=otherwise):
                 c = to_sympy(cond, env)
                 a = execute(then, env, opaque_unless)

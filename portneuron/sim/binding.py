@@ -152,12 +152,10 @@ class BoundMechanism:
             self.args[f"netcon.{arg}"] = column
         if any(p.name == "fornetcon.row" for k in self.set.mechanism.kernels for p in k.params):
             rows = np.argsort(instances, kind="stable")
-            every = np.arange(self.set.count)
+            ordered, every = instances[rows], np.arange(self.set.count)
             self.args["fornetcon.row"] = rows.astype(np.int32)
-            self.args["fornetcon.first"] = np.searchsorted(instances[rows], every).astype(np.int32)
-            self.args["fornetcon.end"] = np.searchsorted(
-                instances[rows], every, side="right"
-            ).astype(np.int32)
+            self.args["fornetcon.first"] = np.searchsorted(ordered, every).astype(np.int32)
+            self.args["fornetcon.end"] = np.searchsorted(ordered, every, "right").astype(np.int32)
 
     def run(self, name: str, t: float, dt: float, lanes: int | None = None) -> dict:
         self.args["t"], self.args["dt"] = t, dt
