@@ -236,6 +236,50 @@ def test_direct_mode_under_mpiexec(ranks):
     assert result == {"same": True, "spikes": 608, "dv": [0.0] * ranks}
 
 
+DIRECT_WITH_THREADS = """
+from neuron import h
+h.nrnmpi_init()
+import neuron_models as nm
+import portneuron.direct
+from portneuron.errors import PortneuronError
+nm.build_ringtest(stim_gids=True)
+nm.pc.nthread(2)
+nm._initialize(0.025)
+try:
+    portneuron.direct.run(10.0)
+except PortneuronError as exc:
+    print("refused:", exc)
+nm.pc.barrier()
+h.quit()
+"""
+
+
+@needs_mpi
+@pytest.mark.mpi
+def test_direct_mode_under_mpiexec_refuses_threads_in_one_line():
+    """Direct mode under MPI hands over one thread a rank: NEURON on 2 ranks of 2 threads
+    is refused on every rank in one line, before anything is written."""
+    pytest.importorskip("neuron")
+    run = neuron_on_ranks(2, DIRECT_WITH_THREADS)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = [line for line in run.stdout.splitlines() if line.startswith("refused:")]
+    assert (
+        lines
+        == [
+            "refused: direct mode under MPI hands over one thread a rank, not 2; call pc.nthread(1)"
+        ]
+        * 2
+    )
+
+
+def test_a_rank_without_cells_is_one_line():
+    """Building a network's part with no cells (an empty `local`) is one line."""
+    from mixed_network import mixed_network
+
+    with pytest.raises(PortneuronError, match="^no cells to build here"):
+        mixed_network().build(local=set())
+
+
 def coreneuron_on_two_ranks(dataset: Path, outdir: Path) -> str:
     """`nrniv-core --mpi` of the neuron wheel on 2 ranks (its MPI library the mpich wheel's,
     loaded by --mpi-lib): its spikes, sorted and written as portneuron writes them."""
