@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import hashlib
 import os
 import sys
@@ -75,6 +76,13 @@ class _Jit:
         self.machine = target.create_target_machine(
             cpu=self.cpu, features=self.features, opt=3, jit=True
         )
+        from .lower import OPAQUE_LIBM, libm_symbol
+
+        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        for name in OPAQUE_LIBM:  # the C library's own functions, under names LLVM cannot know
+            llvm.add_symbol(
+                libm_symbol(name), ctypes.cast(getattr(libm, name), ctypes.c_void_p).value
+            )
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.machine)
         self.engine.set_object_cache(self._store, self._fetch)
         self.addresses: dict[str, int] = {}

@@ -60,6 +60,16 @@ _LIBM = {
     "exp", "expm1", "log", "log10", "sqrt", "fabs", "floor", "ceil", "sin", "cos", "tan",
     "asin", "acos", "atan", "sinh", "cosh", "tanh", "atan2", "fmod", "pow",
 }  # fmt: skip
+#: The C library's functions that are not exactly rounded, called under names of their own
+#: (`portneuron.pow` is the C library's pow): LLVM knows `pow`, `exp`, ... and rewrites calls
+#: to them (pow(x, 2.0) into x*x, pow(2.0, x) into exp2(x)), which NEURON's mechanisms,
+#: calling them through hoc_pow and the like, never do, and the bits then differ.
+OPAQUE_LIBM = _LIBM - {"sqrt", "fabs", "floor", "ceil", "fmod"}
+
+
+def libm_symbol(name: str) -> str:
+    """The name generated code calls the C library's `name` by."""
+    return f"portneuron.{name}" if name in OPAQUE_LIBM else name
 
 
 class LowerError(Exception):
@@ -122,9 +132,12 @@ class _Lowering:
         return self.vars[name]
 
     def libm(self, name: str, nargs: int) -> ir.Function:
-        fn = self.module.globals.get(name)
+        symbol = libm_symbol(name)
+        fn = self.module.globals.get(symbol)
         if fn is None:
-            fn = ir.Function(self.module, ir.FunctionType(F64_T, [F64_T] * nargs), name)
+            fn = ir.Function(self.module, ir.FunctionType(F64_T, [F64_T] * nargs), symbol)
+            fn.attributes.add("nounwind")
+            fn.attributes.add("readnone")  # no effect that matters: calls may be shared
         return fn
 
     # ------------------------------------------------------------------ the kernel
