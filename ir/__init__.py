@@ -11,6 +11,7 @@ from .nodes import (
     Call,
     Cast,
     Const,
+    Diffusion,
     DType,
     Emit,
     Expr,
@@ -36,7 +37,7 @@ from .types import dtype_of
 from .verify import VerifyError, verify_kernel, verify_mechanism
 
 __all__ = [
-    "BOOL", "F64", "I32", "AddTo", "Assign", "Binary", "Call", "Cast", "Const", "DType",
+    "BOOL", "F64", "I32", "AddTo", "Assign", "Binary", "Call", "Cast", "Const", "Diffusion", "DType",
     "Emit", "Expr", "If", "Ion", "Kernel", "Lane", "Load", "Loop", "Mechanism", "Param",
     "Select", "Stmt", "Store", "Stream", "Table", "Unary", "Var", "Variable", "VerifyError",
     "dtype_of", "format_expr", "format_kernel", "format_mechanism", "run_kernel",

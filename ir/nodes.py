@@ -238,6 +238,21 @@ class Ion:
 
 
 @dataclass(frozen=True, slots=True)
+class Diffusion:
+    """A LONGITUDINAL_DIFFUSION of one state element between neighbouring instances (NEURON's
+    ldifus.cpp): after every mechanism's state update, kernel `kernel` sets each instance's
+    diffusion constant times cross-section (`diffusion.dc`) and COMPARTMENT volume
+    (`diffusion.vol`), then the engine takes one implicit step of the state along the cell.
+    `state` is element `index` of a STATE (0 for a scalar), or with `ion`, that ion's
+    concentration (a STATE `cai` is the ion's own value)."""
+
+    state: str
+    index: int
+    kernel: str
+    ion: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Table:
     """A TABLE: `outputs` of a procedure or function tabulated over its argument at
     `points` equally spaced values from `lo` to `hi`, rebuilt when `depend` changes. A bound
@@ -256,9 +271,9 @@ class Mechanism:
     """A mechanism lowered from NMODL: its variables and kernels.
 
     `kind` is "density", "point_process" or "artificial_cell". Kernels are named `init`,
-    `current`, `state`, `net_receive`, `watch`, `table_<name>` and, for BEFORE and AFTER
-    blocks, `before_initial`, `after_initial`, `before_breakpoint`, `after_solve` and
-    `before_step`; a mechanism has the ones its source needs.
+    `current`, `state`, `net_receive`, `watch`, `table_<name>`, `diffusion_<k>` and, for
+    BEFORE and AFTER blocks, `before_initial`, `after_initial`, `before_breakpoint`,
+    `after_solve` and `before_step`; a mechanism has the ones its source needs.
     """
 
     name: str
@@ -298,6 +313,9 @@ class Mechanism:
     #: Whether its CONSTRUCTOR does something: NEURON runs it where it makes an instance
     #: (so a model it hands over holds the result); a native build cannot.
     constructor: bool = False
+    #: LONGITUDINAL_DIFFUSION steps in NEURON's order (statement, state, element), each
+    #: with its `diffusion_<k>` kernel.
+    diffusion: tuple[Diffusion, ...] = ()
 
     def kernel(self, name: str) -> Kernel | None:
         return next((k for k in self.kernels if k.name == name), None)

@@ -217,4 +217,10 @@ def verify_mechanism(mechanism: Mechanism) -> Mechanism:
         raise VerifyError(f"mechanism {mechanism.name!r}: kernel names are not unique: {names}")
     for kernel in mechanism.kernels:
         verify_kernel(kernel)
+    for step in mechanism.diffusion:
+        if step.kernel not in names:
+            raise VerifyError(
+                f"mechanism {mechanism.name!r}: diffusion of {step.state} needs kernel "
+                f"{step.kernel!r}, which it lacks"
+            )
     return mechanism

@@ -29,7 +29,7 @@ import numpy as np
 
 from portneuron.errors import PortneuronError
 from portneuron.io.dataset import read_files_dat
-from portneuron.model import PointerTarget
+from portneuron.model import PointerTarget, Sections
 from portneuron.parallel import Ranks, world
 
 
@@ -179,6 +179,8 @@ def run(
 
     if places:
         _point_outside(model, places, [node_of(seg) for seg in markers])
+    if any(m.mechanism.diffusion and m.count for m in model.mechanisms):
+        model.sections = _sections(h, pc, model, groups)
     nodes = [node_of(seg) for seg in record]
     sim = Simulation(
         model, load_backend(backend or best_backend()), dt=h.dt if dt is None else dt, ranks=ranks
@@ -448,6 +450,39 @@ def _check_streams(h, library) -> None:
                     f"not given ids, or was given a hoc Random); call "
                     f"{instance.hname()}.setRNG(id1, id2, id3) (NEURON's writer would crash on it)"
                 )
+
+
+def _sections(h, pc, model, groups: list[int]) -> Sections:
+    """The sections of the model's cells, which NEURON's writer leaves out (only
+    LONGITUDINAL_DIFFUSION needs them): each one's nodes, length, nseg, rallbranch and
+    parent section."""
+    place = {
+        (int(g), int(i)): k for k, (g, i) in enumerate(zip(model.source_group, model.source_node))
+    }
+    node_section = np.full(model.nodes.count, -1, dtype=np.int32)
+    index: dict[Any, int] = {}
+    length, nseg, rallbranch, first = [], [], [], []
+    for sec in h.allsec():
+        thread = _group_of(pc, sec(0.5))
+        group = groups[thread] if thread < len(groups) else -1
+        nodes = [place.get((group, int(seg.node_index()))) for seg in sec]
+        if any(node is None for node in nodes):
+            continue  # a section of a cell that was not handed over
+        index[sec] = len(length)
+        node_section[nodes] = len(length)
+        length.append(sec.L)
+        nseg.append(sec.nseg)
+        rallbranch.append(sec.rallbranch)
+        first.append(nodes[0])
+    parent = np.full(len(index), -1, dtype=np.int32)
+    for sec, k in index.items():
+        above = sec.parentseg()
+        if above is not None:
+            parent[k] = index.get(above.sec, -1)
+    return Sections(
+        node_section, np.array(length, dtype=np.float64), np.array(nseg, dtype=np.int32),
+        np.array(rallbranch, dtype=np.float64), parent, np.array(first, dtype=np.int32),
+    )  # fmt: skip
 
 
 def _group_of(pc, seg) -> int:

@@ -135,6 +135,11 @@ class MechanismLibrary:
                 out[name] = stream[1]
         return out
 
+    def registered(self, name: str) -> int:
+        """Where `name` comes in the order NEURON registers mechanisms: the built-ins, then
+        each folder's files by name (nrnivmodl's order)."""
+        return list(self.files).index(name) if name in self.files else len(self.files)
+
     def get(self, name: str, where: str = "") -> Mechanism:
         """The compiled mechanism `name`; `where` (a dataset file) goes into the error."""
         if name in self._compiled:

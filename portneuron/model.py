@@ -158,6 +158,21 @@ class VecPlay:
 
 
 @dataclass
+class Sections:
+    """The sections of the cells and which nodes they hold: what longitudinal diffusion
+    needs (NEURON's ldifus.cpp). A section of `nseg` segments and length `length` [um]
+    holds `nseg` nodes (its 0-end is its parent's node); `first_node` is the node of its
+    first segment; `rallbranch` is NEURON's."""
+
+    node_section: np.ndarray  # int32, per model node; -1 for a node of no section (a root)
+    length: np.ndarray  # [um]
+    nseg: np.ndarray  # int32
+    rallbranch: np.ndarray
+    parent: np.ndarray  # int32: the section it is connected to, -1 for a root section
+    first_node: np.ndarray  # int32
+
+
+@dataclass
 class Model:
     """One cell group, ready to simulate."""
 
@@ -180,6 +195,9 @@ class Model:
     outside: np.ndarray = field(default_factory=lambda: np.zeros(0))
     #: NEURON's Random123 global index (`Random123_globalindex`): every stream's key.
     random123_index: float = 0.0
+    #: The sections, where the source gives them (direct mode, the native builder; a
+    #: dataset does not): only LONGITUDINAL_DIFFUSION needs them.
+    sections: Sections | None = None
 
     @property
     def ncell(self) -> int:

@@ -27,6 +27,7 @@ from portneuron.model import (
     Nodes,
     PointerTarget,
     Presyns,
+    Sections,
 )
 from portneuron.parallel import Ranks
 from portneuron.sim.epoch import BLOCK_WIDTH
@@ -48,6 +49,25 @@ ION_DEFAULTS = {
     "ca": (12.5 * math.log(2.0 / 5e-5), 5e-5, 2.0),
 }
 ION_CHARGE = {"na": 1.0, "k": 1.0, "ca": 2.0}
+
+
+def memb_order(library: MechanismLibrary, name: str) -> tuple:
+    """Where NEURON puts a mechanism in its list (memb_order_, the order currents are
+    summed and states advanced in): by type number (the built-ins', then the user's files
+    in the order nrnivmodl registers them), except that a mechanism that writes an ion
+    concentration comes right after the types up to extracellular, the last registered
+    first (nrn_writes_conc); artificial cells last."""
+    mech = library.get(name)
+    stock = STOCK_TYPES.get(name)
+    registered = stock if stock is not None else len(STOCK_TYPES) + library.registered(name)
+    writes = any(f"{ion.name}{side}" in ion.write for ion in mech.ions for side in "io")
+    if stock is not None and stock <= STOCK_TYPES["extracellular"]:
+        group, rank = 0, stock
+    elif writes:
+        group, rank = 1, -registered
+    else:
+        group, rank = 2, registered
+    return mech.kind == "artificial_cell", group, rank
 
 
 @dataclass
@@ -276,14 +296,7 @@ class _Builder:
                 placed.setdefault(mech, []).append(("point", node + offset, values, (gid, k)))
         for k in self.stims:
             placed.setdefault(net.stims[k].mechanism, [])
-        order = sorted(
-            placed,
-            key=lambda m: (
-                library.get(m).kind == "artificial_cell",
-                STOCK_TYPES.get(m, 1000),
-                list(placed).index(m),
-            ),
-        )
+        order = sorted(placed, key=lambda m: memb_order(library, m))
         sets, point_instance, stim_instance = [], {}, {}
         cap_nodes = np.flatnonzero(~np.isnan(np.concatenate([c.cm for c, _ in self.cells])))
         cap_cm = np.concatenate([c.cm for c, _ in self.cells])[cap_nodes]
@@ -349,10 +362,31 @@ class _Builder:
         self._set_pointers(sets, ions, point_instance, base)
         presyns, gid_presyn = self._presyns(base, stim_instance)
         netcons = self._netcons(sets, point_instance, gid_presyn, stim_instance)
+        diffusing = any(s.mechanism.diffusion and s.count for s in sets)
         return Model(
             nodes, sets, ions, presyns, netcons, celsius=net.celsius,
             secondorder=net.secondorder, dt=net.dt, source="native model",
             source_node=np.arange(nodes.count), source_group=np.zeros(nodes.count, np.int64),
+            sections=self._sections(base, nodes.count) if diffusing else None,
+        )  # fmt: skip
+
+    def _sections(self, base, nnode: int) -> Sections:
+        """The cells' sections (for LONGITUDINAL_DIFFUSION), numbered cell by cell."""
+        node_section = np.full(nnode, -1, dtype=np.int32)
+        length, nseg, rallbranch, parent, first = [], [], [], [], []
+        for (c, _), offset in zip(self.cells, base):
+            start = len(length)
+            for sec in sorted(c.layout.section_order, key=lambda sec: sec.index):
+                node_section[c.layout.segment_nodes[sec.index] + offset] = start + sec.index
+                length.append(sec.L)
+                nseg.append(sec.nseg)
+                rallbranch.append(sec.rallbranch)
+                parent.append(-1 if sec.parent is None else start + sec.parent)
+                first.append(c.layout.first_node[sec.index] + offset)
+        return Sections(
+            node_section, np.array(length, dtype=np.float64), np.array(nseg, dtype=np.int32),
+            np.array(rallbranch, dtype=np.float64), np.array(parent, dtype=np.int32),
+            np.array(first, dtype=np.int32),
         )  # fmt: skip
 
     def _defaults(self, mech, n: int) -> dict[str, np.ndarray]:
@@ -463,41 +497,15 @@ class _Builder:
         for x in names:
             users = [s for s in sets if any(i.name == x for i in s.mechanism.ions)]
             nodes = np.unique(np.concatenate([s.node_index for s in users]))
-            conc, rev = 0, 0
-            for s in users:
-                ion = next(i for i in s.mechanism.ions if i.name == x)
-                used = set(ion.read) | set(ion.write)
-                if {f"{x}i", f"{x}o"} & set(ion.write):
-                    conc = 3
-                elif {f"{x}i", f"{x}o"} & used:
-                    conc = max(conc, 1)
-                if f"e{x}" in ion.write:
-                    rev = 3
-                elif f"e{x}" in used:
-                    rev = max(rev, 1)
-            if conc > 0:
-                rev = max(rev, 2)
-            style = conc | (rev << 3)
-            if conc == 3:
-                style |= 0o4
-                if rev == 2:
-                    style |= 0o100
-            if conc > 0 and rev == 2:
-                style |= 0o40
-            for s in users:
-                ion = next(i for i in s.mechanism.ions if i.name == x)
-                if f"{x}i" in ion.write:
-                    style |= 0o200
-                if f"{x}o" in ion.write:
-                    style |= 0o400
+            at = np.full(nnode, -1, np.int64)
+            at[nodes] = np.arange(len(nodes))
+            style = self._ion_style(x, users, len(nodes), at)
             e, ci, co = ION_DEFAULTS.get(x, (0.0, 1.0, 1.0))
             n = len(nodes)
             data = {
                 f"e{x}": np.full(n, e), f"{x}i": np.full(n, ci), f"{x}o": np.full(n, co),
                 f"i{x}": np.zeros(n), f"di{x}dv": np.zeros(n),
             }  # fmt: skip
-            at = np.full(nnode, -1, np.int64)
-            at[nodes] = np.arange(n)
             for s in users:
                 s.ion_index[x] = at[s.node_index].astype(np.int32)
             ci0 = self.net.globals.get(f"{x}i0_{x}_ion", ci)
@@ -505,9 +513,36 @@ class _Builder:
             charge = ION_CHARGE.get(x, 1.0)
             out.append(
                 IonSet(x, charge, STOCK_TYPES.get(f"{x}_ion", 0), nodes.astype(np.int32), data,
-                       np.full(n, style, np.int32), ci0, co0)
+                       style, ci0, co0)
             )  # fmt: skip
         return out
+
+    @staticmethod
+    def _ion_style(x: str, users: list[MechanismSet], n: int, at: np.ndarray) -> np.ndarray:
+        """Each ion instance's style, as NEURON's nrn_promote derives it on each node from
+        what the mechanisms there read and write (`at`: node -> ion instance)."""
+        conc, rev = np.zeros(n, np.int32), np.zeros(n, np.int32)
+        writes = np.zeros(n, np.int32)
+        for s in users:
+            ion = next(i for i in s.mechanism.ions if i.name == x)
+            here = at[s.node_index]
+            used = set(ion.read) | set(ion.write)
+            if {f"{x}i", f"{x}o"} & set(ion.write):
+                conc[here] = 3
+            elif {f"{x}i", f"{x}o"} & used:
+                conc[here] = np.maximum(conc[here], 1)
+            if f"e{x}" in ion.write:
+                rev[here] = 3
+            elif f"e{x}" in used:
+                rev[here] = np.maximum(rev[here], 1)
+            writes[here] |= (0o200 if f"{x}i" in ion.write else 0) | (
+                0o400 if f"{x}o" in ion.write else 0
+            )
+        rev = np.where(conc > 0, np.maximum(rev, 2), rev)
+        style = conc | (rev << 3)
+        style |= np.where(conc == 3, 0o4, 0) | np.where((conc == 3) & (rev == 2), 0o100, 0)
+        style |= np.where((conc > 0) & (rev == 2), 0o40, 0)
+        return (style | writes).astype(np.int32)
 
     def _presyns(self, base, stim_instance):
         gid, node, thresh, sset, sinst = [], [], [], [], []

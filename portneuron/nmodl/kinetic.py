@@ -122,6 +122,21 @@ def symbol_table_order(d: Declarations, names) -> list[str]:
     return sorted(names, key=key)
 
 
+def at_index(lowering: KernelLowering, index: str | None, k: int, expression) -> Expr:
+    """`expression` of a COMPARTMENT or LONGITUDINAL_DIFFUSION statement for element `k`:
+    its index name (nocmodl's `_i`), if it has one, stands for k."""
+    if index is None:
+        return to_f64(lowering.expr(expression))
+    local = lowering.fresh(f"{lowering.prefix()}{index}")
+    lowering.scopes.append({index: local})
+    lowering.kb.assign(local, Const(float(k), F64))
+    lowering.loop_ints[local] = Const(k, I32)
+    try:
+        return to_f64(lowering.expr(expression))
+    finally:
+        lowering.scopes.pop()
+
+
 @dataclass
 class _Numbering:
     """nocmodl's numbering of a KINETIC block's states."""
@@ -220,6 +235,7 @@ class _Scheme:
         lw, kb, n = self.lw, self.lw.kb, self.n
         hooks = {"ReactionStatement": self.reaction, "Conserve": self.conserve}
         hooks["Compartment"] = lambda node: None  # read before the block, as nocmodl does
+        hooks["LonDiffuse"] = lambda node: None  # the engine's step after the states'
         saved = {k: lw.on_statement.get(k) for k in hooks}
         fluxes = {k: lw.bindings.get(k) for k in ("f_flux", "b_flux")}
         with kb.capture() as body:
@@ -260,20 +276,9 @@ class _Scheme:
 
     def volume(self, state: str) -> Expr:
         """The COMPARTMENT volume of a state (element), evaluated here."""
-        lw = self.lw
         at = element(state)
-        k = at[1] if at is not None else 0
         index, expression = self.n.volume[_base(state)]
-        if index is None:
-            return to_f64(lw.expr(expression))
-        local = lw.fresh(f"{lw.prefix()}{index}")
-        lw.scopes.append({index: local})
-        lw.kb.assign(local, Const(float(k), F64))
-        lw.loop_ints[local] = Const(k, I32)
-        try:
-            return to_f64(lw.expr(expression))
-        finally:
-            lw.scopes.pop()
+        return at_index(self.lw, index, at[1] if at is not None else 0, expression)
 
     def value(self, name: str) -> Expr:
         """A species' value: a STATE's local, or a fixed concentration (`~ GenVes <-> Ves`)."""

@@ -78,7 +78,7 @@ _NOT_HERE = {
     "LagStatement": "LAG statements",
     "ForNetcon": "FOR_NETCONS outside NET_RECEIVE",
     "WatchStatement": "WATCH outside NET_RECEIVE (NEURON allows it only in NET_RECEIVE)",
-    "LonDiffuse": "LONGITUDINAL_DIFFUSION",
+    "LonDiffuse": "LONGITUDINAL_DIFFUSION outside a KINETIC block",
 }
 
 

@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import re
 
-from portneuron.ir import F64, I32, Const, Expr, Kernel, Mechanism, Var, Variable
+from portneuron.ir import F64, I32, Const, Diffusion, Expr, Kernel, Mechanism, Var, Variable
 from portneuron.ir import Ion as IrIon
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 
-from . import solvers, tables, verbatim, watch
+from . import kinetic, solvers, tables, verbatim, watch
 from .declarations import Declarations, element, initial_of, text
 from .lower import KernelLowering, to_f64
 from .newton import emit_nonlinear_solve
+from .parse import nmodl_module
 
 #: NEURON's voltage step for the conductance by difference [mV].
 DV = 0.001
@@ -522,6 +523,71 @@ class Assembler:
                 lw.block(block.statement_block)
         return self.finish(lw, body)
 
+    def diffusion(self) -> tuple[list[Diffusion], list[Kernel]]:
+        """The LONGITUDINAL_DIFFUSION statements of the KINETIC blocks, as nocmodl registers
+        them: one step per statement, state and element, in source order, each with a
+        kernel that evaluates, per instance, the volume of the state's first COMPARTMENT
+        and the statement's expression (nocmodl's `_difcoef<k>`, volume first)."""
+        d = self.d
+        module = nmodl_module()
+        lookup = module.visitor.AstLookupVisitor()
+        kinds = module.ast.AstNodeType
+        compartments: dict[str, tuple[str | None, object]] = {}
+        statements = []
+        for name, block in d.kinetics.items():
+            for node in lookup.lookup(block, kinds.COMPARTMENT):
+                index = node.index_name.get_node_name() if node.index_name is not None else None
+                for s in node.species:
+                    compartments.setdefault(s.get_node_name(), (index, node.volume))
+            statements += [(name, n) for n in lookup.lookup(block, kinds.LON_DIFFUSE)]
+        steps: list[Diffusion] = []
+        kernels: list[Kernel] = []
+        for block, node in statements:
+            where = ("KINETIC", block)
+            if d.kind != "density":
+                raise d.error(
+                    "LONGITUDINAL_DIFFUSION in a POINT_PROCESS or ARTIFICIAL_CELL: NEURON "
+                    "diffuses between the instances of a density mechanism only",
+                    where,
+                    "LONGITUDINAL_DIFFUSION",
+                )
+            index = node.index_name.get_node_name() if node.index_name is not None else None
+            for species in node.species:
+                state = species.get_node_name()
+                declared = d.variables.get(state)
+                if declared is None or declared.kind != "state":
+                    raise d.error(
+                        f"{state} must be a STATE in a LONGITUDINAL_DIFFUSION statement "
+                        f"(nocmodl refuses it too)",
+                        where,
+                        state,
+                    )
+                if state not in compartments:
+                    raise d.error(
+                        f"{state} must be declared in COMPARTMENT (nocmodl refuses it too)",
+                        where,
+                        state,
+                    )
+                ion = d.ion_of(state)
+                for k in range(max(d.length(state), 1)):
+                    name = f"diffusion_{len(steps)}"
+                    kb = KernelBuilder(
+                        name, "instance", f"LONGITUDINAL_DIFFUSION of {state}: volume, constant"
+                    )
+                    lw = self.lowering(kb, where)
+                    inst = Var("pn.instance", I32)
+                    with kb.capture() as body:
+                        vindex, vexpr = compartments[state]
+                        volume = kinetic.at_index(lw, vindex, k, vexpr)
+                        kb.array("diffusion.vol", F64, "instance")
+                        kb.store("diffusion.vol", inst, volume)
+                        constant = kinetic.at_index(lw, index, k, node.rate)
+                        kb.array("diffusion.dc", F64, "instance")
+                        kb.store("diffusion.dc", inst, constant)
+                    kernels.append(self.finish(lw, body))
+                    steps.append(Diffusion(state, k, name, ion.name if ion else ""))
+        return steps, kernels
+
     # ------------------------------------------------------------------ the mechanism
     def variables(self) -> tuple[Variable, ...]:
         d = self.d
@@ -555,6 +621,8 @@ class Assembler:
         if self.watches:
             kernels.append(watch.check_kernel(self, self.watches))
         kernels += [self.before_after(name) for name in self.d.ba_blocks]
+        diffusion, diffusion_kernels = self.diffusion()
+        kernels += diffusion_kernels
         return Mechanism(
             name=d.name,
             kind=d.kind,
@@ -577,6 +645,7 @@ class Assembler:
             stream=self._stream(),
             constructor=d.constructor,
             netsend_slot=any(re.search(r"\bnet_send\s*\(", line) for line in d.source_map.lines),
+            diffusion=tuple(diffusion),
         )
 
     def _stream(self) -> tuple[str, str, int] | None:

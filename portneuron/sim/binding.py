@@ -65,6 +65,9 @@ class BoundMechanism:
             self.args[f"table.{table.name}.mfac"] = mfac(table, lo, hi)
             for out in table.outputs:
                 self.args[array_name(table, out)] = np.zeros(table.points)
+        if mech.diffusion:  # each instance's volume and constant (portneuron.sim.diffusion)
+            self.args["diffusion.vol"] = np.zeros(mset.count)
+            self.args["diffusion.dc"] = np.zeros(mset.count)
         if mech.watch_flags:  # each instance's WATCH conditions (portneuron.sim.watch)
             self.args["watch.active"] = np.zeros(mset.count * len(mech.watch_flags))
             self.args["watch.above"] = np.zeros(mset.count * len(mech.watch_flags))

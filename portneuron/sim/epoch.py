@@ -363,6 +363,8 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
             )
         if mech.watch_flags:
             raise Unsupported(f"{m.set.name}: WATCH conditions need the stepwise loop")
+        if mech.diffusion:
+            raise Unsupported(f"{m.set.name}: LONGITUDINAL_DIFFUSION needs the stepwise loop")
         arrays = [v.name for v in m.set.mechanism.variables if v.length]
         if arrays and not m.set.is_artificial:
             raise Unsupported(

@@ -35,7 +35,7 @@ from portneuron.ir import Kernel
 from portneuron.model import Model
 from portneuron.parallel import Ranks
 
-from . import cable
+from . import cable, diffusion
 from .binding import BoundMechanism
 from .events import EventQueue
 from .play import Player
@@ -120,6 +120,7 @@ class Simulation:
             bound.bind_pointers(model, self.node_arrays)
             bound.bind_vectors()
         self._bind_capacitance()
+        self._bind_diffusion()
         self._bind_ions()
         self._bind_netcons()
         self._bind_presyns()
@@ -155,6 +156,39 @@ class Simulation:
                     }
                 )
         self.kernels["capacitance"] = self._compile(cable.capacitance())
+
+    def _bind_diffusion(self) -> None:
+        """Each LONGITUDINAL_DIFFUSION step's arguments (portneuron.sim.diffusion): the
+        state's array and each instance's place in it, with its mechanism's coupling."""
+        self.diffusion: list[tuple[BoundMechanism, str, dict]] = []
+        for bound in self.mechanisms:
+            mset = bound.set
+            if not mset.mechanism.diffusion or not mset.count:
+                continue
+            coupling = diffusion.neighbours(self.model, mset)
+            order = coupling["diffusion.instance"].astype(np.int64)
+            work = {f"diffusion.{n}": np.zeros(len(order)) for n in ("a", "b", "d", "rhs")}
+            for step in mset.mechanism.diffusion:
+                if step.ion:
+                    state = self.model.ion(step.ion).data[step.state]
+                    slot = mset.ion_index[step.ion][order]
+                else:
+                    state = bound.args[f"mech.{step.state}"]
+                    slot = order * (len(state) // mset.count) + step.index
+                args = {**coupling, **work, "dt": self.dt}
+                args["diffusion.dc"] = bound.args["diffusion.dc"]
+                args["diffusion.vol"] = bound.args["diffusion.vol"]
+                args["diffusion.state"], args["diffusion.slot"] = state, slot.astype(np.int32)
+                self.diffusion.append((bound, step.kernel, args))
+        if self.diffusion:
+            self.kernels["diffusion"] = self._compile(diffusion.solve())
+
+    def _diffuse(self) -> None:
+        """NEURON's long_difus_solve after the states: each step's coefficients, then its
+        solve along every cell."""
+        for bound, kernel, args in self.diffusion:
+            bound.run(kernel, self.t, self.dt)
+            self.backend.run(self.kernels["diffusion"], args, self.model.ncell)
 
     def _bind_ions(self) -> None:
         """Ion kernels; the style bits (eion.cpp) say which instances initialise their
@@ -388,6 +422,7 @@ class Simulation:
         for bound in self.mechanisms:
             if bound.has("state"):
                 bound.run("state", self.t, dt)
+        self._diffuse()
         self._before_after("after_solve")
         self._before_after("before_step")  # NEURON's fixed_record_continuous runs it
         if self._record_hook is not None:
