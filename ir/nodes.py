@@ -316,6 +316,14 @@ class Mechanism:
     #: LONGITUDINAL_DIFFUSION steps in NEURON's order (statement, state, element), each
     #: with its `diffusion_<k>` kernel.
     diffusion: tuple[Diffusion, ...] = ()
+    #: Variables every instance of a cell group shares (NEURON's GLOBALs and file-scope
+    #: LOCALs that a block reads before it assigns them): `shared.<x>[group * length + k]`,
+    #: each instance's group in `shared.group`, a group's instances
+    #: `shared.first[g]:shared.first[g + 1]`.
+    shared: tuple[str, ...] = ()
+    #: Kernels that write shared variables: one lane a cell group, taking its instances in
+    #: turn (lanes "group"), or, on events, one event a call.
+    sequential: tuple[str, ...] = ()
 
     def kernel(self, name: str) -> Kernel | None:
         return next((k for k in self.kernels if k.name == name), None)

@@ -240,9 +240,16 @@ BAD_MODS = {
         "NEURON { SUFFIX x }\nASSIGNED { a }\nBREAKPOINT { a = f(1) }\n",
         r"unknown or unsupported function 'f'",
     ),
-    "protect-global": (
-        "NEURON { SUFFIX x GLOBAL n }\nASSIGNED { n }\nBREAKPOINT {\n  PROTECT n = n + 1\n}\n",
-        r"bad\.mod:4:3: PROTECT n = \.\.\.: 'n' is a GLOBAL that every instance updates in turn",
+    "shared-global-in-net-receive-initial": (
+        "NEURON { POINT_PROCESS x GLOBAL n }\nASSIGNED { n }\nNET_RECEIVE(w) {\n"
+        "  INITIAL { n = n + 1 }\n}\n",
+        r"bad\.mod:4:3: NET_RECEIVE's INITIAL assigns a GLOBAL or file-scope LOCAL that a block "
+        r"reads before assigning it",
+    ),
+    "shared-global-with-net-send": (
+        "NEURON { POINT_PROCESS x GLOBAL n }\nASSIGNED { n }\nINITIAL {\n  n = n + 1\n"
+        "  net_send(1, 1)\n}\nNET_RECEIVE(w) { }\n",
+        r"bad\.mod:5:3: a block that sends events \(net_send\) assigns a GLOBAL",
     ),
     "scopmath-random": (
         "NEURON { SUFFIX x }\nASSIGNED { a }\nBREAKPOINT { a = normrand(0, 1) }\n",

@@ -27,7 +27,10 @@ def compile_source(source: str, filename: str = "<string>") -> Mechanism:
     try:
         while True:
             try:
-                mechanism = Assembler(decl).mechanism()
+                assembler = Assembler(decl)
+                mechanism = assembler.mechanism()
+                if assembler.use.needed:  # values NEURON shares, which must be shared
+                    mechanism = Assembler(decl, shared=assembler.use.needed).mechanism()
                 break
             except DynamicArray as exc:  # again, with that array indexed in place
                 if exc.name in decl.dynamic_arrays:

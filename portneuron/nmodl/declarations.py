@@ -176,9 +176,8 @@ class Declarations:
     def written_globals(self) -> set[str]:
         """GLOBALs (and PARAMETERs not RANGE) the mechanism assigns. NEURON keeps one value
         that every instance reads and writes in turn; portneuron keeps one per instance,
-        starting from the global's value: the same where each instance writes before it
-        reads (rates computed into GLOBALs, geometry set up in INITIAL), which is how
-        published mechanisms use them."""
+        starting from the global's value, where that gives NEURON's results, and shares
+        the others (portneuron.nmodl.mechanism.SharedUse)."""
         return {
             n
             for n in self.assigned_names
@@ -191,6 +190,13 @@ class Declarations:
             and n not in self.bbcore_pointers
             and (n in self.global_names or self.variables[n].kind == "parameter")
         }
+
+    @property
+    def shared_names(self) -> set[str]:
+        """What NEURON keeps one value of (a thread's), which every instance reads and
+        writes in turn, though the mechanism assigns it: its written GLOBALs and the
+        file-scope LOCALs it assigns."""
+        return self.written_globals | (self.file_locals & self.assigned_names)
 
     def length(self, var: str) -> int:
         """The element count of an array variable; 0 for a scalar or an unknown name."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from portneuron import units
-from portneuron.ir import BOOL, F64, I32, Binary, Cast, Const, Expr, Unary, Var, dtype_of
+from portneuron.ir import BOOL, F64, I32, Binary, Cast, Const, Expr, Load, Unary, Var, dtype_of
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 
@@ -129,6 +129,9 @@ class KernelLowering:
         #: and how many returns have been lowered.
         self.returned: str | None = None
         self.returns = 0
+        #: Values every instance shares (Declarations.shared_names, where the mechanism
+        #: keeps them shared): `shared.<x>[pn.group * length + k]`.
+        self.shared: set[str] = set()
 
     # ------------------------------------------------------------------ errors and names
     def error(self, message: str, word: str | None = None):
@@ -389,19 +392,9 @@ class KernelLowering:
             )
 
     def protect(self, e) -> None:
-        """PROTECT makes one assignment atomic across NEURON's threads. On a value of the
-        instance's own, or a POINTER's place (added to in instance order), it is the
-        assignment; on a GLOBAL it is a value every instance shares and updates, such as a
-        counter, which portneuron keeps per instance: refused by name."""
-        target = e.lhs if e.get_node_type_name() == "BinaryExpression" else None
-        name = target.get_node_name() if target is not None else None
-        if name is not None and name in self.d.written_globals:
-            raise self.error(
-                f"PROTECT {name} = ...: {name!r} is a GLOBAL that every instance updates in "
-                f"turn (NEURON keeps one value; portneuron keeps a GLOBAL per instance); "
-                f"make it a RANGE variable",
-                "PROTECT",
-            )
+        """PROTECT makes one assignment atomic across NEURON's threads: the assignment, on a
+        value of the instance's own, a POINTER's place (added to in instance order) or a
+        GLOBAL every instance updates in turn (a counter: shared, Assembler.finish)."""
         self.expression_statement(e)
 
     def prefix(self) -> str:
@@ -577,11 +570,16 @@ class KernelLowering:
         return f"{name}[{k}]"
 
     def _in_place(self, name: str, k: int | Expr) -> tuple[str, Expr]:
-        """The kernel array and index of element k of a dynamic array `name`."""
+        """The kernel array (declared) and index of element k of a dynamic array `name`:
+        the instance's, or the one every instance shares."""
         length = self.d.length(name)
-        instance = Var("pn.instance", I32)
         index = k if not isinstance(k, int) else Const(k, I32)
+        if name in self.shared:
+            self.kb.array(f"shared.{name}", F64, "shared")
+            owner = Var("pn.group", I32)
+            return f"shared.{name}", b.add(b.mul(owner, Const(length, I32)), index)
         self.kb.array(f"mech.{name}", F64, "instance")
+        instance = Var("pn.instance", I32)
         return f"mech.{name}", b.add(b.mul(instance, Const(length, I32)), index)
 
     def read_element(self, name: str, index_node) -> Expr:
@@ -590,7 +588,7 @@ class KernelLowering:
         k = self.array_index(name, index_node)
         if name in self.d.dynamic_arrays:
             array, at = self._in_place(name, k)
-            return self.kb.array(array, F64, "instance")[at]
+            return Load(array, at, F64)
         return self.read(f"{name}[{k}]")
 
     def assign_element(self, name: str, index_node, value: Expr) -> None:

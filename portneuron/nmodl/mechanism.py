@@ -25,11 +25,36 @@ the conductance added to `node.d` (subtracted). Point-process currents [nA] are 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
-from portneuron.ir import F64, I32, Const, Diffusion, Expr, Kernel, Mechanism, Var, Variable
+from portneuron.ir import (
+    F64,
+    I32,
+    AddTo,
+    Assign,
+    Binary,
+    Call,
+    Cast,
+    Const,
+    Diffusion,
+    Emit,
+    Expr,
+    If,
+    Kernel,
+    Load,
+    Loop,
+    Mechanism,
+    Select,
+    Stmt,
+    Store,
+    Unary,
+    Var,
+    Variable,
+)
 from portneuron.ir import Ion as IrIon
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
+from portneuron.ir.walk import expressions, statements, subexpressions, written
 
 from . import kinetic, solvers, tables, verbatim, watch
 from .declarations import Declarations, element, initial_of, text
@@ -47,20 +72,155 @@ EVENT_STREAMS = {
 }
 
 
+def _base(name: str) -> str:
+    """The variable of a value: `x` for the element `x[2]`."""
+    at = element(name)
+    return at[0] if at is not None else name
+
+
+def _loads(body: list[Stmt]) -> list[Load]:
+    return [e for e in expressions(tuple(body)) if isinstance(e, Load)]
+
+
+class SharedUse:
+    """How a mechanism's kernels use the values NEURON keeps one of (`names`: written
+    GLOBALs and file-scope LOCALs), from their lowered bodies.
+
+    `exposed`: the values some kernel may read before it assigns them (as locals, or an
+    array read in place). `writes`: for each value (an array's element by its element
+    name, an array written in place by its name), the values assigned to it, each as an
+    expression of constants, `celsius`, `dt` and the GLOBALs no kernel writes, or None
+    where it depends on anything else (the instance's data, `t`, a shared value read before
+    it is assigned) or is assigned under a condition that does. Keeping one value per
+    instance gives NEURON's results for every value that is never read first, or whose
+    every assignment writes one and the same such expression; the others (`needed`) must
+    be shared."""
+
+    def __init__(self, names: set[str], uniform: Callable[[str], bool]) -> None:
+        self.names, self.uniform = names, uniform
+        self.exposed: set[str] = set()
+        self.writes: dict[str, set[Expr | None]] = {}
+
+    @property
+    def needed(self) -> set[str]:
+        unsafe = {
+            _base(k) for k, values in self.writes.items() if None in values or len(values) > 1
+        }
+        return self.exposed & unsafe
+
+    def kernel(self, body: list[Stmt]) -> None:
+        self._block(body, {}, frozenset(), True)
+
+    def _value(self, e: Expr, env: dict, assigned: frozenset[str]) -> Expr | None:
+        """`e` with every local replaced by its value, or None if `e` is not uniform."""
+        for x in subexpressions(e):  # reads before an assignment first
+            if isinstance(x, Var) and _base(x.name) in self.names and x.name not in assigned:
+                self.exposed.add(_base(x.name))
+            elif isinstance(x, Load) and x.array.partition(".")[0] in ("mech", "shared"):
+                if x.array.partition(".")[2] in self.names:
+                    self.exposed.add(x.array.partition(".")[2])
+        return self._uniform(e, env)
+
+    def _uniform(self, e: Expr, env: dict) -> Expr | None:
+        match e:
+            case Const():
+                return e
+            case Var(name=name):
+                if name in env:
+                    return env[name]
+                return e if _base(name) not in self.names and self.uniform(name) else None
+            case Unary(op=op, operand=x):
+                x = self._uniform(x, env)
+                return None if x is None else Unary(op, x)
+            case Cast(dtype=dtype, operand=x):
+                x = self._uniform(x, env)
+                return None if x is None else Cast(dtype, x)
+            case Binary(op=op, lhs=x, rhs=y):
+                x, y = self._uniform(x, env), self._uniform(y, env)
+                return None if x is None or y is None else Binary(op, x, y)
+            case Select(cond=c, then=t, otherwise=o):
+                parts = [self._uniform(v, env) for v in (c, t, o)]
+                return None if None in parts else Select(*parts)
+            case Call(fn=fn, args=args):
+                parts = [self._uniform(v, env) for v in args]
+                return None if None in parts else Call(fn, tuple(parts))
+        return None  # a Load, the lane
+
+    def _write(self, key: str, value: Expr | None) -> None:
+        if _base(key) in self.names:
+            self.writes.setdefault(key, set()).add(value)
+
+    def _block(self, body, env: dict, assigned: frozenset[str], uniform: bool):
+        for s in body:
+            match s:
+                case Assign(name=name, value=value):
+                    v = self._value(value, env, assigned)
+                    v = v if uniform else None
+                    self._write(name, v)
+                    env = {**env, name: v}
+                    assigned = assigned | {name}
+                case (
+                    Store(array=array, index=index, value=value)
+                    | AddTo(array=array, index=index, value=value)
+                ):
+                    self._value(index, env, assigned)
+                    self._value(value, env, assigned)
+                    kind, _, name = array.partition(".")
+                    if kind in ("mech", "shared"):
+                        self._write(name, None)
+                case If(cond=cond, then=then, otherwise=otherwise):
+                    inner = uniform and self._value(cond, env, assigned) is not None
+                    env1, a1 = self._block(then, env, assigned, inner)
+                    env2, a2 = self._block(otherwise, env, assigned, inner)
+                    env = {
+                        k: env1.get(k) if env1.get(k) == env2.get(k) else None
+                        for k in {**env1, **env2}
+                    }
+                    assigned = a1 & a2
+                case Loop(var=var, start=start, stop=stop, body=inner_body):
+                    bounds = [self._value(x, env, assigned) for x in (start, stop)]
+                    inner = uniform and None not in bounds
+                    changed = {x.name for x in statements(inner_body) if isinstance(x, Assign)}
+                    env = {**env, **{k: None for k in changed | {var}}}
+                    self._block(inner_body, env, assigned | {var}, inner)
+                case Emit(values=values):
+                    for x in values:
+                        self._value(x, env, assigned)
+        return env, assigned
+
+
 class Assembler:
-    def __init__(self, decl: Declarations) -> None:
+    """Builds a mechanism's kernels from its declarations.
+
+    Of the values NEURON keeps one of (Declarations.shared_names), those in `shared` are
+    kept one per cell group (NEURON's thread) as `shared.<x>`, and a kernel that writes
+    them goes through the group's instances one after another (lanes: "group"), as
+    NEURON's loop does; each instance keeps its own copy of the others, which gives
+    NEURON's results where `use` (SharedUse) finds that it does: `use.needed` are the ones
+    that must be shared."""
+
+    def __init__(self, decl: Declarations, shared: set[str] = frozenset()) -> None:
         self.d = decl
+        self.shared = shared
+        self.use = SharedUse(decl.shared_names, self._uniform_name)
+        self.sequential: list[str] = []  # kernels that write shared values
         self.watches = watch.items(decl)  # WATCH items of NET_RECEIVE, in source order
         self.tables = {}
         for name, block in {**self.d.procedures, **self.d.functions}.items():
             if tables.table_statement(block) is not None:
                 self.tables[name] = (tables.describe(decl, block), block)
 
+    def _uniform_name(self, name: str) -> bool:
+        """Whether a name a kernel reads without assigning it is the same for every
+        instance and step: celsius, dt, a GLOBAL (no kernel writes it)."""
+        return name in ("celsius", "dt", "usetable") or self.d.is_global(name)
+
     # ------------------------------------------------------------------ common parts
     def lowering(
         self, kb: KernelBuilder, where: tuple[str, str], use_tables: bool = True
     ) -> KernelLowering:
         lw = KernelLowering(self.d, kb, where)
+        lw.shared = self.shared
         # SOLVE in INITIAL, or in a PROCEDURE any block calls (BREAKPOINT's own are solves())
         lw.on_statement["SolveBlock"] = lambda node: self.inline_solve(lw, node)
         if use_tables:
@@ -76,10 +236,28 @@ class Assembler:
         table_kernel: bool = False,
         skip_store: frozenset[str] = frozenset(),
     ) -> Kernel:
-        """Wrap `body` in loads of what it touched and stores of what it wrote."""
+        """Wrap `body` in loads of what it touched and stores of what it wrote; a kernel
+        that writes shared values (Assembler) runs a cell group's instances in turn."""
         kb, d = lw.kb, self.d
+        self.use.kernel(body)
+        shared_here = any(_base(n) in self.shared for n in lw.touched) or any(
+            load.array.startswith("shared.") for load in _loads(body)
+        )
+        writes_shared = not table_kernel and (
+            any(_base(n) in self.shared for n in lw.written if n in lw.touched)
+            or any(a.startswith("shared.") for a in written(tuple(body)))
+        )
+        sequential = writes_shared and kb.lanes == "instance"
+        if writes_shared:
+            self._check_sequential(kb, body)
         with kb.capture() as prologue:
-            inst = kb.assign("pn.instance", instance if instance is not None else kb.lane)
+            if sequential:
+                inst = Var("pn.instance", I32)
+            else:
+                inst = kb.assign("pn.instance", instance if instance is not None else kb.lane)
+            if shared_here:  # NEURON's instance 0 builds a table
+                at = Const(0, I32) if table_kernel else inst
+                kb.assign("pn.group", kb.array("shared.group", I32, "instance")[at])
             node: Expr | None = None
             if d.kind != "artificial_cell" and not table_kernel:
                 node = kb.assign("pn.node", kb.array("node_index", I32, "instance")[inst])
@@ -103,10 +281,37 @@ class Assembler:
                         index = kb.array(f"ion.{ion.name}.index", I32, "instance")[inst]
                         kb.array(f"ion.{ion.name}.{name}", F64, f"ion:{ion.name}")
                         kb.store(f"ion.{ion.name}.{name}", index, Var(name, F64))
-        kb.emit_all(prologue)
-        kb.emit_all(body)
-        kb.emit_all(epilogue)
+        if sequential:
+            kb.lanes = "group"
+            first = kb.array("shared.first", I32, "group")
+            with kb.loop("pn.instance", first[kb.lane], first[b.add(kb.lane, 1)]):
+                kb.emit_all(prologue + body + epilogue)
+        else:
+            kb.emit_all(prologue)
+            kb.emit_all(body)
+            kb.emit_all(epilogue)
+        if writes_shared:
+            self.sequential.append(kb.name)
         return kb.build()
+
+    def _check_sequential(self, kb: KernelBuilder, body: list[Stmt]) -> None:
+        """A kernel that writes shared values must take the instances one by one."""
+        if kb.name == "net_init":
+            raise self.d.error(
+                "NET_RECEIVE's INITIAL assigns a GLOBAL or file-scope LOCAL that a block reads "
+                "before assigning it (NEURON shares one value): not supported; make it a RANGE "
+                "variable",
+                ("NET_RECEIVE", ""),
+                "INITIAL",
+            )
+        if kb.lanes == "instance" and any(isinstance(s, Emit) for s in statements(tuple(body))):
+            raise self.d.error(
+                "a block that sends events (net_send) assigns a GLOBAL or file-scope LOCAL "
+                "that a block reads before assigning it (NEURON shares one value): not "
+                "supported; make it a RANGE variable",
+                None,
+                "net_send",
+            )
 
     def _source(
         self, kb: KernelBuilder, name: str, inst: Var, node: Var | None, table_kernel: bool
@@ -124,7 +329,7 @@ class Assembler:
             return kb.array(f"pointer.{name}", F64, f"pointer:{name}")[index]
         if d.is_per_instance(name) or self._own_current(name):
             array, at = self._slot(kb, name, inst)
-            return kb.array(array, F64, "instance")[at]
+            return Load(array, at, F64)
         ion = d.ion_of(name)
         if ion is not None:
             index = kb.array(f"ion.{ion.name}.index", I32, "instance")[inst]
@@ -148,10 +353,15 @@ class Assembler:
         """Where a per-instance value lives: `mech.x[instance]`, or for element `x[k]` of
         an array of length n, `mech.x[instance * n + k]`."""
         at = element(name)
+        base, k = at if at is not None else (name, 0)
+        if base in self.shared:  # one value (array) for the cell group
+            n = max(self.d.length(base), 1)
+            kb.array(f"shared.{base}", F64, "shared")
+            group = Var("pn.group", I32)
+            return f"shared.{base}", b.add(b.mul(group, Const(n, I32)), Const(k, I32))
         if at is None:
             kb.array(f"mech.{name}", F64, "instance")
             return f"mech.{name}", inst
-        base, k = at
         kb.array(f"mech.{base}", F64, "instance")
         n = self.d.length(base)
         return f"mech.{base}", b.add(b.mul(inst, Const(n, I32)), Const(k, I32))
@@ -597,7 +807,7 @@ class Assembler:
                 continue
             if v.name in d.pointers or v.name in d.bbcore_pointers:
                 continue  # not the mechanism's: a place elsewhere (Mechanism.pointers)
-            per_instance = d.is_per_instance(v.name)
+            per_instance = d.is_per_instance(v.name) and v.name not in self.shared
             out.append(Variable(v.name, v.kind, v.unit, v.default, per_instance, v.length))
         for ion in d.ions:  # the mechanism's own value of each ion current it writes
             for w in ion.write:
@@ -646,6 +856,8 @@ class Assembler:
             constructor=d.constructor,
             netsend_slot=any(re.search(r"\bnet_send\s*\(", line) for line in d.source_map.lines),
             diffusion=tuple(diffusion),
+            shared=tuple(sorted(self.shared)),
+            sequential=tuple(self.sequential),
         )
 
     def _stream(self) -> tuple[str, str, int] | None:

@@ -65,6 +65,9 @@ class BoundMechanism:
             self.args[f"table.{table.name}.mfac"] = mfac(table, lo, hi)
             for out in table.outputs:
                 self.args[array_name(table, out)] = np.zeros(table.points)
+        self.groups = 1
+        if mech.shared:
+            self._bind_shared(model)
         if mech.diffusion:  # each instance's volume and constant (portneuron.sim.diffusion)
             self.args["diffusion.vol"] = np.zeros(mset.count)
             self.args["diffusion.dc"] = np.zeros(mset.count)
@@ -77,7 +80,30 @@ class BoundMechanism:
             self._check(kernel)
             hot = not (kernel.name == "init" or kernel.name.startswith("table_"))  # run once
             self.kernels[kernel.name] = backend.compile(kernel, hot)
+            if kernel.lanes == "group":
+                self.lanes[kernel.name] = self.groups
         self._table_state: tuple | None = None
+
+    def _bind_shared(self, model: Model) -> None:
+        """The values the instances of a cell group (NEURON's thread) share, from the
+        GLOBAL's value, and each instance's group. The instances of a group follow one
+        another; kernels that write shared values take them in that order."""
+        mset, mech = self.set, self.set.mechanism
+        group = np.zeros(mset.count, dtype=np.int64)
+        if model.source_group is not None and not mset.is_artificial and mset.count:
+            group = np.asarray(model.source_group)[mset.node_index]
+            if (np.diff(group) < 0).any():
+                group = np.zeros(mset.count, dtype=np.int64)  # not by group: one for all
+        _, dense = np.unique(group, return_inverse=True)
+        self.groups = int(dense.max()) + 1 if mset.count else 1
+        self.args["shared.group"] = dense.astype(np.int32)
+        first = np.searchsorted(dense, np.arange(self.groups + 1)).astype(np.int32)
+        self.args["shared.first"] = first
+        lengths = {v.name: max(v.length, 1) for v in mech.variables}
+        defaults = {v.name: v.default for v in mech.variables}
+        for name in mech.shared:
+            start = float(mset.globals.get(name, defaults.get(name, 0.0)))
+            self.args[f"shared.{name}"] = np.full(self.groups * lengths.get(name, 1), start)
 
     def bind_vectors(self) -> None:
         """Each instance's event Vector (VecStim's): the times, and where each one's start."""
@@ -162,8 +188,8 @@ class BoundMechanism:
 
     def run(self, name: str, t: float, dt: float, lanes: int | None = None) -> dict:
         self.args["t"], self.args["dt"] = t, dt
-        n = self.set.count if lanes is None else lanes
-        if n == 0:
+        n = self.lanes.get(name, self.set.count) if lanes is None else lanes
+        if n == 0 or not self.set.count:
             return {}
         return self.backend.run(self.kernels[name], self.args, n)
 

@@ -365,6 +365,11 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
             raise Unsupported(f"{m.set.name}: WATCH conditions need the stepwise loop")
         if mech.diffusion:
             raise Unsupported(f"{m.set.name}: LONGITUDINAL_DIFFUSION needs the stepwise loop")
+        if set(mech.sequential) - {"init"}:  # per step: one instance after another
+            raise Unsupported(
+                f"{m.set.name}: blocks that update GLOBALs every instance shares need the "
+                f"stepwise loop"
+            )
         arrays = [v.name for v in m.set.mechanism.variables if v.length]
         if arrays and not m.set.is_artificial:
             raise Unsupported(
