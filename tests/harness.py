@@ -3,9 +3,13 @@ instance per node. The engine does the real binding; this is the minimum to call
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from portneuron.ir import Mechanism, run_kernel
 
 from portneuron.build import Cell, Network
@@ -14,6 +18,21 @@ from portneuron.nmodl import builtin_mod_files, compile_file
 from portneuron.nmodl.tables import bounds, grid
 
 EPOCH_MODS = Path(__file__).parent / "mods_epoch"
+
+
+def nrnivmodl_folder(folder: Path, files: list[Path]) -> Path:
+    """`files` copied into a new `folder` and built there by NEURON's nrnivmodl (the test
+    is skipped where it cannot build)."""
+    nrnivmodl = shutil.which("nrnivmodl", path=str(Path(sys.executable).parent))
+    if nrnivmodl is None:
+        pytest.skip("nrnivmodl is not installed")
+    folder.mkdir()
+    for path in files:
+        shutil.copy(path, folder / path.name)
+    made = subprocess.run([nrnivmodl, "."], cwd=folder, capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"nrnivmodl cannot build here: {made.stderr.strip()[-300:]}")
+    return folder
 
 
 def builtin(name: str) -> Mechanism:

@@ -23,7 +23,6 @@ each in one compartment driven by an IClamp step (tests/neuron_cells.one_compart
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +31,7 @@ import pytest
 
 pytest.importorskip("neuron")
 
+from harness import nrnivmodl_folder  # noqa: E402
 from portneuron.backends import backend_names, backend_status  # noqa: E402
 
 from portneuron.nmodl import compile_file  # noqa: E402
@@ -79,14 +79,9 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """The files compiled by nrnivmodl, and their mechanisms' (name, states)."""
-    nrnivmodl = shutil.which("nrnivmodl", path=str(Path(sys.executable).parent))
-    if nrnivmodl is None:
-        pytest.skip("nrnivmodl is not installed")
-    folder = tmp_path_factory.mktemp("implicit") / "mods"
-    folder.mkdir()
+    folder = nrnivmodl_folder(tmp_path_factory.mktemp("implicit") / "mods", FILES)
     mechanisms = []
     for path in FILES:
-        shutil.copy(path, folder / path.name)
         mechanism = compile_file(folder / path.name)
         states = [
             f"{v.name}[{k}]" if v.length else v.name
@@ -95,9 +90,6 @@ def built(tmp_path_factory):
             for k in range(max(v.length, 1))
         ]
         mechanisms.append((mechanism.name, states))
-    made = subprocess.run([nrnivmodl, "."], cwd=folder, capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"nrnivmodl cannot build here: {made.stderr.strip()[-300:]}")
     return folder, mechanisms
 
 

@@ -14,7 +14,6 @@ Every voltage must be NEURON's exactly; with one value per instance instead, the
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 
 pytest.importorskip("neuron")
 
+from harness import nrnivmodl_folder  # noqa: E402
 from portneuron.backends import backend_names, backend_status  # noqa: E402
 
 from portneuron.nmodl import compile_file  # noqa: E402
@@ -78,16 +78,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    nrnivmodl = shutil.which("nrnivmodl", path=str(Path(sys.executable).parent))
-    if nrnivmodl is None:
-        pytest.skip("nrnivmodl is not installed")
-    folder = tmp_path_factory.mktemp("shared") / "mods"
-    folder.mkdir()
-    shutil.copy(MOD, folder / MOD.name)
-    made = subprocess.run([nrnivmodl, "."], cwd=folder, capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"nrnivmodl cannot build here: {made.stderr.strip()[-300:]}")
-    return folder
+    return nrnivmodl_folder(tmp_path_factory.mktemp("shared") / "mods", [MOD])
 
 
 def test_what_is_shared():

@@ -474,6 +474,15 @@ def collect(program, source_map: SourceMap) -> Declarations:
                 ("NEURON", ""),
             )
         d.kind, d.name = "density", stem
+    # a TABLE output declared only GLOBAL in the NEURON block: nocmodl makes it an ASSIGNED
+    for block in (*d.procedures.values(), *d.functions.values()):
+        for stmt in block.statement_block.statements:
+            if stmt.get_node_type_name() != "TableStatement":
+                continue
+            for var in stmt.table_vars:
+                name = var.get_node_name()
+                if name not in d.variables and name in d.global_names:
+                    d.variables[name] = Declared(name, "assigned")
     # VERBATIM anywhere (an INITIAL's `cai = _ion_cai;` too, an INCLUDEd file's) makes
     # nocmodl's C not thread safe without THREADSAFE
     d.has_verbatim = bool(
