@@ -270,6 +270,22 @@ def test_include_beside_the_file_or_in_modl_include(tmp_path, monkeypatch):
     assert "sq1.result = (sq1.x * sq1.x) * sq1.x\n" in text
 
 
+def test_include_after_comment_lines(tmp_path, monkeypatch):
+    """Comments before an INCLUDE do not hide it (NEURON's sdata.mod opens with one)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "sq.inc").write_text("FUNCTION sq(x) { sq = x*x }\n")
+    commented = (
+        INCLUDING.format(name="sq.inc")
+        .replace("INCLUDE", ": a comment that once shifted what follows\nINCLUDE")
+        .replace("\nBREAKPOINT", "\n" * 60 + "BREAKPOINT")
+    )
+    (tmp_path / "a" / "m.mod").write_text(commented)
+    assert "sq1.result = sq1.x * sq1.x\n" in format_mechanism(
+        compile_file(tmp_path / "a" / "m.mod")
+    )
+
+
 def test_units_constant_from_a_unit_the_block_defines():
     source = UNITS_MOD.format(
         definition="(foo) = (2 millivolt)\n    K = (foo) (millivolt)", name="K"

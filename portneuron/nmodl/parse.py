@@ -143,7 +143,8 @@ class SourceMap:
         out = re.sub(
             r"(?s)\bCOMMENT\b.*?\bENDCOMMENT\b", lambda m: re.sub(r"[^\n]", " ", m[0]), source
         )
-        return "\n".join(re.sub(r"[:?].*", "", line) for line in out.splitlines())
+        blank = lambda m: " " * len(m[0])  # noqa: E731
+        return "\n".join(re.sub(r"[:?].*", blank, line) for line in out.splitlines())
 
     def _scan(self) -> list[_Header]:
         headers: list[_Header] = []
