@@ -32,9 +32,9 @@ import numpy as np
 from portneuron.ir import BOOL, F64, I32, Kernel
 from portneuron.ir.walk import written
 
-from portneuron.errors import SimulationError
 from portneuron.sim.epoch import EpochEvents, EpochPlan
 
+from ..base import QueueOverflow
 from .mapping import emits_per_lane
 from .runtime import Runtime
 from .source import C_TYPES, module_source
@@ -630,11 +630,10 @@ class CudaEpoch:
 
     def pending(self) -> tuple[np.ndarray, ...]:
         """The self-events sent in the last epoch and due after it (t, flag, instance,
-        row, phase), block by block; SimulationError if a block's queue overflowed."""
+        row, phase), block by block; QueueOverflow if a block's queue overflowed."""
         if self.status[OVERFLOW]:
-            raise SimulationError(
-                f"more than {QUEUE_CAPACITY} self-events (net_send) pending at once in one "
-                "block of cells on the device; run with compiled epochs off"
+            raise QueueOverflow(
+                QUEUE_CAPACITY, "block of cells on the device", "run with compiled epochs off"
             )
         nblocks = self.plan.nblocks
         left = np.empty(nblocks, dtype=np.int32)

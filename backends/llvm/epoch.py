@@ -21,9 +21,9 @@ import numpy as np
 from llvmlite import ir
 from portneuron.ir import Kernel
 
-from portneuron.errors import SimulationError
 from portneuron.sim.epoch import EpochEvents, EpochPlan, Phase
 
+from ..base import QueueOverflow
 from .backend import _Jit, fill_slots, slot_count
 from .llvm_types import F64_T, I32_T, I64_T, PTR
 from .lower import emits_per_lane, lower_kernel
@@ -655,11 +655,10 @@ class CompiledEpoch:
 
     def pending(self) -> tuple[np.ndarray, ...]:
         """The self-events sent in the last epoch and due after it (t, flag, instance,
-        row, phase), block by block; SimulationError if a queue overflowed."""
+        row, phase), block by block; QueueOverflow if a queue overflowed."""
         if any(w.ctx[Ctx.Q_FULL] for w in self.workers):
-            raise SimulationError(
-                f"more than {QUEUE_CAPACITY} self-events (net_send) pending at once in one "
-                "thread's cells; run with more threads, or compiled epochs off"
+            raise QueueOverflow(
+                QUEUE_CAPACITY, "thread's cells", "run with more threads, or compiled epochs off"
             )
         parts = [w.pending() for w in self.workers]
         return tuple(np.concatenate(column) for column in zip(*parts))

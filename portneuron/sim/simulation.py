@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from portneuron import units
-from portneuron.backends.base import Backend
+from portneuron.backends.base import Backend, QueueOverflow
 from portneuron.errors import PortneuronError, SimulationError
 from portneuron.ir import Kernel
 from portneuron.model import Model
@@ -586,7 +586,14 @@ class Simulation:
         lanes, t, recorded, blowup = program.advance(self.t, nsteps, self._events)
         self.t = float(clock[-1])
         if program.plan.sends:
-            epoch.pending(self, program.plan, *program.pending())
+            try:
+                left = program.pending()
+            except QueueOverflow as full:
+                raise SimulationError(
+                    f"more than {full.capacity} self-events (net_send) pending at once in one "
+                    f"{full.where}; {full.remedy}"
+                ) from None
+            epoch.pending(self, program.plan, *left)
         if blowup is not None:
             block = int(np.argmin(blowup))
             cells = program.plan.layout.block_cells(block)
