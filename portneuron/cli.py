@@ -8,6 +8,7 @@ import json
 import math
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,7 +88,6 @@ def cmd_backends(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Simulate a dataset NEURON wrote with nrncore_write, like CoreNEURON's special-core, or
     (without -d) the built-in ringtest."""
-    import time
 
     from .backends import best_backend, load_backend
     from .io.spikes import write_spikes
@@ -361,7 +361,6 @@ def first_epochs(args: argparse.Namespace, sim, ranks: Ranks) -> list[float] | N
     """Every rank's work in the first epochs (its time less its time in the exchange), run
     until the slowest rank has spent PROBE_SECONDS; None where that takes more than a
     quarter of the run."""
-    import time
 
     epoch_ms = sim.epoch_steps() * sim.dt
     exchanged, start = sim.exchange_s, time.perf_counter()
@@ -705,6 +704,9 @@ def main(argv: list[str] | None = None) -> int:
     ranks = _RUN_RANKS[0]
     if code != 0 and ranks.size > 1:
         sys.stderr.flush()
+        # mpiexec forwards a rank's output through its proxies, which MPI_Abort ends at once:
+        # give them a moment to pass the line on (CI once lost it)
+        time.sleep(1.0)
         ranks.abort(code)
     return code
 
