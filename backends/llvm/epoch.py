@@ -24,7 +24,7 @@ from portneuron.ir import Kernel
 from portneuron.sim.epoch import EpochEvents, EpochPlan, Phase
 
 from ..base import QueueOverflow
-from .backend import _Jit, fill_slots, slot_count
+from .jit import Jit, fill_slots, slot_count
 from .llvm_types import F64_T, I32_T, I64_T, PTR
 from .lower import emits_per_lane, lower_kernel
 
@@ -421,7 +421,7 @@ class _Driver:
 
 def lower_epoch(plan: EpochPlan, name: str, math: str = "libm") -> str:
     module = ir.Module(name=name)
-    module.triple = _Jit.get().triple
+    module.triple = Jit.get().triple
     driver = _Driver(module, plan, plan.phases(), name, math)
     driver.build()
     return str(module)
@@ -681,7 +681,7 @@ def partition(plan: EpochPlan, threads: int) -> list[tuple[int, int]]:
 
 def compile_epoch(plan: EpochPlan, threads: int, math: str = "libm") -> CompiledEpoch:
     text = lower_epoch(plan, "pn_epoch", math)
-    return CompiledEpoch(plan, _Jit.get().add_unique(text, "pn_epoch", "epoch1"), threads)
+    return CompiledEpoch(plan, Jit.get().add_unique(text, "pn_epoch", "epoch1"), threads)
 
 
 def default_threads() -> int:
