@@ -13,11 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from . import libm
+from .libm import BINARY, INTRINSICS
 from .nodes import (
-    BOOL,
-    F64,
-    I32,
     AddTo,
     Assign,
     Binary,
@@ -38,58 +35,7 @@ from .nodes import (
     Unary,
     Var,
 )
-
-NUMPY_DTYPES: dict[DType, Any] = {F64: np.float64, I32: np.int32, BOOL: np.bool_}
-
-_BINARY = {
-    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-    "pow": libm.pow, "min": np.minimum, "max": np.maximum,
-    "lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
-    "eq": np.equal, "ne": np.not_equal, "and": np.logical_and, "or": np.logical_or,
-}  # fmt: skip
-
-# Transcendentals are the C library's (libm.py says why); exactly rounded operations NumPy's.
-_INTRINSIC = {
-    "exp": libm.exp, "expm1": libm.expm1, "log": libm.log, "log10": libm.log10, "sqrt": np.sqrt,
-    "fabs": np.fabs, "floor": np.floor, "ceil": np.ceil, "sin": libm.sin, "cos": libm.cos,
-    "tan": libm.tan, "asin": libm.asin, "acos": libm.acos, "atan": libm.atan,
-    "sinh": libm.sinh, "cosh": libm.cosh, "tanh": libm.tanh, "atan2": libm.atan2, "fmod": np.fmod,
-}  # fmt: skip
-
-
-_PHILOX_M = (np.uint64(0xD2511F53), np.uint64(0xCD9E8D57))
-_PHILOX_W = (np.uint64(0x9E3779B9), np.uint64(0xBB67AE85))
-_MASK32 = np.uint64(0xFFFFFFFF)
-
-
-#: nrnran123's scale, a multiplication (not a division) by 1/(2**32 + 1).
-SHIFT32 = 1.0 / 4294967297.0
-
-
-def random123(id1, id2, id3, position, index=0.0):
-    """Philox4x32-10 as NEURON's nrnran123 draws it: (word + 1) * (1 / (2**32 + 1)), in (0, 1);
-    `index` is NEURON's Random123 global index (the key's first word)."""
-    position = np.asarray(position, dtype=np.float64)
-    as_u32 = [np.asarray(x, dtype=np.float64).astype(np.uint64) & _MASK32 for x in (id1, id2, id3)]
-    seq = (position // 4).astype(np.uint64) & _MASK32
-    k0 = np.broadcast_to(np.asarray(index, dtype=np.float64).astype(np.uint64) & _MASK32, seq.shape)
-    k1 = np.zeros_like(seq)
-    c = [seq, as_u32[2], as_u32[0], as_u32[1]]
-    for _ in range(10):
-        p0, p1 = _PHILOX_M[0] * c[0], _PHILOX_M[1] * c[2]
-        c = [
-            (p1 >> np.uint64(32)) ^ c[1] ^ k0,
-            p1 & _MASK32,
-            (p0 >> np.uint64(32)) ^ c[3] ^ k1,
-            p0 & _MASK32,
-        ]
-        k0, k1 = (k0 + _PHILOX_W[0]) & _MASK32, (k1 + _PHILOX_W[1]) & _MASK32
-    which = (position % 4).astype(np.int64)
-    word = np.choose(which, c)
-    return (word.astype(np.float64) + 1.0) * SHIFT32
-
-
-_INTRINSIC["random123"] = random123
+from .types import NUMPY_DTYPES
 
 
 class _Run:
@@ -171,10 +117,10 @@ def _expr(e: Expr):
             f = _expr(operand)
             return lambda r: np.logical_not(f(r))
         case Binary(op=op, lhs=lhs, rhs=rhs):
-            fn, a, b = _BINARY[op], _expr(lhs), _expr(rhs)
+            fn, a, b = BINARY[op], _expr(lhs), _expr(rhs)
             return lambda r: fn(a(r), b(r))
         case Call(fn=fn, args=args):
-            intrinsic, fs = _INTRINSIC[fn], [_expr(a) for a in args]
+            intrinsic, fs = INTRINSICS[fn], [_expr(a) for a in args]
             return lambda r: intrinsic(*(f(r) for f in fs))
         case Select(cond=cond, then=then, otherwise=otherwise):
             c, t, o = _expr(cond), _expr(then), _expr(otherwise)

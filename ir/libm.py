@@ -25,7 +25,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-_C = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+from .random123 import random123
+
+_C = ctypes.CDLL(ctypes.util.find_library("m") or "so.6")
 
 
 def _c_function(name: str, nargs: int):
@@ -79,3 +81,22 @@ sinh = _elementwise("sinh", math.sinh, np.sinh)
 cosh = _elementwise("cosh", math.cosh, np.cosh)
 tanh = _elementwise("tanh", math.tanh, np.tanh)
 atan2 = _elementwise("atan2", math.atan2, np.arctan2)
+
+
+#: IR binary operators on NumPy values; pow the C library's.
+BINARY = {
+    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+    "pow": pow, "min": np.minimum, "max": np.maximum,
+    "lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
+    "eq": np.equal, "ne": np.not_equal, "and": np.logical_and, "or": np.logical_or,
+}  # fmt: skip
+
+#: IR intrinsics on NumPy values: the transcendentals the C library's (above), the exactly
+#: rounded operations NumPy's; with `random123`, NEURON's streams.
+INTRINSICS = {
+    "exp": exp, "expm1": expm1, "log": log, "log10": log10, "sqrt": np.sqrt,
+    "fabs": np.fabs, "floor": np.floor, "ceil": np.ceil, "sin": sin, "cos": cos,
+    "tan": tan, "asin": asin, "acos": acos, "atan": atan,
+    "sinh": sinh, "cosh": cosh, "tanh": tanh, "atan2": atan2, "fmod": np.fmod,
+}  # fmt: skip
+INTRINSICS["random123"] = random123

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from .nodes import (
     BOOL,
     COMPARISON_OPS,
@@ -42,3 +46,7 @@ def dtype_of(expr: Expr) -> DType:
         case Select(then=then):
             return dtype_of(then)
     raise TypeError(f"not an IR expression: {expr!r}")
+
+
+#: The NumPy type of each IR type.
+NUMPY_DTYPES: dict[DType, Any] = {F64: np.float64, I32: np.int32, BOOL: np.bool_}

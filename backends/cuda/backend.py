@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 from portneuron.ir import BOOL, F64, I32, Kernel, verify_kernel
-from portneuron.ir.interpret import NUMPY_DTYPES
 from portneuron.ir.passes import fold_constants
+from portneuron.ir.types import NUMPY_DTYPES
 
 from ..base import Backend, dumping
 from .mapping import ThreadMapping, emits_per_lane, thread_mapping, written_arrays

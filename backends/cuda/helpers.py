@@ -3,7 +3,7 @@ meaning: NumPy's min and max, and NEURON's Random123 draw."""
 
 from __future__ import annotations
 
-from portneuron.ir.interpret import SHIFT32
+from portneuron.ir.random123 import SHIFT32
 
 HELPERS = {
     "pn_fmin": """\

@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 from portneuron.ir import Kernel, verify_kernel
-from portneuron.ir.interpret import NUMPY_DTYPES
 from portneuron.ir.passes import fold_constants
+from portneuron.ir.types import NUMPY_DTYPES
 
 from ..base import Backend, dumping
 from .jit import Jit, fill_slots, slot_count

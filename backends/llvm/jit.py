@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from portneuron.ir import F64, Kernel
-from portneuron.ir.interpret import NUMPY_DTYPES
+from portneuron.ir.types import NUMPY_DTYPES
 
 from ..base import dumping
 

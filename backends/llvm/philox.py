@@ -1,10 +1,10 @@
 """Random123's Philox4x32-10 in LLVM IR, drawn as NEURON's nrnran123 does (see
-portneuron.ir.interpret.random123, the reference)."""
+portneuron.ir.random123, the reference)."""
 
 from __future__ import annotations
 
 from llvmlite import ir
-from portneuron.ir.interpret import SHIFT32
+from portneuron.ir.random123 import SHIFT32
 
 I64 = ir.IntType(64)
 F64 = ir.DoubleType()

@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from ..interpret import _BINARY, _INTRINSIC, NUMPY_DTYPES
+from ..libm import BINARY, INTRINSICS
 from ..nodes import (
     BOOL,
     F64,
@@ -35,7 +35,7 @@ from ..nodes import (
     Unary,
     Var,
 )
-from ..types import dtype_of
+from ..types import NUMPY_DTYPES, dtype_of
 
 
 def _const(value: object, like: Expr) -> Const:
@@ -64,7 +64,7 @@ def fold_expr(e: Expr) -> Expr:
             if isinstance(lhs, Const) and isinstance(rhs, Const):
                 with np.errstate(all="ignore"):
                     t = NUMPY_DTYPES[dtype_of(lhs)]
-                    return _const(_BINARY[op](t(lhs.value), t(rhs.value)), folded)
+                    return _const(BINARY[op](t(lhs.value), t(rhs.value)), folded)
             if (op == "mul" and _is(rhs, 1.0)) or (op == "div" and _is(rhs, 1.0)):
                 return lhs
             if op == "mul" and _is(lhs, 1.0):
@@ -76,7 +76,7 @@ def fold_expr(e: Expr) -> Expr:
             args = tuple(fold_expr(a) for a in args)
             if all(isinstance(a, Const) for a in args):
                 with np.errstate(all="ignore"):
-                    return Const(float(_INTRINSIC[fn](*(np.float64(a.value) for a in args))), F64)
+                    return Const(float(INTRINSICS[fn](*(np.float64(a.value) for a in args))), F64)
             return Call(fn, args)
         case Select(cond=cond, then=then, otherwise=otherwise):
             cond = fold_expr(cond)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from portneuron import cost, scheduler
-from portneuron.ir.interpret import random123
+from portneuron.ir.random123 import random123
 from portneuron.library import MechanismLibrary
 from portneuron.model import Model
 from portneuron.parallel import Ranks
