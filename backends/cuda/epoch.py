@@ -32,9 +32,8 @@ import numpy as np
 from portneuron.ir import BOOL, F64, I32, Kernel
 from portneuron.ir.walk import written
 
-from portneuron.sim.epoch import EpochEvents, EpochPlan
-
 from ..base import QueueOverflow
+from ..plan import EpochEvents, EpochPlan
 from .mapping import emits_per_lane
 from .runtime import Runtime
 from .source import C_TYPES, module_source

@@ -21,9 +21,8 @@ import numpy as np
 from llvmlite import ir
 from portneuron.ir import Kernel
 
-from portneuron.sim.epoch import EpochEvents, EpochPlan, Phase
-
 from ..base import QueueOverflow
+from ..plan import EpochEvents, EpochPlan, Phase
 from .jit import Jit, fill_slots, slot_count
 from .llvm_types import F64_T, I32_T, I64_T, PTR
 from .lower import emits_per_lane, lower_kernel

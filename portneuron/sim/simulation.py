@@ -581,7 +581,8 @@ class Simulation:
         clock[0] = self.t
         clock = np.add.accumulate(clock)  # t += dt/2, twice a step, as the backend does
         if self._events is None or self._events.plan is not program.plan:
-            self._events = epoch.EpochEvents(program.plan, self)
+            nodes = {s: self.mechanisms[s].set.node_index for s in program.plan.receive_sets}
+            self._events = epoch.EpochEvents(program.plan, nodes)
         epoch.collect_events(self, self._events, float(clock[-1]))
         lanes, t, recorded, blowup = program.advance(self.t, nsteps, self._events)
         self.t = float(clock[-1])
