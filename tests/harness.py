@@ -3,6 +3,7 @@ instance per node. The engine does the real binding; this is the minimum to call
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,17 @@ from portneuron.nmodl import builtin_mod_files, compile_file
 from portneuron.nmodl.tables import bounds, grid
 
 EPOCH_MODS = Path(__file__).parent / "mods_epoch"
+
+
+def script_result(script: str, *args: str) -> dict:
+    """`script` run by this Python in the tests folder: the JSON its last stdout line holds
+    (the test fails with the script's stderr if it did not end well)."""
+    run = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True, text=True, cwd=Path(__file__).parent,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def nrnivmodl_folder(folder: Path, files: list[Path]) -> Path:

@@ -13,16 +13,13 @@ step left out they differ (the test can fail).
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("neuron")
 
-from harness import nrnivmodl_folder  # noqa: E402
+from harness import nrnivmodl_folder, script_result  # noqa: E402
 from portneuron.backends import backend_names, backend_status  # noqa: E402
 
 pytestmark = pytest.mark.neuron
@@ -152,12 +149,7 @@ def built(tmp_path_factory):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_longitudinal_diffusion_is_neurons_to_the_bit(built, backend):
-    run = subprocess.run(
-        [sys.executable, "-c", RUN, str(built), backend],
-        capture_output=True, text=True, cwd=Path(__file__).parent,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = script_result(RUN, str(built), backend)
     assert out["range"] > 100.0  # the cell fires
     assert out["nai_spread"] > 0.5  # concentrations differ along the cell
     assert out["direct"] == {"max_dv": 0.0, "max_rel": 0.0}, out

@@ -23,15 +23,13 @@ each in one compartment driven by an IClamp step (tests/neuron_cells.one_compart
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("neuron")
 
-from harness import nrnivmodl_folder  # noqa: E402
+from harness import nrnivmodl_folder, script_result  # noqa: E402
 from portneuron.backends import backend_names, backend_status  # noqa: E402
 
 from portneuron.nmodl import compile_file  # noqa: E402
@@ -96,12 +94,7 @@ def built(tmp_path_factory):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_implicit_solvers_are_neurons_to_the_bit(built, backend):
     folder, mechanisms = built
-    run = subprocess.run(
-        [sys.executable, "-c", RUN, str(folder), json.dumps(mechanisms), backend],
-        capture_output=True, text=True, cwd=Path(__file__).parent,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    results = json.loads(run.stdout.strip().splitlines()[-1])
+    results = script_result(RUN, str(folder), json.dumps(mechanisms), backend)
     assert set(results) == {"kinmix", "kinpow", "cadifpmp", "cabuf", "ssgate"}
     for name, r in results.items():
         assert r["range"] > 1.0, name  # the run moved v

@@ -13,16 +13,13 @@ Every voltage must be NEURON's exactly; with one value per instance instead, the
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("neuron")
 
-from harness import nrnivmodl_folder  # noqa: E402
+from harness import nrnivmodl_folder, script_result  # noqa: E402
 from portneuron.backends import backend_names, backend_status  # noqa: E402
 
 from portneuron.nmodl import compile_file  # noqa: E402
@@ -92,12 +89,7 @@ def test_what_is_shared():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_shared_globals_are_neurons_to_the_bit(built, backend):
-    run = subprocess.run(
-        [sys.executable, "-c", RUN, str(built), backend],
-        capture_output=True, text=True, cwd=Path(__file__).parent,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = script_result(RUN, str(built), backend)
     assert out["range"] > 50.0  # the soma fires
     assert out["calls"] > 2000  # 6 instances, twice a step, 1000 steps
     assert out["max_dv"] == 0.0, out

@@ -73,6 +73,12 @@ def element(name: str) -> tuple[str, int] | None:
     return None
 
 
+def base_name(name: str) -> str:
+    """The variable a value belongs to: `ca` for the element `ca[3]`, else the name."""
+    at = element(name)
+    return at[0] if at is not None else name
+
+
 @dataclass
 class Ion:
     name: str

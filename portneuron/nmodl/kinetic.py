@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from portneuron.ir import BOOL, F64, I32, Assign, Const, Expr, Stmt, Var
 from portneuron.ir import builder as b
 
-from .declarations import Declarations, element, text
+from .declarations import Declarations, base_name, element, text
 from .lower import KernelLowering, index_of, to_bool, to_f64
 from .parse import nmodl_module
 from .sparse import Ordering, elimination_order, emit_solve
@@ -80,12 +80,6 @@ def species(lowering: KernelLowering, expr) -> list[tuple[str, int]]:
             lowering.read(name)  # a declared name, or one clear line
         return [(name, int(float(expr.value.eval())) if expr.value is not None else 1)]
     raise lowering.error(f"cannot read reaction term {text(expr)!r}", None)
-
-
-def _base(name: str) -> str:
-    """The symbol of a state: `ca` for the element `ca[3]`."""
-    at = element(name)
-    return at[0] if at is not None else name
 
 
 def _names(expr) -> list[str]:
@@ -250,7 +244,7 @@ class _Scheme:
             for base in scalars + arrays:
                 if base not in n.volume:
                     continue
-                for state in [s for s in n.states if _base(s) == base]:
+                for state in [s for s in n.states if base_name(s) == base]:
                     row = n.row(state)
                     volume = kb.assign(f"{self.prefix}.volume", self.volume(state))
                     kb.assign(self.rhs[row], b.mul(Var(self.rhs[row], F64), volume))
@@ -277,7 +271,7 @@ class _Scheme:
     def volume(self, state: str) -> Expr:
         """The COMPARTMENT volume of a state (element), evaluated here."""
         at = element(state)
-        index, expression = self.n.volume[_base(state)]
+        index, expression = self.n.volume[base_name(state)]
         return at_index(self.lw, index, at[1] if at is not None else 0, expression)
 
     def value(self, name: str) -> Expr:
@@ -369,7 +363,7 @@ class _Scheme:
         for s, count in reversed(species(lw, node.react)):
             if s not in n.states:
                 raise lw.error(f"CONSERVE names {s!r}, which is not a STATE", s)
-            volume = self.volume(s) if _base(s) in n.volume else None
+            volume = self.volume(s) if base_name(s) in n.volume else None
             coefficient: Expr = Const(float(count), F64)
             amount: Expr = self.value(s)
             if volume is not None:

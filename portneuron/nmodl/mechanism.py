@@ -57,7 +57,7 @@ from portneuron.ir.builder import KernelBuilder
 from portneuron.ir.walk import expressions, statements, subexpressions, written
 
 from . import kinetic, solvers, tables, verbatim, watch
-from .declarations import Declarations, element, initial_of, text
+from .declarations import Declarations, base_name, element, initial_of, text
 from .lower import KernelLowering, to_f64
 from .newton import emit_nonlinear_solve
 from .parse import nmodl_module
@@ -70,12 +70,6 @@ EVENT_STREAMS = {
     "net_event": (("instance", I32), ("t", F64)),
     "net_move": (("instance", I32), ("t", F64)),
 }
-
-
-def _base(name: str) -> str:
-    """The variable of a value: `x` for the element `x[2]`."""
-    at = element(name)
-    return at[0] if at is not None else name
 
 
 def _loads(body: list[Stmt]) -> list[Load]:
@@ -104,7 +98,7 @@ class SharedUse:
     @property
     def needed(self) -> set[str]:
         unsafe = {
-            _base(k) for k, values in self.writes.items() if None in values or len(values) > 1
+            base_name(k) for k, values in self.writes.items() if None in values or len(values) > 1
         }
         return self.exposed & unsafe
 
@@ -114,8 +108,8 @@ class SharedUse:
     def _value(self, e: Expr, env: dict, assigned: frozenset[str]) -> Expr | None:
         """`e` with every local replaced by its value, or None if `e` is not uniform."""
         for x in subexpressions(e):  # reads before an assignment first
-            if isinstance(x, Var) and _base(x.name) in self.names and x.name not in assigned:
-                self.exposed.add(_base(x.name))
+            if isinstance(x, Var) and base_name(x.name) in self.names and x.name not in assigned:
+                self.exposed.add(base_name(x.name))
             elif isinstance(x, Load) and x.array.partition(".")[0] in ("mech", "shared"):
                 if x.array.partition(".")[2] in self.names:
                     self.exposed.add(x.array.partition(".")[2])
@@ -128,7 +122,7 @@ class SharedUse:
             case Var(name=name):
                 if name in env:
                     return env[name]
-                return e if _base(name) not in self.names and self.uniform(name) else None
+                return e if base_name(name) not in self.names and self.uniform(name) else None
             case Unary(op=op, operand=x):
                 x = self._uniform(x, env)
                 return None if x is None else Unary(op, x)
@@ -147,7 +141,7 @@ class SharedUse:
         return None  # a Load, the lane
 
     def _write(self, key: str, value: Expr | None) -> None:
-        if _base(key) in self.names:
+        if base_name(key) in self.names:
             self.writes.setdefault(key, set()).add(value)
 
     def _block(self, body, env: dict, assigned: frozenset[str], uniform: bool):
@@ -240,11 +234,11 @@ class Assembler:
         that writes shared values (Assembler) runs a cell group's instances in turn."""
         kb, d = lw.kb, self.d
         self.use.kernel(body)
-        shared_here = any(_base(n) in self.shared for n in lw.touched) or any(
+        shared_here = any(base_name(n) in self.shared for n in lw.touched) or any(
             load.array.startswith("shared.") for load in _loads(body)
         )
         writes_shared = not table_kernel and (
-            any(_base(n) in self.shared for n in lw.written if n in lw.touched)
+            any(base_name(n) in self.shared for n in lw.written if n in lw.touched)
             or any(a.startswith("shared.") for a in written(tuple(body)))
         )
         sequential = writes_shared and kb.lanes == "instance"
