@@ -240,6 +240,21 @@ BAD_MODS = {
         "NEURON { SUFFIX x }\nASSIGNED { a }\nBREAKPOINT { a = f(1) }\n",
         r"unknown or unsupported function 'f'",
     ),
+    "longitudinal-diffusion-not-a-state": (
+        "NEURON { SUFFIX x }\nSTATE { X }\nASSIGNED { Y }\nBREAKPOINT { SOLVE k METHOD sparse }\n"
+        "KINETIC k {\n  COMPARTMENT 1 {X}\n  LONGITUDINAL_DIFFUSION 1 {Y}\n  ~ X << (0)\n}\n",
+        r"bad\.mod:7:29: Y must be a STATE in a LONGITUDINAL_DIFFUSION statement",
+    ),
+    "longitudinal-diffusion-without-compartment": (
+        "NEURON { SUFFIX x }\nSTATE { X }\nBREAKPOINT { SOLVE k METHOD sparse }\n"
+        "KINETIC k {\n  \n  LONGITUDINAL_DIFFUSION 1 {X}\n  ~ X << (0)\n}\n",
+        r"bad\.mod:6:29: X must be declared in COMPARTMENT",
+    ),
+    "longitudinal-diffusion-in-a-point-process": (
+        "NEURON { POINT_PROCESS x }\nSTATE { X }\nBREAKPOINT { SOLVE k METHOD sparse }\n"
+        "KINETIC k {\n  COMPARTMENT 1 {X}\n  LONGITUDINAL_DIFFUSION 1 {X}\n  ~ X << (0)\n}\n",
+        r"bad\.mod:6:3: LONGITUDINAL_DIFFUSION in a POINT_PROCESS or ARTIFICIAL_CELL",
+    ),
     "shared-global-in-net-receive-initial": (
         "NEURON { POINT_PROCESS x GLOBAL n }\nASSIGNED { n }\nNET_RECEIVE(w) {\n"
         "  INITIAL { n = n + 1 }\n}\n",
