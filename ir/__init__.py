@@ -31,6 +31,7 @@ from .nodes import (
     Unary,
     Var,
     Variable,
+    While,
 )
 from .printer import format_expr, format_kernel, format_mechanism
 from .types import dtype_of
@@ -39,7 +40,7 @@ from .verify import VerifyError, verify_kernel, verify_mechanism
 __all__ = [
     "BOOL", "F64", "I32", "AddTo", "Assign", "Binary", "Call", "Cast", "Const", "Diffusion", "DType",
     "Emit", "Expr", "If", "Ion", "Kernel", "Lane", "Load", "Loop", "Mechanism", "Param",
-    "Select", "Stmt", "Store", "Stream", "Table", "Unary", "Var", "Variable", "VerifyError",
+    "Select", "Stmt", "Store", "Stream", "Table", "Unary", "Var", "Variable", "VerifyError", "While",
     "dtype_of", "format_expr", "format_kernel", "format_mechanism", "run_kernel",
     "verify_kernel", "verify_mechanism",
 ]  # fmt: skip

@@ -37,6 +37,7 @@ from .nodes import (
     Stream,
     Unary,
     Var,
+    While,
 )
 from .types import dtype_of
 
@@ -235,6 +236,14 @@ class KernelBuilder:
         yield Var(var, I32)
         body = tuple(self._blocks.pop())
         self.emit_stmt(Loop(var, as_expr(start), as_expr(stop), body, step, parallel))
+
+    @contextmanager
+    def while_(self, cond: Operand) -> Iterator[None]:
+        """A loop whose body runs while `cond` holds (tested before each iteration)."""
+        self._blocks.append([])
+        yield
+        body = tuple(self._blocks.pop())
+        self.emit_stmt(While(as_expr(cond), body))
 
     @contextmanager
     def capture(self) -> Iterator[list[Stmt]]:

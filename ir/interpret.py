@@ -34,6 +34,7 @@ from .nodes import (
     Store,
     Unary,
     Var,
+    While,
 )
 from .types import NUMPY_DTYPES
 
@@ -216,6 +217,24 @@ def _stmt(s: Stmt):
                     k = k + np.int32(step)
 
             return loop
+        case While(cond=cond, body=body):
+            test, inner = _expr(cond), _block(body)
+
+            def while_(r, mask):
+                active = mask  # None: every lane, while the test is uniform
+                while True:
+                    taken = test(r)
+                    if active is None and np.ndim(taken) == 0:
+                        if not taken:
+                            break
+                        inner(r, None)
+                        continue
+                    active = np.broadcast_to(taken, (r.n,)) & (True if active is None else active)
+                    if not active.any():
+                        break
+                    inner(r, None if mask is None and active.all() else active)
+
+            return while_
         case Emit(stream=stream, values=values):
             fs = [_expr(v) for v in values]
 

@@ -167,6 +167,15 @@ class Loop:
 
 
 @dataclass(frozen=True, slots=True)
+class While:
+    """Sequential loop inside a lane: `body` runs while `cond` holds, tested before each
+    iteration (C's `while`). The body may run zero times, so it defines nothing after it."""
+
+    cond: Expr
+    body: tuple[Stmt, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Emit:
     """Append one record to the kernel's output stream `stream` (e.g. a `net_send`)."""
 
@@ -174,7 +183,7 @@ class Emit:
     values: tuple[Expr, ...]
 
 
-Stmt = Assign | Store | AddTo | If | Loop | Emit
+Stmt = Assign | Store | AddTo | If | Loop | While | Emit
 
 
 # ---------------------------------------------------------------- kernels

@@ -22,6 +22,7 @@ from .nodes import (
     Store,
     Unary,
     Var,
+    While,
 )
 
 _INFIX = {
@@ -85,6 +86,10 @@ def format_block(body: tuple[Stmt, ...], indent: str) -> list[str]:
                 step_text = "" if step == 1 else f", {step}"
                 kind = "parallel for" if par else "for"
                 lines.append(f"{indent}{kind} {var} in range({bounds}{step_text}) {{")
+                lines += format_block(inner, indent + "  ")
+                lines.append(f"{indent}}}")
+            case While(cond=cond, body=inner):
+                lines.append(f"{indent}while {format_expr(cond)} {{")
                 lines += format_block(inner, indent + "  ")
                 lines.append(f"{indent}}}")
             case Emit(stream=stream, values=values):

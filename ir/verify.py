@@ -37,6 +37,7 @@ from .nodes import (
     Store,
     Unary,
     Var,
+    While,
 )
 
 
@@ -189,6 +190,11 @@ class _Verifier:
                 if previous != I32:
                     self.fail(f"loop variable {var!r} was a {previous.value} local")
                 self.block(body, defined | {var}, loops | {var})
+                return defined  # the body may run zero times
+            case While(cond=cond, body=body):
+                if self.expr(cond, defined) != BOOL:
+                    self.fail("while condition is not bool")
+                self.block(body, defined, loops)
                 return defined  # the body may run zero times
             case Emit(stream=name, values=values):
                 stream = self.streams.get(name)

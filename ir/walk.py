@@ -23,6 +23,7 @@ from .nodes import (
     Store,
     Unary,
     Var,
+    While,
 )
 
 
@@ -34,7 +35,7 @@ def statements(body: tuple[Stmt, ...]) -> Iterator[Stmt]:
             case If(then=then, otherwise=otherwise):
                 yield from statements(then)
                 yield from statements(otherwise)
-            case Loop(body=inner):
+            case Loop(body=inner) | While(body=inner):
                 yield from statements(inner)
             case Assign() | Store() | AddTo() | Emit():
                 pass
@@ -74,6 +75,8 @@ def own_expressions(s: Stmt) -> tuple[Expr, ...]:
             return (cond,)
         case Loop(start=start, stop=stop):
             return (start, stop)
+        case While(cond=cond):
+            return (cond,)
         case Emit(values=values):
             return values
     raise TypeError(f"not an IR statement: {s!r}")
@@ -105,7 +108,7 @@ def emits_per_lane(kernel: Kernel) -> dict[str, int | None]:
                 case If(then=then, otherwise=otherwise):
                     block(then, in_loop)
                     block(otherwise, in_loop)
-                case Loop(body=inner):
+                case Loop(body=inner) | While(body=inner):
                     block(inner, True)
                 case Assign() | Store() | AddTo():
                     pass

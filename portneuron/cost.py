@@ -15,7 +15,7 @@ import time
 from functools import cache
 
 from portneuron.ir import Kernel, Mechanism
-from portneuron.ir.nodes import AddTo, Call, Const, Expr, If, Loop, Stmt, Store
+from portneuron.ir.nodes import AddTo, Call, Const, Expr, If, Loop, Stmt, Store, While
 from portneuron.ir.walk import own_expressions, subexpressions
 
 #: Calls, in additions: the transcendental functions of the C library cost tens of them.
@@ -49,6 +49,8 @@ def body_ops(body: tuple[Stmt, ...]) -> float:
             if isinstance(s.start, Const) and isinstance(s.stop, Const):
                 trips = max(0, -(-(int(s.stop.value) - int(s.start.value)) // s.step))
             total += trips * body_ops(s.body)
+        elif isinstance(s, While):  # its trips are known only when it runs: counted once
+            total += body_ops(s.body)
     return total
 
 

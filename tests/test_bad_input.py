@@ -266,6 +266,11 @@ BAD_MODS = {
         "  net_send(1, 1)\n}\nNET_RECEIVE(w) { }\n",
         r"bad\.mod:5:3: a block that sends events \(net_send\) assigns a GLOBAL",
     ),
+    "function-table-where-the-simulation-runs": (
+        "NEURON { SUFFIX x }\nASSIGNED { a }\nFUNCTION_TABLE tau(v)\nBREAKPOINT { a = tau(v) }\n",
+        r"bad\.mod:4:18: FUNCTION_TABLE tau is called where the simulation runs: its values are "
+        r"given from hoc \(table_tau\)",
+    ),
     "scopmath-random": (
         "NEURON { SUFFIX x }\nASSIGNED { a }\nBREAKPOINT { a = normrand(0, 1) }\n",
         r"bad\.mod:3:18: normrand draws from NEURON's one process-wide generator",

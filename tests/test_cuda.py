@@ -120,9 +120,12 @@ def every_construct() -> Kernel:
             kb.assign("band", 1)
         with kb.else_():
             kb.assign("band", 2)
+    steps = kb.assign("steps", 0)
+    with kb.while_(b.lt(b.cast(F64, steps), b.mul(b.call("fabs", v), 2.0))):  # trips per lane
+        kb.assign("steps", b.add(steps, 1))
     ints = [b.min_(k, m), b.max_(k, m), b.neg(k), b.cast(I32, flag[me]),
             b.cast(I32, b.mul(v, 3.7)), b.max_(k, -(2**31)), b.sub(b.mul(k, 3), b.add(k, m)),
-            b.cast(I32, b.select(on, 1.0, 0.0)), Var("band", I32)]  # fmt: skip
+            b.cast(I32, b.select(on, 1.0, 0.0)), Var("band", I32), steps]  # fmt: skip
     for j, value in enumerate(ints):
         kb.store("out.i", b.add(b.mul(me, len(ints)), j), value)
     total = kb.assign("slot", 0.0)
@@ -146,7 +149,7 @@ def every_construct() -> Kernel:
 
 
 def every_construct_args(rng: np.random.Generator, lanes: int = 16) -> dict:
-    nf, ni = 31, 9
+    nf, ni = 31, 10
     return {
         "in.x": rng.uniform(-2.5, 2.5, lanes), "in.n": rng.integers(0, 6, lanes, dtype=np.int32),
         "in.flag": rng.random(lanes) < 0.5, "out.fn": np.zeros(lanes * nf),

@@ -368,7 +368,9 @@ def test_fixture_mechanisms_under_the_corpus_protocols(compiled_mods, backend):
     helpers only hoc reaches (caread: the ion-read and c-library idioms), and a current
     through a spine neck from a LINEAR block SOLVEd in a PROCEDURE that BREAKPOINT calls,
     with an EXTERNAL only hoc reads (spinelin), and a GHK calcium current through NEURON's
-    nrn_ghk (ghkca). v and the clamps' currents at every step,
+    nrn_ghk (ghkca), and a K gate from a series a WHILE loop sums until its terms are
+    negligible, a number of terms that depends on v (whilegate). v and the clamps' currents
+    at every step,
     and every state at the end, are NEURON's bits."""
 
     from test_corpus import RUN
@@ -385,7 +387,8 @@ def test_fixture_mechanisms_under_the_corpus_protocols(compiled_mods, backend):
                   ("CtorSyn", "point_process", True, ["g"], [], []),
                   ("caread", "density", False, [], [("ca", "cai")], []),
                   ("spinelin", "density", False, ["i", "vsp"], [], []),
-                  ("ghkca", "density", False, ["m"], [], [])]  # fmt: skip
+                  ("ghkca", "density", False, ["m"], [], []),
+                  ("whilegate", "density", False, ["n"], [], [])]  # fmt: skip
     stdout = in_neuron(RUN, str(compiled_mods), json.dumps(mechanisms), backend, "{}")
     results = last_json(stdout)
     expected = {f"{m[0]}/{p}" for m in mechanisms for p in ("step", "clamp")}

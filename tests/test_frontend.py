@@ -59,7 +59,7 @@ HEADER = "NEURON { SUFFIX x RANGE a }\nASSIGNED { a }\n"
 @pytest.mark.parametrize(
     "body, line, word",
     [
-        ("BREAKPOINT {\n  WHILE (a < 3) { a = a + 1 }\n}\n", 4, "WHILE"),
+        ("BREAKPOINT {\n  LAG a BY a\n}\n", 4, "LAG statements"),
         ("BREAKPOINT {\n  a = b\n}\n", 4, "undeclared variable 'b'"),
         ("BREAKPOINT {\n  a = foo(1)\n}\n", 4, "foo"),
         ("VERBATIM\n#define a 3\nENDVERBATIM\n", 3, "VERBATIM #defines 'a', a name the NMODL"),
@@ -79,6 +79,19 @@ def test_unsupported_constructs_are_named_with_file_and_line(body, line, word):
     assert ERROR_LINE.match(message), message
     assert message.startswith(f"bad.mod:{line}"), message
     assert word in message
+
+
+def test_a_function_table_only_hoc_calls_compiles():
+    """FUNCTION_TABLE values come from hoc (table_<name>), which NEURON does not hand over:
+    a FUNCTION that only hoc calls may use one (the simulation never does); the mechanism
+    compiles and has no data for it (nocmodl keeps it in one static). Called where the
+    simulation runs it is one line (test_bad_input)."""
+    m = compile_source(
+        HEADER + "FUNCTION_TABLE tau(v, x)\nFUNCTION use_tau(v, x) {\n  use_tau = tau(v, x)\n}\n"
+        "BREAKPOINT { a = 2 }\n",
+        "ft.mod",
+    )
+    assert [v.name for v in m.variables] == ["a"]
 
 
 def test_syntax_error_has_line_and_column():

@@ -89,6 +89,43 @@ def test_masked_if_loop_addto_and_emit():
     assert "for k in range(0, i32(-v))" in format_kernel(k)
 
 
+def test_while_loops_test_before_each_iteration_lane_by_lane():
+    """C's while: per-lane trip counts (zero for some lanes), a condition that reads what
+    the body wrote, and a loop that ends the same way in every lane (uniform). The body
+    defines nothing after the loop."""
+    kb = KernelBuilder("k", "instance")
+    x = kb.array("x")
+    kb.array("n", I32, "instance")
+    v = kb.assign("v", x[kb.lane])
+    k = kb.assign("k", 0)
+    with kb.while_(b.lt(v, 10.0)):  # halves toward zero below, so it doubles up to 10
+        kb.assign("v", b.mul(v, 2.0))
+        kb.assign("k", b.add(k, 1))
+    u = kb.assign("u", 0)
+    with kb.while_(b.lt(u, 3)):
+        kb.assign("u", b.add(u, 1))
+    kb.store("x", kb.lane, v)
+    kb.store("n", kb.lane, b.add(k, u))
+    kernel = verify_kernel(kb.build())
+    xs, ns = np.array([1.0, 12.0, 3.0, 9.99, 0.5]), np.zeros(5, np.int32)
+    run_kernel(kernel, {"x": xs, "n": ns}, 5)
+    np.testing.assert_array_equal(xs, [16.0, 12.0, 12.0, 19.98, 16.0])
+    np.testing.assert_array_equal(ns, np.array([4, 0, 2, 1, 5]) + 3)
+    assert "while v < 10.0 {" in format_kernel(kernel)
+    kb = KernelBuilder("k", "instance")
+    x = kb.array("x")
+    with kb.while_(b.gt(x[kb.lane], 0.0)):
+        kb.assign("y", 1.0)
+    kb.store("x", kb.lane, Var("y", F64))
+    with pytest.raises(VerifyError, match="'y' is used before"):
+        verify_kernel(kb.build())
+    kb = KernelBuilder("k", "instance")
+    with kb.while_(1.0):
+        pass
+    with pytest.raises(VerifyError, match="while condition is not bool"):
+        verify_kernel(kb.build())
+
+
 def hines_kernel() -> Kernel:
     """The Hines solve over one lane per cell, nodes of cell c in [first[c], first[c+1]),
     parents before children: triangularise from the leaves, then back-substitute."""

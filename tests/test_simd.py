@@ -135,3 +135,32 @@ def test_consecutive_indices_take_the_vector_path_with_the_same_bits(runs, seed)
         "total": np.zeros(1),
     }
     assert_same_bits(k, args, lanes)
+
+
+@settings(max_examples=20, deadline=None)
+@given(lanes=st.integers(1, 29), seed=st.integers(0, 2**31 - 1))
+def test_while_loops_run_lane_by_lane_with_the_same_bits(lanes, seed):
+    """A while loop leaves each lane at its own iteration: such a kernel runs its lanes
+    one by one (no vectors), each through the loop as the interpreter does."""
+    from portneuron.backends.llvm import simd
+
+    kb = KernelBuilder("series", "instance", "exp(x) summed until its terms are negligible")
+    x = kb.array("x", F64, "instance")[kb.lane]
+    kb.array("out", F64, "instance")
+    term, total, k = kb.assign("term", 1.0), kb.assign("total", 1.0), kb.assign("k", 0)
+    with kb.while_(b.gt(b.call("fabs", term), b.mul(1e-16, b.call("fabs", total)))):
+        kb.assign("k", b.add(k, 1))
+        kb.assign("term", b.div(b.mul(term, x), b.cast(F64, k)))
+        kb.assign("total", b.add(total, term))
+    kb.store("out", kb.lane, total)
+    k = verify_kernel(kb.build())
+    assert simd.lane_analysis(k) is None
+    rng = np.random.default_rng(seed)
+    args = {"x": rng.uniform(-20, 20, lanes), "out": np.zeros(lanes)}
+    results = []
+    for name in ("numpy", "llvm"):
+        backend = load_backend(name)
+        copy = {key: value.copy() for key, value in args.items()}
+        backend.run(backend.compile(k), copy, lanes)
+        results.append(copy["out"])
+    np.testing.assert_array_equal(results[1], results[0])

@@ -13,7 +13,8 @@ A kernel is split that way when
 - nothing outside them writes memory or emits (every thread of the lane runs the code
   outside the parallel loops, redundantly: the uniform part of the lane, such as a block's
   base and row count, and the sequential loops around the parallel ones);
-- their loop variables are not read outside them.
+- their loop variables are not read outside them;
+- it has no while loop.
 
 Each thread runs the lane's statements with each outermost parallel loop reduced to its
 own iteration, followed by a barrier of the lane's `w` threads, so that what one
@@ -47,6 +48,7 @@ from portneuron.ir import (
     Stmt,
     Store,
     Var,
+    While,
     walk,
 )
 from portneuron.ir.walk import own_expressions, subexpressions, written
@@ -107,6 +109,8 @@ def lane_private_arrays(kernel: Kernel) -> set[str]:
                 case Loop(var=var, body=inner):
                     assigned[var] = assigned.get(var, 0) + 2  # never the lane's own
                     count(inner)
+                case While(body=inner):
+                    count(inner)
 
     count(kernel.body)
     own: set[str] = set()
@@ -123,7 +127,7 @@ def lane_private_arrays(kernel: Kernel) -> set[str]:
                 case If(then=then, otherwise=otherwise):
                     block(then)
                     block(otherwise)
-                case Loop(body=inner):
+                case Loop(body=inner) | While(body=inner):
                     block(inner)
 
     block(kernel.body)
@@ -154,7 +158,7 @@ def outer_parallel_loops(body: tuple[Stmt, ...]) -> list[Loop]:
         match s:
             case Loop(parallel=True):
                 out.append(s)
-            case Loop(body=inner):
+            case Loop(body=inner) | While(body=inner):
                 out.extend(outer_parallel_loops(inner))
             case If(then=then, otherwise=otherwise):
                 out.extend(outer_parallel_loops(then) + outer_parallel_loops(otherwise))
@@ -167,7 +171,7 @@ def _outside(body: tuple[Stmt, ...]):
         match s:
             case Loop(parallel=True):
                 continue
-            case Loop(body=inner):
+            case Loop(body=inner) | While(body=inner):
                 yield s
                 yield from _outside(inner)
             case If(then=then, otherwise=otherwise):
@@ -195,6 +199,8 @@ def thread_mapping(kernel: Kernel) -> ThreadMapping:
         return ThreadMapping()
     if not 2 <= width <= MAX_THREADS_PER_LANE:
         return ThreadMapping(reason=f"the parallel loops have {width} iterations")
+    if any(isinstance(s, While) for s in walk.statements(kernel.body)):
+        return ThreadMapping(reason="a while loop: its iterations depend on each other")
     outside = list(_outside(kernel.body))
     if any(isinstance(s, (Store, AddTo, Emit)) for s in outside):
         return ThreadMapping(reason="a statement outside the parallel loops writes memory")

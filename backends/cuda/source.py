@@ -72,6 +72,7 @@ from portneuron.ir import (
     Store,
     Unary,
     Var,
+    While,
     dtype_of,
     verify_kernel,
 )
@@ -313,6 +314,10 @@ class _Kernel:
                 self.split_loop(s, loops)
             case Loop():
                 self.loop(s, loops)
+            case While(cond=cond, body=body):
+                self.emit_line(f"while ({self.top(cond)}) {{")
+                self.nested(body, loops)
+                self.emit_line("}")
             case Emit():
                 self.emit(s)
             case _:
@@ -394,6 +399,8 @@ class _Kernel:
                     case Loop(var=var, body=inner):
                         assigned.add(var)
                         collect(inner)
+                    case While(body=inner):
+                        collect(inner)
 
         collect(loop.body)
         for x in subexpressions(e):
@@ -472,7 +479,7 @@ def live_variables(body: tuple[Stmt, ...]) -> set[str]:
                 case If(then=then, otherwise=otherwise):
                     collect(then)
                     collect(otherwise)
-                case Loop(body=inner):
+                case Loop(body=inner) | While(body=inner):
                     collect(inner)
 
     collect(body)

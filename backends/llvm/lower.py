@@ -40,6 +40,7 @@ from portneuron.ir import (
     Store,
     Unary,
     Var,
+    While,
     dtype_of,
     walk,
 )
@@ -233,6 +234,17 @@ class _Lowering:
                     step,
                     var,
                 )
+            case While(cond=cond, body=body):
+                head = self.fn.append_basic_block("while.head")
+                inner = self.fn.append_basic_block("while.body")
+                done = self.fn.append_basic_block("while.done")
+                b.branch(head)
+                b.position_at_end(head)
+                b.cbranch(self.expr(cond), inner, done)
+                b.position_at_end(inner)
+                self.block(body)
+                b.branch(head)
+                b.position_at_end(done)
             case Emit(stream=stream, values=values):
                 fields, count, types = self.streams[stream]
                 n = b.load(count, typ=I64_T)

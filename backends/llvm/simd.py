@@ -50,6 +50,7 @@ from portneuron.ir import (
     Store,
     Unary,
     Var,
+    While,
     dtype_of,
 )
 from portneuron.ir.walk import expressions, statements, written
@@ -187,6 +188,8 @@ class _Analysis:
                         raise NotVectorisable(f"the bounds of loop {var} vary")
                     self.assign(var, UNIFORM, I32, scope, False)
                     self.block(inner, scope, masked)
+                case While():  # each element would leave the loop at its own time
+                    raise NotVectorisable("while")
                 case Emit():
                     raise NotVectorisable("emit")
 
@@ -367,6 +370,9 @@ def independent_lanes(kernel: Kernel) -> bool:
                     block(then, False), block(otherwise, False)
                 case Loop(start=start, stop=stop, body=inner):
                     expr(start), expr(stop)
+                    block(inner, False)
+                case While(cond=cond, body=inner):
+                    expr(cond)
                     block(inner, False)
                 case Emit():
                     raise NotVectorisable("emit")

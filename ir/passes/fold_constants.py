@@ -34,6 +34,7 @@ from ..nodes import (
     Store,
     Unary,
     Var,
+    While,
 )
 from ..types import NUMPY_DTYPES, dtype_of
 
@@ -114,6 +115,8 @@ def fold_block(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
                         s, start=fold_expr(start), stop=fold_expr(stop), body=fold_block(inner)
                     )
                 )
+            case While(cond=cond, body=inner):
+                out.append(While(fold_expr(cond), fold_block(inner)))
             case Emit(values=values):
                 out.append(dataclasses.replace(s, values=tuple(fold_expr(v) for v in values)))
             case _:  # dropping it would change what the kernel does

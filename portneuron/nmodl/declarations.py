@@ -145,6 +145,9 @@ class Declarations:
     constructor: bool = False
     #: EXTERNAL names: other mechanisms' GLOBALs (or hoc's), no data of this mechanism.
     externals: set[str] = field(default_factory=set)
+    #: FUNCTION_TABLE names: functions whose values hoc gives (table_<name>), which only
+    #: hoc-called FUNCTIONs and PROCEDUREs may call.
+    function_tables: set[str] = field(default_factory=set)
     #: BEFORE and AFTER blocks by kernel name (before_initial, after_solve, ...), in order.
     ba_blocks: dict[str, list] = field(default_factory=dict)
     initial: object | None = None
@@ -248,7 +251,6 @@ class Declarations:
 
 
 _UNSUPPORTED_BLOCKS = {
-    "FunctionTableBlock": ("FUNCTION_TABLE", "FUNCTION_TABLE is not supported"),
     "DiscreteBlock": ("DISCRETE", "DISCRETE blocks are not supported"),
 }
 
@@ -420,6 +422,8 @@ def collect(program, source_map: SourceMap) -> Declarations:
             d.procedures[block.get_node_name()] = block
         elif kind == "FunctionBlock":
             d.functions[block.get_node_name()] = block
+        elif kind == "FunctionTableBlock":
+            d.function_tables.add(block.get_node_name())
         elif kind == "DerivativeBlock":
             d.derivatives[block.get_node_name()] = block
         elif kind == "KineticBlock":

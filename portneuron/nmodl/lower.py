@@ -73,7 +73,6 @@ _NOT_HERE = {
     "ReactionStatement": "a reaction (~) outside a KINETIC block",
     "Conserve": "CONSERVE outside a KINETIC block",
     "Compartment": "COMPARTMENT outside a KINETIC block",
-    "WhileStatement": "WHILE loops",
     "Verbatim": "VERBATIM C code",
     "LagStatement": "LAG statements",
     "ForNetcon": "FOR_NETCONS outside NET_RECEIVE",
@@ -356,6 +355,8 @@ class KernelLowering:
             self.block(s)
         elif kind == "FromStatement":
             self.from_statement(s)
+        elif kind == "WhileStatement":
+            self.while_statement(s)
         elif kind == "Verbatim":
             code = s.statement.eval()
             if not verbatim.squash(code) or verbatim.prints_only(code):
@@ -488,6 +489,13 @@ class KernelLowering:
                     self._if_chain(rest, otherwise)
                 else:
                     self.block(otherwise)
+
+    def while_statement(self, s) -> None:
+        """WHILE (cond) { }: C's while, as nocmodl writes it; the condition is tested
+        before each iteration. A condition that never turns false loops for ever, as in
+        NEURON."""
+        with self.kb.while_(to_bool(self.expr(s.condition))):
+            self.block(s.statement_block)
 
     def from_statement(self, s) -> None:
         """FROM i = a TO b { }: i runs from a to b inclusive as a C int, the bounds computed
@@ -701,6 +709,14 @@ class KernelLowering:
         if name in ("net_send", "net_event", "net_move"):
             raise self.error(
                 f"{name} can only be called in NET_RECEIVE or INITIAL of a point process", name
+            )
+        if name in self.d.function_tables:
+            raise self.error(
+                f"FUNCTION_TABLE {name} is called where the simulation runs: its values are "
+                f"given from hoc (table_{name}), which NEURON does not hand over and "
+                f"portneuron cannot read; only FUNCTIONs and PROCEDUREs that hoc calls may "
+                f"use it. Tabulate it in NMODL (a FUNCTION, or TABLE) instead",
+                name,
             )
         if name in _SCOP_RANDOM:
             raise self.error(

@@ -50,6 +50,7 @@ from portneuron.ir import (
     Unary,
     Var,
     Variable,
+    While,
 )
 from portneuron.ir import Ion as IrIon
 from portneuron.ir import builder as b
@@ -177,6 +178,11 @@ class SharedUse:
                     changed = {x.name for x in statements(inner_body) if isinstance(x, Assign)}
                     env = {**env, **{k: None for k in changed | {var}}}
                     self._block(inner_body, env, assigned | {var}, inner)
+                case While(cond=cond, body=inner_body):
+                    changed = {x.name for x in statements(inner_body) if isinstance(x, Assign)}
+                    env = {**env, **{k: None for k in changed}}
+                    inner = uniform and self._value(cond, env, assigned) is not None
+                    self._block(inner_body, env, assigned, inner)
                 case Emit(values=values):
                     for x in values:
                         self._value(x, env, assigned)
