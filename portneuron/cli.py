@@ -123,6 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sim.finitialize(args.voltage)
         setup_s = time.perf_counter() - start
         start = time.perf_counter()
+        exchange_s = -sim.exchange_s  # the time in the spike exchange from here on
         run.sim = sim
         rebalance: dict = {}
         if ranks.size > 1 and args.rebalance is not None:
@@ -130,6 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 placed = rebalanced(args, library, sim, ranks)
             if placed is not None:  # placed again by measured speed: start again from 0
                 ranks, rebalance = placed
+                exchange_s += sim.exchange_s
                 _RUN_RANKS[0] = ranks
                 with progress.phase(what + " again", unit="cells") as up:
                     model = build_model(args, library, up, ranks)
@@ -139,6 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with progress.phase("simulating", total=args.tstop, unit="ms") as up:
             result = sim.run(args.tstop, initialize=False, progress=up)
         simulate_s = time.perf_counter() - start
+        exchange_s += sim.exchange_s
         parts = ranks.gather(result.spikes)  # rank 0 writes every rank's spikes
         if parts is not None:
             result.spikes = sorted(spike for part in parts for spike in part)
@@ -148,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.clear()
         print(f"portneuron: {stop.name}: {run.where()}", file=sys.stderr)
         return 128 + stop.signum
-    summary = run_summary(model, backend, sim, result, setup_s, simulate_s, ranks)
+    summary = run_summary(model, backend, sim, result, (setup_s, simulate_s, exchange_s), ranks)
     summary.update(rebalance)
     if ranks.rank != 0:
         return 0
@@ -412,11 +415,13 @@ def check_min_delay(model, dt: float, progress) -> None:
         )
 
 
-def run_summary(model, backend, sim, result, setup_s: float, simulate_s: float, ranks) -> dict:
+def run_summary(model, backend, sim, result, times: tuple[float, float, float], ranks) -> dict:
     """The run's figures, every rank's summed (compartments, cells) on rank 0; the times
-    and the peak RSS are rank 0's."""
+    (setup, simulate, and of that the time in the spike exchange) and the peak RSS are
+    rank 0's."""
     import resource
 
+    setup_s, simulate_s, exchange_s = times
     compartments = int(ranks.sum(model.compartments))
     compartment_steps = compartments * max(result.steps, 1)
     return {
@@ -433,7 +438,7 @@ def run_summary(model, backend, sim, result, setup_s: float, simulate_s: float, 
         "threads": sim.threads_used,
         "jit_s": round(backend.jit_seconds(), 6) if hasattr(backend, "jit_seconds") else 0.0,
         "loop": "stepwise: " + sim.stepwise_reason if sim.stepwise_reason else "compiled epochs",
-        **measured_load(sim, simulate_s, ranks),
+        **measured_load(simulate_s - exchange_s, ranks),
         **backends_used(model, backend, ranks),
     }
 
@@ -454,14 +459,14 @@ def backends_used(model, backend, ranks) -> dict:
     }
 
 
-def measured_load(sim, simulate_s: float, ranks) -> dict:
+def measured_load(work_s: float, ranks) -> dict:
     """With several ranks, each one's own work (its simulate time less its time in the
-    spike exchange) and the imbalance: the largest over the mean, less 1."""
+    spike exchange meanwhile) and the imbalance: the largest over the mean, less 1."""
     if ranks.size == 1:
         return {}
     from .scheduler import imbalance
 
-    busy = ranks.gather(simulate_s - sim.exchange_s)
+    busy = ranks.gather(work_s)
     if busy is None:
         return {}
     return {"rank_busy_s": [round(b, 6) for b in busy], "imbalance": round(imbalance(busy), 4)}
@@ -551,12 +556,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the scheduler's placement of the model on N ranks (longest-first "
         "bin packing: the ringtest's cells in blocks of one shape, by the operations a step "
         "of them runs, counted from the IR; a dataset's groups by the "
-        "size of their files): each rank's share and the predicted imbalance, next to a split "
-        "by count. A run's --json summary on several ranks gives the measured load "
-        "(rank_busy_s, imbalance).",
+        "size of their files; over ranks of different backends by each one's measured "
+        "speed): each rank's device, share and predicted load, and the predicted imbalance "
+        "next to a split by count. With --measured, a run's measured load (its --json "
+        "summary's rank_busy_s) and imbalance beside them.",
     )
     model_options(p)
     p.add_argument("-n", "--ranks", type=int, required=True, help="number of ranks")
+    p.add_argument(
+        "--backend",
+        default=None,
+        help="each rank's backend, as for run (a list: rank r drives the r-th modulo its "
+        "length; their speeds are measured here, as a run measures them)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="threads a rank, as for run")
+    p.add_argument(
+        "--measured",
+        metavar="SUMMARY",
+        default=None,
+        help="a run's --json summary (on as many ranks): its measured load beside the plan's",
+    )
     p.add_argument("--json", action="store_true", help="print the plan as one JSON object")
     p.set_defaults(func=cmd_plan)
 
@@ -591,7 +610,9 @@ def model_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    """The placement a run on `args.ranks` ranks would use, and its predicted balance."""
+    """The placement a run on `args.ranks` ranks would use: each rank's device, its share of
+    the model and its predicted load, and the predicted balance; with --measured, a run's
+    measured load beside it."""
     import numpy as np
 
     from . import scheduler
@@ -599,37 +620,112 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     if args.ranks < 1:
         raise PortneuronError(f"-n {args.ranks}: give at least 1 rank")
+    if args.threads is not None and args.threads < 1:
+        raise PortneuronError(f"--threads must be >= 1, not {args.threads}")
     if args.datpath is None:
         check_ringtest_options(args)
+    measured = read_measured(Path(args.measured), args.ranks) if args.measured else None
+    devices, speeds = plan_devices(args)
     what, unit = ("groups", "bytes") if args.datpath is not None else ("cells", "operations")
     costs, placement_of = placed_items(args, MechanismLibrary())
-    rank = placement_of(args.ranks, None)
-    loads = scheduler.loads(costs, rank, args.ranks)
+    rank = placement_of(args.ranks, speeds)
+    rates = np.ones(args.ranks) if speeds is None else np.asarray(speeds)
+    finish = scheduler.loads(costs, rank, args.ranks) / rates
     by_count = np.arange(len(costs)) * args.ranks // max(len(costs), 1)  # equal blocks
-    count_loads = scheduler.loads(costs, by_count, args.ranks)
+    count_finish = scheduler.loads(costs, by_count, args.ranks) / rates
+    loads = scheduler.loads(costs, rank, args.ranks)
     plan = {
         "ranks": args.ranks,
+        "devices": devices,
         what: [int(n) for n in np.bincount(rank, minlength=args.ranks)],
         "cost": [float(x) for x in loads],
         "unit": unit,
-        "imbalance": round(scheduler.imbalance(loads), 4),
-        "imbalance_by_count": round(scheduler.imbalance(count_loads), 4),
+        "predicted_share": [round(float(x), 4) for x in finish / (finish.sum() or 1.0)],
+        "imbalance": round(scheduler.imbalance(finish), 4),
+        "imbalance_by_count": round(scheduler.imbalance(count_finish), 4),
     }
+    if speeds is not None:
+        plan["speeds"] = [float(f"{x:.4g}") for x in speeds]
+    if measured is not None:
+        plan["measured_busy_s"] = measured
+        plan["measured_imbalance"] = round(scheduler.imbalance(measured), 4)
     if args.json:
         print(json.dumps(plan))
         return 0
     blocks = " (blocks of 8 cells of one shape)" if args.datpath is None else ""
-    print(f"{len(costs)} {what} on {args.ranks} ranks, longest first by {unit}{blocks}:")
-    print(f"{'rank':>6} {what:>8} {unit:>14} {'share':>7}")
-    total = loads.sum() or 1.0
+    by = f"{unit} over each rank's measured speed" if speeds is not None else unit
+    print(f"{len(costs)} {what} on {args.ranks} ranks, longest first by {by}{blocks}:")
+    width = max(len("device"), *(len(d) for d in devices))
+    header = f"{'rank':>6}  {'device':<{width}} {what:>8} {unit:>14} {'predicted':>10}"
+    print(header + (f" {'measured':>10} {'busy s':>9}" if measured is not None else ""))
+    busy_total = sum(measured) if measured is not None else 0.0
     for r in range(args.ranks):
-        n = plan[what][r]
-        print(f"{r:>6} {n:>8} {loads[r]:>14.0f} {100 * loads[r] / total:>6.1f}%")
+        line = (
+            f"{r:>6}  {devices[r]:<{width}} {plan[what][r]:>8} {loads[r]:>14.0f} "
+            f"{100 * plan['predicted_share'][r]:>9.1f}%"
+        )
+        if measured is not None:
+            line += f" {100 * measured[r] / (busy_total or 1.0):>9.1f}% {measured[r]:>9.3f}"
+        print(line)
     print(
         f"predicted imbalance (largest over mean, less 1): {100 * plan['imbalance']:.1f} %; "
         f"split by count: {100 * plan['imbalance_by_count']:.1f} %"
     )
+    if measured is not None:
+        print(f"measured imbalance ({args.measured}): {100 * plan['measured_imbalance']:.1f} %")
     return 0
+
+
+def plan_devices(args: argparse.Namespace) -> tuple[list[str], tuple[float, ...] | None]:
+    """Each rank's device (its backend, on --threads threads or every core), and, where
+    ranks drive different backends, each one's speed measured here as a run measures it."""
+    from .backends import backend_names, best_backend, load_backend
+
+    names = (args.backend or best_backend()).split(",")
+    for name in names:
+        if name not in backend_names():
+            known = ", ".join(backend_names())
+            raise PortneuronError(f"unknown backend {name!r}; registered backends: {known}")
+    if len(names) > args.ranks:
+        raise PortneuronError(
+            f"--backend {args.backend}: {len(names)} backends, one a rank, for {args.ranks} "
+            f"rank(s); give -n {len(names)} or more"
+        )
+    threads = (
+        f"{args.threads} thread{'s' if args.threads != 1 else ''}"
+        if args.threads
+        else ("every core")
+    )
+    per_rank = [names[r % len(names)] for r in range(args.ranks)]
+    devices = [f"{n} ({threads})" if n != "numpy" else n for n in per_rank]
+    if len(set(names)) == 1:
+        return devices, None
+    from .cost import throughput
+
+    speed = {n: throughput(load_backend(n), args.threads) for n in sorted(set(names))}
+    return devices, tuple(speed[n] for n in per_rank)
+
+
+def read_measured(path: Path, ranks: int) -> list[float]:
+    """Each rank's busy seconds from a run's --json summary (rank_busy_s)."""
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not a JSON object"
+        raise PortneuronError(
+            f"{path}: {reason}; give --measured the file `portneuron run --json` printed"
+        ) from None
+    busy = summary.get("rank_busy_s") if isinstance(summary, dict) else None
+    if busy is None:
+        raise PortneuronError(
+            f"{path}: no rank_busy_s (a run's --json summary has it when the run had several "
+            f"ranks); run under mpiexec -n {ranks} with --json"
+        )
+    if len(busy) != ranks:
+        raise PortneuronError(
+            f"{path}: the run had {len(busy)} ranks, the plan -n {ranks}; give -n {len(busy)}"
+        )
+    return [float(b) for b in busy]
 
 
 DESCRIPTION = """\

@@ -5,6 +5,8 @@ and the scheduler's placement."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import json
 import shutil
@@ -65,6 +67,24 @@ def test_ringtest_out_dat_is_the_same_on_any_number_of_ranks(tmp_path):
         assert (outdir / "out.dat").read_bytes() == expected, (ranks, options)
         summary = [line for line in run.stdout.splitlines() if line.startswith("{")]
         assert len(summary) == 1 and f'"ranks": {ranks}' in summary[0]  # rank 0 reports
+        if ranks == 2 and options == ("--threads", "1"):
+            check_plan_beside_the_run(tmp_path / "summary.json", summary[0])
+
+
+def check_plan_beside_the_run(path: Path, summary: str) -> None:
+    """`portneuron plan --measured` puts a run's measured load (its --json summary's
+    rank_busy_s) beside the plan's prediction, each rank's device named."""
+    from portneuron.cli import main
+
+    path.write_text(summary)
+    busy = json.loads(summary)["rank_busy_s"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["plan", "-n", "2", "--threads", "1", "--measured", str(path), "--json"]) == 0
+    plan = json.loads(out.getvalue())
+    assert plan["devices"] == ["llvm (1 thread)"] * 2 and plan["measured_busy_s"] == busy
+    assert plan["measured_imbalance"] == round(max(busy) / (sum(busy) / 2) - 1, 4)
+    assert plan["cells"] == [64, 64] and plan["predicted_share"] == [0.5, 0.5]
 
 
 WRITE_DATASET = """
@@ -365,9 +385,11 @@ def test_placement_is_within_four_thirds_of_the_best(costs, nranks):
     assert largest <= (4 / 3 - 1 / (3 * nranks)) * best + 1e-9
 
 
-def test_plan_prints_the_placement_and_its_predicted_balance(capsys):
-    """`portneuron plan`: each rank's cells and operations, every cell once, and the
-    predicted imbalance no worse than a split by cell count; -n 0 is one line."""
+def test_plan_prints_the_placement_and_its_predicted_balance(capsys, tmp_path):
+    """`portneuron plan`: each rank's device, cells and operations, every cell once, and the
+    predicted imbalance no worse than a split by cell count; ranks of different backends
+    loaded by speeds measured here (numpy's rank gets one block); -n 0, a --measured file
+    that is not a run's summary or is of another rank count, one line each."""
     from portneuron.build.ringtest import cell_costs
     from portneuron.cli import main
 
@@ -384,6 +406,21 @@ def test_plan_prints_the_placement_and_its_predicted_balance(capsys):
     assert text[-1].startswith("predicted imbalance (largest over mean, less 1): ")
     assert main(["plan", "-n", "0"]) == 1
     assert capsys.readouterr().err == "portneuron: error: -n 0: give at least 1 rank\n"
+    assert main(["plan", "-n", "2", "--backend", "numpy,llvm", "--threads", "1", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["devices"] == ["numpy", "llvm (1 thread)"] and plan["cells"] == [8, 120]
+    assert plan["speeds"][1] > 10 * plan["speeds"][0]
+    bad = tmp_path / "bad.json"
+    for text, error in [
+        ("no json", f"{bad}: not a JSON object; give --measured the file `portneuron run "
+                    f"--json` printed"),
+        ('{"ranks": 1}', f"{bad}: no rank_busy_s (a run's --json summary has it when the run "
+                         f"had several ranks); run under mpiexec -n 2 with --json"),
+        ('{"rank_busy_s": [1, 1, 1]}', f"{bad}: the run had 3 ranks, the plan -n 2; give -n 3"),
+    ]:  # fmt: skip
+        bad.write_text(text)
+        assert main(["plan", "-n", "2", "--measured", str(bad)]) == 1
+        assert capsys.readouterr().err == f"portneuron: error: {error}\n"
 
 
 @settings(max_examples=200, deadline=None)
