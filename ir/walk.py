@@ -27,20 +27,24 @@ from .nodes import (
 )
 
 
+def nested(s: Stmt) -> tuple[tuple[Stmt, ...], ...]:
+    """The blocks of statements directly inside `s` (none for a simple statement)."""
+    match s:
+        case If(then=then, otherwise=otherwise):
+            return (then, otherwise)
+        case Loop(body=inner) | While(body=inner):
+            return (inner,)
+        case Assign() | Store() | AddTo() | Emit():
+            return ()
+    raise TypeError(f"not an IR statement: {s!r}")
+
+
 def statements(body: tuple[Stmt, ...]) -> Iterator[Stmt]:
     """Every statement, each before the statements nested in it."""
     for s in body:
         yield s
-        match s:
-            case If(then=then, otherwise=otherwise):
-                yield from statements(then)
-                yield from statements(otherwise)
-            case Loop(body=inner) | While(body=inner):
-                yield from statements(inner)
-            case Assign() | Store() | AddTo() | Emit():
-                pass
-            case _:
-                raise TypeError(f"not an IR statement: {s!r}")
+        for inner in nested(s):
+            yield from statements(inner)
 
 
 def subexpressions(e: Expr) -> Iterator[Expr]:
@@ -110,10 +114,8 @@ def emits_per_lane(kernel: Kernel) -> dict[str, int | None]:
                     block(otherwise, in_loop)
                 case Loop(body=inner) | While(body=inner):
                     block(inner, True)
-                case Assign() | Store() | AddTo():
-                    pass
                 case _:
-                    raise TypeError(f"not an IR statement: {s!r}")
+                    nested(s)  # a simple statement, or an error for an unknown one
 
     block(kernel.body, False)
     return counts

@@ -15,6 +15,7 @@ from portneuron.ir import (
     Assign,
     Binary,
     Const,
+    If,
     Kernel,
     Lane,
     Load,
@@ -225,3 +226,90 @@ def test_walkers_and_passes_refuse_a_node_they_do_not_know():
         for backend, form in ((CudaBackend(), "cuda"), (load_backend("llvm"), "llvm")):
             with pytest.raises(VerifyError, match="not an? (statement|expression)"):
                 backend.emit(kernel, form)  # each verifies what it is given first
+
+
+@dataclasses.dataclass(frozen=True)
+class Mystery:
+    """A statement no walker knows."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Riddle:
+    """An expression no walker knows."""
+
+    dtype = F64
+
+
+def _unknown_kernels() -> tuple[Kernel, Kernel]:
+    """A kernel with an unknown statement inside an If, and one with an unknown expression
+    inside a store's value; both are otherwise well formed."""
+    params = (Param("x", F64, "instance"),)
+    statement = (Assign("a", Const(1.0, F64)), If(Const(True, BOOL), (Mystery(),)))  # type: ignore[arg-type]
+    riddle = Binary("add", Const(1.0, F64), Riddle())  # type: ignore[arg-type]
+    expression = (Assign("y", riddle), Store("x", Lane(), Var("y", F64)))
+    return (
+        Kernel("mystery", "instance", params, statement),
+        Kernel("riddle", "instance", params, expression),
+    )
+
+
+def test_every_walker_and_pass_refuses_a_node_it_does_not_know():
+    """Every function that walks IR raises on a node it does not know, naming it, rather
+    than skipping it (a pass that dropped or ignored a statement would change what a
+    kernel does without a word)."""
+    from portneuron.backends import backend_status, load_backend
+    from portneuron.backends.cuda import mapping, source
+    from portneuron.ir import walk
+    from portneuron.ir.passes.fold_constants import fold_constants
+    from portneuron.ir.types import dtype_of
+
+    from portneuron import cost
+    from portneuron.nmodl import symbolic
+    from portneuron.nmodl.mechanism import SharedUse
+
+    statement, expression = _unknown_kernels()
+    on_body = {
+        "walk.statements": lambda k: list(walk.statements(k.body)),
+        "walk.expressions": lambda k: list(walk.expressions(k.body)),
+        "walk.emits_per_lane": walk.emits_per_lane,
+        "walk.written": lambda k: walk.written(k.body),
+        "verify_kernel": verify_kernel,
+        "run_kernel": lambda k: run_kernel(k, {"x": np.zeros(2)}, 2),
+        "format_kernel": format_kernel,
+        "fold_constants": fold_constants,
+        "numpy": lambda k: load_backend("numpy").compile(k),
+        "cuda source": source.kernel_source,
+        "cuda live_variables": lambda k: source.live_variables(k.body),
+        "cuda lane_private_arrays": mapping.lane_private_arrays,
+        "cuda thread_mapping": mapping.thread_mapping,
+        "cuda outer_parallel_loops": lambda k: mapping.outer_parallel_loops(k.body),
+        "shared-GLOBAL analysis": lambda k: SharedUse({"a"}, lambda name: True).kernel(k.body),
+        "cost": cost.kernel_ops,
+        "symbolic": lambda k: symbolic.execute(k.body, {}),
+    }
+    if backend_status("llvm").available:
+        from portneuron.backends.llvm import simd
+
+        on_body["llvm"] = lambda k: load_backend("llvm").compile(k)
+        on_body["llvm independent_lanes"] = simd.independent_lanes
+        on_body["llvm lane_analysis"] = simd.lane_analysis
+    # walkers of statements only: the unknown statement is enough
+    statements_only = {"walk.statements", "walk.emits_per_lane", "walk.written",
+                       "cuda lane_private_arrays", "cuda outer_parallel_loops",
+                       "cuda thread_mapping"}  # fmt: skip
+    silent = []
+    for name, walker in on_body.items():
+        cases = [(statement, "Mystery")]
+        if name not in statements_only:
+            cases.append((expression, "Riddle"))
+        for kernel, node in cases:
+            try:
+                walker(kernel)
+            except Exception as e:  # noqa: BLE001 (any error, as long as it names the node)
+                if node not in str(e):
+                    silent.append(f"{name} on {node}: {e}")
+            else:
+                silent.append(f"{name} on {node}: no error")
+    assert not silent, silent
+    with pytest.raises(TypeError, match="Riddle"):
+        dtype_of(Binary("add", Riddle(), Const(1.0, F64)))  # type: ignore[arg-type]

@@ -40,7 +40,6 @@ from portneuron.ir import (
     Const,
     Emit,
     Expr,
-    If,
     Kernel,
     Lane,
     Load,
@@ -103,14 +102,10 @@ def lane_private_arrays(kernel: Kernel) -> set[str]:
             match s:
                 case Assign(name=name):
                     assigned[name] = assigned.get(name, 0) + 1
-                case If(then=then, otherwise=otherwise):
-                    count(then)
-                    count(otherwise)
-                case Loop(var=var, body=inner):
+                case Loop(var=var):
                     assigned[var] = assigned.get(var, 0) + 2  # never the lane's own
-                    count(inner)
-                case While(body=inner):
-                    count(inner)
+            for inner in walk.nested(s):
+                count(inner)
 
     count(kernel.body)
     own: set[str] = set()
@@ -124,11 +119,8 @@ def lane_private_arrays(kernel: Kernel) -> set[str]:
             match s:
                 case Store(array=array, index=index) | AddTo(array=array, index=index):
                     private[array] = private.get(array, True) and _is_own(index, own)
-                case If(then=then, otherwise=otherwise):
-                    block(then)
-                    block(otherwise)
-                case Loop(body=inner) | While(body=inner):
-                    block(inner)
+            for inner in walk.nested(s):
+                block(inner)
 
     block(kernel.body)
     return {array for array, ok in private.items() if ok}
@@ -155,31 +147,22 @@ def outer_parallel_loops(body: tuple[Stmt, ...]) -> list[Loop]:
     """The parallel loops not inside another parallel loop."""
     out: list[Loop] = []
     for s in body:
-        match s:
-            case Loop(parallel=True):
-                out.append(s)
-            case Loop(body=inner) | While(body=inner):
-                out.extend(outer_parallel_loops(inner))
-            case If(then=then, otherwise=otherwise):
-                out.extend(outer_parallel_loops(then) + outer_parallel_loops(otherwise))
+        if isinstance(s, Loop) and s.parallel:
+            out.append(s)
+            continue
+        for inner in walk.nested(s):
+            out.extend(outer_parallel_loops(inner))
     return out
 
 
 def _outside(body: tuple[Stmt, ...]):
     """The statements outside every parallel loop (parallel loops themselves excluded)."""
     for s in body:
-        match s:
-            case Loop(parallel=True):
-                continue
-            case Loop(body=inner) | While(body=inner):
-                yield s
-                yield from _outside(inner)
-            case If(then=then, otherwise=otherwise):
-                yield s
-                yield from _outside(then)
-                yield from _outside(otherwise)
-            case _:
-                yield s
+        if isinstance(s, Loop) and s.parallel:
+            continue
+        yield s
+        for inner in walk.nested(s):
+            yield from _outside(inner)
 
 
 def thread_mapping(kernel: Kernel) -> ThreadMapping:

@@ -75,6 +75,7 @@ from portneuron.ir import (
     While,
     dtype_of,
     verify_kernel,
+    walk,
 )
 from portneuron.ir.walk import own_expressions, subexpressions
 
@@ -391,16 +392,10 @@ class _Kernel:
         def collect(stmts: tuple[Stmt, ...]) -> None:
             for s in stmts:
                 match s:
-                    case Assign(name=name):
+                    case Assign(name=name) | Loop(var=name):
                         assigned.add(name)
-                    case If(then=then, otherwise=otherwise):
-                        collect(then)
-                        collect(otherwise)
-                    case Loop(var=var, body=inner):
-                        assigned.add(var)
-                        collect(inner)
-                    case While(body=inner):
-                        collect(inner)
+                for inner in walk.nested(s):
+                    collect(inner)
 
         collect(loop.body)
         for x in subexpressions(e):
@@ -475,12 +470,8 @@ def live_variables(body: tuple[Stmt, ...]) -> set[str]:
                 e.name for x in own_expressions(s) for e in subexpressions(x) if isinstance(e, Var)
             }
             uses.append((s.name if isinstance(s, Assign) else None, reads))
-            match s:
-                case If(then=then, otherwise=otherwise):
-                    collect(then)
-                    collect(otherwise)
-                case Loop(body=inner) | While(body=inner):
-                    collect(inner)
+            for inner in walk.nested(s):
+                collect(inner)
 
     collect(body)
     live: set[str] = set()

@@ -192,6 +192,8 @@ class _Analysis:
                     raise NotVectorisable("while")
                 case Emit():
                     raise NotVectorisable("emit")
+                case _:
+                    raise TypeError(f"not an IR statement: {s!r}")
 
 
 def _binary_kind(op: str, a: str, b: str) -> str:
@@ -345,6 +347,10 @@ def independent_lanes(kernel: Kernel) -> bool:
             case Call(args=args):
                 for a in args:
                     expr(a)
+            case Const() | Var() | Lane():
+                pass
+            case _:
+                raise TypeError(f"not an IR expression: {e!r}")
 
     assigned: dict[str, int] = {}
 
@@ -376,6 +382,8 @@ def independent_lanes(kernel: Kernel) -> bool:
                     block(inner, False)
                 case Emit():
                     raise NotVectorisable("emit")
+                case _:
+                    raise TypeError(f"not an IR statement: {s!r}")
 
     try:
         block(kernel.body, True)

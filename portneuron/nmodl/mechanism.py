@@ -41,6 +41,7 @@ from portneuron.ir import (
     Expr,
     If,
     Kernel,
+    Lane,
     Load,
     Loop,
     Mechanism,
@@ -139,7 +140,9 @@ class SharedUse:
             case Call(fn=fn, args=args):
                 parts = [self._uniform(v, env) for v in args]
                 return None if None in parts else Call(fn, tuple(parts))
-        return None  # a Load, the lane
+            case Load() | Lane():
+                return None
+        raise TypeError(f"not an IR expression: {e!r}")
 
     def _write(self, key: str, value: Expr | None) -> None:
         if base_name(key) in self.names:
@@ -186,6 +189,8 @@ class SharedUse:
                 case Emit(values=values):
                     for x in values:
                         self._value(x, env, assigned)
+                case _:
+                    raise TypeError(f"not an IR statement: {s!r}")
         return env, assigned
 
 
