@@ -25,7 +25,7 @@ operation, so the results are the same bits.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from llvmlite import ir
 from portneuron.ir import (
@@ -58,8 +58,31 @@ from portneuron.ir.walk import expressions, statements, written
 from . import vmath
 from .llvm_types import BOOL_T, I32_T, TYPES, alignment
 
-if TYPE_CHECKING:
-    from .lower import _Lowering
+
+class Lowering(Protocol):
+    """What the vector lowering uses of the scalar one (lower._Lowering), named here so
+    that this module does not import that one, which imports this."""
+
+    b: ir.IRBuilder
+    kernel: Kernel
+    module: ir.Module
+    fn: ir.Function
+    math: str
+
+    def expr(self, e: Expr) -> ir.Value: ...
+
+    def address(self, array: str, index: ir.Value, dtype: DType) -> ir.Value: ...
+
+    def array_dtype(self, name: str) -> DType: ...
+
+    def counted_loop(self, counter, more, body, step: int, name: str) -> None: ...
+
+    def call(self, fn: str, values: list[ir.Value]) -> ir.Value: ...
+
+    def cast(self, to: DType, frm: DType, x: ir.Value) -> ir.Value: ...
+
+    def binary(self, op: str, dtype: DType, x: ir.Value, y: ir.Value) -> ir.Value: ...
+
 
 #: The widest parallel loop lowered as one vector; wider ones run sequentially.
 MAX_LANES = 16
@@ -214,7 +237,7 @@ def lanes(loop: Loop) -> int | None:
     return n if 1 <= n <= MAX_LANES else None
 
 
-def lower_parallel(lowering: _Lowering, loop: Loop) -> bool:
+def lower_parallel(lowering: Lowering, loop: Loop) -> bool:
     """Lower `loop` as vectors; False (and nothing emitted) where it must run sequentially."""
     n = lanes(loop)
     if n is None:
@@ -283,7 +306,7 @@ def _gathers(kernel: Kernel, analysis: _Analysis) -> list[tuple[str, str]]:
     return out
 
 
-def lower_lanes(lowering: _Lowering, analysis: _Analysis, lane: ir.Value) -> None:
+def lower_lanes(lowering: Lowering, analysis: _Analysis, lane: ir.Value) -> None:
     """The kernel's body for lanes lane .. lane + KERNEL_LANES - 1 (lane: an i32); twice
     where the kernel has index variables (`_gathers`): for when they are consecutive in
     every one of the vector's lanes, and for when they are not."""
@@ -315,7 +338,7 @@ def splat(b: ir.IRBuilder, x: ir.Value, n: int) -> ir.Value:
     return b.shuffle_vector(one, undef, ir.Constant(ir.VectorType(I32_T, n), [0] * n))
 
 
-def _lower_body(lowering: _Lowering, analysis: _Analysis, lane: ir.Value) -> None:
+def _lower_body(lowering: Lowering, analysis: _Analysis, lane: ir.Value) -> None:
     vector = _Vector(lowering, analysis, KERNEL_LANES)
     vector.lane = lane
     vector.block(lowering.kernel.body)
@@ -402,7 +425,7 @@ def independent_lanes(kernel: Kernel) -> bool:
 class _Vector:
     """Emits the body of one parallel loop; values are (kind, llvm value) pairs."""
 
-    def __init__(self, lowering: _Lowering, analysis: _Analysis, n: int) -> None:
+    def __init__(self, lowering: Lowering, analysis: _Analysis, n: int) -> None:
         self.lw, self.b, self.analysis, self.n = lowering, lowering.b, analysis, n
         self.lane: ir.Value | None = None  # the first lane's index, where lanes are elements
         self.mask: ir.Value | None = None
