@@ -19,11 +19,13 @@ from .nodes import (
     Ion,
     Kernel,
     Lane,
+    Launch,
     Load,
     Loop,
     Mechanism,
     Param,
     Select,
+    Serial,
     Stmt,
     Store,
     Stream,
@@ -31,6 +33,7 @@ from .nodes import (
     Unary,
     Var,
     Variable,
+    View,
     While,
 )
 from .printer import format_expr, format_kernel, format_mechanism
@@ -40,7 +43,7 @@ from .verify import VerifyError, verify_kernel, verify_mechanism
 __all__ = [
     "BOOL", "F64", "I32", "AddTo", "Assign", "Binary", "Call", "Cast", "Const", "Diffusion", "DType",
     "Emit", "Expr", "If", "Ion", "Kernel", "Lane", "Load", "Loop", "Mechanism", "Param",
-    "Select", "Stmt", "Store", "Stream", "Table", "Unary", "Var", "Variable", "VerifyError", "While",
+    "Select", "Stmt", "Store", "Stream", "Table", "Unary", "Var", "Variable", "VerifyError", "View", "While", "Launch", "Serial",
     "dtype_of", "format_expr", "format_kernel", "format_mechanism", "run_kernel",
     "verify_kernel", "verify_mechanism",
 ]  # fmt: skip

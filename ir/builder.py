@@ -28,15 +28,18 @@ from .nodes import (
     If,
     Kernel,
     Lane,
+    Launch,
     Load,
     Loop,
     Param,
     Select,
+    Serial,
     Stmt,
     Store,
     Stream,
     Unary,
     Var,
+    View,
     While,
 )
 from .types import dtype_of
@@ -244,6 +247,19 @@ class KernelBuilder:
         yield
         body = tuple(self._blocks.pop())
         self.emit_stmt(While(as_expr(cond), body))
+
+    @contextmanager
+    def serial(self) -> Iterator[None]:
+        """A block the lane runs once (one thread of it, where a lane has several)."""
+        self._blocks.append([])
+        yield
+        body = tuple(self._blocks.pop())
+        self.emit_stmt(Serial(body))
+
+    def launch(self, kernel: Kernel, lo: Operand, hi: Operand, **bind: Operand | View) -> None:
+        """Run `kernel`'s lanes lo .. hi - 1 here, its parameters bound by name."""
+        values = tuple((n, v if isinstance(v, View) else as_expr(v)) for n, v in bind.items())
+        self.emit_stmt(Launch(kernel, as_expr(lo), as_expr(hi), values))
 
     @contextmanager
     def capture(self) -> Iterator[list[Stmt]]:

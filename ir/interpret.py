@@ -8,6 +8,7 @@ or arrays with one element per lane. Arrays passed in are updated in place.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,13 +28,16 @@ from .nodes import (
     If,
     Kernel,
     Lane,
+    Launch,
     Load,
     Loop,
     Select,
+    Serial,
     Stmt,
     Store,
     Unary,
     Var,
+    View,
     While,
 )
 from .types import NUMPY_DTYPES
@@ -62,6 +66,7 @@ class _Run:
                 self.env[p.name] = NUMPY_DTYPES[p.dtype](value)
         self.streams: dict[str, list[list[np.ndarray]]] = {s.name: [] for s in kernel.streams}
         self.mask: np.ndarray | None = None  # lanes executing the current statement
+        self.tag = self.lane  # what a record is ordered by (a launched kernel: its slot)
 
     def lanes_of(self, value: Any, mask: np.ndarray | None) -> np.ndarray:
         """`value` as one element per active lane."""
@@ -235,15 +240,124 @@ def _stmt(s: Stmt):
                     inner(r, None if mask is None and active.all() else active)
 
             return while_
+        case Serial(body=body):
+            return _block(body)  # one thread a lane here: the body as it is
+        case Launch():
+            return _launch(s)
         case Emit(stream=stream, values=values):
             fs = [_expr(v) for v in values]
 
             def emit(r, mask):
-                lanes = r.lane if mask is None else r.lane[mask]
+                lanes = r.tag if mask is None else r.tag[mask]
                 r.streams[stream].append([lanes, *(r.lanes_of(f(r), mask) for f in fs)])
 
             return emit
     raise TypeError(f"not an IR statement: {s!r}")
+
+
+def _launch(s: Launch):
+    """Every active caller lane's callee lanes, in one run of the callee over their slots
+    (caller lane by caller lane, each's lanes in order), which the lanes' independence
+    makes the same as running them one after another. A View is the caller's array with
+    each slot's offset added to the callee's indices; records are the caller lane's, in
+    slot order."""
+    callee = s.kernel
+    views = {name: v for name, v in s.bind if isinstance(v, View)}
+    scalars = {name: _expr(v) for name, v in s.bind if not isinstance(v, View)}
+    offsets = {name: _expr(v.offset) for name, v in views.items()}
+    body = _block(_viewed(callee.body, set(views)))
+    lo, hi = _expr(s.lo), _expr(s.hi)
+
+    def launch(r, mask):
+        first = np.broadcast_to(lo(r), (r.n,)).astype(np.int64)
+        count = np.maximum(np.broadcast_to(hi(r), (r.n,)).astype(np.int64) - first, 0)
+        if mask is not None:
+            count = np.where(mask, count, 0)
+        caller = np.repeat(np.arange(r.n), count)  # each slot's caller lane (position)
+        if not len(caller):
+            return
+        starts = np.cumsum(count) - count
+        lane = first[caller] + np.arange(len(caller)) - starts[caller]
+        sub = _Run.__new__(_Run)
+        sub.n, sub.lane, sub.mask = len(caller), lane.astype(np.int32), None
+        sub.tag = np.arange(len(caller))
+        sub.arrays = {name: r.arrays[v.array] for name, v in views.items()}
+        sub.env = {}
+        for name, f in scalars.items():
+            value = f(r)
+            sub.env[name] = value[caller] if np.ndim(value) else value
+        for name, f in offsets.items():
+            value = f(r)
+            sub.env[_VIEW + name] = value[caller] if np.ndim(value) else value
+        sub.streams = {stream.name: [] for stream in callee.streams}
+        body(sub, None)
+        for stream in callee.streams:
+            chunks = sub.streams[stream.name]
+            if chunks:
+                slots = np.concatenate([c[0] for c in chunks])
+                order = np.argsort(slots, kind="stable")
+                fields = [
+                    np.concatenate([c[i] for c in chunks])[order] for i in range(1, len(chunks[0]))
+                ]
+                r.streams[stream.name].append([r.tag[caller[slots[order]]], *fields])
+
+    return launch
+
+
+#: A view's offset, as the launched kernel's run sees it (no IR name has this prefix).
+_VIEW = "@view."
+
+
+def _viewed(body: tuple[Stmt, ...], views: set[str]) -> tuple[Stmt, ...]:
+    """`body` with every index into a viewed array moved by the view's offset."""
+
+    def at(array: str, index: Expr) -> Expr:
+        if array not in views:
+            return index
+        return Binary("add", Var(_VIEW + array, DType.I32), index)
+
+    def expr(e: Expr) -> Expr:
+        match e:
+            case Load(array=array, index=index, dtype=dtype):
+                return Load(array, at(array, expr(index)), dtype)
+            case Unary(op=op, operand=x):
+                return Unary(op, expr(x))
+            case Cast(dtype=dtype, operand=x):
+                return Cast(dtype, expr(x))
+            case Binary(op=op, lhs=x, rhs=y):
+                return Binary(op, expr(x), expr(y))
+            case Select(cond=c, then=t, otherwise=o):
+                return Select(expr(c), expr(t), expr(o))
+            case Call(fn=fn, args=args):
+                return Call(fn, tuple(expr(a) for a in args))
+            case Const() | Var() | Lane():
+                return e
+        raise TypeError(f"not an IR expression: {e!r}")
+
+    def stmt(s: Stmt) -> Stmt:
+        match s:
+            case Assign(name=name, value=value):
+                return Assign(name, expr(value))
+            case Store(array=array, index=index, value=value):
+                return Store(array, at(array, expr(index)), expr(value))
+            case AddTo(array=array, index=index, value=value):
+                return AddTo(array, at(array, expr(index)), expr(value))
+            case If(cond=cond, then=then, otherwise=otherwise):
+                return If(expr(cond), block(then), block(otherwise))
+            case Loop(start=start, stop=stop, body=inner):
+                return dataclasses.replace(s, start=expr(start), stop=expr(stop), body=block(inner))
+            case While(cond=cond, body=inner):
+                return While(expr(cond), block(inner))
+            case Serial(body=inner):
+                return Serial(block(inner))
+            case Emit(stream=stream, values=values):
+                return Emit(stream, tuple(expr(v) for v in values))
+        raise TypeError(f"not an IR statement in a launched kernel: {s!r}")
+
+    def block(stmts: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
+        return tuple(stmt(x) for x in stmts)
+
+    return block(body)
 
 
 class Program:

@@ -3,8 +3,11 @@
 A `Kernel` is a body of statements executed once per *lane*. What a lane is depends on the
 kernel (`Kernel.lanes`): one mechanism instance, one event, one cell, one table point.
 Lanes are independent except through `AddTo`, which accumulates (a scatter-add that is
-correct when several lanes hit the same element). Inside a lane, `Loop` runs sequentially,
-which is how per-cell work such as the Hines solve is expressed.
+correct when several lanes hit the same element). Inside a lane, `Loop` and `While` run
+sequentially, which is how per-cell work such as the Hines solve is expressed. A lane may
+run another kernel's lanes (`Launch`, through `View`s of its arrays) and mark what one
+thread of it runs for all (`Serial`): what an epoch driver, one lane a block of cells, is
+written in.
 
 Expressions are typed: `F64`, `I32` or `BOOL`; binary operands must agree (use `Cast`).
 """
@@ -176,6 +179,41 @@ class While:
 
 
 @dataclass(frozen=True, slots=True)
+class Serial:
+    """`body`, run once for the lane. Where a backend gives a lane several threads (a GPU
+    block), one of them runs it and the others wait at its end; so locals it assigns are not
+    read after it (what it computes for the others goes through memory). Elsewhere it is
+    `body` as it is."""
+
+    body: tuple[Stmt, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """An array for a launched kernel: the caller's array `array` from element `offset` on
+    (the callee's element k is the caller's `array[offset + k]`)."""
+
+    array: str
+    offset: Expr = field(default_factory=lambda: Const(0, I32))
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """Run `kernel`'s lanes `lo` .. `hi` - 1 inside this lane, as if one after another
+    (`Lane()` in the callee is its absolute lane). `bind` gives every callee parameter its
+    value, by name: an array a `View` of a caller array, a scalar a caller expression. A
+    callee's stream is the caller's stream of the same name (its records come in the
+    caller's lane's place, in the callee's lane order). The callee launches nothing (depth
+    1), and no Launch is inside a parallel loop. Different caller lanes may launch at once:
+    they must not touch one element of the callee's arrays except through `AddTo`."""
+
+    kernel: Kernel
+    lo: Expr
+    hi: Expr
+    bind: tuple[tuple[str, Expr | View], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Emit:
     """Append one record to the kernel's output stream `stream` (e.g. a `net_send`)."""
 
@@ -183,7 +221,7 @@ class Emit:
     values: tuple[Expr, ...]
 
 
-Stmt = Assign | Store | AddTo | If | Loop | While | Emit
+Stmt = Assign | Store | AddTo | If | Loop | While | Serial | Launch | Emit
 
 
 # ---------------------------------------------------------------- kernels

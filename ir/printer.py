@@ -14,16 +14,20 @@ from .nodes import (
     If,
     Kernel,
     Lane,
+    Launch,
     Load,
     Loop,
     Mechanism,
     Select,
+    Serial,
     Stmt,
     Store,
     Unary,
     Var,
+    View,
     While,
 )
+from .walk import statements
 
 _INFIX = {
     "add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "^",
@@ -92,6 +96,21 @@ def format_block(body: tuple[Stmt, ...], indent: str) -> list[str]:
                 lines.append(f"{indent}while {format_expr(cond)} {{")
                 lines += format_block(inner, indent + "  ")
                 lines.append(f"{indent}}}")
+            case Serial(body=inner):
+                lines.append(f"{indent}serial {{")
+                lines += format_block(inner, indent + "  ")
+                lines.append(f"{indent}}}")
+            case Launch(kernel=callee, lo=lo, hi=hi, bind=bind):
+                args = ", ".join(
+                    f"{name} = {value.array}[{format_expr(value.offset)}:]"
+                    if isinstance(value, View)
+                    else f"{name} = {format_expr(value)}"
+                    for name, value in bind
+                )
+                lines.append(
+                    f"{indent}launch {callee.name} over range({format_expr(lo)}, "
+                    f"{format_expr(hi)}) ({args})"
+                )
             case Emit(stream=stream, values=values):
                 lines.append(f"{indent}emit {stream}({', '.join(format_expr(v) for v in values)})")
             case _:
@@ -109,7 +128,8 @@ def format_kernel(kernel: Kernel) -> str:
         lines.append(f"  stream {stream.name}({fields})")
     lines += format_block(kernel.body, "  ")
     lines.append("}")
-    return "\n".join(lines)
+    callees = {s.kernel.name: s.kernel for s in statements(kernel.body) if isinstance(s, Launch)}
+    return "\n\n".join(["\n".join(lines), *(format_kernel(k) for k in callees.values())])
 
 
 def format_mechanism(mechanism: Mechanism) -> str:

@@ -3,11 +3,16 @@
 Checks: every name is declared (parameters) or definitely assigned on every path before
 use (locals); loads and stores name array parameters with I32 indices and matching value
 types; operators get operands of the types they accept; intrinsics exist with their arity;
-loop variables are not assigned in their body; emitted records match their stream.
+loop variables are not assigned in their body; emitted records match their stream; a
+local assigned in a Serial is not read after it; a Launch binds every parameter of a
+well-formed callee that launches nothing, with arrays viewed from the caller's of the same
+type and scalars of the same type, its streams the caller's, and is not inside a parallel
+loop.
 """
 
 from __future__ import annotations
 
+from . import walk
 from .nodes import (
     ARITHMETIC_OPS,
     BOOL,
@@ -29,14 +34,17 @@ from .nodes import (
     If,
     Kernel,
     Lane,
+    Launch,
     Load,
     Loop,
     Mechanism,
     Select,
+    Serial,
     Stmt,
     Store,
     Unary,
     Var,
+    View,
     While,
 )
 
@@ -51,6 +59,8 @@ class _Verifier:
         self.params = {p.name: p for p in kernel.params}
         self.streams = {s.name: s for s in kernel.streams}
         self.local_types: dict[str, DType] = {}
+        self.serial_locals: set[str] = set()  # assigned in a Serial: not to be read after
+        self.parallel = 0  # parallel loops around the statement being checked
         if len(self.params) != len(kernel.params):
             self.fail("parameter names are not unique")
 
@@ -73,6 +83,8 @@ class _Verifier:
                     actual = self.local_types[name]
                 elif param is not None:
                     self.fail(f"array parameter {name!r} used as a scalar")
+                elif name in self.serial_locals:
+                    self.fail(f"local {name!r} is assigned in a Serial and read after it")
                 else:
                     self.fail(f"variable {name!r} is used before it is assigned")
                 if actual != dtype:
@@ -189,8 +201,18 @@ class _Verifier:
                 previous = self.local_types.setdefault(var, I32)
                 if previous != I32:
                     self.fail(f"loop variable {var!r} was a {previous.value} local")
+                self.parallel += par
                 self.block(body, defined | {var}, loops | {var})
+                self.parallel -= par
                 return defined  # the body may run zero times
+            case Serial(body=body):
+                self.block(body, defined, loops)
+                assigned = {x.name for x in walk.statements(body) if isinstance(x, Assign)}
+                self.serial_locals |= assigned
+                return defined - assigned
+            case Launch(kernel=callee, lo=lo, hi=hi, bind=bind):
+                self.launch(callee, lo, hi, bind, defined)
+                return defined
             case While(cond=cond, body=body):
                 if self.expr(cond, defined) != BOOL:
                     self.fail("while condition is not bool")
@@ -208,6 +230,40 @@ class _Verifier:
                 return defined
         self.fail(f"not a statement: {s!r}")
         raise AssertionError  # unreachable
+
+    def launch(self, callee: Kernel, lo: Expr, hi: Expr, bind, defined: frozenset[str]) -> None:
+        where = f"launch of {callee.name!r}"
+        if self.parallel:
+            self.fail(f"{where} inside a parallel loop")
+        try:
+            verify_kernel(callee)
+        except VerifyError as e:
+            self.fail(f"{where}: {e}")
+        if any(isinstance(s, Launch) for s in walk.statements(callee.body)):
+            self.fail(f"{where}: the launched kernel launches another (depth is 1)")
+        for bound, what in ((lo, "lo"), (hi, "hi")):
+            if self.expr(bound, defined) != I32:
+                self.fail(f"{where}: {what} is not i32")
+        names = [name for name, _ in bind]
+        params = {p.name: p for p in callee.params}
+        if len(set(names)) != len(names) or set(names) != set(params):
+            missing, extra = sorted(set(params) - set(names)), sorted(set(names) - set(params))
+            self.fail(
+                f"{where}: bind each parameter once (missing {missing}, unknown {extra}, "
+                f"repeated {sorted({n for n in names if names.count(n) > 1})})"
+            )
+        for name, value in bind:
+            p = params[name]
+            if p.is_array:
+                if not isinstance(value, View):
+                    self.fail(f"{where}: array {name!r} needs a View of a caller array")
+                self.array_param(value.array, p.dtype)
+                self.index(value.offset, defined, f"{where}: view of {value.array!r}")
+            elif isinstance(value, View) or self.expr(value, defined) != p.dtype:
+                self.fail(f"{where}: scalar {name!r} needs a {p.dtype.value} expression")
+        for stream in callee.streams:
+            if self.streams.get(stream.name) != stream:
+                self.fail(f"{where}: its stream {stream.name!r} is not the caller's")
 
 
 def verify_kernel(kernel: Kernel) -> Kernel:

@@ -16,13 +16,16 @@ from .nodes import (
     If,
     Kernel,
     Lane,
+    Launch,
     Load,
     Loop,
     Select,
+    Serial,
     Stmt,
     Store,
     Unary,
     Var,
+    View,
     While,
 )
 
@@ -32,10 +35,10 @@ def nested(s: Stmt) -> tuple[tuple[Stmt, ...], ...]:
     match s:
         case If(then=then, otherwise=otherwise):
             return (then, otherwise)
-        case Loop(body=inner) | While(body=inner):
+        case Loop(body=inner) | While(body=inner) | Serial(body=inner):
             return (inner,)
-        case Assign() | Store() | AddTo() | Emit():
-            return ()
+        case Assign() | Store() | AddTo() | Emit() | Launch():
+            return ()  # a launched kernel's statements are its own, not the caller's
     raise TypeError(f"not an IR statement: {s!r}")
 
 
@@ -81,6 +84,11 @@ def own_expressions(s: Stmt) -> tuple[Expr, ...]:
             return (start, stop)
         case While(cond=cond):
             return (cond,)
+        case Serial():
+            return ()
+        case Launch(lo=lo, hi=hi, bind=bind):
+            values = tuple(v.offset if isinstance(v, View) else v for _, v in bind)
+            return (lo, hi, *values)
         case Emit(values=values):
             return values
     raise TypeError(f"not an IR statement: {s!r}")
@@ -94,8 +102,16 @@ def expressions(body: tuple[Stmt, ...]) -> Iterator[Expr]:
 
 
 def written(body: tuple[Stmt, ...]) -> set[str]:
-    """The arrays the statements store to or add to."""
-    return {s.array for s in statements(body) if isinstance(s, (Store, AddTo))}
+    """The arrays the statements store to or add to, a launched kernel's (as the caller's
+    arrays it views) included."""
+    out = set()
+    for s in statements(body):
+        if isinstance(s, (Store, AddTo)):
+            out.add(s.array)
+        elif isinstance(s, Launch):
+            views = {name: v.array for name, v in s.bind if isinstance(v, View)}
+            out |= {views[name] for name in written(s.kernel.body)}
+    return out
 
 
 def emits_per_lane(kernel: Kernel) -> dict[str, int | None]:
@@ -109,13 +125,14 @@ def emits_per_lane(kernel: Kernel) -> dict[str, int | None]:
                 case Emit(stream=stream):
                     n = counts[stream]
                     counts[stream] = None if in_loop or n is None else n + 1
-                case If(then=then, otherwise=otherwise):
-                    block(then, in_loop)
-                    block(otherwise, in_loop)
                 case Loop(body=inner) | While(body=inner):
                     block(inner, True)
+                case Launch(kernel=callee):  # up to one lane's records per callee lane
+                    for stream in callee.streams:
+                        counts[stream.name] = None
                 case _:
-                    nested(s)  # a simple statement, or an error for an unknown one
+                    for inner in nested(s):  # raises for an unknown statement
+                        block(inner, in_loop)
 
     block(kernel.body, False)
     return counts

@@ -27,13 +27,16 @@ from ..nodes import (
     If,
     Kernel,
     Lane,
+    Launch,
     Load,
     Loop,
     Select,
+    Serial,
     Stmt,
     Store,
     Unary,
     Var,
+    View,
     While,
 )
 from ..types import NUMPY_DTYPES, dtype_of
@@ -117,6 +120,14 @@ def fold_block(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
                 )
             case While(cond=cond, body=inner):
                 out.append(While(fold_expr(cond), fold_block(inner)))
+            case Serial(body=inner):
+                out.append(Serial(fold_block(inner)))
+            case Launch(kernel=callee, lo=lo, hi=hi, bind=bind):
+                bind = tuple(
+                    (n, View(v.array, fold_expr(v.offset)) if isinstance(v, View) else fold_expr(v))
+                    for n, v in bind
+                )
+                out.append(Launch(fold_constants(callee), fold_expr(lo), fold_expr(hi), bind))
             case Emit(values=values):
                 out.append(dataclasses.replace(s, values=tuple(fold_expr(v) for v in values)))
             case _:  # dropping it would change what the kernel does

@@ -1,0 +1,197 @@
+"""The IR statements an epoch driver is written in (issue 18): While, Serial, Launch with
+View, against a plain-Python model of what they mean, and the verifier's rules for them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from portneuron.ir import (
+    F64,
+    I32,
+    Kernel,
+    Var,
+    VerifyError,
+    View,
+    format_kernel,
+    run_kernel,
+    verify_kernel,
+)
+from portneuron.ir import builder as b
+from portneuron.ir.builder import KernelBuilder
+from portneuron.ir.passes.fold_constants import fold_constants
+
+RECORD = (("lane", I32), ("value", F64))
+
+
+def scale() -> Kernel:
+    """One lane an element: v = v * s + 1, a record where it passes 2, one added to the
+    count (a View of the caller's, at 0)."""
+    kb = KernelBuilder("scale", "element", "v = v s + 1")
+    v = kb.array("v", F64, "element")
+    kb.array("count", F64, "uniform1")
+    s = kb.scalar("s")
+    kb.stream("rec", RECORD)
+    new = kb.assign("new", b.add(b.mul(v[kb.lane], s), 1.0))
+    kb.store("v", kb.lane, new)
+    with kb.if_(b.gt(new, 2.0)):
+        kb.emit("rec", kb.lane, new)
+    kb.add_to("count", 0, 1.0)
+    return verify_kernel(kb.build())
+
+
+def driver() -> Kernel:
+    """One lane a block of elements first[b] .. first[b + 1] - 1: reps[b] times (a While),
+    a Serial step counter, then, on even blocks and after the first pass on odd ones, the
+    scale kernel over the block's elements through a View at first[b], with s = base + k;
+    last, a record of its own."""
+    kb = KernelBuilder("driver", "block", "rounds of scale over each block")
+    first = kb.array("first", I32, "block")
+    reps = kb.array("reps", I32, "block")
+    kb.array("x", F64, "element")
+    kb.array("total", F64, "uniform1")
+    kb.array("steps", I32, "block")
+    base = kb.scalar("base")
+    kb.stream("rec", RECORD)
+    lo = kb.assign("lo", first[kb.lane])
+    n = kb.assign("n", b.sub(first[b.add(kb.lane, 1)], lo))
+    k = kb.assign("k", 0)
+    with kb.while_(b.lt(k, reps[kb.lane])):
+        with kb.serial():
+            kb.store("steps", kb.lane, b.add(kb.array("steps", I32, "block")[kb.lane], 1))
+        with kb.if_(b.or_(b.eq(kb.array("even", I32, "block")[kb.lane], 1), b.gt(k, 0))):
+            kb.launch(
+                scale(),
+                0,
+                n,
+                v=View("x", lo),
+                count=View("total"),
+                s=b.add(base, b.cast(F64, k)),
+            )
+        kb.assign("k", b.add(k, 1))
+    kb.emit("rec", b.sub(-1, kb.lane), b.cast(F64, k))
+    return verify_kernel(kb.build())
+
+
+def model(first, reps, x, base):
+    """What the driver means, lane after lane, statement after statement."""
+    x, total, steps, records = x.copy(), 0.0, np.zeros(len(reps), np.int32), []
+    for blk in range(len(reps)):
+        lo, n = first[blk], first[blk + 1] - first[blk]
+        k = 0
+        while k < reps[blk]:
+            steps[blk] += 1
+            if blk % 2 == 0 or k > 0:
+                s = base + float(k)
+                for lane in range(n):
+                    new = x[lo + lane] * s + 1.0
+                    x[lo + lane] = new
+                    if new > 2.0:
+                        records.append((lane, new))
+                    total += 1.0
+            k += 1
+        records.append((-1 - blk, float(k)))
+    return x, total, steps, records
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 5), min_size=1, max_size=6),
+    reps=st.data(),
+    base=st.floats(-1.5, 1.5),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_launch_while_and_serial_mean_what_the_model_says(sizes, reps, base, seed):
+    """Blocks of any size (empty ones too), data-dependent trips of a While around a
+    Serial and a Launch taken on some lanes only (even blocks, and odd ones after their
+    first pass): the elements, the count added through a
+    View, the Serial's memory and the records (each caller lane's, in the callee's lane
+    order, then its own) are the sequential model's, bit for bit."""
+    first = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+    counts = reps.draw(st.lists(st.integers(0, 3), min_size=len(sizes), max_size=len(sizes)))
+    counts = np.array(counts, np.int32)
+    x = np.random.default_rng(seed).uniform(-2.0, 2.0, int(first[-1]))
+    expected = model(first, counts, x, base)
+    for kernel in (driver(), fold_constants(driver())):
+        even = (np.arange(len(sizes)) % 2 == 0).astype(np.int32)
+        args = {"first": first, "reps": counts, "x": x.copy(), "total": np.zeros(1),
+                "steps": np.zeros(len(sizes), np.int32), "even": even, "base": base}  # fmt: skip
+        out = run_kernel(kernel, args, len(sizes))
+        np.testing.assert_array_equal(args["x"], expected[0])
+        assert args["total"][0] == expected[1]
+        np.testing.assert_array_equal(args["steps"], expected[2])
+        records = list(zip(out["rec"]["lane"].tolist(), out["rec"]["value"].tolist()))
+        assert records == expected[3]
+
+
+def test_the_printer_shows_launches_views_serial_and_the_callee():
+    text = format_kernel(driver())
+    assert "launch scale over range(0, n) (v = x[lo:], count = total[0:], s = base + " in text
+    assert "serial {" in text and "while k < reps[lane] {" in text
+    assert "kernel scale over element (" in text  # the callee, after the caller
+
+
+def _caller(body, *, streams=True) -> Kernel:
+    kb = KernelBuilder("caller", "block")
+    kb.array("x", F64, "element")
+    kb.array("total", F64, "uniform1")
+    kb.array("ints", I32, "element")
+    if streams:
+        kb.stream("rec", RECORD)
+    body(kb)
+    return kb.build()
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (lambda kb: _in_parallel(kb), "launch of 'scale' inside a parallel loop"),
+        (lambda kb: kb.launch(scale(), 0, 1, v=View("x"), count=View("total")),
+         r"bind each parameter once \(missing \['s'\]"),
+        (lambda kb: kb.launch(scale(), 0, 1, v=View("x"), count=View("total"), s=1.0, t=2.0),
+         r"unknown \['t'\]"),
+        (lambda kb: kb.launch(scale(), 0, 1, v=1.0, count=View("total"), s=1.0),
+         "array 'v' needs a View of a caller array"),
+        (lambda kb: kb.launch(scale(), 0, 1, v=View("ints"), count=View("total"), s=1.0),
+         "array 'ints' is i32, accessed as f64"),
+        (lambda kb: kb.launch(scale(), 0, 1, v=View("x"), count=View("total"), s=View("x")),
+         "scalar 's' needs a f64 expression"),
+        (lambda kb: kb.launch(scale(), 0, 1.0, v=View("x"), count=View("total"), s=1.0),
+         "hi is not i32"),
+        (lambda kb: kb.launch(_launcher(), 0, 1, x=View("x"), total=View("total")),
+         "launches another"),
+        (lambda kb: _serial_then_read(kb), "local 'y' is assigned in a Serial and read after it"),
+    ],
+)  # fmt: skip
+def test_the_verifier_refuses_what_the_statements_do_not_allow(body, message):
+    with pytest.raises(VerifyError, match=message):
+        verify_kernel(_caller(body))
+
+
+def test_a_callee_stream_must_be_the_callers():
+    def body(kb):
+        kb.launch(scale(), 0, 1, v=View("x"), count=View("total"), s=1.0)
+
+    with pytest.raises(VerifyError, match="its stream 'rec' is not the caller's"):
+        verify_kernel(_caller(body, streams=False))
+
+
+def _in_parallel(kb):
+    with kb.loop("i", 0, 4, parallel=True):
+        kb.launch(scale(), 0, 1, v=View("x"), count=View("total"), s=1.0)
+
+
+def _launcher() -> Kernel:
+    kb = KernelBuilder("launcher", "block")
+    kb.array("x", F64, "element")
+    kb.array("total", F64, "uniform1")
+    kb.stream("rec", RECORD)
+    kb.launch(scale(), 0, 1, v=View("x"), count=View("total"), s=1.0)
+    return kb.build()
+
+
+def _serial_then_read(kb):
+    with kb.serial():
+        kb.assign("y", 1.0)
+    kb.store("x", 0, Var("y", F64))
