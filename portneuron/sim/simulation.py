@@ -65,10 +65,13 @@ class Simulation:
         backend: Backend,
         dt: float = 0.025,
         threads: int | None = None,
-        compiled_epochs: bool = True,
+        compiled_epochs: bool | str = True,
         ranks: Ranks | None = None,
     ) -> None:
-        """`ranks`: the run's ranks (portneuron.parallel), `model` being this rank's part."""
+        """`ranks`: the run's ranks (portneuron.parallel), `model` being this rank's part.
+        `compiled_epochs`: whole epochs in one backend call where the backend and the model
+        allow it; "ir": through the epoch driver written in IR (portneuron.sim.driver), on
+        any backend (the numpy backend's interpreter included)."""
         if not dt > 0:
             raise PortneuronError(f"dt must be positive, not {dt}")
         if threads is not None and threads < 1:
@@ -81,9 +84,10 @@ class Simulation:
         self.threads = threads
         #: Whole epochs in one backend call where the backend and the model allow it;
         #: `stepwise_reason` says why not otherwise.
-        self.compiled_epochs = compiled_epochs and backend.compiled_epochs
+        self.ir_driver = compiled_epochs == "ir"
+        self.compiled_epochs = self.ir_driver or (compiled_epochs and backend.compiled_epochs)
         self.stepwise_reason = ""
-        if not backend.compiled_epochs:
+        if not (self.ir_driver or backend.compiled_epochs):
             self.stepwise_reason = f"the {backend.name} backend runs step by step"
         elif not compiled_epochs:
             self.stepwise_reason = "compiled epochs are switched off"
@@ -565,7 +569,17 @@ class Simulation:
                 self.stepwise_reason = str(why)
                 self.compiled_epochs = False
                 return None
-            self._program = self.backend.compile_epoch(plan, self.threads)
+            if self.ir_driver:
+                from .driver import IrEpoch, Unsupported
+
+                try:
+                    self._program = IrEpoch(plan, self.backend)
+                except Unsupported as why:
+                    self.stepwise_reason = f"the IR epoch driver: {why}"
+                    self.compiled_epochs = False
+                    return None
+            else:
+                self._program = self.backend.compile_epoch(plan, self.threads)
             self.threads_used = self._program.threads
         if record is not None:
             self._program.plan.set_record(record)

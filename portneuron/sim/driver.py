@@ -1,0 +1,213 @@
+"""The epoch driver written once, as an IR kernel: one lane a block of cells, taken through
+an epoch's steps in Simulation.step's order (design: shared/design/EPOCH-IR.md).
+
+For each step, at time t: the spike detectors (at t), the block's events due by t + dt/2,
+then at t + dt/2 the first half of the step (matrix, currents, capacitance, the Hines
+solve, the voltage update), at t + dt the second (the states), the events due by t + dt,
+the recorded voltages and the blow-up check; the block's share of the state is copied into
+the layout before its first step and back after its last. Each phase is a `Launch` of its
+kernel over the block's lanes (`Phase.ranges`); an event is a Launch of its NET_RECEIVE
+over the one lane that holds it. A block whose root voltage stops being finite stops there
+(`blowup[block]` = t). The epoch's events come in time order per block
+(`EpochEvents`); self-events (net_send) are not handled yet: such a plan is Unsupported.
+
+`IrEpoch` is the program that runs it on a backend that runs kernels (the numpy backend's
+compiled epochs), with the same protocol as the hand-written llvm and cuda drivers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from portneuron.backends.plan import EpochEvents, EpochPlan, Phase
+from portneuron.ir import BOOL, F64, I32, Kernel, Var, View, verify_kernel
+from portneuron.ir import builder as b
+from portneuron.ir.builder import KernelBuilder
+
+
+class Unsupported(Exception):
+    """The plan needs something the IR driver does not do yet; the message says what."""
+
+
+def _phase_binds(kb: KernelBuilder, k: int, phase: Phase, t) -> dict:
+    """Phase k's kernel parameters: its arrays as the driver's `k<k>.<name>`, `t` the
+    driver's time, its other scalars the driver's `k<k>.<name>`."""
+    bind = {}
+    for p in phase.kernel.params:
+        if p.is_array:
+            kb.param(f"k{k}.{p.name}", p.dtype, p.space)
+            bind[p.name] = View(f"k{k}.{p.name}")
+        elif p.name == "t":
+            bind[p.name] = t
+        else:
+            bind[p.name] = kb.scalar(f"k{k}.{p.name}", p.dtype)
+    return bind
+
+
+def epoch_driver(plan: EpochPlan) -> Kernel:
+    """The driver of `plan`'s epochs: one lane a block."""
+    if plan.sends:
+        raise Unsupported("self-events (net_send) during an epoch")
+    kb = KernelBuilder("epoch", "block", "a block of cells through an epoch's steps")
+    phases = plan.phases()
+    blk, nxt = kb.lane, b.add(kb.lane, 1)
+    dt, t0, nsteps = kb.scalar("dt"), kb.scalar("t0"), kb.scalar("nsteps", I32)
+    half = kb.assign("half", b.mul(0.5, dt))
+    t = Var("t", F64)
+    for stream in {s.name: s for phase in phases for s in phase.kernel.streams}.values():
+        kb.stream(stream.name, stream.fields)
+
+    def launch(k: int, lo, hi, at) -> None:
+        phase = phases[k]
+        kb.launch(phase.kernel, lo, hi, **_phase_binds(kb, k, phase, at))
+
+    def over_block(k: int, at) -> None:
+        ranges = kb.array(f"k{k}.ranges", I32, "blocks")
+        launch(k, ranges[blk], ranges[nxt], at)
+
+    def copy(into_layout: bool) -> None:
+        for c, item in enumerate(plan.copies):
+            if not (into_layout or item.back):
+                continue
+            model, layout = kb.array(f"c{c}.model"), kb.array(f"c{c}.layout")
+            dst, src = kb.array(f"c{c}.dst", I32), kb.array(f"c{c}.src", I32)
+            ranges = kb.array(f"c{c}.ranges", I32, "blocks")
+            with kb.loop(f"c{c}.k", ranges[blk], ranges[nxt]) as i:
+                if into_layout:
+                    kb.store(f"c{c}.layout", dst[i], model[src[i]])
+                else:
+                    kb.store(f"c{c}.model", src[i], layout[dst[i]])
+
+    first_receive = len(phases) - len(plan.receive)
+    ev_t, ev_phase = kb.array("ev.t", F64, "event"), kb.array("ev.phase", I32, "event")
+    ev_lane, ev_start = kb.array("ev.lane", I32, "event"), kb.array("ev.start", I32, "blocks")
+    e, e_end = Var("e", I32), Var("e_end", I32)
+
+    def deliver(until) -> None:
+        """The block's events due by `until`, in order."""
+        if not plan.receive:
+            return
+
+        def head() -> None:
+            has = kb.assign("has", b.lt(e, e_end))
+            at = b.select(has, e, 0)
+            kb.assign("te", b.select(has, ev_t[at], math.inf))
+
+        head()
+        with kb.while_(b.and_(Var("has", BOOL), b.le(Var("te", F64), until))):
+            which, lane = kb.assign("which", ev_phase[e]), kb.assign("lane", ev_lane[e])
+            for j in range(len(plan.receive)):
+                with kb.if_(b.eq(which, j)):
+                    launch(first_receive + j, lane, b.add(lane, 1), Var("te", F64))
+            kb.assign("e", b.add(e, 1))
+            head()
+
+    kb.assign("t", t0)
+    kb.assign("e", ev_start[blk])
+    kb.assign("e_end", ev_start[nxt])
+    copy(into_layout=True)
+    step, bad = kb.assign("step", 0), kb.assign("bad", False)
+    v, slot_root = kb.array("v", F64, "node"), kb.array("slot.root", I32, "slot")
+    rec_start, rec_node = kb.array("rec.start", I32, "blocks"), kb.array("rec.node", I32, "rec")
+    rec_column = kb.array("rec.column", I32, "rec")
+    kb.array("rec.out", F64, "out")
+    kb.array("blowup", F64, "block")
+    nrec = kb.scalar("nrec", I32)
+    with kb.while_(b.and_(b.lt(step, nsteps), b.not_(bad))):
+        k = 0
+        if plan.threshold is not None:
+            over_block(0, t)
+            k = 1
+        deliver(b.add(t, half))
+        kb.assign("t", b.add(t, half))
+        for _ in plan.first_half:
+            over_block(k, t)
+            k += 1
+        kb.assign("t", b.add(t, half))
+        for _ in plan.second_half:
+            over_block(k, t)
+            k += 1
+        deliver(t)
+        with kb.loop("r", rec_start[blk], rec_start[nxt]) as r:
+            kb.store("rec.out", b.add(b.mul(step, nrec), rec_column[r]), v[rec_node[r]])
+        with kb.loop("cell", b.mul(blk, plan.width), b.mul(nxt, plan.width)) as c:
+            root = kb.assign("root", v[slot_root[c]])
+            with kb.if_(b.ne(b.sub(root, root), 0.0)):  # NaN or infinite
+                kb.assign("bad", True)
+        with kb.if_(bad):
+            kb.store("blowup", blk, t)
+        kb.assign("step", b.add(step, 1))
+    copy(into_layout=False)
+    return verify_kernel(kb.build())
+
+
+def _int32(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values)
+    if len(values) and (values.max() >= 2**31 or values.min() < -(2**31)):
+        raise Unsupported("more than 2**31 elements in one array space")
+    return values.astype(np.int32)
+
+
+class IrEpoch:
+    """The IR driver of a plan, compiled by a backend and run over every block in one call
+    (its lanes); the protocol of the hand-written drivers (`advance`, `pending`, `load`,
+    `store`). The model's arrays are the state: each block copies its share in and out."""
+
+    resident = False
+    threads = 1
+
+    def __init__(self, plan: EpochPlan, backend) -> None:
+        self.plan, self.backend = plan, backend
+        self.kernel = epoch_driver(plan)
+        self.compiled = backend.compile(self.kernel)
+        phases = plan.phases()
+        self.first_receive = len(phases) - len(plan.receive)
+        args: dict = {"dt": plan.dt, "v": plan.v, "slot.root": plan.layout.slot_root}
+        for k, phase in enumerate(phases):
+            args[f"k{k}.ranges"] = _int32(phase.ranges)
+            for name, value in phase.args.items():
+                args[f"k{k}.{name}"] = value
+        for c, item in enumerate(plan.copies):
+            args.update({f"c{c}.model": item.model, f"c{c}.layout": item.layout,
+                         f"c{c}.dst": item.dst, f"c{c}.src": item.src,
+                         f"c{c}.ranges": _int32(item.ranges)})  # fmt: skip
+        names = {p.name for p in self.kernel.params}
+        self.args = {name: value for name, value in args.items() if name in names}
+
+    def advance(self, t0: float, nsteps: int, events: EpochEvents):
+        """Every block through `nsteps` steps from `t0`: the spikes (threshold lane, t),
+        the recorded voltages (nsteps x recorded nodes) and None, or where a voltage
+        stopped being finite, per block that time (inf where it did not)."""
+        plan = self.plan
+        nrec = len(plan.record_node)
+        record = np.zeros(max(nsteps, 1) * nrec)
+        blowup = np.full(plan.nblocks, np.inf)
+        args = dict(self.args)
+        args.update({"t0": t0, "nsteps": nsteps, "nrec": nrec, "rec.out": record,
+                     "rec.start": _int32(plan.record_start), "rec.node": plan.record_node,
+                     "rec.column": plan.record_column, "blowup": blowup,
+                     "ev.start": _int32(events.start), "ev.t": events.t,
+                     "ev.phase": events.phase, "ev.lane": events.lane})  # fmt: skip
+        for j, receive in enumerate(events.receive_args):
+            k = self.first_receive + j
+            for name in ("event.instance", "event.netcon", "event.t", "event.flag"):
+                args[f"k{k}.{name}"] = receive[name]
+        names = {p.name for p in self.kernel.params}
+        out = self.backend.run(self.compiled, {n: a for n, a in args.items() if n in names},
+                               plan.nblocks)  # fmt: skip
+        recorded = record[: nsteps * nrec].reshape(nsteps, nrec)
+        if plan.threshold is not None and len(out["spike"]["presyn"]):
+            lanes, t = out["spike"]["presyn"].astype(np.int32), out["spike"]["t"]
+        else:
+            lanes, t = np.zeros(0, np.int32), np.zeros(0)
+        return lanes, t, recorded, (blowup if np.isfinite(blowup).any() else None)
+
+    def pending(self) -> tuple[np.ndarray, ...]:
+        return tuple(np.zeros(0, dtype) for dtype in (float, float, np.int32, np.int32, np.int32))
+
+    def load(self) -> None:
+        pass
+
+    def store(self) -> None:
+        pass

@@ -1,0 +1,80 @@
+"""The epoch driver written once in IR (portneuron/sim/driver.py), run by the numpy
+backend's interpreter: the same spikes, voltages and every mechanism variable as the
+stepwise loop, bit for bit (issue 18, step one: no self-event queue yet)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from harness import synapse_network
+from portneuron.backends import load_backend
+from portneuron.ir import format_kernel
+from test_cuda import negative_leak_network
+
+from portneuron.build.ringtest import build_ringtest
+from portneuron.errors import SimulationError
+from portneuron.sim import epoch
+from portneuron.sim.driver import epoch_driver
+from portneuron.sim.simulation import Simulation
+
+
+def runs(build, tstop: float, record_every: int = 3):
+    """The model run by numpy's stepwise loop and by the IR driver on numpy."""
+    out = []
+    for epochs in (False, "ir"):
+        model = build()
+        sim = Simulation(model, load_backend("numpy"), compiled_epochs=epochs)
+        result = sim.run(tstop, record=list(range(0, model.nodes.count, record_every)))
+        out.append((sim, model, result))
+    return out
+
+
+def assert_same(stepwise, driven) -> None:
+    (_, model_a, a), (sim_b, model_b, b_) = stepwise, driven
+    assert sim_b.stepwise_reason == "", sim_b.stepwise_reason
+    assert b_.spikes == a.spikes
+    np.testing.assert_array_equal(b_.v, a.v)
+    np.testing.assert_array_equal(model_b.nodes.v, model_a.nodes.v)
+    for x, y in zip(model_a.mechanisms, model_b.mechanisms):
+        for name, values in x.data.items():
+            np.testing.assert_array_equal(y.data[name], values, f"{x.name}.{name}")
+
+
+def test_the_ir_driver_is_the_stepwise_loop_on_the_ringtest():
+    """Two rings of 8 cells of different shapes (blocks of one shape and of several), hh
+    and pas, ExpSyn events from the ring: 30 ms, every spike, every recorded voltage at
+    every step and every variable at the end, bit for bit."""
+    stepwise, driven = runs(lambda: build_ringtest(2, 8, (2, 3), (1, 2)), 30.0)
+    assert len(stepwise[2].spikes) >= 16
+    assert_same(stepwise, driven)
+
+
+def test_the_ir_driver_delivers_events_as_the_stepwise_loop():
+    """Ten cells in a full and a partial block, three synapses on one node (their sums in
+    one order), NetStims and a ring, over several epochs."""
+    stepwise, driven = runs(lambda: synapse_network("ExpSyn").build(), 25.0, 2)
+    assert len(stepwise[2].spikes) >= 10
+    assert_same(stepwise, driven)
+
+
+def test_a_plan_with_self_events_runs_step_by_step_and_says_why():
+    model = synapse_network("PulseSyn").build()
+    sim = Simulation(model, load_backend("numpy"), compiled_epochs="ir")
+    sim.run(2.0)
+    assert sim.stepwise_reason == "the IR epoch driver: self-events (net_send) during an epoch"
+
+
+def test_a_blow_up_in_the_ir_driver_names_the_cell():
+    sim = Simulation(negative_leak_network().build(), load_backend("numpy"), compiled_epochs="ir")
+    with pytest.raises(SimulationError, match=r"cell gid 2: voltage is not finite at t = "):
+        sim.run(50.0, v_init=-60.0)
+    assert sim.stepwise_reason == ""
+
+
+def test_the_driver_is_one_kernel_of_launches():
+    model = build_ringtest(1, 8, (2, 3), (1, 1))
+    plan = epoch.plan(Simulation(model, load_backend("numpy")), 8)
+    text = format_kernel(epoch_driver(plan))
+    assert text.startswith("kernel epoch over block (")
+    assert "while (step < nsteps) && (!bad) {" in text
+    assert "launch hines_interleaved8 over range(k9.ranges[lane], k9.ranges[lane + 1])" in text
