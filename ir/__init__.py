@@ -24,6 +24,7 @@ from .nodes import (
     Loop,
     Mechanism,
     Param,
+    Records,
     Select,
     Serial,
     Stmt,
@@ -43,7 +44,7 @@ from .verify import VerifyError, verify_kernel, verify_mechanism
 __all__ = [
     "BOOL", "F64", "I32", "AddTo", "Assign", "Binary", "Call", "Cast", "Const", "Diffusion", "DType",
     "Emit", "Expr", "If", "Ion", "Kernel", "Lane", "Load", "Loop", "Mechanism", "Param",
-    "Select", "Stmt", "Store", "Stream", "Table", "Unary", "Var", "Variable", "VerifyError", "View", "While", "Launch", "Serial",
+    "Select", "Stmt", "Store", "Stream", "Table", "Unary", "Var", "Variable", "VerifyError", "View", "While", "Launch", "Records", "Serial",
     "dtype_of", "format_expr", "format_kernel", "format_mechanism", "run_kernel",
     "verify_kernel", "verify_mechanism",
 ]  # fmt: skip

@@ -32,6 +32,7 @@ from .nodes import (
     Load,
     Loop,
     Param,
+    Records,
     Select,
     Serial,
     Stmt,
@@ -256,9 +257,14 @@ class KernelBuilder:
         body = tuple(self._blocks.pop())
         self.emit_stmt(Serial(body))
 
-    def launch(self, kernel: Kernel, lo: Operand, hi: Operand, **bind: Operand | View) -> None:
-        """Run `kernel`'s lanes lo .. hi - 1 here, its parameters bound by name."""
-        values = tuple((n, v if isinstance(v, View) else as_expr(v)) for n, v in bind.items())
+    def launch(
+        self, kernel: Kernel, lo: Operand, hi: Operand, **bind: Operand | View | Records
+    ) -> None:
+        """Run `kernel`'s lanes lo .. hi - 1 here, its parameters (and any stream sent to
+        Records) bound by name."""
+        values = tuple(
+            (n, v if isinstance(v, (View, Records)) else as_expr(v)) for n, v in bind.items()
+        )
         self.emit_stmt(Launch(kernel, as_expr(lo), as_expr(hi), values))
 
     @contextmanager

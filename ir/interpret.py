@@ -31,6 +31,7 @@ from .nodes import (
     Launch,
     Load,
     Loop,
+    Records,
     Select,
     Serial,
     Stmt,
@@ -260,11 +261,15 @@ def _launch(s: Launch):
     (caller lane by caller lane, each's lanes in order), which the lanes' independence
     makes the same as running them one after another. A View is the caller's array with
     each slot's offset added to the callee's indices; records are the caller lane's, in
-    slot order."""
+    slot order, or go to the caller's arrays (Records) in that order."""
     callee = s.kernel
     views = {name: v for name, v in s.bind if isinstance(v, View)}
-    scalars = {name: _expr(v) for name, v in s.bind if not isinstance(v, View)}
+    records = {name: v for name, v in s.bind if isinstance(v, Records)}
+    scalars = {name: _expr(v) for name, v in s.bind if not isinstance(v, (View, Records))}
     offsets = {name: _expr(v.offset) for name, v in views.items()}
+    places = {
+        name: [_expr(view.offset) for view in (*v.fields, v.count)] for name, v in records.items()
+    }
     body = _block(_viewed(callee.body, set(views)))
     lo, hi = _expr(s.lo), _expr(s.hi)
 
@@ -299,9 +304,28 @@ def _launch(s: Launch):
                 fields = [
                     np.concatenate([c[i] for c in chunks])[order] for i in range(1, len(chunks[0]))
                 ]
-                r.streams[stream.name].append([r.tag[caller[slots[order]]], *fields])
+                if stream.name in records:
+                    at = [np.broadcast_to(f(r), (r.n,)) for f in places[stream.name]]
+                    _append(r, records[stream.name], at, caller[slots[order]], fields)
+                else:
+                    r.streams[stream.name].append([r.tag[caller[slots[order]]], *fields])
 
     return launch
+
+
+def _append(r, records: Records, at: list, caller: np.ndarray, fields: list) -> None:
+    """Records in order into the caller's arrays: each at its caller's count, which moves
+    on (`at`: each field's and the count's offset per caller lane)."""
+    count = r.arrays[records.count.array]
+    key = at[-1][caller].astype(np.int64)  # each record's count element
+    by_key = np.argsort(key, kind="stable")
+    ranked = key[by_key]
+    rank = np.empty(len(key), dtype=np.int64)
+    rank[by_key] = np.arange(len(key)) - np.searchsorted(ranked, ranked, side="left")
+    place = count[key] + rank
+    for view, offset, values in zip(records.fields, at, fields):
+        r.arrays[view.array][offset[caller] + place] = values
+    np.add.at(count, key, 1)
 
 
 #: A view's offset, as the launched kernel's run sees it (no IR name has this prefix).

@@ -198,19 +198,31 @@ class View:
 
 
 @dataclass(frozen=True, slots=True)
+class Records:
+    """Where a launched kernel's stream goes instead of the caller's stream of its name:
+    record k of the launch's lanes, in lane order, has its fields at `count[0] + k` of the
+    `fields` Views (one a field, in order), and `count` (a View of a caller i32 array)
+    moves on by the records written."""
+
+    fields: tuple[View, ...]
+    count: View
+
+
+@dataclass(frozen=True, slots=True)
 class Launch:
     """Run `kernel`'s lanes `lo` .. `hi` - 1 inside this lane, as if one after another
     (`Lane()` in the callee is its absolute lane). `bind` gives every callee parameter its
-    value, by name: an array a `View` of a caller array, a scalar a caller expression. A
-    callee's stream is the caller's stream of the same name (its records come in the
-    caller's lane's place, in the callee's lane order). The callee launches nothing (depth
-    1), and no Launch is inside a parallel loop. Different caller lanes may launch at once:
-    they must not touch one element of the callee's arrays except through `AddTo`."""
+    value, by name: an array a `View` of a caller array, a scalar a caller expression; and
+    each callee stream bound by its name to `Records` goes to the caller's arrays, any other
+    is the caller's stream of the same name (its records come in the caller's lane's place,
+    in the callee's lane order). The callee launches nothing (depth 1), and no Launch is
+    inside a parallel loop. Different caller lanes may launch at once: they must not touch
+    one element of the callee's arrays (or one count) except through `AddTo`."""
 
     kernel: Kernel
     lo: Expr
     hi: Expr
-    bind: tuple[tuple[str, Expr | View], ...]
+    bind: tuple[tuple[str, Expr | View | Records], ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from .nodes import (
     Load,
     Loop,
     Mechanism,
+    Records,
     Select,
     Serial,
     Stmt,
@@ -101,12 +102,7 @@ def format_block(body: tuple[Stmt, ...], indent: str) -> list[str]:
                 lines += format_block(inner, indent + "  ")
                 lines.append(f"{indent}}}")
             case Launch(kernel=callee, lo=lo, hi=hi, bind=bind):
-                args = ", ".join(
-                    f"{name} = {value.array}[{format_expr(value.offset)}:]"
-                    if isinstance(value, View)
-                    else f"{name} = {format_expr(value)}"
-                    for name, value in bind
-                )
+                args = ", ".join(f"{name} = {_bound(value)}" for name, value in bind)
                 lines.append(
                     f"{indent}launch {callee.name} over range({format_expr(lo)}, "
                     f"{format_expr(hi)}) ({args})"
@@ -116,6 +112,15 @@ def format_block(body: tuple[Stmt, ...], indent: str) -> list[str]:
             case _:
                 raise TypeError(f"not an IR statement: {s!r}")
     return lines
+
+
+def _bound(value) -> str:
+    match value:
+        case View(array=array, offset=offset):
+            return f"{array}[{format_expr(offset)}:]"
+        case Records(fields=fields, count=count):
+            return f"records({', '.join(map(_bound, fields))}; count {_bound(count)})"
+    return format_expr(value)
 
 
 def format_kernel(kernel: Kernel) -> str:

@@ -38,6 +38,7 @@ from .nodes import (
     Load,
     Loop,
     Mechanism,
+    Records,
     Select,
     Serial,
     Stmt,
@@ -244,8 +245,21 @@ class _Verifier:
         for bound, what in ((lo, "lo"), (hi, "hi")):
             if self.expr(bound, defined) != I32:
                 self.fail(f"{where}: {what} is not i32")
-        names = [name for name, _ in bind]
+        names = [name for name, value in bind if not isinstance(value, Records)]
         params = {p.name: p for p in callee.params}
+        streams = {s.name: s for s in callee.streams}
+        records = {name: value for name, value in bind if isinstance(value, Records)}
+        for name, value in records.items():
+            stream = streams.get(name)
+            if stream is None:
+                self.fail(f"{where}: Records for {name!r}, which is not a stream of it")
+            if len(value.fields) != len(stream.fields):
+                self.fail(f"{where}: stream {name!r} has {len(stream.fields)} fields")
+            for view, (_, dtype) in zip(value.fields, stream.fields):
+                self.array_param(view.array, dtype)
+                self.index(view.offset, defined, f"{where}: records of {name!r}")
+            self.array_param(value.count.array, I32)
+            self.index(value.count.offset, defined, f"{where}: count of {name!r}")
         if len(set(names)) != len(names) or set(names) != set(params):
             missing, extra = sorted(set(params) - set(names)), sorted(set(names) - set(params))
             self.fail(
@@ -253,6 +267,8 @@ class _Verifier:
                 f"repeated {sorted({n for n in names if names.count(n) > 1})})"
             )
         for name, value in bind:
+            if isinstance(value, Records):
+                continue
             p = params[name]
             if p.is_array:
                 if not isinstance(value, View):
@@ -262,7 +278,7 @@ class _Verifier:
             elif isinstance(value, View) or self.expr(value, defined) != p.dtype:
                 self.fail(f"{where}: scalar {name!r} needs a {p.dtype.value} expression")
         for stream in callee.streams:
-            if self.streams.get(stream.name) != stream:
+            if stream.name not in records and self.streams.get(stream.name) != stream:
                 self.fail(f"{where}: its stream {stream.name!r} is not the caller's")
 
 

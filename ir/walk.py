@@ -19,6 +19,7 @@ from .nodes import (
     Launch,
     Load,
     Loop,
+    Records,
     Select,
     Serial,
     Stmt,
@@ -87,11 +88,20 @@ def own_expressions(s: Stmt) -> tuple[Expr, ...]:
         case Serial():
             return ()
         case Launch(lo=lo, hi=hi, bind=bind):
-            values = tuple(v.offset if isinstance(v, View) else v for _, v in bind)
-            return (lo, hi, *values)
+            return (lo, hi, *(e for _, v in bind for e in bound_expressions(v)))
         case Emit(values=values):
             return values
     raise TypeError(f"not an IR statement: {s!r}")
+
+
+def bound_expressions(value) -> tuple[Expr, ...]:
+    """The caller's expressions in one value a Launch binds."""
+    match value:
+        case View(offset=offset):
+            return (offset,)
+        case Records(fields=fields, count=count):
+            return tuple(v.offset for v in (*fields, count))
+    return (value,)
 
 
 def expressions(body: tuple[Stmt, ...]) -> Iterator[Expr]:
@@ -111,6 +121,9 @@ def written(body: tuple[Stmt, ...]) -> set[str]:
         elif isinstance(s, Launch):
             views = {name: v.array for name, v in s.bind if isinstance(v, View)}
             out |= {views[name] for name in written(s.kernel.body)}
+            for _, v in s.bind:
+                if isinstance(v, Records):
+                    out |= {f.array for f in v.fields} | {v.count.array}
     return out
 
 

@@ -11,6 +11,7 @@ from portneuron.ir import (
     F64,
     I32,
     Kernel,
+    Records,
     Var,
     VerifyError,
     View,
@@ -23,6 +24,8 @@ from portneuron.ir.builder import KernelBuilder
 from portneuron.ir.passes.fold_constants import fold_constants
 
 RECORD = (("lane", I32), ("value", F64))
+#: Records a block holds where they go to arrays.
+CAP = 64
 
 
 def scale() -> Kernel:
@@ -41,11 +44,12 @@ def scale() -> Kernel:
     return verify_kernel(kb.build())
 
 
-def driver() -> Kernel:
+def driver(to_arrays: bool = False) -> Kernel:
     """One lane a block of elements first[b] .. first[b + 1] - 1: reps[b] times (a While),
     a Serial step counter, then, on even blocks and after the first pass on odd ones, the
     scale kernel over the block's elements through a View at first[b], with s = base + k;
-    last, a record of its own."""
+    last, a record of its own. `to_arrays`: the scale kernel's records go to the block's
+    region of the caller's arrays (Records), CAP a block, not to its stream."""
     kb = KernelBuilder("driver", "block", "rounds of scale over each block")
     first = kb.array("first", I32, "block")
     reps = kb.array("reps", I32, "block")
@@ -61,6 +65,16 @@ def driver() -> Kernel:
         with kb.serial():
             kb.store("steps", kb.lane, b.add(kb.array("steps", I32, "block")[kb.lane], 1))
         with kb.if_(b.or_(b.eq(kb.array("even", I32, "block")[kb.lane], 1), b.gt(k, 0))):
+            out = {}
+            if to_arrays:
+                kb.array("rec.lane", I32, "record")
+                kb.array("rec.value", F64, "record")
+                kb.array("rec.count", I32, "block")
+                region = b.mul(kb.lane, CAP)
+                out["rec"] = Records(
+                    (View("rec.lane", region), View("rec.value", region)),
+                    View("rec.count", kb.lane),
+                )
             kb.launch(
                 scale(),
                 0,
@@ -68,6 +82,7 @@ def driver() -> Kernel:
                 v=View("x", lo),
                 count=View("total"),
                 s=b.add(base, b.cast(F64, k)),
+                **out,
             )
         kb.assign("k", b.add(k, 1))
     kb.emit("rec", b.sub(-1, kb.lane), b.cast(F64, k))
@@ -77,6 +92,7 @@ def driver() -> Kernel:
 def model(first, reps, x, base):
     """What the driver means, lane after lane, statement after statement."""
     x, total, steps, records = x.copy(), 0.0, np.zeros(len(reps), np.int32), []
+    per_block = [[] for _ in reps]  # the scale kernel's records of each block
     for blk in range(len(reps)):
         lo, n = first[blk], first[blk + 1] - first[blk]
         k = 0
@@ -89,10 +105,11 @@ def model(first, reps, x, base):
                     x[lo + lane] = new
                     if new > 2.0:
                         records.append((lane, new))
+                        per_block[blk].append((lane, new))
                     total += 1.0
             k += 1
         records.append((-1 - blk, float(k)))
-    return x, total, steps, records
+    return x, total, steps, records, per_block
 
 
 @settings(max_examples=60, deadline=None)
@@ -105,7 +122,8 @@ def model(first, reps, x, base):
 def test_launch_while_and_serial_mean_what_the_model_says(sizes, reps, base, seed):
     """Blocks of any size (empty ones too), data-dependent trips of a While around a
     Serial and a Launch taken on some lanes only (even blocks, and odd ones after their
-    first pass): the elements, the count added through a
+    first pass), with the records on the caller's stream or in each block's region of
+    arrays (Records, a count a block): the elements, the count added through a
     View, the Serial's memory and the records (each caller lane's, in the callee's lane
     order, then its own) are the sequential model's, bit for bit."""
     first = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
@@ -123,6 +141,19 @@ def test_launch_while_and_serial_mean_what_the_model_says(sizes, reps, base, see
         np.testing.assert_array_equal(args["steps"], expected[2])
         records = list(zip(out["rec"]["lane"].tolist(), out["rec"]["value"].tolist()))
         assert records == expected[3]
+    # the scale kernel's records into each block's region of arrays instead
+    lanes, values = np.zeros(CAP * len(sizes), np.int32), np.zeros(CAP * len(sizes))
+    count = np.zeros(len(sizes), np.int32)
+    args = {"first": first, "reps": counts, "x": x.copy(), "total": np.zeros(1),
+            "steps": np.zeros(len(sizes), np.int32), "even": even, "base": base,
+            "rec.lane": lanes, "rec.value": values, "rec.count": count}  # fmt: skip
+    out = run_kernel(driver(to_arrays=True), args, len(sizes))
+    np.testing.assert_array_equal(args["x"], expected[0])
+    own = [(lane, value) for lane, value in expected[3] if lane < 0]
+    assert list(zip(out["rec"]["lane"].tolist(), out["rec"]["value"].tolist())) == own
+    for blk, theirs in enumerate(expected[4]):
+        region = slice(CAP * blk, CAP * blk + count[blk])
+        assert list(zip(lanes[region].tolist(), values[region].tolist())) == theirs
 
 
 def test_the_printer_shows_launches_views_serial_and_the_callee():
@@ -162,6 +193,15 @@ def _caller(body, *, streams=True) -> Kernel:
         (lambda kb: kb.launch(_launcher(), 0, 1, x=View("x"), total=View("total")),
          "launches another"),
         (lambda kb: _serial_then_read(kb), "local 'y' is assigned in a Serial and read after it"),
+        (lambda kb: kb.launch(scale(), 0, 1, v=View("x"), count=View("total"), s=1.0,
+                              out=Records((View("ints"),), View("ints"))),
+         "Records for 'out', which is not a stream of it"),
+        (lambda kb: kb.launch(scale(), 0, 1, v=View("x"), count=View("total"), s=1.0,
+                              rec=Records((View("ints"),), View("ints"))),
+         "stream 'rec' has 2 fields"),
+        (lambda kb: kb.launch(scale(), 0, 1, v=View("x"), count=View("total"), s=1.0,
+                              rec=Records((View("ints"), View("x")), View("x"))),
+         "array 'x' is f64, accessed as i32"),
     ],
 )  # fmt: skip
 def test_the_verifier_refuses_what_the_statements_do_not_allow(body, message):

@@ -30,6 +30,7 @@ from ..nodes import (
     Launch,
     Load,
     Loop,
+    Records,
     Select,
     Serial,
     Stmt,
@@ -123,16 +124,22 @@ def fold_block(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
             case Serial(body=inner):
                 out.append(Serial(fold_block(inner)))
             case Launch(kernel=callee, lo=lo, hi=hi, bind=bind):
-                bind = tuple(
-                    (n, View(v.array, fold_expr(v.offset)) if isinstance(v, View) else fold_expr(v))
-                    for n, v in bind
-                )
+                bind = tuple((n, _fold_bound(v)) for n, v in bind)
                 out.append(Launch(fold_constants(callee), fold_expr(lo), fold_expr(hi), bind))
             case Emit(values=values):
                 out.append(dataclasses.replace(s, values=tuple(fold_expr(v) for v in values)))
             case _:  # dropping it would change what the kernel does
                 raise TypeError(f"fold_constants: not an IR statement: {s!r}")
     return tuple(out)
+
+
+def _fold_bound(value):
+    match value:
+        case View(array=array, offset=offset):
+            return View(array, fold_expr(offset))
+        case Records(fields=fields, count=count):
+            return Records(tuple(_fold_bound(f) for f in fields), _fold_bound(count))
+    return fold_expr(value)
 
 
 def fold_constants(kernel: Kernel) -> Kernel:

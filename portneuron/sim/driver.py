@@ -8,7 +8,10 @@ the recorded voltages and the blow-up check; the block's share of the state is c
 the layout before its first step and back after its last. Each phase is a `Launch` of its
 kernel over the block's lanes (`Phase.ranges`); an event is a Launch of its NET_RECEIVE
 over the one lane that holds it. A block whose root voltage stops being finite stops there
-(`blowup[block]` = t). The epoch's events come in time order per block
+(`blowup[block]` = t). The detectors' spikes go to the block's region of the spike arrays
+(Records: a detector fires at most once a step), so the driver has no output stream and
+needs nothing of a backend beyond running a kernel. The epoch's events come in time order
+per block
 (`EpochEvents`); self-events (net_send) are not handled yet: such a plan is Unsupported.
 
 `IrEpoch` is the program that runs it on a backend that runs kernels (the numpy backend's
@@ -21,7 +24,7 @@ import math
 import numpy as np
 
 from portneuron.backends.plan import EpochEvents, EpochPlan, Phase
-from portneuron.ir import BOOL, F64, I32, Kernel, Var, View, verify_kernel
+from portneuron.ir import BOOL, F64, I32, Kernel, Records, Var, View, verify_kernel
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 
@@ -55,12 +58,18 @@ def epoch_driver(plan: EpochPlan) -> Kernel:
     dt, t0, nsteps = kb.scalar("dt"), kb.scalar("t0"), kb.scalar("nsteps", I32)
     half = kb.assign("half", b.mul(0.5, dt))
     t = Var("t", F64)
-    for stream in {s.name: s for phase in phases for s in phase.kernel.streams}.values():
-        kb.stream(stream.name, stream.fields)
 
     def launch(k: int, lo, hi, at) -> None:
         phase = phases[k]
-        kb.launch(phase.kernel, lo, hi, **_phase_binds(kb, k, phase, at))
+        bind = _phase_binds(kb, k, phase, at)
+        if k == 0 and plan.threshold is not None:  # into the block's region of the spikes
+            kb.array("spike.presyn", I32, "spike")
+            kb.array("spike.t", F64, "spike")
+            kb.array("spike.count", I32, "blocks")
+            region = kb.array("spike.base", I32, "blocks")[blk]
+            fields = (View("spike.presyn", region), View("spike.t", region))
+            bind["spike"] = Records(fields, View("spike.count", blk))
+        kb.launch(phase.kernel, lo, hi, **bind)
 
     def over_block(k: int, at) -> None:
         ranges = kb.array(f"k{k}.ranges", I32, "blocks")
@@ -189,18 +198,25 @@ class IrEpoch:
                      "rec.column": plan.record_column, "blowup": blowup,
                      "ev.start": _int32(events.start), "ev.t": events.t,
                      "ev.phase": events.phase, "ev.lane": events.lane})  # fmt: skip
+        if plan.threshold is not None:  # a detector fires at most once a step
+            detectors = plan.threshold.ranges
+            args["spike.base"] = _int32(detectors[:-1] * nsteps)
+            args["spike.count"] = np.zeros(plan.nblocks, np.int32)
+            args["spike.presyn"] = np.zeros(max(1, int(detectors[-1]) * nsteps), np.int32)
+            args["spike.t"] = np.zeros(max(1, int(detectors[-1]) * nsteps))
         for j, receive in enumerate(events.receive_args):
             k = self.first_receive + j
             for name in ("event.instance", "event.netcon", "event.t", "event.flag"):
                 args[f"k{k}.{name}"] = receive[name]
         names = {p.name for p in self.kernel.params}
-        out = self.backend.run(self.compiled, {n: a for n, a in args.items() if n in names},
-                               plan.nblocks)  # fmt: skip
+        self.backend.run(self.compiled, {n: a for n, a in args.items() if n in names},
+                         plan.nblocks)  # fmt: skip
         recorded = record[: nsteps * nrec].reshape(nsteps, nrec)
-        if plan.threshold is not None and len(out["spike"]["presyn"]):
-            lanes, t = out["spike"]["presyn"].astype(np.int32), out["spike"]["t"]
-        else:
-            lanes, t = np.zeros(0, np.int32), np.zeros(0)
+        lanes, t = np.zeros(0, np.int32), np.zeros(0)
+        if plan.threshold is not None:  # each block's spikes, from its region
+            count, base = args["spike.count"], args["spike.base"]
+            at = np.concatenate([np.arange(b, b + n) for b, n in zip(base, count)])
+            lanes, t = args["spike.presyn"][at], args["spike.t"][at]
         return lanes, t, recorded, (blowup if np.isfinite(blowup).any() else None)
 
     def pending(self) -> tuple[np.ndarray, ...]:
