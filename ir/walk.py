@@ -140,9 +140,11 @@ def emits_per_lane(kernel: Kernel) -> dict[str, int | None]:
                     counts[stream] = None if in_loop or n is None else n + 1
                 case Loop(body=inner) | While(body=inner):
                     block(inner, True)
-                case Launch(kernel=callee):  # up to one lane's records per callee lane
+                case Launch(kernel=callee, bind=bind):  # a lane's records per callee lane
+                    to_arrays = {name for name, v in bind if isinstance(v, Records)}
                     for stream in callee.streams:
-                        counts[stream.name] = None
+                        if stream.name not in to_arrays:
+                            counts[stream.name] = None
                 case _:
                     for inner in nested(s):  # raises for an unknown statement
                         block(inner, in_loop)

@@ -1,13 +1,14 @@
-"""The epoch driver written once in IR (portneuron/sim/driver.py), run by the numpy
-backend's interpreter: the same spikes, voltages and every mechanism variable as the
-stepwise loop, bit for bit (issue 18, step one: no self-event queue yet)."""
+"""The epoch driver written once in IR (portneuron/sim/driver.py): run by the numpy
+backend's interpreter, the same spikes, voltages and every mechanism variable as the
+stepwise loop, bit for bit; lowered by the llvm backend (Launch as a call), the same as
+its hand-written driver, bit for bit (issue 18; no self-event queue yet)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from harness import synapse_network
-from portneuron.backends import load_backend
+from portneuron.backends import backend_status, load_backend
 from portneuron.ir import format_kernel
 from test_cuda import negative_leak_network
 
@@ -17,13 +18,16 @@ from portneuron.sim import epoch
 from portneuron.sim.driver import epoch_driver
 from portneuron.sim.simulation import Simulation
 
+BACKENDS = ["numpy"] + (["llvm"] if backend_status("llvm").available else [])
 
-def runs(build, tstop: float, record_every: int = 3):
-    """The model run by numpy's stepwise loop and by the IR driver on numpy."""
+
+def runs(build, tstop: float, record_every: int = 3, backend: str = "numpy"):
+    """The model run by the backend's own loop (numpy's stepwise loop, llvm's hand-written
+    epochs) and by the IR driver on that backend."""
     out = []
-    for epochs in (False, "ir"):
+    for epochs in (True, "ir"):
         model = build()
-        sim = Simulation(model, load_backend("numpy"), compiled_epochs=epochs)
+        sim = Simulation(model, load_backend(backend), threads=1, compiled_epochs=epochs)
         result = sim.run(tstop, record=list(range(0, model.nodes.count, record_every)))
         out.append((sim, model, result))
     return out
@@ -40,19 +44,21 @@ def assert_same(stepwise, driven) -> None:
             np.testing.assert_array_equal(y.data[name], values, f"{x.name}.{name}")
 
 
-def test_the_ir_driver_is_the_stepwise_loop_on_the_ringtest():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_ir_driver_is_the_backends_own_loop_on_the_ringtest(backend):
     """Two rings of 8 cells of different shapes (blocks of one shape and of several), hh
     and pas, ExpSyn events from the ring: 30 ms, every spike, every recorded voltage at
     every step and every variable at the end, bit for bit."""
-    stepwise, driven = runs(lambda: build_ringtest(2, 8, (2, 3), (1, 2)), 30.0)
+    stepwise, driven = runs(lambda: build_ringtest(2, 8, (2, 3), (1, 2)), 30.0, 3, backend)
     assert len(stepwise[2].spikes) >= 16
     assert_same(stepwise, driven)
 
 
-def test_the_ir_driver_delivers_events_as_the_stepwise_loop():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_ir_driver_delivers_events_as_the_backends_own_loop(backend):
     """Ten cells in a full and a partial block, three synapses on one node (their sums in
     one order), NetStims and a ring, over several epochs."""
-    stepwise, driven = runs(lambda: synapse_network("ExpSyn").build(), 25.0, 2)
+    stepwise, driven = runs(lambda: synapse_network("ExpSyn").build(), 25.0, 2, backend)
     assert len(stepwise[2].spikes) >= 10
     assert_same(stepwise, driven)
 
@@ -64,8 +70,9 @@ def test_a_plan_with_self_events_runs_step_by_step_and_says_why():
     assert sim.stepwise_reason == "the IR epoch driver: self-events (net_send) during an epoch"
 
 
-def test_a_blow_up_in_the_ir_driver_names_the_cell():
-    sim = Simulation(negative_leak_network().build(), load_backend("numpy"), compiled_epochs="ir")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_blow_up_in_the_ir_driver_names_the_cell(backend):
+    sim = Simulation(negative_leak_network().build(), load_backend(backend), compiled_epochs="ir")
     with pytest.raises(SimulationError, match=r"cell gid 2: voltage is not finite at t = "):
         sim.run(50.0, v_init=-60.0)
     assert sim.stepwise_reason == ""

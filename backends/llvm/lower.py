@@ -17,6 +17,8 @@ math="vector" (vmath.py).
 
 from __future__ import annotations
 
+import dataclasses
+
 from llvmlite import ir
 from portneuron.ir import (
     F64,
@@ -33,13 +35,17 @@ from portneuron.ir import (
     If,
     Kernel,
     Lane,
+    Launch,
     Load,
     Loop,
+    Records,
     Select,
+    Serial,
     Stmt,
     Store,
     Unary,
     Var,
+    View,
     While,
     dtype_of,
     walk,
@@ -124,6 +130,7 @@ class _Lowering:
             self.streams[s.name] = (fields, count, s.fields)
         self.entry_builder = ir.IRBuilder(entry)
         self.lane: ir.Value | None = None
+        self.callees: dict[int, tuple[Kernel, ir.Function]] = {}  # launched, by id
 
     # ------------------------------------------------------------------ helpers
     def var(self, name: str, dtype: DType) -> ir.AllocaInstr:
@@ -245,6 +252,10 @@ class _Lowering:
                 self.block(body)
                 b.branch(head)
                 b.position_at_end(done)
+            case Serial(body=body):  # one thread a lane here
+                self.block(body)
+            case Launch():
+                self.launch(s)
             case Emit(stream=stream, values=values):
                 fields, count, types = self.streams[stream]
                 n = b.load(count, typ=I64_T)
@@ -254,6 +265,76 @@ class _Lowering:
                 b.store(b.add(n, ir.Constant(I64_T, 1)), count)
             case _:
                 raise LowerError(f"cannot lower statement {s!r}")
+
+    def launch(self, s: Launch) -> None:
+        """A direct call of the launched kernel (lowered once into this module, internal,
+        so LLVM may inline it) over lanes lo .. hi - 1, its argument slots on the stack:
+        a View's address, a scalar's value, a stream's buffers (the caller's, or for
+        Records the views' addresses and a count that is copied in and out)."""
+        b, callee = self.b, s.kernel
+        function = self.launched(callee)
+        n = len(callee.params) + sum(len(x.fields) + 1 for x in callee.streams)
+        with b.goto_entry_block():
+            slots = b.alloca(I64_T, size=n, name=f"{callee.name}.slots")
+        bound = dict(s.bind)
+        k = 0
+
+        def slot(value: ir.Value) -> None:  # every slot holds 8 bytes, as fill_slots writes
+            nonlocal k
+            if value.type == F64_T:
+                value = b.bitcast(value, I64_T)
+            elif value.type != I64_T:
+                value = b.ptrtoint(value, I64_T)
+            b.store(value, b.gep(slots, [ir.Constant(I64_T, k)], source_etype=I64_T))
+            k += 1
+
+        def view(v: View, dtype: DType) -> ir.Value:
+            return self.address(v.array, self.expr(v.offset), dtype)
+
+        for p in callee.params:
+            value = bound[p.name]
+            if p.is_array:
+                slot(view(value, p.dtype))
+            elif p.dtype == F64:
+                slot(self.expr(value))
+            else:
+                slot(
+                    b.sext(self.expr(value), I64_T)
+                    if p.dtype == I32
+                    else b.zext(self.expr(value), I64_T)
+                )
+        counts = []
+        for stream in callee.streams:
+            records = bound.get(stream.name)
+            if isinstance(records, Records):
+                for v, (_, dtype) in zip(records.fields, stream.fields):
+                    slot(view(v, dtype))
+                at = view(records.count, I32)
+                with b.goto_entry_block():
+                    count = b.alloca(I64_T, name=f"{stream.name}.count")
+                b.store(b.sext(b.load(at, typ=I32_T), I64_T), count)
+                slot(count)
+                counts.append((count, at))
+            else:  # the caller's own stream
+                fields, count, _ = self.streams[stream.name]
+                for field in fields:
+                    slot(field)
+                slot(count)
+        lo, hi = b.sext(self.expr(s.lo), I64_T), b.sext(self.expr(s.hi), I64_T)
+        b.call(function, [lo, hi, slots])
+        for count, at in counts:
+            b.store(b.trunc(b.load(count, typ=I64_T), I32_T), at)
+
+    def launched(self, callee: Kernel) -> ir.Function:
+        """The function of a launched kernel, lowered into this module once."""
+        cache = self.callees
+        if id(callee) not in cache:
+            name = f"{self.kernel.name}.{callee.name}.{len(cache)}"
+            lower_kernel(self.module, dataclasses.replace(callee, name=name), self.math)
+            function = self.module.globals[name]
+            function.linkage = "internal"
+            cache[id(callee)] = (callee, function)
+        return cache[id(callee)][1]
 
     # ------------------------------------------------------------------ expressions
     def expr(self, e: Expr) -> ir.Value:

@@ -43,9 +43,11 @@ from portneuron.ir import (
     If,
     Kernel,
     Lane,
+    Launch,
     Load,
     Loop,
     Select,
+    Serial,
     Stmt,
     Store,
     Unary,
@@ -215,6 +217,8 @@ class _Analysis:
                     raise NotVectorisable("while")
                 case Emit():
                     raise NotVectorisable("emit")
+                case Launch() | Serial():
+                    raise NotVectorisable("a launch or a serial block")
                 case _:
                     raise TypeError(f"not an IR statement: {s!r}")
 
@@ -403,8 +407,8 @@ def independent_lanes(kernel: Kernel) -> bool:
                 case While(cond=cond, body=inner):
                     expr(cond)
                     block(inner, False)
-                case Emit():
-                    raise NotVectorisable("emit")
+                case Emit() | Launch() | Serial():
+                    raise NotVectorisable("emit, launch or serial")
                 case _:
                     raise TypeError(f"not an IR statement: {s!r}")
 

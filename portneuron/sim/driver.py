@@ -14,8 +14,9 @@ needs nothing of a backend beyond running a kernel. The epoch's events come in t
 per block
 (`EpochEvents`); self-events (net_send) are not handled yet: such a plan is Unsupported.
 
-`IrEpoch` is the program that runs it on a backend that runs kernels (the numpy backend's
-compiled epochs), with the same protocol as the hand-written llvm and cuda drivers."""
+`IrEpoch` is the program that runs it on a backend that runs kernels (numpy's interpreter;
+llvm, which lowers a Launch to a call), with the protocol of the hand-written llvm and cuda
+drivers, on one thread."""
 
 from __future__ import annotations
 
