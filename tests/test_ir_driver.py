@@ -63,11 +63,28 @@ def test_the_ir_driver_delivers_events_as_the_backends_own_loop(backend):
     assert_same(stepwise, driven)
 
 
-def test_a_plan_with_self_events_runs_step_by_step_and_says_why():
-    model = synapse_network("PulseSyn").build()
-    sim = Simulation(model, load_backend("numpy"), compiled_epochs="ir")
-    sim.run(2.0)
-    assert sim.stepwise_reason == "the IR epoch driver: self-events (net_send) during an epoch"
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_ir_drivers_self_event_queue_is_the_backends_own_loop(backend):
+    """PulseSyn's NET_RECEIVE sends self-events (a pulse's end after dur, then a count at
+    zero delay), with pulses ending just as the next event comes: the block's queue,
+    merged with the epoch's events in NEURON's order (the epoch's first at equal times),
+    and what is still pending carried to the next epoch, bit for bit."""
+    stepwise, driven = runs(lambda: synapse_network("PulseSyn").build(), 25.0, 2, backend)
+    assert len(stepwise[2].spikes) >= 10
+    assert_same(stepwise, driven)
+    pulses = next(m for m in driven[1].mechanisms if m.name == "PulseSyn").data
+    assert pulses["n"].sum() > 100  # every pulse ended and was counted, across epochs
+
+
+def test_a_full_queue_is_one_line(monkeypatch):
+    from portneuron.sim import driver
+
+    monkeypatch.setattr(driver, "QUEUE_CAPACITY", 1)
+    sim = Simulation(synapse_network("PulseSyn").build(), load_backend("numpy"),
+                     compiled_epochs="ir")  # fmt: skip
+    with pytest.raises(SimulationError, match=r"^more than 1 self-events \(net_send\) pending "
+                       r"at once in one block of cells; run with compiled epochs off$"):  # fmt: skip
+        sim.run(25.0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

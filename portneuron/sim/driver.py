@@ -24,10 +24,12 @@ import math
 
 import numpy as np
 
+from portneuron.backends.base import QueueOverflow
 from portneuron.backends.plan import EpochEvents, EpochPlan, Phase
-from portneuron.ir import BOOL, F64, I32, Kernel, Records, Var, View, verify_kernel
+from portneuron.ir import BOOL, F64, I32, Emit, Kernel, Records, Var, View, verify_kernel, walk
 from portneuron.ir import builder as b
-from portneuron.ir.builder import KernelBuilder
+from portneuron.ir.builder import ArrayRef, KernelBuilder
+from portneuron.ir.types import NUMPY_DTYPES
 
 
 class Unsupported(Exception):
@@ -49,10 +51,23 @@ def _phase_binds(kb: KernelBuilder, k: int, phase: Phase, t) -> dict:
     return bind
 
 
+#: Self-events one block's queue holds at once.
+QUEUE_CAPACITY = 1024
+#: A self-event's fields in the queue, and their types.
+QUEUE_FIELDS = (("t", F64), ("flag", F64), ("inst", I32), ("row", I32), ("phase", I32))
+
+
+def _sends(plan: EpochPlan) -> list[int]:
+    """Per receive phase, the self-events one NET_RECEIVE call may send (0: none)."""
+    out = []
+    for phase in plan.receive:
+        out.append(sum(1 for s in walk.statements(phase.kernel.body)
+                       if isinstance(s, Emit) and s.stream == "net_send"))  # fmt: skip
+    return out
+
+
 def epoch_driver(plan: EpochPlan) -> Kernel:
     """The driver of `plan`'s epochs: one lane a block."""
-    if plan.sends:
-        raise Unsupported("self-events (net_send) during an epoch")
     kb = KernelBuilder("epoch", "block", "a block of cells through an epoch's steps")
     phases = plan.phases()
     blk, nxt = kb.lane, b.add(kb.lane, 1)
@@ -60,9 +75,24 @@ def epoch_driver(plan: EpochPlan) -> Kernel:
     half = kb.assign("half", b.mul(0.5, dt))
     t = Var("t", F64)
 
-    def launch(k: int, lo, hi, at) -> None:
+    sends = _sends(plan)
+    first_receive = len(phases) - len(plan.receive)
+    cap = QUEUE_CAPACITY
+    head, end = Var("q.head", I32), Var("q.end", I32)
+
+    def launch(k: int, lo, hi, at, event: dict | None = None) -> None:
         phase = phases[k]
         bind = _phase_binds(kb, k, phase, at)
+        j = k - first_receive
+        if j >= 0 and sends[j]:  # its self-events to the block's record region
+            region = b.mul(blk, sends[j])
+            fields = []
+            for name, dtype in phase.kernel.streams[0].fields:
+                kb.array(f"send{j}.{name}", dtype, "send")
+                fields.append(View(f"send{j}.{name}", region))
+            kb.array(f"send{j}.count", I32, "blocks")
+            bind["net_send"] = Records(tuple(fields), View(f"send{j}.count", blk))
+        bind.update(event or {})
         if k == 0 and plan.threshold is not None:  # into the block's region of the spikes
             kb.array("spike.presyn", I32, "spike")
             kb.array("spike.t", F64, "spike")
@@ -89,33 +119,121 @@ def epoch_driver(plan: EpochPlan) -> Kernel:
                 else:
                     kb.store(f"c{c}.model", src[i], layout[dst[i]])
 
-    first_receive = len(phases) - len(plan.receive)
     ev_t, ev_phase = kb.array("ev.t", F64, "event"), kb.array("ev.phase", I32, "event")
     ev_lane, ev_start = kb.array("ev.lane", I32, "event"), kb.array("ev.start", I32, "blocks")
+    ev_row = kb.array("ev.row", I32, "event")
     e, e_end = Var("e", I32), Var("e_end", I32)
+    queue = {name: ArrayRef(f"q.{name}", dtype) for name, dtype in QUEUE_FIELDS}
+    if any(sends):
+        for name, dtype in QUEUE_FIELDS:
+            kb.array(f"q.{name}", dtype, "queue")
+
+    def qat(k):
+        """Place k of the block's queue region."""
+        return b.add(b.mul(blk, cap), k)
+
+    def move(src, dst) -> None:
+        for name, _ in QUEUE_FIELDS:
+            kb.store(f"q.{name}", qat(dst), queue[name][qat(src)])
+
+    def compact() -> None:
+        """The pending entries down to the start of the region."""
+        shift = kb.assign("q.shift", head)
+        with kb.loop("q.i", head, end) as i:
+            move(i, b.sub(i, shift))
+        kb.assign("q.end", b.sub(end, shift))
+        kb.assign("q.head", 0)
+
+    def insert(values: dict) -> None:
+        """A self-event into the queue after every entry not later than it (entries of one
+        time stay in the order they were sent). A full queue compacts; still full, it sets
+        q.full[block] and drops the event (the simulation then stops with one line)."""
+        new_t = values["t"]
+        with kb.if_(b.ge(end, cap)):
+            compact()
+        with kb.if_(b.lt(end, cap)):
+            k = kb.assign("q.k", end)
+            later = b.gt(queue["t"][qat(b.select(b.gt(k, head), b.sub(k, 1), head))], new_t)
+            with kb.while_(b.and_(b.gt(k, head), later)):
+                move(b.sub(k, 1), k)
+                kb.assign("q.k", b.sub(k, 1))
+            for name, _ in QUEUE_FIELDS:
+                kb.store(f"q.{name}", qat(k), values[name])
+            kb.assign("q.end", b.add(end, 1))
+        with kb.else_():
+            kb.store("q.full", blk, 1)
+
+    def drain(j: int, row) -> None:
+        """Into the queue, the self-events receive phase j's last call sent, each carrying
+        the delivered event's weight row."""
+        count = kb.array(f"send{j}.count", I32, "blocks")
+        with kb.loop(f"send{j}.r", 0, count[blk]) as r:
+            at = b.add(b.mul(blk, sends[j]), r)
+            values = {
+                "t": kb.assign("q.nt", kb.array(f"send{j}.t", F64, "send")[at]),
+                "flag": kb.assign("q.nflag", kb.array(f"send{j}.flag", F64, "send")[at]),
+                "inst": kb.assign("q.ninst", kb.array(f"send{j}.instance", I32, "send")[at]),
+                "row": row,
+                "phase": j,
+            }
+            insert({name: b.as_expr(v) for name, v in values.items()})
+        kb.store(f"send{j}.count", blk, 0)
 
     def deliver(until) -> None:
-        """The block's events due by `until`, in order."""
+        """The block's events due by `until`, in order: the epoch's and the self-events
+        sent during it merged by time, the epoch's first at equal times (they were queued
+        first)."""
         if not plan.receive:
             return
 
-        def head() -> None:
-            has = kb.assign("has", b.lt(e, e_end))
-            at = b.select(has, e, 0)
-            kb.assign("te", b.select(has, ev_t[at], math.inf))
+        def heads() -> None:
+            has_e = kb.assign("has_e", b.lt(e, e_end))
+            te = kb.assign("te", b.select(has_e, ev_t[b.select(has_e, e, 0)], math.inf))
+            if not any(sends):
+                kb.assign("take_e", has_e)
+                kb.assign("due", b.and_(has_e, b.le(te, until)))
+                return
+            has_q = kb.assign("has_q", b.lt(head, end))
+            tq = queue["t"][qat(b.select(has_q, head, 0))]
+            tq = kb.assign("tq", b.select(has_q, tq, math.inf))
+            take = kb.assign("take_e", b.and_(has_e, b.le(te, tq)))
+            next_t = b.select(take, te, tq)
+            kb.assign("due", b.and_(b.or_(has_e, has_q), b.le(next_t, until)))
 
-        head()
-        with kb.while_(b.and_(Var("has", BOOL), b.le(Var("te", F64), until))):
-            which, lane = kb.assign("which", ev_phase[e]), kb.assign("lane", ev_lane[e])
-            for j in range(len(plan.receive)):
-                with kb.if_(b.eq(which, j)):
-                    launch(first_receive + j, lane, b.add(lane, 1), Var("te", F64))
-            kb.assign("e", b.add(e, 1))
-            head()
+        heads()
+        with kb.while_(Var("due", BOOL)):
+            with kb.if_(Var("take_e", BOOL)):
+                which, lane = kb.assign("which", ev_phase[e]), kb.assign("lane", ev_lane[e])
+                row = kb.assign("row", ev_row[e])
+                kb.assign("e", b.add(e, 1))
+                for j in range(len(plan.receive)):
+                    with kb.if_(b.eq(which, j)):
+                        launch(first_receive + j, lane, b.add(lane, 1), Var("te", F64))
+                        if sends[j]:
+                            drain(j, row)
+            if any(sends):
+                with kb.else_():  # the earliest self-event, through views of the queue
+                    at = kb.assign("q.at", qat(head))
+                    which = kb.assign("which", queue["phase"][at])
+                    row = kb.assign("row", queue["row"][at])
+                    kb.assign("q.head", b.add(head, 1))
+                    for j in range(len(plan.receive)):
+                        if not sends[j]:
+                            continue
+                        event = {"event.instance": View("q.inst", at), "event.t": View("q.t", at),
+                                 "event.flag": View("q.flag", at), "event.netcon": View("q.row", at)}  # fmt: skip
+                        with kb.if_(b.eq(which, j)):
+                            launch(first_receive + j, 0, 1, Var("tq", F64), event)
+                            drain(j, row)
+            heads()
 
     kb.assign("t", t0)
     kb.assign("e", ev_start[blk])
     kb.assign("e_end", ev_start[nxt])
+    if any(sends):
+        kb.assign("q.head", 0)
+        kb.assign("q.end", 0)
+        kb.array("q.full", I32, "blocks")
     copy(into_layout=True)
     step, bad = kb.assign("step", 0), kb.assign("bad", False)
     v, slot_root = kb.array("v", F64, "node"), kb.array("slot.root", I32, "slot")
@@ -149,6 +267,10 @@ def epoch_driver(plan: EpochPlan) -> Kernel:
             kb.store("blowup", blk, t)
         kb.assign("step", b.add(step, 1))
     copy(into_layout=False)
+    if any(sends):
+        compact()  # what is still pending, at the start of the block's region
+        kb.array("q.left", I32, "blocks")
+        kb.store("q.left", blk, end)
     return verify_kernel(kb.build())
 
 
@@ -182,6 +304,16 @@ class IrEpoch:
             args.update({f"c{c}.model": item.model, f"c{c}.layout": item.layout,
                          f"c{c}.dst": item.dst, f"c{c}.src": item.src,
                          f"c{c}.ranges": _int32(item.ranges)})  # fmt: skip
+        nblocks = plan.nblocks
+        for name, dtype in QUEUE_FIELDS:
+            args[f"q.{name}"] = np.zeros(nblocks * QUEUE_CAPACITY, NUMPY_DTYPES[dtype])
+        args["q.full"] = np.zeros(nblocks, np.int32)
+        args["q.left"] = np.zeros(nblocks, np.int32)
+        for j, (phase, records) in enumerate(zip(plan.receive, _sends(plan))):
+            if records:
+                for name, dtype in phase.kernel.streams[0].fields:
+                    args[f"send{j}.{name}"] = np.zeros(nblocks * records, NUMPY_DTYPES[dtype])
+                args[f"send{j}.count"] = np.zeros(nblocks, np.int32)
         names = {p.name for p in self.kernel.params}
         self.args = {name: value for name, value in args.items() if name in names}
 
@@ -198,7 +330,8 @@ class IrEpoch:
                      "rec.start": _int32(plan.record_start), "rec.node": plan.record_node,
                      "rec.column": plan.record_column, "blowup": blowup,
                      "ev.start": _int32(events.start), "ev.t": events.t,
-                     "ev.phase": events.phase, "ev.lane": events.lane})  # fmt: skip
+                     "ev.phase": events.phase, "ev.lane": events.lane,
+                     "ev.row": events.row})  # fmt: skip
         if plan.threshold is not None:  # a detector fires at most once a step
             detectors = plan.threshold.ranges
             args["spike.base"] = _int32(detectors[:-1] * nsteps)
@@ -221,7 +354,19 @@ class IrEpoch:
         return lanes, t, recorded, (blowup if np.isfinite(blowup).any() else None)
 
     def pending(self) -> tuple[np.ndarray, ...]:
-        return tuple(np.zeros(0, dtype) for dtype in (float, float, np.int32, np.int32, np.int32))
+        """The self-events sent in the last epoch and due after it (t, flag, instance,
+        row, phase), block by block in delivery order; QueueOverflow if a queue filled."""
+        args = self.args
+        if "q.full" not in args:
+            return tuple(np.zeros(0, NUMPY_DTYPES[d]) for _, d in QUEUE_FIELDS)
+        if args["q.full"].any():
+            args["q.full"][:] = 0
+            raise QueueOverflow(QUEUE_CAPACITY, "block of cells", "run with compiled epochs off")
+        left = args["q.left"]
+        at = np.concatenate(
+            [np.arange(b * QUEUE_CAPACITY, b * QUEUE_CAPACITY + n) for b, n in enumerate(left)]
+        )
+        return tuple(args[f"q.{name}"][at].copy() for name, _ in QUEUE_FIELDS)
 
     def load(self) -> None:
         pass
