@@ -46,8 +46,11 @@ class Backend:
     #: Whether adds of several lanes to one element happen in lane order, so that a run
     #: gives the same bits every time (False: atomics, in the order the lanes arrive).
     ordered_sums: ClassVar[bool] = True
-    #: Whether `compile_epoch` runs whole epochs in compiled code (portneuron.sim.epoch).
+    #: Whether the backend runs whole epochs in compiled code (portneuron.sim.epoch): by
+    #: the epoch driver written in IR (portneuron.sim.driver), run with `run_blocks`, where
+    #: `ir_epochs`; else by its own `compile_epoch`.
     compiled_epochs: ClassVar[bool] = False
+    ir_epochs: ClassVar[bool] = False
     #: Cells per block of a compiled epoch (portneuron.sim.epoch.BLOCK_WIDTH).
     epoch_width: int = 8
 
@@ -64,6 +67,18 @@ class Backend:
     def run(self, compiled: Any, args: Mapping[str, Any], lanes: int) -> dict[str, dict[str, Any]]:
         """Run a compiled kernel over `lanes` lanes; returns its emitted streams."""
         raise NotImplementedError
+
+    def ready(self, compiled: Any) -> None:
+        """Finish compiling now (a backend may compile a kernel when it first runs), so
+        that what runs next is timed without it."""
+
+    def run_blocks(self, compiled: Any, args: Mapping[str, Any], cuts: list[int]) -> None:
+        """Run a kernel without streams over lanes cuts[0] .. cuts[-1] - 1, each range
+        cuts[i] .. cuts[i+1] - 1 possibly at once with the others (on threads): its lanes
+        must not touch one element except through AddTo. Here: all of them in one run."""
+        if cuts[0] != 0:
+            raise ValueError("run_blocks: lanes start at 0")
+        self.run(compiled, args, cuts[-1])
 
     def compile_epoch(self, plan: Any, threads: int | None) -> Any:
         """A program advancing the plan's cell blocks through whole epochs on `threads`

@@ -290,13 +290,12 @@ def test_compiled_epochs_equal_the_stepwise_loop_to_the_bit(backend, synapse):
 
 @pytest.mark.skipif(not backend_status("llvm").available, reason="the llvm backend cannot run")
 def test_llvm_epoch_queue_overflow_is_one_line(monkeypatch):
-    """A thread's self-event queue that fills stops the run with one line (the backend says
+    """A block's self-event queue that fills stops the run with one line (the driver says
     so, the simulation words it), not a lost event."""
-    from portneuron.backends.llvm import epoch as llvm_epoch
-
     from portneuron.errors import SimulationError
+    from portneuron.sim import driver
 
-    monkeypatch.setattr(llvm_epoch, "QUEUE_CAPACITY", 1)
+    monkeypatch.setattr(driver, "QUEUE_CAPACITY", 1)
     sim = Simulation(synapse_network("PulseSyn").build(), load_backend("llvm"))
-    with pytest.raises(SimulationError, match=r"^more than 1 self-events .* one thread's cells"):
+    with pytest.raises(SimulationError, match=r"^more than 1 self-events .* one block of cells"):
         sim.run(15.0)

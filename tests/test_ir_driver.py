@@ -1,7 +1,7 @@
-"""The epoch driver written once in IR (portneuron/sim/driver.py): run by the numpy
-backend's interpreter, the same spikes, voltages and every mechanism variable as the
-stepwise loop, bit for bit; lowered by the llvm backend (Launch as a call), the same as
-its hand-written driver, bit for bit (issue 18; no self-event queue yet)."""
+"""The epoch driver written once in IR (portneuron/sim/driver.py), run by the numpy
+backend's interpreter and lowered by the llvm backend (Launch as a call, on threads): the
+same spikes, voltages and every mechanism variable as the backend's stepwise loop, bit for
+bit (issue 18)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,9 @@ BACKENDS = ["numpy"] + (["llvm"] if backend_status("llvm").available else [])
 
 
 def runs(build, tstop: float, record_every: int = 3, backend: str = "numpy"):
-    """The model run by the backend's own loop (numpy's stepwise loop, llvm's hand-written
-    epochs) and by the IR driver on that backend."""
+    """The model run by the backend's stepwise loop and by the IR driver on that backend."""
     out = []
-    for epochs in (True, "ir"):
+    for epochs in (False, "ir"):
         model = build()
         sim = Simulation(model, load_backend(backend), threads=1, compiled_epochs=epochs)
         result = sim.run(tstop, record=list(range(0, model.nodes.count, record_every)))
@@ -45,7 +44,7 @@ def assert_same(stepwise, driven) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_the_ir_driver_is_the_backends_own_loop_on_the_ringtest(backend):
+def test_the_ir_driver_is_the_stepwise_loop_on_the_ringtest(backend):
     """Two rings of 8 cells of different shapes (blocks of one shape and of several), hh
     and pas, ExpSyn events from the ring: 30 ms, every spike, every recorded voltage at
     every step and every variable at the end, bit for bit."""
@@ -55,7 +54,7 @@ def test_the_ir_driver_is_the_backends_own_loop_on_the_ringtest(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_the_ir_driver_delivers_events_as_the_backends_own_loop(backend):
+def test_the_ir_driver_delivers_events_as_the_stepwise_loop(backend):
     """Ten cells in a full and a partial block, three synapses on one node (their sums in
     one order), NetStims and a ring, over several epochs."""
     stepwise, driven = runs(lambda: synapse_network("ExpSyn").build(), 25.0, 2, backend)
@@ -64,7 +63,7 @@ def test_the_ir_driver_delivers_events_as_the_backends_own_loop(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_the_ir_drivers_self_event_queue_is_the_backends_own_loop(backend):
+def test_the_ir_drivers_self_event_queue_is_the_stepwise_loop(backend):
     """PulseSyn's NET_RECEIVE sends self-events (a pulse's end after dur, then a count at
     zero delay), with pulses ending just as the next event comes: the block's queue,
     merged with the epoch's events in NEURON's order (the epoch's first at equal times),

@@ -4,7 +4,7 @@ The model lives on the device: every array the step's kernels use is allocated t
 once, uploaded when a run starts (`load`) and brought back into the model's arrays when
 it ends (`store`). An epoch is one launch of `pn_epoch`: CUDA block b takes cell block b
 (the plan's width, at most a warp's 32 cells) through all of the epoch's steps, as the
-llvm driver takes a block (backends/llvm/epoch.py), so blocks never wait for each other.
+IR driver on the CPU takes a block (portneuron/sim/driver.py), so blocks never wait for each other.
 Per epoch only the incoming events go up; the spikes, the recorded voltages and the
 self-events still pending come down.
 

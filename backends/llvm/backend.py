@@ -7,6 +7,7 @@ import ctypes.util
 import os
 import sys
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,6 +17,21 @@ from portneuron.ir.types import NUMPY_DTYPES
 
 from ..base import Backend, dumping
 from .jit import Jit, fill_slots, slot_count
+
+
+def _join(calls: list) -> None:
+    """Wait for every call, even through an interrupt (Ctrl-C raises in this thread): the
+    threads run compiled code on the model's arrays, which must outlive them. The first
+    interrupt is raised once they are done."""
+    interrupt: BaseException | None = None
+    while True:
+        try:
+            wait(calls)
+            break
+        except BaseException as exc:
+            interrupt = interrupt or exc
+    if interrupt is not None:
+        raise interrupt
 
 
 class CompiledKernel:
@@ -50,6 +66,7 @@ class LlvmBackend(Backend):
     device_kind: ClassVar[str] = "cpu"
     simd_width: ClassVar[int] = 1
     compiled_epochs: ClassVar[bool] = True
+    ir_epochs: ClassVar[bool] = True  # the epoch driver written in IR, lowered here
 
     def __init__(self, math: str | None = None) -> None:
         """`math`: "libm" (the default) calls the C library's exp, which NumPy also uses
@@ -58,6 +75,8 @@ class LlvmBackend(Backend):
         self.math = math or os.environ.get("PORTNEURON_MATH", "libm")
         if self.math not in ("libm", "vector"):
             raise ValueError(f"PORTNEURON_MATH must be libm or vector, not {self.math!r}")
+        self.pool: ThreadPoolExecutor | None = None
+        self.pool_threads = 0
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -95,10 +114,32 @@ class LlvmBackend(Backend):
         """Seconds this process spent JIT-compiling (or loading cached objects)."""
         return Jit.get().seconds if Jit._instance is not None else 0.0
 
-    def compile_epoch(self, plan: Any, threads: int | None) -> Any:
-        from .epoch import compile_epoch, default_threads
+    def ready(self, compiled: CompiledKernel) -> None:
+        compiled.function  # noqa: B018 (JIT-compiles it)
 
-        return compile_epoch(plan, threads or default_threads(), self.math)
+    def run_blocks(
+        self, compiled: CompiledKernel, args: Mapping[str, Any], cuts: list[int]
+    ) -> None:
+        """Each range of lanes on a thread of its own (this one takes the first); the
+        kernel's arguments are shared, as its lanes write disjoint elements."""
+        if compiled.kernel.streams:
+            raise ValueError(f"run_blocks: kernel {compiled.kernel.name} has streams")
+        fill_slots(compiled.kernel, args, compiled.slots, compiled.last)
+        function, slots = compiled.function, compiled.slots_address
+        ranges = list(zip(cuts, cuts[1:]))
+        if len(ranges) == 1:
+            function(ranges[0][0], ranges[0][1], slots)
+            return
+        if self.pool is None or self.pool_threads < len(ranges) - 1:
+            self.pool = ThreadPoolExecutor(len(ranges) - 1)
+            self.pool_threads = len(ranges) - 1
+        calls = [self.pool.submit(function, lo, hi, slots) for lo, hi in ranges[1:]]
+        try:
+            function(ranges[0][0], ranges[0][1], slots)
+        finally:
+            _join(calls)
+        for call in calls:
+            call.result()
 
     def emit(self, kernel: Kernel, stage: str) -> str:
         """The optimised LLVM IR ("llvm") or the assembly ("asm") of a kernel."""

@@ -21,6 +21,7 @@ drivers, on one thread."""
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -281,18 +282,41 @@ def _int32(values: np.ndarray) -> np.ndarray:
     return values.astype(np.int32)
 
 
+def default_threads() -> int:
+    """Every core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def partition(plan: EpochPlan, threads: int) -> list[int]:
+    """Cuts of the blocks into contiguous ranges of about equal node counts, one a thread
+    (at most one thread a block)."""
+    nblocks = plan.nblocks
+    threads = max(1, min(threads, nblocks))
+    nodes = plan.layout.base
+    total = nodes[-1] - nodes[0]
+    cuts = [0]
+    for k in range(1, threads):
+        cut = int(np.searchsorted(nodes, nodes[0] + total * k / threads))
+        cuts.append(min(max(cut, cuts[-1] + 1), nblocks - (threads - k)))
+    cuts.append(nblocks)
+    return cuts
+
+
 class IrEpoch:
     """The IR driver of a plan, compiled by a backend and run over every block in one call
-    (its lanes); the protocol of the hand-written drivers (`advance`, `pending`, `load`,
-    `store`). The model's arrays are the state: each block copies its share in and out."""
+    (its lanes; on `threads` threads, each a range of blocks, where the backend has them);
+    the protocol the simulation runs epochs with (`advance`, `pending`, `load`, `store`).
+    The model's arrays are the state: each block copies its share in and out."""
 
     resident = False
-    threads = 1
 
-    def __init__(self, plan: EpochPlan, backend) -> None:
+    def __init__(self, plan: EpochPlan, backend, threads: int | None = None) -> None:
         self.plan, self.backend = plan, backend
         self.kernel = epoch_driver(plan)
         self.compiled = backend.compile(self.kernel)
+        backend.ready(self.compiled)  # compiled now: a run then times only the simulation
+        self.cuts = partition(plan, threads or default_threads())
+        self.threads = len(self.cuts) - 1
         phases = plan.phases()
         self.first_receive = len(phases) - len(plan.receive)
         args: dict = {"dt": plan.dt, "v": plan.v, "slot.root": plan.layout.slot_root}
@@ -343,8 +367,9 @@ class IrEpoch:
             for name in ("event.instance", "event.netcon", "event.t", "event.flag"):
                 args[f"k{k}.{name}"] = receive[name]
         names = {p.name for p in self.kernel.params}
-        self.backend.run(self.compiled, {n: a for n, a in args.items() if n in names},
-                         plan.nblocks)  # fmt: skip
+        self.backend.run_blocks(
+            self.compiled, {n: a for n, a in args.items() if n in names}, self.cuts
+        )
         recorded = record[: nsteps * nrec].reshape(nsteps, nrec)
         lanes, t = np.zeros(0, np.int32), np.zeros(0)
         if plan.threshold is not None:  # each block's spikes, from its region

@@ -569,11 +569,11 @@ class Simulation:
                 self.stepwise_reason = str(why)
                 self.compiled_epochs = False
                 return None
-            if self.ir_driver:
+            if self.ir_driver or self.backend.ir_epochs:
                 from .driver import IrEpoch, Unsupported
 
                 try:
-                    self._program = IrEpoch(plan, self.backend)
+                    self._program = IrEpoch(plan, self.backend, self.threads)
                 except Unsupported as why:
                     self.stepwise_reason = f"the IR epoch driver: {why}"
                     self.compiled_epochs = False
