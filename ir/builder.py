@@ -244,18 +244,16 @@ class KernelBuilder:
     @contextmanager
     def while_(self, cond: Operand) -> Iterator[None]:
         """A loop whose body runs while `cond` holds (tested before each iteration)."""
-        self._blocks.append([])
-        yield
-        body = tuple(self._blocks.pop())
-        self.emit_stmt(While(as_expr(cond), body))
+        with self.capture() as body:
+            yield
+        self.emit_stmt(While(as_expr(cond), tuple(body)))
 
     @contextmanager
     def serial(self) -> Iterator[None]:
         """A block the lane runs once (one thread of it, where a lane has several)."""
-        self._blocks.append([])
-        yield
-        body = tuple(self._blocks.pop())
-        self.emit_stmt(Serial(body))
+        with self.capture() as body:
+            yield
+        self.emit_stmt(Serial(tuple(body)))
 
     def launch(
         self, kernel: Kernel, lo: Operand, hi: Operand, **bind: Operand | View | Records

@@ -201,13 +201,7 @@ def check_run_options(args: argparse.Namespace) -> None:
     if args.threads is not None and args.threads < 1:
         raise PortneuronError(f"--threads must be >= 1, not {args.threads}")
     if args.backend is not None and "," in args.backend:
-        from .backends import backend_names
-
-        names, size = args.backend.split(","), world_size()
-        for name in names:
-            if name not in backend_names():
-                known = ", ".join(backend_names())
-                raise PortneuronError(f"unknown backend {name!r}; registered backends: {known}")
+        names, size = backend_list(args.backend), world_size()
         if size < len(names):
             raise PortneuronError(
                 f"--backend {args.backend}: {len(names)} backends, one a rank, but this run "
@@ -676,26 +670,30 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def plan_devices(args: argparse.Namespace) -> tuple[list[str], tuple[float, ...] | None]:
-    """Each rank's device (its backend, on --threads threads or every core), and, where
-    ranks drive different backends, each one's speed measured here as a run measures it."""
-    from .backends import backend_names, best_backend, load_backend
+def backend_list(text: str) -> list[str]:
+    """The backends of a --backend list (one a rank), each a registered one."""
+    from .backends import backend_names
 
-    names = (args.backend or best_backend()).split(",")
+    names = text.split(",")
     for name in names:
         if name not in backend_names():
             known = ", ".join(backend_names())
             raise PortneuronError(f"unknown backend {name!r}; registered backends: {known}")
+    return names
+
+
+def plan_devices(args: argparse.Namespace) -> tuple[list[str], tuple[float, ...] | None]:
+    """Each rank's device (its backend, on --threads threads or every core), and, where
+    ranks drive different backends, each one's speed measured here as a run measures it."""
+    from .backends import best_backend, load_backend
+
+    names = backend_list(args.backend or best_backend())
     if len(names) > args.ranks:
         raise PortneuronError(
             f"--backend {args.backend}: {len(names)} backends, one a rank, for {args.ranks} "
             f"rank(s); give -n {len(names)} or more"
         )
-    threads = (
-        f"{args.threads} thread{'s' if args.threads != 1 else ''}"
-        if args.threads
-        else ("every core")
-    )
+    threads = f"{args.threads} thread{'s' * (args.threads != 1)}" if args.threads else "every core"
     per_rank = [names[r % len(names)] for r in range(args.ranks)]
     devices = [f"{n} ({threads})" if n != "numpy" else n for n in per_rank]
     if len(set(names)) == 1:

@@ -406,6 +406,13 @@ def test_plan_prints_the_placement_and_its_predicted_balance(capsys, tmp_path):
     assert text[-1].startswith("predicted imbalance (largest over mean, less 1): ")
     assert main(["plan", "-n", "0"]) == 1
     assert capsys.readouterr().err == "portneuron: error: -n 0: give at least 1 rank\n"
+    assert main(["plan", "-n", "2", "--threads", "0"]) == 1
+    assert capsys.readouterr().err == "portneuron: error: --threads must be >= 1, not 0\n"
+    assert main(["plan", "-n", "1", "--backend", "numpy,llvm"]) == 1
+    assert capsys.readouterr().err == (
+        "portneuron: error: --backend numpy,llvm: 2 backends, one a rank, for 1 rank(s); "
+        "give -n 2 or more\n"
+    )
     assert main(["plan", "-n", "2", "--backend", "numpy,llvm", "--threads", "1", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["devices"] == ["numpy", "llvm (1 thread)"] and plan["cells"] == [8, 120]

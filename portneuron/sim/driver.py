@@ -27,7 +27,7 @@ import numpy as np
 
 from portneuron.backends.base import QueueOverflow
 from portneuron.backends.plan import EpochEvents, EpochPlan, Phase
-from portneuron.ir import BOOL, F64, I32, Emit, Kernel, Records, Var, View, verify_kernel, walk
+from portneuron.ir import BOOL, F64, I32, Kernel, Records, Var, View, verify_kernel, walk
 from portneuron.ir import builder as b
 from portneuron.ir.builder import ArrayRef, KernelBuilder
 from portneuron.ir.types import NUMPY_DTYPES
@@ -62,8 +62,10 @@ def _sends(plan: EpochPlan) -> list[int]:
     """Per receive phase, the self-events one NET_RECEIVE call may send (0: none)."""
     out = []
     for phase in plan.receive:
-        out.append(sum(1 for s in walk.statements(phase.kernel.body)
-                       if isinstance(s, Emit) and s.stream == "net_send"))  # fmt: skip
+        n = walk.emits_per_lane(phase.kernel).get("net_send", 0)
+        if n is None:
+            raise Unsupported(f"{phase.kernel.name} sends self-events in a loop")
+        out.append(n)
     return out
 
 
@@ -338,8 +340,8 @@ class IrEpoch:
                 for name, dtype in phase.kernel.streams[0].fields:
                     args[f"send{j}.{name}"] = np.zeros(nblocks * records, NUMPY_DTYPES[dtype])
                 args[f"send{j}.count"] = np.zeros(nblocks, np.int32)
-        names = {p.name for p in self.kernel.params}
-        self.args = {name: value for name, value in args.items() if name in names}
+        self.names = {p.name for p in self.kernel.params}
+        self.args = {name: value for name, value in args.items() if name in self.names}
 
     def advance(self, t0: float, nsteps: int, events: EpochEvents):
         """Every block through `nsteps` steps from `t0`: the spikes (threshold lane, t),
@@ -366,9 +368,8 @@ class IrEpoch:
             k = self.first_receive + j
             for name in ("event.instance", "event.netcon", "event.t", "event.flag"):
                 args[f"k{k}.{name}"] = receive[name]
-        names = {p.name for p in self.kernel.params}
         self.backend.run_blocks(
-            self.compiled, {n: a for n, a in args.items() if n in names}, self.cuts
+            self.compiled, {n: a for n, a in args.items() if n in self.names}, self.cuts
         )
         recorded = record[: nsteps * nrec].reshape(nsteps, nrec)
         lanes, t = np.zeros(0, np.int32), np.zeros(0)
