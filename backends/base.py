@@ -46,11 +46,11 @@ class Backend:
     #: Whether adds of several lanes to one element happen in lane order, so that a run
     #: gives the same bits every time (False: atomics, in the order the lanes arrive).
     ordered_sums: ClassVar[bool] = True
-    #: Whether the backend runs whole epochs in compiled code (portneuron.sim.epoch): by
-    #: the epoch driver written in IR (portneuron.sim.driver), run with `run_blocks`, where
-    #: `ir_epochs`; else by its own `compile_epoch`.
+    #: Whether the simulation runs whole epochs in one call by default: the epoch driver
+    #: written in IR (portneuron.sim.driver), compiled here and run through `bind`.
     compiled_epochs: ClassVar[bool] = False
-    ir_epochs: ClassVar[bool] = False
+    #: Whether `run_blocks` runs its ranges at once, on host threads.
+    threaded: ClassVar[bool] = False
     #: Cells per block of a compiled epoch (portneuron.sim.epoch.BLOCK_WIDTH).
     epoch_width: int = 8
 
@@ -80,7 +80,33 @@ class Backend:
             raise ValueError("run_blocks: lanes start at 0")
         self.run(compiled, args, cuts[-1])
 
-    def compile_epoch(self, plan: Any, threads: int | None) -> Any:
-        """A program advancing the plan's cell blocks through whole epochs on `threads`
-        threads (None: every core); see portneuron.sim.epoch."""
-        raise NotImplementedError
+    def bind(self, compiled: Any, args: Mapping[str, Any]) -> Bound:
+        """`compiled` with arguments that stay the same from run to run (see Bound)."""
+        return Bound(self, compiled, args)
+
+
+class Bound:
+    """A compiled kernel (without streams) with arguments bound for many runs, each run
+    giving the values that change. Here the kernel runs on the host's arrays themselves;
+    a device backend keeps the bound arrays in its memory (`resident`), from `load`, which
+    takes the host's values, to `store`, which brings back what the kernel wrote, and
+    brings back after a run only what `fetch` names."""
+
+    resident: ClassVar[bool] = False
+
+    def __init__(self, backend: Backend, compiled: Any, args: Mapping[str, Any]) -> None:
+        self.backend, self.compiled, self.args = backend, compiled, dict(args)
+
+    def load(self) -> None:
+        """The bound arrays' host values onto the device."""
+
+    def store(self) -> None:
+        """What the kernel writes of the bound arrays, back into the host's."""
+
+    def run(self, args: Mapping[str, Any], cuts: list[int], fetch: tuple[str, ...] = ()) -> None:
+        """Run lanes cuts[0] .. cuts[-1] - 1 (as `Backend.run_blocks`) with the bound
+        arguments and `args`; the arrays named in `fetch` are in their host arrays after."""
+        self.backend.run_blocks(self.compiled, {**self.args, **args}, cuts)
+
+    def fetch(self, names: tuple[str, ...]) -> None:
+        """Bring arrays of the last run (bound or not) back into their host arrays."""

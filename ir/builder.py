@@ -179,7 +179,9 @@ class KernelBuilder:
         existing = self._params.get(name)
         if existing is not None:
             if existing != Param(name, dtype, space):
-                raise ValueError(f"parameter {name!r} declared twice with different types")
+                raise ValueError(
+                    f"parameter {name!r} declared twice with different types: {existing} and {Param(name, dtype, space)}"
+                )
             return existing
         self._params[name] = Param(name, dtype, space)
         return self._params[name]

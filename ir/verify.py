@@ -4,7 +4,10 @@ Checks: every name is declared (parameters) or definitely assigned on every path
 use (locals); loads and stores name array parameters with I32 indices and matching value
 types; operators get operands of the types they accept; intrinsics exist with their arity;
 loop variables are not assigned in their body; emitted records match their stream; a
-local assigned in a Serial is not read after it; a Launch binds every parameter of a
+local assigned in a Serial is used nowhere outside a Serial, and no Serial is inside a
+parallel loop (where a backend gives a lane several threads, everything outside Serials
+and parallel loops is then the same on each of them: a While around a Launch or a Serial,
+a barrier there, tests a lane-uniform condition); a Launch binds every parameter of a
 well-formed callee that launches nothing, with arrays viewed from the caller's of the same
 type and scalars of the same type, its streams the caller's, and is not inside a parallel
 loop.
@@ -207,6 +210,8 @@ class _Verifier:
                 self.parallel -= par
                 return defined  # the body may run zero times
             case Serial(body=body):
+                if self.parallel:
+                    self.fail("a Serial inside a parallel loop")
                 self.block(body, defined, loops)
                 assigned = {x.name for x in walk.statements(body) if isinstance(x, Assign)}
                 self.serial_locals |= assigned
@@ -284,8 +289,31 @@ class _Verifier:
 
 def verify_kernel(kernel: Kernel) -> Kernel:
     """Return `kernel` unchanged if it is well formed; raise `VerifyError` otherwise."""
-    _Verifier(kernel).block(kernel.body, frozenset(), frozenset())
+    verifier = _Verifier(kernel)
+    verifier.block(kernel.body, frozenset(), frozenset())
+    inside, outside = _serial_locals(kernel.body)
+    if inside & outside:
+        verifier.fail(
+            f"local {sorted(inside & outside)[0]!r} is assigned in a Serial and used outside it"
+        )
     return kernel
+
+
+def _serial_locals(body: tuple[Stmt, ...]) -> tuple[set[str], set[str]]:
+    """The locals assigned inside Serials, and the names used (read or assigned) outside."""
+    inside, outside = set(), set()
+    for s in body:
+        if isinstance(s, Serial):
+            inside |= {x.name for x in walk.statements(s.body) if isinstance(x, Assign)}
+            continue
+        used = {e.name for x in walk.own_expressions(s) for e in walk.subexpressions(x)
+                if isinstance(e, Var)}  # fmt: skip
+        outside |= used | ({s.name} if isinstance(s, Assign) else set())
+        for inner in walk.nested(s):
+            i, o = _serial_locals(inner)
+            inside |= i
+            outside |= o
+    return inside, outside
 
 
 def verify_mechanism(mechanism: Mechanism) -> Mechanism:

@@ -23,9 +23,7 @@ from harness import Instances, builtin, kernel_inputs, randomised, synapse_netwo
 from libdevice_host import FUNCTIONS as LIBDEVICE_FUNCTIONS
 from libdevice_host import libdevice_path
 from portneuron.backends import backend_status, load_backend
-from portneuron.backends.cuda import epoch as cuda_epoch
 from portneuron.backends.cuda.backend import NVCC_OPTIONS, CudaBackend
-from portneuron.backends.cuda.epoch import epoch_source
 from portneuron.backends.cuda.mapping import UnsupportedKernel, thread_mapping
 from portneuron.backends.cuda.names import Names, sanitize
 from portneuron.backends.cuda.runtime import find_nvcc
@@ -37,7 +35,7 @@ from portneuron.ir.passes import fold_constants
 
 from portneuron.build import Cell, Network
 from portneuron.cli import main
-from portneuron.sim import cable, epoch
+from portneuron.sim import cable, driver, epoch
 from portneuron.sim.epoch import Interleaved
 from portneuron.sim.simulation import MAX_EPOCH_STEPS, Simulation, SimulationError
 
@@ -220,13 +218,16 @@ def test_engine_kernels_compile_to_ptx(tmp_path):
 
 @needs_nvcc
 @pytest.mark.parametrize("synapse", ["ExpSyn", "PulseSyn"])
-def test_epoch_kernel_compiles_to_ptx(synapse, tmp_path):
-    """A whole epoch is one kernel: every phase of the step a device function, barriers
-    between them, thread 0's event delivery and (PulseSyn) self-event queue."""
+def test_epoch_driver_compiles_to_ptx(synapse, tmp_path):
+    """A whole epoch is one kernel, the IR driver's: every phase of the step a device
+    function, barriers between them, thread 0's event delivery and (PulseSyn) self-event
+    queue (Serial)."""
     sim = Simulation(synapse_network(synapse).build(), load_backend("numpy"))
-    ptx = entries(nvcc_ptx(epoch_source(epoch.plan(sim, 32)), tmp_path))
+    source = kernel_source(driver.epoch_driver(epoch.plan(sim, 32)), "pn_epoch", 256)
+    ptx = entries(nvcc_ptx(source, tmp_path))
     assert list(ptx) == ["pn_epoch"] and "bar.sync" in ptx["pn_epoch"]
-    assert "bar.red.or" in ptx["pn_epoch"]  # the blow-up check: __syncthreads_or
+    assert "if (thread == 0) {  // Serial" in source
+    assert ("q_full[lane] = 1;" in source) == (synapse == "PulseSyn")
 
 
 # ------------------------------------------------------------------ the source itself
@@ -590,13 +591,13 @@ def test_host_epochs_without_netcons_are_bounded(host_backend, monkeypatch):
     """With no min-delay an epoch is MAX_EPOCH_STEPS long at most, so what the device
     holds for one (spikes, recorded voltages) is bounded, not the whole run's."""
     calls = []
-    advance = cuda_epoch.CudaEpoch.advance
+    advance = driver.IrEpoch.advance
 
     def counted(self, t0, nsteps, events):
         calls.append(nsteps)
         return advance(self, t0, nsteps, events)
 
-    monkeypatch.setattr(cuda_epoch.CudaEpoch, "advance", counted)
+    monkeypatch.setattr(driver.IrEpoch, "advance", counted)
     sim = Simulation(negative_leak_network(1e-4).build(), host_backend)
     steps = 2 * MAX_EPOCH_STEPS + 10
     result = sim.run(steps * sim.dt, record=[0])
@@ -619,7 +620,7 @@ def test_host_epoch_frees_its_device_memory(host_backend):
 @needs_gxx
 def test_host_epoch_queue_overflow_is_an_error(host_backend, monkeypatch):
     """A block's self-event queue that fills stops the run with one line, not a lost event."""
-    monkeypatch.setattr(cuda_epoch, "QUEUE_CAPACITY", 1)
+    monkeypatch.setattr(driver, "QUEUE_CAPACITY", 1)
     sim = Simulation(synapse_network("PulseSyn").build(), host_backend)
     with pytest.raises(SimulationError, match=r"more than 1 self-events .* one block of cells"):
         sim.run(15.0)

@@ -193,6 +193,8 @@ def _caller(body, *, streams=True) -> Kernel:
         (lambda kb: kb.launch(_launcher(), 0, 1, x=View("x"), total=View("total")),
          "launches another"),
         (lambda kb: _serial_then_read(kb), "local 'y' is assigned in a Serial and read after it"),
+        (lambda kb: _serial_in_a_loop(kb), "local 'y' is assigned in a Serial and used outside it"),
+        (lambda kb: _serial_in_parallel(kb), "a Serial inside a parallel loop"),
         (lambda kb: kb.launch(scale(), 0, 1, v=View("x"), count=View("total"), s=1.0,
                               out=Records((View("ints"),), View("ints"))),
          "Records for 'out', which is not a stream of it"),
@@ -229,6 +231,21 @@ def _launcher() -> Kernel:
     kb.stream("rec", RECORD)
     kb.launch(scale(), 0, 1, v=View("x"), count=View("total"), s=1.0)
     return kb.build()
+
+
+def _serial_in_a_loop(kb):
+    """y read at the top of each pass, assigned by the Serial later in it: on a GPU only the
+    Serial's thread would see the new value."""
+    kb.assign("y", 0.0)
+    with kb.loop("i", 0, 3):
+        kb.store("x", Var("i", I32), Var("y", F64))
+        with kb.serial():
+            kb.assign("y", 1.0)
+
+
+def _serial_in_parallel(kb):
+    with kb.loop("i", 0, 4, parallel=True), kb.serial():
+        kb.store("x", Var("i", I32), 1.0)
 
 
 def _serial_then_read(kb):

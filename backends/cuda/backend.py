@@ -4,8 +4,9 @@ runtime (runtime.py: PyCUDA on a GPU).
 `run` is the simple path: it copies the kernel's arrays to the device, launches, and
 copies back the arrays the kernel writes and the records it emits; the simulation uses it
 for what runs once (INITIAL, tables) and for artificial cells. The steps themselves run
-in device-resident epochs (epoch.py): the model stays on the GPU, and only events and
-spikes cross. PyCUDA is imported only by `availability` and the runtime, so generating
+in epochs of the driver written in IR (portneuron.sim.driver), rendered as one kernel
+(source.py, `_Driver`) whose arguments stay in device memory (resident.py): the model
+stays on the GPU, and only events and spikes cross. PyCUDA is imported only by `availability` and the runtime, so generating
 source (`emit`, `portneuron compile --emit cuda`) needs neither PyCUDA nor a GPU.
 """
 
@@ -19,12 +20,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from portneuron.ir import BOOL, F64, I32, Kernel, verify_kernel
+from portneuron.ir import BOOL, F64, I32, Kernel, Launch, verify_kernel, walk
 from portneuron.ir.passes import fold_constants
 from portneuron.ir.types import NUMPY_DTYPES
 
 from ..base import Backend, dumping
 from .mapping import ThreadMapping, emits_per_lane, thread_mapping, written_arrays
+from .resident import Resident
 from .runtime import NVCC_OPTIONS, PycudaRuntime, Runtime, find_nvcc
 from .source import kernel_source
 
@@ -46,6 +48,7 @@ class CompiledKernel:
     source: str
     written: frozenset[str]
     emits: dict[str, int]
+    driver: bool  # it launches others: one CUDA block a lane, run through `bind`
 
 
 class CudaBackend(Backend):
@@ -60,7 +63,8 @@ class CudaBackend(Backend):
     ) -> None:
         """`runtime`: where kernels run (default: PyCUDA, started on first use);
         `epoch_width`: cells per block of a compiled epoch, one per thread of a warp's
-        (a divisor of 32); `epoch_threads`: threads per block there (a multiple of 32)."""
+        (a divisor of 32); `epoch_threads`: threads per CUDA block there, one block a cell
+        block (a multiple of 32)."""
         if 32 % epoch_width or epoch_threads % 32 or not 0 < epoch_threads <= 1024:
             raise ValueError(
                 f"epoch_width must divide 32 ({epoch_width}) and epoch_threads be a multiple "
@@ -118,7 +122,7 @@ class CudaBackend(Backend):
     def compile(self, kernel: Kernel, hot: bool = True) -> CompiledKernel:
         """`hot` is accepted for the protocol; every kernel is compiled the same way."""
         kernel = fold_constants(verify_kernel(kernel))
-        source = kernel_source(kernel, FUNCTION)
+        source = kernel_source(kernel, FUNCTION, self.epoch_threads)
         if dumping("cuda"):
             print(source, file=sys.stderr)
         return CompiledKernel(
@@ -128,12 +132,33 @@ class CudaBackend(Backend):
             source,
             frozenset(written_arrays(kernel)),
             emits_per_lane(kernel),
+            any(isinstance(s, Launch) for s in walk.statements(kernel.body)),
         )
+
+    def bind(self, compiled: CompiledKernel, args: Mapping[str, Any]) -> Resident:
+        """A driver's arguments in device memory from run to run (resident.py)."""
+        if not compiled.driver:
+            raise ValueError(f"bind: {compiled.kernel.name} launches no kernel")
+        return Resident(self, compiled, args)
+
+    def run_blocks(
+        self, compiled: CompiledKernel, args: Mapping[str, Any], cuts: list[int]
+    ) -> None:
+        if not compiled.driver:
+            super().run_blocks(compiled, args, cuts)
+            return
+        resident = self.bind(compiled, args)
+        resident.load()
+        resident.run({}, cuts)
+        resident.store()
 
     def run(
         self, compiled: CompiledKernel, args: Mapping[str, Any], lanes: int
     ) -> dict[str, dict[str, Any]]:
         kernel, runtime = compiled.kernel, self.runtime
+        if compiled.driver:
+            self.run_blocks(compiled, args, [0, lanes])
+            return {}
         arrays = _checked_arrays(kernel, args, compiled.written)
         if lanes <= 0:
             return {
@@ -172,12 +197,6 @@ class CudaBackend(Backend):
         finally:
             for pointer in allocations:
                 runtime.free(pointer)
-
-    def compile_epoch(self, plan: Any, threads: int | None) -> Any:
-        """The plan's epochs on the device (`threads`, host threads, are not used)."""
-        from .epoch import CudaEpoch
-
-        return CudaEpoch(plan, self.runtime, self.epoch_threads)
 
 
 def _checked_arrays(

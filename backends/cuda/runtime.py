@@ -1,6 +1,6 @@
 """Where the cuda backend's code runs. A runtime compiles CUDA C, holds device memory and
-launches kernels; the backend (backend.py) and its compiled epochs (epoch.py) use nothing
-else of CUDA, so another runtime runs the same host code: the tests' CPU stand-in
+launches kernels; the backend (backend.py) and a driver's resident arguments (resident.py)
+use nothing else of CUDA, so another runtime runs the same host code: the tests' CPU stand-in
 (tests/cuda_host.py) builds the source with g++ and runs each CUDA thread as a thread.
 
 Device memory is addressed by plain integers (a kernel receives them as `np.uintp`

@@ -31,13 +31,16 @@ The semantics are the interpreter's, statement for statement, in double precisio
 - compile with `--fmad=false`: nvcc would otherwise fuse a*b + c into one rounding, where
   the interpreter, and NEURON, round twice.
 
-With `device`, a kernel is instead `static __device__ void NAME(long long lo, long long
-hi, unsigned thread, unsigned threads, ...)` (the same parameters after those), called
-by every thread of one CUDA block, as the compiled epoch does (epoch.py): thread `thread`
-of `threads` runs lanes lo + thread, lo + thread + threads, ...; a split kernel's lanes
-run one after another, each on threads 0 .. w-1, which must lie in one warp (w divides 32).
-An array that other code writes while the caller's launch runs (`shared`) is passed
-without `__restrict__`: nvcc reads a `const __restrict__` array through the read-only
+A kernel that launches others (an epoch driver, portneuron/sim/driver.py) runs one CUDA
+block a lane (`_Driver`); each kernel it launches is a `static __device__ void NAME(long
+long lo, long long hi, unsigned thread, unsigned threads, ...)` (the same parameters after
+those), called by every thread of the block: thread `thread` of `threads` runs lanes
+lo + thread, lo + thread + threads, ...; a split kernel's lanes run one after another, each
+on threads 0 .. w-1, which must lie in one warp (w divides 32). Its streams go to the
+caller's arrays (Records): a pointer per field, from the caller's count on, and the count
+(`int*`), which the records take their slots from. An array passed without `__restrict__`
+(`plain`) is one another parameter also views, or one it only reads that other code writes
+while the driver runs: nvcc reads a `const __restrict__` array through the read-only
 (non-coherent) cache, which may keep values from before such a write.
 
 Integer overflow wraps in NumPy and is undefined in C; kernels index arrays of fewer than
@@ -47,7 +50,8 @@ Integer overflow wraps in NumPy and is undefined in C; kernels index arrays of f
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Set
+import re
+from collections.abc import Iterable, Set
 
 from portneuron.ir import (
     BOOL,
@@ -65,13 +69,17 @@ from portneuron.ir import (
     If,
     Kernel,
     Lane,
+    Launch,
     Load,
     Loop,
+    Records,
     Select,
+    Serial,
     Stmt,
     Store,
     Unary,
     Var,
+    View,
     While,
     dtype_of,
     verify_kernel,
@@ -104,48 +112,49 @@ INDENT = "    "
 ATOM, CAST, PREFIX, INFIX, TERNARY = range(5)
 
 
-def kernel_source(kernel: Kernel, name: str | None = None) -> str:
+def kernel_source(kernel: Kernel, name: str | None = None, block: int | None = None) -> str:
     """CUDA C for `kernel` as function `name` (default: the kernel's name), with the helper
-    functions it needs: a complete source file."""
-    return module_source([(kernel, name)])
+    functions it needs: a complete source file. `block`: the threads of a CUDA block, where
+    the kernel launches others (a driver: see `_Driver`)."""
+    return module_source([(kernel, name)], block)
 
 
-def module_source(
-    kernels: Iterable[tuple[Kernel, str | None]],
-    device: bool = False,
-    shared: Mapping[str, Set[str]] | None = None,
-) -> str:
-    """One source file holding several kernels (names must differ), helpers once; with
-    `device`, as device functions (the module docstring). `shared[name]`: the arrays of
-    function `name` that other code writes while it runs (module docstring)."""
-    shared = shared or {}
-    rendered = [
-        _Kernel(verify_kernel(k), name, device, frozenset(shared.get(name, ())))
-        for k, name in kernels
-    ]
+def module_source(kernels: Iterable[tuple[Kernel, str | None]], block: int | None = None) -> str:
+    """One source file holding several kernels (names must differ), helpers once."""
+    rendered: list[_Kernel] = []
+    for kernel, name in kernels:
+        kernel = verify_kernel(kernel)
+        if any(isinstance(s, Launch) for s in walk.statements(kernel.body)):
+            rendered.append(_Driver(kernel, name, block))
+        else:
+            rendered.append(_Kernel(kernel, name))
     helpers = sorted(set().union(*(r.helpers for r in rendered)))
     parts = [HELPERS[h] for h in helpers] + [r.text for r in rendered]
     return "\n".join(parts)
 
 
-def signature(kernel: Kernel, names: Names, shared: Set[str] = frozenset()) -> list[str]:
-    """The parameter declarations after lo and hi (module docstring)."""
+def signature(
+    kernel: Kernel, names: Names, plain: Set[str] = frozenset(), device: bool = False
+) -> list[str]:
+    """The parameter declarations after lo and hi (module docstring); arrays in `plain`
+    without `__restrict__`; with `device`, a stream is its fields and an `int` count."""
     written = written_arrays(kernel)
     out = []
     for p in kernel.params:
         c_name = names(("param", p.name), p.name)
+        const = "" if p.name in written else "const "
+        restrict = "" if p.name in plain else "__restrict__ "
         if not p.is_array:
             out.append(f"{C_TYPES[p.dtype]} {c_name}")
-        elif p.name in written:
-            out.append(f"{C_TYPES[p.dtype]}* __restrict__ {c_name}")
-        elif p.name in shared:
-            out.append(f"const {C_TYPES[p.dtype]}* {c_name}")
         else:
-            out.append(f"const {C_TYPES[p.dtype]}* __restrict__ {c_name}")
+            out.append(f"{const}{C_TYPES[p.dtype]}* {restrict}{c_name}")
     for s in kernel.streams:
         for field, dtype in s.fields:
             c_name = names(("stream", s.name, field), f"{s.name}_{field}")
             out.append(f"{C_TYPES[dtype]}* __restrict__ {c_name}")
+        if device:
+            out.append(f"int* {names(('count', s.name), f'{s.name}_count')}")
+            continue
         out.append(f"long long* __restrict__ {names(('order', s.name), f'{s.name}_order')}")
         out.append(f"unsigned long long* {names(('count', s.name), f'{s.name}_count')}")
     return out
@@ -155,7 +164,7 @@ class _Kernel:
     """Renders one kernel; `text` is its source, `helpers` the helper functions it calls."""
 
     def __init__(
-        self, kernel: Kernel, name: str | None, device: bool = False, shared=frozenset()
+        self, kernel: Kernel, name: str | None, device: bool = False, plain=frozenset()
     ) -> None:
         self.kernel, self.device = kernel, device
         self.name = sanitize(name or kernel.name)
@@ -170,7 +179,7 @@ class _Kernel:
         self.emitted = dict.fromkeys(self.emits, 0)
         self.helpers: set[str] = set()
         self.names = Names()
-        self.params = signature(kernel, self.names, shared)
+        self.params = signature(kernel, self.names, plain, device)
         self.scalars = {p.name for p in kernel.params if not p.is_array}
         self.read = live_variables(kernel.body)
         self.locals: dict[str, str] = {}  # C name -> C type, in order of appearance
@@ -373,11 +382,18 @@ class _Kernel:
         self.emit_line("{")
         self.depth += 1
         count = self.names.given[("count", s.stream)]
-        self.emit_line(f"const unsigned long long slot = atomicAdd({count}, 1ull);")
+        if self.device:  # the caller's record arrays, from the count on
+            self.emit_line(f"const int slot = atomicAdd({count}, 1);")
+        else:
+            self.emit_line(f"const unsigned long long slot = atomicAdd({count}, 1ull);")
         for (field, _), value in zip(stream.fields, s.values):
             self.emit_line(
                 f"{self.names.given[('stream', s.stream, field)]}[slot] = {self.top(value)};"
             )
+        if self.device:
+            self.depth -= 1
+            self.emit_line("}")
+            return
         order = "lane" if total == 1 else f"(long long)lane * {total} + {ordinal}"
         self.uses_lane = True
         self.emit_line(f"{self.names.given[('order', s.stream)]}[slot] = {order};")
@@ -498,3 +514,197 @@ def constant(value: float | int | bool, dtype: DType) -> tuple[str, int]:
         return ("INFINITY", ATOM) if value > 0 else ("-INFINITY", PREFIX)
     text = repr(value)
     return text, (PREFIX if text.startswith("-") else ATOM)
+
+
+class _Driver(_Kernel):
+    """A kernel that launches others (an epoch driver): one CUDA block a lane, all of its
+    threads running the lane's code alike, which is lane-uniform (verify.py: locals a
+    Serial assigns are used only in Serials, and no Serial or Launch is in a parallel loop).
+    What writes memory is a Launch or inside a Serial:
+
+    - a Launch is a call of the callee's device function (module docstring), the block's
+      threads taking its lanes in turn, then `__syncthreads()`; inside a Serial, thread 0
+      runs every lane (`0u, 1u`);
+    - a Serial is `if (thread == 0) { ... }` then `__syncthreads()`;
+    - where the threads have read, since the last barrier, an array that the driver writes
+      (through a launch or in a Serial), a barrier also comes before the next Launch or
+      Serial, so that no thread writes it while another still reads.
+
+    The parameters come in one table of 8-byte words (`table[k]` the kernel's parameter k: a
+    device pointer, a double's bits, an integer), as a driver has hundreds. Each callee is
+    one device function however often it is launched; its array parameters go without
+    `__restrict__` where the launch binds them to memory another parameter of the launch
+    also views, and, if it only reads them, where anything in the driver writes them (nvcc
+    reads a `const __restrict__` array through the non-coherent cache, which may keep
+    values from before an earlier launch's write)."""
+
+    def __init__(self, kernel: Kernel, name: str | None, block: int | None) -> None:
+        self.block_threads = block
+        self.serial = 0  # Serials around the statement being rendered
+        self.dirty = False  # read an array the driver writes since the last barrier
+        self.driver_writes = walk.written(kernel.body)
+        self.callees: dict[Kernel, str] = {}  # callee: its device function
+        plain: dict[Kernel, set[str]] = {}
+        for s in walk.statements(kernel.body):
+            if isinstance(s, Launch):
+                if s.kernel not in self.callees:
+                    n = len(self.callees)
+                    self.callees[s.kernel] = sanitize(f"pn_call{n}_{s.kernel.name}")
+                plain.setdefault(s.kernel, set()).update(self.unrestricted(s))
+        self.rendered = [
+            _Kernel(callee, c_name, device=True, plain=frozenset(plain[callee]))
+            for callee, c_name in self.callees.items()
+        ]
+        super().__init__(kernel, name)
+        self.helpers |= set().union(*(r.helpers for r in self.rendered))
+        if kernel.streams:
+            raise UnsupportedKernel(f"kernel {kernel.name!r}: a driver with streams of its own")
+
+    def unrestricted(self, s: Launch) -> set[str]:
+        """The callee's arrays this launch needs passed without `__restrict__`."""
+        views = {name: v.array for name, v in s.bind if isinstance(v, View)}
+        written = written_arrays(s.kernel)
+        out = set()
+        for name, array in views.items():
+            shared = sum(a == array for a in views.values()) > 1
+            if shared or (name not in written and array in self.driver_writes):
+                out.add(name)
+        return out
+
+    # ------------------------------------------------------------------ layout
+    def assemble(self) -> str:
+        k = self.kernel
+        head = [f"// {k.name}: {k.doc}" if k.doc else f"// {k.name}", f"// lanes: {k.lanes}",
+                "// one CUDA block a lane; parameter k in table[k]"]  # fmt: skip
+        bounds = f"__launch_bounds__({self.block_threads}) " if self.block_threads else ""
+        params = ",\n".join(
+            INDENT + p
+            for p in (
+                "const unsigned long long* __restrict__ table",
+                "long long lo",
+                "long long hi",
+            )
+        )
+        out = [*head, f'extern "C" __global__ void {bounds}{self.name}(\n{params})', "{"]
+        out += [
+            f"{INDENT}const long long index = lo + (long long)blockIdx.x;",
+            f"{INDENT}if (index >= hi) {{",
+            f"{INDENT * 2}return;  // the block's threads return together",
+            f"{INDENT}}}",
+            f"{INDENT}const unsigned thread = threadIdx.x;",
+            f"{INDENT}const unsigned threads = blockDim.x;",
+            f"{INDENT}(void)thread;",
+            f"{INDENT}(void)threads;",
+        ]
+        if self.uses_lane:
+            out.append(f"{INDENT}const int lane = (int)index;")
+        out += [INDENT + line for line in self.unpack()]
+        out += [f"{INDENT}{c_type} {name};" for name, c_type in self.locals.items()]
+        out += self.lines
+        out.append("}")
+        return "\n".join([r.text for r in self.rendered] + ["\n".join(out) + "\n"])
+
+    def unpack(self) -> list[str]:
+        """The parameters the body uses, from the table."""
+        used = set(re.findall(r"\b\w+\b", "\n".join(self.lines)))
+        out = []
+        for k, p in enumerate(self.kernel.params):
+            c_name, c_type = self.names.given[("param", p.name)], C_TYPES[p.dtype]
+            if c_name not in used:
+                continue
+            word = f"table[{k}]"
+            if p.is_array:
+                const = "" if p.name in self.driver_writes else "const "
+                out.append(f"{const}{c_type}* const {c_name} = ({const}{c_type}*){word};")
+            elif p.dtype == F64:
+                out.append(f"const double {c_name} = __longlong_as_double((long long){word});")
+            elif p.dtype == BOOL:
+                out.append(f"const bool {c_name} = {word} != 0ull;")
+            else:
+                out.append(f"const int {c_name} = (int)(long long){word};")
+        return out
+
+    def barrier_if_read(self) -> None:
+        if self.dirty:
+            self.emit_line("__syncthreads();  // every thread has read what comes next writes")
+        self.dirty = False
+
+    # ------------------------------------------------------------------ statements
+    def stmt(self, s: Stmt, loops: tuple[str, ...]) -> None:
+        match s:
+            case Serial(body=body) if self.serial:
+                self.block(body, loops)
+            case Serial(body=body):
+                self.barrier_if_read()
+                self.emit_line("if (thread == 0) {  // Serial")
+                self.serial += 1
+                self.nested(body, loops)
+                self.serial -= 1
+                self.emit_line("}")
+                self.emit_line("__syncthreads();")
+                self.dirty = False
+            case Launch():
+                self.launch(s)
+            case Store() | AddTo() | Emit() if not self.serial:
+                raise UnsupportedKernel(
+                    f"kernel {self.kernel.name!r}: {type(s).__name__} outside a Serial or a "
+                    "Launch, which every thread of the block would run"
+                )
+            case While() | Loop() if not self.serial and self.reads_written(s):
+                self.dirty = True  # the body's reads come before its next pass's writes
+                super().stmt(s, loops)
+                self.dirty = True
+            case _:
+                super().stmt(s, loops)
+
+    def reads_written(self, s: Stmt) -> bool:
+        """Whether `s` reads, outside Serials, an array that the driver writes."""
+        for x in walk.own_expressions(s):
+            for e in walk.subexpressions(x):
+                if isinstance(e, Load) and e.array in self.driver_writes:
+                    return True
+        return any(
+            self.reads_written(inner)
+            for body in walk.nested(s)
+            for inner in body
+            if not isinstance(inner, Serial)
+        )
+
+    def launch(self, s: Launch) -> None:
+        if not self.serial and self.reads_written(s):
+            raise UnsupportedKernel(
+                f"kernel {self.kernel.name!r}: a launch of {s.kernel.name!r} whose range or "
+                "arguments read an array the driver writes"
+            )
+        bind = dict(s.bind)
+        args = [self.top(s.lo), self.top(s.hi)]
+        args += ["0u", "1u"] if self.serial else ["thread", "threads"]
+        for p in s.kernel.params:
+            value = bind[p.name]
+            args.append(self.view(value) if isinstance(value, View) else self.top(value))
+        for stream in s.kernel.streams:
+            records = bind.get(stream.name)
+            if not isinstance(records, Records):
+                raise UnsupportedKernel(
+                    f"kernel {self.kernel.name!r}: stream {stream.name!r} of a launch of "
+                    f"{s.kernel.name!r} is not sent to Records"
+                )
+            args += [self.view(v) for v in (*records.fields, records.count)]
+        call = f"{self.callees[s.kernel]}({', '.join(args)});"
+        if self.serial:
+            self.emit_line(call)
+            return
+        self.barrier_if_read()
+        self.emit_line(call)
+        self.emit_line("__syncthreads();")
+
+    def view(self, v: View) -> str:
+        pointer = self.names.given[("param", v.array)]
+        if isinstance(v.offset, Const) and v.offset.value == 0:
+            return pointer
+        return f"{pointer} + {self.operand(v.offset, CAST)}"
+
+    def expr(self, e: Expr) -> tuple[str, int]:
+        if isinstance(e, Load) and not self.serial and e.array in self.driver_writes:
+            self.dirty = True
+        return super().expr(e)

@@ -66,7 +66,7 @@ class LlvmBackend(Backend):
     device_kind: ClassVar[str] = "cpu"
     simd_width: ClassVar[int] = 1
     compiled_epochs: ClassVar[bool] = True
-    ir_epochs: ClassVar[bool] = True  # the epoch driver written in IR, lowered here
+    threaded: ClassVar[bool] = True
 
     def __init__(self, math: str | None = None) -> None:
         """`math`: "libm" (the default) calls the C library's exp, which NumPy also uses

@@ -6,17 +6,20 @@ then at t + dt/2 the first half of the step (matrix, currents, capacitance, the 
 solve, the voltage update), at t + dt the second (the states), the events due by t + dt,
 the recorded voltages and the blow-up check; the block's share of the state is copied into
 the layout before its first step and back after its last. Each phase is a `Launch` of its
-kernel over the block's lanes (`Phase.ranges`); an event is a Launch of its NET_RECEIVE
-over the one lane that holds it. A block whose root voltage stops being finite stops there
-(`blowup[block]` = t). The detectors' spikes go to the block's region of the spike arrays
-(Records: a detector fires at most once a step), so the driver has no output stream and
-needs nothing of a backend beyond running a kernel. The epoch's events come in time order
-per block
-(`EpochEvents`); self-events (net_send) are not handled yet: such a plan is Unsupported.
+kernel over the block's lanes (`Phase.ranges`), as are the copies and the recording; an
+event is a Launch of its NET_RECEIVE over the one lane that holds it. A block whose root
+voltage stops being finite stops there (`blowup[block]` = t). The detectors' spikes go to
+the block's region of the spike arrays (Records: a detector fires at most once a step), so
+the driver has no output stream and needs nothing of a backend beyond running a kernel.
 
-`IrEpoch` is the program that runs it on a backend that runs kernels (numpy's interpreter;
-llvm, which lowers a Launch to a call), with the protocol of the hand-written llvm and cuda
-drivers, on one thread."""
+Events are delivered in a Serial (one thread of a block's, where a backend gives a block
+many): the epoch's, in time order per block (`EpochEvents`), merged with the self-events
+(net_send) sent during the epoch, which wait in the block's queue (QUEUE_CAPACITY) in
+NEURON's order. The Serial keeps its place between steps in memory (`cursor`).
+
+`IrEpoch` runs it on any backend with the protocol the simulation runs epochs with: numpy's
+interpreter, llvm (a Launch is a call; the blocks split over threads), cuda (one CUDA block
+a cell block, the model resident on the device)."""
 
 from __future__ import annotations
 
@@ -37,14 +40,55 @@ class Unsupported(Exception):
     """The plan needs something the IR driver does not do yet; the message says what."""
 
 
-def _phase_binds(kb: KernelBuilder, k: int, phase: Phase, t) -> dict:
-    """Phase k's kernel parameters: its arrays as the driver's `k<k>.<name>`, `t` the
-    driver's time, its other scalars the driver's `k<k>.<name>`."""
+def _key(array: np.ndarray) -> tuple:
+    """An array's identity: where its data is, how long, of what type."""
+    return array.__array_interface__["data"][0], array.nbytes, array.dtype.str
+
+
+class _ModelArrays:
+    """The driver's parameters for the plan's own arrays: one a distinct array, however
+    many phases (and copies) use it, so that a backend sees which launches touch the same
+    memory (cuda reads an array no launch writes through its read-only cache)."""
+
+    def __init__(self, plan: EpochPlan) -> None:
+        self.arrays: dict[str, np.ndarray] = {}  # driver name: array
+        self.names: dict[tuple, str] = {}  # _key: driver name
+        self.of: dict[tuple[int, str], str] = {}  # (phase, parameter): driver name
+        for k, phase in enumerate(plan.phases()):
+            for p in phase.kernel.params:
+                if p.is_array and not p.name.startswith("event."):
+                    self.of[k, p.name] = self.name(phase.args[p.name], p.name)
+        self.copies = [
+            (self.name(c.model, f"copy{k}.model"), self.name(c.layout, f"copy{k}.layout"))
+            for k, c in enumerate(plan.copies)
+        ]
+        self.v = self.name(plan.v, "v")
+
+    def name(self, array: np.ndarray, hint: str) -> str:
+        key = _key(array)
+        if key not in self.names:
+            name, n = f"m.{hint}", 0
+            while name in self.arrays:
+                n += 1
+                name = f"m.{hint}.{n}"
+            self.names[key] = name
+            self.arrays[name] = array
+        return self.names[key]
+
+
+def _phase_binds(kb: KernelBuilder, arrays: _ModelArrays, k: int, phase: Phase, t) -> dict:
+    """Phase k's kernel parameters: its arrays the driver's (one a distinct array; its
+    events' `k<k>.event.*`), `t` the driver's time, its other scalars `k<k>.<name>`."""
     bind = {}
     for p in phase.kernel.params:
         if p.is_array:
-            kb.param(f"k{k}.{p.name}", p.dtype, p.space)
-            bind[p.name] = View(f"k{k}.{p.name}")
+            name = arrays.of.get((k, p.name))
+            if name is None:  # this epoch's events
+                name = f"k{k}.{p.name}"
+                kb.param(name, p.dtype, p.space)
+            else:
+                kb.param(name, p.dtype, "model")
+            bind[p.name] = View(name)
         elif p.name == "t":
             bind[p.name] = t
         else:
@@ -56,6 +100,9 @@ def _phase_binds(kb: KernelBuilder, k: int, phase: Phase, t) -> dict:
 QUEUE_CAPACITY = 1024
 #: A self-event's fields in the queue, and their types.
 QUEUE_FIELDS = (("t", F64), ("flag", F64), ("inst", I32), ("row", I32), ("phase", I32))
+#: A block's delivery state between the driver's Serial sections, in `cursor[3 * block + k]`:
+#: its next epoch event, and its queue's first and past-the-last pending entries.
+EVENT, HEAD, END = range(3)
 
 
 def _sends(plan: EpochPlan) -> list[int]:
@@ -69,8 +116,38 @@ def _sends(plan: EpochPlan) -> list[int]:
     return out
 
 
+def _copy_kernel(into_layout: bool) -> Kernel:
+    """Copy entries between a model array and its layout: `layout[dst[k]] = model[src[k]]`,
+    or back."""
+    kb = KernelBuilder("copy_in" if into_layout else "copy_out", "copied element")
+    model, layout = kb.array("model"), kb.array("layout")
+    dst, src = kb.array("dst", I32), kb.array("src", I32)
+    if into_layout:
+        kb.store("layout", dst[kb.lane], model[src[kb.lane]])
+    else:
+        kb.store("model", src[kb.lane], layout[dst[kb.lane]])
+    return kb.build()
+
+
+def _record_kernel() -> Kernel:
+    """One step's recorded voltages into their columns of the step's row, from `base`."""
+    kb = KernelBuilder("record", "recorded node")
+    base, v = kb.scalar("base", I32), kb.array("v", F64, "node")
+    node, column = kb.array("node", I32), kb.array("column", I32)
+    kb.array("out", F64, "out")
+    kb.store("out", b.add(base, column[kb.lane]), v[node[kb.lane]])
+    return kb.build()
+
+
 def epoch_driver(plan: EpochPlan) -> Kernel:
-    """The driver of `plan`'s epochs: one lane a block."""
+    """The driver of `plan`'s epochs: one lane a block. Everything that writes memory is a
+    Launch (the block's lanes of a phase, of a copy or of the recorded nodes) or inside a
+    Serial (event delivery and the queue, the blow-up time), so that a backend that gives a
+    lane many threads runs the rest on all of them alike."""
+    return _build(plan, _ModelArrays(plan))
+
+
+def _build(plan: EpochPlan, arrays: _ModelArrays) -> Kernel:
     kb = KernelBuilder("epoch", "block", "a block of cells through an epoch's steps")
     phases = plan.phases()
     blk, nxt = kb.lane, b.add(kb.lane, 1)
@@ -82,10 +159,11 @@ def epoch_driver(plan: EpochPlan) -> Kernel:
     first_receive = len(phases) - len(plan.receive)
     cap = QUEUE_CAPACITY
     head, end = Var("q.head", I32), Var("q.end", I32)
+    cursor = kb.array("cursor", I32, "blocks") if plan.receive else None
 
     def launch(k: int, lo, hi, at, event: dict | None = None) -> None:
         phase = phases[k]
-        bind = _phase_binds(kb, k, phase, at)
+        bind = _phase_binds(kb, arrays, k, phase, at)
         j = k - first_receive
         if j >= 0 and sends[j]:  # its self-events to the block's record region
             region = b.mul(blk, sends[j])
@@ -110,17 +188,18 @@ def epoch_driver(plan: EpochPlan) -> Kernel:
         launch(k, ranges[blk], ranges[nxt], at)
 
     def copy(into_layout: bool) -> None:
+        kernel = _copy_kernel(into_layout)
         for c, item in enumerate(plan.copies):
             if not (into_layout or item.back):
                 continue
-            model, layout = kb.array(f"c{c}.model"), kb.array(f"c{c}.layout")
-            dst, src = kb.array(f"c{c}.dst", I32), kb.array(f"c{c}.src", I32)
+            model, layout = arrays.copies[c]
+            kb.param(model, F64, "model")
+            kb.param(layout, F64, "model")
+            kb.array(f"c{c}.dst", I32, "copy")
+            kb.array(f"c{c}.src", I32, "copy")
             ranges = kb.array(f"c{c}.ranges", I32, "blocks")
-            with kb.loop(f"c{c}.k", ranges[blk], ranges[nxt]) as i:
-                if into_layout:
-                    kb.store(f"c{c}.layout", dst[i], model[src[i]])
-                else:
-                    kb.store(f"c{c}.model", src[i], layout[dst[i]])
+            kb.launch(kernel, ranges[blk], ranges[nxt], model=View(model), layout=View(layout),
+                      dst=View(f"c{c}.dst"), src=View(f"c{c}.src"))  # fmt: skip
 
     ev_t, ev_phase = kb.array("ev.t", F64, "event"), kb.array("ev.phase", I32, "event")
     ev_lane, ev_start = kb.array("ev.lane", I32, "event"), kb.array("ev.start", I32, "blocks")
@@ -182,10 +261,21 @@ def epoch_driver(plan: EpochPlan) -> Kernel:
             insert({name: b.as_expr(v) for name, v in values.items()})
         kb.store(f"send{j}.count", blk, 0)
 
+    def state(load: bool) -> None:
+        """The block's delivery state in (load) or out of its cursor entries."""
+        for local, k in ((e, EVENT), (head, HEAD), (end, END)):
+            if k != EVENT and not any(sends):
+                continue
+            at = b.add(b.mul(blk, 3), k)
+            if load:
+                kb.assign(local.name, cursor[at])
+            else:
+                kb.store("cursor", at, local)
+
     def deliver(until) -> None:
         """The block's events due by `until`, in order: the epoch's and the self-events
         sent during it merged by time, the epoch's first at equal times (they were queued
-        first)."""
+        first). One thread of the block delivers them (Serial)."""
         if not plan.receive:
             return
 
@@ -203,48 +293,55 @@ def epoch_driver(plan: EpochPlan) -> Kernel:
             next_t = b.select(take, te, tq)
             kb.assign("due", b.and_(b.or_(has_e, has_q), b.le(next_t, until)))
 
-        heads()
-        with kb.while_(Var("due", BOOL)):
-            with kb.if_(Var("take_e", BOOL)):
-                which, lane = kb.assign("which", ev_phase[e]), kb.assign("lane", ev_lane[e])
-                row = kb.assign("row", ev_row[e])
-                kb.assign("e", b.add(e, 1))
-                for j in range(len(plan.receive)):
-                    with kb.if_(b.eq(which, j)):
-                        launch(first_receive + j, lane, b.add(lane, 1), Var("te", F64))
-                        if sends[j]:
-                            drain(j, row)
-            if any(sends):
-                with kb.else_():  # the earliest self-event, through views of the queue
-                    at = kb.assign("q.at", qat(head))
-                    which = kb.assign("which", queue["phase"][at])
-                    row = kb.assign("row", queue["row"][at])
-                    kb.assign("q.head", b.add(head, 1))
-                    for j in range(len(plan.receive)):
-                        if not sends[j]:
-                            continue
-                        event = {"event.instance": View("q.inst", at), "event.t": View("q.t", at),
-                                 "event.flag": View("q.flag", at), "event.netcon": View("q.row", at)}  # fmt: skip
-                        with kb.if_(b.eq(which, j)):
-                            launch(first_receive + j, 0, 1, Var("tq", F64), event)
-                            drain(j, row)
+        with kb.serial():
+            state(load=True)
+            kb.assign("e_end", ev_start[nxt])
             heads()
+            with kb.while_(Var("due", BOOL)):
+                with kb.if_(Var("take_e", BOOL)):
+                    which, lane = kb.assign("which", ev_phase[e]), kb.assign("lane", ev_lane[e])
+                    row = kb.assign("row", ev_row[e])
+                    kb.assign("e", b.add(e, 1))
+                    for j in range(len(plan.receive)):
+                        with kb.if_(b.eq(which, j)):
+                            launch(first_receive + j, lane, b.add(lane, 1), Var("te", F64))
+                            if sends[j]:
+                                drain(j, row)
+                if any(sends):
+                    with kb.else_():  # the earliest self-event, through views of the queue
+                        at = kb.assign("q.at", qat(head))
+                        which = kb.assign("which", queue["phase"][at])
+                        row = kb.assign("row", queue["row"][at])
+                        kb.assign("q.head", b.add(head, 1))
+                        for j in range(len(plan.receive)):
+                            if not sends[j]:
+                                continue
+                            event = {"event.instance": View("q.inst", at), "event.t": View("q.t", at),
+                                     "event.flag": View("q.flag", at), "event.netcon": View("q.row", at)}  # fmt: skip
+                            with kb.if_(b.eq(which, j)):
+                                launch(first_receive + j, 0, 1, Var("tq", F64), event)
+                                drain(j, row)
+                heads()
+            state(load=False)
 
     kb.assign("t", t0)
-    kb.assign("e", ev_start[blk])
-    kb.assign("e_end", ev_start[nxt])
+    if plan.receive:
+        with kb.serial():
+            kb.assign("e", ev_start[blk])
+            kb.assign("q.head", 0)
+            kb.assign("q.end", 0)
+            state(load=False)
     if any(sends):
-        kb.assign("q.head", 0)
-        kb.assign("q.end", 0)
         kb.array("q.full", I32, "blocks")
     copy(into_layout=True)
     step, bad = kb.assign("step", 0), kb.assign("bad", False)
-    v, slot_root = kb.array("v", F64, "node"), kb.array("slot.root", I32, "slot")
-    rec_start, rec_node = kb.array("rec.start", I32, "blocks"), kb.array("rec.node", I32, "rec")
-    rec_column = kb.array("rec.column", I32, "rec")
+    v, slot_root = kb.array(arrays.v, F64, "model"), kb.array("slot.root", I32, "slot")
+    rec_start = kb.array("rec.start", I32, "blocks")
+    for name in ("rec.node", "rec.column"):
+        kb.array(name, I32, "rec")
     kb.array("rec.out", F64, "out")
     kb.array("blowup", F64, "block")
-    nrec = kb.scalar("nrec", I32)
+    nrec, record = kb.scalar("nrec", I32), _record_kernel()
     with kb.while_(b.and_(b.lt(step, nsteps), b.not_(bad))):
         k = 0
         if plan.threshold is not None:
@@ -260,20 +357,23 @@ def epoch_driver(plan: EpochPlan) -> Kernel:
             over_block(k, t)
             k += 1
         deliver(t)
-        with kb.loop("r", rec_start[blk], rec_start[nxt]) as r:
-            kb.store("rec.out", b.add(b.mul(step, nrec), rec_column[r]), v[rec_node[r]])
+        kb.launch(record, rec_start[blk], rec_start[nxt], base=b.mul(step, nrec),
+                  v=View(arrays.v), node=View("rec.node"), column=View("rec.column"),
+                  out=View("rec.out"))  # fmt: skip
         with kb.loop("cell", b.mul(blk, plan.width), b.mul(nxt, plan.width)) as c:
             root = kb.assign("root", v[slot_root[c]])
             with kb.if_(b.ne(b.sub(root, root), 0.0)):  # NaN or infinite
                 kb.assign("bad", True)
-        with kb.if_(bad):
+        with kb.if_(bad), kb.serial():
             kb.store("blowup", blk, t)
         kb.assign("step", b.add(step, 1))
     copy(into_layout=False)
     if any(sends):
-        compact()  # what is still pending, at the start of the block's region
-        kb.array("q.left", I32, "blocks")
-        kb.store("q.left", blk, end)
+        with kb.serial():  # what is still pending, at the start of the block's region
+            state(load=True)
+            compact()
+            kb.array("q.left", I32, "blocks")
+            kb.store("q.left", blk, end)
     return verify_kernel(kb.build())
 
 
@@ -308,40 +408,51 @@ class IrEpoch:
     """The IR driver of a plan, compiled by a backend and run over every block in one call
     (its lanes; on `threads` threads, each a range of blocks, where the backend has them);
     the protocol the simulation runs epochs with (`advance`, `pending`, `load`, `store`).
-    The model's arrays are the state: each block copies its share in and out."""
-
-    resident = False
+    The model's arrays are the state: each block copies its share in and out. A device
+    backend keeps them in its memory from `load` to `store` (`resident`): then only the
+    epoch's events go to it, and its spikes, records and pending self-events come back."""
 
     def __init__(self, plan: EpochPlan, backend, threads: int | None = None) -> None:
         self.plan, self.backend = plan, backend
-        self.kernel = epoch_driver(plan)
+        arrays = _ModelArrays(plan)
+        self.kernel = _build(plan, arrays)
         self.compiled = backend.compile(self.kernel)
         backend.ready(self.compiled)  # compiled now: a run then times only the simulation
-        self.cuts = partition(plan, threads or default_threads())
+        threads = (threads or default_threads()) if backend.threaded else 1
+        self.cuts = partition(plan, threads)
         self.threads = len(self.cuts) - 1
         phases = plan.phases()
         self.first_receive = len(phases) - len(plan.receive)
-        args: dict = {"dt": plan.dt, "v": plan.v, "slot.root": plan.layout.slot_root}
+        args: dict = {"dt": plan.dt, "slot.root": plan.layout.slot_root, **arrays.arrays}
         for k, phase in enumerate(phases):
             args[f"k{k}.ranges"] = _int32(phase.ranges)
             for name, value in phase.args.items():
-                args[f"k{k}.{name}"] = value
+                if (k, name) not in arrays.of:  # scalars
+                    args[f"k{k}.{name}"] = value
         for c, item in enumerate(plan.copies):
-            args.update({f"c{c}.model": item.model, f"c{c}.layout": item.layout,
-                         f"c{c}.dst": item.dst, f"c{c}.src": item.src,
+            args.update({f"c{c}.dst": item.dst, f"c{c}.src": item.src,
                          f"c{c}.ranges": _int32(item.ranges)})  # fmt: skip
         nblocks = plan.nblocks
         for name, dtype in QUEUE_FIELDS:
             args[f"q.{name}"] = np.zeros(nblocks * QUEUE_CAPACITY, NUMPY_DTYPES[dtype])
         args["q.full"] = np.zeros(nblocks, np.int32)
         args["q.left"] = np.zeros(nblocks, np.int32)
+        args["cursor"] = np.zeros(3 * nblocks, np.int32)
         for j, (phase, records) in enumerate(zip(plan.receive, _sends(plan))):
             if records:
                 for name, dtype in phase.kernel.streams[0].fields:
                     args[f"send{j}.{name}"] = np.zeros(nblocks * records, NUMPY_DTYPES[dtype])
                 args[f"send{j}.count"] = np.zeros(nblocks, np.int32)
         self.names = {p.name for p in self.kernel.params}
-        self.args = {name: value for name, value in args.items() if name in self.names}
+        self.bound = backend.bind(
+            self.compiled, {name: value for name, value in args.items() if name in self.names}
+        )
+        self.resident = self.bound.resident
+        self.outputs = ("rec.out", "blowup")
+        if plan.threshold is not None:
+            self.outputs += ("spike.count", "spike.presyn", "spike.t")
+        if "q.full" in self.names:
+            self.outputs += ("q.full", "q.left")
 
     def advance(self, t0: float, nsteps: int, events: EpochEvents):
         """Every block through `nsteps` steps from `t0`: the spikes (threshold lane, t),
@@ -351,13 +462,11 @@ class IrEpoch:
         nrec = len(plan.record_node)
         record = np.zeros(max(nsteps, 1) * nrec)
         blowup = np.full(plan.nblocks, np.inf)
-        args = dict(self.args)
-        args.update({"t0": t0, "nsteps": nsteps, "nrec": nrec, "rec.out": record,
-                     "rec.start": _int32(plan.record_start), "rec.node": plan.record_node,
-                     "rec.column": plan.record_column, "blowup": blowup,
-                     "ev.start": _int32(events.start), "ev.t": events.t,
-                     "ev.phase": events.phase, "ev.lane": events.lane,
-                     "ev.row": events.row})  # fmt: skip
+        args = {"t0": t0, "nsteps": nsteps, "nrec": nrec, "rec.out": record,
+                "rec.start": _int32(plan.record_start), "rec.node": plan.record_node,
+                "rec.column": plan.record_column, "blowup": blowup,
+                "ev.start": _int32(events.start), "ev.t": events.t, "ev.phase": events.phase,
+                "ev.lane": events.lane, "ev.row": events.row}  # fmt: skip
         if plan.threshold is not None:  # a detector fires at most once a step
             detectors = plan.threshold.ranges
             args["spike.base"] = _int32(detectors[:-1] * nsteps)
@@ -368,34 +477,39 @@ class IrEpoch:
             k = self.first_receive + j
             for name in ("event.instance", "event.netcon", "event.t", "event.flag"):
                 args[f"k{k}.{name}"] = receive[name]
-        self.backend.run_blocks(
-            self.compiled, {n: a for n, a in args.items() if n in self.names}, self.cuts
-        )
+        args = {n: a for n, a in args.items() if n in self.names}
+        self.bound.run(args, self.cuts, self.outputs)
         recorded = record[: nsteps * nrec].reshape(nsteps, nrec)
         lanes, t = np.zeros(0, np.int32), np.zeros(0)
         if plan.threshold is not None:  # each block's spikes, from its region
             count, base = args["spike.count"], args["spike.base"]
             at = np.concatenate([np.arange(b, b + n) for b, n in zip(base, count)])
             lanes, t = args["spike.presyn"][at], args["spike.t"][at]
-        return lanes, t, recorded, (blowup if np.isfinite(blowup).any() else None)
+        if not np.isfinite(blowup).any():
+            return lanes, t, recorded, None
+        if self.resident:  # the model's state as it was when the block stopped
+            self.store()
+        return lanes, t, recorded, blowup
 
     def pending(self) -> tuple[np.ndarray, ...]:
         """The self-events sent in the last epoch and due after it (t, flag, instance,
         row, phase), block by block in delivery order; QueueOverflow if a queue filled."""
-        args = self.args
+        args = self.bound.args
         if "q.full" not in args:
             return tuple(np.zeros(0, NUMPY_DTYPES[d]) for _, d in QUEUE_FIELDS)
         if args["q.full"].any():
-            args["q.full"][:] = 0
+            args["q.full"][:] = 0  # a device's copy is reset by the next run's load
             raise QueueOverflow(QUEUE_CAPACITY, "block of cells", "run with compiled epochs off")
         left = args["q.left"]
+        if left.any():
+            self.bound.fetch(tuple(f"q.{name}" for name, _ in QUEUE_FIELDS))
         at = np.concatenate(
             [np.arange(b * QUEUE_CAPACITY, b * QUEUE_CAPACITY + n) for b, n in enumerate(left)]
         )
         return tuple(args[f"q.{name}"][at].copy() for name, _ in QUEUE_FIELDS)
 
     def load(self) -> None:
-        pass
+        self.bound.load()
 
     def store(self) -> None:
-        pass
+        self.bound.store()

@@ -569,17 +569,14 @@ class Simulation:
                 self.stepwise_reason = str(why)
                 self.compiled_epochs = False
                 return None
-            if self.ir_driver or self.backend.ir_epochs:
-                from .driver import IrEpoch, Unsupported
+            from .driver import IrEpoch, Unsupported
 
-                try:
-                    self._program = IrEpoch(plan, self.backend, self.threads)
-                except Unsupported as why:
-                    self.stepwise_reason = f"the IR epoch driver: {why}"
-                    self.compiled_epochs = False
-                    return None
-            else:
-                self._program = self.backend.compile_epoch(plan, self.threads)
+            try:
+                self._program = IrEpoch(plan, self.backend, self.threads)
+            except Unsupported as why:
+                self.stepwise_reason = f"the IR epoch driver: {why}"
+                self.compiled_epochs = False
+                return None
             self.threads_used = self._program.threads
         if record is not None:
             self._program.plan.set_record(record)
