@@ -397,3 +397,39 @@ def test_random123_stream_idiom_refusals(change, message):
     with pytest.raises(NmodlError) as refused:
         compile_source(PROBSYN.replace(old, new), "probsyn.mod")
     assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_compiled_mechanisms_are_kept_by_their_source(tmp_path, monkeypatch):
+    """A source compiles once: the next compile of the same text (and file name) is the
+    stored Mechanism, equal to a fresh one; a changed source or a damaged store compiles
+    again; a source that INCLUDEs is never stored."""
+    from portneuron.nmodl import cache
+
+    monkeypatch.setenv("PORTNEURON_CACHE", str(tmp_path))
+    source = builtin_mod_files()["hh"].read_text()
+    first = compile_source(source, "hh.mod")
+    stored = list((tmp_path / "nmodl").glob("*.pickle"))
+    assert len(stored) == 1
+    assert cache.load(source, "hh.mod") == first == compile_source(source, "hh.mod")
+    assert cache.load(source.replace("gnabar = .12", "gnabar = .13"), "hh.mod") is None
+    stored[0].write_bytes(b"not a pickle")
+    assert cache.load(source, "hh.mod") is None and compile_source(source, "hh.mod") == first
+    cache.save('INCLUDE "x.inc"\n' + source, "hh.mod", first)
+    assert len(list((tmp_path / "nmodl").glob("*.pickle"))) == 1
+
+
+def test_a_warm_run_imports_neither_sympy_nor_neurons_parser(tmp_path):
+    """With every mechanism and kernel stored, the default model's run loads no front end."""
+    code = (
+        "import sys\n"
+        "from portneuron.cli import main\n"
+        f"assert main(['run', '-e', '1', '-o', {str(tmp_path / 'out')!r}]) == 0\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sympy', '_nmodl'}))\n"
+    )
+    env = {**os.environ, "PORTNEURON_CACHE": str(tmp_path / "cache")}
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       check=True).stdout.splitlines()[-1]
+        for _ in range(2)
+    ]  # fmt: skip
+    assert runs == ["['_nmodl', 'sympy']", "[]"]

@@ -54,8 +54,11 @@ class CompiledKernel:
     def function(self) -> Any:
         """The ctypes function (lo, hi, slots)."""
         if self._function is None:
-            text = LlvmBackend.lower(self.kernel, "pn_kernel", self.math, self.hot)
-            address = Jit.get().add_unique(text, "pn_kernel", "v2")
+            address = Jit.get().add_kernel(
+                self.kernel,
+                f"{self.math} {self.hot}",
+                lambda name: LlvmBackend.lower(self.kernel, name, self.math, self.hot),
+            )
             signature = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
             self._function = signature(address)
         return self._function

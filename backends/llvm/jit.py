@@ -9,11 +9,13 @@ import hashlib
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import portneuron.ir
 from portneuron.ir import F64, Kernel
 from portneuron.ir.types import NUMPY_DTYPES
 
@@ -24,6 +26,19 @@ def cache_dir() -> Path:
     """Where compiled kernels are kept between runs (PORTNEURON_CACHE, else ~/.cache)."""
     root = os.environ.get("PORTNEURON_CACHE") or Path.home() / ".cache" / "portneuron"
     return Path(root) / "llvm"
+
+
+@cache
+def _lowering() -> str:
+    """A digest of the code that turns IR into machine code: this backend's, the IR's,
+    llvmlite's version."""
+    import llvmlite
+
+    digest = hashlib.sha256(llvmlite.__version__.encode())
+    for package in (Path(__file__).parent, Path(portneuron.ir.__file__).parent):
+        for path in sorted(package.rglob("*.py")):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
 
 
 def slot_count(kernel: Kernel) -> int:
@@ -89,26 +104,36 @@ class Jit:
         self.hits += 1
         return data
 
-    def add(self, text: str, name: str) -> int:
-        """The address of function `name` defined by module `text` (named `name` too)."""
+    def add_kernel(self, kernel: Kernel, options: str, lower: Callable[[str], str]) -> int:
+        """The address of `kernel`'s function, `lower(name)` giving its module's text. The
+        function is named after the hash of the kernel, `options`, the lowering's own code
+        and the target, which is also the key of the disk cache: a kernel compiled before,
+        by any process, is loaded from there without being lowered again."""
+        key = "\0".join((repr(kernel), options, _lowering(), self.triple, self.cpu, self.features))
+        name = f"pn_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
         if name in self.addresses:
             return self.addresses[name]
         start = time.perf_counter()
         try:
-            return self._add(text, name)
+            if not (dumping("llvm") or dumping("asm")):
+                address = self._load(name)
+                if address:
+                    return address
+            return self._add(lower(name), name)
         finally:
             self.seconds += time.perf_counter() - start
 
-    def add_unique(self, text: str, placeholder: str, version: str) -> int:
-        """`add` for a module whose function is called `placeholder`: the function is
-        renamed after the hash of the text, the target and `version`, which is also the key
-        of the disk cache."""
-        key = "\0".join((text, self.triple, self.cpu, self.features, version))
-        name = f"pn_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
-        text = text.replace(f'@"{placeholder}"', f'@"{name}"').replace(
-            f"@{placeholder}", f"@{name}"
-        )
-        return self.add(text, name)
+    def _load(self, name: str) -> int:
+        """Function `name` from its cached object, 0 where there is none."""
+        try:
+            data = (cache_dir() / f"{name}.o").read_bytes()
+        except OSError:
+            return 0
+        self.engine.add_object_file(self.llvm.ObjectFileRef.from_data(data))
+        self.engine.finalize_object()
+        self.addresses[name] = self.engine.get_function_address(name)
+        self.hits += 1
+        return self.addresses[name]
 
     def _add(self, text: str, name: str) -> int:
         llvm = self.llvm

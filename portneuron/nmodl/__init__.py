@@ -2,6 +2,8 @@
 
 Parsing is NEURON's own parser; lowering, ODE solving (sympy) and TABLE handling are ours.
 Every problem the user can cause is an `NmodlError`, one line with file:line[:col].
+What a source compiles to is kept on disk (cache.py), so the parser and sympy are imported
+only where a source is new.
 """
 
 from __future__ import annotations
@@ -11,16 +13,27 @@ from pathlib import Path
 from portneuron.errors import NmodlError
 from portneuron.ir import Mechanism, verify_mechanism
 
-from .declarations import collect
-from .lower import DynamicArray
-from .mechanism import Assembler
-from .parse import SourceMap, builtin_mod_dir, parse, read_mod_text
-from .solvers import NotCnexp
-from .symbolic import NotSymbolic
+from . import cache
+from .parse import builtin_mod_dir, read_mod_text
 
 
 def compile_source(source: str, filename: str = "<string>") -> Mechanism:
     """Lower NMODL text to a verified mechanism."""
+    mechanism = cache.load(source, filename)
+    if mechanism is None:
+        mechanism = _compile(source, filename)
+        cache.save(source, filename, mechanism)
+    return mechanism
+
+
+def _compile(source: str, filename: str) -> Mechanism:
+    from .declarations import collect
+    from .lower import DynamicArray
+    from .mechanism import Assembler
+    from .parse import SourceMap, parse
+    from .solvers import NotCnexp
+    from .symbolic import NotSymbolic
+
     program = parse(source, filename)
     source_map = SourceMap(source, filename)
     decl = collect(program, source_map)
