@@ -88,11 +88,9 @@ class Backend:
 class Bound:
     """A compiled kernel (without streams) with arguments bound for many runs, each run
     giving the values that change. Here the kernel runs on the host's arrays themselves;
-    a device backend keeps the bound arrays in its memory (`resident`), from `load`, which
-    takes the host's values, to `store`, which brings back what the kernel wrote, and
-    brings back after a run only what `fetch` names."""
-
-    resident: ClassVar[bool] = False
+    a device backend keeps the bound arrays in its memory from `load`, which takes the
+    host's values, to `store`, which brings back what the kernel wrote, and brings back
+    after a run only what `fetch` names."""
 
     def __init__(self, backend: Backend, compiled: Any, args: Mapping[str, Any]) -> None:
         self.backend, self.compiled, self.args = backend, compiled, dict(args)

@@ -29,7 +29,13 @@ def script_result(script: str, *args: str) -> dict:
         capture_output=True, text=True, cwd=Path(__file__).parent,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return last_json(run.stdout)
+
+
+def last_json(stdout: str) -> dict:
+    """A script's last JSON line: a mechanism's printf may come after it where Python's
+    stdout is a buffered pipe (PYTHONUNBUFFERED unset), as C's is flushed apart."""
+    return json.loads(next(x for x in reversed(stdout.splitlines()) if x.startswith("{")))
 
 
 def nrnivmodl_folder(folder: Path, files: list[Path]) -> Path:

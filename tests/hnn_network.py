@@ -30,8 +30,8 @@ LEGACY = "    h.nrnunit_use_legacy(1)\n"
 def unpack(archive: Path, into: Path) -> Path | str:
     """Unpack hnn-core's sdist under `into` and build its mechanisms; the folder holding the
     package, or why it cannot be used here."""
-    with tarfile.open(archive) as t:
-        t.extractall(into, filter="data")
+    with tarfile.open(archive) as t:  # extraction filters: Python 3.11.4 and later
+        t.extractall(into, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     (root,) = [p for p in into.iterdir() if (p / "hnn_core").is_dir()]
     builder = root / "hnn_core" / "network_builder.py"
     text = builder.read_text()

@@ -18,6 +18,7 @@ pytest.importorskip("neuron")
 
 import neuron_cells  # noqa: E402
 import neuron_models  # noqa: E402
+from harness import last_json  # noqa: E402
 
 import portneuron.direct  # noqa: E402
 from portneuron.io.spikes import format_spikes  # noqa: E402
@@ -41,10 +42,6 @@ def in_neuron(script: str, *args: str) -> str:
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     return run.stdout
-
-
-def last_json(stdout: str) -> dict:
-    return json.loads(stdout.strip().splitlines()[-1])
 
 
 VOLTAGE_TOLERANCE = 1e-9  # mV

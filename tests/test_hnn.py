@@ -7,7 +7,6 @@ every cell's somatic v within 1e-9 mV at every step, every cell's dipole and the
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ for needed in ("matplotlib", "scipy", "h5io"):  # what hnn-core imports
     pytest.importorskip(needed)
 
 import hnn_network  # noqa: E402
+from harness import last_json  # noqa: E402
 from pypi import download  # noqa: E402
 
 pytestmark = [pytest.mark.neuron, pytest.mark.slow]
@@ -47,7 +47,7 @@ def run(hnn: Path, tstop: float, *engines: str) -> dict:
         capture_output=True, text=True, cwd=Path(__file__).parent,
     )  # fmt: skip
     assert got.returncode == 0, got.stderr[-3000:]
-    return json.loads(got.stdout.strip().splitlines()[-1])
+    return last_json(got.stdout)
 
 
 @pytest.mark.parametrize(("backend", "tstop"), [("llvm", TSTOP), ("numpy", NUMPY_TSTOP)])

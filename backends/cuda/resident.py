@@ -32,8 +32,6 @@ def _free(runtime: Runtime, allocations: set[int]) -> None:
 
 
 class Resident(Bound):
-    resident = True
-
     def __init__(self, backend, compiled, args: Mapping[str, Any]) -> None:
         super().__init__(backend, compiled, args)
         self.runtime: Runtime = backend.runtime

@@ -4,8 +4,9 @@ an epoch's steps in Simulation.step's order (design: shared/design/EPOCH-IR.md).
 For each step, at time t: the spike detectors (at t), the block's events due by t + dt/2,
 then at t + dt/2 the first half of the step (matrix, currents, capacitance, the Hines
 solve, the voltage update), at t + dt the second (the states), the events due by t + dt,
-the recorded voltages and the blow-up check; the block's share of the state is copied into
-the layout before its first step and back after its last. Each phase is a `Launch` of its
+the recorded voltages and the blow-up check. The state lives in the layout for a whole run:
+a call with `mode` LOAD copies the block's share into it at the run's start (no steps), one
+with STORE back into the model's arrays at its end, where the user reads it. Each phase is a `Launch` of its
 kernel over the block's lanes (`Phase.ranges`), as are the copies and the recording; an
 event is a Launch of its NET_RECEIVE over the one lane that holds it. A block whose root
 voltage stops being finite stops there (`blowup[block]` = t). The detectors' spikes go to
@@ -100,6 +101,9 @@ def _phase_binds(kb: KernelBuilder, arrays: _ModelArrays, k: int, phase: Phase, 
 QUEUE_CAPACITY = 1024
 #: A self-event's fields in the queue, and their types.
 QUEUE_FIELDS = (("t", F64), ("flag", F64), ("inst", I32), ("row", I32), ("phase", I32))
+#: What a call of the driver does besides its `nsteps` steps: nothing, copy the model's
+#: state into the layout first (a run's start), or out of it after (its end).
+STEPS, LOAD, STORE = range(3)
 #: A block's delivery state between the driver's Serial sections, in `cursor[3 * block + k]`:
 #: its next epoch event, and its queue's first and past-the-last pending entries.
 EVENT, HEAD, END = range(3)
@@ -333,7 +337,9 @@ def _build(plan: EpochPlan, arrays: _ModelArrays) -> Kernel:
             state(load=False)
     if any(sends):
         kb.array("q.full", I32, "blocks")
-    copy(into_layout=True)
+    mode = kb.scalar("mode", I32)
+    with kb.if_(b.eq(mode, LOAD)):
+        copy(into_layout=True)
     step, bad = kb.assign("step", 0), kb.assign("bad", False)
     v, slot_root = kb.array(arrays.v, F64, "model"), kb.array("slot.root", I32, "slot")
     rec_start = kb.array("rec.start", I32, "blocks")
@@ -367,7 +373,8 @@ def _build(plan: EpochPlan, arrays: _ModelArrays) -> Kernel:
         with kb.if_(bad), kb.serial():
             kb.store("blowup", blk, t)
         kb.assign("step", b.add(step, 1))
-    copy(into_layout=False)
+    with kb.if_(b.eq(mode, STORE)):
+        copy(into_layout=False)
     if any(sends):
         with kb.serial():  # what is still pending, at the start of the block's region
             state(load=True)
@@ -408,9 +415,9 @@ class IrEpoch:
     """The IR driver of a plan, compiled by a backend and run over every block in one call
     (its lanes; on `threads` threads, each a range of blocks, where the backend has them);
     the protocol the simulation runs epochs with (`advance`, `pending`, `load`, `store`).
-    The model's arrays are the state: each block copies its share in and out. A device
-    backend keeps them in its memory from `load` to `store` (`resident`): then only the
-    epoch's events go to it, and its spikes, records and pending self-events come back."""
+    From `load` to `store` the state is the layout's, not the model arrays' (`resident`); a
+    device backend keeps it in its memory then, and only the epoch's events go to it, and
+    its spikes, records and pending self-events come back."""
 
     def __init__(self, plan: EpochPlan, backend, threads: int | None = None) -> None:
         self.plan, self.backend = plan, backend
@@ -447,48 +454,63 @@ class IrEpoch:
         self.bound = backend.bind(
             self.compiled, {name: value for name, value in args.items() if name in self.names}
         )
-        self.resident = self.bound.resident
         self.outputs = ("rec.out", "blowup")
         if plan.threshold is not None:
             self.outputs += ("spike.count", "spike.presyn", "spike.t")
         if "q.full" in self.names:
             self.outputs += ("q.full", "q.left")
 
-    def advance(self, t0: float, nsteps: int, events: EpochEvents):
-        """Every block through `nsteps` steps from `t0`: the spikes (threshold lane, t),
-        the recorded voltages (nsteps x recorded nodes) and None, or where a voltage
-        stopped being finite, per block that time (inf where it did not)."""
+    def _args(self, mode: int, t0: float, nsteps: int, events: EpochEvents | None) -> dict:
+        """A call's own arguments: `nsteps` steps from `t0` with `events` (None: none)."""
         plan = self.plan
         nrec = len(plan.record_node)
-        record = np.zeros(max(nsteps, 1) * nrec)
-        blowup = np.full(plan.nblocks, np.inf)
-        args = {"t0": t0, "nsteps": nsteps, "nrec": nrec, "rec.out": record,
+        args = {"mode": mode, "t0": t0, "nsteps": nsteps, "nrec": nrec,
+                "rec.out": np.zeros(max(nsteps, 1) * nrec),
                 "rec.start": _int32(plan.record_start), "rec.node": plan.record_node,
-                "rec.column": plan.record_column, "blowup": blowup,
-                "ev.start": _int32(events.start), "ev.t": events.t, "ev.phase": events.phase,
-                "ev.lane": events.lane, "ev.row": events.row}  # fmt: skip
+                "rec.column": plan.record_column, "blowup": np.full(plan.nblocks, np.inf)}  # fmt: skip
+        if events is None:
+            args["ev.start"] = np.zeros(plan.nblocks + 1, np.int32)
+            for name, dtype in (("t", np.float64), ("phase", np.int32), ("lane", np.int32),
+                                ("row", np.int32)):  # fmt: skip
+                args[f"ev.{name}"] = np.zeros(1, dtype)
+            receive_args = [{"event.instance": np.zeros(1, np.int32), "event.t": np.zeros(1),
+                             "event.netcon": np.zeros(1, np.int32), "event.flag": np.zeros(1)}
+                            for _ in plan.receive]  # fmt: skip
+        else:
+            args["ev.start"] = _int32(events.start)
+            for name in ("t", "phase", "lane", "row"):
+                args[f"ev.{name}"] = getattr(events, name)
+            receive_args = events.receive_args
         if plan.threshold is not None:  # a detector fires at most once a step
             detectors = plan.threshold.ranges
             args["spike.base"] = _int32(detectors[:-1] * nsteps)
             args["spike.count"] = np.zeros(plan.nblocks, np.int32)
             args["spike.presyn"] = np.zeros(max(1, int(detectors[-1]) * nsteps), np.int32)
             args["spike.t"] = np.zeros(max(1, int(detectors[-1]) * nsteps))
-        for j, receive in enumerate(events.receive_args):
+        for j, receive in enumerate(receive_args):
             k = self.first_receive + j
             for name in ("event.instance", "event.netcon", "event.t", "event.flag"):
                 args[f"k{k}.{name}"] = receive[name]
-        args = {n: a for n, a in args.items() if n in self.names}
+        return {n: a for n, a in args.items() if n in self.names}
+
+    def advance(self, t0: float, nsteps: int, events: EpochEvents):
+        """Every block through `nsteps` steps from `t0`: the spikes (threshold lane, t),
+        the recorded voltages (nsteps x recorded nodes) and None, or where a voltage
+        stopped being finite, per block that time (inf where it did not)."""
+        plan = self.plan
+        args = self._args(STEPS, t0, nsteps, events)
         self.bound.run(args, self.cuts, self.outputs)
-        recorded = record[: nsteps * nrec].reshape(nsteps, nrec)
+        nrec = len(plan.record_node)
+        recorded = args["rec.out"][: nsteps * nrec].reshape(nsteps, nrec)
         lanes, t = np.zeros(0, np.int32), np.zeros(0)
         if plan.threshold is not None:  # each block's spikes, from its region
             count, base = args["spike.count"], args["spike.base"]
             at = np.concatenate([np.arange(b, b + n) for b, n in zip(base, count)])
             lanes, t = args["spike.presyn"][at], args["spike.t"][at]
+        blowup = args["blowup"]
         if not np.isfinite(blowup).any():
             return lanes, t, recorded, None
-        if self.resident:  # the model's state as it was when the block stopped
-            self.store()
+        self.store()  # the model's state as it was when the block stopped
         return lanes, t, recorded, blowup
 
     def pending(self) -> tuple[np.ndarray, ...]:
@@ -509,7 +531,11 @@ class IrEpoch:
         return tuple(args[f"q.{name}"][at].copy() for name, _ in QUEUE_FIELDS)
 
     def load(self) -> None:
+        """The model's state into the layout, where it stays until `store`."""
         self.bound.load()
+        self.bound.run(self._args(LOAD, 0.0, 0, None), self.cuts)
 
     def store(self) -> None:
+        """The layout's state back into the model's arrays."""
+        self.bound.run(self._args(STORE, 0.0, 0, None), self.cuts)
         self.bound.store()

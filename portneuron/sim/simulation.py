@@ -526,7 +526,7 @@ class Simulation:
         self._record_hook = sample if probes else None
         done = 0
         if program is not None:
-            program.load()  # a device-resident program takes the model's state
+            program.load()  # the state is the program's until it is stored
         try:
             while done < nsteps:
                 n = min(epoch, nsteps - done)
@@ -612,8 +612,6 @@ class Simulation:
             roots = self.model.nodes.v[self.model.nodes.first[list(cells)]]
             cell = cells[int(np.flatnonzero(~np.isfinite(roots))[0])]
             raise self._blowup(cell, float(blowup[block]))
-        if not program.resident:  # else the model's voltages are the run's start's
-            self._check_finite()
         if len(lanes):
             presyn = program.plan.threshold_presyn[lanes]
             for k in np.lexsort((presyn, t)):
