@@ -66,8 +66,11 @@ def run():
     return float(np.abs(np.array(result.traces).T - expected).max())
 
 out = {"range": float(np.ptp(expected)), "calls": calls, "max_dv": run()}
+from portneuron.nmodl import cache
 from portneuron.nmodl.mechanism import SharedUse
 SharedUse.needed = property(lambda self: set())  # one value per instance instead
+cache.load = lambda source, filename: None  # the front end changed: neither what it stored
+cache.save = lambda source, filename, mechanism: None  # nor a result to store
 out["max_dv_per_instance"] = run()
 print(json.dumps(out))
 """

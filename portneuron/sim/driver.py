@@ -4,14 +4,15 @@ an epoch's steps in Simulation.step's order (design: shared/design/EPOCH-IR.md).
 For each step, at time t: the spike detectors (at t), the block's events due by t + dt/2,
 then at t + dt/2 the first half of the step (matrix, currents, capacitance, the Hines
 solve, the voltage update), at t + dt the second (the states), the events due by t + dt,
-the recorded voltages and the blow-up check. The state lives in the layout for a whole run:
-a call with `mode` LOAD copies the block's share into it at the run's start (no steps), one
-with STORE back into the model's arrays at its end, where the user reads it. Each phase is a `Launch` of its
-kernel over the block's lanes (`Phase.ranges`), as are the copies and the recording; an
-event is a Launch of its NET_RECEIVE over the one lane that holds it. A block whose root
-voltage stops being finite stops there (`blowup[block]` = t). The detectors' spikes go to
-the block's region of the spike arrays (Records: a detector fires at most once a step), so
-the driver has no output stream and needs nothing of a backend beyond running a kernel.
+the recorded voltages and the blow-up check. The state lives in the layout for a whole
+run: a call with `mode` LOAD copies the block's share into it at the run's start (no
+steps), one with STORE back into the model's arrays at its end, where the user reads it.
+Each phase is a `Launch` of its kernel over the block's lanes (`Phase.ranges`), as are the
+copies and the recording; an event is a Launch of its NET_RECEIVE over the one lane that
+holds it. A block whose root voltage stops being finite stops there (`blowup[block]` = t).
+The detectors' spikes go to the block's region of the spike arrays (Records: a detector
+fires at most once a step), so the driver has no output stream and needs nothing of a
+backend beyond running a kernel.
 
 Events are delivered in a Serial (one thread of a block's, where a backend gives a block
 many): the epoch's, in time order per block (`EpochEvents`), merged with the self-events
@@ -415,8 +416,8 @@ class IrEpoch:
     """The IR driver of a plan, compiled by a backend and run over every block in one call
     (its lanes; on `threads` threads, each a range of blocks, where the backend has them);
     the protocol the simulation runs epochs with (`advance`, `pending`, `load`, `store`).
-    From `load` to `store` the state is the layout's, not the model arrays' (`resident`); a
-    device backend keeps it in its memory then, and only the epoch's events go to it, and
+    From `load` to `store` the state is the layout's, not the model arrays'; a device
+    backend keeps it in its memory then, and only the epoch's events go to it, and
     its spikes, records and pending self-events come back."""
 
     def __init__(self, plan: EpochPlan, backend, threads: int | None = None) -> None:

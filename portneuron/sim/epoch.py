@@ -19,14 +19,16 @@ The events of real cells known when the epoch starts (NetCon events, self-events
 before it) go to the backend sorted per block; the self-events a NET_RECEIVE sends during
 the epoch (net_send) join them in a queue of the block's, in NEURON's order (time, then
 the order they were sent in, events known at the start first), and those still pending
-at the epoch's end come back to the simulation's queue (`pending`). A NET_RECEIVE that
-calls net_event needs the stepwise loop. Artificial cells have no per-step work: Python delivers their events for the whole
-epoch first, in time order; their spikes, like all spikes, reach targets in a later epoch.
+at the epoch's end come back to the simulation's queue (Simulation._queue_pending). A
+NET_RECEIVE that calls net_event needs the stepwise loop. Artificial cells have no per-step
+work: Python delivers their events for the whole epoch first, in time order
+(Simulation._collect_events); their spikes, like all spikes, reach targets in a later
+epoch. `plan` reads a simulation through `StepSource`, so this module imports none.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -45,8 +47,23 @@ from portneuron.ir.walk import written
 
 from . import cable
 
-if TYPE_CHECKING:
-    from .simulation import Simulation
+
+class StepSource(Protocol):
+    """What a plan is made from: a simulation's model, its bound mechanisms and the
+    arguments of the step's kernels (portneuron.sim.simulation.Simulation has them)."""
+
+    model: Any
+    players: list
+    mechanisms: list
+    ir: dict[str, Kernel]
+    dt: float
+    voltage_presyn: np.ndarray
+    cable_args: dict
+    ion_kernels: list
+    capacitance_sets: list
+    capacitance: list
+    threshold_args: dict
+
 
 #: Cells per block: the Hines and axial walks of this many cells run interleaved.
 BLOCK_WIDTH = 8
@@ -80,8 +97,8 @@ def _kernel(k: Kernel) -> Kernel:
     return fold_constants(verify_kernel(k))
 
 
-def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
-    """The epoch plan of a Simulation's model, or Unsupported with the reason."""
+def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
+    """The epoch plan of a simulation's model, or Unsupported with the reason."""
     model = sim.model
     if sim.players:
         raise Unsupported("Vector.play needs the stepwise loop")
@@ -211,30 +228,3 @@ def plan(sim: Simulation, width: int = BLOCK_WIDTH) -> EpochPlan:
     )
     result.set_record(np.zeros(0, dtype=np.int64))
     return result
-
-
-def pending(sim: Simulation, plan: EpochPlan, t, flag, instance, row, phase) -> None:
-    """Queue the self-events still pending at an epoch's end (given per block in time
-    order, sent-order among equal times), with the model's instance numbers."""
-    for k in range(len(t)):
-        target = plan.receive_sets[int(phase[k])]
-        model_instance = int(plan.instances[target].order[int(instance[k])])
-        sim.queue.push(float(t[k]), target, model_instance, float(flag[k]), int(row[k]), True)
-
-
-def collect_events(sim: Simulation, events: EpochEvents, until: float) -> None:
-    """Take every queued event due by `until` (the epoch's end) into `events`: artificial
-    cells' events are delivered now, in time order; real cells' events sorted into blocks."""
-    picked: list[tuple[int, int, float, int, float, int]] = []  # (block, phase, t, ...)
-    plan_instances = events.plan.instances  # the NET_RECEIVE kernels see sorted instances
-    while (event := sim.queue.pop_due(until)) is not None:
-        bound = sim.mechanisms[event.target_set]
-        if bound.set.is_artificial:
-            out = bound.deliver(event.instance, event.t, event.flag, event.row, sim.dt)
-            sim._streams(bound, out, event.row, event.t)
-            continue
-        block = int(events.instance_block[event.target_set][event.instance])
-        phase = events.phase_of_set[event.target_set]
-        instance = int(plan_instances[event.target_set].perm[event.instance])
-        picked.append((block, phase, event.t, instance, event.flag, event.row))
-    events.pack(picked)

@@ -594,7 +594,7 @@ class Simulation:
         if self._events is None or self._events.plan is not program.plan:
             nodes = {s: self.mechanisms[s].set.node_index for s in program.plan.receive_sets}
             self._events = epoch.EpochEvents(program.plan, nodes)
-        epoch.collect_events(self, self._events, float(clock[-1]))
+        self._collect_events(self._events, float(clock[-1]))
         lanes, t, recorded, blowup = program.advance(self.t, nsteps, self._events)
         self.t = float(clock[-1])
         if program.plan.sends:
@@ -605,7 +605,7 @@ class Simulation:
                     f"more than {full.capacity} self-events (net_send) pending at once in one "
                     f"{full.where}; {full.remedy}"
                 ) from None
-            epoch.pending(self, program.plan, *left)
+            self._queue_pending(program.plan, *left)
         if blowup is not None:
             block = int(np.argmin(blowup))
             cells = program.plan.layout.block_cells(block)
@@ -619,6 +619,32 @@ class Simulation:
         if len(record):
             times.extend(clock[2::2].tolist())
             trace.extend(recorded.copy())
+
+    def _queue_pending(self, plan, t, flag, instance, row, phase) -> None:
+        """Queue the self-events still pending at an epoch's end (given per block in time
+        order, sent-order among equal times), with the model's instance numbers."""
+        for k in range(len(t)):
+            target = plan.receive_sets[int(phase[k])]
+            model_instance = int(plan.instances[target].order[int(instance[k])])
+            self.queue.push(float(t[k]), target, model_instance, float(flag[k]), int(row[k]), True)
+
+    def _collect_events(self, events, until: float) -> None:
+        """Take every queued event due by `until` (the epoch's end) into `events`: artificial
+        cells' events are delivered now, in time order; real cells' events sorted into
+        blocks."""
+        picked: list[tuple[int, int, float, int, float, int]] = []  # (block, phase, t, ...)
+        plan_instances = events.plan.instances  # the NET_RECEIVE kernels see sorted instances
+        while (event := self.queue.pop_due(until)) is not None:
+            bound = self.mechanisms[event.target_set]
+            if bound.set.is_artificial:
+                out = bound.deliver(event.instance, event.t, event.flag, event.row, self.dt)
+                self._streams(bound, out, event.row, event.t)
+                continue
+            block = int(events.instance_block[event.target_set][event.instance])
+            phase = events.phase_of_set[event.target_set]
+            instance = int(plan_instances[event.target_set].perm[event.instance])
+            picked.append((block, phase, event.t, instance, event.flag, event.row))
+        events.pack(picked)
 
     def epoch_steps(self) -> int:
         """Steps per epoch: as many as fit in the min-delay, at most MAX_EPOCH_STEPS."""
