@@ -24,16 +24,6 @@ class BackendUnavailable(RuntimeError):
     """The backend cannot run here; the message says why."""
 
 
-class QueueOverflow(Exception):
-    """A compiled epoch's self-event queue overflowed: `capacity` events pending at once in
-    one `where` ("thread's cells", "block of cells on the device"). The simulation says so
-    to the user (portneuron.errors.SimulationError); backends do not know the user's terms."""
-
-    def __init__(self, capacity: int, where: str, remedy: str) -> None:
-        super().__init__(f"more than {capacity} self-events pending in one {where}")
-        self.capacity, self.where, self.remedy = capacity, where, remedy
-
-
 class Backend:
     name: ClassVar[str] = ""
     #: "cpu" or "gpu": where the model's arrays live.

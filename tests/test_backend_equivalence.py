@@ -224,7 +224,7 @@ def test_llvm_compile_cache_and_dumps(tmp_path):
     code = (
         "from harness import builtin\n"
         "from portneuron.backends import load_backend\n"
-        "from portneuron.backends.llvm.jit import Jit\n"
+        "from portneuron.backends.llvm.runtime import Jit\n"
         "b = load_backend('llvm')\n"
         "[b.compile(k).function for k in builtin('hh').kernels]  # JIT on first use\n"
         "print(Jit.get().hits)\n"

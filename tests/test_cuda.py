@@ -26,8 +26,8 @@ from portneuron.backends import backend_status, load_backend
 from portneuron.backends.cuda.backend import NVCC_OPTIONS, CudaBackend
 from portneuron.backends.cuda.mapping import UnsupportedKernel, thread_mapping
 from portneuron.backends.cuda.names import Names, sanitize
+from portneuron.backends.cuda.render import kernel_source, module_source, signature
 from portneuron.backends.cuda.runtime import find_nvcc
-from portneuron.backends.cuda.source import kernel_source, module_source, signature
 from portneuron.ir import BOOL, F64, I32, Kernel, Var
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder

@@ -258,7 +258,7 @@ def test_every_walker_and_pass_refuses_a_node_it_does_not_know():
     than skipping it (a pass that dropped or ignored a statement would change what a
     kernel does without a word)."""
     from portneuron.backends import backend_status, load_backend
-    from portneuron.backends.cuda import mapping, source
+    from portneuron.backends.cuda import mapping, render
     from portneuron.ir import walk
     from portneuron.ir.passes.fold_constants import fold_constants
     from portneuron.ir.types import dtype_of
@@ -278,8 +278,8 @@ def test_every_walker_and_pass_refuses_a_node_it_does_not_know():
         "format_kernel": format_kernel,
         "fold_constants": fold_constants,
         "numpy": lambda k: load_backend("numpy").compile(k),
-        "cuda source": source.kernel_source,
-        "cuda live_variables": lambda k: source.live_variables(k.body),
+        "cuda source": render.kernel_source,
+        "cuda live_variables": lambda k: render.live_variables(k.body),
         "cuda lane_private_arrays": mapping.lane_private_arrays,
         "cuda thread_mapping": mapping.thread_mapping,
         "cuda outer_parallel_loops": lambda k: mapping.outer_parallel_loops(k.body),

@@ -1,11 +1,11 @@
-"""The cuda backend: IR kernels as CUDA C (source.py), compiled and launched through a
+"""The cuda backend: IR kernels as CUDA C (render.py), compiled and launched through a
 runtime (runtime.py: PyCUDA on a GPU).
 
 `run` is the simple path: it copies the kernel's arrays to the device, launches, and
 copies back the arrays the kernel writes and the records it emits; the simulation uses it
 for what runs once (INITIAL, tables) and for artificial cells. The steps themselves run
 in epochs of the driver written in IR (portneuron.sim.driver), rendered as one kernel
-(source.py, `_Driver`) whose arguments stay in device memory (resident.py): the model
+(render.py, `_Driver`) whose arguments stay in device memory (resident.py): the model
 stays on the GPU, and only events and spikes cross. PyCUDA is imported only by `availability` and the runtime, so generating
 source (`emit`, `portneuron compile --emit cuda`) needs neither PyCUDA nor a GPU.
 """
@@ -26,9 +26,9 @@ from portneuron.ir.types import NUMPY_DTYPES
 
 from ..base import Backend, dumping
 from .mapping import ThreadMapping, emits_per_lane, thread_mapping, written_arrays
+from .render import kernel_source
 from .resident import Resident
 from .runtime import NVCC_OPTIONS, PycudaRuntime, Runtime, find_nvcc
-from .source import kernel_source
 
 __all__ = ["NVCC_OPTIONS", "CudaBackend"]
 #: Doubles are added atomically (atomicAdd on double) from compute capability 6.0, and a

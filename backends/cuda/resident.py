@@ -4,7 +4,7 @@ Every bound array has one device allocation, shared by every parameter that name
 host memory; `load` uploads them, `store` brings back those the kernel writes. A run's own
 arrays (an epoch's events, its record and spike buffers) go up into buffers kept by name
 and grown as needed; after the launch only what `fetch` names comes back. The kernel reads
-its parameters from a table of 8-byte words in device memory (source.py, `_Driver`).
+its parameters from a table of 8-byte words in device memory (render.py, `_Driver`).
 """
 
 from __future__ import annotations

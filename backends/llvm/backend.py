@@ -16,7 +16,7 @@ from portneuron.ir.passes import fold_constants
 from portneuron.ir.types import NUMPY_DTYPES
 
 from ..base import Backend, dumping
-from .jit import Jit, fill_slots, slot_count
+from .runtime import Jit, fill_slots, slot_count
 
 
 def _join(calls: list) -> None:
@@ -40,7 +40,7 @@ class CompiledKernel:
     them never run on their own."""
 
     def __init__(self, kernel: Kernel, math: str, hot: bool = True) -> None:
-        from .lower import emits_per_lane
+        from .render import emits_per_lane
 
         self.kernel, self.math, self.hot = kernel, math, hot
         self.emits: dict[str, int] = emits_per_lane(kernel)
@@ -104,7 +104,7 @@ class LlvmBackend(Backend):
         can be, with `vectorise`)."""
         from llvmlite import ir
 
-        from .lower import lower_kernel
+        from .render import lower_kernel
 
         module = ir.Module(name=name)
         module.triple = Jit.get().triple

@@ -62,7 +62,7 @@ from .llvm_types import BOOL_T, I32_T, TYPES, alignment
 
 
 class Lowering(Protocol):
-    """What the vector lowering uses of the scalar one (lower._Lowering), named here so
+    """What the vector lowering uses of the scalar one (render._Lowering), named here so
     that this module does not import that one, which imports this."""
 
     b: ir.IRBuilder

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
-from portneuron.backends.base import QueueOverflow
 from portneuron.backends.plan import EpochEvents, EpochPlan, Phase
 from portneuron.ir import BOOL, F64, I32, Kernel, Records, Var, View, verify_kernel, walk
 from portneuron.ir import builder as b
@@ -412,10 +412,26 @@ def partition(plan: EpochPlan, threads: int) -> list[int]:
     return cuts
 
 
+@dataclass
+class EpochResult:
+    """What an epoch gives back."""
+
+    spike_lanes: np.ndarray  # the threshold lanes that fired ...
+    spike_t: np.ndarray  # ... and when, block by block
+    record: np.ndarray  # the recorded voltages: steps x recorded nodes
+    #: per block, when a root voltage stopped being finite (inf where none did); None: none
+    blowup: np.ndarray | None = None
+    #: the self-events sent and due after the epoch, (t, flag, instance, row, phase) with
+    #: instances in the plan's sorted order, block by block in delivery order
+    pending: tuple[np.ndarray, ...] = ()
+    #: a block's queue filled (QUEUE_CAPACITY pending at once): self-events were lost
+    overflow: bool = False
+
+
 class IrEpoch:
     """The IR driver of a plan, compiled by a backend and run over every block in one call
     (its lanes; on `threads` threads, each a range of blocks, where the backend has them);
-    the protocol the simulation runs epochs with (`advance`, `pending`, `load`, `store`).
+    the protocol the simulation runs epochs with (`load`, `advance`, `store`).
     From `load` to `store` the state is the layout's, not the model arrays'; a device
     backend keeps it in its memory then, and only the epoch's events go to it, and
     its spikes, records and pending self-events come back."""
@@ -494,42 +510,43 @@ class IrEpoch:
                 args[f"k{k}.{name}"] = receive[name]
         return {n: a for n, a in args.items() if n in self.names}
 
-    def advance(self, t0: float, nsteps: int, events: EpochEvents):
-        """Every block through `nsteps` steps from `t0`: the spikes (threshold lane, t),
-        the recorded voltages (nsteps x recorded nodes) and None, or where a voltage
-        stopped being finite, per block that time (inf where it did not)."""
+    def advance(self, t0: float, nsteps: int, events: EpochEvents) -> EpochResult:
+        """Every block through `nsteps` steps from `t0` with the epoch's `events`."""
         plan = self.plan
         args = self._args(STEPS, t0, nsteps, events)
         self.bound.run(args, self.cuts, self.outputs)
         nrec = len(plan.record_node)
-        recorded = args["rec.out"][: nsteps * nrec].reshape(nsteps, nrec)
-        lanes, t = np.zeros(0, np.int32), np.zeros(0)
+        result = EpochResult(
+            np.zeros(0, np.int32),
+            np.zeros(0),
+            args["rec.out"][: nsteps * nrec].reshape(nsteps, nrec),
+        )
         if plan.threshold is not None:  # each block's spikes, from its region
             count, base = args["spike.count"], args["spike.base"]
             at = np.concatenate([np.arange(b, b + n) for b, n in zip(base, count)])
-            lanes, t = args["spike.presyn"][at], args["spike.t"][at]
-        blowup = args["blowup"]
-        if not np.isfinite(blowup).any():
-            return lanes, t, recorded, None
-        self.store()  # the model's state as it was when the block stopped
-        return lanes, t, recorded, blowup
+            result.spike_lanes, result.spike_t = args["spike.presyn"][at], args["spike.t"][at]
+        if "q.full" in self.names:
+            self._pending(result)
+        if np.isfinite(args["blowup"]).any():
+            result.blowup = args["blowup"]
+            self.store()  # the model's state as it was when the block stopped
+        return result
 
-    def pending(self) -> tuple[np.ndarray, ...]:
-        """The self-events sent in the last epoch and due after it (t, flag, instance,
-        row, phase), block by block in delivery order; QueueOverflow if a queue filled."""
+    def _pending(self, result: EpochResult) -> None:
+        """The self-events sent in the epoch and due after it, block by block in delivery
+        order, or that a block's queue filled (and lost some)."""
         args = self.bound.args
-        if "q.full" not in args:
-            return tuple(np.zeros(0, NUMPY_DTYPES[d]) for _, d in QUEUE_FIELDS)
         if args["q.full"].any():
             args["q.full"][:] = 0  # a device's copy is reset by the next run's load
-            raise QueueOverflow(QUEUE_CAPACITY, "block of cells", "run with compiled epochs off")
+            result.overflow = True
+            return
         left = args["q.left"]
         if left.any():
             self.bound.fetch(tuple(f"q.{name}" for name, _ in QUEUE_FIELDS))
         at = np.concatenate(
             [np.arange(b * QUEUE_CAPACITY, b * QUEUE_CAPACITY + n) for b, n in enumerate(left)]
         )
-        return tuple(args[f"q.{name}"][at].copy() for name, _ in QUEUE_FIELDS)
+        result.pending = tuple(args[f"q.{name}"][at].copy() for name, _ in QUEUE_FIELDS)
 
     def load(self) -> None:
         """The model's state into the layout, where it stays until `store`."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from portneuron import units
-from portneuron.backends.base import Backend, QueueOverflow
+from portneuron.backends.base import Backend
 from portneuron.errors import PortneuronError, SimulationError
 from portneuron.ir import Kernel
 from portneuron.model import Model
@@ -595,17 +595,18 @@ class Simulation:
             nodes = {s: self.mechanisms[s].set.node_index for s in program.plan.receive_sets}
             self._events = epoch.EpochEvents(program.plan, nodes)
         self._collect_events(self._events, float(clock[-1]))
-        lanes, t, recorded, blowup = program.advance(self.t, nsteps, self._events)
+        result = program.advance(self.t, nsteps, self._events)
         self.t = float(clock[-1])
-        if program.plan.sends:
-            try:
-                left = program.pending()
-            except QueueOverflow as full:
-                raise SimulationError(
-                    f"more than {full.capacity} self-events (net_send) pending at once in one "
-                    f"{full.where}; {full.remedy}"
-                ) from None
-            self._queue_pending(program.plan, *left)
+        if result.overflow:
+            from .driver import QUEUE_CAPACITY
+
+            raise SimulationError(
+                f"more than {QUEUE_CAPACITY} self-events (net_send) pending at once in one "
+                "block of cells; run with compiled epochs off"
+            )
+        if result.pending:
+            self._queue_pending(program.plan, *result.pending)
+        lanes, t, blowup = result.spike_lanes, result.spike_t, result.blowup
         if blowup is not None:
             block = int(np.argmin(blowup))
             cells = program.plan.layout.block_cells(block)
@@ -618,7 +619,7 @@ class Simulation:
                 self._spike(int(presyn[k]), float(t[k]))
         if len(record):
             times.extend(clock[2::2].tolist())
-            trace.extend(recorded.copy())
+            trace.extend(result.record.copy())
 
     def _queue_pending(self, plan, t, flag, instance, row, phase) -> None:
         """Queue the self-events still pending at an epoch's end (given per block in time

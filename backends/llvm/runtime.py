@@ -64,7 +64,7 @@ class Jit:
         self.machine = target.create_target_machine(
             cpu=self.cpu, features=self.features, opt=3, jit=True
         )
-        from .lower import OPAQUE_LIBM, libm_symbol
+        from .render import OPAQUE_LIBM, libm_symbol
 
         libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
         for name in OPAQUE_LIBM:  # the C library's own functions, under names LLVM cannot know
