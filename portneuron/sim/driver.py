@@ -31,11 +31,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from portneuron.backends.plan import EpochEvents, EpochPlan, Phase
 from portneuron.ir import BOOL, F64, I32, Kernel, Records, Var, View, verify_kernel, walk
 from portneuron.ir import builder as b
 from portneuron.ir.builder import ArrayRef, KernelBuilder
 from portneuron.ir.types import NUMPY_DTYPES
+
+from .plan import EpochEvents, EpochPlan, Phase
 
 
 class Unsupported(Exception):

@@ -32,7 +32,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from portneuron.backends.plan import (  # noqa: F401 (re-exported)
+from portneuron.ir import Kernel, verify_kernel
+from portneuron.ir.passes import fold_constants
+from portneuron.ir.walk import written
+
+from . import cable
+from .plan import (  # noqa: F401 (re-exported)
     Copy,
     EpochEvents,
     EpochPlan,
@@ -41,11 +46,6 @@ from portneuron.backends.plan import (  # noqa: F401 (re-exported)
     Sorted,
     depth,
 )
-from portneuron.ir import Kernel, verify_kernel
-from portneuron.ir.passes import fold_constants
-from portneuron.ir.walk import written
-
-from . import cable
 
 
 class StepSource(Protocol):

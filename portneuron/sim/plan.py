@@ -1,6 +1,7 @@
-"""What a backend's compiled epoch is given: the plan of one epoch's work (its phases, the
-cells' interleaved layout, the arrays it copies in and out) and the epoch's events.
-portneuron.sim.epoch makes them from a Simulation; backends only read them."""
+"""What the epoch driver is built from and given: the plan of one epoch's work (its phases,
+the cells' interleaved layout, the arrays it copies in and out) and the epoch's events.
+portneuron.sim.epoch makes them from a Simulation, portneuron.sim.driver turns them into an
+IR kernel and its arguments; backends see only those."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from portneuron.ir import F64, Kernel
 
 
