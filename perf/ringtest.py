@@ -240,7 +240,7 @@ def write_results_md() -> None:
     """perf/RESULTS.md: the latest run of each model size in results.jsonl."""
     latest: dict[str, list[dict]] = {}
     kinds: dict[str, list[dict]] = {
-        "gpu": [], "hnn": [], "mpi": [], "imbalance": [], "exchange": []
+        "gpu": [], "hnn": [], "mpi": [], "imbalance": [], "exchange": [], "startup": []
     }  # fmt: skip
     gpu, hnn, mpi = kinds["gpu"], kinds["hnn"], kinds["mpi"]  # their latest runs
     for line in (HERE / "results.jsonl").read_text().splitlines():
@@ -293,6 +293,8 @@ def write_results_md() -> None:
         parts.append(imbalance_section(kinds["imbalance"]))
     if kinds["exchange"]:
         parts.append(exchange_section(kinds["exchange"][-1]))
+    if kinds["startup"]:
+        parts.append(startup_section(kinds["startup"]))
     if gpu:
         parts.append(gpu_section(gpu))
     (HERE / "RESULTS.md").write_text("".join(parts))
@@ -315,6 +317,27 @@ def hnn_section(runs: list[dict]) -> str:
         text += (
             f"| {r['engine']} | {r['threads']} | {r['spikes']} | {r['simulate_s']:.3f} | "
             f"{r['ns_per_compartment_step']} | {r['vs_neuron']} | {r['peak_rss_mib']} |\n"
+        )
+    return text
+
+
+def startup_section(runs: list[dict]) -> str:
+    """The latest perf/startup.py run as a table."""
+    r0 = runs[0]
+    text = (
+        "\n## Start-up: `portneuron run -e 1`, the default model (perf/startup.py)\n\n"
+        f"{r0['when']}, commit {r0['commit']}, {r0['machine']}. Each run a fresh process; "
+        "cold: nothing compiled, warm: mechanisms and kernels from their stores on disk "
+        "(median of the rounds). To first step: from the interpreter's first line to the "
+        "first Simulation.run; process: the whole command from outside, 1 ms simulated "
+        "and written.\n\n"
+        "| run | rounds | to first step s | process s | front end imported |\n"
+        "| --- | --- | --- | --- | --- |\n"
+    )
+    for r in runs:
+        text += (
+            f"| {r['run']} | {r['runs']} | {r['to_first_step_s']:.3f} | {r['process_s']:.3f} "
+            f"| {', '.join(r['front_end']) or 'nothing'} |\n"
         )
     return text
 
