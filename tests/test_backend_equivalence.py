@@ -295,7 +295,7 @@ def test_llvm_epoch_queue_overflow_is_one_line(monkeypatch):
     from portneuron.errors import SimulationError
     from portneuron.sim import driver
 
-    monkeypatch.setattr(driver, "QUEUE_CAPACITY", 1)
+    monkeypatch.setattr(driver, "queue_capacity", lambda plan: 1)
     sim = Simulation(synapse_network("PulseSyn").build(), load_backend("llvm"))
     with pytest.raises(SimulationError, match=r"^more than 1 self-events .* one block of cells"):
         sim.run(15.0)

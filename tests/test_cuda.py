@@ -620,7 +620,7 @@ def test_host_epoch_frees_its_device_memory(host_backend):
 @needs_gxx
 def test_host_epoch_queue_overflow_is_an_error(host_backend, monkeypatch):
     """A block's self-event queue that fills stops the run with one line, not a lost event."""
-    monkeypatch.setattr(driver, "QUEUE_CAPACITY", 1)
+    monkeypatch.setattr(driver, "queue_capacity", lambda plan: 1)
     sim = Simulation(synapse_network("PulseSyn").build(), host_backend)
     with pytest.raises(SimulationError, match=r"more than 1 self-events .* one block of cells"):
         sim.run(15.0)

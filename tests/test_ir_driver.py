@@ -78,7 +78,7 @@ def test_the_ir_drivers_self_event_queue_is_the_stepwise_loop(backend):
 def test_a_full_queue_is_one_line(monkeypatch):
     from portneuron.sim import driver
 
-    monkeypatch.setattr(driver, "QUEUE_CAPACITY", 1)
+    monkeypatch.setattr(driver, "queue_capacity", lambda plan: 1)
     sim = Simulation(synapse_network("PulseSyn").build(), load_backend("numpy"),
                      compiled_epochs="ir")  # fmt: skip
     with pytest.raises(SimulationError, match=r"^more than 1 self-events \(net_send\) pending "
@@ -101,3 +101,18 @@ def test_the_driver_is_one_kernel_of_launches():
     assert text.startswith("kernel epoch over block (")
     assert "while (step < nsteps) && (!bad) {" in text
     assert "launch hines_interleaved8 over range(k9.ranges[lane], k9.ranges[lane + 1])" in text
+
+
+def test_the_queue_is_sized_from_the_plan():
+    """16 entries for each self-event one delivery to each of a block's instances may send,
+    for the block with the most: PulseSyn sends 2, 5 synapses a cell, 8 cells a block; none
+    where no NET_RECEIVE sends."""
+    from portneuron.sim.driver import IrEpoch, queue_capacity
+
+    sim = Simulation(synapse_network("PulseSyn").build(), load_backend("numpy"))
+    plan = epoch.plan(sim, 8)
+    assert queue_capacity(plan) == 16 * 2 * 5 * 8
+    program = IrEpoch(plan, load_backend("numpy"))
+    assert len(program.bound.args["q.t"]) == plan.nblocks * 16 * 2 * 5 * 8
+    sim = Simulation(synapse_network("ExpSyn").build(), load_backend("numpy"))
+    assert queue_capacity(epoch.plan(sim, 8)) == 0

@@ -16,7 +16,7 @@ backend beyond running a kernel.
 
 Events are delivered in a Serial (one thread of a block's, where a backend gives a block
 many): the epoch's, in time order per block (`EpochEvents`), merged with the self-events
-(net_send) sent during the epoch, which wait in the block's queue (QUEUE_CAPACITY) in
+(net_send) sent during the epoch, which wait in the block's queue (queue_capacity) in
 NEURON's order. The Serial keeps its place between steps in memory (`cursor`).
 
 `IrEpoch` runs it on any backend with the protocol the simulation runs epochs with: numpy's
@@ -99,8 +99,10 @@ def _phase_binds(kb: KernelBuilder, arrays: _ModelArrays, k: int, phase: Phase, 
     return bind
 
 
-#: Self-events one block's queue holds at once.
-QUEUE_CAPACITY = 1024
+#: Self-events a block's queue holds at once per self-event its NET_RECEIVE calls may send
+#: in one delivery (queue_capacity), and the least a queue holds.
+QUEUE_PER_SEND = 16
+QUEUE_MIN = 64
 #: A self-event's fields in the queue, and their types.
 QUEUE_FIELDS = (("t", F64), ("flag", F64), ("inst", I32), ("row", I32), ("phase", I32))
 #: What a call of the driver does besides its `nsteps` steps: nothing, copy the model's
@@ -120,6 +122,24 @@ def _sends(plan: EpochPlan) -> list[int]:
             raise Unsupported(f"{phase.kernel.name} sends self-events in a loop")
         out.append(n)
     return out
+
+
+def queue_capacity(plan: EpochPlan) -> int:
+    """Self-events each block's queue holds at once: for the block with the most, QUEUE_PER_SEND
+    for each self-event one delivery to each of its instances may send (every instance of
+    a sending NET_RECEIVE can have that many deliveries' worth pending), at least
+    QUEUE_MIN; 0 where no NET_RECEIVE sends. A queue that fills stops the run with one
+    line, so the rule trades memory (blocks x capacity x 28 bytes) against models that
+    keep more pending."""
+    sends = _sends(plan)
+    if not any(sends):
+        return 0
+    per_block = sum(
+        np.diff(plan.instances[s].ranges.astype(np.int64)) * n  # the block's instances
+        for s, n in zip(plan.receive_sets, sends)
+        if n
+    )
+    return max(QUEUE_MIN, QUEUE_PER_SEND * int(np.max(per_block)))
 
 
 def _copy_kernel(into_layout: bool) -> Kernel:
@@ -150,10 +170,10 @@ def epoch_driver(plan: EpochPlan) -> Kernel:
     Launch (the block's lanes of a phase, of a copy or of the recorded nodes) or inside a
     Serial (event delivery and the queue, the blow-up time), so that a backend that gives a
     lane many threads runs the rest on all of them alike."""
-    return _build(plan, _ModelArrays(plan))
+    return _build(plan, _ModelArrays(plan), queue_capacity(plan))
 
 
-def _build(plan: EpochPlan, arrays: _ModelArrays) -> Kernel:
+def _build(plan: EpochPlan, arrays: _ModelArrays, cap: int) -> Kernel:
     kb = KernelBuilder("epoch", "block", "a block of cells through an epoch's steps")
     phases = plan.phases()
     blk, nxt = kb.lane, b.add(kb.lane, 1)
@@ -163,7 +183,6 @@ def _build(plan: EpochPlan, arrays: _ModelArrays) -> Kernel:
 
     sends = _sends(plan)
     first_receive = len(phases) - len(plan.receive)
-    cap = QUEUE_CAPACITY
     head, end = Var("q.head", I32), Var("q.end", I32)
     cursor = kb.array("cursor", I32, "blocks") if plan.receive else None
 
@@ -425,7 +444,7 @@ class EpochResult:
     #: the self-events sent and due after the epoch, (t, flag, instance, row, phase) with
     #: instances in the plan's sorted order, block by block in delivery order
     pending: tuple[np.ndarray, ...] = ()
-    #: a block's queue filled (QUEUE_CAPACITY pending at once): self-events were lost
+    #: a block's queue filled (IrEpoch.queue_capacity pending at once): events were lost
     overflow: bool = False
 
 
@@ -440,7 +459,8 @@ class IrEpoch:
     def __init__(self, plan: EpochPlan, backend, threads: int | None = None) -> None:
         self.plan, self.backend = plan, backend
         arrays = _ModelArrays(plan)
-        self.kernel = _build(plan, arrays)
+        self.queue_capacity = queue_capacity(plan)
+        self.kernel = _build(plan, arrays, self.queue_capacity)
         self.compiled = backend.compile(self.kernel)
         backend.ready(self.compiled)  # compiled now: a run then times only the simulation
         threads = (threads or default_threads()) if backend.threaded else 1
@@ -459,7 +479,7 @@ class IrEpoch:
                          f"c{c}.ranges": _int32(item.ranges)})  # fmt: skip
         nblocks = plan.nblocks
         for name, dtype in QUEUE_FIELDS:
-            args[f"q.{name}"] = np.zeros(nblocks * QUEUE_CAPACITY, NUMPY_DTYPES[dtype])
+            args[f"q.{name}"] = np.zeros(nblocks * self.queue_capacity, NUMPY_DTYPES[dtype])
         args["q.full"] = np.zeros(nblocks, np.int32)
         args["q.left"] = np.zeros(nblocks, np.int32)
         args["cursor"] = np.zeros(3 * nblocks, np.int32)
@@ -544,9 +564,8 @@ class IrEpoch:
         left = args["q.left"]
         if left.any():
             self.bound.fetch(tuple(f"q.{name}" for name, _ in QUEUE_FIELDS))
-        at = np.concatenate(
-            [np.arange(b * QUEUE_CAPACITY, b * QUEUE_CAPACITY + n) for b, n in enumerate(left)]
-        )
+        cap = self.queue_capacity
+        at = np.concatenate([np.arange(b * cap, b * cap + n) for b, n in enumerate(left)])
         result.pending = tuple(args[f"q.{name}"][at].copy() for name, _ in QUEUE_FIELDS)
 
     def load(self) -> None:

@@ -598,10 +598,8 @@ class Simulation:
         result = program.advance(self.t, nsteps, self._events)
         self.t = float(clock[-1])
         if result.overflow:
-            from .driver import QUEUE_CAPACITY
-
             raise SimulationError(
-                f"more than {QUEUE_CAPACITY} self-events (net_send) pending at once in one "
+                f"more than {program.queue_capacity} self-events (net_send) pending at once in one "
                 "block of cells; run with compiled epochs off"
             )
         if result.pending:
