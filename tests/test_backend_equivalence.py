@@ -244,6 +244,12 @@ def test_llvm_compile_cache_and_dumps(tmp_path):
     ]
     hh_kernels = len(builtin("hh").kernels)
     assert int(runs[0].stdout) == 0 and int(runs[1].stdout) >= hh_kernels
+    objects = sorted((tmp_path / "llvm").glob("pn_*.o"))
+    objects[0].write_bytes(objects[0].read_bytes()[:-40])  # cut short
+    objects[1].write_bytes(b"\0" * 64 + objects[1].read_bytes()[64:])  # overwritten
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env, cwd=tests, check=True)  # fmt: skip
+    assert int(again.stdout) == int(runs[1].stdout) - 2  # compiled again, not loaded
     dumped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**env, "PORTNEURON_DUMP": "ir,llvm"}, cwd=tests, check=True)  # fmt: skip
     assert "kernel current over instance" in dumped.stderr and "define" in dumped.stderr

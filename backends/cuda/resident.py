@@ -55,7 +55,13 @@ class Resident(Bound):
             _key(self.args[name]): name for name in compiled.written if name in self.pointers
         }
         self.buffers: dict[str, tuple[int, int]] = {}  # a run's array: pointer, bytes
+        # the table: the bound arguments' words now, a run's own at the run
         self.table = np.zeros(max(1, len(self.params)), dtype=np.uint64)
+        self.word = {p.name: k for k, p in enumerate(self.params)}
+        for name, value in self.args.items():
+            if name in self.word:
+                self._set(name, value)
+        self.per_run = self.word.keys() - self.args.keys()
         self.table_device = self._alloc(self.table.nbytes)
         self.last: Mapping[str, Any] = {}
 
@@ -98,20 +104,27 @@ class Resident(Bound):
             host, pointer = self.device[key]
             self.runtime.download(host, pointer)
 
+    def _set(self, name: str, value: Any) -> None:
+        """Argument `name`'s table word: an array's device pointer (a bound array's own
+        copy, a run's in its buffer), a scalar's bits."""
+        k = self.word[name]
+        p = self.params[k]
+        if p.is_array:
+            pointer = self.pointers.get(name) if value is self.args.get(name) else None
+            self.table[k] = pointer or self._buffer(name, self._checked(p, value))
+        elif p.dtype == F64:
+            self.table[k] = np.float64(value).view(np.uint64)
+        elif p.dtype == BOOL:
+            self.table[k] = int(bool(value))
+        else:
+            self.table[k] = np.int64(value).view(np.uint64)
+
     def run(self, args: Mapping[str, Any], cuts: list[int], fetch: tuple[str, ...] = ()) -> None:
-        for k, p in enumerate(self.params):
-            if p.name not in args and p.name in self.pointers:
-                self.table[k] = self.pointers[p.name]
-                continue
-            value = args[p.name] if p.name in args else self.args[p.name]
-            if p.is_array:
-                self.table[k] = self._buffer(p.name, self._checked(p, value))
-            elif p.dtype == F64:
-                self.table[k] = np.float64(value).view(np.uint64)
-            elif p.dtype == BOOL:
-                self.table[k] = int(bool(value))
-            else:
-                self.table[k] = np.int64(value).view(np.uint64)
+        missing = self.per_run - args.keys()
+        if missing:
+            raise KeyError(f"{self.compiled.kernel.name}: no value for {sorted(missing)}")
+        for name, value in args.items():
+            self._set(name, value)
         self.runtime.upload(self.table_device, self.table)
         lo, hi = cuts[0], cuts[-1]
         if hi > lo:

@@ -1,5 +1,5 @@
-"""The process's one MCJIT engine and how kernels take their arguments: what the llvm
-backend's kernels and its compiled epochs share."""
+"""The process's one MCJIT engine, its cache of compiled objects on disk, and how kernels
+take their arguments: how the llvm backend compiles and runs what it renders."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class Jit:
                 libm_symbol(name), ctypes.cast(getattr(libm, name), ctypes.c_void_p).value
             )
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.machine)
-        self.engine.set_object_cache(self._store, self._fetch)
+        self.engine.set_object_cache(self._store)  # written here, read by _load
         self.addresses: dict[str, int] = {}
         self.hits = 0
         self.seconds = 0.0  # spent compiling (or loading from the cache)
@@ -83,26 +83,28 @@ class Jit:
             cls._instance = Jit()
         return cls._instance
 
-    def _path(self, module) -> Path:
-        return cache_dir() / f"{module.name}.o"
-
     def _store(self, module, buffer: bytes) -> None:
-        path = self._path(module)
+        """A compiled module's object into the cache, its digest after it (a damaged or
+        cut file must not reach the JIT's loader, which crashes on one)."""
+        if not module.name.startswith("pn_"):
+            return  # the engine's own empty module
+        path = cache_dir() / f"{module.name}.o"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(buffer)
+            tmp.write_bytes(buffer + hashlib.sha256(buffer).digest())
             os.replace(tmp, path)
         except OSError:
             pass  # a cache that cannot be written only costs time
 
-    def _fetch(self, module) -> bytes | None:
+    def _cached(self, name: str) -> bytes | None:
+        """The object of function `name` from the cache, if it is there whole."""
         try:
-            data = self._path(module).read_bytes()
+            data = (cache_dir() / f"{name}.o").read_bytes()
         except OSError:
             return None
-        self.hits += 1
-        return data
+        body, digest = data[:-32], data[-32:]
+        return body if len(data) > 32 and hashlib.sha256(body).digest() == digest else None
 
     def add_kernel(self, kernel: Kernel, options: str, lower: Callable[[str], str]) -> int:
         """The address of `kernel`'s function, `lower(name)` giving its module's text. The
@@ -125,9 +127,8 @@ class Jit:
 
     def _load(self, name: str) -> int:
         """Function `name` from its cached object, 0 where there is none."""
-        try:
-            data = (cache_dir() / f"{name}.o").read_bytes()
-        except OSError:
+        data = self._cached(name)
+        if data is None:
             return 0
         self.engine.add_object_file(self.llvm.ObjectFileRef.from_data(data))
         self.engine.finalize_object()
@@ -140,10 +141,9 @@ class Jit:
         module = llvm.parse_assembly(text)
         module.name = name
         module.verify()
-        if not self._path(module).exists() or dumping("llvm") or dumping("asm"):
-            options = llvm.create_pipeline_tuning_options(speed_level=3)
-            builder = llvm.create_pass_builder(self.machine, options)
-            builder.getModulePassManager().run(module, builder)  # else: the cached object
+        options = llvm.create_pipeline_tuning_options(speed_level=3)
+        builder = llvm.create_pass_builder(self.machine, options)
+        builder.getModulePassManager().run(module, builder)
         if dumping("llvm"):
             print(f"; ---- {name} (optimised)\n{module}", file=sys.stderr)
         if dumping("asm"):

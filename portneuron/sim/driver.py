@@ -432,6 +432,14 @@ def partition(plan: EpochPlan, threads: int) -> list[int]:
     return cuts
 
 
+def _regions(base: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The indices of each block's filled region, block by block: base[b] .. base[b] +
+    count[b] - 1."""
+    count = np.asarray(count, dtype=np.int64)
+    starts = np.repeat(np.asarray(base, dtype=np.int64) - (np.cumsum(count) - count), count)
+    return starts + np.arange(int(count.sum()))
+
+
 @dataclass
 class EpochResult:
     """What an epoch gives back."""
@@ -495,7 +503,7 @@ class IrEpoch:
         self.outputs = ("rec.out", "blowup")
         if plan.threshold is not None:
             self.outputs += ("spike.count", "spike.presyn", "spike.t")
-        if "q.full" in self.names:
+        if self.queue_capacity:
             self.outputs += ("q.full", "q.left")
 
     def _args(self, mode: int, t0: float, nsteps: int, events: EpochEvents | None) -> dict:
@@ -543,10 +551,9 @@ class IrEpoch:
             args["rec.out"][: nsteps * nrec].reshape(nsteps, nrec),
         )
         if plan.threshold is not None:  # each block's spikes, from its region
-            count, base = args["spike.count"], args["spike.base"]
-            at = np.concatenate([np.arange(b, b + n) for b, n in zip(base, count)])
+            at = _regions(args["spike.base"], args["spike.count"])
             result.spike_lanes, result.spike_t = args["spike.presyn"][at], args["spike.t"][at]
-        if "q.full" in self.names:
+        if self.queue_capacity:
             self._pending(result)
         if np.isfinite(args["blowup"]).any():
             result.blowup = args["blowup"]
@@ -564,8 +571,7 @@ class IrEpoch:
         left = args["q.left"]
         if left.any():
             self.bound.fetch(tuple(f"q.{name}" for name, _ in QUEUE_FIELDS))
-        cap = self.queue_capacity
-        at = np.concatenate([np.arange(b * cap, b * cap + n) for b, n in enumerate(left)])
+        at = _regions(np.arange(len(left)) * self.queue_capacity, left)
         result.pending = tuple(args[f"q.{name}"][at].copy() for name, _ in QUEUE_FIELDS)
 
     def load(self) -> None:
