@@ -1,7 +1,9 @@
 """Scale: a ringtest of millions of compartments, built natively and advanced 10 ms.
 
 Reports build time per compartment, the model's own memory per compartment (its arrays),
-the process's peak RSS, and the simulate time; appends to perf/results.md and .jsonl.
+the process's peak RSS, how far it is above the baseline (Python with portneuron and the
+backend's libraries loaded, before the model) in units of the model's arrays, and the
+simulate time; appends to perf/results.md and .jsonl.
 
     python perf/scale.py [--nring 1250] [--ncell 8] [--branch 64 64] [--compart 8 8] [--tstop 10]
 """
@@ -50,17 +52,20 @@ def main() -> None:
     from portneuron.build.ringtest import build_ringtest
     from portneuron.sim.simulation import Simulation
 
+    backend = load_backend(args.backend)  # its libraries are part of the baseline
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
     model = build_ringtest(args.nring, args.ncell, tuple(args.branch), tuple(args.compart))
     build_s = time.perf_counter() - start
     n = model.compartments
     rss_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    sim = Simulation(model, load_backend(args.backend))
+    sim = Simulation(model, backend)
     start = time.perf_counter()
     result = sim.run(args.tstop)
     simulate_s = time.perf_counter() - start
     steps = result.steps
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    model_mib = model_bytes(model) / 2**20
     out = {
         "engine": f"portneuron-{args.backend}", "nring": args.nring, "ncell": args.ncell,
         "branch": args.branch, "compart": args.compart, "cells": model.ncell,
@@ -68,7 +73,8 @@ def main() -> None:
         "build_us_per_compartment": round(build_s * 1e6 / n, 3),
         "model_bytes_per_compartment": round(model_bytes(model) / n, 1),
         "peak_rss_mib_after_build": round(rss_build, 1), "python_baseline_rss_mib": round(rss0, 1),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": round(peak, 1), "model_arrays_mib": round(model_mib, 1),
+        "peak_above_baseline_per_model_arrays": round((peak - rss0) / model_mib, 3),
         "tstop": args.tstop, "simulate_s": round(simulate_s, 2),
         "ns_per_compartment_step": round(simulate_s * 1e9 / (n * steps), 2),
         "spikes": len(result.spikes),

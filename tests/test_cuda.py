@@ -222,7 +222,9 @@ def test_epoch_driver_compiles_to_ptx(synapse, tmp_path):
     """A whole epoch is one kernel, the IR driver's: every phase of the step a device
     function, barriers between them, thread 0's event delivery and (PulseSyn) self-event
     queue (Serial)."""
-    sim = Simulation(synapse_network(synapse).build(), load_backend("numpy"))
+    numpy = load_backend("numpy")
+    numpy.epoch_width = 32  # cuda's blocks, planned without a device
+    sim = Simulation(synapse_network(synapse).build(), numpy, compiled_epochs="ir")
     source = kernel_source(driver.epoch_driver(epoch.plan(sim, 32)), "pn_epoch", 256)
     ptx = entries(nvcc_ptx(source, tmp_path))
     assert list(ptx) == ["pn_epoch"] and "bar.sync" in ptx["pn_epoch"]

@@ -13,7 +13,7 @@ from portneuron.ir import format_kernel
 from test_cuda import negative_leak_network
 
 from portneuron.build.ringtest import build_ringtest
-from portneuron.errors import SimulationError
+from portneuron.errors import PortneuronError, SimulationError
 from portneuron.sim import epoch
 from portneuron.sim.driver import epoch_driver
 from portneuron.sim.simulation import Simulation
@@ -96,7 +96,7 @@ def test_a_blow_up_in_the_ir_driver_names_the_cell(backend):
 
 def test_the_driver_is_one_kernel_of_launches():
     model = build_ringtest(1, 8, (2, 3), (1, 1))
-    plan = epoch.plan(Simulation(model, load_backend("numpy")), 8)
+    plan = epoch.plan(Simulation(model, load_backend("numpy"), compiled_epochs="ir"), 8)
     text = format_kernel(epoch_driver(plan))
     assert text.startswith("kernel epoch over block (")
     assert "while (step < nsteps) && (!bad) {" in text
@@ -109,10 +109,58 @@ def test_the_queue_is_sized_from_the_plan():
     where no NET_RECEIVE sends."""
     from portneuron.sim.driver import IrEpoch, queue_capacity
 
-    sim = Simulation(synapse_network("PulseSyn").build(), load_backend("numpy"))
+    sim = Simulation(
+        synapse_network("PulseSyn").build(), load_backend("numpy"), compiled_epochs="ir"
+    )
     plan = epoch.plan(sim, 8)
     assert queue_capacity(plan) == 16 * 2 * 5 * 8
     program = IrEpoch(plan, load_backend("numpy"))
     assert len(program.bound.args["q.t"]) == plan.nblocks * 16 * 2 * 5 * 8
-    sim = Simulation(synapse_network("ExpSyn").build(), load_backend("numpy"))
+    sim = Simulation(synapse_network("ExpSyn").build(), load_backend("numpy"), compiled_epochs="ir")
     assert queue_capacity(epoch.plan(sim, 8)) == 0
+
+
+def test_the_state_is_laid_out_in_place():
+    """One copy of the state: every float array of the nodes, instances, ions and spike
+    detectors that the driver's phases use is the model's own memory (its node arrays
+    with room for the layout's padding after them), laid out in place; laid out, the
+    arrays equal the interleaved copies, and restored, the model's arrays bit for bit."""
+    from portneuron.ir import F64
+
+    model = build_ringtest(2, 6, (2, 3), (1, 2))  # cells of several shapes: padding
+    sim = Simulation(model, load_backend("numpy"), compiled_epochs="ir")
+    sim.finitialize()
+    plan = sim.epoch_program().plan
+    assert plan.layout.size > model.nodes.count
+    nodes = model.nodes
+    owned = [nodes.v, nodes.a, nodes.b, nodes.area, nodes.diam, sim.rhs, sim.d]
+    owned += [a for m in model.mechanisms for a in m.data.values()]
+    owned += [a for ion in model.ions for a in ion.data.values()]
+    owned += [sim.threshold_args["presyn.threshold"], sim.threshold_args["presyn.flag"]]
+    checked = 0
+    for phase in plan.phases():
+        for p in phase.kernel.params:
+            spaces = p.space in ("node", "instance", "presyn") or p.space.startswith("ion:")
+            if p.is_array and p.dtype == F64 and spaces and p.name in phase.args:
+                assert any(np.shares_memory(phase.args[p.name], a) for a in owned), p.name
+                checked += 1
+    assert checked > 20
+    kept = [item.array.copy() for item in plan.permuted]
+    expected = plan.layout.args({"node.v": nodes.v, "node.parent": nodes.parent_index})
+    plan.lay_out()
+    np.testing.assert_array_equal(plan.v, expected["node.v"])
+    np.testing.assert_array_equal(epoch.storage(nodes.parent_index, plan.layout.size),
+                                  expected["node.parent"])  # fmt: skip
+    plan.restore()
+    for item, array in zip(plan.permuted, kept):
+        np.testing.assert_array_equal(item.array, array)
+
+
+def test_a_simulation_whose_model_was_laid_out_again_says_so():
+    model = build_ringtest(1, 8, (2, 3), (1, 1))
+    first = Simulation(model, load_backend("numpy"), compiled_epochs="ir")
+    wide = load_backend("numpy")
+    wide.epoch_width = 32
+    Simulation(model, wide, compiled_epochs="ir")  # other blocks: the node arrays move
+    with pytest.raises(PortneuronError, match="node arrays were replaced"):
+        first.run(1.0)

@@ -19,6 +19,7 @@ from portneuron import cost, scheduler
 from portneuron.errors import PortneuronError
 from portneuron.io.dataset import CAPACITANCE
 from portneuron.library import MechanismLibrary
+from portneuron.memory import give_back
 from portneuron.model import (
     IonSet,
     MechanismSet,
@@ -218,6 +219,8 @@ class Network:
         builder = _Builder(self, local)
         model = builder.model()
         self._offsets = {gid: int(o) for (_, gid), o in zip(builder.cells, builder.base)}
+        del builder
+        give_back()  # the build's temporaries
         return model
 
     def node(self, gid: int, section, x: float = 0.5) -> int:
@@ -276,34 +279,26 @@ class _Builder:
         self.cell_of = {
             g: (c, int(o)) for (c, g), o in zip(self.cells, base)
         }  # gid -> (cell, first node)
-        nodes = Nodes(
-            np.concatenate(
-                [np.where(c.parent >= 0, c.parent + o, -1) for (c, _), o in zip(self.cells, base)]
-            ).astype(np.int32),
-            *(np.concatenate([getattr(c, k) for c, _ in self.cells]) for k in ("a", "b", "area")),
-            np.full(int(first[-1]), float(net.v_init)),
-            np.concatenate([c.diam for c, _ in self.cells]),
-            first.astype(np.int32),
-        )  # fmt: skip
-
+        nodes = self._nodes(first)
         library = net.library
         kinds: dict[str, str] = {}
-        placed: dict[str, list] = {}  # mech -> [(node, values, point key)]
+        placed: dict[str, list] = {}  # mech -> [(kind, cell's nodes, offset, values, point key)]
         for (c, gid), offset in zip(self.cells, base):
             for mech, (mnodes, values) in c.density.items():
-                placed.setdefault(mech, []).append(("density", mnodes + offset, values, None))
+                placed.setdefault(mech, []).append(("density", mnodes, offset, values, None))
             for k, (mech, node, values) in enumerate(c.points):
-                placed.setdefault(mech, []).append(("point", node + offset, values, (gid, k)))
+                placed.setdefault(mech, []).append(("point", node, offset, values, (gid, k)))
         for k in self.stims:
             placed.setdefault(net.stims[k].mechanism, [])
         order = sorted(placed, key=lambda m: memb_order(library, m))
         sets, point_instance, stim_instance = [], {}, {}
-        cap_nodes = np.flatnonzero(~np.isnan(np.concatenate([c.cm for c, _ in self.cells])))
-        cap_cm = np.concatenate([c.cm for c, _ in self.cells])[cap_nodes]
+        cap_cm = self._concatenated("cm", first)
+        cap_nodes = np.flatnonzero(~np.isnan(cap_cm)).astype(np.int32)
+        if len(cap_nodes) < len(cap_cm):
+            cap_cm = cap_cm[cap_nodes]
         sets.append(
             MechanismSet(
-                CAPACITANCE, 3, cap_nodes.astype(np.int32),
-                {"cm": cap_cm}, count=len(cap_nodes),
+                CAPACITANCE, 3, cap_nodes, {"cm": cap_cm}, count=len(cap_nodes),
             )
         )  # fmt: skip
         type_ids = {}
@@ -332,29 +327,36 @@ class _Builder:
                 continue
             # one block of instances per placement: a cell's density mechanism or one point
             entries = placed[mech_name]
-            sizes = [len(where) if kind == "density" else 1 for kind, where, _, _ in entries]
-            all_nodes = np.concatenate([np.atleast_1d(where) for _, where, _, _ in entries]).astype(
-                np.int32
-            )
-            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+            sizes = [len(where) if kind == "density" else 1 for kind, where, _, _, _ in entries]
+            starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+            all_nodes = np.empty(int(starts[-1]), np.int32)
+            for (_, where, offset, _, _), lo, hi in zip(entries, starts, starts[1:]):
+                all_nodes[lo:hi] = where
+                all_nodes[lo:hi] += offset
+            starts = starts[:-1]
             data = self._defaults(mech, len(all_nodes))
-            for (_, _, values, _), pos, n in zip(entries, starts, sizes):
+            for (_, _, _, values, _), pos, n in zip(entries, starts, sizes):
                 for name, value in values.items():
                     self._check_variable(mech, name)
                     value = np.asarray(value, dtype=np.float64)
                     default = data[name][pos : pos + n]  # NaN: unset, the default stays
                     data[name][pos : pos + n] = np.where(np.isnan(value), default, value)
             # NEURON: instances by node; on one node the newest point process comes first
-            order_idx = np.lexsort((-np.arange(len(all_nodes)), all_nodes))
-            inverse = np.empty(len(all_nodes), np.int64)
-            inverse[order_idx] = np.arange(len(all_nodes))
-            data = {k: v[order_idx] for k, v in data.items()}
-            for (_, _, _, key), pos in zip(entries, starts):
+            inverse = order_idx = None
+            if (np.diff(all_nodes) <= 0).any():  # not already so
+                order_idx = np.lexsort((-np.arange(len(all_nodes)), all_nodes))
+                inverse = np.empty(len(all_nodes), np.int64)
+                inverse[order_idx] = np.arange(len(all_nodes))
+                for k in data:  # one array at a time
+                    data[k] = data[k][order_idx]
+                all_nodes = all_nodes[order_idx]
+            for (_, _, _, _, key), pos in zip(entries, starts):
                 if key is not None:
-                    point_instance[key] = (len(sets), int(inverse[pos]))
+                    at = pos if inverse is None else inverse[pos]
+                    point_instance[key] = (len(sets), int(at))
             sets.append(
                 MechanismSet(
-                    mech, type_ids[mech_name], all_nodes[order_idx], data, {},
+                    mech, type_ids[mech_name], all_nodes, data, {},
                     self._globals(mech), len(all_nodes),
                 )
             )  # fmt: skip
@@ -366,9 +368,26 @@ class _Builder:
         return Model(
             nodes, sets, ions, presyns, netcons, celsius=net.celsius,
             secondorder=net.secondorder, dt=net.dt, source="native model",
-            source_node=np.arange(nodes.count), source_group=np.zeros(nodes.count, np.int64),
             sections=self._sections(base, nodes.count) if diffusing else None,
         )  # fmt: skip
+
+    def _concatenated(self, name: str, first: np.ndarray, dtype=np.float64) -> np.ndarray:
+        """Per-node array `name` of every cell, one after another."""
+        out = np.empty(int(first[-1]), dtype)
+        for (cell, _), lo, hi in zip(self.cells, first, first[1:]):
+            out[lo:hi] = getattr(cell, name)
+        return out
+
+    def _nodes(self, first: np.ndarray) -> Nodes:
+        """The cells' nodes, filled in place (no per-cell copies)."""
+        parent = np.empty(int(first[-1]), np.int32)
+        for (cell, _), lo, hi in zip(self.cells, first, first[1:]):
+            parent[lo:hi] = np.where(cell.parent >= 0, cell.parent + lo, -1)
+        a, b, area = (self._concatenated(k, first) for k in ("a", "b", "area"))
+        v = np.full(int(first[-1]), float(self.net.v_init))
+        return Nodes(
+            parent, a, b, area, v, self._concatenated("diam", first), first.astype(np.int32)
+        )
 
     def _sections(self, base, nnode: int) -> Sections:
         """The cells' sections (for LONGITUDINAL_DIFFUSION), numbered cell by cell."""

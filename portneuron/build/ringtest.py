@@ -19,6 +19,7 @@ import numpy as np
 from portneuron import cost, scheduler
 from portneuron.ir.random123 import random123
 from portneuron.library import MechanismLibrary
+from portneuron.memory import give_back
 from portneuron.model import Model
 from portneuron.parallel import Ranks
 from portneuron.sim.epoch import BLOCK_WIDTH
@@ -167,8 +168,12 @@ def build_ringtest(
             net.connect(first + (i + 1) % ncell, 0, WEIGHT, DELAY, source_gid=first + i)
         stim = net.artificial_cell("NetStim", number=1, start=0)
         net.connect(first, 0, WEIGHT, DELAY, source_stim=stim)
-    if ranks is None or ranks.size == 1:
-        return net.build()
-    rank = placement(nring, ncell, nbranch, ncompart, ranks.size, library, ranks.speeds)
-    here = scheduler.mine(rank, ranks.rank, ranks.size, f"the ringtest: {ncells} cells")
-    return net.build(local={int(g) for g in np.flatnonzero(here)})
+    local = None
+    if ranks is not None and ranks.size > 1:
+        rank = placement(nring, ncell, nbranch, ncompart, ranks.size, library, ranks.speeds)
+        here = scheduler.mine(rank, ranks.rank, ranks.size, f"the ringtest: {ncells} cells")
+        local = {int(g) for g in np.flatnonzero(here)}
+    model = net.build(local=local)
+    del net, templates
+    give_back(collect=True)  # the cells' descriptions
+    return model

@@ -24,6 +24,7 @@ import numpy as np
 from portneuron import scheduler
 from portneuron.ir import Mechanism, Variable
 from portneuron.library import MechanismLibrary
+from portneuron.memory import give_back
 from portneuron.model import (
     IonSet,
     MechanismSet,
@@ -142,7 +143,10 @@ def load_dataset(
         )
         groups_ids = [g for g, mine in zip(groups_ids, here) if mine]
     groups = [read_group(directory, g, types) for g in groups_ids]
-    return merge(groups, types, globals_, library, str(directory), remote)
+    model = merge(groups, types, globals_, library, str(directory), remote)
+    del groups
+    give_back(collect=True)  # the groups' arrays, merged into the model's
+    return model
 
 
 def placement(

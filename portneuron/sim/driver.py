@@ -4,12 +4,10 @@ an epoch's steps in Simulation.step's order (design: shared/design/EPOCH-IR.md).
 For each step, at time t: the spike detectors (at t), the block's events due by t + dt/2,
 then at t + dt/2 the first half of the step (matrix, currents, capacitance, the Hines
 solve, the voltage update), at t + dt the second (the states), the events due by t + dt,
-the recorded voltages and the blow-up check. The state lives in the layout for a whole
-run: a call with `mode` LOAD copies the block's share into it at the run's start (no
-steps), one with STORE back into the model's arrays at its end, where the user reads it.
-Each phase is a `Launch` of its kernel over the block's lanes (`Phase.ranges`), as are the
-copies and the recording; an event is a Launch of its NET_RECEIVE over the one lane that
-holds it. A block whose root voltage stops being finite stops there (`blowup[block]` = t).
+the recorded voltages and the blow-up check. The state is the model's own arrays, laid
+out in place for a whole run (EpochPlan.lay_out). Each phase is a `Launch` of its kernel
+over the block's lanes (`Phase.ranges`), as is the recording; an event is a Launch of its
+NET_RECEIVE over the one lane that holds it. A block whose root voltage stops being finite stops there (`blowup[block]` = t).
 The detectors' spikes go to the block's region of the spike arrays (Records: a detector
 fires at most once a step), so the driver has no output stream and needs nothing of a
 backend beyond running a kernel.
@@ -50,7 +48,7 @@ def _key(array: np.ndarray) -> tuple:
 
 class _ModelArrays:
     """The driver's parameters for the plan's own arrays: one a distinct array, however
-    many phases (and copies) use it, so that a backend sees which launches touch the same
+    many phases use it, so that a backend sees which launches touch the same
     memory (cuda reads an array no launch writes through its read-only cache)."""
 
     def __init__(self, plan: EpochPlan) -> None:
@@ -61,10 +59,6 @@ class _ModelArrays:
             for p in phase.kernel.params:
                 if p.is_array and not p.name.startswith("event."):
                     self.of[k, p.name] = self.name(phase.args[p.name], p.name)
-        self.copies = [
-            (self.name(c.model, f"copy{k}.model"), self.name(c.layout, f"copy{k}.layout"))
-            for k, c in enumerate(plan.copies)
-        ]
         self.v = self.name(plan.v, "v")
 
     def name(self, array: np.ndarray, hint: str) -> str:
@@ -105,9 +99,6 @@ QUEUE_PER_SEND = 16
 QUEUE_MIN = 64
 #: A self-event's fields in the queue, and their types.
 QUEUE_FIELDS = (("t", F64), ("flag", F64), ("inst", I32), ("row", I32), ("phase", I32))
-#: What a call of the driver does besides its `nsteps` steps: nothing, copy the model's
-#: state into the layout first (a run's start), or out of it after (its end).
-STEPS, LOAD, STORE = range(3)
 #: A block's delivery state between the driver's Serial sections, in `cursor[3 * block + k]`:
 #: its next epoch event, and its queue's first and past-the-last pending entries.
 EVENT, HEAD, END = range(3)
@@ -142,19 +133,6 @@ def queue_capacity(plan: EpochPlan) -> int:
     return max(QUEUE_MIN, QUEUE_PER_SEND * int(np.max(per_block)))
 
 
-def _copy_kernel(into_layout: bool) -> Kernel:
-    """Copy entries between a model array and its layout: `layout[dst[k]] = model[src[k]]`,
-    or back."""
-    kb = KernelBuilder("copy_in" if into_layout else "copy_out", "copied element")
-    model, layout = kb.array("model"), kb.array("layout")
-    dst, src = kb.array("dst", I32), kb.array("src", I32)
-    if into_layout:
-        kb.store("layout", dst[kb.lane], model[src[kb.lane]])
-    else:
-        kb.store("model", src[kb.lane], layout[dst[kb.lane]])
-    return kb.build()
-
-
 def _record_kernel() -> Kernel:
     """One step's recorded voltages into their columns of the step's row, from `base`."""
     kb = KernelBuilder("record", "recorded node")
@@ -167,7 +145,7 @@ def _record_kernel() -> Kernel:
 
 def epoch_driver(plan: EpochPlan) -> Kernel:
     """The driver of `plan`'s epochs: one lane a block. Everything that writes memory is a
-    Launch (the block's lanes of a phase, of a copy or of the recorded nodes) or inside a
+    Launch (the block's lanes of a phase or of the recorded nodes) or inside a
     Serial (event delivery and the queue, the blow-up time), so that a backend that gives a
     lane many threads runs the rest on all of them alike."""
     return _build(plan, _ModelArrays(plan), queue_capacity(plan))
@@ -211,20 +189,6 @@ def _build(plan: EpochPlan, arrays: _ModelArrays, cap: int) -> Kernel:
     def over_block(k: int, at) -> None:
         ranges = kb.array(f"k{k}.ranges", I32, "blocks")
         launch(k, ranges[blk], ranges[nxt], at)
-
-    def copy(into_layout: bool) -> None:
-        kernel = _copy_kernel(into_layout)
-        for c, item in enumerate(plan.copies):
-            if not (into_layout or item.back):
-                continue
-            model, layout = arrays.copies[c]
-            kb.param(model, F64, "model")
-            kb.param(layout, F64, "model")
-            kb.array(f"c{c}.dst", I32, "copy")
-            kb.array(f"c{c}.src", I32, "copy")
-            ranges = kb.array(f"c{c}.ranges", I32, "blocks")
-            kb.launch(kernel, ranges[blk], ranges[nxt], model=View(model), layout=View(layout),
-                      dst=View(f"c{c}.dst"), src=View(f"c{c}.src"))  # fmt: skip
 
     ev_t, ev_phase = kb.array("ev.t", F64, "event"), kb.array("ev.phase", I32, "event")
     ev_lane, ev_start = kb.array("ev.lane", I32, "event"), kb.array("ev.start", I32, "blocks")
@@ -358,9 +322,6 @@ def _build(plan: EpochPlan, arrays: _ModelArrays, cap: int) -> Kernel:
             state(load=False)
     if any(sends):
         kb.array("q.full", I32, "blocks")
-    mode = kb.scalar("mode", I32)
-    with kb.if_(b.eq(mode, LOAD)):
-        copy(into_layout=True)
     step, bad = kb.assign("step", 0), kb.assign("bad", False)
     v, slot_root = kb.array(arrays.v, F64, "model"), kb.array("slot.root", I32, "slot")
     rec_start = kb.array("rec.start", I32, "blocks")
@@ -394,8 +355,6 @@ def _build(plan: EpochPlan, arrays: _ModelArrays, cap: int) -> Kernel:
         with kb.if_(bad), kb.serial():
             kb.store("blowup", blk, t)
         kb.assign("step", b.add(step, 1))
-    with kb.if_(b.eq(mode, STORE)):
-        copy(into_layout=False)
     if any(sends):
         with kb.serial():  # what is still pending, at the start of the block's region
             state(load=True)
@@ -460,8 +419,8 @@ class IrEpoch:
     """The IR driver of a plan, compiled by a backend and run over every block in one call
     (its lanes; on `threads` threads, each a range of blocks, where the backend has them);
     the protocol the simulation runs epochs with (`load`, `advance`, `store`).
-    From `load` to `store` the state is the layout's, not the model arrays'; a device
-    backend keeps it in its memory then, and only the epoch's events go to it, and
+    From `load` to `store` the model's arrays are in the layout's order; a device
+    backend keeps them in its memory then, and only the epoch's events go to it, and
     its spikes, records and pending self-events come back."""
 
     def __init__(self, plan: EpochPlan, backend, threads: int | None = None) -> None:
@@ -482,9 +441,6 @@ class IrEpoch:
             for name, value in phase.args.items():
                 if (k, name) not in arrays.of:  # scalars
                     args[f"k{k}.{name}"] = value
-        for c, item in enumerate(plan.copies):
-            args.update({f"c{c}.dst": item.dst, f"c{c}.src": item.src,
-                         f"c{c}.ranges": _int32(item.ranges)})  # fmt: skip
         nblocks = plan.nblocks
         for name, dtype in QUEUE_FIELDS:
             args[f"q.{name}"] = np.zeros(nblocks * self.queue_capacity, NUMPY_DTYPES[dtype])
@@ -506,34 +462,24 @@ class IrEpoch:
         if self.queue_capacity:
             self.outputs += ("q.full", "q.left")
 
-    def _args(self, mode: int, t0: float, nsteps: int, events: EpochEvents | None) -> dict:
-        """A call's own arguments: `nsteps` steps from `t0` with `events` (None: none)."""
+    def _args(self, t0: float, nsteps: int, events: EpochEvents) -> dict:
+        """A call's own arguments: `nsteps` steps from `t0` with `events`."""
         plan = self.plan
         nrec = len(plan.record_node)
-        args = {"mode": mode, "t0": t0, "nsteps": nsteps, "nrec": nrec,
+        args = {"t0": t0, "nsteps": nsteps, "nrec": nrec,
                 "rec.out": np.zeros(max(nsteps, 1) * nrec),
                 "rec.start": _int32(plan.record_start), "rec.node": plan.record_node,
                 "rec.column": plan.record_column, "blowup": np.full(plan.nblocks, np.inf)}  # fmt: skip
-        if events is None:
-            args["ev.start"] = np.zeros(plan.nblocks + 1, np.int32)
-            for name, dtype in (("t", np.float64), ("phase", np.int32), ("lane", np.int32),
-                                ("row", np.int32)):  # fmt: skip
-                args[f"ev.{name}"] = np.zeros(1, dtype)
-            receive_args = [{"event.instance": np.zeros(1, np.int32), "event.t": np.zeros(1),
-                             "event.netcon": np.zeros(1, np.int32), "event.flag": np.zeros(1)}
-                            for _ in plan.receive]  # fmt: skip
-        else:
-            args["ev.start"] = _int32(events.start)
-            for name in ("t", "phase", "lane", "row"):
-                args[f"ev.{name}"] = getattr(events, name)
-            receive_args = events.receive_args
+        args["ev.start"] = _int32(events.start)
+        for name in ("t", "phase", "lane", "row"):
+            args[f"ev.{name}"] = getattr(events, name)
         if plan.threshold is not None:  # a detector fires at most once a step
             detectors = plan.threshold.ranges
             args["spike.base"] = _int32(detectors[:-1] * nsteps)
             args["spike.count"] = np.zeros(plan.nblocks, np.int32)
             args["spike.presyn"] = np.zeros(max(1, int(detectors[-1]) * nsteps), np.int32)
             args["spike.t"] = np.zeros(max(1, int(detectors[-1]) * nsteps))
-        for j, receive in enumerate(receive_args):
+        for j, receive in enumerate(events.receive_args):
             k = self.first_receive + j
             for name in ("event.instance", "event.netcon", "event.t", "event.flag"):
                 args[f"k{k}.{name}"] = receive[name]
@@ -542,7 +488,7 @@ class IrEpoch:
     def advance(self, t0: float, nsteps: int, events: EpochEvents) -> EpochResult:
         """Every block through `nsteps` steps from `t0` with the epoch's `events`."""
         plan = self.plan
-        args = self._args(STEPS, t0, nsteps, events)
+        args = self._args(t0, nsteps, events)
         self.bound.run(args, self.cuts, self.outputs)
         nrec = len(plan.record_node)
         result = EpochResult(
@@ -575,11 +521,14 @@ class IrEpoch:
         result.pending = tuple(args[f"q.{name}"][at].copy() for name, _ in QUEUE_FIELDS)
 
     def load(self) -> None:
-        """The model's state into the layout, where it stays until `store`."""
-        self.bound.load()
-        self.bound.run(self._args(LOAD, 0.0, 0, None), self.cuts)
+        """The model's state into the layout, where it stays until `store`: the model's
+        arrays laid out in place (and where the backend has a device, copied there)."""
+        if not self.plan.laid_out:
+            self.plan.lay_out()
+            self.bound.load()
 
     def store(self) -> None:
-        """The layout's state back into the model's arrays."""
-        self.bound.run(self._args(STORE, 0.0, 0, None), self.cuts)
-        self.bound.store()
+        """The state back in the model's arrays, in the model's order."""
+        if self.plan.laid_out:
+            self.bound.store()
+            self.plan.restore()

@@ -6,10 +6,10 @@ block through all of the epoch's steps before it starts the next: the block's da
 cache for the whole epoch. A block's nodes are stored interleaved (`Interleaved`), so that
 the Hines solve and the axial terms of its cells go at once as SIMD lanes, and each
 mechanism set's instances are stored in the order of their nodes there (`Instances`), so
-that a kernel's consecutive lanes touch consecutive nodes. The backend copies the voltages
-and the mechanisms' per-instance arrays in and out of that layout at the start and end of
-a block's epoch (`Copy`). Each step
-of a block is `Simulation.step`, operation for operation, on the block's share of every
+that a kernel's consecutive lanes touch consecutive nodes. The model's own arrays are put
+in that order, in place, when a run starts and back when it ends (`Permuted`): one copy of
+the state; the node arrays have room for the layout's padding (`pad_nodes`). Each step of
+a block is `Simulation.step`, operation for operation, on the block's share of every
 array:
 
     threshold check; events due by t + dt/2; t += dt/2; first-half kernels (ion reset,
@@ -28,20 +28,20 @@ epoch. `plan` reads a simulation through `StepSource`, so this module imports no
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Protocol
 
 import numpy as np
 
-from portneuron.ir import Kernel, verify_kernel
+from portneuron.ir import F64, Kernel, verify_kernel
 from portneuron.ir.passes import fold_constants
-from portneuron.ir.walk import written
 
 from . import cable
 from .plan import (  # noqa: F401 (re-exported)
-    Copy,
     EpochEvents,
     EpochPlan,
     Interleaved,
+    Permuted,
     Phase,
     Sorted,
     depth,
@@ -53,6 +53,7 @@ class StepSource(Protocol):
     arguments of the step's kernels (portneuron.sim.simulation.Simulation has them)."""
 
     model: Any
+    layout: Interleaved | None  # the model's node arrays have its padding (pad_nodes)
     players: list
     mechanisms: list
     ir: dict[str, Kernel]
@@ -93,60 +94,138 @@ class Unsupported(Exception):
     """The model needs the stepwise loop; the message says why."""
 
 
+def _identity(array: np.ndarray) -> tuple:
+    """An array's memory: where it starts, how long it is."""
+    return array.__array_interface__["data"][0], array.nbytes
+
+
 def _kernel(k: Kernel) -> Kernel:
     return fold_constants(verify_kernel(k))
 
 
-def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
-    """The epoch plan of a simulation's model, or Unsupported with the reason."""
-    model = sim.model
-    if sim.players:
+def check(model) -> None:
+    """Unsupported where the model needs the stepwise loop, with the reason."""
+    if model.vecplay:
         raise Unsupported("Vector.play needs the stepwise loop")
-    for m in sim.mechanisms:
-        mech = m.set.mechanism
+    for mset in model.mechanisms:
+        mech = mset.mechanism
         if mech.pointers or any(k.name in BEFORE_AFTER for k in mech.kernels):
             raise Unsupported(
-                f"{m.set.name}: POINTERs and BEFORE/AFTER blocks need the stepwise loop"
+                f"{mset.name}: POINTERs and BEFORE/AFTER blocks need the stepwise loop"
             )
         if mech.watch_flags:
-            raise Unsupported(f"{m.set.name}: WATCH conditions need the stepwise loop")
+            raise Unsupported(f"{mset.name}: WATCH conditions need the stepwise loop")
         if mech.diffusion:
-            raise Unsupported(f"{m.set.name}: LONGITUDINAL_DIFFUSION needs the stepwise loop")
+            raise Unsupported(f"{mset.name}: LONGITUDINAL_DIFFUSION needs the stepwise loop")
         if set(mech.sequential) - {"init"}:  # per step: one instance after another
             raise Unsupported(
-                f"{m.set.name}: blocks that update GLOBALs every instance shares need the "
+                f"{mset.name}: blocks that update GLOBALs every instance shares need the "
                 f"stepwise loop"
             )
-        arrays = [v.name for v in m.set.mechanism.variables if v.length]
-        if arrays and not m.set.is_artificial:
+        arrays = [v.name for v in mech.variables if v.length]
+        if arrays and not mset.is_artificial:
             raise Unsupported(
-                f"{m.set.name}: array variables ({', '.join(arrays)}) need the stepwise loop"
+                f"{mset.name}: array variables ({', '.join(arrays)}) need the stepwise loop"
             )
+
+
+def layout(model, width: int = BLOCK_WIDTH) -> Interleaved:
+    """The interleaved layout of the model's cells, `width` a block."""
     cell_first = model.nodes.first.astype(np.int64)
     parent = model.nodes.parent_index
     cells = shape_order(cell_first, parent)
     nblocks = -(-len(cells) // width)
     cells = np.append(cells, np.full(nblocks * width - len(cells), -1))
-    layout = Interleaved(cell_first, parent, cells, width)
-    whole_blocks = np.arange(nblocks + 1, dtype=np.int64)
-    ir = sim.ir
+    return Interleaved(cell_first, parent, cells, width)
 
-    # every per-element space, sorted by node in the layout
+
+#: The model's node arrays (portneuron.model.Nodes) and what their padding holds.
+NODE_ARRAYS = {"v": 0.0, "area": 0.0, "diam": 0.0, "a": 0.0, "b": 0.0, "parent_index": -1}
+
+
+def padded(array: np.ndarray, size: int, fill: float = 0.0) -> np.ndarray:
+    """`array` as the start of a buffer `size` long (itself, where it is one already)."""
+    if storage(array, size) is not None:
+        return array
+    buffer = np.full(size, fill, dtype=array.dtype)
+    buffer[: len(array)] = array
+    return buffer[: len(array)]
+
+
+def storage(array: np.ndarray, size: int) -> np.ndarray | None:
+    """The buffer `size` long that `array` starts (None: none)."""
+    if len(array) == size and array.flags.c_contiguous:
+        return array
+    base = array.base
+    if (
+        isinstance(base, np.ndarray)
+        and base.ndim == 1
+        and len(base) == size
+        and base.dtype == array.dtype
+        and base.flags.c_contiguous
+        and base.__array_interface__["data"][0] == array.__array_interface__["data"][0]
+    ):
+        return base
+    return None
+
+
+def pad_nodes(model, layout: Interleaved) -> None:
+    """Room for the layout's padding after the model's node arrays: each becomes the start
+    of a buffer `layout.size` long, which a plan lays out in place (one copy of the state)."""
+    for name, fill in NODE_ARRAYS.items():
+        setattr(model.nodes, name, padded(getattr(model.nodes, name), layout.size, fill))
+
+
+def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
+    """The epoch plan of a simulation's model, or Unsupported with the reason."""
+    model = sim.model
+    check(model)
+    layout = sim.layout
+    if layout is None or layout.width != width:
+        raise Unsupported(f"the model's nodes are not laid out in blocks of {width}")
+    whole_blocks = np.arange(layout.nblocks + 1, dtype=np.int64)
+    ir = sim.ir
+    permuted: dict[tuple, Permuted] = {}
+    spaces: dict[bytes, Sorted] = {}
+
     def space(node_index: np.ndarray) -> Sorted:
-        return Sorted(layout.perm[np.asarray(node_index, dtype=np.int64)], layout)
+        """The sorted space of elements on nodes `node_index`, one for spaces alike."""
+        node_index = np.ascontiguousarray(node_index)
+        key = node_index.dtype.str.encode() + hashlib.sha256(node_index).digest()
+        if key not in spaces:
+            spaces[key] = Sorted(layout.perm[node_index], layout)
+        return spaces[key]
 
     ions = {ion.name: space(ion.node_index) for ion in model.ions}
     real = [m for m in sim.mechanisms if not m.set.is_artificial]
     instances = {m.index: space(m.set.node_index) for m in real}
     presyns = space(model.presyns.node[sim.voltage_presyn])
 
+    def laid_out(name: str, array: np.ndarray, place: np.ndarray, points_to=None) -> np.ndarray:
+        """Model array `array` (kernel argument `name`), laid out by the plan in place."""
+        item = Permuted(array, place, points_to, name == "node.parent")
+        if len(array) != len(place) or not array.flags.c_contiguous:
+            raise Unsupported(f"{name}: not one contiguous value for each element of its space")
+        known = permuted.setdefault(_identity(array), item)
+        if known.place is not place or known.points_to is not points_to:
+            raise Unsupported(f"{name}: one array in two places of the layout")
+        return array
+
     def sorted_args(kernel: Kernel, args: dict, owner: int) -> dict:
-        """The kernel's arguments in the layout: node arrays interleaved, each space's
-        arrays sorted (`owner`: the mechanism set whose instances are the kernel's)."""
-        out = layout.args(args)
-        writes = written(kernel.body)
+        """The kernel's arguments, its model arrays laid out by the plan: node arrays
+        interleaved (with their padding), each space's arrays sorted, node numbers and ion
+        instances as places (`owner`: the mechanism set whose instances are the kernel's)."""
+        out = dict(args)
         for p in kernel.params:
             if p.name not in args or not p.is_array:
+                continue
+            value = np.asarray(args[p.name])
+            if p.space == "node":
+                buffer = storage(value, layout.size)
+                if buffer is None:
+                    raise Unsupported(f"{p.name}: no room for the layout's padding")
+                points_to = layout.place if p.name == "node.parent" else None
+                out[p.name] = laid_out(p.name, buffer, layout.place, points_to)
                 continue
             if p.space == "instance" and owner in instances:
                 sorted_ = instances[owner]
@@ -156,9 +235,14 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
                 sorted_ = presyns
             else:
                 continue
-            points_to = ions[p.name.split(".")[1]] if p.name.endswith(".index") else None
-            out[p.name] = sorted_.array(p.name, np.asarray(out[p.name]), p.dtype, points_to)
-            sorted_.written |= writes & {p.name}
+            points_to = None
+            if p.name in Interleaved.NODE_INDEX or p.name.endswith(".node_index"):
+                points_to = layout.place
+            elif p.name.endswith(".index"):
+                points_to = ions[p.name.split(".")[1]].perm
+            elif p.dtype != F64:
+                raise Unsupported(f"{p.name}: an integer array of no known space")
+            out[p.name] = laid_out(p.name, value, sorted_.perm, points_to)
         return out
 
     def phase(kernel: Kernel, args: dict, ranges: np.ndarray, owner: int = -1) -> Phase:
@@ -168,7 +252,6 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
         return Phase(kernel, sorted_args(kernel, args, owner), ranges)
 
     node_ranges = layout.base
-    cable_args = layout.args(sim.cable_args)
     first: list[Phase] = [phase(ir["clear_matrix"], sim.cable_args, node_ranges)]
     for ion, args, _, _ in sim.ion_kernels:
         kernel = ir[f"ion_reset_{ion.name}"]
@@ -179,7 +262,7 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
             first.append(phase(kernel, m.args, instances[m.index].ranges, m.index))
     for m, args in zip(sim.capacitance_sets, sim.capacitance):
         first.append(phase(ir["capacitance"], args, instances[m].ranges, m))
-    block_args = {**cable_args, **layout.block_args()}
+    block_args = {**sim.cable_args, **layout.block_args()}
     first.append(phase(cable.axial_interleaved(width), block_args, whole_blocks))
     first.append(phase(cable.hines_interleaved(width), block_args, whole_blocks))
     if model.secondorder == 2:
@@ -206,16 +289,13 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
         kernel = _kernel(ir["threshold"])  # its spike stream goes to the driver's buffer
         threshold = Phase(kernel, sorted_args(kernel, sim.threshold_args, -1), presyns.ranges)
 
-    real_nodes = np.argsort(layout.perm, kind="stable").astype(np.int32)  # in layout order
-    at = layout.perm[real_nodes]
-    v_ranges = np.searchsorted(at, layout.base).astype(np.int64)
-    copies = [Copy(model.nodes.v, layout.arrays["node.v"], at, real_nodes, v_ranges, True)]
-    for sorted_ in (*ions.values(), *instances.values(), presyns):
-        copies += sorted_.copy_list()
+    v = storage(sim.node_arrays["node.v"], layout.size)
+    laid_out("node.v", v, layout.place)
     result = EpochPlan(
         width=width,
         layout=layout,
-        copies=copies,
+        v=v,
+        permuted=list(permuted.values()),
         instances=instances,
         dt=sim.dt,
         threshold=threshold,

@@ -1,16 +1,18 @@
 """What the epoch driver is built from and given: the plan of one epoch's work (its phases,
-the cells' interleaved layout, the arrays it copies in and out) and the epoch's events.
+the cells' interleaved layout, the model arrays it lays out in place) and the epoch's events.
 portneuron.sim.epoch makes them from a Simulation, portneuron.sim.driver turns them into an
 IR kernel and its arguments; backends see only those."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from portneuron.ir import F64, Kernel
+from portneuron.ir import Kernel
+from portneuron.memory import give_back
 
 
 @dataclass
@@ -29,12 +31,11 @@ class EpochEvents:
     Block b's events are start[b]:start[b+1] of `t`, `phase` (the receive phase that runs
     it) and `lane` (its lane in that phase's `receive_args[phase]` event arrays)."""
 
-    def __init__(self, plan: EpochPlan, node_index: dict[int, np.ndarray]) -> None:
-        """`node_index`: the node of each instance of every set in `plan.receive_sets`."""
+    def __init__(self, plan: EpochPlan) -> None:
         self.plan = plan
         self.start = np.zeros(plan.nblocks + 1, dtype=np.int64)
         self.phase_of_set = {s: j for j, s in enumerate(plan.receive_sets)}
-        self.instance_block = {s: plan.layout.block_of(node_index[s]) for s in plan.receive_sets}
+        self.instance_block = {s: plan.instances[s].block_of() for s in plan.receive_sets}
         self.generation = 0
         self._allocate(16)
 
@@ -83,8 +84,8 @@ class EpochEvents:
 def depth(parent: np.ndarray) -> np.ndarray:
     """Each node's distance from its root (parent -1), by pointer jumping: every round,
     a node's known ancestor becomes that ancestor's known ancestor."""
-    up = np.where(parent >= 0, parent, np.arange(len(parent)))
-    out = (parent >= 0).astype(np.int64)
+    up = np.where(parent >= 0, parent, np.arange(len(parent), dtype=parent.dtype))
+    out = (parent >= 0).astype(np.int32)
     while (up != up[up]).any():
         out += out[up]
         up = up[up]
@@ -104,7 +105,10 @@ class Interleaved:
     A block has as many rows as its largest cell has nodes; the rows a smaller cell lacks
     are padding, which `count` (the nodes of each cell slot) keeps kernels off. Where the
     cells of a block have one shape (`uniform`), `row_parent[row0[block] + k]` is the
-    parent row of row k. `perm` takes the model's node numbers to the interleaved ones."""
+    parent row of row k. `perm` takes the model's node numbers to the interleaved ones;
+    `place` (`size` long, `perm` its start) also gives the padding a place: a node array
+    `size` long (the model's nodes first, then padding) is laid out by moving element i
+    to place[i] (EpochPlan.lay_out)."""
 
     NODE_INDEX = ("node_index", "presyn.node")
 
@@ -121,14 +125,22 @@ class Interleaved:
         self.rows = self.count.reshape(nblocks, width).max(axis=1, initial=0).astype(np.int32)
         self.base = np.zeros(nblocks + 1, dtype=np.int64)
         np.cumsum(self.rows.astype(np.int64) * width, out=self.base[1:])
-        cell = np.repeat(np.arange(ncell), counts)
-        order = np.lexsort((np.arange(nnode), depth(parent), cell))
-        row = np.empty(nnode, dtype=np.int64)
-        row[order] = np.arange(nnode) - cell_first[cell[order]]
+        cell = np.repeat(np.arange(ncell, dtype=np.int32), counts)
+        order = np.lexsort((depth(parent), cell))  # stable: a level's nodes in model order
+        row = np.empty(nnode, dtype=np.int32)
+        row[order] = np.arange(nnode, dtype=np.int32)
+        del order
+        row -= cell_first[cell].astype(np.int32)
+        self.place = np.empty(int(self.base[-1]), dtype=np.int32)
+        self.perm = self.place[:nnode]
         node_slot = slot[cell]
-        self.perm = (self.base[node_slot // width] + row * width + node_slot % width).astype(
-            np.int32
-        )
+        self.perm[:] = self.base[node_slot // width] + node_slot % width
+        del node_slot
+        self.perm += row * width
+        padding = np.ones(len(self.place), dtype=bool)
+        padding[self.perm] = False
+        self.place[nnode:] = np.flatnonzero(padding)
+        del padding
         roots = self.perm[cell_first[:-1]]
         # the root of each slot's cell; an empty slot watches its block's first node
         self.slot_root = np.repeat(self.base[:-1], width).astype(np.int32)
@@ -137,8 +149,10 @@ class Interleaved:
         self.row0[1:] = np.cumsum(self.rows)[:-1]
         self.row_parent = np.full(int(self.rows.sum()), -1, dtype=np.int32)
         self.uniform = np.zeros(nblocks, dtype=np.int32)
-        local_parent = np.where(parent >= 0, parent - cell_first[cell], -1)
         parent_row = np.where(parent >= 0, row[np.maximum(parent, 0)], -1)
+        local_parent = parent - cell_first[cell].astype(np.int32)
+        local_parent[parent < 0] = -1
+        del cell
         for block in range(nblocks):
             members = [c for c in self.cells[block * width : (block + 1) * width] if c >= 0]
             if not members or len({counts[c] for c in members}) != 1:
@@ -148,11 +162,6 @@ class Interleaved:
                 nodes = slice(cell_first[members[0]], cell_first[members[0] + 1])
                 self.uniform[block] = 1
                 self.row_parent[self.row0[block] + row[nodes]] = parent_row[nodes]
-        self.arrays: dict[str, np.ndarray] = {}
-
-    def block_of(self, node: np.ndarray) -> np.ndarray:
-        """The block of each of the model's nodes `node`."""
-        return np.searchsorted(self.base, self.perm[node], side="right") - 1
 
     def block_cells(self, block: int) -> list[int]:
         """The model cells of a block."""
@@ -173,22 +182,25 @@ class Interleaved:
     def size(self) -> int:
         return int(self.base[-1])
 
+    @property
+    def nblocks(self) -> int:
+        return len(self.base) - 1
+
     def node_array(self, name: str, array: np.ndarray) -> np.ndarray:
-        """The interleaved copy of node array `name` (one per name); padding is 0, or for
-        node.parent the node itself."""
-        if name not in self.arrays:
-            if name == "node.parent":
-                out = np.arange(self.size, dtype=np.int32)
-                child = np.asarray(array) >= 0
-                out[self.perm[child]] = self.perm[np.asarray(array)[child]]
-            else:
-                out = np.zeros(self.size, dtype=np.asarray(array).dtype)
-                out[self.perm] = array
-            self.arrays[name] = out
-        return self.arrays[name]
+        """An interleaved copy of node array `name`: padding is 0, or for node.parent the
+        node itself (what EpochPlan.lay_out makes of a padded array in place)."""
+        if name == "node.parent":
+            out = np.arange(self.size, dtype=np.int32)
+            child = np.asarray(array) >= 0
+            out[self.perm[child]] = self.perm[np.asarray(array)[child]]
+        else:
+            out = np.zeros(self.size, dtype=np.asarray(array).dtype)
+            out[self.perm] = array
+        return out
 
     def args(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Kernel arguments with node arrays and node numbers in the interleaved layout."""
+        """Interleaved copies of kernel arguments: node arrays laid out, node numbers
+        mapped (the plan lays out the model's own arrays instead)."""
         out = dict(args)
         for name, value in args.items():
             if name.startswith("node."):
@@ -202,56 +214,66 @@ class Sorted:
     """The elements of one array space (a mechanism set's instances, an ion's, the spike
     detectors) sorted by their node in the interleaved layout, stably (elements of one
     node keep their order, so every sum into a node is formed as in the model's order).
-    Block b's elements are then ranges[b]:ranges[b+1]. Kernels get the space's arrays in
-    this order: index arrays permuted once, the others copies that the backend fills each
-    epoch (and writes back where a kernel writes them). `perm` takes a model element to
+    Block b's elements are then ranges[b]:ranges[b+1]. `perm` takes a model element to
     its place, `order` a place to its model element."""
 
     def __init__(self, layout_node: np.ndarray, layout: Interleaved) -> None:
-        self.order = np.argsort(layout_node, kind="stable")
-        self.perm = np.empty(len(self.order), dtype=np.int32)
-        self.perm[self.order] = np.arange(len(self.order), dtype=np.int32)
-        self.ranges = np.searchsorted(layout_node[self.order], layout.base).astype(np.int64)
-        self.copies: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name: (model, sorted)
-        self.written: set[str] = set()
-        self.src = self.order.astype(np.int32)
-        self.dst = np.arange(len(self.order), dtype=np.int32)
+        order = np.argsort(layout_node, kind="stable")
+        self.ranges = np.searchsorted(layout_node[order], layout.base).astype(np.int64)
+        self.perm = np.empty(len(order), dtype=np.int32)
+        self.perm[order] = np.arange(len(order), dtype=np.int32)
 
-    def array(self, name: str, value: np.ndarray, dtype, points_to: Sorted | None) -> np.ndarray:
-        """`value` (the model's array `name`) in the sorted order; `points_to`: the space
-        whose elements an index array holds."""
-        if dtype != F64:  # node numbers, ion instances: fixed, permuted once
-            return (value if points_to is None else points_to.perm[value])[self.order]
-        if name not in self.copies:
-            self.copies[name] = (value, np.zeros_like(value))
-        return self.copies[name][1]
+    @functools.cached_property
+    def order(self) -> np.ndarray:
+        """The model element at each place (kept only for the spaces that ask)."""
+        order = np.empty_like(self.perm)
+        order[self.perm] = np.arange(len(order), dtype=order.dtype)
+        return order
 
-    def copy_list(self) -> list[Copy]:
-        return [
-            Copy(model, copy, self.dst, self.src, self.ranges, name in self.written)
-            for name, (model, copy) in self.copies.items()
-        ]
+    def block_of(self) -> np.ndarray:
+        """The block of each of the model's elements."""
+        places = np.arange(len(self.perm))
+        return (np.searchsorted(self.ranges, places, side="right") - 1)[self.perm]
 
 
 @dataclass
-class Copy:
-    """A float64 array the backend copies into the epoch's layout when it starts a block,
-    layout[dst[k]] = model[src[k]] for k in ranges[b]:ranges[b+1], and, if `back`, out
-    again when it finishes the block's epoch."""
+class Permuted:
+    """A model array that the plan's kernels read in the layout's order, in place: from
+    `EpochPlan.lay_out` to `restore` element i is at place[i]. An index array's values are
+    then places too (`points_to`: the places of the space it numbers), and a node's
+    parent (`parent`) is a root's own place, not -1."""
 
-    model: np.ndarray
-    layout: np.ndarray
-    dst: np.ndarray  # int32
-    src: np.ndarray  # int32
-    ranges: np.ndarray  # int64 [nblocks + 1]
-    back: bool
+    array: np.ndarray
+    place: np.ndarray  # int32, as long as `array`
+    points_to: np.ndarray | None = None
+    parent: bool = False
+
+    def lay_out(self) -> None:
+        values = self.array.copy()
+        if self.parent:
+            values = np.where(values >= 0, self.points_to[np.maximum(values, 0)], self.place)
+        elif self.points_to is not None:
+            values = self.points_to[values]
+        self.array[self.place] = values
+
+    def restore(self, inverse: np.ndarray | None) -> None:
+        """Back to the model's order; `inverse`: of `points_to`."""
+        values = self.array[self.place]
+        if self.parent:
+            root = values == self.place
+            values = inverse[values]
+            values[root] = -1
+        elif self.points_to is not None:
+            values = inverse[values]
+        self.array[:] = values
 
 
 @dataclass
 class EpochPlan:
     width: int
     layout: Interleaved  # layout.cells: the model cells of each block's slots
-    copies: list[Copy]  # the voltages first
+    v: np.ndarray  # the voltages, with padding: laid out from lay_out to restore
+    permuted: list[Permuted]  # every model array the kernels see, v among them
     instances: dict[int, Sorted]  # of each real mechanism set
     dt: float
     threshold: Phase | None
@@ -266,15 +288,37 @@ class EpochPlan:
     record_start: np.ndarray = field(init=False)  # int64 [nblocks + 1]
     record_node: np.ndarray = field(init=False)  # int32
     record_column: np.ndarray = field(init=False)  # int32
+    laid_out: bool = False
 
-    @property
-    def v(self) -> np.ndarray:
-        """The voltages, interleaved."""
-        return self.layout.arrays["node.v"]
+    def lay_out(self) -> None:
+        """The model's arrays into the layout, in place: from here to `restore` the state
+        is the layout's (CoreNEURON permutes its data once, at setup)."""
+        if not self.laid_out:
+            for item in self.permuted:
+                item.lay_out()
+            self.laid_out = True
+            give_back()  # each array's temporary copy
+
+    def restore(self) -> None:
+        """The model's arrays back in the model's order, where a user reads them."""
+        if not self.laid_out:
+            return
+        inverses: dict[int, np.ndarray] = {}
+        for item in self.permuted:
+            inverse = None
+            if item.points_to is not None:
+                inverse = inverses.get(id(item.points_to))
+                if inverse is None:
+                    inverse = np.empty_like(item.points_to)
+                    inverse[item.points_to] = np.arange(len(inverse), dtype=inverse.dtype)
+                    inverses[id(item.points_to)] = inverse
+            item.restore(inverse)
+        self.laid_out = False
+        give_back()
 
     @property
     def nblocks(self) -> int:
-        return len(self.layout.base) - 1
+        return self.layout.nblocks
 
     def phases(self) -> list[Phase]:
         """Every phase, in the order backends number them: threshold (if any), first

@@ -32,6 +32,7 @@ from portneuron import units
 from portneuron.backends.base import Backend
 from portneuron.errors import PortneuronError, SimulationError
 from portneuron.ir import Kernel
+from portneuron.memory import give_back
 from portneuron.model import Model
 from portneuron.parallel import Ranks
 
@@ -92,9 +93,11 @@ class Simulation:
         elif not compiled_epochs:
             self.stepwise_reason = "compiled epochs are switched off"
         self.threads_used = 1
+        self.layout = self._layout()
         nodes = model.nodes
         n = nodes.count
-        self.rhs, self.d = np.zeros(n), np.zeros(n)
+        size = self.layout.size if self.layout is not None else n
+        self.rhs, self.d = np.zeros(size)[:n], np.zeros(size)[:n]
         self.node_arrays = {
             "node.v": nodes.v,
             "node.area": nodes.area,
@@ -142,6 +145,22 @@ class Simulation:
         self._clock = np.zeros(0)
 
     # ------------------------------------------------------------------ setup
+    def _layout(self):
+        """Where compiled epochs may run: the cells' interleaved layout (portneuron.sim.epoch),
+        with room for its padding after the model's node arrays, so that a run lays them out
+        in place."""
+        if not self.compiled_epochs:
+            return None
+        from . import epoch
+
+        try:
+            epoch.check(self.model)
+        except epoch.Unsupported:
+            return None  # the plan says why
+        layout = epoch.layout(self.model, self.backend.epoch_width)
+        epoch.pad_nodes(self.model, layout)
+        return layout
+
     def _compile(self, kernel: Kernel):
         self.ir[kernel.name] = kernel
         return self.backend.compile(kernel)
@@ -510,6 +529,11 @@ class Simulation:
         `probes` ((array, index): any value of the model, a mechanism's, an ion's), which
         runs step by step; `progress(t)` is called after every epoch with the time reached
         [ms]."""
+        if self.node_arrays["node.v"] is not self.model.nodes.v:
+            raise PortneuronError(
+                "the model's node arrays were replaced after this Simulation was made (by "
+                "another Simulation of it with other blocks of cells?): make this one again"
+            )
         if initialize:
             self.finitialize(v_init)
         record = np.asarray(record, dtype=np.int64)
@@ -578,6 +602,7 @@ class Simulation:
                 self.compiled_epochs = False
                 return None
             self.threads_used = self._program.threads
+            give_back()  # the plan's and the compiler's temporaries
         if record is not None:
             self._program.plan.set_record(record)
         return self._program
@@ -592,8 +617,7 @@ class Simulation:
         clock[0] = self.t
         clock = np.add.accumulate(clock)  # t += dt/2, twice a step, as the backend does
         if self._events is None or self._events.plan is not program.plan:
-            nodes = {s: self.mechanisms[s].set.node_index for s in program.plan.receive_sets}
-            self._events = epoch.EpochEvents(program.plan, nodes)
+            self._events = epoch.EpochEvents(program.plan)
         self._collect_events(self._events, float(clock[-1]))
         result = program.advance(self.t, nsteps, self._events)
         self.t = float(clock[-1])
