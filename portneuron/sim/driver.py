@@ -7,7 +7,8 @@ solve, the voltage update), at t + dt the second (the states), the events due by
 the recorded voltages and the blow-up check. The state is the model's own arrays, laid
 out in place for a whole run (EpochPlan.lay_out). Each phase is a `Launch` of its kernel
 over the block's lanes (`Phase.ranges`), as is the recording; an event is a Launch of its
-NET_RECEIVE over the one lane that holds it. A block whose root voltage stops being finite stops there (`blowup[block]` = t).
+NET_RECEIVE over the one lane that holds it. A block whose root voltage stops being finite
+stops there (`blowup[block]` = t).
 The detectors' spikes go to the block's region of the spike arrays (Records: a detector
 fires at most once a step), so the driver has no output stream and needs nothing of a
 backend beyond running a kernel.
@@ -34,16 +35,11 @@ from portneuron.ir import builder as b
 from portneuron.ir.builder import ArrayRef, KernelBuilder
 from portneuron.ir.types import NUMPY_DTYPES
 
-from .plan import EpochEvents, EpochPlan, Phase
+from .plan import EpochEvents, EpochPlan, Phase, memory_key
 
 
 class Unsupported(Exception):
     """The plan needs something the IR driver does not do yet; the message says what."""
-
-
-def _key(array: np.ndarray) -> tuple:
-    """An array's identity: where its data is, how long, of what type."""
-    return array.__array_interface__["data"][0], array.nbytes, array.dtype.str
 
 
 class _ModelArrays:
@@ -53,7 +49,7 @@ class _ModelArrays:
 
     def __init__(self, plan: EpochPlan) -> None:
         self.arrays: dict[str, np.ndarray] = {}  # driver name: array
-        self.names: dict[tuple, str] = {}  # _key: driver name
+        self.names: dict[tuple, str] = {}  # memory_key: driver name
         self.of: dict[tuple[int, str], str] = {}  # (phase, parameter): driver name
         for k, phase in enumerate(plan.phases()):
             for p in phase.kernel.params:
@@ -62,7 +58,7 @@ class _ModelArrays:
         self.v = self.name(plan.v, "v")
 
     def name(self, array: np.ndarray, hint: str) -> str:
-        key = _key(array)
+        key = memory_key(array)
         if key not in self.names:
             name, n = f"m.{hint}", 0
             while name in self.arrays:

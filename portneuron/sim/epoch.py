@@ -45,6 +45,7 @@ from .plan import (  # noqa: F401 (re-exported)
     Phase,
     Sorted,
     depth,
+    memory_key,
 )
 
 
@@ -92,11 +93,6 @@ BEFORE_AFTER = (
 
 class Unsupported(Exception):
     """The model needs the stepwise loop; the message says why."""
-
-
-def _identity(array: np.ndarray) -> tuple:
-    """An array's memory: where it starts, how long it is."""
-    return array.__array_interface__["data"][0], array.nbytes
 
 
 def _kernel(k: Kernel) -> Kernel:
@@ -206,7 +202,7 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
         item = Permuted(array, place, points_to, name == "node.parent")
         if len(array) != len(place) or not array.flags.c_contiguous:
             raise Unsupported(f"{name}: not one contiguous value for each element of its space")
-        known = permuted.setdefault(_identity(array), item)
+        known = permuted.setdefault(memory_key(array), item)
         if known.place is not place or known.points_to is not points_to:
             raise Unsupported(f"{name}: one array in two places of the layout")
         return array

@@ -15,6 +15,11 @@ from portneuron.ir import Kernel
 from portneuron.memory import give_back
 
 
+def memory_key(array: np.ndarray) -> tuple:
+    """An array's identity: where its data is, how long, of what type."""
+    return array.__array_interface__["data"][0], array.nbytes, array.dtype.str
+
+
 @dataclass
 class Phase:
     """One kernel of the step, with its arguments; block b runs lanes ranges[b]:ranges[b+1]."""
