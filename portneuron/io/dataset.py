@@ -168,179 +168,187 @@ def group_costs(directory: Path, groups_ids: list[int]) -> list[int]:
 
 
 def read_files_dat(path: Path) -> list[int]:
-    f = DatFile(path)
-    f.version()
-    n = f.integer("the number of cell groups")
-    if n == -1:
-        raise f.error(
-            "the model has gap junctions, which portneuron does not support yet; "
-            "remove pc.setup_transfer() from the model"
-        )
-    if n < 0:
-        raise f.error(f"negative number of cell groups ({n}); the file is damaged")
-    ids: dict[int, None] = {}  # in order
-    for _ in range(n):
-        g = f.integer("a cell group id")
-        if g in ids:
-            raise f.error(f"cell group {g} is listed twice; the file is damaged")
-        if g != -1:
-            ids[g] = None
-    return list(ids)
+    with DatFile(path) as f:
+        f.version()
+        n = f.integer("the number of cell groups")
+        if n == -1:
+            raise f.error(
+                "the model has gap junctions, which portneuron does not support yet; "
+                "remove pc.setup_transfer() from the model"
+            )
+        if n < 0:
+            raise f.error(f"negative number of cell groups ({n}); the file is damaged")
+        ids: dict[int, None] = {}  # in order
+        for _ in range(n):
+            g = f.integer("a cell group id")
+            if g in ids:
+                raise f.error(f"cell group {g} is listed twice; the file is damaged")
+            if g != -1:
+                ids[g] = None
+        return list(ids)
 
 
 def read_mech_types(path: Path) -> dict[int, MechType]:
-    f = DatFile(path)
-    f.version()
-    count = f.integer("the number of mechanism types")
-    types: dict[int, MechType] = {}
-    for _ in range(2, count):
-        text = f.line("a mechanism line")
-        words = text.split()
-        try:
-            name = words[0]
-            type_id, pnt, art, ion, psize, dsize = (int(w) for w in words[1:7])
-        except (IndexError, ValueError):
-            raise f.error(f"expected a mechanism line, found {text[:60]!r}") from None
-        if psize < 0 or dsize < 0 or type_id in types:
-            raise f.error(f"impossible mechanism line {text[:60]!r}; the file is damaged")
-        mt = MechType(name, type_id, pnt, bool(art), bool(ion), psize, dsize)
-        if mt.is_ion:
+    with DatFile(path) as f:
+        f.version()
+        count = f.integer("the number of mechanism types")
+        types: dict[int, MechType] = {}
+        for _ in range(2, count):
+            text = f.line("a mechanism line")
+            words = text.split()
             try:
-                mt.charge = float(f.line("the ion's charge").split()[0])
+                name = words[0]
+                type_id, pnt, art, ion, psize, dsize = (int(w) for w in words[1:7])
             except (IndexError, ValueError):
-                raise f.error(f"expected the charge of ion {name}") from None
-        types[type_id] = mt
-    return types
+                raise f.error(f"expected a mechanism line, found {text[:60]!r}") from None
+            if psize < 0 or dsize < 0 or type_id in types:
+                raise f.error(f"impossible mechanism line {text[:60]!r}; the file is damaged")
+            mt = MechType(name, type_id, pnt, bool(art), bool(ion), psize, dsize)
+            if mt.is_ion:
+                try:
+                    mt.charge = float(f.line("the ion's charge").split()[0])
+                except (IndexError, ValueError):
+                    raise f.error(f"expected the charge of ion {name}") from None
+            types[type_id] = mt
+        return types
 
 
 def read_globals(path: Path) -> dict[str, float]:
-    f = DatFile(path)
-    f.version()
-    values: dict[str, float] = {}
-    while True:
-        text = f.line("a global value or the '0 0' terminator")
-        words = text.split()
-        if words == ["0", "0"]:
-            break
-        if len(words) == 1 and words[0].endswith("]") and "[" in words[0]:
-            name, _, n = words[0][:-1].partition("[")
-            if not n.isdigit():
-                raise f.error(f"expected 'name[N]', found {text[:60]!r}")
-            for _ in range(int(n)):
-                f.line(f"a value of {name}")
-            continue
-        try:
-            values[words[0]] = float(words[1])
-        except (IndexError, ValueError):
-            raise f.error(f"expected 'name value', found {text[:60]!r}") from None
-    for name in ("secondorder", "Random123_globalindex"):
-        text = f.line(name)
-        words = text.split()
-        if len(words) != 2 or words[0] != name or not words[1].lstrip("-").isdigit():
-            raise f.error(f"expected '{name} N', found {text[:60]!r}")
-        values[name] = float(words[1])
-    return values
+    with DatFile(path) as f:
+        f.version()
+        values: dict[str, float] = {}
+        while True:
+            text = f.line("a global value or the '0 0' terminator")
+            words = text.split()
+            if words == ["0", "0"]:
+                break
+            if len(words) == 1 and words[0].endswith("]") and "[" in words[0]:
+                name, _, n = words[0][:-1].partition("[")
+                if not n.isdigit():
+                    raise f.error(f"expected 'name[N]', found {text[:60]!r}")
+                for _ in range(int(n)):
+                    f.line(f"a value of {name}")
+                continue
+            try:
+                values[words[0]] = float(words[1])
+            except (IndexError, ValueError):
+                raise f.error(f"expected 'name value', found {text[:60]!r}") from None
+        for name in ("secondorder", "Random123_globalindex"):
+            text = f.line(name)
+            words = text.split()
+            if len(words) != 2 or words[0] != name or not words[1].lstrip("-").isdigit():
+                raise f.error(f"expected '{name} N', found {text[:60]!r}")
+            values[name] = float(words[1])
+        return values
 
 
 def read_group(directory: Path, gid: int, types: dict[int, MechType]) -> Group:
     """One cell group; every index is checked against what it indexes within the group."""
-    f1 = DatFile(directory / f"{gid}_1.dat")
-    f1.version()
-    npresyn = f1.count("npresyn")
-    nnetcon = f1.count("nnetcon")
-    output_gid = f1.array("i4", npresyn, "output gids")
-    srcgid = f1.array("i4", nnetcon, "NetCon source gids")
-    f1.end()
+    with DatFile(directory / f"{gid}_1.dat") as f1:
+        f1.version()
+        npresyn = f1.count("npresyn")
+        nnetcon = f1.count("nnetcon")
+        output_gid = f1.array("i4", npresyn, "output gids")
+        srcgid = f1.array("i4", nnetcon, "NetCon source gids")
+        f1.end()
 
-    f = DatFile(directory / f"{gid}_2.dat", f1.checkpoint)
-    f.version()
-    ncell = f.count("n_real_cell")
-    f.integer("ngid")
-    nreal = f.count("n_real_gid")
-    if nreal > npresyn:
-        raise f.error(
-            f"{nreal} real cells' spike sources, but {f1.path} has {npresyn} in all; "
-            f"the file is damaged"
-        )
-    nnode = f.count("nnode")
-    if ncell > nnode or (ncell == 0 and nnode > 0):
-        raise f.error(f"{ncell} cells (n_real_cell) cannot own {nnode} nodes; the file is damaged")
-    ndiam = f.integer("ndiam")
-    nmech = f.count("nmech")
-    mech_list: list[tuple[MechType, int]] = []
-    for _ in range(nmech):
-        type_id = f.integer("a mechanism type")
-        count = f.count("a mechanism's instance count")
-        if type_id not in types:
+    with DatFile(directory / f"{gid}_2.dat", f1.checkpoint) as f:
+        f.version()
+        ncell = f.count("n_real_cell")
+        f.integer("ngid")
+        nreal = f.count("n_real_gid")
+        if nreal > npresyn:
             raise f.error(
-                f"mechanism type {type_id} is not in bbcore_mech.dat; the dataset is damaged"
+                f"{nreal} real cells' spike sources, but {f1.path} has {npresyn} in all; "
+                f"the file is damaged"
             )
-        if any(mt.type_id == type_id for mt, _ in mech_list):
-            raise f.error(f"{types[type_id].name} is listed twice; the file is damaged")
-        mech_list.append((types[type_id], count))
-    f.integer("nidata")
-    nvdata = f.count("nvdata")
-    nweight = f.count("nweight")
-    parent = f.array("i4", nnode, "parent indices")
-    a = f.array("f8", nnode, "a")
-    b = f.array("f8", nnode, "b")
-    area = f.array("f8", nnode, "area")
-    v = f.array("f8", nnode, "v")
-    diam = f.array("f8", nnode, "diam") if ndiam > 0 else np.zeros(nnode)
-    mechs = []
-    pointer_types: dict[int, np.ndarray] = {}
-    for mt, n in mech_list:
-        nodeindices = (
-            np.zeros(0, np.int32) if mt.artificial else f.array("i4", n, f"{mt.name} node indices")
-        )
-        data = f.array("f8", n * mt.param_size, f"{mt.name} data").reshape(n, mt.param_size)
-        pdata = np.zeros((n, 0), np.int32)
-        random = np.zeros(0, np.uint32)
-        if mt.dparam_size > 0:
-            pdata = f.array("i4", n * mt.dparam_size, f"{mt.name} pdata").reshape(n, -1)
-            npointer = f.count("npointer")
-            if npointer > 0:
-                pointer_types[mt.type_id] = f.array("i4", npointer, f"{mt.name} pointer types")
-            nrandom = f.count("nmodlrandom")
-            if nrandom > 0:
-                random = f.array("u4", nrandom, f"{mt.name} random streams")
-        mechs.append((mt, nodeindices, data, pdata, random))
-    vindex = f.array("i4", npresyn, "output_vindex")
-    threshold = f.array("f8", nreal, "thresholds")
-    nc_type = f.array("i4", nnetcon, "NetCon target types")
-    nc_index = f.array("i4", nnetcon, "NetCon target instances")
-    weights = f.array("f8", nweight, "NetCon weights")
-    delays = f.array("f8", nnetcon, "NetCon delays")
-    bbcore = {}
-    for _ in range(f.count("bbcorepointer count")):
-        btype = f.integer("a bbcorepointer type")
-        if btype not in types:
-            raise f.error(f"bbcorepointer data of type {btype}, which is not in bbcore_mech.dat")
-        icnt = f.count("a bbcorepointer int count")
-        dcnt = f.count("a bbcorepointer double count")
-        name = types[btype].name
-        ints = f.array("i4", icnt, f"{name} bbcorepointer ints") if icnt else np.zeros(0, np.int32)
-        doubles = f.array("f8", dcnt, f"{name} bbcorepointer doubles") if dcnt else np.zeros(0)
-        bbcore[btype] = (ints, doubles)
-    counts = {mt.type_id: n for mt, n in mech_list}
-    vecplay = []
-    for k in range(f.count("the VecPlay count")):
-        vtype, mtype, ix, size = f.integers("a VecPlay field", 4)
-        if vtype != 4:
-            raise f.error(f"VecPlay type {vtype} is not supported (only continuous play, 4)")
-        if mtype not in counts or types[mtype].is_ion:
-            raise f.error(f"VecPlay {k} plays into type {mtype}, which has no instances here")
-        values = types[mtype].param_size * counts[mtype]
-        if not 0 <= ix < values:
+        nnode = f.count("nnode")
+        if ncell > nnode or (ncell == 0 and nnode > 0):
             raise f.error(
-                f"VecPlay {k} plays value {ix} of {types[mtype].name}, which has {values} "
-                f"values here; the file is damaged"
+                f"{ncell} cells (n_real_cell) cannot own {nnode} nodes; the file is damaged"
             )
-        y = f.array("f8", size, f"VecPlay {k} values")
-        t = f.array("f8", size, f"VecPlay {k} times")
-        vecplay.append((mtype, ix, y, t))
-    f.end()
-    records = {**f1.records, **f.records}
+        ndiam = f.integer("ndiam")
+        nmech = f.count("nmech")
+        mech_list: list[tuple[MechType, int]] = []
+        for _ in range(nmech):
+            type_id = f.integer("a mechanism type")
+            count = f.count("a mechanism's instance count")
+            if type_id not in types:
+                raise f.error(
+                    f"mechanism type {type_id} is not in bbcore_mech.dat; the dataset is damaged"
+                )
+            if any(mt.type_id == type_id for mt, _ in mech_list):
+                raise f.error(f"{types[type_id].name} is listed twice; the file is damaged")
+            mech_list.append((types[type_id], count))
+        f.integer("nidata")
+        nvdata = f.count("nvdata")
+        nweight = f.count("nweight")
+        parent = f.array("i4", nnode, "parent indices")
+        a = f.array("f8", nnode, "a")
+        b = f.array("f8", nnode, "b")
+        area = f.array("f8", nnode, "area")
+        v = f.array("f8", nnode, "v")
+        diam = f.array("f8", nnode, "diam") if ndiam > 0 else np.zeros(nnode)
+        mechs = []
+        pointer_types: dict[int, np.ndarray] = {}
+        for mt, n in mech_list:
+            nodeindices = (
+                np.zeros(0, np.int32)
+                if mt.artificial
+                else f.array("i4", n, f"{mt.name} node indices")
+            )
+            data = f.array("f8", n * mt.param_size, f"{mt.name} data").reshape(n, mt.param_size)
+            pdata = np.zeros((n, 0), np.int32)
+            random = np.zeros(0, np.uint32)
+            if mt.dparam_size > 0:
+                pdata = f.array("i4", n * mt.dparam_size, f"{mt.name} pdata").reshape(n, -1)
+                npointer = f.count("npointer")
+                if npointer > 0:
+                    pointer_types[mt.type_id] = f.array("i4", npointer, f"{mt.name} pointer types")
+                nrandom = f.count("nmodlrandom")
+                if nrandom > 0:
+                    random = f.array("u4", nrandom, f"{mt.name} random streams")
+            mechs.append((mt, nodeindices, data, pdata, random))
+        vindex = f.array("i4", npresyn, "output_vindex")
+        threshold = f.array("f8", nreal, "thresholds")
+        nc_type = f.array("i4", nnetcon, "NetCon target types")
+        nc_index = f.array("i4", nnetcon, "NetCon target instances")
+        weights = f.array("f8", nweight, "NetCon weights")
+        delays = f.array("f8", nnetcon, "NetCon delays")
+        bbcore = {}
+        for _ in range(f.count("bbcorepointer count")):
+            btype = f.integer("a bbcorepointer type")
+            if btype not in types:
+                raise f.error(
+                    f"bbcorepointer data of type {btype}, which is not in bbcore_mech.dat"
+                )
+            icnt = f.count("a bbcorepointer int count")
+            dcnt = f.count("a bbcorepointer double count")
+            name = types[btype].name
+            ints = (
+                f.array("i4", icnt, f"{name} bbcorepointer ints") if icnt else np.zeros(0, np.int32)
+            )
+            doubles = f.array("f8", dcnt, f"{name} bbcorepointer doubles") if dcnt else np.zeros(0)
+            bbcore[btype] = (ints, doubles)
+        counts = {mt.type_id: n for mt, n in mech_list}
+        vecplay = []
+        for k in range(f.count("the VecPlay count")):
+            vtype, mtype, ix, size = f.integers("a VecPlay field", 4)
+            if vtype != 4:
+                raise f.error(f"VecPlay type {vtype} is not supported (only continuous play, 4)")
+            if mtype not in counts or types[mtype].is_ion:
+                raise f.error(f"VecPlay {k} plays into type {mtype}, which has no instances here")
+            values = types[mtype].param_size * counts[mtype]
+            if not 0 <= ix < values:
+                raise f.error(
+                    f"VecPlay {k} plays value {ix} of {types[mtype].name}, which has {values} "
+                    f"values here; the file is damaged"
+                )
+            y = f.array("f8", size, f"VecPlay {k} values")
+            t = f.array("f8", size, f"VecPlay {k} times")
+            vecplay.append((mtype, ix, y, t))
+        f.end()
+        records = {**f1.records, **f.records}
     group = Group(
         gid, ncell, parent, a, b, area, v, diam, mechs, output_gid, vindex, threshold,
         srcgid, nc_type, nc_index, weights, delays, vecplay, records, nvdata, pointer_types,
@@ -361,7 +369,9 @@ def merge(
     source: str,
     remote: bool = False,
 ) -> Model:
-    """One Model from the groups: nodes cell by cell, instances of a type together. With
+    """One Model from the groups: nodes cell by cell, instances of a type together. The
+    groups' node values and data blocks move into the model's arrays (a group keeps its
+    indices and counts, not its values), so the values are held once, not twice. With
     `remote` (a rank's groups of a run on several), a NetCon whose source gid is in none of
     the groups gets a source of that gid that never fires here."""
     order: list[int] = []
@@ -392,34 +402,38 @@ def merge(
     for g in groups:
         check_against_mechanisms(g, mechanisms, types)
 
-    # nodes
-    node_parts, first_parts, node_offset, perm_inv = [], [np.zeros(1, np.int32)], [], []
-    src_node, src_group = [], []
+    # nodes: each group's cell by cell (cells_contiguous), the groups one after another,
+    # written straight into the model's arrays; a group's own go once they are placed
+    total = sum(len(g.v) for g in groups)
+    parent = np.empty(total, np.int32)
+    columns = {name: np.empty(total) for name in ("a", "b", "area", "v", "diam")}
+    source_node, source_group = np.empty(total, np.int32), np.empty(total, np.int32)
+    first_parts, node_offset, perm_inv = [np.zeros(1, np.int32)], [], []
     base = 0
     for g in groups:
         n = len(g.v)
+        here = slice(base, base + n)
         perm, first = cells_contiguous(g.parent, g.ncell)
-        inverse = np.empty(n, np.int64)
-        inverse[perm] = np.arange(n)
-        parent = np.where(np.arange(n) < g.ncell, -1, g.parent)[perm]
-        parent = np.where(parent >= 0, inverse[np.maximum(parent, 0)], -1) + np.where(
-            parent >= 0, base, 0
-        )
-        node_parts.append((parent, g.a[perm], g.b[perm], g.area[perm], g.v[perm], g.diam[perm]))
+        inverse = np.empty(n, np.int32)
+        inverse[perm] = np.arange(n, dtype=np.int32)
+        root = perm < g.ncell  # the file's parent of a root is not an index
+        np.add(inverse[np.where(root, 0, g.parent[perm])], base, out=parent[here])
+        parent[here][root] = -1
+        for name, out in columns.items():
+            np.take(getattr(g, name), perm, out=out[here])
+            setattr(g, name, _MOVED)
+        g.parent = _MOVED
+        source_node[here], source_group[here] = perm, g.gid
         first_parts.append(first[1:] + base)
         node_offset.append(base)
         perm_inv.append(inverse)
-        src_node.append(perm)
-        src_group.append(np.full(n, g.gid))
         base += n
-    cols = [np.concatenate([p[k] for p in node_parts]) for k in range(6)]
-    nodes = Nodes(
-        cols[0].astype(np.int32), cols[1], cols[2], cols[3], cols[4], cols[5],
-        np.concatenate(first_parts).astype(np.int32),
-    )  # fmt: skip
+    nodes = Nodes(parent, **columns, first=_joined(first_parts).astype(np.int32))
 
     def node_map(gi: int, idx: np.ndarray) -> np.ndarray:
-        return (perm_inv[gi][idx] + node_offset[gi]).astype(np.int32)
+        out = perm_inv[gi][idx]
+        out += node_offset[gi]
+        return out
 
     # ions
     ions: dict[int, IonSet] = {}
@@ -438,18 +452,20 @@ def merge(
             nodes_idx.append(node_map(gi, ni))
             data.append(d)
             style.append(pd[:, 0] if pd.shape[1] else np.zeros(len(ni), np.int32))
-        block = np.concatenate(data)
+        block = _joined(data)
         ions[type_id] = IonSet(
-            x, mt.charge, type_id, np.concatenate(nodes_idx),
+            x, mt.charge, type_id, _joined(nodes_idx),
             {f.format(x): block[:, k].copy() for k, f in enumerate(ION_FIELDS)},
-            np.concatenate(style).astype(np.int32),
+            _joined(style).astype(np.int32),
             float(globals_.get(f"{x}i0_{mt.name}", 1.0)),
             float(globals_.get(f"{x}o0_{mt.name}", 1.0)),
         )  # fmt: skip
+        del block
+        _release_data(groups, type_id)
     ion_at_node = {}
     for ion in ions.values():
-        at = np.full(nodes.count, -1, np.int64)
-        at[ion.node_index] = np.arange(ion.count)
+        at = np.full(nodes.count, -1, np.int32)
+        at[ion.node_index] = np.arange(ion.count, dtype=np.int32)
         ion_at_node[ion.name] = at
 
     # mechanism sets
@@ -467,10 +483,12 @@ def merge(
             node_idx.append(node_map(gi, ni))
             blocks.append(d)
             randoms.append(rnd)
-        block = np.concatenate(blocks) if blocks else np.zeros((0, mt.param_size))
+        block = _joined(blocks) if blocks else np.zeros((0, mt.param_size))
         data = _instance_data(mech, block)
         _random_streams(mech, randoms, [len(b) for b in blocks], data)
-        node_index = np.concatenate(node_idx).astype(np.int32)
+        del block, blocks
+        _release_data(groups, type_id)
+        node_index = _joined(node_idx) if node_idx else np.zeros(0, np.int32)
         ion_index = {}
         for ion in mech.ions:
             if ion.name not in ion_at_node:
@@ -482,7 +500,7 @@ def merge(
                 raise DatasetError(
                     f"{source}: {mech.name} sits on a node without ion {ion.name}; the dataset is damaged"
                 )
-            ion_index[ion.name] = idx.astype(np.int32)
+            ion_index[ion.name] = idx
         # GLOBALs, and those the mechanism writes (kept per instance, from this value)
         mglobals = {
             v.name: globals_[f"{v.name}_{mech.name}"]
@@ -535,10 +553,29 @@ def merge(
         random123_index=float(int(globals_.get("Random123_globalindex", 0.0)) % 2**32),
         secondorder=int(globals_.get("secondorder", 0)),
         dt=globals_.get("dt", 0.025),
-        source_node=np.concatenate(src_node).astype(np.int64),
-        source_group=np.concatenate(src_group).astype(np.int64),
+        source_node=source_node,
+        source_group=source_group,
         source=source,
     )
+
+
+#: What a group keeps of an array merge has moved into the model.
+_MOVED = np.zeros(0)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """The parts end to end: the one part itself where there is one (no copy)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _release_data(groups: list[Group], type_id: int) -> None:
+    """The groups' data blocks of `type_id`, now in the model's arrays, go: each group keeps
+    a block of its rows without columns, as the rest of the merge counts instances by it."""
+    for g in groups:
+        g.mechs = [
+            (mt, ni, np.empty((len(d), 0)) if mt.type_id == type_id else d, pd, rnd)
+            for mt, ni, d, pd, rnd in g.mechs
+        ]
 
 
 def _random_streams(

@@ -7,6 +7,7 @@ arrays of several files are put together) still name the file, the array and the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,8 @@ class DatFile:
     def __init__(self, path: Path, checkpoint: int = 0) -> None:
         self.path = path
         try:
-            self.data = path.read_bytes()
+            self.file = path.open("rb")
+            self.size = os.fstat(self.file.fileno()).st_size
         except FileNotFoundError:
             raise DatasetError(
                 f"{path}: missing; the dataset is incomplete (rewrite it with nrncore_write)"
@@ -74,6 +76,12 @@ class DatFile:
         self.pos, self.lineno, self.checkpoint = 0, 0, checkpoint
         self.binary_seen, self.record_start = False, 0
         self.records: dict[str, Record] = {}
+
+    def __enter__(self) -> DatFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
 
     def where(self, next_line: bool = False) -> str:
         """file:line while the file is all text so far, else file@byte-offset of the record."""
@@ -92,11 +100,11 @@ class DatFile:
 
     def line(self, what: str) -> str:
         self.record_start = self.pos
-        end = self.data.find(b"\n", self.pos)
-        if end < 0:
+        raw = self.file.readline()
+        if not raw.endswith(b"\n"):
             raise self.truncated(what)
-        raw = self.data[self.pos : end]
-        self.pos, self.lineno = end + 1, self.lineno + 1
+        self.pos, self.lineno = self.pos + len(raw), self.lineno + 1
+        raw = raw[:-1]
         try:
             return raw.decode("ascii")
         except UnicodeDecodeError:
@@ -142,16 +150,20 @@ class DatFile:
         self.binary_seen = True
         dt = np.dtype(dtype).newbyteorder("<")
         nbytes = dt.itemsize * count
-        if self.pos + nbytes > len(self.data):
+        if self.pos + nbytes > self.size:
             raise self.truncated(f"the end of {what} ({count} values)")
-        out = np.frombuffer(self.data, dt, count, self.pos).astype(dt.newbyteorder("="))
+        out = np.empty(count, dt)  # read straight into its own array: no copy of the file
+        if self.file.readinto(out.view(np.uint8)) != nbytes:
+            raise self.truncated(f"the end of {what} ({count} values)")
+        if not dt.isnative:
+            out = out.astype(dt.newbyteorder("="))
         self.records[what] = Record(self.path, what, self.record_start, self.pos, dtype, count)
         self.pos += nbytes
         return out
 
     def end(self) -> None:
-        if self.pos != len(self.data):
+        if self.pos != self.size:
             raise self.error(
-                f"{len(self.data) - self.pos} unexpected bytes after the last record; "
+                f"{self.size - self.pos} unexpected bytes after the last record; "
                 f"the file is damaged"
             )

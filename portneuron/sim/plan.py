@@ -308,16 +308,18 @@ class EpochPlan:
         """The model's arrays back in the model's order, where a user reads them."""
         if not self.laid_out:
             return
-        inverses: dict[int, np.ndarray] = {}
+        by_space: dict[int, list[Permuted]] = {}  # one inverse alive at a time
         for item in self.permuted:
+            key = -1 if item.points_to is None else id(item.points_to)
+            by_space.setdefault(key, []).append(item)
+        for items in by_space.values():
             inverse = None
-            if item.points_to is not None:
-                inverse = inverses.get(id(item.points_to))
-                if inverse is None:
-                    inverse = np.empty_like(item.points_to)
-                    inverse[item.points_to] = np.arange(len(inverse), dtype=inverse.dtype)
-                    inverses[id(item.points_to)] = inverse
-            item.restore(inverse)
+            if items[0].points_to is not None:
+                inverse = np.empty_like(items[0].points_to)
+                inverse[items[0].points_to] = np.arange(len(inverse), dtype=inverse.dtype)
+            for item in items:
+                item.restore(inverse)
+            del inverse
         self.laid_out = False
         give_back()
 

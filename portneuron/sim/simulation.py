@@ -159,6 +159,7 @@ class Simulation:
             return None  # the plan says why
         layout = epoch.layout(self.model, self.backend.epoch_width)
         epoch.pad_nodes(self.model, layout)
+        give_back()  # the layout's temporaries and the node arrays before their padding
         return layout
 
     def _compile(self, kernel: Kernel):
