@@ -214,12 +214,19 @@ def test_ringtest_identical_for_any_thread_count(backend):
 
 
 @pytest.mark.skipif("llvm" not in OTHERS, reason="llvm cannot run here")
-def test_llvm_compile_cache_and_dumps(tmp_path):
-    """Compiled kernels come back from the disk cache in a new process; the stages can be
-    printed (PORTNEURON_DUMP, portneuron compile --emit llvm|asm)."""
+@pytest.mark.parametrize("linker", ["ld", "none"])
+def test_llvm_compile_cache_and_dumps(tmp_path, linker):
+    """Compiled kernels come back from the disk cache in a new process, as shared
+    libraries (where the system has a linker) or as objects for LLVM's JIT
+    (PORTNEURON_LINKER=none); a damaged one is compiled again; the stages can be printed
+    (PORTNEURON_DUMP, portneuron compile --emit llvm|asm)."""
     import os
+    import shutil
     import subprocess
     import sys
+
+    if linker != "none" and (sys.platform != "linux" or shutil.which(linker) is None):
+        pytest.skip(f"no {linker} here")
 
     code = (
         "from harness import builtin\n"
@@ -229,7 +236,16 @@ def test_llvm_compile_cache_and_dumps(tmp_path):
         "[b.compile(k).function for k in builtin('hh').kernels]  # JIT on first use\n"
         "print(Jit.get().hits)\n"
     )
-    env = {**os.environ, "PORTNEURON_CACHE": str(tmp_path)}
+    run = (  # a run's voltages, to the bit
+        "import hashlib\n"
+        "from portneuron.backends import load_backend\n"
+        "from portneuron.build.ringtest import build_ringtest\n"
+        "from portneuron.sim.simulation import Simulation\n"
+        "model = build_ringtest(nring=2, ncell=4)\n"
+        "Simulation(model, load_backend('llvm')).run(5.0)\n"
+        "print(hashlib.sha256(model.nodes.v.tobytes()).hexdigest())\n"
+    )
+    env = {**os.environ, "PORTNEURON_CACHE": str(tmp_path), "PORTNEURON_LINKER": linker}
     tests = os.path.dirname(__file__)
     runs = [
         subprocess.run(
@@ -244,12 +260,19 @@ def test_llvm_compile_cache_and_dumps(tmp_path):
     ]
     hh_kernels = len(builtin("hh").kernels)
     assert int(runs[0].stdout) == 0 and int(runs[1].stdout) >= hh_kernels
-    objects = sorted((tmp_path / "llvm").glob("pn_*.o"))
+    objects = sorted((tmp_path / "llvm").glob("pn_*.so" if linker != "none" else "pn_*.o"))
+    assert 2 <= len(objects) <= hh_kernels and not list((tmp_path / "llvm").glob("*.tmp"))
     objects[0].write_bytes(objects[0].read_bytes()[:-40])  # cut short
     objects[1].write_bytes(b"\0" * 64 + objects[1].read_bytes()[64:])  # overwritten
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env=env, cwd=tests, check=True)  # fmt: skip
     assert int(again.stdout) == int(runs[1].stdout) - 2  # compiled again, not loaded
+    voltages = {
+        way: subprocess.run([sys.executable, "-c", run], capture_output=True, text=True,
+                            env={**env, "PORTNEURON_LINKER": way}, cwd=tests, check=True).stdout
+        for way in {linker, "ld" if shutil.which("ld") else "none"}
+    }  # fmt: skip
+    assert len(set(voltages.values())) == 1, "a shared library and the JIT run the same code"
     dumped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**env, "PORTNEURON_DUMP": "ir,llvm"}, cwd=tests, check=True)  # fmt: skip
     assert "kernel current over instance" in dumped.stderr and "define" in dumped.stderr

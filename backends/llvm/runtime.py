@@ -1,13 +1,18 @@
-"""The process's one MCJIT engine, its cache of compiled objects on disk, and how kernels
-take their arguments: how the llvm backend compiles and runs what it renders."""
+"""Compiled kernels: each a shared library of its own (or, without a linker, in the process's
+one MCJIT engine), their cache on disk, and how kernels take their arguments: how the llvm
+backend compiles and runs what it renders."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import hashlib
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -46,9 +51,20 @@ def slot_count(kernel: Kernel) -> int:
     return len(kernel.params) + sum(len(s.fields) + 1 for s in kernel.streams)
 
 
+def linker() -> str | None:
+    """The linker that makes a compiled kernel a shared library (PORTNEURON_LINKER, else
+    `ld` where the system has one, on Linux); None: kernels are loaded in the process by
+    MCJIT instead (PORTNEURON_LINKER=none)."""
+    chosen = os.environ.get("PORTNEURON_LINKER", "ld" if sys.platform == "linux" else "none")
+    return None if chosen in ("", "none") else shutil.which(chosen)
+
+
 class Jit:
-    """One MCJIT engine for the process, targeting the host; compiled objects are cached on
-    disk by the hash of their LLVM IR and target, and functions in memory by name."""
+    """Compiled kernels for the host CPU. A kernel's object is linked into a shared library
+    of its own (with `linker`), kept on disk by the hash of its LLVM IR and target and
+    opened with dlopen: a run whose kernels are all there neither compiles nor starts
+    LLVM's JIT. Without a linker, one MCJIT engine for the process loads the objects (kept
+    on disk alike). Functions in memory by name."""
 
     _instance: Jit | None = None
 
@@ -60,20 +76,11 @@ class Jit:
         self.llvm = llvm
         self.triple = llvm.get_process_triple()
         self.cpu, self.features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
-        target = llvm.Target.from_triple(self.triple)
-        self.machine = target.create_target_machine(
-            cpu=self.cpu, features=self.features, opt=3, jit=True
-        )
-        from .render import OPAQUE_LIBM, libm_symbol
-
-        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
-        for name in OPAQUE_LIBM:  # the C library's own functions, under names LLVM cannot know
-            llvm.add_symbol(
-                libm_symbol(name), ctypes.cast(getattr(libm, name), ctypes.c_void_p).value
-            )
-        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self.machine)
-        self.engine.set_object_cache(self._store)  # written here, read by _load
+        self.linker = linker()
+        self.suffix = ".so" if self.linker else ".o"
         self.addresses: dict[str, int] = {}
+        self.libraries: list[ctypes.CDLL] = []  # open for the process: their code runs
+        self.link_failed = False
         self.hits = 0
         self.seconds = 0.0  # spent compiling (or loading from the cache)
 
@@ -83,24 +90,75 @@ class Jit:
             cls._instance = Jit()
         return cls._instance
 
-    def _store(self, module, buffer: bytes) -> None:
-        """A compiled module's object into the cache, its digest after it (a damaged or
-        cut file must not reach the JIT's loader, which crashes on one)."""
-        if not module.name.startswith("pn_"):
-            return  # the engine's own empty module
-        path = cache_dir() / f"{module.name}.o"
+    @functools.cached_property
+    def machine(self):
+        """The target machine for the host: position-independent code for shared libraries
+        where there is a linker, else MCJIT's."""
+        shared = self.linker is not None
+        return self.llvm.Target.from_triple(self.triple).create_target_machine(
+            cpu=self.cpu, features=self.features, opt=3, reloc="pic" if shared else "default",
+            codemodel="default" if shared else "jitdefault", jit=not shared,
+        )  # fmt: skip
+
+    @functools.cached_property
+    def engine(self):
+        """The MCJIT engine, made only where kernels are not linked: it resolves the C
+        library's functions by the names the generated code calls them."""
+        from .render import OPAQUE_LIBM, libm_symbol
+
+        llvm = self.llvm
+        libm = _libm()
+        for name in OPAQUE_LIBM:  # the C library's own functions, under names LLVM cannot know
+            llvm.add_symbol(
+                libm_symbol(name), ctypes.cast(getattr(libm, name), ctypes.c_void_p).value
+            )
+        empty = llvm.parse_assembly("")
+        engine = llvm.create_mcjit_compiler(empty, self.machine)
+        engine.remove_module(empty)  # else the first finalize compiles it, codegen and all
+        engine.set_object_cache(self._store)  # written here, read by _load
+        return engine
+
+    @functools.cached_property
+    def shims(self) -> bytes:
+        """The object that gives each shared library the C library's functions under the
+        names the generated code calls them by: `portneuron.exp` jumps to `exp`."""
+        from .render import OPAQUE_LIBM, libm_symbol
+
+        lines = []
+        for name in sorted(OPAQUE_LIBM):
+            args = ["double %a", "double %b"][: 2 if name in ("atan2", "pow") else 1]
+            lines += [
+                f'define double @"{libm_symbol(name)}"({", ".join(args)}) {{',
+                f"  %r = tail call double @{name}({', '.join(args)}) #0",
+                "  ret double %r",
+                "}",
+                f"declare double @{name}({', '.join(['double'] * len(args))})",
+            ]
+        lines.append("attributes #0 = { nobuiltin }")
+        module = self.llvm.parse_assembly("\n".join(lines))
+        module.triple = self.triple
+        return self.machine.emit_object(module)
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """`data` into the cache, its digest after it (a damaged or cut file must not reach
+        a loader, which crashes on one)."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(buffer + hashlib.sha256(buffer).digest())
+            tmp.write_bytes(data + hashlib.sha256(data).digest())
             os.replace(tmp, path)
         except OSError:
             pass  # a cache that cannot be written only costs time
 
+    def _store(self, module, buffer: bytes) -> None:
+        """A module MCJIT compiled, into the cache."""
+        if module.name.startswith("pn_"):
+            self._write(cache_dir() / f"{module.name}.o", buffer)
+
     def _cached(self, name: str) -> bytes | None:
-        """The object of function `name` from the cache, if it is there whole."""
+        """The file of function `name` from the cache, if it is there whole."""
         try:
-            data = (cache_dir() / f"{name}.o").read_bytes()
+            data = (cache_dir() / f"{name}{self.suffix}").read_bytes()
         except OSError:
             return None
         body, digest = data[:-32], data[-32:]
@@ -120,21 +178,39 @@ class Jit:
             if not (dumping("llvm") or dumping("asm")):
                 address = self._load(name)
                 if address:
+                    self.hits += 1
                     return address
             return self._add(lower(name), name)
         finally:
             self.seconds += time.perf_counter() - start
 
     def _load(self, name: str) -> int:
-        """Function `name` from its cached object, 0 where there is none."""
+        """Function `name` from the cache, 0 where it is not there."""
         data = self._cached(name)
         if data is None:
             return 0
+        if self.linker:
+            return self._open(cache_dir() / f"{name}.so", name)
         self.engine.add_object_file(self.llvm.ObjectFileRef.from_data(data))
+        return self._from_engine(name)
+
+    def _from_engine(self, name: str) -> int:
+        """Function `name`, added to the engine (an object or a module): compiled or
+        linked there."""
         self.engine.finalize_object()
         self.addresses[name] = self.engine.get_function_address(name)
-        self.hits += 1
         return self.addresses[name]
+
+    def _open(self, path: Path, name: str) -> int:
+        """Function `name` from shared library `path`, 0 where it cannot be opened."""
+        try:
+            library = ctypes.CDLL(str(path))
+            address = ctypes.cast(getattr(library, name), ctypes.c_void_p).value
+        except (OSError, AttributeError):
+            return 0
+        self.libraries.append(library)
+        self.addresses[name] = address
+        return address
 
     def _add(self, text: str, name: str) -> int:
         llvm = self.llvm
@@ -148,10 +224,37 @@ class Jit:
             print(f"; ---- {name} (optimised)\n{module}", file=sys.stderr)
         if dumping("asm"):
             print(self.machine.emit_assembly(module), file=sys.stderr)
-        self.engine.add_module(module)
-        self.engine.finalize_object()
-        self.addresses[name] = self.engine.get_function_address(name)
-        return self.addresses[name]
+        if self.linker and not self.link_failed:
+            obj = self.machine.emit_object(module)
+            address = self._link(obj, name)
+            if address:
+                return address
+            self.engine.add_object_file(self.llvm.ObjectFileRef.from_data(obj))
+        else:
+            self.engine.add_module(module)
+        return self._from_engine(name)
+
+    def _link(self, obj: bytes, name: str) -> int:
+        """Function `name` from its object, linked with the shims into a shared library,
+        which goes into the cache; 0 where the linker fails (it says why, once)."""
+        with tempfile.TemporaryDirectory() as folder:
+            kernel, shims = Path(folder, "kernel.o"), Path(folder, "shims.o")
+            library = Path(folder, f"{name}.so")
+            kernel.write_bytes(obj)
+            shims.write_bytes(self.shims)
+            command = [self.linker, "-shared", "-o", str(library), str(kernel), str(shims), "-lm"]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                if not self.link_failed:
+                    why = (done.stderr.strip().splitlines() or ["no message"])[0]
+                    print(f"portneuron: {self.linker} cannot link compiled kernels ({why}); "
+                          f"they are loaded by LLVM's JIT instead", file=sys.stderr)  # fmt: skip
+                self.link_failed = True
+                return 0
+            address = self._open(library, name)  # opened before it goes: it stays mapped
+            if address:
+                self._write(cache_dir() / f"{name}.so", library.read_bytes())
+        return address
 
     def assembly(self, text: str) -> str:
         module = self.llvm.parse_assembly(text)
@@ -159,6 +262,17 @@ class Jit:
         builder = self.llvm.create_pass_builder(self.machine, options)
         builder.getModulePassManager().run(module, builder)
         return str(module), self.machine.emit_assembly(module)
+
+
+@cache
+def _libm() -> ctypes.CDLL:
+    """The C library's maths: the process's own where Python links it (no search)."""
+    from .render import OPAQUE_LIBM
+
+    process = ctypes.CDLL(None)
+    if all(hasattr(process, name) for name in OPAQUE_LIBM):
+        return process
+    return ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
 
 
 def fill_slots(
