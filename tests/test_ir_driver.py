@@ -164,3 +164,27 @@ def test_a_simulation_whose_model_was_laid_out_again_says_so():
     Simulation(model, wide, compiled_epochs="ir")  # other blocks: the node arrays move
     with pytest.raises(PortneuronError, match="node arrays were replaced"):
         first.run(1.0)
+
+
+def test_a_sorted_space_is_the_stable_sort_of_its_places():
+    """A space's elements sorted by their node's place (Sorted): where each node holds one
+    element at most, by ranking the places taken (no sort); else by a stable sort. Both
+    equal the stable argsort and its blocks' ranges, on random layouts."""
+    from types import SimpleNamespace
+
+    from portneuron.sim.plan import Sorted
+
+    rng = np.random.default_rng(18)
+    for _ in range(200):
+        size = int(rng.integers(1, 300))
+        cuts = rng.integers(0, size, int(rng.integers(0, 5)))
+        base = np.sort(np.concatenate([[0, size], cuts, [0] * int(rng.integers(0, 2))]))
+        layout = SimpleNamespace(size=size, base=base.astype(np.int64))
+        n = int(rng.integers(0, size + 1))
+        for nodes in (rng.choice(size, n, replace=False), rng.integers(0, size, n)):
+            nodes = nodes.astype(np.int32)
+            space = Sorted(nodes, layout)
+            order = np.argsort(nodes, kind="stable")
+            np.testing.assert_array_equal(space.order, order)
+            np.testing.assert_array_equal(space.ranges, np.searchsorted(nodes[order], base))
+            assert space.perm.dtype == np.int32 and space.ranges.dtype == np.int64

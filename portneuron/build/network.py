@@ -516,17 +516,15 @@ class _Builder:
         for x in names:
             users = [s for s in sets if any(i.name == x for i in s.mechanism.ions)]
             nodes = np.unique(np.concatenate([s.node_index for s in users]))
-            at = np.full(nnode, -1, np.int64)
-            at[nodes] = np.arange(len(nodes))
-            style = self._ion_style(x, users, len(nodes), at)
+            for s in users:  # each user's ion instance: its node's among `nodes` (sorted)
+                s.ion_index[x] = np.searchsorted(nodes, s.node_index).astype(np.int32)
+            style = self._ion_style(x, users, len(nodes))
             e, ci, co = ION_DEFAULTS.get(x, (0.0, 1.0, 1.0))
             n = len(nodes)
             data = {
                 f"e{x}": np.full(n, e), f"{x}i": np.full(n, ci), f"{x}o": np.full(n, co),
                 f"i{x}": np.zeros(n), f"di{x}dv": np.zeros(n),
             }  # fmt: skip
-            for s in users:
-                s.ion_index[x] = at[s.node_index].astype(np.int32)
             ci0 = self.net.globals.get(f"{x}i0_{x}_ion", ci)
             co0 = self.net.globals.get(f"{x}o0_{x}_ion", co)
             charge = ION_CHARGE.get(x, 1.0)
@@ -537,14 +535,15 @@ class _Builder:
         return out
 
     @staticmethod
-    def _ion_style(x: str, users: list[MechanismSet], n: int, at: np.ndarray) -> np.ndarray:
+    def _ion_style(x: str, users: list[MechanismSet], n: int) -> np.ndarray:
         """Each ion instance's style, as NEURON's nrn_promote derives it on each node from
-        what the mechanisms there read and write (`at`: node -> ion instance)."""
+        what the mechanisms there read and write (each user's ion_index[x]: its instances'
+        ion instances)."""
         conc, rev = np.zeros(n, np.int32), np.zeros(n, np.int32)
         writes = np.zeros(n, np.int32)
         for s in users:
             ion = next(i for i in s.mechanism.ions if i.name == x)
-            here = at[s.node_index]
+            here = s.ion_index[x]
             used = set(ion.read) | set(ion.write)
             if {f"{x}i", f"{x}o"} & set(ion.write):
                 conc[here] = 3

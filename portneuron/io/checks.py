@@ -57,12 +57,16 @@ def check_mechanisms(g: Group) -> None:
                 first = np.zeros(len(nodeindices), bool)
                 first[np.unique(nodeindices, return_index=True)[1]] = True
                 rec.check(nodeindices, ~first, f"{mt.name} has one instance per node")
-        flat = data.ravel()
-        g.records[f"{mt.name} data"].check(
-            flat,
-            np.isnan(flat),
-            lambda k, mt=mt: f"NEURON writes no NaN (instance {k // mt.param_size})",
-        )
+        nans = [
+            int(np.argmax(bad)) * mt.param_size + slot
+            for slot, bad in enumerate(np.isnan(c) for c in data.columns)
+            if bad.any()
+        ]
+        if nans:  # the first in the file, which holds the values instance by instance
+            row, slot = divmod(min(nans), mt.param_size)
+            raise g.records[f"{mt.name} data"].error(
+                min(nans), data.columns[slot][row], f"NEURON writes no NaN (instance {row})"
+            )
         if mt.is_ion and pdata.shape[1]:
             flat = pdata.ravel()
             style = np.arange(len(flat)) % pdata.shape[1] == 0

@@ -77,6 +77,17 @@ class MechType:
     charge: float = 0.0
 
 
+class Block:
+    """A mechanism type's values in a group: `rows` instances of a value per layout slot,
+    held as one array per slot (the file holds them instance by instance)."""
+
+    def __init__(self, columns: list[np.ndarray], rows: int) -> None:
+        self.columns, self.rows = columns, rows
+
+    def __len__(self) -> int:
+        return self.rows
+
+
 @dataclass
 class Group:
     """One `<g>_1.dat` + `<g>_2.dat` as read and checked within themselves, before merging;
@@ -91,7 +102,7 @@ class Group:
     area: np.ndarray
     v: np.ndarray
     diam: np.ndarray
-    mechs: list[tuple[MechType, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    mechs: list[tuple[MechType, np.ndarray, Block, np.ndarray, np.ndarray]]
     output_gid: np.ndarray
     output_vindex: np.ndarray
     threshold: np.ndarray
@@ -297,7 +308,7 @@ def read_group(directory: Path, gid: int, types: dict[int, MechType]) -> Group:
                 if mt.artificial
                 else f.array("i4", n, f"{mt.name} node indices")
             )
-            data = f.array("f8", n * mt.param_size, f"{mt.name} data").reshape(n, mt.param_size)
+            data = Block(f.columns(n, mt.param_size, f"{mt.name} data"), n)
             pdata = np.zeros((n, 0), np.int32)
             random = np.zeros(0, np.uint32)
             if mt.dparam_size > 0:
@@ -452,10 +463,10 @@ def merge(
             nodes_idx.append(node_map(gi, ni))
             data.append(d)
             style.append(pd[:, 0] if pd.shape[1] else np.zeros(len(ni), np.int32))
-        block = _joined(data)
+        block = _joined_columns(data, mt.param_size)
         ions[type_id] = IonSet(
             x, mt.charge, type_id, _joined(nodes_idx),
-            {f.format(x): block[:, k].copy() for k, f in enumerate(ION_FIELDS)},
+            {f.format(x): block[k] for k, f in enumerate(ION_FIELDS)},
             _joined(style).astype(np.int32),
             float(globals_.get(f"{x}i0_{mt.name}", 1.0)),
             float(globals_.get(f"{x}o0_{mt.name}", 1.0)),
@@ -483,7 +494,7 @@ def merge(
             node_idx.append(node_map(gi, ni))
             blocks.append(d)
             randoms.append(rnd)
-        block = _joined(blocks) if blocks else np.zeros((0, mt.param_size))
+        block = _joined_columns(blocks, mt.param_size)
         data = _instance_data(mech, block)
         _random_streams(mech, randoms, [len(b) for b in blocks], data)
         del block, blocks
@@ -568,12 +579,19 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+def _joined_columns(blocks: list[Block], width: int) -> list[np.ndarray]:
+    """The blocks' columns, each end to end (a single block's own arrays)."""
+    if not blocks:
+        return [np.zeros(0) for _ in range(width)]
+    return [_joined([b.columns[k] for b in blocks]) for k in range(width)]
+
+
 def _release_data(groups: list[Group], type_id: int) -> None:
     """The groups' data blocks of `type_id`, now in the model's arrays, go: each group keeps
     a block of its rows without columns, as the rest of the merge counts instances by it."""
     for g in groups:
         g.mechs = [
-            (mt, ni, np.empty((len(d), 0)) if mt.type_id == type_id else d, pd, rnd)
+            (mt, ni, Block([], len(d)) if mt.type_id == type_id else d, pd, rnd)
             for mt, ni, d, pd, rnd in g.mechs
         ]
 
@@ -681,9 +699,10 @@ def _netcons(groups, presyns, code_to_presyn, set_of, instance_offset, sets):
     )  # fmt: skip
 
 
-def _instance_data(mech, block: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-instance variables from a mechanism's data block (one row per instance, one
-    column per layout slot); an array's elements as one (instances, length) array."""
+def _instance_data(mech, columns: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-instance variables from a mechanism's data, one column per layout slot (a
+    variable's own column, not a copy); an array's elements as one (instances, length)
+    array."""
     data = {}
     for v in mech.variables:
         if not v.per_instance:
@@ -691,10 +710,9 @@ def _instance_data(mech, block: np.ndarray) -> dict[str, np.ndarray]:
         if v.length:
             slots = [f"{v.name}[{k}]" for k in range(v.length)]
             if all(slot in mech.layout for slot in slots):
-                columns = [mech.layout.index(slot) for slot in slots]
-                data[v.name] = np.ascontiguousarray(block[:, columns])
+                data[v.name] = np.stack([columns[mech.layout.index(slot)] for slot in slots], 1)
         elif v.name in mech.layout:
-            data[v.name] = block[:, mech.layout.index(v.name)].copy()
+            data[v.name] = columns[mech.layout.index(v.name)]
     return data
 
 

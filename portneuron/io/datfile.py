@@ -138,6 +138,32 @@ class DatFile:
 
     def array(self, dtype: str, count: int, what: str) -> np.ndarray:
         """A binary array of `count` items after its `chkpnt N` line."""
+        dt = self._binary(dtype, count, what)
+        self.records[what] = Record(self.path, what, self.record_start, self.pos, dtype, count)
+        out = np.empty(count, dt)  # read straight into its own array: no copy of the file
+        self._read(out, what, count)
+        return out if dt.isnative else out.astype(dt.newbyteorder("="))
+
+    def columns(self, rows: int, width: int, what: str) -> list[np.ndarray]:
+        """A binary float64 array of `rows` rows of `width` values, row after row, as its
+        `width` columns: read a few rows at a time, so that no copy of it is ever whole."""
+        dt = self._binary("f8", rows * width, what)
+        columns = [np.empty(rows) for _ in range(width)]
+        step = max(1, (1 << 16) // max(width, 1))
+        self.records[what] = Record(
+            self.path, what, self.record_start, self.pos, "f8", rows * width
+        )
+        buffer = np.empty((min(step, rows), width), dt)
+        for first in range(0, rows, step):
+            part = buffer[: min(step, rows - first)]
+            self._read(part, what, rows * width)
+            for column, values in zip(columns, part.T):
+                column[first : first + len(part)] = values
+        return columns
+
+    def _binary(self, dtype: str, count: int, what: str) -> np.dtype:
+        """The `chkpnt N` line of an array of `count` items, which the file holds whole;
+        the items' (little-endian) type."""
         if count < 0:
             raise self.error(f"negative length {count} for {what}; the file is damaged")
         mark = self.line(f"'chkpnt {self.checkpoint}' before {what}")
@@ -149,17 +175,15 @@ class DatFile:
         self.checkpoint += 1
         self.binary_seen = True
         dt = np.dtype(dtype).newbyteorder("<")
-        nbytes = dt.itemsize * count
-        if self.pos + nbytes > self.size:
+        if self.pos + dt.itemsize * count > self.size:
             raise self.truncated(f"the end of {what} ({count} values)")
-        out = np.empty(count, dt)  # read straight into its own array: no copy of the file
-        if self.file.readinto(out.view(np.uint8)) != nbytes:
+        return dt
+
+    def _read(self, out: np.ndarray, what: str, count: int) -> None:
+        """The file's next bytes into `out` (contiguous), of an array of `count` items."""
+        if self.file.readinto(out.view(np.uint8).reshape(-1)) != out.nbytes:
             raise self.truncated(f"the end of {what} ({count} values)")
-        if not dt.isnative:
-            out = out.astype(dt.newbyteorder("="))
-        self.records[what] = Record(self.path, what, self.record_start, self.pos, dtype, count)
-        self.pos += nbytes
-        return out
+        self.pos += out.nbytes
 
     def end(self) -> None:
         if self.pos != self.size:

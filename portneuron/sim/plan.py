@@ -223,6 +223,17 @@ class Sorted:
     its place, `order` a place to its model element."""
 
     def __init__(self, layout_node: np.ndarray, layout: Interleaved) -> None:
+        taken = np.zeros(layout.size, dtype=bool)
+        taken[layout_node] = True
+        if np.count_nonzero(taken) == len(layout_node):  # one element per node at most:
+            before = np.cumsum(taken, dtype=np.int32)  # a place's rank, without a sort
+            del taken
+            self.perm = before[layout_node]
+            self.perm -= 1
+            base = np.asarray(layout.base, dtype=np.int64)
+            self.ranges = np.where(base > 0, before[np.maximum(base - 1, 0)], 0).astype(np.int64)
+            return
+        del taken
         order = np.argsort(layout_node, kind="stable")
         self.ranges = np.searchsorted(layout_node[order], layout.base).astype(np.int64)
         self.perm = np.empty(len(order), dtype=np.int32)
