@@ -235,26 +235,35 @@ class Jit:
         return self._from_engine(name)
 
     def _link(self, obj: bytes, name: str) -> int:
-        """Function `name` from its object, linked with the shims into a shared library,
-        which goes into the cache; 0 where the linker fails (it says why, once)."""
+        """Function `name` from its object, linked with the shims into a shared library that
+        goes into the cache and is opened there (where the cache cannot be written, from a
+        folder of this process's); 0 where the linker fails (it says why, once)."""
         with tempfile.TemporaryDirectory() as folder:
             kernel, shims = Path(folder, "kernel.o"), Path(folder, "shims.o")
-            library = Path(folder, f"{name}.so")
             kernel.write_bytes(obj)
             shims.write_bytes(self.shims)
-            command = [self.linker, "-shared", "-o", str(library), str(kernel), str(shims), "-lm"]
+            library = cache_dir() / f"{name}.so"
+            built = library.with_suffix(f".{os.getpid()}.tmp")
+            try:
+                library.parent.mkdir(parents=True, exist_ok=True)
+                built.touch()
+            except OSError:
+                library = built = Path(folder, f"{name}.so")
+            command = [self.linker, "-shared", "-o", str(built), str(kernel), str(shims), "-lm"]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
+                built.unlink(missing_ok=True)
                 if not self.link_failed:
                     why = (done.stderr.strip().splitlines() or ["no message"])[0]
                     print(f"portneuron: {self.linker} cannot link compiled kernels ({why}); "
                           f"they are loaded by LLVM's JIT instead", file=sys.stderr)  # fmt: skip
                 self.link_failed = True
                 return 0
-            address = self._open(library, name)  # opened before it goes: it stays mapped
-            if address:
-                self._write(cache_dir() / f"{name}.so", library.read_bytes())
-        return address
+            if built != library:  # into the cache whole, its digest after it
+                with built.open("ab") as out:
+                    out.write(hashlib.sha256(built.read_bytes()).digest())
+                os.replace(built, library)
+            return self._open(library, name)  # opened before its folder goes: it stays mapped
 
     def assembly(self, text: str) -> str:
         module = self.llvm.parse_assembly(text)
