@@ -243,11 +243,13 @@ def cells_contiguous(parent_index: np.ndarray, ncell: int) -> tuple[np.ndarray, 
     before its child. Returns (order, first): `order[k]` is the source index of model node
     k, and cell c owns model nodes `first[c]:first[c+1]`.
     """
-    n = len(parent_index)
-    cell = np.empty(n, dtype=np.int64)
-    cell[:ncell] = np.arange(ncell)
-    for i in range(ncell, n):  # parents first, so one pass labels every node
-        cell[i] = cell[parent_index[i]]
+    cell = np.array(parent_index, dtype=np.int32)
+    cell[:ncell] = np.arange(ncell)  # a root is its own cell
+    while True:  # each node's root, by jumping to the parent's parent: log2(depth) passes
+        up = cell[cell]
+        if np.array_equal(up, cell):
+            break
+        cell = up
     order = np.argsort(cell, kind="stable")  # roots stay first in their cell
     counts = np.bincount(cell, minlength=ncell)
     first = np.zeros(ncell + 1, dtype=np.int32)

@@ -171,3 +171,33 @@ def test_damaged_bbcore_stream_words_are_one_line():
     assert refusal(good[:12] + [1, 1]) == f"ds: ProbSyn 1: {delays}, which portneuron does not run"
     assert refusal(good, [0.5]).startswith("ds: ProbSyn 0: its BBCOREPOINTER carries Vectors")
     assert refusal(good, using=0.0).startswith("ds: ProbSyn 0: its stream is not Random123's")
+
+
+def test_cells_contiguous_labels_each_node_with_its_root():
+    """A dataset's nodes, cell by cell (model.cells_contiguous, by jumping to parents'
+    parents): the order and cell starts of labelling each node with its parent's cell, one
+    node after another, on random forests (roots first, parents before children) and a
+    long chain."""
+    from portneuron.model import cells_contiguous
+
+    def one_by_one(parent, ncell):
+        cell = np.arange(len(parent))
+        for i in range(ncell, len(parent)):
+            cell[i] = cell[parent[i]]
+        first = np.zeros(ncell + 1, np.int64)
+        np.cumsum(np.bincount(cell, minlength=ncell), out=first[1:])
+        return np.argsort(cell, kind="stable"), first
+
+    rng = np.random.default_rng(18)
+    forests = []
+    for _ in range(100):
+        ncell = int(rng.integers(1, 6))
+        n = ncell + int(rng.integers(0, 200))
+        parent = np.array([-1] * ncell + [int(rng.integers(0, i)) for i in range(ncell, n)])
+        forests.append((parent.astype(np.int32), ncell))
+    forests.append((np.arange(-1, 5000, dtype=np.int32), 1))
+    for parent, ncell in forests:
+        order, first = cells_contiguous(parent, ncell)
+        expected_order, expected_first = one_by_one(parent, ncell)
+        np.testing.assert_array_equal(order, expected_order)
+        np.testing.assert_array_equal(first, expected_first)
