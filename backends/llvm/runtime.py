@@ -145,8 +145,8 @@ class Jit:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(data + hashlib.sha256(data).digest())
-            os.replace(tmp, path)
+            tmp.write_bytes(data)
+            _seal(tmp, path)
         except OSError:
             pass  # a cache that cannot be written only costs time
 
@@ -259,10 +259,8 @@ class Jit:
                           f"they are loaded by LLVM's JIT instead", file=sys.stderr)  # fmt: skip
                 self.link_failed = True
                 return 0
-            if built != library:  # into the cache whole, its digest after it
-                with built.open("ab") as out:
-                    out.write(hashlib.sha256(built.read_bytes()).digest())
-                os.replace(built, library)
+            if built != library:
+                _seal(built, library)
             return self._open(library, name)  # opened before its folder goes: it stays mapped
 
     def assembly(self, text: str) -> str:
@@ -271,6 +269,13 @@ class Jit:
         builder = self.llvm.create_pass_builder(self.machine, options)
         builder.getModulePassManager().run(module, builder)
         return str(module), self.machine.emit_assembly(module)
+
+
+def _seal(tmp: Path, path: Path) -> None:
+    """File `tmp` into the cache as `path`, whole, its digest after it (_cached checks it)."""
+    with tmp.open("ab") as out:
+        out.write(hashlib.sha256(tmp.read_bytes()).digest())
+    os.replace(tmp, path)
 
 
 @cache

@@ -360,7 +360,7 @@ class _Builder:
                     self._globals(mech), len(all_nodes),
                 )
             )  # fmt: skip
-        ions = self._ions(sets, nodes.count)
+        ions = self._ions(sets)
         self._set_pointers(sets, ions, point_instance, base)
         presyns, gid_presyn = self._presyns(base, stim_instance)
         netcons = self._netcons(sets, point_instance, gid_presyn, stim_instance)
@@ -503,7 +503,7 @@ class _Builder:
             out["usetable"] = self.net.globals[f"usetable_{mech.name}"]
         return out
 
-    def _ions(self, sets: list[MechanismSet], nnode: int) -> list[IonSet]:
+    def _ions(self, sets: list[MechanismSet]) -> list[IonSet]:
         """One instance of each ion on every node a user of it sits on; styles as NEURON's
         nrn_promote derives them from what the users read and write."""
         names: list[str] = []
