@@ -55,6 +55,18 @@ def load_backend(name: str) -> Backend:
     return _entry_point(name).load()()
 
 
+def emitter(stage: str) -> Backend:
+    """A backend whose `emit` prints `stage`: one that renders source for a device
+    (cuda, opencl) even where it cannot run; any other only where it can."""
+    known = ["ir"]
+    for name in backend_names():
+        cls = _entry_point(name).load()
+        if stage in cls.stages:
+            return cls() if cls.emits_anywhere else load_backend(name)
+        known += cls.stages
+    raise BackendUnavailable(f"no backend emits {stage!r}; what can be emitted: {', '.join(known)}")
+
+
 def best_backend() -> str:
     """The fastest backend that can run here: llvm where llvmlite runs, else numpy. Never
     cuda by default: a GPU is chosen by name (`--backend cuda`, `backend="cuda"`)."""
@@ -69,6 +81,7 @@ __all__ = [
     "BackendStatus",
     "BackendUnavailable",
     "best_backend",
+    "emitter",
     "backend_names",
     "backend_status",
     "load_backend",

@@ -36,6 +36,9 @@ class Backend:
     #: Whether adds of several lanes to one element happen in lane order, so that a run
     #: gives the same bits every time (False: atomics, in the order the lanes arrive).
     ordered_sums: ClassVar[bool] = True
+    #: Whether the kernels' math functions (exp, pow, ...) are the device's own library
+    #: rather than the C library's, as NumPy's are: an ulp apart here and there.
+    own_math: ClassVar[bool] = False
     #: Whether the simulation runs whole epochs in one call by default: the epoch driver
     #: written in IR (portneuron.sim.driver), compiled here and run through `bind`.
     compiled_epochs: ClassVar[bool] = False
@@ -43,10 +46,18 @@ class Backend:
     threaded: ClassVar[bool] = False
     #: Cells per block of a compiled epoch (portneuron.sim.epoch.BLOCK_WIDTH).
     epoch_width: int = 8
+    #: What `emit` prints of a kernel (`portneuron compile --emit STAGE`), and whether it
+    #: does so where the backend cannot run (source for a device this machine lacks).
+    stages: ClassVar[tuple[str, ...]] = ()
+    emits_anywhere: ClassVar[bool] = False
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
         """(True, description) if this backend can run here, else (False, reason)."""
+        raise NotImplementedError
+
+    def emit(self, kernel: Kernel, stage: str) -> str:
+        """Stage `stage` (one of `stages`) of a kernel, as text."""
         raise NotImplementedError
 
     def compile(self, kernel: Kernel, hot: bool = True) -> Any:

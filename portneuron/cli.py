@@ -57,14 +57,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if args.emit == "ir":
             sys.stdout.write(format_mechanism(mechanism))
             continue
-        if args.emit == "cuda":  # source only: no PyCUDA or GPU needed, so not load_backend
-            from .backends.cuda import CudaBackend
+        from .backends import emitter
 
-            backend, comment = CudaBackend(), "//"
-        else:
-            from .backends import load_backend
-
-            backend, comment = load_backend("llvm"), ";"
+        backend = emitter(args.emit)  # a GPU's source needs no GPU
+        comment = ";" if args.emit in ("llvm", "asm") else "//"
         for kernel in mechanism.kernels:
             print(f"{comment} ==== {mechanism.name}.{kernel.name} ({args.emit})")
             sys.stdout.write(backend.emit(kernel, args.emit))
@@ -485,10 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--emit",
-        choices=["ir", "llvm", "asm", "cuda"],
         default="ir",
-        help="what to print: portneuron IR, optimised LLVM IR, host assembly or CUDA C "
-        "(default: ir)",
+        help="what to print: portneuron IR (ir), or what a backend makes of it: optimised LLVM "
+        "IR (llvm), host assembly (asm), CUDA C (cuda), OpenCL C (opencl) (default: ir)",
     )
     p.set_defaults(func=cmd_compile)
 

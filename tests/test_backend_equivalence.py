@@ -13,6 +13,7 @@ from harness import Instances, builtin, kernel_inputs, randomised, synapse_netwo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from portneuron.backends import backend_names, backend_status, load_backend
+from test_cuda import GPU
 
 from portneuron.build import Cell, Network
 from portneuron.io.spikes import format_spikes
@@ -22,6 +23,12 @@ from portneuron.sim.simulation import Simulation
 
 OTHERS = [n for n in backend_names() if n != "numpy" and backend_status(n).available]
 MAX_ULP = 4  # per kernel: libm against NumPy's math, operations in the same order
+#: A backend with its device's own math (Backend.own_math: CUDA's libdevice, an OpenCL
+#: driver's library) is held to test_cuda's GPU tolerance, 1e-14 of a value or of its
+#: array's largest. PoCL's exp differs from the C library's in 10 % of arguments, by 1 ulp;
+#: over 40 random draws of each built-in mechanism its kernels were within 32 ulps of a
+#: value, 2.8e-15 of the array's largest.
+DEVICE_MATH = GPU
 MECHANISMS = ["hh", "passive", "expsyn", "exp2syn", "stim", "netstim", "svclmp"]
 
 pytestmark = pytest.mark.skipif(not OTHERS, reason="no backend besides numpy can run here")
@@ -44,6 +51,7 @@ def assert_close(expected: np.ndarray, actual: np.ndarray, what: str) -> None:
 def test_mechanism_kernels_match_numpy(backend, mod, seed, dt, celsius):
     mechanism = builtin(mod)
     reference, other = load_backend("numpy"), load_backend(backend)
+    close = DEVICE_MATH if other.own_math else assert_close
     rng = np.random.default_rng(seed)
     base = randomised(Instances(mechanism, 12, dt=dt, celsius=celsius), rng)
     base.build_tables()
@@ -53,10 +61,10 @@ def test_mechanism_kernels_match_numpy(backend, mod, seed, dt, celsius):
         out = [b.run(b.compile(kernel), c, lanes) for b, c in zip((reference, other), copies)]
         for name, value in copies[0].items():
             if isinstance(value, np.ndarray):
-                assert_close(value, copies[1][name], f"{mod} {kernel.name} {name}")
+                close(value, copies[1][name], f"{mod} {kernel.name} {name}")
         for stream, fields in out[0].items():
             for field, value in fields.items():
-                assert_close(value, out[1][stream][field], f"{mod} {kernel.name} {stream}.{field}")
+                close(value, out[1][stream][field], f"{mod} {kernel.name} {stream}.{field}")
 
 
 @pytest.mark.parametrize("backend", OTHERS)

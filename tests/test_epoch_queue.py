@@ -72,6 +72,8 @@ def backends() -> list[str]:
         out.append("llvm")
     if GXX is not None:
         out.append("cuda stand-in")
+    if backend_status("opencl").available:
+        out.append("opencl")
     return out
 
 

@@ -26,7 +26,7 @@ from portneuron.ir.types import NUMPY_DTYPES
 
 from ..base import Backend, dumping
 from .mapping import ThreadMapping, emits_per_lane, thread_mapping, written_arrays
-from .render import kernel_source
+from .render import CUDA, Dialect, kernel_source
 from .resident import Resident
 from .runtime import NVCC_OPTIONS, PycudaRuntime, Runtime, find_nvcc
 
@@ -57,6 +57,11 @@ class CudaBackend(Backend):
     simd_width: ClassVar[int] = 1
     compiled_epochs: ClassVar[bool] = True
     ordered_sums: ClassVar[bool] = False  # atomicAdd where lanes share an element
+    own_math: ClassVar[bool] = True  # libdevice on a GPU
+    #: How the kernels' C is spelled (render.py); `emit` names it as its stage.
+    dialect: ClassVar[Dialect] = CUDA
+    stages: ClassVar[tuple[str, ...]] = ("cuda",)
+    emits_anywhere: ClassVar[bool] = True  # source needs no GPU
 
     def __init__(
         self, runtime: Runtime | None = None, epoch_width: int = 32, epoch_threads: int = 256
@@ -115,19 +120,19 @@ class CudaBackend(Backend):
 
     def emit(self, kernel: Kernel, stage: str) -> str:
         """The CUDA C source ("cuda") of a kernel, as `compile` builds it."""
-        if stage != "cuda":
-            raise ValueError(f"the cuda backend emits cuda, not {stage!r}")
-        return kernel_source(fold_constants(verify_kernel(kernel)))
+        if stage != self.dialect.name:
+            raise ValueError(f"the {self.name} backend emits {self.dialect.name}, not {stage!r}")
+        return kernel_source(fold_constants(verify_kernel(kernel)), dialect=self.dialect)
 
     def compile(self, kernel: Kernel, hot: bool = True) -> CompiledKernel:
         """`hot` is accepted for the protocol; every kernel is compiled the same way."""
         kernel = fold_constants(verify_kernel(kernel))
-        source = kernel_source(kernel, FUNCTION, self.epoch_threads)
+        source = kernel_source(kernel, FUNCTION, self.epoch_threads, self.dialect)
         if dumping("cuda"):
             print(source, file=sys.stderr)
         return CompiledKernel(
             kernel,
-            thread_mapping(kernel),
+            thread_mapping(kernel, self.dialect.warp),
             self.runtime.compile(source, FUNCTION),
             source,
             frozenset(written_arrays(kernel)),

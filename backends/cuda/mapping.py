@@ -165,8 +165,10 @@ def _outside(body: tuple[Stmt, ...]):
             yield from _outside(inner)
 
 
-def thread_mapping(kernel: Kernel) -> ThreadMapping:
-    """One thread per lane, or one per lane and parallel-loop iteration (module docstring)."""
+def thread_mapping(kernel: Kernel, warp: int = 32) -> ThreadMapping:
+    """One thread per lane, or one per lane and parallel-loop iteration (module docstring);
+    `warp`: the threads that can wait for some of their own alone (1: none can, as in
+    OpenCL, where a split lane is a block of its own)."""
     loops = outer_parallel_loops(kernel.body)
     if not loops:
         return ThreadMapping()
@@ -193,6 +195,6 @@ def thread_mapping(kernel: Kernel) -> ThreadMapping:
     loaded = {e.array for e in used if isinstance(e, Load)}
     return ThreadMapping(
         threads_per_lane=width,
-        barrier="__syncwarp" if 32 % width == 0 else "__syncthreads",
+        barrier="__syncwarp" if warp % width == 0 else "__syncthreads",
         barrier_before=bool(loaded & written_arrays(kernel)),
     )

@@ -1,4 +1,5 @@
-"""C identifiers for IR names: deterministic, distinct, and clear of what C++ and CUDA own.
+"""C identifiers for IR names: deterministic, distinct, and clear of what C++, CUDA and
+OpenCL C own.
 
 IR names contain dots (`node.v`, `mech.m`, `ion.na.ena`, `pn.instance`); each becomes the
 name with every character that C does not allow replaced by `_` (`node_v`). A name that
@@ -29,14 +30,17 @@ _CUDA = """
 threadIdx blockIdx blockDim gridDim warpSize atomicAdd __syncwarp __syncthreads
 __global__ __device__ __host__ __restrict__ __forceinline__ INFINITY NAN min max pow
 """
+_OPENCL = """
+kernel global local constant private generic uchar ushort uint ulong half size_t restrict
+barrier get_global_id get_local_id get_group_id get_local_size as_double as_long
+atomic_inc atom_inc atom_cmpxchg CLK_GLOBAL_MEM_FENCE
+"""
 #: The variables and helpers every generated kernel may define itself.
-INTERNAL = ("lo", "hi", "thread", "threads", "index", "lane", "iteration", "group", "slot")
+INTERNAL = ("lo", "hi", "thread", "threads", "index", "lane", "iteration", "group", "slot", "table")
 
-RESERVED = frozenset(_CXX_KEYWORDS.split() + _CUDA.split() + list(INTRINSICS) + list(INTERNAL)) | {
-    "pn_fmin",
-    "pn_fmax",
-    "pn_random123",
-}
+RESERVED = frozenset(
+    _CXX_KEYWORDS.split() + _CUDA.split() + _OPENCL.split() + list(INTRINSICS) + list(INTERNAL)
+) | {"pn_fmin", "pn_fmax", "pn_random123", "pn_atomic_add", "pn_arena"}
 
 
 def sanitize(name: str) -> str:

@@ -43,6 +43,10 @@ caller's arrays (Records): a pointer per field, from the caller's count on, and 
 while the driver runs: nvcc reads a `const __restrict__` array through the read-only
 (non-coherent) cache, which may keep values from before such a write.
 
+What CUDA C spells its own way (qualifiers, thread indices, barriers, atomics, 64-bit
+types, how a kernel gets its arrays) comes from a `Dialect`; OpenCL C is another
+(backends/opencl/render.py), which the same renderer writes for the opencl backend.
+
 Integer overflow wraps in NumPy and is undefined in C; kernels index arrays of fewer than
 2**31 elements and never overflow.
 """
@@ -112,51 +116,138 @@ INDENT = "    "
 ATOM, CAST, PREFIX, INFIX, TERNARY = range(5)
 
 
-def kernel_source(kernel: Kernel, name: str | None = None, block: int | None = None) -> str:
+class Dialect:
+    """How CUDA C spells what the renderer writes. Another dialect of C for GPUs (OpenCL C:
+    backends/opencl/render.py) is a subclass that spells it its own way."""
+
+    name = "cuda"
+    #: Lines that open the source file.
+    prelude: tuple[str, ...] = ()
+    #: A function the host launches, one a driver calls, a helper's qualifiers.
+    entry = 'extern "C" __global__ void'
+    function = "static __device__ void"
+    inline = "static __device__ __forceinline__"
+    i64, u64, ull, restrict = "long long", "unsigned long long", "ull", "__restrict__"
+    #: A split lane's threads, where their count divides this, wait for each other alone
+    #: (`__syncwarp`); else a split lane is a block of its own (mapping.py).
+    warp = 32
+    #: This thread in the grid; in its block; its block; the threads of a block.
+    global_id = "(long long)blockIdx.x * blockDim.x + threadIdx.x"
+    local_id, group_id, group_size = "threadIdx.x", "blockIdx.x", "blockDim.x"
+    block_barrier = "__syncthreads();"
+    #: Leading parameters of a function the host launches.
+    entry_params: tuple[str, ...] = ()
+    #: The helper that adds a double atomically, if the dialect has no such built-in.
+    atomic_helper: str | None = None
+    helpers = HELPERS
+
+    def element(self, dtype: DType) -> str:
+        """The C type of an array's elements and of a scalar parameter."""
+        return C_TYPES[dtype]
+
+    def pointer(self, c_type: str, const: bool = False, restrict: bool = False) -> str:
+        """A pointer type to `c_type`, spelled to precede a parameter's name."""
+        return f"{'const ' if const else ''}{c_type}* {self.restrict + ' ' if restrict else ''}"
+
+    def entry_array(self, names: Names, c_name: str, pointer: str) -> tuple[str, str | None]:
+        """An array parameter `c_name` of type `pointer` in a function the host launches:
+        its declaration, and the line that derives it at the top of the body, if any."""
+        return pointer + c_name, None
+
+    def address(self, pointer: str, word: str) -> str:
+        """A table's word (a device address) as a `pointer`."""
+        return f"({pointer.strip()}){word}"
+
+    def as_double(self, word: str) -> str:
+        return f"__longlong_as_double((long long){word})"
+
+    def atomic_add(self, at: str, x: str) -> str:
+        return f"atomicAdd(&{at}, {x});"
+
+    def take_slot(self, count: str, wide: bool) -> str:
+        """The old value of the record count `count` (int*, or 64-bit where `wide`) after
+        adding 1 to it atomically."""
+        return f"atomicAdd({count}, {'1ull' if wide else '1'})"
+
+    def bounds(self, threads: int) -> str:
+        """What declares a driver's threads per block, before its name."""
+        return f"__launch_bounds__({threads}) "
+
+    def helper(self, name: str) -> str:
+        return self.helpers[name].format(inline=self.inline, u64=self.u64, ull=self.ull)
+
+
+CUDA = Dialect()
+
+
+def kernel_source(
+    kernel: Kernel, name: str | None = None, block: int | None = None, dialect: Dialect = CUDA
+) -> str:
     """CUDA C for `kernel` as function `name` (default: the kernel's name), with the helper
     functions it needs: a complete source file. `block`: the threads of a CUDA block, where
     the kernel launches others (a driver: see `_Driver`)."""
-    return module_source([(kernel, name)], block)
+    return module_source([(kernel, name)], block, dialect)
 
 
-def module_source(kernels: Iterable[tuple[Kernel, str | None]], block: int | None = None) -> str:
+def module_source(
+    kernels: Iterable[tuple[Kernel, str | None]],
+    block: int | None = None,
+    dialect: Dialect = CUDA,
+) -> str:
     """One source file holding several kernels (names must differ), helpers once."""
     rendered: list[_Kernel] = []
     for kernel, name in kernels:
         kernel = verify_kernel(kernel)
         if any(isinstance(s, Launch) for s in walk.statements(kernel.body)):
-            rendered.append(_Driver(kernel, name, block))
+            rendered.append(_Driver(kernel, name, block, dialect))
         else:
-            rendered.append(_Kernel(kernel, name))
+            rendered.append(_Kernel(kernel, name, dialect))
     helpers = sorted(set().union(*(r.helpers for r in rendered)))
-    parts = [HELPERS[h] for h in helpers] + [r.text for r in rendered]
+    parts = [*dialect.prelude, *(dialect.helper(h) for h in helpers), *(r.text for r in rendered)]
     return "\n".join(parts)
 
 
 def signature(
-    kernel: Kernel, names: Names, plain: Set[str] = frozenset(), device: bool = False
+    kernel: Kernel,
+    names: Names,
+    plain: Set[str] = frozenset(),
+    device: bool = False,
+    dialect: Dialect = CUDA,
+    derived: list[str] | None = None,
 ) -> list[str]:
     """The parameter declarations after lo and hi (module docstring); arrays in `plain`
-    without `__restrict__`; with `device`, a stream is its fields and an `int` count."""
+    without `__restrict__`; with `device`, a stream is its fields and an `int` count.
+    Lines that derive a parameter at the top of the body go into `derived`."""
     written = written_arrays(kernel)
     out = []
+
+    def array(c_name: str, pointer: str) -> None:
+        if device:
+            out.append(pointer + c_name)
+            return
+        declaration, line = dialect.entry_array(names, c_name, pointer)
+        out.append(declaration)
+        if line is not None and derived is not None:
+            derived.append(line)
+
     for p in kernel.params:
         c_name = names(("param", p.name), p.name)
-        const = "" if p.name in written else "const "
-        restrict = "" if p.name in plain else "__restrict__ "
         if not p.is_array:
-            out.append(f"{C_TYPES[p.dtype]} {c_name}")
-        else:
-            out.append(f"{const}{C_TYPES[p.dtype]}* {restrict}{c_name}")
+            out.append(f"{dialect.element(p.dtype)} {c_name}")
+            continue
+        const, restrict = p.name not in written, p.name not in plain
+        array(c_name, dialect.pointer(dialect.element(p.dtype), const, restrict))
     for s in kernel.streams:
         for field, dtype in s.fields:
             c_name = names(("stream", s.name, field), f"{s.name}_{field}")
-            out.append(f"{C_TYPES[dtype]}* __restrict__ {c_name}")
+            array(c_name, dialect.pointer(dialect.element(dtype), restrict=True))
         if device:
-            out.append(f"int* {names(('count', s.name), f'{s.name}_count')}")
+            out.append(dialect.pointer("int") + names(("count", s.name), f"{s.name}_count"))
             continue
-        out.append(f"long long* __restrict__ {names(('order', s.name), f'{s.name}_order')}")
-        out.append(f"unsigned long long* {names(('count', s.name), f'{s.name}_count')}")
+        array(
+            names(("order", s.name), f"{s.name}_order"), dialect.pointer(dialect.i64, False, True)
+        )
+        array(names(("count", s.name), f"{s.name}_count"), dialect.pointer(dialect.u64))
     return out
 
 
@@ -164,11 +255,16 @@ class _Kernel:
     """Renders one kernel; `text` is its source, `helpers` the helper functions it calls."""
 
     def __init__(
-        self, kernel: Kernel, name: str | None, device: bool = False, plain=frozenset()
+        self,
+        kernel: Kernel,
+        name: str | None,
+        dialect: Dialect = CUDA,
+        device: bool = False,
+        plain=frozenset(),
     ) -> None:
-        self.kernel, self.device = kernel, device
+        self.kernel, self.device, self.dialect = kernel, device, dialect
         self.name = sanitize(name or kernel.name)
-        self.mapping: ThreadMapping = thread_mapping(kernel)
+        self.mapping: ThreadMapping = thread_mapping(kernel, dialect.warp)
         self.split = (
             {id(loop) for loop in outer_parallel_loops(kernel.body)}
             if self.mapping.threads_per_lane > 1
@@ -179,7 +275,8 @@ class _Kernel:
         self.emitted = dict.fromkeys(self.emits, 0)
         self.helpers: set[str] = set()
         self.names = Names()
-        self.params = signature(kernel, self.names, plain, device)
+        self.derived: list[str] = []  # lines deriving parameters (Dialect.entry_array)
+        self.params = signature(kernel, self.names, plain, device, dialect, self.derived)
         self.scalars = {p.name for p in kernel.params if not p.is_array}
         self.read = live_variables(kernel.body)
         self.locals: dict[str, str] = {}  # C name -> C type, in order of appearance
@@ -215,9 +312,11 @@ class _Kernel:
             head.append("// one thread per lane")
         if self.device:
             return self.assemble_device(head)
-        params = ",\n".join(INDENT + p for p in ["long long lo", "long long hi", *self.params])
-        out = [*head, f'extern "C" __global__ void {self.name}(\n{params})', "{"]
-        out += [INDENT + line for line in self.preamble()]
+        d = self.dialect
+        params = [*d.entry_params, f"{d.i64} lo", f"{d.i64} hi", *self.params]
+        params = ",\n".join(INDENT + p for p in params)
+        out = [*head, f"{d.entry} {self.name}(\n{params})", "{"]
+        out += [INDENT + line for line in self.derived + self.preamble()]
         out += [f"{INDENT}{c_type} {name};" for name, c_type in self.locals.items()]
         out += self.lines
         out.append("}")
@@ -225,20 +324,20 @@ class _Kernel:
 
     def assemble_device(self, head: list[str]) -> str:
         """The kernel as a device function (the module docstring)."""
-        w = self.mapping.threads_per_lane
-        if w > 1 and self.mapping.barrier != "__syncwarp":
-            raise UnsupportedKernel(
-                f"kernel {self.kernel.name!r}: {w} threads per lane do not divide a warp, "
-                "which a device function needs"
-            )
-        params = ["long long lo", "long long hi", "unsigned thread", "unsigned threads"]
+        w, d = self.mapping.threads_per_lane, self.dialect
+        params = [f"{d.i64} lo", f"{d.i64} hi", "unsigned thread", "unsigned threads"]
         params = ",\n".join(INDENT + p for p in [*params, *self.params])
-        out = [*head, f"static __device__ void {self.name}(\n{params})", "{"]
+        out = [*head, f"{d.function} {self.name}(\n{params})", "{"]
         out += [f"{INDENT}{c_type} {name};" for name, c_type in self.locals.items()]
         if w == 1:
             out.append(
-                f"{INDENT}for (long long index = lo + thread; index < hi; index += threads) {{"
+                f"{INDENT}for ({d.i64} index = lo + thread; index < hi; index += threads) {{"
             )
+        elif self.mapping.barrier != "__syncwarp":  # every thread of the block at each barrier
+            out += [
+                f"{INDENT}const int iteration = (int)thread;  // from {w} on: no iteration",
+                f"{INDENT}for ({d.i64} index = lo; index < hi; index++) {{",
+            ]
         else:
             bits = "0xffffffffu" if w == 32 else f"{hex((1 << w) - 1)}u"
             out += [
@@ -247,7 +346,7 @@ class _Kernel:
                 f"{INDENT}}}",
                 f"{INDENT}const int iteration = (int)thread;",
                 f"{INDENT}const unsigned group = {bits};  // the lane's threads: the warp's first",
-                f"{INDENT}for (long long index = lo; index < hi; index++) {{",
+                f"{INDENT}for ({d.i64} index = lo; index < hi; index++) {{",
             ]
         if self.uses_lane:
             out.append(f"{INDENT * 2}const int lane = (int)index;")
@@ -256,19 +355,19 @@ class _Kernel:
         return "\n".join(out) + "\n"
 
     def preamble(self) -> list[str]:
-        w = self.mapping.threads_per_lane
+        w, d = self.mapping.threads_per_lane, self.dialect
         lane = ["const int lane = (int)index;"] if self.uses_lane else []
         if w == 1:
             return [
-                "const long long index = lo + (long long)blockIdx.x * blockDim.x + threadIdx.x;",
+                f"const {d.i64} index = lo + {d.global_id};",
                 "if (index >= hi) {",
                 f"{INDENT}return;",
                 "}",
                 *lane,
             ]
         lines = [
-            "const long long thread = (long long)blockIdx.x * blockDim.x + threadIdx.x;",
-            f"const long long index = lo + thread / {w};",
+            f"const {d.i64} thread = {d.global_id};",
+            f"const {d.i64} index = lo + thread / {w};",
             "if (index >= hi) {",
             f"{INDENT}return;  // the lane's threads return together",
             "}",
@@ -277,7 +376,7 @@ class _Kernel:
         ]
         if self.mapping.barrier == "__syncwarp":
             bits = (
-                "0xffffffffu" if w == 32 else f"{hex((1 << w) - 1)}u << (threadIdx.x & {32 - w}u)"
+                "0xffffffffu" if w == 32 else f"{hex((1 << w) - 1)}u << ({d.local_id} & {32 - w}u)"
             )
             lines.append(f"const unsigned group = {bits};  // this lane's threads in the warp")
         return lines
@@ -293,7 +392,9 @@ class _Kernel:
         return c_name
 
     def barrier(self) -> str:
-        return "__syncwarp(group);" if self.mapping.barrier == "__syncwarp" else "__syncthreads();"
+        if self.mapping.barrier == "__syncwarp":
+            return "__syncwarp(group);"
+        return self.dialect.block_barrier
 
     # ------------------------------------------------------------------ statements
     def block(self, body: tuple[Stmt, ...], loops: tuple[str, ...]) -> None:
@@ -317,7 +418,9 @@ class _Kernel:
                 if array in self.private:  # no other lane writes this element
                     self.emit_line(f"{at} += {x};")
                 else:
-                    self.emit_line(f"atomicAdd(&{at}, {x});")
+                    self.emit_line(self.dialect.atomic_add(at, x))
+                    if self.dialect.atomic_helper:
+                        self.helpers.add(self.dialect.atomic_helper)
             case If():
                 self.if_(s, loops, "if")
             case Loop(parallel=True) if id(s) in self.split:
@@ -371,8 +474,15 @@ class _Kernel:
         self.emit_line(
             f"// parallel for {s.var} in range({start}, {stop}): this thread's iteration"
         )
+        guard = self.device and self.mapping.barrier != "__syncwarp"  # the block's threads
+        if guard:
+            self.emit_line(f"if (iteration < {self.mapping.threads_per_lane}) {{")
+            self.depth += 1
         self.emit_line(f"{k} = {'' if start == '0' else start + ' + '}iteration;")
         self.block(s.body, (*loops, s.var))
+        if guard:
+            self.depth -= 1
+            self.emit_line("}")
         self.emit_line(f"{self.barrier()}  // the loop's writes are seen by the lane's threads")
 
     def emit(self, s: Emit) -> None:
@@ -382,10 +492,11 @@ class _Kernel:
         self.emit_line("{")
         self.depth += 1
         count = self.names.given[("count", s.stream)]
+        slot = self.dialect.take_slot(count, wide=not self.device)
         if self.device:  # the caller's record arrays, from the count on
-            self.emit_line(f"const int slot = atomicAdd({count}, 1);")
+            self.emit_line(f"const int slot = {slot};")
         else:
-            self.emit_line(f"const unsigned long long slot = atomicAdd({count}, 1ull);")
+            self.emit_line(f"const {self.dialect.u64} slot = {slot};")
         for (field, _), value in zip(stream.fields, s.values):
             self.emit_line(
                 f"{self.names.given[('stream', s.stream, field)]}[slot] = {self.top(value)};"
@@ -394,7 +505,7 @@ class _Kernel:
             self.depth -= 1
             self.emit_line("}")
             return
-        order = "lane" if total == 1 else f"(long long)lane * {total} + {ordinal}"
+        order = "lane" if total == 1 else f"({self.dialect.i64})lane * {total} + {ordinal}"
         self.uses_lane = True
         self.emit_line(f"{self.names.given[('order', s.stream)]}[slot] = {order};")
         self.depth -= 1
@@ -538,7 +649,9 @@ class _Driver(_Kernel):
     reads a `const __restrict__` array through the non-coherent cache, which may keep
     values from before an earlier launch's write)."""
 
-    def __init__(self, kernel: Kernel, name: str | None, block: int | None) -> None:
+    def __init__(
+        self, kernel: Kernel, name: str | None, block: int | None, dialect: Dialect = CUDA
+    ) -> None:
         self.block_threads = block
         self.serial = 0  # Serials around the statement being rendered
         self.dirty = False  # read an array the driver writes since the last barrier
@@ -552,10 +665,11 @@ class _Driver(_Kernel):
                     self.callees[s.kernel] = sanitize(f"pn_call{n}_{s.kernel.name}")
                 plain.setdefault(s.kernel, set()).update(self.unrestricted(s))
         self.rendered = [
-            _Kernel(callee, c_name, device=True, plain=frozenset(plain[callee]))
+            _Kernel(callee, c_name, dialect, device=True, plain=frozenset(plain[callee]))
             for callee, c_name in self.callees.items()
         ]
-        super().__init__(kernel, name)
+        self.widths = {r.kernel: r.mapping.threads_per_lane for r in self.rendered}
+        super().__init__(kernel, name, dialect)
         self.helpers |= set().union(*(r.helpers for r in self.rendered))
         if kernel.streams:
             raise UnsupportedKernel(f"kernel {kernel.name!r}: a driver with streams of its own")
@@ -576,23 +690,21 @@ class _Driver(_Kernel):
         k = self.kernel
         head = [f"// {k.name}: {k.doc}" if k.doc else f"// {k.name}", f"// lanes: {k.lanes}",
                 "// one CUDA block a lane; parameter k in table[k]"]  # fmt: skip
-        bounds = f"__launch_bounds__({self.block_threads}) " if self.block_threads else ""
+        d = self.dialect
+        bounds = d.bounds(self.block_threads) if self.block_threads else ""
+        table, derive = d.entry_array(self.names, "table", d.pointer(d.u64, True, True))
         params = ",\n".join(
-            INDENT + p
-            for p in (
-                "const unsigned long long* __restrict__ table",
-                "long long lo",
-                "long long hi",
-            )
+            INDENT + p for p in (*d.entry_params, table, f"{d.i64} lo", f"{d.i64} hi")
         )
-        out = [*head, f'extern "C" __global__ void {bounds}{self.name}(\n{params})', "{"]
+        out = [*head, f"{d.entry} {bounds}{self.name}(\n{params})", "{"]
+        out += [INDENT + derive] if derive else []
         out += [
-            f"{INDENT}const long long index = lo + (long long)blockIdx.x;",
+            f"{INDENT}const {d.i64} index = lo + ({d.i64}){d.group_id};",
             f"{INDENT}if (index >= hi) {{",
             f"{INDENT * 2}return;  // the block's threads return together",
             f"{INDENT}}}",
-            f"{INDENT}const unsigned thread = threadIdx.x;",
-            f"{INDENT}const unsigned threads = blockDim.x;",
+            f"{INDENT}const unsigned thread = {d.local_id};",
+            f"{INDENT}const unsigned threads = {d.group_size};",
             f"{INDENT}(void)thread;",
             f"{INDENT}(void)threads;",
         ]
@@ -607,26 +719,28 @@ class _Driver(_Kernel):
     def unpack(self) -> list[str]:
         """The parameters the body uses, from the table."""
         used = set(re.findall(r"\b\w+\b", "\n".join(self.lines)))
-        out = []
+        out, d = [], self.dialect
         for k, p in enumerate(self.kernel.params):
-            c_name, c_type = self.names.given[("param", p.name)], C_TYPES[p.dtype]
+            c_name = self.names.given[("param", p.name)]
             if c_name not in used:
                 continue
             word = f"table[{k}]"
             if p.is_array:
-                const = "" if p.name in self.driver_writes else "const "
-                out.append(f"{const}{c_type}* const {c_name} = ({const}{c_type}*){word};")
+                pointer = d.pointer(d.element(p.dtype), p.name not in self.driver_writes)
+                out.append(f"{pointer}const {c_name} = {d.address(pointer, word)};")
             elif p.dtype == F64:
-                out.append(f"const double {c_name} = __longlong_as_double((long long){word});")
+                out.append(f"const double {c_name} = {d.as_double(word)};")
             elif p.dtype == BOOL:
-                out.append(f"const bool {c_name} = {word} != 0ull;")
+                out.append(f"const bool {c_name} = {word} != 0{d.ull};")
             else:
-                out.append(f"const int {c_name} = (int)(long long){word};")
+                out.append(f"const int {c_name} = (int)({d.i64}){word};")
         return out
 
     def barrier_if_read(self) -> None:
         if self.dirty:
-            self.emit_line("__syncthreads();  // every thread has read what comes next writes")
+            self.emit_line(
+                f"{self.dialect.block_barrier}  // every thread has read what comes next writes"
+            )
         self.dirty = False
 
     # ------------------------------------------------------------------ statements
@@ -641,7 +755,7 @@ class _Driver(_Kernel):
                 self.nested(body, loops)
                 self.serial -= 1
                 self.emit_line("}")
-                self.emit_line("__syncthreads();")
+                self.emit_line(self.dialect.block_barrier)
                 self.dirty = False
             case Launch():
                 self.launch(s)
@@ -676,6 +790,12 @@ class _Driver(_Kernel):
                 f"kernel {self.kernel.name!r}: a launch of {s.kernel.name!r} whose range or "
                 "arguments read an array the driver writes"
             )
+        w = self.widths[s.kernel]
+        if w > 1 and (self.serial or (self.block_threads or w) < w):
+            raise UnsupportedKernel(
+                f"kernel {self.kernel.name!r}: a launch of {s.kernel.name!r}, which takes {w} "
+                "threads a lane, " + ("in a Serial" if self.serial else "by fewer threads")
+            )
         bind = dict(s.bind)
         args = [self.top(s.lo), self.top(s.hi)]
         args += ["0u", "1u"] if self.serial else ["thread", "threads"]
@@ -696,7 +816,7 @@ class _Driver(_Kernel):
             return
         self.barrier_if_read()
         self.emit_line(call)
-        self.emit_line("__syncthreads();")
+        self.emit_line(self.dialect.block_barrier)
 
     def view(self, v: View) -> str:
         pointer = self.names.given[("param", v.array)]

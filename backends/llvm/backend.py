@@ -70,6 +70,7 @@ class LlvmBackend(Backend):
     simd_width: ClassVar[int] = 1
     compiled_epochs: ClassVar[bool] = True
     threaded: ClassVar[bool] = True
+    stages: ClassVar[tuple[str, ...]] = ("llvm", "asm")
 
     def __init__(self, math: str | None = None) -> None:
         """`math`: "libm" (the default) calls the C library's exp, which NumPy also uses
