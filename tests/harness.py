@@ -53,6 +53,21 @@ def nrnivmodl_folder(folder: Path, files: list[Path]) -> Path:
     return folder
 
 
+def neuron_backends() -> list[str]:
+    """The backends held to NEURON's bits: numpy and those that compute as it does, with the
+    C library's math and sums in lane order. One with its device's own math or atomics
+    (cuda, opencl) is held to numpy's results instead (test_backend_equivalence.py)."""
+    from portneuron.backends import backend_names, backend_status, load_backend
+
+    out = ["numpy"]
+    for name in backend_names():
+        if name != "numpy" and backend_status(name).available:
+            backend = load_backend(name)
+            if backend.ordered_sums and not backend.own_math:
+                out.append(name)
+    return out
+
+
 def builtin(name: str) -> Mechanism:
     return compile_file(builtin_mod_files()[name])
 

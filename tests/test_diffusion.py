@@ -19,12 +19,11 @@ import pytest
 
 pytest.importorskip("neuron")
 
-from harness import nrnivmodl_folder, script_result  # noqa: E402
-from portneuron.backends import backend_names, backend_status  # noqa: E402
+from harness import neuron_backends, nrnivmodl_folder, script_result  # noqa: E402
 
 pytestmark = pytest.mark.neuron
 
-BACKENDS = ["numpy"] + [n for n in backend_names() if n != "numpy" and backend_status(n).available]
+BACKENDS = neuron_backends()
 MODS = [Path(__file__).parent / "mods" / name for name in ("caldif.mod", "naldif.mod")]
 
 RUN = """

@@ -18,17 +18,17 @@ pytest.importorskip("neuron")
 
 import neuron_cells  # noqa: E402
 import neuron_models  # noqa: E402
-from harness import last_json  # noqa: E402
+from harness import last_json, neuron_backends  # noqa: E402
 
 import portneuron.direct  # noqa: E402
 from portneuron.io.spikes import format_spikes  # noqa: E402
 
 pytestmark = pytest.mark.neuron
 
-from portneuron.backends import backend_names, backend_status, load_backend  # noqa: E402
+from portneuron.backends import load_backend  # noqa: E402
 
 #: The reference first; every other backend that can run here gets the same checks.
-BACKENDS = ["numpy"] + [n for n in backend_names() if n != "numpy" and backend_status(n).available]
+BACKENDS = neuron_backends()
 
 
 def in_neuron(script: str, *args: str) -> str:
