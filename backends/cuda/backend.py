@@ -62,11 +62,13 @@ class CudaBackend(Backend):
     dialect: ClassVar[Dialect] = CUDA
     stages: ClassVar[tuple[str, ...]] = ("cuda",)
     emits_anywhere: ClassVar[bool] = True  # source needs no GPU
+    #: The runtime made on first use where none was given.
+    default_runtime: ClassVar[type] = PycudaRuntime
 
     def __init__(
         self, runtime: Runtime | None = None, epoch_width: int = 32, epoch_threads: int = 256
     ) -> None:
-        """`runtime`: where kernels run (default: PyCUDA, started on first use);
+        """`runtime`: where kernels run (default: `default_runtime`, started on first use);
         `epoch_width`: cells per block of a compiled epoch, one per thread of a warp's
         (a divisor of 32); `epoch_threads`: threads per CUDA block there, one block a cell
         block (a multiple of 32)."""
@@ -81,7 +83,7 @@ class CudaBackend(Backend):
     @property
     def runtime(self) -> Runtime:
         if self._runtime is None:
-            self._runtime = PycudaRuntime()
+            self._runtime = self.default_runtime()
         return self._runtime
 
     @classmethod

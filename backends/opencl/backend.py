@@ -24,16 +24,7 @@ class OpenclBackend(CudaBackend):
     name: ClassVar[str] = "opencl"
     dialect = OPENCL
     stages = ("opencl",)
-
-    def __init__(self, runtime=None, epoch_width: int = 32, epoch_threads: int = 256) -> None:
-        """As the cuda backend's, with OpenCL's work-groups for CUDA's blocks."""
-        super().__init__(runtime, epoch_width, epoch_threads)
-
-    @property
-    def runtime(self) -> OpenclRuntime:
-        if self._runtime is None:
-            self._runtime = OpenclRuntime()
-        return self._runtime
+    default_runtime = OpenclRuntime
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -42,7 +33,7 @@ class OpenclBackend(CudaBackend):
 
 @functools.cache
 def _availability() -> tuple[bool, str]:
-    """Whether a device builds and runs a kernel (once a process: it compiles one)."""
+    """Whether a device builds a kernel (asked once a process: it compiles one)."""
     if importlib.util.find_spec("pyopencl") is None:
         return False, ('pyopencl is not installed (pip install "pyopencl[pocl]" adds a CPU device)')
     import pyopencl as cl
