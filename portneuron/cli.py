@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .backends.base import BackendUnavailable
 from .errors import PortneuronError
+from .interrupts import BEFORE_THE_RUN, Interrupted, restore, stop_on_signals, stopped
 from .parallel import Ranks, world, world_size
 
 
@@ -85,18 +86,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Simulate a dataset NEURON wrote with nrncore_write, like CoreNEURON's special-core, or
     (without -d) the built-in ringtest."""
 
-    from .backends import best_backend, load_backend
-    from .io.spikes import write_spikes
-    from .library import MechanismLibrary
-    from .progress import Progress
-    from .sim.simulation import Simulation
+    run, progress = RunState(args.tstop), None
+    try:  # from the start: an interrupt in the imports says where it stopped as well
+        from .backends import best_backend, load_backend
+        from .io.spikes import write_spikes
+        from .library import MechanismLibrary
+        from .progress import Progress
+        from .sim.simulation import Simulation
 
-    check_run_options(args)  # every option, before any work
-    ranks = _RUN_RANKS[0] = world()
-    outdir = writable_folder(Path(args.outpath))
-    progress = Progress(enabled=not args.json and ranks.rank == 0)
-    run = RunState(args.tstop)
-    try:
+        check_run_options(args)  # every option, before any work
+        ranks = _RUN_RANKS[0] = world()
+        outdir = writable_folder(Path(args.outpath))
+        progress = Progress(enabled=not args.json and ranks.rank == 0)
         start = time.perf_counter()
         names = (args.backend or best_backend()).split(",")
         backend = load_backend(names[ranks.rank % len(names)])
@@ -144,9 +145,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             write_spikes(outdir / "out.dat", result.spikes)
         run.written = True
     except Interrupted as stop:
-        progress.clear()
-        print(f"portneuron: {stop.name}: {run.where()}", file=sys.stderr)
-        return 128 + stop.signum
+        if progress is not None:
+            progress.clear()
+        return stopped(stop, run.where())
     summary = run_summary(model, backend, sim, result, (setup_s, simulate_s, exchange_s), ranks)
     summary.update(rebalance)
     if ranks.rank != 0:
@@ -177,7 +178,7 @@ class RunState:
         if self.written:
             return "stopped after out.dat was written whole"
         if self.sim is None:
-            return "stopped before the simulation started; nothing was written"
+            return BEFORE_THE_RUN
         return (
             f"stopped at t = {self.sim.t:.6g} ms of {self.tstop:g} ms; out.dat was not "
             f"written (one that was there is unchanged)"
@@ -755,21 +756,6 @@ def version_text() -> str:
     return ", ".join(parts)
 
 
-class Interrupted(BaseException):
-    """Ctrl-C or SIGTERM: the run stops with one line and exit status 128 + the signal. A
-    BaseException, as KeyboardInterrupt is, so that no `except Exception` swallows it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum, self.name = signum, signal.Signals(signum).name
-
-
-def _raise_interrupted(signum: int, frame) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # one stop, one line: a second ^C waits
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Interrupted(signum)
-
-
 def _drop_stdout() -> None:
     """Point stdout at /dev/null, so that flushing it at exit (a closed pipe, a full disk)
     cannot add a second message."""
@@ -807,12 +793,7 @@ def _error(message: str) -> None:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    previous = {}
-    try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, _raise_interrupted)
-    except ValueError:
-        pass  # not the main thread (main() called from a thread): Python's own handling
+    previous = stop_on_signals()
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
@@ -826,9 +807,7 @@ def _main(argv: list[str] | None = None) -> int:
         )
         return 1
     except (Interrupted, KeyboardInterrupt) as stop:
-        stop = stop if isinstance(stop, Interrupted) else Interrupted(signal.SIGINT)
-        print(f"portneuron: {stop.name}: stopped; nothing was written", file=sys.stderr)
-        return 128 + stop.signum
+        return stopped(stop if isinstance(stop, Interrupted) else Interrupted(signal.SIGINT))
     except BrokenPipeError:
         _drop_stdout()
         return 0
@@ -838,8 +817,7 @@ def _main(argv: list[str] | None = None) -> int:
         _error(f"error: {where}{exc.strerror or exc}")
         return 1
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        restore(previous)
 
 
 if __name__ == "__main__":

@@ -429,12 +429,14 @@ def start_long_run(outdir: Path, *extra: str) -> subprocess.Popen:
 @pytest.mark.parametrize(
     "signum, code, after",
     [(signal.SIGINT, 130, 3.0), (signal.SIGTERM, 143, 3.0), (signal.SIGINT, 130, 1.0),
-     (signal.SIGTERM, 143, 1.0)],
-    ids=["SIGINT-simulating", "SIGTERM-simulating", "SIGINT-early", "SIGTERM-early"],
+     (signal.SIGTERM, 143, 1.0), (signal.SIGTERM, 143, 0.4)],
+    ids=["SIGINT-simulating", "SIGTERM-simulating", "SIGINT-early", "SIGTERM-early",
+         "SIGTERM-importing"],
 )  # fmt: skip
 def test_interrupt_stops_with_one_line(outdir, signum, code, after):
-    """Sent while the model is built or simulated: one line saying where it stopped and
-    that out.dat was not written; the earlier out.dat is untouched; no stray temporary."""
+    """Sent while the command imports numpy and the rest (its handlers come first), builds
+    the model or simulates: one line saying where it stopped and that out.dat was not
+    written; the earlier out.dat is untouched; no stray temporary."""
     run = start_long_run(outdir)
     time.sleep(after)
     run.send_signal(signum)

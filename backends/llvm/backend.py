@@ -15,23 +15,10 @@ from portneuron.ir import Kernel, verify_kernel
 from portneuron.ir.passes import fold_constants
 from portneuron.ir.types import NUMPY_DTYPES
 
+from portneuron.interrupts import deferred
+
 from ..base import Backend, dumping
 from .runtime import Jit, fill_slots, slot_count
-
-
-def _join(calls: list) -> None:
-    """Wait for every call, even through an interrupt (Ctrl-C raises in this thread): the
-    threads run compiled code on the model's arrays, which must outlive them. The first
-    interrupt is raised once they are done."""
-    interrupt: BaseException | None = None
-    while True:
-        try:
-            wait(calls)
-            break
-        except BaseException as exc:
-            interrupt = interrupt or exc
-    if interrupt is not None:
-        raise interrupt
 
 
 class CompiledKernel:
@@ -137,13 +124,15 @@ class LlvmBackend(Backend):
         if self.pool is None or self.pool_threads < len(ranges) - 1:
             self.pool = ThreadPoolExecutor(len(ranges) - 1)
             self.pool_threads = len(ranges) - 1
-        calls = [self.pool.submit(function, lo, hi, slots) for lo, hi in ranges[1:]]
-        try:
+        # every call returns before a Ctrl-C or SIGTERM is raised here: the threads run
+        # compiled code on the model's arrays, and an exception inside `wait` can leave a
+        # future's lock held, which hangs the thread that finishes it
+        with deferred():
+            calls = [self.pool.submit(function, lo, hi, slots) for lo, hi in ranges[1:]]
             function(ranges[0][0], ranges[0][1], slots)
-        finally:
-            _join(calls)
-        for call in calls:
-            call.result()
+            wait(calls)
+            for call in calls:
+                call.result()
 
     def emit(self, kernel: Kernel, stage: str) -> str:
         """The optimised LLVM IR ("llvm") or the assembly ("asm") of a kernel."""

@@ -1,0 +1,94 @@
+"""Ctrl-C and SIGTERM: how the command line stops, and where a stop must wait.
+
+The command line's handler raises `Interrupted` in the main thread, wherever it is, so that a
+run stops while its model is read or built as well as between epochs. Code that waits for
+other threads cannot be cut anywhere, though: an exception raised inside
+`concurrent.futures.wait` can leave a future's lock held, and the thread finishing that
+future then waits for the lock forever (a thread pool that runs compiled code hung 2 times in
+200 such interrupts). Such a wait runs `deferred`: a signal that arrives there is handled by
+the handler that was there once the wait is over.
+
+This module imports nothing heavy: the `portneuron` command installs its handlers first,
+before the half second of imports that follow.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType
+
+#: The signals that stop a run (exit status 128 + the signal).
+STOPPING = (signal.SIGINT, signal.SIGTERM)
+
+#: What a run stopped before its first step says.
+BEFORE_THE_RUN = "stopped before the simulation started; nothing was written"
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM: the run stops with one line and exit status 128 + the signal. A
+    BaseException, as KeyboardInterrupt is, so that no `except Exception` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum, self.name = signum, signal.Signals(signum).name
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    for each in STOPPING:  # one stop, one line: a second ^C waits
+        signal.signal(each, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def stop_on_signals() -> dict[int, object]:
+    """Ctrl-C and SIGTERM raise `Interrupted` from here on; the handlers they replace, to
+    put back (none off the main thread, where Python keeps its own handling)."""
+    previous: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOPPING:
+            previous[signum] = signal.signal(signum, _raise_interrupted)
+    return previous
+
+
+def restore(previous: dict[int, object]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def stopped(stop: Interrupted, where: str = "stopped; nothing was written") -> int:
+    """The one line an interrupted command prints; its exit status."""
+    print(f"portneuron: {stop.name}: {where}", file=sys.stderr)
+    return 128 + stop.signum
+
+
+class deferred:
+    """A region the stopping signals do not cut: one that arrives in it (in the main thread,
+    with a handler written in Python: the command line's, KeyboardInterrupt's) is held, and
+    handed to that handler when the region ends. Outside the main thread nothing changes (a
+    signal's handler runs in the main thread only)."""
+
+    def __enter__(self) -> deferred:
+        self.held: list[int] = []
+        self.saved: dict[int, object] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        try:
+            for signum in STOPPING:
+                handler = signal.getsignal(signum)
+                if callable(handler):
+                    self.saved[signum] = handler  # before it is replaced: restore finds it
+                    signal.signal(signum, self._hold)
+        except BaseException:  # one that arrived before the region began: raised as it was
+            restore(self.saved)
+            raise
+        return self
+
+    def _hold(self, signum: int, frame: FrameType | None) -> None:
+        self.held.append(signum)
+
+    def __exit__(self, *exc: object) -> None:
+        restore(self.saved)
+        for signum in dict.fromkeys(self.held):  # the handler's own: it raises or stops
+            handler = self.saved[signum]
+            handler(signum, sys._getframe())

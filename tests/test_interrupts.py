@@ -1,0 +1,118 @@
+"""Ctrl-C and SIGTERM held over a wait on other threads (portneuron.interrupts.deferred):
+an exception raised inside concurrent.futures' wait can leave a future's lock held and hang
+the run (CI once hung in test_interrupt_stops_with_one_line), so the llvm backend's threaded
+calls hold a signal until every call has returned, then hand it to the handler that was
+there."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import wait
+
+import pytest
+
+from portneuron.interrupts import Interrupted, deferred, restore, stop_on_signals
+
+
+def arrive(signum: int) -> None:
+    """The signal, sent to this process and handled (in this, the main thread) before this
+    returns: Python runs a handler between bytecodes, and these sleeps give it 50 chances."""
+    os.kill(os.getpid(), signum)
+    for _ in range(50):
+        time.sleep(0.001)
+
+
+@pytest.fixture
+def stopping():
+    previous = stop_on_signals()
+    yield
+    restore(previous)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_in_the_region_stops_the_run_when_it_ends(stopping, signum):
+    reached = []
+    with pytest.raises(Interrupted) as stop:
+        with deferred():
+            arrive(signum)
+            reached.append("the end of the region")
+    assert reached == ["the end of the region"]
+    assert stop.value.signum == signum
+    # the command line's handler, put back and run: a second signal waits
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_ctrl_c_under_pythons_own_handler():
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred():
+            arrive(signal.SIGINT)
+            reached.append("the end of the region")
+    assert reached == ["the end of the region"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_outside_the_region_a_signal_stops_at_once(stopping):
+    with deferred():
+        pass
+    with pytest.raises(Interrupted):
+        arrive(signal.SIGTERM)
+        pytest.fail("not stopped")
+
+
+def test_off_the_main_thread_nothing_changes(stopping):
+    handlers = []
+
+    def region() -> None:
+        with deferred():
+            handlers.append(signal.getsignal(signal.SIGTERM))
+
+    worker = threading.Thread(target=region)
+    worker.start()
+    worker.join()
+    assert handlers == [signal.getsignal(signal.SIGTERM)]
+
+
+def test_threaded_calls_finish_before_the_stop(stopping, monkeypatch):
+    """The llvm backend's compiled epochs on two threads, the signal arriving inside the
+    wait for the other thread's call: it does not cut the wait, which returns (every call
+    done); then the run stops, and the backend's pool still takes work."""
+    pytest.importorskip("llvmlite")
+    import portneuron.backends.llvm.backend as llvm
+    from harness import synapse_network
+    from portneuron.backends import load_backend
+
+    from portneuron.sim.simulation import Simulation
+
+    model = synapse_network("ExpSyn").build()
+    backend = load_backend("llvm")
+    sim = Simulation(model, backend, threads=2)
+    sim.run(1.0)
+    if sim.threads_used < 2:
+        pytest.skip("the model runs on one thread")
+    waits, cut = [], []
+
+    def wait_with_a_signal(calls):
+        try:
+            arrive(signal.SIGTERM)
+        except Interrupted:  # raised here, inside the wait: where it can hang the run
+            cut.append(True)
+            raise
+        wait(calls)
+        waits.append(all(call.done() for call in calls))
+
+    monkeypatch.setattr(llvm, "wait", wait_with_a_signal)
+    with pytest.raises(Interrupted):
+        sim.run(2.0, initialize=False)
+    assert cut == [] and waits == [True]
+    monkeypatch.undo()
+    assert backend.pool.submit(lambda: 7).result(timeout=5) == 7
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
