@@ -158,6 +158,23 @@ class VecPlay:
 
 
 @dataclass
+class Transfers:
+    """Values copied from place to place every step: NEURON's gap junctions
+    (ParallelContext.source_var / target_var). A source is a place (a node's v, or a
+    variable of a mechanism or an ion) with an id of its own, the sid; a target is a
+    variable of a point process (a gap junction's vgap) that takes the value of the source
+    with its sid: after the voltage update, before the SOLVE blocks (NEURON's nonvint), and
+    at finitialize after v is set, before the INITIAL blocks. Each entry is the sids of
+    places of one kind and where they are (`PointerTarget`'s spaces)."""
+
+    sources: list[tuple[np.ndarray, PointerTarget]] = field(default_factory=list)
+    targets: list[tuple[np.ndarray, PointerTarget]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.targets)
+
+
+@dataclass
 class Sections:
     """The sections of the cells and which nodes they hold: what longitudinal diffusion
     needs (NEURON's ldifus.cpp). A section of `nseg` segments and length `length` [um]
@@ -198,6 +215,8 @@ class Model:
     #: The sections, where the source gives them (direct mode, the native builder; a
     #: dataset does not): only LONGITUDINAL_DIFFUSION needs them.
     sections: Sections | None = None
+    #: Gap junctions and the other values NEURON transfers every step.
+    transfers: Transfers = field(default_factory=Transfers)
 
     @property
     def ncell(self) -> int:

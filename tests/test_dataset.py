@@ -85,10 +85,10 @@ def damaged(dataset: Path, tmp_path: Path, name: str, change) -> Path:
         ("0_1.dat", lambda b: b.replace(b"1.8", b"1.7", 1), "0_1.dat:1: dataset format '1.7'"),
         ("bbcore_mech.dat", lambda b: b.replace(b"Exp2Syn", b"MySyn"), "'MySyn' has no .mod"),
         ("files.dat", lambda b: b"", "files.dat:1: file ends before the version line"),
-        ("files.dat", lambda b: b.replace(b"1.8\n", b"1.8\n-1\n"), "files.dat:2: .*gap junctions"),
+        ("files.dat", lambda b: b"1.8\n-1\n", "files.dat:3: file ends before the number of cell"),
         ("0_2.dat", lambda b: b.replace(b"chkpnt 9\n", b"chkpnt 7\n"), "expected 'chkpnt 9'"),
     ],
-    ids=["truncated", "version", "missing-mod", "empty", "gap-junctions", "checkpoint"],
+    ids=["truncated", "version", "missing-mod", "empty", "gap-flag-alone", "checkpoint"],
 )
 def test_bad_dataset_one_line_no_out_dat(dataset, tmp_path, name, change, message):
     import re

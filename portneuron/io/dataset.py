@@ -33,6 +33,7 @@ from portneuron.model import (
     Nodes,
     PointerTarget,
     Presyns,
+    Transfers,
     VecPlay,
     cells_contiguous,
 )
@@ -119,6 +120,19 @@ class Group:
     pointer_types: dict[int, np.ndarray] = field(default_factory=dict)
     #: Per mechanism type with bbcore_write data: (ints, doubles) as its instances wrote them.
     bbcore: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: Its `<g>_gap.dat`, where the model has gap junctions and the group takes part.
+    gaps: Gaps | None = None
+
+
+@dataclass
+class Gaps:
+    """One group's `<g>_gap.dat`: the places it gives values from (sources) and the point
+    process variables that take them (targets), each as (sid, type, index): type -1 is a
+    node's v, the index a node of the group; any other a mechanism or ion type, the index
+    counting that type's values instance by instance, as its data block lies."""
+
+    sources: tuple[np.ndarray, np.ndarray, np.ndarray]
+    targets: tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def load_dataset(
@@ -154,6 +168,9 @@ def load_dataset(
         )
         groups_ids = [g for g, mine in zip(groups_ids, here) if mine]
     groups = [read_group(directory, g, types) for g in groups_ids]
+    if has_gaps(directory / "files.dat"):
+        for g in groups:
+            g.gaps = read_gaps(directory, g, types)
     model = merge(groups, types, globals_, library, str(directory), remote)
     del groups
     give_back(collect=True)  # the groups' arrays, merged into the model's
@@ -182,11 +199,8 @@ def read_files_dat(path: Path) -> list[int]:
     with DatFile(path) as f:
         f.version()
         n = f.integer("the number of cell groups")
-        if n == -1:
-            raise f.error(
-                "the model has gap junctions, which portneuron does not support yet; "
-                "remove pc.setup_transfer() from the model"
-            )
+        if n == -1:  # the model has gap junctions (has_gaps); the count follows
+            n = f.integer("the number of cell groups")
         if n < 0:
             raise f.error(f"negative number of cell groups ({n}); the file is damaged")
         ids: dict[int, None] = {}  # in order
@@ -197,6 +211,67 @@ def read_files_dat(path: Path) -> list[int]:
             if g != -1:
                 ids[g] = None
         return list(ids)
+
+
+def has_gaps(path: Path) -> bool:
+    """Whether files.dat says the model has gap junctions (a line -1 before the count)."""
+    with DatFile(path) as f:
+        f.version()
+        return f.integer("the number of cell groups") == -1
+
+
+def read_gaps(directory: Path, group: Group, types: dict[int, MechType]) -> Gaps | None:
+    """A group's `<g>_gap.dat` (NEURON's nrnbbcore_gap_write), None where it has none (a
+    group without gap junctions). Types are checked here, indices once merged."""
+    path = directory / f"{group.gid}_gap.dat"
+    if not path.exists():
+        return None
+    with DatFile(path) as f:
+        f.version()
+        size = f.integer("sizeof_sid_t")
+        if size not in (4, 8):
+            raise f.error(f"sids of {size} bytes; NEURON writes 4 (or 8, NRNLONGSGID)")
+        ntar, nsrc = f.count("ntar"), f.count("nsrc")
+        parts = []
+        for n, side in ((nsrc, "source"), (ntar, "target")):
+            if n == 0:
+                parts.append((np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)))
+                continue
+            sid = f.array(f"i{size}", n, f"{side} sids").astype(np.int64)
+            kind = f.array("i4", n, f"{side} types")
+            index = f.array("i4", n, f"{side} indices")
+            parts.append((sid, kind, index))
+        f.end()
+    (src_sid, src_type, src_index), (_, tar_type, tar_index) = parts
+    counts = {mt.type_id: len(data) for mt, _, data, _, _ in group.mechs}
+    for what, kind, index, voltage in (
+        ("source", src_type, src_index, True),
+        ("target", tar_type, tar_index, False),
+    ):
+        for k in range(len(kind)):
+            t, ix = int(kind[k]), int(index[k])
+            if t == -1 and voltage:
+                if not 0 <= ix < len(group.v):
+                    raise DatasetError(
+                        f"{path}: {what} {k} is the v of node {ix}, but the group has "
+                        f"{len(group.v)} nodes; the file is damaged"
+                    )
+                continue
+            if t not in counts or (not voltage and not types[t].point_type):
+                why = "a point process here" if not voltage else "a mechanism with instances here"
+                raise DatasetError(
+                    f"{path}: {what} {k} is of type {t}, which is not {why}; the file is damaged"
+                )
+            values = counts[t] * types[t].param_size
+            if not 0 <= ix < values:
+                raise DatasetError(
+                    f"{path}: {what} {k} is value {ix} of {types[t].name}, which has {values} "
+                    f"values here; the file is damaged"
+                )
+    unique, seen = np.unique(src_sid, return_counts=True)
+    if (seen > 1).any():
+        raise DatasetError(f"{path}: source sid {unique[seen > 1][0]} is given twice")
+    return Gaps(parts[0], parts[1])
 
 
 def read_mech_types(path: Path) -> dict[int, MechType]:
@@ -523,12 +598,11 @@ def merge(
         set_of[type_id] = len(sets)
         sets.append(MechanismSet(mech, type_id, node_index, data, ion_index, mglobals, count))
 
+    places = _Places(types, sets, set_of, instance_offset, ions, ion_offsets, node_map)
     for mset in sets:
         if mset.mechanism.pointers:
-            mset.pointers = _pointers(
-                mset, groups, types, sets, set_of, instance_offset, ions, ion_offsets,
-                node_map, source,
-            )  # fmt: skip
+            mset.pointers = _pointers(mset, groups, places, source)
+    transfers = _transfers(groups, places, source, remote)
     for mset in sets:
         if mset.mechanism.stream is not None:
             _bbcore_stream(mset, groups, source)
@@ -567,6 +641,7 @@ def merge(
         source_node=source_node,
         source_group=source_group,
         source=source,
+        transfers=transfers,
     )
 
 
@@ -716,40 +791,31 @@ def _instance_data(mech, columns: list[np.ndarray]) -> dict[str, np.ndarray]:
     return data
 
 
-def _pointers(
-    mset: MechanismSet,
-    groups,
-    types,
-    sets,
-    set_of,
-    instance_offset,
-    ions,
-    ion_offsets,
-    node_map,
-    source: str,
-) -> dict[str, PointerTarget]:
-    """Where each POINTER of a set points. NEURON writes a pointer as a pdata word (an index)
-    and a type: -1 for a node's v (the index a node of the group), a mechanism or ion type
-    for one of its values (the index counts that type's values instance by instance, as its
-    data block lies in the group)."""
-    mech = mset.mechanism
-    slots = pdata_slots(mech)
-    where = f"{source}: {mech.name}"
-    if slots is None:
-        raise DatasetError(f"{where}: cannot find its POINTERs among its pdata words")
+class _Places:
+    """Where a value NEURON names by a type and an index lies in the merged model: type -1
+    a node's v (the index a node of the group), a mechanism or ion type one of its values
+    (the index counting that type's values instance by instance, as its data block lies in
+    the group). What POINTERs and gap junctions point at."""
 
-    def resolve(kind: int, words, gi: int, what: str) -> tuple[str, np.ndarray]:
+    def __init__(self, types, sets, set_of, instance_offset, ions, ion_offsets, node_map):
+        self.types, self.sets, self.set_of = types, sets, set_of
+        self.instance_offset, self.ions, self.ion_offsets = instance_offset, ions, ion_offsets
+        self.node_map = node_map
+
+    def resolve(self, kind: int, words, gi: int, what: str) -> tuple[str, np.ndarray]:
+        """("node.v", "ion:<ion>:<variable>" or "mech:<set>:<variable>", the indices)."""
+        types, ions = self.types, self.ions
         if kind == -1:
-            return "node.v", node_map(gi, words)
+            return "node.v", self.node_map(gi, words)
         if kind in ions:
             ion = ions[kind]
             instance, field_ = np.divmod(words, types[kind].param_size)
             names = {ION_FIELDS[f].format(ion.name) for f in np.unique(field_)}
             if len(names) != 1:
                 raise DatasetError(f"{what}: points at several variables of {ion.name}_ion")
-            return f"ion:{ion.name}:{names.pop()}", instance + ion_offsets[(gi, kind)]
-        if kind in set_of:
-            target = sets[set_of[kind]]
+            return f"ion:{ion.name}:{names.pop()}", instance + self.ion_offsets[(gi, kind)]
+        if kind in self.set_of:
+            target = self.sets[self.set_of[kind]]
             instance, field_ = np.divmod(words, types[kind].param_size)
             names = {target.mechanism.layout[f] for f in np.unique(field_)}
             bases = {n.split("[")[0] for n in names}
@@ -760,13 +826,23 @@ def _pointers(
                 )
             base = bases.pop()
             length = next(v.length for v in target.mechanism.variables if v.name == base)
-            instance = instance + instance_offset[(gi, kind)]
+            instance = instance + self.instance_offset[(gi, kind)]
             if not length:
-                return f"mech:{set_of[kind]}:{base}", instance
+                return f"mech:{self.set_of[kind]}:{base}", instance
             element = np.array([int(target.mechanism.layout[f].split("[")[1][:-1]) for f in field_])
-            return f"mech:{set_of[kind]}:{base}", instance * length + element
+            return f"mech:{self.set_of[kind]}:{base}", instance * length + element
         what_kind = "i_membrane_" if kind == -2 else f"type {kind}"
         raise DatasetError(f"{what}: points at {what_kind}, which portneuron does not support")
+
+
+def _pointers(mset: MechanismSet, groups, places: _Places, source: str) -> dict[str, PointerTarget]:
+    """Where each POINTER of a set points: NEURON writes a pointer as a pdata word (an
+    index) and a type (`_Places`)."""
+    mech = mset.mechanism
+    slots = pdata_slots(mech)
+    where = f"{source}: {mech.name}"
+    if slots is None:
+        raise DatasetError(f"{where}: cannot find its POINTERs among its pdata words")
 
     out = {}
     for k, name in enumerate(mech.pointers):
@@ -784,7 +860,9 @@ def _pointers(
                 index = np.empty(len(data), np.int64)
                 for kind in np.unique(kinds):
                     at = kinds == kind
-                    space, index[at] = resolve(int(kind), words[at], gi, f"{where} POINTER {name}")
+                    space, index[at] = places.resolve(
+                        int(kind), words[at], gi, f"{where} POINTER {name}"
+                    )
                     spaces.add(space)
                 indices.append(index)
         if len(spaces) > 1:
@@ -794,6 +872,49 @@ def _pointers(
             )
         if spaces:
             out[name] = PointerTarget(spaces.pop(), np.concatenate(indices).astype(np.int32))
+    return out
+
+
+def _transfers(groups, places: _Places, source: str, remote: bool) -> Transfers:
+    """The groups' gap junctions: sources and targets by kind of place, each target's
+    source somewhere in the model (on one rank: a run on several keeps coupled groups
+    together)."""
+    out = Transfers()
+    for side, entries in (("source", out.sources), ("target", out.targets)):
+        found: dict[str, tuple[list, list]] = {}
+        for gi, g in enumerate(groups):
+            if g.gaps is None:
+                continue
+            sid, kind, index = g.gaps.sources if side == "source" else g.gaps.targets
+            for t in np.unique(kind):
+                at = kind == t
+                what = f"{source}/{g.gid}_gap.dat: a gap junction's {side}"
+                space, where = places.resolve(int(t), index[at], gi, what)
+                if side == "target" and not space.startswith("mech:"):
+                    raise DatasetError(f"{what} is not a point process's variable")
+                sids, indices = found.setdefault(space, ([], []))
+                sids.append(sid[at])
+                indices.append(where)
+        for space, (sids, indices) in found.items():
+            entries.append(
+                (
+                    np.concatenate(sids),
+                    PointerTarget(space, np.concatenate(indices).astype(np.int32)),
+                )
+            )
+    given = np.concatenate([sid for sid, _ in out.sources] or [np.zeros(0, np.int64)])
+    unique, seen = np.unique(given, return_counts=True)
+    if (seen > 1).any():
+        raise DatasetError(
+            f"{source}: gap junction source sid {unique[seen > 1][0]} is given twice"
+        )
+    for sid, _ in out.targets:
+        missing = sid[~np.isin(sid, given)]
+        if len(missing):
+            raise DatasetError(
+                f"{source}: a gap junction's target takes sid {missing[0]}, which no source "
+                f"gives{' on this rank' if remote else ''}; the dataset is incomplete"
+            )
     return out
 
 

@@ -19,6 +19,23 @@ from portneuron.model import MechanismSet, Model, PointerTarget
 from portneuron.nmodl.tables import array_name, bounds, grid, mfac
 
 
+def place_array(model: Model, node_arrays: dict[str, np.ndarray], space: str) -> np.ndarray | None:
+    """The array a `PointerTarget`'s space names (a node's v, a mechanism's or an ion's
+    variable, the model's `outside` values), None for a space that is none of them."""
+    kind, _, rest = space.partition(":")
+    if space == "node.v":
+        return node_arrays["node.v"]
+    if space == "outside":
+        return model.outside
+    if kind == "mech":
+        index, _, variable = rest.partition(":")
+        return model.mechanisms[int(index)].data[variable].reshape(-1)
+    if kind == "ion":
+        ion, _, variable = rest.partition(":")
+        return model.ion(ion).data[variable]
+    return None
+
+
 class BoundMechanism:
     """One mechanism set with its compiled kernels and their arguments."""
 
@@ -137,18 +154,8 @@ class BoundMechanism:
                         f"{self.set.name}: POINTER {name} is not set (NEURON's setpointer, or "
                         f"the model builder's, must point it somewhere before the run)"
                     )
-            kind, _, rest = target.space.partition(":")
-            if target.space == "node.v":
-                array = node_arrays["node.v"]
-            elif target.space == "outside":
-                array = model.outside
-            elif kind == "mech":
-                index, _, variable = rest.partition(":")
-                array = model.mechanisms[int(index)].data[variable].reshape(-1)
-            elif kind == "ion":
-                ion, _, variable = rest.partition(":")
-                array = model.ion(ion).data[variable]
-            else:
+            array = place_array(model, node_arrays, target.space)
+            if array is None:
                 raise PortneuronError(f"{self.set.name}: POINTER {name} points at {target.space}")
             self.args[f"pointer.{name}"] = array
             self.args[f"pointer.{name}.index"] = target.index.astype(np.int32)

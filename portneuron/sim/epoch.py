@@ -103,6 +103,8 @@ def check(model) -> None:
     """Unsupported where the model needs the stepwise loop, with the reason."""
     if model.vecplay:
         raise Unsupported("Vector.play needs the stepwise loop")
+    if model.transfers:
+        raise Unsupported("gap junctions need the stepwise loop")
     for mset in model.mechanisms:
         mech = mset.mechanism
         if mech.pointers or any(k.name in BEFORE_AFTER for k in mech.kernels):

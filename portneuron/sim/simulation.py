@@ -37,7 +37,7 @@ from portneuron.model import Model
 from portneuron.parallel import Ranks
 
 from . import cable, diffusion
-from .binding import BoundMechanism
+from .binding import BoundMechanism, place_array
 from .events import EventQueue
 from .play import Player
 from .watch import Watches
@@ -131,6 +131,7 @@ class Simulation:
         self._bind_ions()
         self._bind_netcons()
         self._bind_presyns()
+        self.transfers = self._bind_transfers()
         self.players = [
             Player(p, model.mechanisms[p.target_set].data[p.variable]) for p in model.vecplay
         ]
@@ -277,6 +278,28 @@ class Simulation:
         counts = np.bincount(nc.source[self.netcons_by_source], minlength=self.model.presyns.count)
         self.source_start = np.zeros(self.model.presyns.count + 1, dtype=np.int64)
         np.cumsum(counts, out=self.source_start[1:])
+
+    def _bind_transfers(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Each gap junction target's copy from its source (Model.transfers), as (target
+        array, its indices, source array, its indices) by kind of place."""
+        transfers, copies = self.model.transfers, []
+        for sids, target in transfers.targets:
+            into = place_array(self.model, self.node_arrays, target.space)
+            for given, source in transfers.sources:
+                hit = np.isin(sids, given)
+                if not hit.any():
+                    continue
+                order = np.argsort(given, kind="stable")
+                of = order[np.searchsorted(given, sids[hit], sorter=order)]
+                values = place_array(self.model, self.node_arrays, source.space)
+                copies.append((into, target.index[hit], values, source.index[of]))
+        return copies
+
+    def _transfer(self) -> None:
+        """The gap junctions' values, from their sources to their targets (NEURON's
+        nrnthread_v_transfer)."""
+        for into, at, values, of in self.transfers:
+            into[at] = values[of]
 
     def _bind_presyns(self) -> None:
         ps = self.model.presyns
@@ -443,6 +466,7 @@ class Simulation:
         run(self.kernels["update_voltage"], self.cable_args, self.model.nodes.count)
         self.t += 0.5 * dt
         self._play()
+        self._transfer()  # the new v, before the SOLVE blocks (NEURON's nonvint)
         for bound in self.mechanisms:
             if bound.has("state"):
                 bound.run("state", self.t, dt)
@@ -472,6 +496,7 @@ class Simulation:
         for player in self.players:
             player.reset()
             player.deliver(self.t)
+        self._transfer()  # after v is set, before BEFORE_INITIAL and INITIAL
         self._before_after("before_initial")
         for ion, args, kernel, _ in self.ion_inits:  # ions come before their users
             self.backend.run(kernel, args, ion.count)

@@ -1,0 +1,196 @@
+"""Gap junctions (issue 19): NEURON's models with ParallelContext.source_var / target_var,
+written by nrncore_write and run from the dataset. The value a target takes is its source's
+v after the voltage update, before the SOLVE blocks, and at finitialize before INITIAL
+(NEURON's nonvint and nrn_finitialize); portneuron copies it at the same points, so the
+voltages are NEURON's to the bit on the backends that compute as NEURON does
+(harness.neuron_backends), and within 1e-9 mV on the others, with the same spikes.
+tests/gap_models.py builds the models in NEURON; tests/mods/halfgap.mod is the junction
+(i = g (vgap - v), an ELECTRODE_CURRENT, as NEURON's own tests write it)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("neuron")
+
+from harness import last_json, neuron_backends, nrnivmodl_folder  # noqa: E402
+from portneuron.backends import backend_names, backend_status, load_backend  # noqa: E402
+
+from portneuron.io.dataset import DatasetError, load_dataset  # noqa: E402
+from portneuron.io.spikes import format_spikes  # noqa: E402
+from portneuron.library import MechanismLibrary  # noqa: E402
+from portneuron.sim.simulation import Simulation  # noqa: E402
+
+pytestmark = pytest.mark.neuron
+
+HERE = Path(__file__).parent
+MOD = HERE / "mods" / "halfgap.mod"
+#: Backends that compute as NEURON does (its bits), each on 1 and 2 threads where threaded.
+EXACT = [f"{b}:{n}" for b in neuron_backends() for n in ((1, 2) if b == "llvm" else (1,))]
+#: The others: NEURON's voltages within 1e-9 mV, its spikes.
+OTHERS = [
+    f"{b}:1"
+    for b in backend_names()
+    if b not in neuron_backends() and b != "cuda" and backend_status(b).available
+]
+
+
+@pytest.fixture(scope="module")
+def mods(tmp_path_factory):
+    return nrnivmodl_folder(tmp_path_factory.mktemp("gap") / "mods", [MOD])
+
+
+def neuron_and_portneuron(mods: Path, model: str, folder: Path, runs: list[str], tstop=50.0):
+    """NEURON's run of `model`, its dataset in `folder`, and portneuron's `runs` of it."""
+    done = subprocess.run(
+        [sys.executable, str(HERE / "gap_models.py"), str(mods), model, str(folder),
+         ",".join(runs), str(tstop)],
+        capture_output=True, text=True, cwd=HERE,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return last_json(done.stdout)
+
+
+@pytest.mark.parametrize("model", ["two", "chain", "network"])
+def test_gap_junctions_are_neurons(mods, tmp_path, model):
+    """Two passive cells; 10 hh cells in a chain, spikes running down it; 100 spiking cells
+    with 150 random junctions and 300 NetCons."""
+    out = neuron_and_portneuron(mods, model, tmp_path / "data", EXACT + OTHERS)
+    if model != "two":
+        assert len(out["spikes"]) >= {"chain": 10, "network": 100}[model]
+        assert out["range"] > 100.0
+    for run, got in out["runs"].items():
+        assert got["same_spikes"], run
+        if run in EXACT:
+            assert got["max_dv"] == 0.0, (run, got)
+        else:
+            assert got["max_dv"] <= 1e-9, (run, got)
+        assert "gap junctions" in got["stepwise"] or "step by step" in got["stepwise"]
+
+
+def test_the_command_runs_a_dataset_with_gap_junctions(mods, tmp_path):
+    """`portneuron run -d`: out.dat is NEURON's spikes of the chain."""
+    out = neuron_and_portneuron(mods, "chain", tmp_path / "data", [])
+    run = subprocess.run(
+        [sys.executable, "-m", "portneuron", "run", "-d", str(tmp_path / "data"),
+         "--mechanisms", str(MOD.parent), "-e", "50", "-o", str(tmp_path / "out")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    spikes = [(t, g) for t, g in out["spikes"]]
+    assert (tmp_path / "out" / "out.dat").read_text() == format_spikes(spikes)
+
+
+@pytest.fixture(scope="module")
+def special_core(tmp_path_factory):
+    """CoreNEURON built with the junction (nrnivmodl -coreneuron: some minutes)."""
+    folder = tmp_path_factory.mktemp("gapcore")
+    nrnivmodl = Path(sys.executable).parent / "nrnivmodl"
+    if not nrnivmodl.exists():
+        pytest.skip("nrnivmodl is not installed")
+    (folder / MOD.name).write_bytes(MOD.read_bytes())
+    made = subprocess.run([str(nrnivmodl), "-coreneuron", "."], cwd=folder, capture_output=True, text=True)  # fmt: skip
+    core = folder / "x86_64" / "special-core"
+    if made.returncode != 0 or not core.exists():
+        pytest.skip(f"nrnivmodl -coreneuron cannot build here: {made.stderr.strip()[-300:]}")
+    return core
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["chain", "network"])
+def test_the_same_spikes_as_coreneuron(mods, special_core, tmp_path, model):
+    """nrniv-core (CoreNEURON with the junction) and `portneuron run -d` on the same
+    dataset: the same out.dat, which is NEURON's spikes."""
+    out = neuron_and_portneuron(mods, model, tmp_path / "data", [])
+    core = subprocess.run(
+        [str(special_core), "-d", str(tmp_path / "data"), "-e", "50", "-o",
+         str(tmp_path / "core"), "--voltage=1000"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert core.returncode == 0, (core.stdout + core.stderr)[-2000:]
+    ours = subprocess.run(
+        [sys.executable, "-m", "portneuron", "run", "-d", str(tmp_path / "data"),
+         "--mechanisms", str(MOD.parent), "-e", "50", "-o", str(tmp_path / "ours")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert ours.returncode == 0, ours.stderr
+    written = (tmp_path / "ours" / "out.dat").read_text()
+    assert written == (tmp_path / "core" / "out.dat").read_text()
+    assert written == format_spikes([(t, g) for t, g in out["spikes"]])
+
+
+def analytic(model, v0: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The two coupled one-compartment cells' voltages at times `t` [ms] (a row per time)
+    from `v0`, exactly: C dV/dt = -gL (V - E) + gc (V_other - V), with each cell's C, gL and E and the
+    junction's gc read from the model."""
+    nodes = model.nodes
+    cap = model.mechanism_set("capacitance")
+    pas = model.mechanism_set("pas")
+    gap = model.mechanism_set("HalfGap")
+    assert cap.count == pas.count == gap.count == 2
+    at = pas.node_index
+    assert list(cap.node_index) == list(at) and list(gap.node_index) == list(at)
+    area = nodes.area[at] * 1e-8  # [cm2]
+    c = cap.data["cm"] * area  # [uF]
+    gl = pas.data["g"] * area * 1e3  # [mS]: mS x mV = uA
+    gc = gap.data["g"] * 1e-3  # [mS]
+    a = np.array([[-(gl[0] + gc[0]), gc[0]], [gc[1], -(gl[1] + gc[1])]]) / c[:, None]
+    b = gl * pas.data["e"] / c
+    rest = np.linalg.solve(a, -b)
+    values, vectors = np.linalg.eig(a)
+    start = np.linalg.solve(vectors, v0 - rest)
+    return rest + (vectors @ (start[:, None] * np.exp(values[:, None] * t[None, :]))).T
+
+
+def test_two_cells_approach_the_exact_solution_at_first_order(mods, tmp_path):
+    """NEURON's step takes the other side's v from the step before (its "modified Euler"
+    for gap junctions), so the error is first order in dt: halving dt halves it (within
+    10 %), and at dt = 0.025 ms it is under 1 % of the voltages' range."""
+    out = neuron_and_portneuron(mods, "pair", tmp_path / "data", ["numpy:1"], tstop=20.0)
+    assert out["runs"]["numpy:1"]["max_dv"] == 0.0  # portneuron's run is NEURON's
+    errors = []
+    for dt in (0.025, 0.0125):
+        model = load_dataset(tmp_path / "data", MechanismLibrary([MOD.parent]))
+        nodes = list(model.mechanism_set("pas").node_index)
+        v0 = model.nodes.v[nodes].copy()
+        result = Simulation(model, load_backend("numpy"), dt=dt).run(20.0, record=nodes)
+        exact = analytic(model, v0, result.t)
+        errors.append(float(np.abs(result.v - exact).max()))
+        span = float(np.ptp(exact))
+    assert span > 4.0, span
+    assert 1.8 < errors[0] / errors[1] < 2.2, errors
+    assert errors[0] < 0.01 * span, errors
+
+
+def _damaged(folder: Path, offset_from_end: int, value: bytes) -> None:
+    """`value` written over 0_gap.dat's bytes from `offset_from_end` before its end (the
+    first target's index at 8, its type at 25, its sid at 42: 'chkpnt N' lines between)."""
+    path = folder / "0_gap.dat"
+    data = bytearray(path.read_bytes())
+    at = len(data) - offset_from_end
+    data[at : at + len(value)] = value
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "where, value, says",
+    [
+        (8, (99).to_bytes(4, "little", signed=True), "target 0 is value 99 of HalfGap"),
+        (25, (3).to_bytes(4, "little", signed=True), "is of type 3, which is not a point process"),
+        (42, (7).to_bytes(4, "little", signed=True), "takes sid 7, which no source gives"),
+    ],
+    ids=["index", "type", "sid"],
+)  # fmt: skip
+def test_a_damaged_gap_file_is_one_line(mods, tmp_path, where, value, says):
+    """A target past its mechanism's values, of a type that is no point process, or taking
+    a sid no source gives: one DatasetError naming the file (or the dataset)."""
+    neuron_and_portneuron(mods, "two", tmp_path / "data", [], tstop=1.0)
+    _damaged(tmp_path / "data", where, value)
+    with pytest.raises(DatasetError, match=says) as refused:
+        load_dataset(tmp_path / "data", MechanismLibrary([MOD.parent]))
+    assert str(tmp_path / "data") in str(refused.value)
