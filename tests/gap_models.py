@@ -170,6 +170,7 @@ def main() -> None:
     h.finitialize(V_INIT)
     pc.nrncore_write(folder)
     indices = [int(seg.node_index()) for seg in segments]
+    np.save(f"{folder}/neuron_v.npy", expected)  # for tests/gap_native.py's models
 
     from portneuron.backends import load_backend
 

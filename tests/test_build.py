@@ -206,3 +206,29 @@ def test_a_mechanism_with_a_constructor_is_refused_by_the_native_builder(tmp_pat
     net.add_cell(cell, 0)
     with pytest.raises(PortneuronError, match=r"ctorsyn\.mod: CtorSyn has a CONSTRUCTOR"):
         net.build()
+
+
+def test_gap_junctions_in_the_builder_refuse_in_one_line_and_place_together():
+    """Network.point_process and transfer name what is wrong; placement puts the two cells
+    of a junction on one rank (a step couples them)."""
+    from pathlib import Path
+
+    from portneuron.build import Place
+    from portneuron.errors import PortneuronError
+    from portneuron.library import MechanismLibrary
+
+    net = Network(MechanismLibrary([Path(__file__).parent / "mods"]))
+    cell, other = Cell("a"), Cell("b")
+    soma, osoma = cell.section("soma", L=10, diam=10), other.section("soma", L=10, diam=10)
+    for gid in range(4):
+        net.add_cell(cell if gid < 3 else other, gid)
+    with pytest.raises(PortneuronError, match="no cell with gid 7"):
+        net.point_process(7, soma, 0.5, "HalfGap")
+    with pytest.raises(PortneuronError, match="'soma' is not one of gid 3's cell"):
+        net.point_process(3, soma, 0.5, "HalfGap")
+    with pytest.raises(PortneuronError, match="the target must be a point process"):
+        net.transfer(Place(0, soma), Place(3, osoma))
+    assert net.gap_junction(Place(0, soma), Place(3, osoma), "HalfGap", g=0.01) == (0, 0)
+    for nranks in (2, 3):
+        where = net.placement(nranks)
+        assert where[0] == where[3], where

@@ -86,6 +86,38 @@ def test_the_command_runs_a_dataset_with_gap_junctions(mods, tmp_path):
     assert (tmp_path / "out" / "out.dat").read_text() == format_spikes(spikes)
 
 
+@pytest.mark.parametrize("model", ["chain", "network"])
+def test_built_natively_is_neurons(mods, tmp_path, model):
+    """The same model built by portneuron.build (tests/gap_native.py: Network.gap_junction,
+    Network.point_process for one cell's synapses and stimulus): NEURON's voltages bit for
+    bit and its spikes; written by save_dataset (files.dat's -1, 0_gap.dat) and run by
+    `portneuron run -d`, NEURON's out.dat again."""
+    import gap_native
+
+    from portneuron.io.write import save_dataset
+
+    out = neuron_and_portneuron(mods, model, tmp_path / "data", [])
+    expected = np.load(tmp_path / "data" / "neuron_v.npy")
+    spikes = [(t, g) for t, g in out["spikes"]]
+    library = MechanismLibrary([MOD.parent])
+    for backend in neuron_backends():
+        net, places = gap_native.MODELS[model](library)
+        built = net.build()
+        nodes = [net.node(p.gid, p.section, p.x) for p in places]
+        result = Simulation(built, load_backend(backend)).run(50.0, record=nodes)
+        assert np.abs(result.v - expected).max() == 0.0, backend
+        assert [(float(t), int(g)) for t, g in result.spikes] == spikes, backend
+    save_dataset(gap_native.MODELS[model](library)[0].build(), tmp_path / "native")
+    assert (tmp_path / "native" / "files.dat").read_text().split("\n")[1] == "-1"
+    run = subprocess.run(
+        [sys.executable, "-m", "portneuron", "run", "-d", str(tmp_path / "native"),
+         "--mechanisms", str(MOD.parent), "-e", "50", "-o", str(tmp_path / "out")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "out" / "out.dat").read_text() == format_spikes(spikes)
+
+
 @pytest.fixture(scope="module")
 def special_core(tmp_path_factory):
     """CoreNEURON built with the junction (nrnivmodl -coreneuron: some minutes)."""
@@ -105,7 +137,8 @@ def special_core(tmp_path_factory):
 @pytest.mark.parametrize("model", ["chain", "network"])
 def test_the_same_spikes_as_coreneuron(mods, special_core, tmp_path, model):
     """nrniv-core (CoreNEURON with the junction) and `portneuron run -d` on the same
-    dataset: the same out.dat, which is NEURON's spikes."""
+    dataset: the same out.dat, which is NEURON's spikes; and nrniv-core on the same model
+    built natively and written by save_dataset, too."""
     out = neuron_and_portneuron(mods, model, tmp_path / "data", [])
     core = subprocess.run(
         [str(special_core), "-d", str(tmp_path / "data"), "-e", "50", "-o",
@@ -122,6 +155,21 @@ def test_the_same_spikes_as_coreneuron(mods, special_core, tmp_path, model):
     written = (tmp_path / "ours" / "out.dat").read_text()
     assert written == (tmp_path / "core" / "out.dat").read_text()
     assert written == format_spikes([(t, g) for t, g in out["spikes"]])
+    # the natively built model, as save_dataset writes it: CoreNEURON runs it to the same
+    import gap_native
+
+    from portneuron.io.write import save_dataset
+
+    save_dataset(
+        gap_native.MODELS[model](MechanismLibrary([MOD.parent]))[0].build(), tmp_path / "native"
+    )
+    core = subprocess.run(
+        [str(special_core), "-d", str(tmp_path / "native"), "-e", "50", "-o",
+         str(tmp_path / "core-native"), "--voltage=1000"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert core.returncode == 0, (core.stdout + core.stderr)[-2000:]
+    assert (tmp_path / "core-native" / "out.dat").read_text() == written
 
 
 def analytic(model, v0: np.ndarray, t: np.ndarray) -> np.ndarray:

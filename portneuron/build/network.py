@@ -29,6 +29,7 @@ from portneuron.model import (
     PointerTarget,
     Presyns,
     Sections,
+    Transfers,
 )
 from portneuron.parallel import Ranks
 from portneuron.sim.epoch import BLOCK_WIDTH
@@ -121,6 +122,11 @@ class Network:
         self.stims: list[_Stim] = []
         self.connections: list[_Connection] = []
         self.pointers: list[tuple[Place, Place]] = []
+        #: Point processes of one cell, not its template's: gid -> (mechanism, section, x,
+        #: values), in creation order.
+        self.added: dict[int, list[tuple[str, object, float, dict]]] = {}
+        #: (source, target) of each transfer: `transfer`, `gap_junction`.
+        self.transfers: list[tuple[Place, Place]] = []
         self._gids: set[int] = set()
 
     def add_cell(self, cell: Cell, gid: int) -> None:
@@ -165,6 +171,58 @@ class Network:
             raise PortneuronError(f"setpointer: no cell with gid {pointer.gid} or {target.gid}")
         self.pointers.append((pointer, target))
 
+    def point_process(self, gid: int, section, x: float, mechanism: str, **values: float) -> int:
+        """A point process at section(x) of cell `gid` alone, not of its template (half of a
+        gap junction, one cell's stimulus); its index among the cell's point processes,
+        after the template's ones, for `connect`, `Place(point=...)` and `transfer`."""
+        cell = next((c for c, g in self.cells if g == gid), None)
+        if cell is None:
+            raise PortneuronError(f"point_process: no cell with gid {gid}")
+        if not 0.0 <= x <= 1.0:
+            raise PortneuronError(f"{mechanism} at {section.name}({x}): x must be in [0, 1]")
+        if not any(sec is section for sec in cell.sections):
+            raise PortneuronError(
+                f"point_process: section {getattr(section, 'name', section)!r} is not one "
+                f"of gid {gid}'s cell ({cell.name})"
+            )
+        added = self.added.setdefault(gid, [])
+        added.append((mechanism, section, float(x), dict(values)))
+        return len(cell.points) + len(added) - 1
+
+    def transfer(self, source: Place, target: Place) -> None:
+        """NEURON's `pc.source_var(source)` and `pc.target_var(target)`: the point process
+        variable at `target` (`Place(gid, point=k, variable="vgap")`) takes the value at
+        `source` (a node's v, a mechanism's or an ion's variable) every step, after the
+        voltage update, and at finitialize before INITIAL. The two cells are placed on one
+        rank."""
+        if target.point is None:
+            raise PortneuronError("transfer: the target must be a point process's variable")
+        for place in (source, target):
+            if place.gid not in self._gids:
+                raise PortneuronError(f"transfer: no cell with gid {place.gid}")
+        self.transfers.append((source, target))
+
+    def gap_junction(
+        self, a: Place, b: Place, mechanism: str, variable: str = "vgap", **values: float
+    ) -> tuple[int, int]:
+        """A gap junction between places `a` and `b` (section(x) of two cells): a point
+        process `mechanism` (a junction's .mod, such as one with `i = g*(vgap - v)`) with
+        `values` at each, whose `variable` takes the other side's v, as NEURON's two
+        halves joined by source_var / target_var. The two point processes' indices."""
+        points = tuple(
+            self.point_process(p.gid, p.section, p.x, mechanism, **values) for p in (a, b)
+        )
+        for (here, point), there in zip(zip((a, b), points), (b, a)):
+            self.transfer(
+                Place(there.gid, there.section, there.x),
+                Place(here.gid, point=point, variable=variable),
+            )
+        return points
+
+    def coupled(self) -> list[list[int]]:
+        """The gids each transfer couples (a source's and its target's cell)."""
+        return [[source.gid, target.gid] for source, target in self.transfers]
+
     # ------------------------------------------------------------------ placing
     def placement(
         self,
@@ -176,7 +234,8 @@ class Network:
         compiled epoch's vector lanes), longest first by what one step of the template
         computes (portneuron.cost); an artificial cell with a gid where the first cell it
         drives is (one without a gid is built with every cell it drives). Each group of
-        gids in `together` lands on one rank; `speeds`: each rank's, where they differ."""
+        gids in `together`, and the two cells of every transfer (gap junction), land on
+        one rank; `speeds`: each rank's, where they differ."""
         templates = {id(cell): cell for cell, _ in self.cells}
         ops = {key: cost.cell_ops(cell.compile(), self.library) for key, cell in templates.items()}
         index = {key: k for k, key in enumerate(templates)}
@@ -184,6 +243,7 @@ class Network:
         costs = [ops[id(cell)] for cell, _ in self.cells]
         shapes = [index[id(cell)] for cell, _ in self.cells]
         position = {gid: k for k, gid in enumerate(gids)}
+        together = [*together, *self.coupled()]  # a step couples them: one rank
         unknown = sorted({g for group in together for g in group} - set(position))
         if unknown:
             raise PortneuronError(f"placement: no cell with gid {unknown[0]} to keep together")
@@ -288,6 +348,9 @@ class _Builder:
                 placed.setdefault(mech, []).append(("density", mnodes, offset, values, None))
             for k, (mech, node, values) in enumerate(c.points):
                 placed.setdefault(mech, []).append(("point", node, offset, values, (gid, k)))
+            for k, (mech, section, x, values) in enumerate(net.added.get(gid, ())):
+                node, key = c.node_at(section, x), (gid, len(c.points) + k)
+                placed.setdefault(mech, []).append(("point", node, offset, values, key))
         for k in self.stims:
             placed.setdefault(net.stims[k].mechanism, [])
         order = sorted(placed, key=lambda m: memb_order(library, m))
@@ -362,6 +425,7 @@ class _Builder:
             )  # fmt: skip
         ions = self._ions(sets)
         self._set_pointers(sets, ions, point_instance, base)
+        transfers = self._transfers(sets, ions, point_instance, base)
         presyns, gid_presyn = self._presyns(base, stim_instance)
         netcons = self._netcons(sets, point_instance, gid_presyn, stim_instance)
         diffusing = any(s.mechanism.diffusion and s.count for s in sets)
@@ -369,6 +433,7 @@ class _Builder:
             nodes, sets, ions, presyns, netcons, celsius=net.celsius,
             secondorder=net.secondorder, dt=net.dt, source="native model",
             sections=self._sections(base, nodes.count) if diffusing else None,
+            transfers=transfers,
         )  # fmt: skip
 
     def _concatenated(self, name: str, first: np.ndarray, dtype=np.float64) -> np.ndarray:
@@ -437,6 +502,50 @@ class _Builder:
             f"{getattr(place.section, 'name', place.section)}({place.x})"
         )
 
+    def _place(self, target: Place, sets, ions, point_instance, base, what="setpointer"):
+        """(space, index) of a place, as a `PointerTarget` names it."""
+        if not target.mechanism and target.point is None:
+            return "node.v", self._node(target, base)
+        if target.mechanism.endswith("_ion"):
+            name = target.mechanism.removesuffix("_ion")
+            ion = next((k for k in ions if k.name == name), None)
+            at = np.flatnonzero(ion.node_index == self._node(target, base)) if ion else []
+            if not len(at) or target.variable not in ion.data:
+                raise PortneuronError(f"{what}: no {name} {target.variable} there")
+            return f"ion:{name}:{target.variable}", int(at[0])
+        ts, ti = self._instance(target, sets, point_instance, base)
+        variable, k = target.variable, None
+        if variable.endswith("]"):
+            variable, k = variable[:-1].split("[")
+        if variable not in sets[ts].data:
+            raise PortneuronError(f"{what}: {sets[ts].name} keeps no {variable} per instance")
+        length = sets[ts].data[variable].shape[1] if k is not None else 0
+        return f"mech:{ts}:{variable}", ti if k is None else ti * length + int(k)
+
+    def _transfers(self, sets, ions, point_instance, base) -> Transfers:
+        """Network.transfer's sources and targets, by kind of place, a sid per transfer
+        (both cells of each are here: placement keeps them on one rank)."""
+        out = Transfers()
+        for side, entries in ((0, out.sources), (1, out.targets)):
+            found: dict[str, tuple[list, list]] = {}
+            for sid, pair in enumerate(self.net.transfers):
+                place = pair[side]
+                if place.gid not in self.cell_of or pair[1 - side].gid not in self.cell_of:
+                    if place.gid in self.cell_of or pair[1 - side].gid in self.cell_of:
+                        raise PortneuronError(
+                            f"transfer: gids {pair[0].gid} and {pair[1].gid} are built on "
+                            f"different ranks; keep them together (Network.placement)"
+                        )
+                    continue
+                space, index = self._place(place, sets, ions, point_instance, base, "transfer")
+                sids, indices = found.setdefault(space, ([], []))
+                sids.append(sid)
+                indices.append(index)
+            for space, (sids, indices) in found.items():
+                where = PointerTarget(space, np.array(indices, dtype=np.int32))
+                entries.append((np.array(sids, dtype=np.int64), where))
+        return out
+
     def _set_pointers(self, sets, ions, point_instance, base) -> None:
         """The POINTER targets of every set, from Network.setpointer."""
         found: dict[tuple[int, str], dict[int, tuple[str, int]]] = {}
@@ -446,27 +555,7 @@ class _Builder:
                 raise PortneuronError(
                     f"setpointer: {sets[s].name} has no POINTER {pointer.variable}"
                 )
-            if not target.mechanism and target.point is None:
-                space, index = "node.v", self._node(target, base)
-            elif target.mechanism.endswith("_ion"):
-                name = target.mechanism.removesuffix("_ion")
-                ion = next((k for k in ions if k.name == name), None)
-                at = np.flatnonzero(ion.node_index == self._node(target, base)) if ion else []
-                if not len(at) or target.variable not in ion.data:
-                    raise PortneuronError(f"setpointer: no {name} {target.variable} there")
-                space, index = f"ion:{name}:{target.variable}", int(at[0])
-            else:
-                ts, ti = self._instance(target, sets, point_instance, base)
-                variable, k = target.variable, None
-                if variable.endswith("]"):
-                    variable, k = variable[:-1].split("[")
-                if variable not in sets[ts].data:
-                    raise PortneuronError(
-                        f"setpointer: {sets[ts].name} keeps no {variable} per instance"
-                    )
-                length = sets[ts].data[variable].shape[1] if k is not None else 0
-                space = f"mech:{ts}:{variable}"
-                index = ti if k is None else ti * length + int(k)
+            space, index = self._place(target, sets, ions, point_instance, base)
             found.setdefault((s, pointer.variable), {})[i] = (space, index)
         for (s, name), by_instance in found.items():
             if len(by_instance) != sets[s].count:

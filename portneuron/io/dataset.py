@@ -910,10 +910,16 @@ def _transfers(groups, places: _Places, source: str, remote: bool) -> Transfers:
         )
     for sid, _ in out.targets:
         missing = sid[~np.isin(sid, given)]
+        if len(missing) and remote:
+            raise DatasetError(
+                f"{source}: a gap junction's target takes sid {missing[0]}, whose source is "
+                f"in a cell group on another rank; gap junctions between ranks are not "
+                f"supported yet: run on one rank"
+            )
         if len(missing):
             raise DatasetError(
                 f"{source}: a gap junction's target takes sid {missing[0]}, which no source "
-                f"gives{' on this rank' if remote else ''}; the dataset is incomplete"
+                f"gives; the dataset is incomplete"
             )
     return out
 

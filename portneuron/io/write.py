@@ -127,7 +127,8 @@ def _write(model: Model, out: Path) -> None:
         if (model.presyns.gid >= 0).any()
         else 0
     )
-    (out / "files.dat").write_text(f"{VERSION}\n{1:10d}\n{gid}\n")
+    gaps = "-1\n" if model.transfers else ""  # files.dat's sign of gap junctions
+    (out / "files.dat").write_text(f"{VERSION}\n{gaps}{1:10d}\n{gid}\n")
     lines = [VERSION, str(max(t[0] for t in types.values()) + 1)]
     for name, (tid, pnt, art, ion, psize, dsize) in sorted(types.items(), key=lambda kv: kv[1][0]):
         lines.append(f"{name} {tid} {pnt} {art} {ion} {psize} {dsize} {psize}" + " 1" * psize)
@@ -264,6 +265,40 @@ def _write(model: Model, out: Path) -> None:
         f.array(play.y, "f8")
         f.array(play.t_points, "f8")
     f.close()
+    if model.transfers:
+
+        def place(space: str, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """NEURON's (type, index) of places: -1 and the node, or a type and its value
+            counted instance by instance."""
+            kind, _, rest = space.partition(":")
+            if space == "node.v":
+                return np.full(len(index), -1), ds_index[index]
+            name, _, variable = rest.partition(":")
+            if kind == "ion":
+                field = [f.format(name) for f in ION_FIELDS].index(variable)
+                return np.full(len(index), types[f"{name}_ion"][0]), ion_instance_map[name][
+                    index
+                ] * 5 + field
+            mset = model.mechanisms[int(name)]
+            layout = mset.mechanism.layout
+            inst = instance_maps[int(name)][index]
+            return np.full(len(index), types[mset.name][0]), inst * len(layout) + layout.index(
+                variable
+            )
+
+        sides = []
+        for entries in (model.transfers.sources, model.transfers.targets):
+            parts = [(sid, *place(where.space, where.index)) for sid, where in entries]
+            sides.append([np.concatenate([p[k] for p in parts]) for k in range(3)])
+        g = _Out(out / f"{gid}_gap.dat")
+        g.line("4 sizeof_sid_t")
+        g.line(f"{len(sides[1][0])} ntar")
+        g.line(f"{len(sides[0][0])} nsrc")
+        for sid, kind, index in sides:
+            if len(sid):
+                for values in (sid, kind, index):
+                    g.array(values, "i4")
+        g.close()
 
 
 def _data_block(model: Model, m, inst: np.ndarray, ions: dict, ion_map: dict) -> np.ndarray:
