@@ -60,6 +60,20 @@ class Ranks:
         )
         return all_t, all_gid
 
+    def allgather_values(self, values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Every rank's float64 `values` (rank i's has counts[i] of them), rank after rank,
+        on every rank: gap junctions' sources each step."""
+        if self.comm is None:
+            return values
+        from mpi4py import MPI
+
+        out = np.empty(int(counts.sum()))
+        offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        self.comm.Allgatherv(
+            np.ascontiguousarray(values, np.float64), [out, counts, offsets, MPI.DOUBLE]
+        )
+        return out
+
     def gather(self, value: Any) -> list | None:
         """Every rank's `value`, in rank order, on rank 0; None on the others."""
         if self.comm is None:

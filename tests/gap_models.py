@@ -3,7 +3,7 @@ source_var / target_var), run there and written by nrncore_write; then run by po
 from the dataset on each backend and thread count asked for. Run as a script by
 tests/test_gap.py, it prints one JSON line:
 
-    python gap_models.py MODS MODEL FOLDER BACKENDS [TSTOP] [DT]
+    python gap_models.py MODS MODEL FOLDER BACKENDS [TSTOP] [DT] [THREADS]
 
 MODEL: "two" (two passive cells, one of three segments, at different resting potentials,
 coupled once), "pair" (two one-compartment passive cells), "chain" (10 hh cells in a chain, the first driven by an IClamp), "network"
@@ -86,7 +86,8 @@ def chain(n: int = 10) -> tuple[list, list]:
 def network(n: int = 100, couplings: int = 150) -> tuple[list, list]:
     """`n` cells (an hh soma, a passive dendrite of 3 segments), `couplings` random gap
     junctions between dendrites and somas (5 to 30 nS), each cell exciting 3 random others
-    through ExpSyns (weight 0.004 uS, delay 1 to 4 ms), and 5 NetStims driving 5 cells."""
+    through ExpSyns (weight 0.004 uS, delay 1 to 4 ms), and 5 NetStims (gids 1000 to 1004)
+    driving 5 cells."""
     rng = np.random.default_rng(19)
     cells, keep = [], []
     for k in range(n):
@@ -114,11 +115,13 @@ def network(n: int = 100, couplings: int = 150) -> tuple[list, list]:
             nc = pc.gid_connect(k, syn)
             nc.weight[0], nc.delay = 0.004, float(rng.uniform(1, 4))
             keep += [syn, nc]
-    for k in range(5):
+    for k in range(5):  # with gids, so that threads (cell groups) may hold the cells
         ns = h.NetStim()
         ns.start, ns.interval, ns.number = 2 + k, 10 + k, 5
+        pc.set_gid2node(1000 + k, pc.id())
+        pc.cell(1000 + k, h.NetCon(ns, None))
         syn = h.ExpSyn(cells[k * 17][0](0.5))
-        nc = h.NetCon(ns, syn)
+        nc = pc.gid_connect(1000 + k, syn)
         nc.weight[0], nc.delay = 0.05, 1
         keep += [ns, syn, nc]
     pc.set_maxstep(10)
@@ -164,6 +167,8 @@ def main() -> None:
 
     neuron.load_mechanisms(mods)
     segments, keep = MODELS[name]()
+    if len(sys.argv) > 7:  # threads: as many cell groups, junctions between them
+        pc.nthread(int(sys.argv[7]))
     pc.setup_transfer()
     expected, spikes = neuron_run(segments, tstop, dt)
     h.dt = dt
@@ -182,7 +187,10 @@ def main() -> None:
     for run in filter(None, runs.split(",")):
         backend, threads = run.split(":")
         model = load_dataset(folder, MechanismLibrary([mods]))
-        nodes = [model.node_of(0, k) for k in indices]
+        groups = [int(g) for g in np.unique(model.source_group)]
+        if len(groups) > 1:  # which group holds which segment: only one group here
+            raise SystemExit("portneuron's runs here take a dataset of one group")
+        nodes = [model.node_of(groups[0], k) for k in indices]
         sim = Simulation(model, load_backend(backend), dt=dt, threads=int(threads))
         result = sim.run(tstop, record=nodes)
         out["runs"][run] = {

@@ -52,9 +52,9 @@ def network(
             point = net.point_process(int(target), dend, 0.5, "ExpSyn", tau=2)
             net.connect(int(target), point, 0.004, float(rng.uniform(1, 4)), source_gid=k)
     for k in range(5):
-        stim = net.artificial_cell("NetStim", start=2 + k, interval=10 + k, number=5)
+        net.artificial_cell("NetStim", gid=1000 + k, start=2 + k, interval=10 + k, number=5)
         point = net.point_process(k * 17, soma, 0.5, "ExpSyn")
-        net.connect(k * 17, point, 0.05, 1.0, source_stim=stim)
+        net.connect(k * 17, point, 0.05, 1.0, source_gid=1000 + k)
     return net, [Place(k, sec) for k in range(n) for sec in sections]
 
 

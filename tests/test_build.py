@@ -208,9 +208,8 @@ def test_a_mechanism_with_a_constructor_is_refused_by_the_native_builder(tmp_pat
         net.build()
 
 
-def test_gap_junctions_in_the_builder_refuse_in_one_line_and_place_together():
-    """Network.point_process and transfer name what is wrong; placement puts the two cells
-    of a junction on one rank (a step couples them)."""
+def test_gap_junctions_in_the_builder_refuse_in_one_line():
+    """Network.point_process and transfer name what is wrong."""
     from pathlib import Path
 
     from portneuron.build import Place
@@ -229,6 +228,4 @@ def test_gap_junctions_in_the_builder_refuse_in_one_line_and_place_together():
     with pytest.raises(PortneuronError, match="the target must be a point process"):
         net.transfer(Place(0, soma), Place(3, osoma))
     assert net.gap_junction(Place(0, soma), Place(3, osoma), "HalfGap", g=0.01) == (0, 0)
-    for nranks in (2, 3):
-        where = net.placement(nranks)
-        assert where[0] == where[3], where
+    assert net.point_process(0, soma, 0.5, "IClamp") == 1  # after the junction's half

@@ -172,6 +172,75 @@ def test_the_same_spikes_as_coreneuron(mods, special_core, tmp_path, model):
     assert (tmp_path / "core-native" / "out.dat").read_text() == written
 
 
+@pytest.mark.mpi
+def test_junctions_between_ranks(mods, tmp_path):
+    """The network written by NEURON on 4 threads (4 cell groups, junctions between them),
+    run on one process and under mpiexec on 1 to 4 ranks: a target whose source is on
+    another rank takes its value from every step's exchange (NEURON's nrnmpi_v_transfer):
+    out.dat is NEURON's on every rank count."""
+    from test_mpi import MPIEXEC, PORTNEURON, mpi_ready
+
+    if mpi_ready():
+        pytest.skip(mpi_ready())
+    data = tmp_path / "data"
+    done = subprocess.run(
+        [sys.executable, str(HERE / "gap_models.py"), str(mods), "network", str(data), "",
+         "50", "0.025", "4"],
+        capture_output=True, text=True, cwd=HERE,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (data / "files.dat").read_text().split()[1:3] == ["-1", "4"]
+    expected = format_spikes([(t, g) for t, g in last_json(done.stdout)["spikes"]])
+    for ranks in (0, 1, 2, 3, 4):
+        command = [PORTNEURON, "run", "-d", str(data), "--mechanisms", str(MOD.parent),
+                   "-e", "50", "--threads", "1", "-o", str(tmp_path / f"out{ranks}")]  # fmt: skip
+        if ranks:
+            command = [MPIEXEC, "-n", str(ranks), *command]
+        run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert (tmp_path / f"out{ranks}" / "out.dat").read_text() == expected, ranks
+
+
+NATIVE_ON_RANKS = """
+import json, sys
+from pathlib import Path
+import gap_native
+from portneuron.backends import load_backend
+from portneuron.library import MechanismLibrary
+from portneuron.parallel import world
+from portneuron.sim.simulation import Simulation
+ranks = world()
+net, _ = gap_native.network(MechanismLibrary([Path("mods")]))
+model = net.build(ranks=ranks)
+result = Simulation(model, load_backend(sys.argv[1]), ranks=ranks, threads=1).run(50.0)
+parts = ranks.gather(result.spikes)
+cells = ranks.gather(model.ncell)
+if ranks.rank == 0:
+    print(json.dumps({"spikes": sorted(s for p in parts for s in p), "cells": cells}))
+"""
+
+
+@pytest.mark.mpi
+def test_a_native_network_on_ranks(mods, tmp_path):
+    """The 100-cell network built natively with Network.build(ranks=...) on 2 to 4 ranks:
+    its cells spread over the ranks, junctions between them exchanged every step; NEURON's
+    spikes on every rank count."""
+    from test_mpi import MPIEXEC, mpi_ready
+
+    if mpi_ready():
+        pytest.skip(mpi_ready())
+    out = neuron_and_portneuron(mods, "network", tmp_path / "data", [])
+    for ranks in (2, 3, 4):
+        run = subprocess.run(
+            [MPIEXEC, "-n", str(ranks), sys.executable, "-c", NATIVE_ON_RANKS, "llvm"],
+            capture_output=True, text=True, cwd=HERE, timeout=300,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+        got = last_json(run.stdout)
+        assert len(got["cells"]) == ranks and min(got["cells"]) > 0
+        assert got["spikes"] == out["spikes"], ranks
+
+
 def analytic(model, v0: np.ndarray, t: np.ndarray) -> np.ndarray:
     """The two coupled one-compartment cells' voltages at times `t` [ms] (a row per time)
     from `v0`, exactly: C dV/dt = -gL (V - E) + gc (V_other - V), with each cell's C, gL and E and the

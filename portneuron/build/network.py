@@ -193,8 +193,8 @@ class Network:
         """NEURON's `pc.source_var(source)` and `pc.target_var(target)`: the point process
         variable at `target` (`Place(gid, point=k, variable="vgap")`) takes the value at
         `source` (a node's v, a mechanism's or an ion's variable) every step, after the
-        voltage update, and at finitialize before INITIAL. The two cells are placed on one
-        rank."""
+        voltage update, and at finitialize before INITIAL. Where the two cells are built on
+        different ranks, the value crosses between them every step."""
         if target.point is None:
             raise PortneuronError("transfer: the target must be a point process's variable")
         for place in (source, target):
@@ -219,10 +219,6 @@ class Network:
             )
         return points
 
-    def coupled(self) -> list[list[int]]:
-        """The gids each transfer couples (a source's and its target's cell)."""
-        return [[source.gid, target.gid] for source, target in self.transfers]
-
     # ------------------------------------------------------------------ placing
     def placement(
         self,
@@ -234,8 +230,9 @@ class Network:
         compiled epoch's vector lanes), longest first by what one step of the template
         computes (portneuron.cost); an artificial cell with a gid where the first cell it
         drives is (one without a gid is built with every cell it drives). Each group of
-        gids in `together`, and the two cells of every transfer (gap junction), land on
-        one rank; `speeds`: each rank's, where they differ."""
+        gids in `together` lands on one rank (cells gap junctions join, say, whose values
+        otherwise cross between ranks every step); `speeds`: each rank's, where they
+        differ."""
         templates = {id(cell): cell for cell, _ in self.cells}
         ops = {key: cost.cell_ops(cell.compile(), self.library) for key, cell in templates.items()}
         index = {key: k for k, key in enumerate(templates)}
@@ -243,7 +240,6 @@ class Network:
         costs = [ops[id(cell)] for cell, _ in self.cells]
         shapes = [index[id(cell)] for cell, _ in self.cells]
         position = {gid: k for k, gid in enumerate(gids)}
-        together = [*together, *self.coupled()]  # a step couples them: one rank
         unknown = sorted({g for group in together for g in group} - set(position))
         if unknown:
             raise PortneuronError(f"placement: no cell with gid {unknown[0]} to keep together")
@@ -523,20 +519,15 @@ class _Builder:
         return f"mech:{ts}:{variable}", ti if k is None else ti * length + int(k)
 
     def _transfers(self, sets, ions, point_instance, base) -> Transfers:
-        """Network.transfer's sources and targets, by kind of place, a sid per transfer
-        (both cells of each are here: placement keeps them on one rank)."""
+        """Network.transfer's sources and targets here, by kind of place, a sid per
+        transfer (a target whose source is built on another rank takes it from there)."""
         out = Transfers()
         for side, entries in ((0, out.sources), (1, out.targets)):
             found: dict[str, tuple[list, list]] = {}
             for sid, pair in enumerate(self.net.transfers):
                 place = pair[side]
-                if place.gid not in self.cell_of or pair[1 - side].gid not in self.cell_of:
-                    if place.gid in self.cell_of or pair[1 - side].gid in self.cell_of:
-                        raise PortneuronError(
-                            f"transfer: gids {pair[0].gid} and {pair[1].gid} are built on "
-                            f"different ranks; keep them together (Network.placement)"
-                        )
-                    continue
+                if place.gid not in self.cell_of:
+                    continue  # on another rank: the simulation exchanges it every step
                 space, index = self._place(place, sets, ions, point_instance, base, "transfer")
                 sids, indices = found.setdefault(space, ([], []))
                 sids.append(sid)

@@ -877,8 +877,8 @@ def _pointers(mset: MechanismSet, groups, places: _Places, source: str) -> dict[
 
 def _transfers(groups, places: _Places, source: str, remote: bool) -> Transfers:
     """The groups' gap junctions: sources and targets by kind of place, each target's
-    source somewhere in the model (on one rank: a run on several keeps coupled groups
-    together)."""
+    source somewhere in the model (with `remote`, a rank's part of a run on several, or on
+    another rank: the simulation exchanges those every step)."""
     out = Transfers()
     for side, entries in (("source", out.sources), ("target", out.targets)):
         found: dict[str, tuple[list, list]] = {}
@@ -910,13 +910,7 @@ def _transfers(groups, places: _Places, source: str, remote: bool) -> Transfers:
         )
     for sid, _ in out.targets:
         missing = sid[~np.isin(sid, given)]
-        if len(missing) and remote:
-            raise DatasetError(
-                f"{source}: a gap junction's target takes sid {missing[0]}, whose source is "
-                f"in a cell group on another rank; gap junctions between ranks are not "
-                f"supported yet: run on one rank"
-            )
-        if len(missing):
+        if len(missing) and not remote:  # on several ranks, another rank's (Simulation)
             raise DatasetError(
                 f"{source}: a gap junction's target takes sid {missing[0]}, which no source "
                 f"gives; the dataset is incomplete"

@@ -281,25 +281,82 @@ class Simulation:
 
     def _bind_transfers(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """Each gap junction target's copy from its source (Model.transfers), as (target
-        array, its indices, source array, its indices) by kind of place."""
+        array, its indices, source array, its indices) by kind of place; a source on
+        another rank is read from the values the ranks exchange each step (`_exchanged`)."""
         transfers, copies = self.model.transfers, []
+        sources = [
+            (given, place_array(self.model, self.node_arrays, where.space), where.index)
+            for given, where in transfers.sources
+        ]
+        remote = []
         for sids, target in transfers.targets:
             into = place_array(self.model, self.node_arrays, target.space)
-            for given, source in transfers.sources:
+            local = np.zeros(len(sids), bool)
+            for given, values, index in sources:
                 hit = np.isin(sids, given)
-                if not hit.any():
-                    continue
-                order = np.argsort(given, kind="stable")
-                of = order[np.searchsorted(given, sids[hit], sorter=order)]
-                values = place_array(self.model, self.node_arrays, source.space)
-                copies.append((into, target.index[hit], values, source.index[of]))
+                local |= hit
+                if hit.any():
+                    order = np.argsort(given, kind="stable")
+                    of = order[np.searchsorted(given, sids[hit], sorter=order)]
+                    copies.append((into, target.index[hit], values, index[of]))
+            if not local.all():
+                remote.append((into, target.index[~local], sids[~local]))
+        self._exchanged = self._bind_exchange(sources, remote)
         return copies
+
+    def _bind_exchange(self, sources, remote) -> tuple | None:
+        """The sources other ranks' targets take, and where this rank's remote targets find
+        theirs among every rank's: (this rank's (values, index) to send, each rank's count,
+        the targets' (array, indices, positions in the exchanged values)); None where no
+        target takes a source of another rank, on any rank (the ranks agree)."""
+        wanted = np.unique(np.concatenate([s for _, _, s in remote] or [np.zeros(0, np.int64)]))
+        if self.ranks.size == 1:
+            if len(wanted):
+                raise PortneuronError(
+                    f"a gap junction's target takes sid {wanted[0]}, which no source gives"
+                )
+            return None
+        everyone = self.ranks.allgather(wanted)
+        needed = np.unique(np.concatenate(everyone))
+        if not len(needed):
+            return None
+        send, mine = [], []
+        for given, values, index in sources:
+            hit = np.isin(given, needed)
+            send.append((values, index[hit]))
+            mine.append(given[hit])
+        mine = np.concatenate(mine) if mine else np.zeros(0, np.int64)
+        offered = self.ranks.allgather(mine)
+        counts = np.array([len(o) for o in offered], dtype=np.int64)
+        layout = np.concatenate(offered)
+        order = np.argsort(layout, kind="stable")
+        targets = []
+        for into, at, sids in remote:
+            pos = np.searchsorted(layout, sids, sorter=order)
+            found = pos < len(layout)
+            found[found] = layout[order[pos[found]]] == sids[found]
+            if not found.all():
+                raise PortneuronError(
+                    f"a gap junction's target takes sid {sids[~found][0]}, which no rank's "
+                    f"source gives"
+                )
+            targets.append((into, at, order[pos]))
+        return send, counts, targets
 
     def _transfer(self) -> None:
         """The gap junctions' values, from their sources to their targets (NEURON's
-        nrnthread_v_transfer)."""
+        nrnthread_v_transfer; between ranks, its nrnmpi_v_transfer: every source another
+        rank takes, to every rank)."""
         for into, at, values, of in self.transfers:
             into[at] = values[of]
+        if self._exchanged is not None:
+            send, counts, targets = self._exchanged
+            start = time.perf_counter()
+            mine = np.concatenate([values[of] for values, of in send] or [np.zeros(0)])
+            every = self.ranks.allgather_values(mine, counts)
+            self.exchange_s += time.perf_counter() - start
+            for into, at, pos in targets:
+                into[at] = every[pos]
 
     def _bind_presyns(self) -> None:
         ps = self.model.presyns
