@@ -56,6 +56,17 @@ def neuron_and_portneuron(mods: Path, model: str, folder: Path, runs: list[str],
     return last_json(done.stdout)
 
 
+def portneuron_run(data: Path, out: Path) -> str:
+    """`portneuron run -d data` for 50 ms: the out.dat it wrote."""
+    run = subprocess.run(
+        [sys.executable, "-m", "portneuron", "run", "-d", str(data),
+         "--mechanisms", str(MOD.parent), "-e", "50", "-o", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return (out / "out.dat").read_text()
+
+
 @pytest.mark.parametrize("model", ["two", "chain", "network"])
 def test_gap_junctions_are_neurons(mods, tmp_path, model):
     """Two passive cells; 10 hh cells in a chain, spikes running down it; 100 spiking cells
@@ -76,14 +87,8 @@ def test_gap_junctions_are_neurons(mods, tmp_path, model):
 def test_the_command_runs_a_dataset_with_gap_junctions(mods, tmp_path):
     """`portneuron run -d`: out.dat is NEURON's spikes of the chain."""
     out = neuron_and_portneuron(mods, "chain", tmp_path / "data", [])
-    run = subprocess.run(
-        [sys.executable, "-m", "portneuron", "run", "-d", str(tmp_path / "data"),
-         "--mechanisms", str(MOD.parent), "-e", "50", "-o", str(tmp_path / "out")],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
     spikes = [(t, g) for t, g in out["spikes"]]
-    assert (tmp_path / "out" / "out.dat").read_text() == format_spikes(spikes)
+    assert portneuron_run(tmp_path / "data", tmp_path / "out") == format_spikes(spikes)
 
 
 @pytest.mark.parametrize("model", ["chain", "network"])
@@ -109,13 +114,7 @@ def test_built_natively_is_neurons(mods, tmp_path, model):
         assert [(float(t), int(g)) for t, g in result.spikes] == spikes, backend
     save_dataset(gap_native.MODELS[model](library)[0].build(), tmp_path / "native")
     assert (tmp_path / "native" / "files.dat").read_text().split("\n")[1] == "-1"
-    run = subprocess.run(
-        [sys.executable, "-m", "portneuron", "run", "-d", str(tmp_path / "native"),
-         "--mechanisms", str(MOD.parent), "-e", "50", "-o", str(tmp_path / "out")],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    assert (tmp_path / "out" / "out.dat").read_text() == format_spikes(spikes)
+    assert portneuron_run(tmp_path / "native", tmp_path / "out") == format_spikes(spikes)
 
 
 @pytest.fixture(scope="module")
@@ -139,21 +138,20 @@ def test_the_same_spikes_as_coreneuron(mods, special_core, tmp_path, model):
     """nrniv-core (CoreNEURON with the junction) and `portneuron run -d` on the same
     dataset: the same out.dat, which is NEURON's spikes; and nrniv-core on the same model
     built natively and written by save_dataset, too."""
+
+    def coreneuron(data: Path) -> str:
+        """nrniv-core on `data` for 50 ms from the dataset's voltages: its out.dat."""
+        out = data.parent / f"core-{data.name}"
+        core = subprocess.run(
+            [str(special_core), "-d", str(data), "-e", "50", "-o", str(out), "--voltage=1000"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert core.returncode == 0, (core.stdout + core.stderr)[-2000:]
+        return (out / "out.dat").read_text()
+
     out = neuron_and_portneuron(mods, model, tmp_path / "data", [])
-    core = subprocess.run(
-        [str(special_core), "-d", str(tmp_path / "data"), "-e", "50", "-o",
-         str(tmp_path / "core"), "--voltage=1000"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert core.returncode == 0, (core.stdout + core.stderr)[-2000:]
-    ours = subprocess.run(
-        [sys.executable, "-m", "portneuron", "run", "-d", str(tmp_path / "data"),
-         "--mechanisms", str(MOD.parent), "-e", "50", "-o", str(tmp_path / "ours")],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert ours.returncode == 0, ours.stderr
-    written = (tmp_path / "ours" / "out.dat").read_text()
-    assert written == (tmp_path / "core" / "out.dat").read_text()
+    written = portneuron_run(tmp_path / "data", tmp_path / "ours")
+    assert written == coreneuron(tmp_path / "data")
     assert written == format_spikes([(t, g) for t, g in out["spikes"]])
     # the natively built model, as save_dataset writes it: CoreNEURON runs it to the same
     import gap_native
@@ -163,13 +161,7 @@ def test_the_same_spikes_as_coreneuron(mods, special_core, tmp_path, model):
     save_dataset(
         gap_native.MODELS[model](MechanismLibrary([MOD.parent]))[0].build(), tmp_path / "native"
     )
-    core = subprocess.run(
-        [str(special_core), "-d", str(tmp_path / "native"), "-e", "50", "-o",
-         str(tmp_path / "core-native"), "--voltage=1000"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert core.returncode == 0, (core.stdout + core.stderr)[-2000:]
-    assert (tmp_path / "core-native" / "out.dat").read_text() == written
+    assert coreneuron(tmp_path / "native") == written
 
 
 @pytest.mark.mpi
