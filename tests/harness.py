@@ -53,6 +53,12 @@ def nrnivmodl_folder(folder: Path, files: list[Path]) -> Path:
     return folder
 
 
+def slow_for(values, *slow) -> list:
+    """`values` to parametrize a test with, those in `slow` marked slow: the suite runs
+    without them (pyproject's addopts: -m 'not slow'); `pytest -m slow` runs them."""
+    return [pytest.param(v, marks=pytest.mark.slow) if v in slow else v for v in values]
+
+
 def neuron_backends() -> list[str]:
     """The backends held to NEURON's bits: numpy and those that compute as it does, with the
     C library's math and sums in lane order. One with its device's own math or atomics

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import Instances, builtin, kernel_inputs, randomised, synapse_network
+from harness import Instances, builtin, kernel_inputs, randomised, slow_for, synapse_network
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from portneuron.backends import backend_names, backend_status, load_backend
@@ -44,7 +44,7 @@ def assert_close(expected: np.ndarray, actual: np.ndarray, what: str) -> None:
     np.testing.assert_array_max_ulp(expected[~same], actual[~same], maxulp=MAX_ULP)
 
 
-@pytest.mark.parametrize("backend", OTHERS)
+@pytest.mark.parametrize("backend", slow_for(OTHERS, "opencl"))  # opencl: PoCL compiles
 @pytest.mark.parametrize("mod", MECHANISMS)
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**31 - 1), dt=st.floats(1e-3, 0.2), celsius=st.floats(0, 37))
@@ -290,7 +290,9 @@ def test_llvm_compile_cache_and_dumps(tmp_path, linker):
         assert marker in out.stdout
 
 
-@pytest.mark.parametrize("backend", [b for b in OTHERS if load_backend(b).compiled_epochs])
+@pytest.mark.parametrize(
+    "backend", slow_for([b for b in OTHERS if load_backend(b).compiled_epochs], "opencl")
+)
 @pytest.mark.parametrize("synapse", ["ExpSyn", "PulseSyn"])
 def test_compiled_epochs_equal_the_stepwise_loop_to_the_bit(backend, synapse):
     """Compiled epochs run cells in blocks grouped by shape, each mechanism set's instances

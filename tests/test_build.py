@@ -155,6 +155,7 @@ def test_builtin_ringtest_run_gives_the_original_spikes(tmp_path):
     assert len(expected) == 592
 
 
+@pytest.mark.slow
 def test_saved_dataset_reads_back_and_runs_in_coreneuron(tmp_path):
     """save_dataset writes what NEURON would: it reads back to the same model, and
     CoreNEURON (nrniv-core from the neuron wheel) runs it to the same spikes."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cuda_host import GXX, HostRuntime
-from harness import Instances, builtin, kernel_inputs, randomised, synapse_network
+from harness import Instances, builtin, kernel_inputs, randomised, slow_for, synapse_network
 from libdevice_host import FUNCTIONS as LIBDEVICE_FUNCTIONS
 from libdevice_host import libdevice_path
 from portneuron.backends import backend_status, load_backend
@@ -518,6 +518,7 @@ def test_host_run_with_gpu_math_matches_numpy(gpu_math, mod):
 
 
 @needs_gxx
+@pytest.mark.slow
 def test_host_epochs_with_gpu_math_match_numpy(gpu_math):
     check_epochs(gpu_math, "ExpSyn")
 
@@ -565,7 +566,7 @@ def negative_leak_network(leak: float = -0.02) -> Network:
 
 
 @needs_gxx
-@pytest.mark.parametrize("synapse", ["ExpSyn", "PulseSyn"])
+@pytest.mark.parametrize("synapse", slow_for(["ExpSyn", "PulseSyn"], "PulseSyn"))
 def test_host_epochs_match_numpy(host_backend, synapse):
     check_epochs(host_backend, synapse)
 

@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("neuron")
 
-from harness import neuron_backends, nrnivmodl_folder, script_result  # noqa: E402
+from harness import neuron_backends, nrnivmodl_folder, script_result, slow_for  # noqa: E402
 
 pytestmark = pytest.mark.neuron
 
@@ -146,7 +146,7 @@ def built(tmp_path_factory):
     return nrnivmodl_folder(tmp_path_factory.mktemp("diffusion") / "mods", MODS)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", slow_for(BACKENDS, "numpy"))  # numpy: 3 minutes
 def test_longitudinal_diffusion_is_neurons_to_the_bit(built, backend):
     out = script_result(RUN, str(built), backend)
     assert out["range"] > 100.0  # the cell fires

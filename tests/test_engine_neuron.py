@@ -18,7 +18,7 @@ pytest.importorskip("neuron")
 
 import neuron_cells  # noqa: E402
 import neuron_models  # noqa: E402
-from harness import last_json, neuron_backends  # noqa: E402
+from harness import last_json, neuron_backends, slow_for  # noqa: E402
 
 import portneuron.direct  # noqa: E402
 from portneuron.io.spikes import format_spikes  # noqa: E402
@@ -59,7 +59,7 @@ VOLTAGE_TOLERANCE = 1e-9  # mV
     ],
     ids=["iclamp", "expsyn", "exp2syn-noise", "vecplay", "nernst", "crank-nicolson"],
 )
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", slow_for(BACKENDS, "numpy"))
 def test_single_cell_voltages_match_neuron_every_step(drive, nernst, secondorder, backend):
     from neuron import h
 
@@ -247,7 +247,7 @@ print(json.dumps({"max_dv": float(np.abs(got - expected).max()), "vmax": float(e
 """
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", slow_for(BACKENDS, "numpy"))
 def test_custom_mechanisms_match_neuron(compiled_mods, backend):
     """derivimplicit calcium buffering, a calcium current with Nernst eca, a synapse with
     NET_RECEIVE INITIAL and two NetCons: voltages within 1e-9 mV at every step. (In a fresh
@@ -348,7 +348,7 @@ def test_random123_stream_synapse_matches_neuron(compiled_mods, backend, index):
     assert re.match(r"NEURON's model: ProbSyn \d: its stream is not Random123's", hoc_random)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", slow_for(BACKENDS, "numpy"))
 def test_fixture_mechanisms_under_the_corpus_protocols(compiled_mods, backend):
     """Fixtures run as the corpus test runs published files (a current step, and SEClamp
     steps to -90, -50, -10 and +40 mV): a K gate by cnexp on FUNCTION TABLEs (tabfun:

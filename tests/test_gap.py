@@ -67,11 +67,19 @@ def portneuron_run(data: Path, out: Path) -> str:
     return (out / "out.dat").read_text()
 
 
-@pytest.mark.parametrize("model", ["two", "chain", "network"])
-def test_gap_junctions_are_neurons(mods, tmp_path, model):
+@pytest.mark.parametrize(
+    "model, runs",
+    [*(pytest.param(m, EXACT, id=m) for m in ("two", "chain", "network")),
+     *(pytest.param(m, OTHERS, marks=pytest.mark.slow, id=f"{m}-others")
+       for m in ("two", "chain", "network"))],
+)  # fmt: skip
+def test_gap_junctions_are_neurons(mods, tmp_path, model, runs):
     """Two passive cells; 10 hh cells in a chain, spikes running down it; 100 spiking cells
-    with 150 random junctions and 300 NetCons."""
-    out = neuron_and_portneuron(mods, model, tmp_path / "data", EXACT + OTHERS)
+    with 150 random junctions and 300 NetCons. The other backends (opencl: PoCL compiles
+    every kernel, 45 s a model) are slow tests."""
+    if not runs:
+        pytest.skip("no other backend runs here")
+    out = neuron_and_portneuron(mods, model, tmp_path / "data", runs)
     if model != "two":
         assert len(out["spikes"]) >= {"chain": 10, "network": 100}[model]
         assert out["range"] > 100.0

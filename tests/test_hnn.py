@@ -50,7 +50,10 @@ def run(hnn: Path, tstop: float, *engines: str) -> dict:
     return last_json(got.stdout)
 
 
-@pytest.mark.parametrize(("backend", "tstop"), [("llvm", TSTOP), ("numpy", NUMPY_TSTOP)])
+@pytest.mark.parametrize(
+    ("backend", "tstop"),
+    [("llvm", TSTOP), pytest.param("numpy", NUMPY_TSTOP, marks=pytest.mark.slow)],
+)
 def test_hnn_core_default_network_matches_neuron(hnn, backend, tstop):
     r = run(hnn, tstop, backend, "neuron")
     assert r["cells"] == 270 and r["drives"] > 100, r

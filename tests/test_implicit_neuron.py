@@ -29,7 +29,7 @@ import pytest
 
 pytest.importorskip("neuron")
 
-from harness import neuron_backends, nrnivmodl_folder, script_result  # noqa: E402
+from harness import neuron_backends, nrnivmodl_folder, script_result, slow_for  # noqa: E402
 
 from portneuron.nmodl import compile_file  # noqa: E402
 from portneuron.nmodl.parse import neuron_root  # noqa: E402
@@ -90,7 +90,7 @@ def built(tmp_path_factory):
     return folder, mechanisms
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", slow_for(BACKENDS, "numpy"))
 def test_implicit_solvers_are_neurons_to_the_bit(built, backend):
     folder, mechanisms = built
     results = script_result(RUN, str(folder), json.dumps(mechanisms), backend)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from harness import synapse_network
+from harness import slow_for, synapse_network
 from portneuron.backends import backend_status, load_backend
 from portneuron.ir import format_kernel
 from test_cuda import negative_leak_network
@@ -43,7 +43,7 @@ def assert_same(stepwise, driven) -> None:
             np.testing.assert_array_equal(y.data[name], values, f"{x.name}.{name}")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", slow_for(BACKENDS, "numpy"))  # the interpreter: a minute
 def test_the_ir_driver_is_the_stepwise_loop_on_the_ringtest(backend):
     """Two rings of 8 cells of different shapes (blocks of one shape and of several), hh
     and pas, ExpSyn events from the ring: 30 ms, every spike, every recorded voltage at
@@ -53,7 +53,7 @@ def test_the_ir_driver_is_the_stepwise_loop_on_the_ringtest(backend):
     assert_same(stepwise, driven)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", slow_for(BACKENDS, "numpy"))  # the interpreter: a minute
 def test_the_ir_driver_delivers_events_as_the_stepwise_loop(backend):
     """Ten cells in a full and a partial block, three synapses on one node (their sums in
     one order), NetStims and a ring, over several epochs."""
@@ -62,7 +62,7 @@ def test_the_ir_driver_delivers_events_as_the_stepwise_loop(backend):
     assert_same(stepwise, driven)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", slow_for(BACKENDS, "numpy"))  # the interpreter: a minute
 def test_the_ir_drivers_self_event_queue_is_the_stepwise_loop(backend):
     """PulseSyn's NET_RECEIVE sends self-events (a pulse's end after dur, then a count at
     zero delay), with pulses ending just as the next event comes: the block's queue,
