@@ -242,7 +242,8 @@ def write_results_md() -> None:
     """perf/RESULTS.md: the latest run of each model size in results.jsonl."""
     latest: dict[str, list[dict]] = {}
     kinds: dict[str, list[dict]] = {
-        "gpu": [], "hnn": [], "mpi": [], "imbalance": [], "exchange": [], "startup": []
+        "gpu": [], "hnn": [], "mpi": [], "imbalance": [], "exchange": [], "startup": [],
+        "gap": [],
     }  # fmt: skip
     gpu, hnn, mpi = kinds["gpu"], kinds["hnn"], kinds["mpi"]  # their latest runs
     for line in (HERE / "results.jsonl").read_text().splitlines():
@@ -297,6 +298,8 @@ def write_results_md() -> None:
         parts.append(exchange_section(kinds["exchange"][-1]))
     if kinds["startup"]:
         parts.append(startup_section(kinds["startup"]))
+    if kinds["gap"]:
+        parts.append(gap_section(kinds["gap"]))
     if gpu:
         parts.append(gpu_section(gpu))
     (HERE / "RESULTS.md").write_text("".join(parts))
@@ -340,6 +343,33 @@ def startup_section(runs: list[dict]) -> str:
         text += (
             f"| {r['run']} | {r['runs']} | {r['to_first_step_s']:.3f} | {r['process_s']:.3f} "
             f"| {', '.join(r['front_end']) or 'nothing'} |\n"
+        )
+    return text
+
+
+def gap_section(runs: list[dict]) -> str:
+    """The latest perf/gap.py run as a table."""
+    r0 = runs[0]
+    text = (
+        f"\n## Gap junctions: {r0['cells']} cells, {r0['junctions']} junctions, "
+        f"{r0['compartments']:,} compartments, {r0['tstop']:g} ms, dt 0.025 (perf/gap.py)\n\n"
+        f"{r0['when']}, commit {r0['commit']}, {r0['machine']}, {r0['runs']} rounds. Built "
+        "by NEURON (tests/gap_models.py's network, tests/mods/halfgap.mod), written in 1 and "
+        "2 cell groups; nrniv-core built with the junction. portneuron runs a coupled model "
+        "step by step; its copies from sources to targets take "
+        f"{r0['coupling_us_per_step']} us a step ({r0['coupling_ns_per_junction_step']} ns "
+        "a junction's half). The rows without junctions are another model (its cells fire "
+        "more): the stepwise loop against compiled epochs. nrniv-core's out.dat on 1 rank "
+        f"and portneuron's on 2 the same: {r0['out_dat_same']}.\n\n"
+        "| engine | ranks | threads | spikes | simulate s | ns/compartment-step "
+        "| x NEURON (as many cores) | peak RSS MiB |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    )
+    for r in runs:
+        text += (
+            f"| {r['engine']} | {r['ranks']} | {r['threads']} | {r['spikes']} | "
+            f"{r['simulate_s']:.3f} | {r['ns_per_compartment_step']} | "
+            f"{r.get('vs_neuron', '')} | {r.get('peak_rss_mib', '')} |\n"
         )
     return text
 
