@@ -196,7 +196,7 @@ class HostRuntime:
         (folder / "launch.cpp").write_text(LAUNCHER)
         _build(folder / "launch.cpp", self.launcher)
 
-    def compile(self, source: str, name: str) -> Any:
+    def compile(self, source: str, name: str, barriers: bool = False) -> Any:
         digest = hashlib.sha1(source.encode()).hexdigest()[:16]
         if digest not in self.libraries:
             cpp, library = self.folder / f"{digest}.cpp", self.folder / f"{digest}.so"

@@ -44,7 +44,7 @@ def assert_close(expected: np.ndarray, actual: np.ndarray, what: str) -> None:
     np.testing.assert_array_max_ulp(expected[~same], actual[~same], maxulp=MAX_ULP)
 
 
-@pytest.mark.parametrize("backend", slow_for(OTHERS, "opencl"))  # opencl: PoCL compiles
+@pytest.mark.parametrize("backend", OTHERS)
 @pytest.mark.parametrize("mod", MECHANISMS)
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**31 - 1), dt=st.floats(1e-3, 0.2), celsius=st.floats(0, 37))
@@ -136,7 +136,7 @@ def networks(draw):
     return net
 
 
-@pytest.mark.parametrize("backend", OTHERS)
+@pytest.mark.parametrize("backend", slow_for(OTHERS, "opencl"))  # opencl: a minute
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(net=networks(), threads=st.integers(1, 3))
 def test_random_networks_give_identical_spikes(backend, net, threads):

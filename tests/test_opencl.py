@@ -89,3 +89,33 @@ def test_a_device_that_cannot_build_is_one_line(monkeypatch):
     ok, reason = opencl_backend._availability.__wrapped__()
     assert not ok and "cannot build a kernel: clBuildProgram failed" in reason
     assert "\n" not in reason
+
+
+def test_a_model_larger_than_the_devices_buffer_is_one_line(monkeypatch, capsys, tmp_path):
+    """The arena is one buffer: a model that needs more than the device allows in one
+    (CL_DEVICE_MAX_MEM_ALLOC_SIZE, here made 1 MiB) stops the run with one line, out.dat
+    not written."""
+    if not backend_status("opencl").available:
+        pytest.skip("no OpenCL device")
+    from portneuron.backends.opencl import runtime
+
+    class Limited:
+        def __init__(self, device) -> None:
+            self.device, self.max_mem_alloc_size = device, runtime.FIRST_ARENA
+
+        def __getattr__(self, name: str):
+            return getattr(self.device, name)
+
+    made = runtime.OpenclRuntime.__init__
+
+    def limited(self, *args, **kwargs) -> None:
+        made(self, *args, **kwargs)
+        self.device = Limited(self.device)
+
+    monkeypatch.setattr(runtime.OpenclRuntime, "__init__", limited)
+    argv = ["run", "--backend", "opencl", "--nring", "64", "-e", "1", "-o", str(tmp_path)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("portneuron: error: out of memory ("), err
+    assert "bytes in one OpenCL buffer; the device allows 1048576" in err[0]
+    assert not (tmp_path / "out.dat").exists()

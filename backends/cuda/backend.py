@@ -132,14 +132,17 @@ class CudaBackend(Backend):
         source = kernel_source(kernel, FUNCTION, self.epoch_threads, self.dialect)
         if dumping("cuda"):
             print(source, file=sys.stderr)
+        mapping = thread_mapping(kernel, self.dialect.warp)
+        driver = any(isinstance(s, Launch) for s in walk.statements(kernel.body))
         return CompiledKernel(
             kernel,
-            thread_mapping(kernel, self.dialect.warp),
-            self.runtime.compile(source, FUNCTION),
+            mapping,
+            # a driver's phases and a split kernel's parallel loops meet at barriers
+            self.runtime.compile(source, FUNCTION, barriers=driver or bool(mapping.barrier)),
             source,
             frozenset(written_arrays(kernel)),
             emits_per_lane(kernel),
-            any(isinstance(s, Launch) for s in walk.statements(kernel.body)),
+            driver,
         )
 
     def bind(self, compiled: CompiledKernel, args: Mapping[str, Any]) -> Resident:

@@ -35,8 +35,9 @@ def find_nvcc() -> str | None:
 
 
 class Runtime(Protocol):
-    def compile(self, source: str, name: str) -> Any:
-        """The `extern "C" __global__` function `name` of CUDA C `source`."""
+    def compile(self, source: str, name: str, barriers: bool = False) -> Any:
+        """The `extern "C" __global__` function `name` of CUDA C `source` (`barriers`:
+        whether its threads meet at barriers, which a device's compiler may mishandle)."""
 
     def alloc(self, nbytes: int) -> int:
         """A device allocation of at least max(nbytes, 1) bytes."""
@@ -64,7 +65,7 @@ class PycudaRuntime:
         self.nvcc = find_nvcc() or "nvcc"
         self.allocations: dict[int, Any] = {}
 
-    def compile(self, source: str, name: str) -> Any:
+    def compile(self, source: str, name: str, barriers: bool = False) -> Any:
         from pycuda.compiler import SourceModule
 
         options = list(NVCC_OPTIONS)

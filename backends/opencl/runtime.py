@@ -49,12 +49,12 @@ class OpenclRuntime:
         self.spans: list[tuple[int, int]] = [(ALIGN, self.size)]  # free, sorted, apart
         self.taken: dict[int, int] = {}  # a span handed out: start -> end
 
-    def compile(self, source: str, name: str) -> Any:
+    def compile(self, source: str, name: str, barriers: bool = False) -> Any:
         """Kernel `name` of OpenCL C `source` (pyopencl keeps built programs in its cache).
         PoCL 3.0 (LLVM 14) optimises away code between barriers in a loop (an epoch
         driver's first event delivery of each step, seen as events a step late), so there
-        a source with barriers is built without optimisation."""
-        options = ["-cl-opt-disable"] if self.pocl and "barrier(" in source else []
+        a kernel whose work-items meet at `barriers` is built without optimisation."""
+        options = ["-cl-opt-disable"] if self.pocl and barriers else []
         program = self.cl.Program(self.context, source).build(options=options)
         return getattr(program, name)
 
