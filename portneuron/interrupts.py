@@ -53,8 +53,10 @@ def stop_on_signals() -> dict[int, object]:
 
 
 def restore(previous: dict[int, object]) -> None:
+    """The handlers `previous` holds, back in place (SIG_DFL and SIG_IGN, as signal's
+    enums, through signal's wrapper)."""
     for signum, handler in previous.items():
-        signal.signal(signum, handler)
+        (_signal.signal if callable(handler) else signal.signal)(signum, handler)
 
 
 def stopped(stop: Interrupted, where: str = "stopped; nothing was written") -> int:
@@ -81,19 +83,15 @@ class deferred:
                     self.saved[signum] = handler  # before it is replaced: restore finds it
                     _signal.signal(signum, self._hold)
         except BaseException:  # one that arrived before the region began: raised as it was
-            self._restore()
+            restore(self.saved)
             raise
         return self
-
-    def _restore(self) -> None:
-        for signum, handler in self.saved.items():
-            _signal.signal(signum, handler)
 
     def _hold(self, signum: int, frame: FrameType | None) -> None:
         self.held.append(signum)
 
     def __exit__(self, *exc: object) -> None:
-        self._restore()
+        restore(self.saved)
         for signum in dict.fromkeys(self.held):  # the handler's own: it raises or stops
             handler = self.saved[signum]
             handler(signum, sys._getframe())

@@ -173,6 +173,23 @@ class Transfers:
     def __bool__(self) -> bool:
         return bool(self.targets)
 
+    @staticmethod
+    def by_space(places) -> list[tuple[np.ndarray, PointerTarget]]:
+        """Entries of `sources` or `targets` from (space, sids, indices) in any order (a
+        sid and an index each, or arrays of them): one per space, in first-seen order."""
+        found: dict[str, tuple[list, list]] = {}
+        for space, sids, indices in places:
+            kept = found.setdefault(space, ([], []))
+            kept[0].append(np.atleast_1d(sids))
+            kept[1].append(np.atleast_1d(indices))
+        return [
+            (
+                np.concatenate(s).astype(np.int64),
+                PointerTarget(space, np.concatenate(i).astype(np.int32)),
+            )
+            for space, (s, i) in found.items()
+        ]
+
 
 @dataclass
 class Sections:

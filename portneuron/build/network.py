@@ -521,21 +521,16 @@ class _Builder:
     def _transfers(self, sets, ions, point_instance, base) -> Transfers:
         """Network.transfer's sources and targets here, by kind of place, a sid per
         transfer (a target whose source is built on another rank takes it from there)."""
-        out = Transfers()
-        for side, entries in ((0, out.sources), (1, out.targets)):
-            found: dict[str, tuple[list, list]] = {}
+
+        def side(k: int):
             for sid, pair in enumerate(self.net.transfers):
-                place = pair[side]
-                if place.gid not in self.cell_of:
-                    continue  # on another rank: the simulation exchanges it every step
-                space, index = self._place(place, sets, ions, point_instance, base, "transfer")
-                sids, indices = found.setdefault(space, ([], []))
-                sids.append(sid)
-                indices.append(index)
-            for space, (sids, indices) in found.items():
-                where = PointerTarget(space, np.array(indices, dtype=np.int32))
-                entries.append((np.array(sids, dtype=np.int64), where))
-        return out
+                if pair[k].gid in self.cell_of:  # else on another rank: exchanged each step
+                    space, index = self._place(
+                        pair[k], sets, ions, point_instance, base, "transfer"
+                    )
+                    yield space, sid, index
+
+        return Transfers(Transfers.by_space(side(0)), Transfers.by_space(side(1)))
 
     def _set_pointers(self, sets, ions, point_instance, base) -> None:
         """The POINTER targets of every set, from Network.setpointer."""

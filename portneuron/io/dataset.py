@@ -242,7 +242,7 @@ def read_gaps(directory: Path, group: Group, types: dict[int, MechType]) -> Gaps
             index = f.array("i4", n, f"{side} indices")
             parts.append((sid, kind, index))
         f.end()
-    (src_sid, src_type, src_index), (_, tar_type, tar_index) = parts
+    (_, src_type, src_index), (_, tar_type, tar_index) = parts
     counts = {mt.type_id: len(data) for mt, _, data, _, _ in group.mechs}
     for what, kind, index, voltage in (
         ("source", src_type, src_index, True),
@@ -268,10 +268,7 @@ def read_gaps(directory: Path, group: Group, types: dict[int, MechType]) -> Gaps
                     f"{path}: {what} {k} is value {ix} of {types[t].name}, which has {values} "
                     f"values here; the file is damaged"
                 )
-    unique, seen = np.unique(src_sid, return_counts=True)
-    if (seen > 1).any():
-        raise DatasetError(f"{path}: source sid {unique[seen > 1][0]} is given twice")
-    return Gaps(parts[0], parts[1])
+    return Gaps(parts[0], parts[1])  # a sid given twice: _transfers, over every group
 
 
 def read_mech_types(path: Path) -> dict[int, MechType]:
@@ -879,29 +876,22 @@ def _transfers(groups, places: _Places, source: str, remote: bool) -> Transfers:
     """The groups' gap junctions: sources and targets by kind of place, each target's
     source somewhere in the model (with `remote`, a rank's part of a run on several, or on
     another rank: the simulation exchanges those every step)."""
-    out = Transfers()
-    for side, entries in (("source", out.sources), ("target", out.targets)):
-        found: dict[str, tuple[list, list]] = {}
+
+    def side(name: str):
+        """(space, sids, indices) of one side's places, group by group, type by type."""
         for gi, g in enumerate(groups):
             if g.gaps is None:
                 continue
-            sid, kind, index = g.gaps.sources if side == "source" else g.gaps.targets
+            sid, kind, index = g.gaps.sources if name == "source" else g.gaps.targets
             for t in np.unique(kind):
                 at = kind == t
-                what = f"{source}/{g.gid}_gap.dat: a gap junction's {side}"
+                what = f"{source}/{g.gid}_gap.dat: a gap junction's {name}"
                 space, where = places.resolve(int(t), index[at], gi, what)
-                if side == "target" and not space.startswith("mech:"):
+                if name == "target" and not space.startswith("mech:"):
                     raise DatasetError(f"{what} is not a point process's variable")
-                sids, indices = found.setdefault(space, ([], []))
-                sids.append(sid[at])
-                indices.append(where)
-        for space, (sids, indices) in found.items():
-            entries.append(
-                (
-                    np.concatenate(sids),
-                    PointerTarget(space, np.concatenate(indices).astype(np.int32)),
-                )
-            )
+                yield space, sid[at], where
+
+    out = Transfers(Transfers.by_space(side("source")), Transfers.by_space(side("target")))
     given = np.concatenate([sid for sid, _ in out.sources] or [np.zeros(0, np.int64)])
     unique, seen = np.unique(given, return_counts=True)
     if (seen > 1).any():

@@ -293,11 +293,9 @@ class Simulation:
             into = place_array(self.model, self.node_arrays, target.space)
             local = np.zeros(len(sids), bool)
             for given, values, index in sources:
-                hit = np.isin(sids, given)
+                hit, of = _find(given, sids)
                 local |= hit
                 if hit.any():
-                    order = np.argsort(given, kind="stable")
-                    of = order[np.searchsorted(given, sids[hit], sorter=order)]
                     copies.append((into, target.index[hit], values, index[of]))
             if not local.all():
                 remote.append((into, target.index[~local], sids[~local]))
@@ -329,18 +327,15 @@ class Simulation:
         offered = self.ranks.allgather(mine)
         counts = np.array([len(o) for o in offered], dtype=np.int64)
         layout = np.concatenate(offered)
-        order = np.argsort(layout, kind="stable")
         targets = []
         for into, at, sids in remote:
-            pos = np.searchsorted(layout, sids, sorter=order)
-            found = pos < len(layout)
-            found[found] = layout[order[pos[found]]] == sids[found]
+            found, pos = _find(layout, sids)
             if not found.all():
                 raise PortneuronError(
                     f"a gap junction's target takes sid {sids[~found][0]}, which no rank's "
                     f"source gives"
                 )
-            targets.append((into, at, order[pos]))
+            targets.append((into, at, pos))
         return send, counts, targets
 
     def _transfer(self) -> None:
@@ -774,3 +769,11 @@ class Simulation:
             f"{self.model.source or 'model'}: {name}: voltage is not finite at "
             f"t = {t:.6g} ms; reduce dt or check the cell's mechanisms"
         )
+
+
+def _find(keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which of `wanted` are among `keys` (unique), and where each found one is in `keys`."""
+    order = np.argsort(keys, kind="stable")
+    pos = np.minimum(np.searchsorted(keys, wanted, sorter=order), max(len(keys) - 1, 0))
+    found = (keys[order[pos]] == wanted) if len(keys) else np.zeros(len(wanted), bool)
+    return found, order[pos][found]
