@@ -286,7 +286,8 @@ def test_two_cells_approach_the_exact_solution_at_first_order(mods, tmp_path):
 
 def _damaged(folder: Path, offset_from_end: int, value: bytes) -> None:
     """`value` written over 0_gap.dat's bytes from `offset_from_end` before its end (the
-    first target's index at 8, its type at 25, its sid at 42: 'chkpnt N' lines between)."""
+    first target's index at 8, its type at 25, its sid at 42, the second source's sid at 89:
+    'chkpnt N' lines between)."""
     path = folder / "0_gap.dat"
     data = bytearray(path.read_bytes())
     at = len(data) - offset_from_end
@@ -300,12 +301,14 @@ def _damaged(folder: Path, offset_from_end: int, value: bytes) -> None:
         (8, (99).to_bytes(4, "little", signed=True), "target 0 is value 99 of HalfGap"),
         (25, (3).to_bytes(4, "little", signed=True), "is of type 3, which is not a point process"),
         (42, (7).to_bytes(4, "little", signed=True), "takes sid 7, which no source gives"),
+        (89, (0).to_bytes(4, "little", signed=True), "source sid 0 is given twice"),
     ],
-    ids=["index", "type", "sid"],
+    ids=["index", "type", "sid", "twice"],
 )  # fmt: skip
 def test_a_damaged_gap_file_is_one_line(mods, tmp_path, where, value, says):
-    """A target past its mechanism's values, of a type that is no point process, or taking
-    a sid no source gives: one DatasetError naming the file (or the dataset)."""
+    """A target past its mechanism's values, of a type that is no point process, taking a
+    sid no source gives, or two sources of one sid: one DatasetError naming the file (or
+    the dataset)."""
     neuron_and_portneuron(mods, "two", tmp_path / "data", [], tstop=1.0)
     _damaged(tmp_path / "data", where, value)
     with pytest.raises(DatasetError, match=says) as refused:
