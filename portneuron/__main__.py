@@ -4,18 +4,17 @@ line from its first moment: their handlers are installed before the command line
 
 import sys
 
-from .interrupts import BEFORE_THE_RUN, Interrupted, stop_on_signals, stopped
+from .interrupts import Interrupted, stop_on_signals, stopped_early
 
 
 def main() -> int:
     stop_on_signals()
     try:
         from .cli import main as command_line
-    except Interrupted as stop:
-        if sys.argv[1:2] == ["run"]:
-            return stopped(stop, BEFORE_THE_RUN)
-        return stopped(stop)
-    return command_line()
+
+        return command_line()
+    except Interrupted as stop:  # in the imports, or before the command line's own try
+        return stopped_early(stop, None)
 
 
 if __name__ == "__main__":

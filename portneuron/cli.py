@@ -14,7 +14,14 @@ from pathlib import Path
 
 from .backends.base import BackendUnavailable
 from .errors import PortneuronError
-from .interrupts import BEFORE_THE_RUN, Interrupted, restore, stop_on_signals, stopped
+from .interrupts import (
+    BEFORE_THE_RUN,
+    Interrupted,
+    finished,
+    stop_on_signals,
+    stopped,
+    stopped_early,
+)
 from .parallel import Ranks, world, world_size
 
 
@@ -144,28 +151,28 @@ def cmd_run(args: argparse.Namespace) -> int:
             result.spikes = sorted(spike for part in parts for spike in part)
             write_spikes(outdir / "out.dat", result.spikes)
         run.written = True
+        summary = run_summary(model, backend, sim, result, (setup_s, simulate_s, exchange_s), ranks)
+        summary.update(rebalance)
+        if ranks.rank != 0:
+            return 0
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            print(
+                f"{summary['cells']} cells, {summary['compartments']} compartments (segments with "
+                f"membrane; {summary['nodes']} nodes with the zero-area ones, which nrniv-core "
+                f"counts), "
+                f"{summary['spikes']} spikes to {outdir / 'out.dat'}\n"
+                f"setup {setup_s:.3f} s, simulate {simulate_s:.3f} s "
+                f"({summary['ns_per_compartment_step']} ns per compartment-step, "
+                f"backend {backend.name}, {summary['threads']} thread(s), {summary['loop']}, "
+                f"peak RSS {summary['peak_rss_mib']} MiB)"
+            )
+        return 0
     except Interrupted as stop:
         if progress is not None:
             progress.clear()
         return stopped(stop, run.where())
-    summary = run_summary(model, backend, sim, result, (setup_s, simulate_s, exchange_s), ranks)
-    summary.update(rebalance)
-    if ranks.rank != 0:
-        return 0
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(
-            f"{summary['cells']} cells, {summary['compartments']} compartments (segments with "
-            f"membrane; {summary['nodes']} nodes with the zero-area ones, which nrniv-core "
-            f"counts), "
-            f"{summary['spikes']} spikes to {outdir / 'out.dat'}\n"
-            f"setup {setup_s:.3f} s, simulate {simulate_s:.3f} s "
-            f"({summary['ns_per_compartment_step']} ns per compartment-step, "
-            f"backend {backend.name}, {summary['threads']} thread(s), {summary['loop']}, "
-            f"peak RSS {summary['peak_rss_mib']} MiB)"
-        )
-    return 0
 
 
 class RunState:
@@ -806,8 +813,10 @@ def _main(argv: list[str] | None = None) -> int:
             f"simulate a smaller model, or on a machine with more memory"
         )
         return 1
-    except (Interrupted, KeyboardInterrupt) as stop:
-        return stopped(stop if isinstance(stop, Interrupted) else Interrupted(signal.SIGINT))
+    except (Interrupted, KeyboardInterrupt) as stop:  # a run's own try says where it was
+        return stopped_early(
+            stop if isinstance(stop, Interrupted) else Interrupted(signal.SIGINT), argv
+        )
     except BrokenPipeError:
         _drop_stdout()
         return 0
@@ -817,7 +826,7 @@ def _main(argv: list[str] | None = None) -> int:
         _error(f"error: {where}{exc.strerror or exc}")
         return 1
     finally:
-        restore(previous)
+        finished(previous)
 
 
 if __name__ == "__main__":

@@ -59,10 +59,24 @@ def restore(previous: dict[int, object]) -> None:
         (_signal.signal if callable(handler) else signal.signal)(signum, handler)
 
 
+def finished(previous: dict[int, object]) -> None:
+    """`restore`, at a command's end, but for the handlers of the `portneuron` command itself
+    (installed before its imports): a command that has said how it ended ignores a later stop
+    rather than say it again."""
+    restore({s: signal.SIG_IGN if h is _raise_interrupted else h for s, h in previous.items()})
+
+
 def stopped(stop: Interrupted, where: str = "stopped; nothing was written") -> int:
     """The one line an interrupted command prints; its exit status."""
     print(f"portneuron: {stop.name}: {where}", file=sys.stderr)
     return 128 + stop.signum
+
+
+def stopped_early(stop: Interrupted, argv: list[str] | None) -> int:
+    """`stopped`, for a stop before the command's own handling (in the imports, the parsing):
+    a run says it had not started."""
+    first = (sys.argv[1:] if argv is None else argv)[:1]
+    return stopped(stop, BEFORE_THE_RUN) if first == ["run"] else stopped(stop)
 
 
 class deferred:

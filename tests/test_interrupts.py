@@ -116,3 +116,34 @@ def test_threaded_calls_finish_before_the_stop(stopping, monkeypatch):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+@pytest.mark.parametrize(
+    "argv, line",
+    [(["run", "-e", "1"], "portneuron: SIGTERM: stopped before the simulation started; "
+                          "nothing was written"),
+     (["backends"], "portneuron: SIGTERM: stopped; nothing was written")],
+)  # fmt: skip
+def test_a_stop_before_the_commands_own_try(monkeypatch, capsys, argv, line):
+    """A signal while the command line is parsed (CI's SIGTERM-importing case once landed
+    there) says, for a run, that it had not started."""
+    from portneuron import cli
+
+    def parse_args(self, args=None, namespace=None):
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(cli.argparse.ArgumentParser, "parse_args", parse_args)
+    assert cli.main(argv) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.splitlines() == [line]
+
+
+def test_a_finished_command_ignores_a_later_stop(stopping, capsys, tmp_path):
+    """Once the command has said how it ended, the `portneuron` command's own handlers give way
+    to SIG_IGN: a stop then would say it again, and wrongly. Other handlers come back."""
+    from portneuron import cli
+
+    assert cli.main(["run", "--nring", "1", "-e", "1", "-o", str(tmp_path)]) == 0
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    restore({signal.SIGTERM: signal.SIG_DFL})
+    assert cli.main(["run", "--nring", "1", "-e", "1", "-o", str(tmp_path)]) == 0
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
