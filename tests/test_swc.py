@@ -29,6 +29,9 @@ VOLTAGE_TOLERANCE = 1e-9  # mV
 def neuron_import(path: Path, tmp_path: Path):
     """Import3d in NEURON, hh soma, passive neurites, nseg 3, an IClamp; dataset and traces."""
     neuron_models.clear_neuron()
+    # NEURON's defaults, which the native Network keeps: a ringtest built before in this
+    # process may have left usetable_hh at 0 (CI's worker order once did)
+    h.usetable_hh, h.celsius = 1, 6.3
     h.load_file("import3d.hoc")
     reader = h.Import3d_SWC_read()
     reader.input(str(path))
