@@ -290,6 +290,53 @@ def test_llvm_compile_cache_and_dumps(tmp_path, linker):
         assert marker in out.stdout
 
 
+@pytest.mark.skipif("llvm" not in OTHERS, reason="llvm cannot run here")
+def test_a_warm_llvm_run_loads_no_llvm(tmp_path):
+    """A run whose kernels are all in the cache neither loads llvmlite's library nor
+    verifies or folds a kernel again (both were done before they went in): the host's
+    triple, CPU and features come from the cache's record of this processor, LLVM's own
+    answer (a record cut short is asked again); the voltages are the cold run's."""
+    import os
+    import subprocess
+    import sys
+
+    import llvmlite.binding as llvm
+
+    run = (
+        "import hashlib, sys\n"
+        "import portneuron.ir.verify as verify\n"
+        "from portneuron.backends import load_backend\n"
+        "from portneuron.build.ringtest import build_ringtest\n"
+        "from portneuron.sim.simulation import Simulation\n"
+        "import portneuron.backends.llvm.backend as backend\n"
+        "calls = []\n"
+        "checked = backend.verify_kernel\n"
+        "backend.verify_kernel = lambda k: calls.append(k) or checked(k)\n"
+        "model = build_ringtest(nring=2, ncell=4)\n"
+        "Simulation(model, load_backend('llvm')).run(5.0)\n"
+        "print(hashlib.sha256(model.nodes.v.tobytes()).hexdigest())\n"
+        "print('llvmlite.binding' in sys.modules, len(calls))\n"
+    )
+    env = {**os.environ, "PORTNEURON_CACHE": str(tmp_path)}
+
+    def once() -> list[str]:
+        return subprocess.run([sys.executable, "-c", run], capture_output=True, text=True,
+                              env=env, check=True).stdout.split("\n")  # fmt: skip
+
+    cold, warm = once(), once()
+    assert cold[1].startswith("True ") and int(cold[1].split()[1]) > 5
+    assert warm[1] == "False 0" and warm[0] == cold[0]
+    (record,) = (tmp_path / "llvm").glob("host-*.txt")
+    llvm.initialize_native_target()
+    answer = [llvm.get_process_triple(), llvm.get_host_cpu_name(),
+              llvm.get_host_cpu_features().flatten(), "end"]  # fmt: skip
+    assert record.read_text().split("\n") == answer
+    record.write_text("\n".join(answer[:2]))  # cut short: LLVM is asked again
+    again = once()
+    assert again[1] == "True 0" and again[0] == cold[0]
+    assert record.read_text().split("\n") == answer
+
+
 @pytest.mark.parametrize(
     "backend", slow_for([b for b in OTHERS if load_backend(b).compiled_epochs], "opencl")
 )

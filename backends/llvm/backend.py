@@ -6,12 +6,13 @@ import ctypes
 import ctypes.util
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from portneuron.ir import Kernel, verify_kernel
+from portneuron.ir import Kernel, verify_kernel, walk
 from portneuron.ir.passes import fold_constants
 from portneuron.ir.types import NUMPY_DTYPES
 
@@ -21,15 +22,25 @@ from ..base import Backend, dumping
 from .runtime import Jit, fill_slots, slot_count
 
 
+def emits_per_lane(kernel: Kernel) -> dict[str, int]:
+    """Records each lane can write to each stream (Emit inside a Loop is not supported)."""
+    counts = walk.emits_per_lane(kernel)
+    for stream, n in counts.items():
+        if n is None:
+            from .render import LowerError
+
+            raise LowerError(f"{kernel.name}: emit to {stream} inside a loop")
+    return counts
+
+
 class CompiledKernel:
-    """A verified kernel, lowered and JIT-compiled when it first runs: a Simulation
-    compiles every kernel of the model, and where compiled epochs run the steps, most of
-    them never run on their own."""
+    """A kernel, lowered and JIT-compiled when it first runs (a Simulation compiles every
+    kernel of the model, and where compiled epochs run the steps, most of them never run on
+    their own), or loaded from the cache. `kernel` is the kernel as given: its parameters
+    and streams are the verified, folded kernel's."""
 
-    def __init__(self, kernel: Kernel, math: str, hot: bool = True) -> None:
-        from .render import emits_per_lane
-
-        self.kernel, self.math, self.hot = kernel, math, hot
+    def __init__(self, kernel: Kernel, name: str, lower: Callable[[str], str]) -> None:
+        self.kernel, self.name, self.lower = kernel, name, lower
         self.emits: dict[str, int] = emits_per_lane(kernel)
         self._function: Any = None
         self.slots = np.zeros(slot_count(kernel), dtype=np.int64)
@@ -41,11 +52,7 @@ class CompiledKernel:
     def function(self) -> Any:
         """The ctypes function (lo, hi, slots)."""
         if self._function is None:
-            address = Jit.get().add_kernel(
-                self.kernel,
-                f"{self.math} {self.hot}",
-                lambda name: LlvmBackend.lower(self.kernel, name, self.math, self.hot),
-            )
+            address = Jit.get().add_kernel(self.name, self.lower)
             signature = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
             self._function = signature(address)
         return self._function
@@ -71,20 +78,34 @@ class LlvmBackend(Backend):
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
+        """Whether llvmlite is there, with its library: loading that library is left to the
+        first kernel that is not in the cache."""
         try:
             import llvmlite
-            import llvmlite.binding as llvm
         except ImportError as exc:
             return False, f"llvmlite is not installed ({exc})"
-        return True, f"llvmlite {llvmlite.__version__}, {llvm.get_process_triple()}"
+        binding = Path(llvmlite.__file__).parent / "binding"
+        if not any(binding.glob("*llvmlite*")):
+            return False, f"llvmlite {llvmlite.__version__} has no library in {binding}"
+        return True, f"llvmlite {llvmlite.__version__}, {Jit.get().triple}"
 
     def compile(self, kernel: Kernel, hot: bool = True) -> CompiledKernel:
-        kernel = fold_constants(verify_kernel(kernel))
+        """`kernel`, to be verified, folded and lowered when it first runs, where its
+        function is not in the cache (where it went verified), or never, where it never runs
+        (PORTNEURON_DUMP=ir: verified and printed now)."""
+        math = self.math
+        name = Jit.get().name(kernel, f"{math} {hot}")
         if dumping("ir"):
             from portneuron.ir import format_kernel
 
-            print(format_kernel(kernel), file=sys.stderr)
-        return CompiledKernel(kernel, self.math, hot)
+            folded = fold_constants(verify_kernel(kernel))
+            print(format_kernel(folded), file=sys.stderr)
+            return CompiledKernel(kernel, name, lambda name: self.lower(folded, name, math, hot))
+        return CompiledKernel(
+            kernel,
+            name,
+            lambda name: self.lower(fold_constants(verify_kernel(kernel)), name, math, hot),
+        )
 
     @staticmethod
     def lower(kernel: Kernel, name: str, math: str = "libm", vectorise: bool = True) -> str:

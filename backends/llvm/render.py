@@ -48,7 +48,6 @@ from portneuron.ir import (
     View,
     While,
     dtype_of,
-    walk,
 )
 
 from . import simd, vmath
@@ -81,15 +80,6 @@ def libm_symbol(name: str) -> str:
 
 class LowerError(Exception):
     """A kernel this backend cannot compile (an internal limit, not a user error)."""
-
-
-def emits_per_lane(kernel: Kernel) -> dict[str, int]:
-    """Records each lane can write to each stream (Emit inside a Loop is not supported)."""
-    counts = walk.emits_per_lane(kernel)
-    for stream, n in counts.items():
-        if n is None:
-            raise LowerError(f"{kernel.name}: emit to {stream} inside a loop")
-    return counts
 
 
 class _Lowering:

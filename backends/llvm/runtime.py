@@ -46,6 +46,55 @@ def _lowering() -> str:
     return digest.hexdigest()
 
 
+#: /proc/cpuinfo's fields that name a processor and its features (x86, Arm); the others
+#: (its clock, its number) vary from core to core and moment to moment.
+CPU_FIELDS = (
+    "vendor_id", "cpu family", "model", "model name", "stepping", "flags", "CPU implementer",
+    "CPU architecture", "CPU variant", "CPU part", "CPU revision", "Features",
+)  # fmt: skip
+
+
+def host() -> tuple[str, str, str]:
+    """LLVM's triple, CPU name and features for this machine: what compiled kernels are
+    for, and part of their key. Asking LLVM loads llvmlite's library (35 ms, 36 MiB mapped),
+    so the answer is kept in the cache by a digest of what the operating system says of the
+    processor (/proc/cpuinfo's first processor's fields that name it and its features) and
+    llvmlite's version; a machine that says nothing of it asks LLVM every time."""
+    import llvmlite
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            first = f.read().split("\n\n", 1)[0]
+    except OSError:
+        first = ""
+    said = sorted(
+        line for line in first.splitlines() if line.split(":", 1)[0].strip() in CPU_FIELDS
+    )
+    path = None
+    if said:
+        key = "\n".join([llvmlite.__version__, sys.platform, *said])
+        path = cache_dir() / f"host-{hashlib.sha256(key.encode()).hexdigest()[:24]}.txt"
+        try:
+            known = path.read_text().split("\n")
+            if len(known) == 4 and known[3] == "end":  # whole (written, then renamed)
+                return known[0], known[1], known[2]
+        except OSError:
+            pass
+    import llvmlite.binding as llvm
+
+    answer = llvm.get_process_triple(), llvm.get_host_cpu_name(), llvm.get_host_cpu_features()
+    answer = answer[0], answer[1], answer[2].flatten()
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text("\n".join([*answer, "end"]))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+    return answer
+
+
 def slot_count(kernel: Kernel) -> int:
     """Argument slots of a kernel: one per parameter, one per stream field and count."""
     return len(kernel.params) + sum(len(s.fields) + 1 for s in kernel.streams)
@@ -69,13 +118,7 @@ class Jit:
     _instance: Jit | None = None
 
     def __init__(self) -> None:
-        import llvmlite.binding as llvm
-
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        self.llvm = llvm
-        self.triple = llvm.get_process_triple()
-        self.cpu, self.features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+        self.triple, self.cpu, self.features = host()
         self.linker = linker()
         self.suffix = ".so" if self.linker else ".o"
         self.addresses: dict[str, int] = {}
@@ -89,6 +132,16 @@ class Jit:
         if cls._instance is None:
             cls._instance = Jit()
         return cls._instance
+
+    @functools.cached_property
+    def llvm(self):
+        """llvmlite's binding to LLVM, loaded where a kernel is compiled (a run whose
+        kernels are all in the cache and linked needs none of it)."""
+        import llvmlite.binding as llvm
+
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        return llvm
 
     @functools.cached_property
     def machine(self):
@@ -164,13 +217,18 @@ class Jit:
         body, digest = data[:-32], data[-32:]
         return body if len(data) > 32 and hashlib.sha256(body).digest() == digest else None
 
-    def add_kernel(self, kernel: Kernel, options: str, lower: Callable[[str], str]) -> int:
-        """The address of `kernel`'s function, `lower(name)` giving its module's text. The
-        function is named after the hash of the kernel, `options`, the lowering's own code
-        and the target, which is also the key of the disk cache: a kernel compiled before,
-        by any process, is loaded from there without being lowered again."""
+    def name(self, kernel: Kernel, options: str) -> str:
+        """The name of `kernel`'s function: the hash of the kernel as given (before the
+        backend verifies and folds it), `options`, the lowering's own code (the IR's
+        verifier and passes with it) and the target, which is also the key of the disk
+        cache."""
         key = "\0".join((repr(kernel), options, _lowering(), self.triple, self.cpu, self.features))
-        name = f"pn_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+        return f"pn_{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+
+    def add_kernel(self, name: str, lower: Callable[[str], str]) -> int:
+        """The address of function `name`, `lower(name)` giving its module's text: a kernel
+        compiled before, by any process, is loaded from the cache without being lowered
+        again."""
         if name in self.addresses:
             return self.addresses[name]
         start = time.perf_counter()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from portneuron import cost, scheduler
+from portneuron.arrays import distinct
 from portneuron.errors import PortneuronError
 from portneuron.io.dataset import CAPACITANCE
 from portneuron.library import MechanismLibrary
@@ -590,7 +591,7 @@ class _Builder:
         out = []
         for x in names:
             users = [s for s in sets if any(i.name == x for i in s.mechanism.ions)]
-            nodes = np.unique(np.concatenate([s.node_index for s in users]))
+            nodes = distinct(np.concatenate([s.node_index for s in users]))
             for s in users:  # each user's ion instance: its node's among `nodes` (sorted)
                 s.ion_index[x] = np.searchsorted(nodes, s.node_index).astype(np.int32)
             style = self._ion_style(x, users, len(nodes))

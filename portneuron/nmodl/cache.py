@@ -9,7 +9,7 @@ written only costs time."""
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
+import importlib.util
 import os
 import pickle
 import sys
@@ -34,10 +34,12 @@ def front_end() -> str:
     for package in (Path(__file__).parent, Path(portneuron.ir.__file__).parent):
         for path in sorted(package.rglob("*.py")):
             digest.update(path.name.encode() + path.read_bytes())
-    try:
-        digest.update(importlib.metadata.version("sympy").encode())
-    except importlib.metadata.PackageNotFoundError:
-        pass
+    sympy = importlib.util.find_spec("sympy")  # its version, read without importing it or
+    if sympy is not None and sympy.origin is not None:  # every package's metadata
+        try:
+            digest.update((Path(sympy.origin).parent / "release.py").read_bytes())
+        except OSError:
+            pass
     try:
         parser = next((neuron_root() / "nmodl").glob("_nmodl*"), None)
         if parser is not None:

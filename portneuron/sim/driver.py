@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from portneuron.ir import BOOL, F64, I32, Kernel, Records, Var, View, verify_kernel, walk
+from portneuron.ir import BOOL, F64, I32, Kernel, Records, Var, View, walk
 from portneuron.ir import builder as b
 from portneuron.ir.builder import ArrayRef, KernelBuilder
 from portneuron.ir.types import NUMPY_DTYPES
@@ -357,7 +357,7 @@ def _build(plan: EpochPlan, arrays: _ModelArrays, cap: int) -> Kernel:
             compact()
             kb.array("q.left", I32, "blocks")
             kb.store("q.left", blk, end)
-    return verify_kernel(kb.build())
+    return kb.build()  # verified and folded, with the kernels it launches, by the backend
 
 
 def _int32(values: np.ndarray) -> np.ndarray:

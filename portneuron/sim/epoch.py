@@ -33,8 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from portneuron.ir import F64, Kernel, verify_kernel
-from portneuron.ir.passes import fold_constants
+from portneuron.ir import F64, Kernel
 
 from . import cable
 from .plan import (  # noqa: F401 (re-exported)
@@ -93,10 +92,6 @@ BEFORE_AFTER = (
 
 class Unsupported(Exception):
     """The model needs the stepwise loop; the message says why."""
-
-
-def _kernel(k: Kernel) -> Kernel:
-    return fold_constants(verify_kernel(k))
 
 
 def check(model) -> None:
@@ -244,7 +239,6 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
         return out
 
     def phase(kernel: Kernel, args: dict, ranges: np.ndarray, owner: int = -1) -> Phase:
-        kernel = _kernel(kernel)
         if kernel.streams:
             raise Unsupported(f"kernel {kernel.name} emits events during the step")
         return Phase(kernel, sorted_args(kernel, args, owner), ranges)
@@ -276,7 +270,7 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
     receive, receive_sets = [], []
     for m in real:
         if m.has("net_receive"):
-            kernel = _kernel(m.set.mechanism.kernel("net_receive"))
+            kernel = m.set.mechanism.kernel("net_receive")
             others = [s.name for s in kernel.streams if s.name != "net_send"]
             if others:
                 raise Unsupported(f"{m.set.name}: NET_RECEIVE calls {', '.join(others)}")
@@ -284,7 +278,7 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
             receive_sets.append(m.index)
     threshold = None
     if len(sim.voltage_presyn):
-        kernel = _kernel(ir["threshold"])  # its spike stream goes to the driver's buffer
+        kernel = ir["threshold"]  # its spike stream goes to the driver's buffer
         threshold = Phase(kernel, sorted_args(kernel, sim.threshold_args, -1), presyns.ranges)
 
     v = storage(sim.node_arrays["node.v"], layout.size)

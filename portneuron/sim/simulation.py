@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from portneuron import units
+from portneuron.arrays import distinct
 from portneuron.backends.base import Backend
 from portneuron.errors import PortneuronError, SimulationError
 from portneuron.ir import Kernel
@@ -307,7 +308,7 @@ class Simulation:
         theirs among every rank's: (this rank's (values, index) to send, each rank's count,
         the targets' (array, indices, positions in the exchanged values)); None where no
         target takes a source of another rank, on any rank (the ranks agree)."""
-        wanted = np.unique(np.concatenate([s for _, _, s in remote] or [np.zeros(0, np.int64)]))
+        wanted = distinct(np.concatenate([s for _, _, s in remote] or [np.zeros(0, np.int64)]))
         if self.ranks.size == 1:
             if len(wanted):
                 raise PortneuronError(
