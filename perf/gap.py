@@ -4,11 +4,13 @@ NEURON builds tests/gap_models.py's network (`--cells` cells of an hh soma and a
 dendrite, `--junctions` random junctions of tests/mods/halfgap.mod, 3 NetCons from each cell,
 5 NetStims), runs it (pc.psolve, on 1 and 2 threads) and writes its dataset in 1 and in 2 cell
 groups; CoreNEURON (nrniv-core built with the junction by `nrnivmodl -coreneuron`) runs them on
-1 and 2 ranks, and portneuron (llvm) on 1 and 2 ranks. What the coupling costs portneuron: the
-time of its copies each step, timed in the run; and the same network without junctions (another
-model: its cells fire more), step by step (as a coupled network runs today) and in compiled
-epochs, which shows what the stepwise loop costs. Each engine in its own process, rounds interleaved, simulate-only medians; ns per
-compartment-step over NEURON's segments. Results: perf/results.jsonl (kind "gap"), RESULTS.md.
+1 and 2 ranks, and portneuron (llvm) on 1 and 2 ranks, in compiled epochs of one step with the
+copies between them (and on 1 rank step by step). What the coupling costs portneuron: the time
+of its copies each step, timed in the run; and the same network without junctions (another
+model: its cells fire more), step by step and in compiled epochs of the min-delay, which shows
+what the stepwise loop and one-step epochs cost. Each engine in its own process, rounds
+interleaved, simulate-only medians; ns per compartment-step over NEURON's segments. Results:
+perf/results.jsonl (kind "gap"), RESULTS.md.
 
     python perf/gap.py                        # 1000 cells, 1500 junctions, 100 ms, 2 rounds
     python perf/gap.py --cells 200 --junctions 300 --repeat 1
@@ -66,11 +68,12 @@ model = load_dataset(sys.argv[1], MechanismLibrary([sys.argv[2]]))
 epochs = sys.argv[4] == "epochs"
 sim = Simulation(model, load_backend("llvm"), threads=1, compiled_epochs=epochs)
 sim.finitialize()
+sim.epoch_program()  # compiled now, not in the simulate time
 transfer, spent = sim._transfer, [0.0]
 
-def timed():  # the coupling's own cost: the copies, each step
+def timed(**how):  # the coupling's own cost: the copies, each step
     t0 = time.perf_counter()
-    transfer()
+    transfer(**how)
     spent[0] += time.perf_counter() - t0
 
 sim._transfer = timed
@@ -115,9 +118,9 @@ def coreneuron(args, core: Path, ranks: int, dataset: Path, out: Path) -> dict:
             "simulate_s": solver, "peak_rss_mib": rss}  # fmt: skip
 
 
-def portneuron(args, ranks: int, dataset: Path, out: Path, loop: str = "") -> dict:
+def portneuron(args, ranks: int, dataset: Path, out: Path, loop: str, plain: bool = False) -> dict:
     """One rank: the Simulation in a child (`loop`: "stepwise" or "epochs"); two: `portneuron
-    run -d` under mpiexec."""
+    run -d` under mpiexec (compiled epochs). `plain`: the model without junctions."""
     if ranks == 1:
         stdout, rss = measured(
             [sys.executable, "-c", PORTNEURON, str(dataset), str(MOD.parent), str(args.tstop),
@@ -131,7 +134,8 @@ def portneuron(args, ranks: int, dataset: Path, out: Path, loop: str = "") -> di
              str(out), "--json", "--threads", "1"]
         )  # fmt: skip
         result = last_json(stdout)
-    name = "portneuron llvm" + (f" ({loop}, no junctions)" if loop else "")
+    name = "portneuron llvm" + (f" ({loop}, no junctions)" if plain else
+                                ", stepwise" if loop == "stepwise" else "")  # fmt: skip
     return {**result, "engine": name, "ranks": ranks, "threads": 1, "peak_rss_mib": rss}
 
 
@@ -169,9 +173,10 @@ def main() -> None:
             for ranks in (1, 2):
                 data = tmp / f"gap{ranks}"
                 runs.append(coreneuron(args, core, ranks, data, tmp / f"core{ranks}"))
-                runs.append(portneuron(args, ranks, data, tmp / f"pn{ranks}", ""))
+                runs.append(portneuron(args, ranks, data, tmp / f"pn{ranks}", "epochs"))
+            runs.append(portneuron(args, 1, tmp / "gap1", tmp / "pn", "stepwise"))
             for loop in ("stepwise", "epochs"):
-                runs.append(portneuron(args, 1, tmp / "plain", tmp / "pn", loop))
+                runs.append(portneuron(args, 1, tmp / "plain", tmp / "pn", loop, plain=True))
             for r in runs:
                 rounds.setdefault((r["engine"], r["ranks"], r["threads"]), []).append(r)
             print(f"round {k + 1} done", file=sys.stderr)

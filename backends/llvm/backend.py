@@ -18,7 +18,7 @@ from portneuron.ir.types import NUMPY_DTYPES
 
 from portneuron.interrupts import deferred
 
-from ..base import Backend, dumping
+from ..base import Backend, Bound, dumping
 from .runtime import Jit, fill_slots, slot_count
 
 
@@ -47,6 +47,7 @@ class CompiledKernel:
         self.slots_address = self.slots.ctypes.data
         # the argument values last passed: an array seen before keeps its address slot
         self.last: list[Any] = [None] * len(kernel.params)
+        self.owner: Any = None  # the Bound whose arguments are in the slots
 
     @property
     def function(self) -> Any:
@@ -56,6 +57,35 @@ class CompiledKernel:
             signature = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
             self._function = signature(address)
         return self._function
+
+
+class LlvmBound(Bound):
+    """A kernel's bound arguments written into its slots once (again where another run of
+    the kernel wrote them since, or a run gave one of them), so that a run writes its own
+    arguments only: a compiled epoch's driver has a hundred, of which a run gives ten."""
+
+    def __init__(self, backend: LlvmBackend, compiled: CompiledKernel, args: Mapping[str, Any]):
+        super().__init__(backend, compiled, args)
+        self.bound = [k for k, p in enumerate(compiled.kernel.params) if p.name in self.args]
+        self.given: dict[tuple[str, ...], tuple[list[int], bool]] = {}
+
+    def run(self, args: Mapping[str, Any], cuts: list[int], fetch: tuple[str, ...] = ()) -> None:
+        compiled = self.compiled
+        if compiled.kernel.streams:
+            raise ValueError(f"run_blocks: kernel {compiled.kernel.name} has streams")
+        names = tuple(args)
+        if names not in self.given:  # the run's parameters, and whether it overrides one
+            params = compiled.kernel.params
+            which = [k for k, p in enumerate(params) if p.name in args]
+            self.given[names] = which, any(name in self.args for name in names)
+        which, overrides = self.given[names]
+        if compiled.owner is not self:
+            fill_slots(compiled.kernel, self.args, compiled.slots, compiled.last, self.bound)
+            compiled.owner = self
+        fill_slots(compiled.kernel, args, compiled.slots, compiled.last, which)
+        if overrides:
+            compiled.owner = None
+        self.backend.call(compiled, cuts)
 
 
 class LlvmBackend(Backend):
@@ -137,6 +167,15 @@ class LlvmBackend(Backend):
         if compiled.kernel.streams:
             raise ValueError(f"run_blocks: kernel {compiled.kernel.name} has streams")
         fill_slots(compiled.kernel, args, compiled.slots, compiled.last)
+        compiled.owner = None
+        self.call(compiled, cuts)
+
+    def bind(self, compiled: CompiledKernel, args: Mapping[str, Any]) -> LlvmBound:
+        return LlvmBound(self, compiled, args)
+
+    def call(self, compiled: CompiledKernel, cuts: list[int]) -> None:
+        """`compiled` over lanes cuts[0] .. cuts[-1] - 1 with the arguments in its slots,
+        each range of lanes on a thread of its own (this one takes the first)."""
         function, slots = compiled.function, compiled.slots_address
         ranges = list(zip(cuts, cuts[1:]))
         if len(ranges) == 1:
@@ -165,6 +204,7 @@ class LlvmBackend(Backend):
         self, compiled: CompiledKernel, args: Mapping[str, Any], lanes: int
     ) -> dict[str, dict[str, Any]]:
         fill_slots(compiled.kernel, args, compiled.slots, compiled.last)
+        compiled.owner = None
         kernel, slots = compiled.kernel, compiled.slots
         k = len(kernel.params)
         outputs = {}

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -348,13 +348,20 @@ def _libm() -> ctypes.CDLL:
 
 
 def fill_slots(
-    kernel: Kernel, args: Mapping[str, Any], slots: np.ndarray, last: list[Any] | None = None
+    kernel: Kernel,
+    args: Mapping[str, Any],
+    slots: np.ndarray,
+    last: list[Any] | None = None,
+    which: Sequence[int] | None = None,
 ) -> None:
     """Write the kernel's parameters into its argument slots: an array's address, a
     scalar's value. With `last` (the values passed before), an array seen before keeps its
-    slot; the arrays are held there, so their addresses stay valid while cached."""
+    slot; the arrays are held there, so their addresses stay valid while cached. `which`:
+    those parameters only (their numbers), else all."""
     float_slots = slots.view(np.float64)
-    for k, p in enumerate(kernel.params):
+    params = kernel.params
+    for k in range(len(params)) if which is None else which:
+        p = params[k]
         value = args[p.name]
         if p.is_array:
             if last is not None and value is last[k]:

@@ -53,6 +53,7 @@ class StepSource(Protocol):
     arguments of the step's kernels (portneuron.sim.simulation.Simulation has them)."""
 
     model: Any
+    backend: Any
     layout: Interleaved | None  # the model's node arrays have its padding (pad_nodes)
     players: list
     mechanisms: list
@@ -98,8 +99,8 @@ def check(model) -> None:
     """Unsupported where the model needs the stepwise loop, with the reason."""
     if model.vecplay:
         raise Unsupported("Vector.play needs the stepwise loop")
-    if model.transfers:
-        raise Unsupported("gap junctions need the stepwise loop")
+    if model.transfers.sources or model.transfers.targets:
+        _check_transfers(model)
     for mset in model.mechanisms:
         mech = mset.mechanism
         if mech.pointers or any(k.name in BEFORE_AFTER for k in mech.kernels):
@@ -120,6 +121,39 @@ def check(model) -> None:
             raise Unsupported(
                 f"{mset.name}: array variables ({', '.join(arrays)}) need the stepwise loop"
             )
+
+
+#: Of a mechanism's kernels, those a step does not run (a gap junction's target may be
+#: read there: the copy before them is the stepwise loop's, at finitialize).
+NOT_STEPS = ("init",)
+
+
+def _check_transfers(model) -> None:
+    """A coupled model runs compiled epochs of one step, its gap junctions copied between
+    them: at a step's end, where NEURON copies after the voltage update, before the SOLVE
+    blocks. The two give the same values where the sources are node voltages (which
+    nothing changes after the update) and nothing that runs after the update reads a
+    target (its mechanism's BREAKPOINT current reads it in the next step): Unsupported,
+    with the reason, otherwise."""
+    for _, source in model.transfers.sources:
+        if source.space != "node.v":
+            raise Unsupported(
+                f"a gap junction's source is not a node's v ({source.space}): its value after "
+                f"the SOLVE blocks is not NEURON's, so it needs the stepwise loop"
+            )
+    for _, target in model.transfers.targets:
+        kind, index, variable = (target.space.split(":") + ["", ""])[:3]
+        mset = model.mechanisms[int(index)] if kind == "mech" else None
+        if mset is None or mset.data[variable].ndim != 1:
+            raise Unsupported(f"a gap junction's target in {target.space} needs the stepwise loop")
+        for kernel in mset.mechanism.kernels:
+            reads = any(p.name == f"mech.{variable}" for p in kernel.params)
+            if reads and kernel.name not in ("current", *NOT_STEPS):
+                raise Unsupported(
+                    f"{mset.name}.{variable}, a gap junction's target, is read by its "
+                    f"{kernel.name} block, which runs after NEURON's copy: the stepwise loop "
+                    f"copies it there"
+                )
 
 
 def layout(model, width: int = BLOCK_WIDTH) -> Interleaved:
@@ -173,6 +207,11 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
     """The epoch plan of a simulation's model, or Unsupported with the reason."""
     model = sim.model
     check(model)
+    if (model.transfers.sources or model.transfers.targets) and sim.backend.device_kind != "cpu":
+        raise Unsupported(
+            f"gap junctions are copied between steps by the host, and the {sim.backend.name} "
+            f"backend keeps the model's arrays on its device: the stepwise loop copies them"
+        )
     layout = sim.layout
     if layout is None or layout.width != width:
         raise Unsupported(f"the model's nodes are not laid out in blocks of {width}")

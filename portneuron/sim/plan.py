@@ -38,7 +38,7 @@ class EpochEvents:
 
     def __init__(self, plan: EpochPlan) -> None:
         self.plan = plan
-        self.start = np.zeros(plan.nblocks + 1, dtype=np.int64)
+        self.start = np.zeros(plan.nblocks + 1, dtype=np.int32)  # the driver's ev.start
         self.phase_of_set = {s: j for j, s in enumerate(plan.receive_sets)}
         self.instance_block = {s: plan.instances[s].block_of() for s in plan.receive_sets}
         self.generation = 0
@@ -337,6 +337,16 @@ class EpochPlan:
     @property
     def nblocks(self) -> int:
         return self.layout.nblocks
+
+    def places(self, array: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where elements `index` of model array `array` are from `lay_out` to `restore`:
+        the array they are in then (a node array's buffer, with the padding), and their
+        places there (`array` and `index` themselves where the plan does not lay it out)."""
+        start = memory_key(array)[0]
+        for item in self.permuted:
+            if memory_key(item.array)[0] == start and item.array.dtype == array.dtype:
+                return item.array, item.place[index]
+        return array, index
 
     def phases(self) -> list[Phase]:
         """Every phase, in the order backends number them: threshold (if any), first

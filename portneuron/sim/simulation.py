@@ -133,6 +133,10 @@ class Simulation:
         self._bind_netcons()
         self._bind_presyns()
         self.transfers = self._bind_transfers()
+        #: Whether this rank copies gap junction values each step (its targets', or its
+        #: sources' for another rank's).
+        self.coupled = bool(self.transfers) or self._exchanged is not None
+        self._laid_out_transfers: tuple | None = None  # the copies, where a program runs
         self.players = [
             Player(p, model.mechanisms[p.target_set].data[p.variable]) for p in model.vecplay
         ]
@@ -339,20 +343,39 @@ class Simulation:
             targets.append((into, at, pos))
         return send, counts, targets
 
-    def _transfer(self) -> None:
+    def _transfer(self, laid_out: bool = False) -> None:
         """The gap junctions' values, from their sources to their targets (NEURON's
         nrnthread_v_transfer; between ranks, its nrnmpi_v_transfer: every source another
-        rank takes, to every rank)."""
-        for into, at, values, of in self.transfers:
+        rank takes, to every rank); `laid_out`: in the compiled epochs' layout, between
+        them."""
+        copies, exchanged = self.transfers, self._exchanged
+        if laid_out:
+            copies, exchanged = self._laid_out_transfers
+        for into, at, values, of in copies:
             into[at] = values[of]
-        if self._exchanged is not None:
-            send, counts, targets = self._exchanged
+        if exchanged is not None:
+            send, counts, targets = exchanged
             start = time.perf_counter()
             mine = np.concatenate([values[of] for values, of in send] or [np.zeros(0)])
             every = self.ranks.allgather_values(mine, counts)
             self.exchange_s += time.perf_counter() - start
             for into, at, pos in targets:
                 into[at] = every[pos]
+
+    def _lay_out_transfers(self, plan) -> None:
+        """The copies of `_transfer` where `plan` puts their elements, for the compiled
+        epochs (each one step, the copies between them: portneuron.sim.epoch)."""
+        copies = [
+            (*plan.places(into, at), *plan.places(values, of))
+            for into, at, values, of in self.transfers
+        ]
+        exchanged = None
+        if self._exchanged is not None:
+            send, counts, targets = self._exchanged
+            send = [plan.places(values, of) for values, of in send]
+            targets = [(*plan.places(into, at), pos) for into, at, pos in targets]
+            exchanged = send, counts, targets
+        self._laid_out_transfers = copies, exchanged
 
     def _bind_presyns(self) -> None:
         ps = self.model.presyns
@@ -617,8 +640,8 @@ class Simulation:
             self.finitialize(v_init)
         record = np.asarray(record, dtype=np.int64)
         nsteps = max(0, int((tstop - self.t) / self.dt + 0.5))
-        epoch = self.epoch_steps()
         program = self.epoch_program(record) if nsteps and not probes else None
+        epoch = self.epoch_steps()
         times = [self.t]
         trace = [self.model.nodes.v[record].copy()]
         sampled = [[float(array[i]) for array, i in probes]]
@@ -635,6 +658,8 @@ class Simulation:
                 n = min(epoch, nsteps - done)
                 if program is not None:
                     self._advance(program, n, record, times, trace)
+                    if self.coupled:  # a step's epoch: the copies after its update
+                        self._transfer(laid_out=True)
                 else:
                     for _ in range(n):
                         self.step()
@@ -681,6 +706,8 @@ class Simulation:
                 self.compiled_epochs = False
                 return None
             self.threads_used = self._program.threads
+            if self.coupled:
+                self._lay_out_transfers(plan)
             give_back()  # the plan's and the compiler's temporaries
         if record is not None:
             self._program.plan.set_record(record)
@@ -749,8 +776,12 @@ class Simulation:
         events.pack(picked)
 
     def epoch_steps(self) -> int:
-        """Steps per epoch: as many as fit in the min-delay, at most MAX_EPOCH_STEPS."""
-        md = self.ranks.min(self.model.min_delay())  # every rank's epochs end together
+        """Steps per epoch: as many as fit in the min-delay, at most MAX_EPOCH_STEPS; one
+        where a rank copies gap junction values between compiled epochs."""
+        md = self.model.min_delay()
+        if self.coupled and self._program is not None:
+            md = self.dt
+        md = self.ranks.min(md)  # every rank's epochs end together
         if math.isinf(md):
             return MAX_EPOCH_STEPS
         return min(MAX_EPOCH_STEPS, max(1, int(md / self.dt + 1e-9)))
