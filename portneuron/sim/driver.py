@@ -452,46 +452,44 @@ class IrEpoch:
         self.bound = backend.bind(
             self.compiled, {name: value for name, value in args.items() if name in self.names}
         )
-        self._kept: tuple | None = None  # (steps, record) and the buffers of `_buffers`
+        self._kept: tuple | None = None  # a call's arguments, and what they were made for
         self.outputs = ("rec.out", "blowup")
         if plan.threshold is not None:
             self.outputs += ("spike.count", "spike.presyn", "spike.t")
         if self.queue_capacity:
             self.outputs += ("q.full", "q.left")
 
-    def _buffers(self, nsteps: int) -> dict:
-        """A call's own arrays for `nsteps` steps, kept from call to call while the steps
-        and the recorded nodes are the same (a coupled model's epochs are all one step)."""
+    def _args(self, t0: float, nsteps: int, events: EpochEvents) -> dict:
+        """A call's own arguments: `nsteps` steps from `t0` with `events`; its arrays kept
+        from call to call while the steps, the recorded nodes and the events' buffers are
+        the same (a coupled model's epochs are all one step)."""
         plan = self.plan
-        key = (nsteps, id(plan.record_node))
-        if self._kept is None or self._kept[0] != key:
+        key = (nsteps, plan.record_node, events, events.generation)
+        if self._kept is None or any(a is not b for a, b in zip(self._kept[0], key)):
             nrec = len(plan.record_node)
-            kept = {"nrec": nrec, "rec.out": np.zeros(max(nsteps, 1) * nrec),
+            args = {"nrec": nrec, "rec.out": np.zeros(max(nsteps, 1) * nrec),
                     "rec.start": _int32(plan.record_start), "rec.node": plan.record_node,
-                    "rec.column": plan.record_column, "blowup": np.full(plan.nblocks, np.inf)}  # fmt: skip
+                    "rec.column": plan.record_column, "blowup": np.full(plan.nblocks, np.inf),
+                    "ev.start": events.start}  # fmt: skip
             if plan.threshold is not None:  # a detector fires at most once a step
                 detectors = plan.threshold.ranges
-                kept["spike.base"] = _int32(detectors[:-1] * nsteps)
-                kept["spike.count"] = np.zeros(plan.nblocks, np.int32)
-                kept["spike.presyn"] = np.zeros(max(1, int(detectors[-1]) * nsteps), np.int32)
-                kept["spike.t"] = np.zeros(max(1, int(detectors[-1]) * nsteps))
-            self._kept = key, kept
-        kept = self._kept[1]
-        kept["blowup"].fill(np.inf)
-        if "spike.count" in kept:
-            kept["spike.count"].fill(0)
-        return kept
-
-    def _args(self, t0: float, nsteps: int, events: EpochEvents) -> dict:
-        """A call's own arguments: `nsteps` steps from `t0` with `events`."""
-        args = {"t0": t0, "nsteps": nsteps, **self._buffers(nsteps), "ev.start": events.start}
-        for name in ("t", "phase", "lane", "row"):
-            args[f"ev.{name}"] = getattr(events, name)
-        for j, receive in enumerate(events.receive_args):
-            k = self.first_receive + j
-            for name in ("event.instance", "event.netcon", "event.t", "event.flag"):
-                args[f"k{k}.{name}"] = receive[name]
-        return {n: a for n, a in args.items() if n in self.names}
+                args["spike.base"] = _int32(detectors[:-1] * nsteps)
+                args["spike.count"] = np.zeros(plan.nblocks, np.int32)
+                args["spike.presyn"] = np.zeros(max(1, int(detectors[-1]) * nsteps), np.int32)
+                args["spike.t"] = np.zeros(max(1, int(detectors[-1]) * nsteps))
+            for name in ("t", "phase", "lane", "row"):
+                args[f"ev.{name}"] = getattr(events, name)
+            for j, receive in enumerate(events.receive_args):
+                k = self.first_receive + j
+                for name in ("event.instance", "event.netcon", "event.t", "event.flag"):
+                    args[f"k{k}.{name}"] = receive[name]
+            self._kept = key, {n: a for n, a in args.items() if n in self.names}
+        args = self._kept[1]
+        args["t0"], args["nsteps"] = t0, nsteps
+        args["blowup"].fill(np.inf)
+        if "spike.count" in args:
+            args["spike.count"].fill(0)
+        return args
 
     def advance(self, t0: float, nsteps: int, events: EpochEvents) -> EpochResult:
         """Every block through `nsteps` steps from `t0` with the epoch's `events` (the
@@ -510,7 +508,7 @@ class IrEpoch:
             result.spike_lanes, result.spike_t = args["spike.presyn"][at], args["spike.t"][at]
         if self.queue_capacity:
             self._pending(result)
-        if np.isfinite(args["blowup"]).any():
+        if args["blowup"].min() < np.inf:
             result.blowup = args["blowup"].copy()
             self.store()  # the model's state as it was when the block stopped
         return result

@@ -365,15 +365,19 @@ class Simulation:
     def _lay_out_transfers(self, plan) -> None:
         """The copies of `_transfer` where `plan` puts their elements, for the compiled
         epochs (each one step, the copies between them: portneuron.sim.epoch)."""
+
+        def places(array: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            laid, at = plan.places(array, index)
+            return laid, at.astype(np.intp)  # what indexing takes, converted once
+
         copies = [
-            (*plan.places(into, at), *plan.places(values, of))
-            for into, at, values, of in self.transfers
+            (*places(into, at), *places(values, of)) for into, at, values, of in self.transfers
         ]
         exchanged = None
         if self._exchanged is not None:
             send, counts, targets = self._exchanged
-            send = [plan.places(values, of) for values, of in send]
-            targets = [(*plan.places(into, at), pos) for into, at, pos in targets]
+            send = [places(values, of) for values, of in send]
+            targets = [(*places(into, at), pos.astype(np.intp)) for into, at, pos in targets]
             exchanged = send, counts, targets
         self._laid_out_transfers = copies, exchanged
 
