@@ -356,7 +356,7 @@ def gap_section(runs: list[dict]) -> str:
         f"{r0['when']}, commit {r0['commit']}, {r0['machine']}, {r0['runs']} rounds. Built "
         "by NEURON (tests/gap_models.py's network, tests/mods/halfgap.mod), written in 1 and "
         "2 cell groups; nrniv-core built with the junction. portneuron runs a coupled model "
-        "in compiled epochs of one step, its junctions copied between them (the stepwise row: "
+        "in compiled epochs a step a call, its junctions copied between the calls (the stepwise row: "
         "every step's kernels called one by one); its copies from sources to targets take "
         f"{r0['coupling_us_per_step']} us a step ({r0['coupling_ns_per_junction_step']} ns "
         "a junction's half). The rows without junctions are another model (its cells fire "

@@ -7,7 +7,8 @@ tests/test_gap.py, it prints one JSON line:
 
 MODEL: "two" (two passive cells, one of three segments, at different resting potentials,
 coupled once), "pair" (two one-compartment passive cells), "chain" (10 hh cells in a chain, the first driven by an IClamp), "network"
-(100 hh cells with random couplings and NetCons, NetStims driving a few). BACKENDS:
+(100 hh cells with random couplings and NetCons, NetStims driving a few), "gating" (two hh
+cells, one junction taking the other cell's hh m, not a v). BACKENDS:
 "numpy:1,llvm:2" (a backend and its threads).
 """
 
@@ -143,7 +144,35 @@ def pair() -> tuple[list, list]:
     return [sec(0.5) for sec in cells], [cells, gaps]
 
 
-MODELS = {"two": two, "pair": pair, "chain": chain, "network": network}
+def gating() -> tuple[list, list]:
+    """Two hh cells (20 x 20 um), the first driven by an IClamp: a HalfGap on the second
+    takes the first's hh m (a variable the SOLVE block changes after NEURON's copy; 1 nS),
+    one on the first takes the second's v (20 nS). finitialize copies m before INITIAL sets
+    it, so NEURON's run depends on m before it: initialized once here, m holds INITIAL's
+    value then, as in the dataset (a fresh section's m is 0)."""
+    cells = []
+    for k in range(2):
+        soma = _cell(k, "gating")
+        soma.L = soma.diam = 20
+        soma.insert("hh")
+        cells.append(soma)
+    stim = h.IClamp(cells[0](0.5))
+    stim.delay, stim.dur, stim.amp = 2, 20, 0.3
+    keep = [stim]
+    for k, (source, g) in enumerate(
+        ((cells[0](0.5)._ref_m_hh, 0.001), (cells[1](0.5)._ref_v, 0.02))
+    ):
+        gap = h.HalfGap(cells[1 - k](0.5))
+        gap.g = g
+        pc.source_var(source, k, sec=cells[k])
+        pc.target_var(gap, gap._ref_vgap, k)
+        keep.append(gap)
+    pc.setup_transfer()
+    h.finitialize(V_INIT)
+    return [sec(0.5) for sec in cells], [cells, keep]
+
+
+MODELS = {"two": two, "pair": pair, "chain": chain, "network": network, "gating": gating}
 
 
 def neuron_run(segments, tstop: float, dt: float) -> tuple[np.ndarray, list]:

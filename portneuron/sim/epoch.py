@@ -129,8 +129,8 @@ NOT_STEPS = ("init",)
 
 
 def _check_transfers(model) -> None:
-    """A coupled model runs compiled epochs of one step, its gap junctions copied between
-    them: at a step's end, where NEURON copies after the voltage update, before the SOLVE
+    """A coupled model's compiled epochs run a step a backend call, its gap junctions copied
+    between the calls: at a step's end, where NEURON copies after the voltage update, before the SOLVE
     blocks. The two give the same values where the sources are node voltages (which
     nothing changes after the update) and nothing that runs after the update reads a
     target (its mechanism's BREAKPOINT current reads it in the next step): Unsupported,

@@ -364,7 +364,7 @@ class Simulation:
 
     def _lay_out_transfers(self, plan) -> None:
         """The copies of `_transfer` where `plan` puts their elements, for the compiled
-        epochs (each one step, the copies between them: portneuron.sim.epoch)."""
+        epochs (a step a call, the copies between the calls: portneuron.sim.epoch)."""
 
         def places(array: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             laid, at = plan.places(array, index)
@@ -644,8 +644,8 @@ class Simulation:
             self.finitialize(v_init)
         record = np.asarray(record, dtype=np.int64)
         nsteps = max(0, int((tstop - self.t) / self.dt + 0.5))
-        program = self.epoch_program(record) if nsteps and not probes else None
         epoch = self.epoch_steps()
+        program = self.epoch_program(record) if nsteps and not probes else None
         times = [self.t]
         trace = [self.model.nodes.v[record].copy()]
         sampled = [[float(array[i]) for array, i in probes]]
@@ -660,10 +660,12 @@ class Simulation:
         try:
             while done < nsteps:
                 n = min(epoch, nsteps - done)
-                if program is not None:
-                    self._advance(program, n, record, times, trace)
-                    if self.coupled:  # a step's epoch: the copies after its update
+                if program is not None and self.coupled:
+                    for _ in range(n):  # a call a step, the junctions copied after each
+                        self._advance(program, 1, record, times, trace)
                         self._transfer(laid_out=True)
+                elif program is not None:
+                    self._advance(program, n, record, times, trace)
                 else:
                     for _ in range(n):
                         self.step()
@@ -718,7 +720,8 @@ class Simulation:
         return self._program
 
     def _advance(self, program, nsteps: int, record: np.ndarray, times: list, trace: list) -> None:
-        """One epoch of `nsteps` steps in one backend call."""
+        """`nsteps` steps (an epoch, or a coupled model's one step of it) in one backend
+        call."""
         from . import epoch
 
         if len(self._clock) < 2 * nsteps + 1:
@@ -780,12 +783,8 @@ class Simulation:
         events.pack(picked)
 
     def epoch_steps(self) -> int:
-        """Steps per epoch: as many as fit in the min-delay, at most MAX_EPOCH_STEPS; one
-        where a rank copies gap junction values between compiled epochs."""
-        md = self.model.min_delay()
-        if self.coupled and self._program is not None:
-            md = self.dt
-        md = self.ranks.min(md)  # every rank's epochs end together
+        """Steps per epoch: as many as fit in the min-delay, at most MAX_EPOCH_STEPS."""
+        md = self.ranks.min(self.model.min_delay())  # every rank's epochs end together
         if math.isinf(md):
             return MAX_EPOCH_STEPS
         return min(MAX_EPOCH_STEPS, max(1, int(md / self.dt + 1e-9)))
