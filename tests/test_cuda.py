@@ -582,6 +582,30 @@ def test_host_epochs_match_numpy_at_the_default_shape(host_backend):
 
 
 @needs_gxx
+@pytest.mark.slow  # 25 to 45 s: the stand-in starts a thread per CUDA thread a launch
+def test_host_runs_gap_junctions_step_by_step(host_backend):
+    """A coupled model on the cuda backend (its host stand-in): the junctions are copied by
+    the host, between steps it runs kernel by kernel, so the model runs step by step and
+    says why; numpy's voltages within 1e-9 mV, its spikes (tests/gap_native.py's chain of
+    10 hh cells, 6 ms: the first spikes down the chain)."""
+    import gap_native
+
+    from portneuron.library import MechanismLibrary
+
+    library = MechanismLibrary([Path(__file__).parent / "mods"])
+    runs = []
+    for backend in (load_backend("numpy"), host_backend):
+        net, places = gap_native.chain(library)
+        model = net.build()
+        nodes = [net.node(p.gid, p.section, p.x) for p in places]
+        sim = Simulation(model, backend)
+        runs.append(sim.run(6.0, record=nodes))
+    assert "keeps the model's arrays on its device" in sim.stepwise_reason
+    assert len(runs[0].spikes) >= 2 and runs[1].spikes == runs[0].spikes
+    assert np.abs(runs[1].v - runs[0].v).max() <= 1e-9
+
+
+@needs_gxx
 def test_host_epoch_blow_up_names_the_cell(host_backend):
     sim = Simulation(negative_leak_network().build(), host_backend)
     with pytest.raises(SimulationError, match=r"cell gid 2: voltage is not finite at t = "):
