@@ -19,7 +19,7 @@ from portneuron.ir.types import NUMPY_DTYPES
 from portneuron.interrupts import deferred
 
 from ..base import Backend, Bound, dumping
-from .runtime import Jit, fill_slots, slot_count
+from .runtime import Jit, fill_slots, slot_count, slot_plan
 
 
 def emits_per_lane(kernel: Kernel) -> dict[str, int]:
@@ -48,6 +48,7 @@ class CompiledKernel:
         # the argument values last passed: an array seen before keeps its address slot
         self.last: list[Any] = [None] * len(kernel.params)
         self.owner: Any = None  # the Bound whose arguments are in the slots
+        self.plan = slot_plan(kernel)
 
     @property
     def function(self) -> Any:
@@ -66,8 +67,11 @@ class LlvmBound(Bound):
 
     def __init__(self, backend: LlvmBackend, compiled: CompiledKernel, args: Mapping[str, Any]):
         super().__init__(backend, compiled, args)
-        self.bound = [k for k, p in enumerate(compiled.kernel.params) if p.name in self.args]
-        self.given: dict[tuple[str, ...], tuple[list[int], bool]] = {}
+        params = compiled.kernel.params
+        self.bound = slot_plan(
+            compiled.kernel, [k for k, p in enumerate(params) if p.name in self.args]
+        )
+        self.given: dict[tuple[str, ...], tuple[list, bool]] = {}
 
     def run(self, args: Mapping[str, Any], cuts: list[int], fetch: tuple[str, ...] = ()) -> None:
         compiled = self.compiled
@@ -76,7 +80,7 @@ class LlvmBound(Bound):
         names = tuple(args)
         if names not in self.given:  # the run's parameters, and whether it overrides one
             params = compiled.kernel.params
-            which = [k for k, p in enumerate(params) if p.name in args]
+            which = slot_plan(compiled.kernel, [k for k, p in enumerate(params) if p.name in args])
             self.given[names] = which, any(name in self.args for name in names)
         which, overrides = self.given[names]
         if compiled.owner is not self:
@@ -166,7 +170,7 @@ class LlvmBackend(Backend):
         kernel's arguments are shared, as its lanes write disjoint elements."""
         if compiled.kernel.streams:
             raise ValueError(f"run_blocks: kernel {compiled.kernel.name} has streams")
-        fill_slots(compiled.kernel, args, compiled.slots, compiled.last)
+        fill_slots(compiled.kernel, args, compiled.slots, compiled.last, compiled.plan)
         compiled.owner = None
         self.call(compiled, cuts)
 
@@ -203,7 +207,7 @@ class LlvmBackend(Backend):
     def run(
         self, compiled: CompiledKernel, args: Mapping[str, Any], lanes: int
     ) -> dict[str, dict[str, Any]]:
-        fill_slots(compiled.kernel, args, compiled.slots, compiled.last)
+        fill_slots(compiled.kernel, args, compiled.slots, compiled.last, compiled.plan)
         compiled.owner = None
         kernel, slots = compiled.kernel, compiled.slots
         k = len(kernel.params)

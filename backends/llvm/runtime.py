@@ -347,33 +347,46 @@ def _libm() -> ctypes.CDLL:
     return ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
 
 
+#: A parameter's slot, its name, its array's NumPy type (None: a scalar) and whether a
+#: scalar is a double: what fill_slots writes, worked out once per kernel (slot_plan).
+Slot = tuple[int, str, Any, bool]
+
+
+def slot_plan(kernel: Kernel, which: Sequence[int] | None = None) -> list[Slot]:
+    """The slots of the kernel's parameters (numbers `which`, else all), for fill_slots."""
+    params = kernel.params
+    return [
+        (k, params[k].name, NUMPY_DTYPES[params[k].dtype] if params[k].is_array else None,
+         params[k].dtype == F64)
+        for k in (range(len(params)) if which is None else which)
+    ]  # fmt: skip
+
+
 def fill_slots(
     kernel: Kernel,
     args: Mapping[str, Any],
     slots: np.ndarray,
     last: list[Any] | None = None,
-    which: Sequence[int] | None = None,
+    plan: Sequence[Slot] | None = None,
 ) -> None:
     """Write the kernel's parameters into its argument slots: an array's address, a
     scalar's value. With `last` (the values passed before), an array seen before keeps its
-    slot; the arrays are held there, so their addresses stay valid while cached. `which`:
-    those parameters only (their numbers), else all."""
+    slot; the arrays are held there, so their addresses stay valid while cached. `plan`
+    (slot_plan's): those parameters only, else all."""
     float_slots = slots.view(np.float64)
-    params = kernel.params
-    for k in range(len(params)) if which is None else which:
-        p = params[k]
-        value = args[p.name]
-        if p.is_array:
+    for k, name, dtype, double in slot_plan(kernel) if plan is None else plan:
+        value = args[name]
+        if dtype is not None:
             if last is not None and value is last[k]:
                 continue
-            if not isinstance(value, np.ndarray) or value.dtype != NUMPY_DTYPES[p.dtype]:
-                raise TypeError(f"{kernel.name}: {p.name!r} needs a NumPy {p.dtype.value} array")
+            if not isinstance(value, np.ndarray) or value.dtype != dtype:
+                raise TypeError(f"{kernel.name}: {name!r} needs a NumPy {dtype} array")
             if not value.flags.c_contiguous:
-                raise TypeError(f"{kernel.name}: {p.name!r} must be contiguous")
+                raise TypeError(f"{kernel.name}: {name!r} must be contiguous")
             slots[k] = value.ctypes.data
             if last is not None:
                 last[k] = value
-        elif p.dtype == F64:
+        elif double:
             float_slots[k] = value
         else:
             slots[k] = int(value)
