@@ -63,14 +63,11 @@ class CompiledKernel:
 class LlvmBound(Bound):
     """A kernel's bound arguments written into its slots once (again where another run of
     the kernel wrote them since, or a run gave one of them), so that a run writes its own
-    arguments only: a compiled epoch's driver has a hundred, of which a run gives ten."""
+    arguments only: a compiled epoch's driver has a hundred, of which a run gives twenty."""
 
     def __init__(self, backend: LlvmBackend, compiled: CompiledKernel, args: Mapping[str, Any]):
         super().__init__(backend, compiled, args)
-        params = compiled.kernel.params
-        self.bound = slot_plan(
-            compiled.kernel, [k for k, p in enumerate(params) if p.name in self.args]
-        )
+        self.bound = slot_plan(compiled.kernel, self.args)
         self.given: dict[tuple[str, ...], tuple[list, bool]] = {}
 
     def run(self, args: Mapping[str, Any], cuts: list[int], fetch: tuple[str, ...] = ()) -> None:
@@ -79,8 +76,7 @@ class LlvmBound(Bound):
             raise ValueError(f"run_blocks: kernel {compiled.kernel.name} has streams")
         names = tuple(args)
         if names not in self.given:  # the run's parameters, and whether it overrides one
-            params = compiled.kernel.params
-            which = slot_plan(compiled.kernel, [k for k, p in enumerate(params) if p.name in args])
+            which = slot_plan(compiled.kernel, args)
             self.given[names] = which, any(name in self.args for name in names)
         which, overrides = self.given[names]
         if compiled.owner is not self:

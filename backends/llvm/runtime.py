@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -352,14 +352,14 @@ def _libm() -> ctypes.CDLL:
 Slot = tuple[int, str, Any, bool]
 
 
-def slot_plan(kernel: Kernel, which: Sequence[int] | None = None) -> list[Slot]:
-    """The slots of the kernel's parameters (numbers `which`, else all), for fill_slots."""
-    params = kernel.params
+def slot_plan(kernel: Kernel, names: Container[str] | None = None) -> list[Slot]:
+    """The slots of the kernel's parameters (those `names` names, else all), for
+    fill_slots."""
     return [
-        (k, params[k].name, NUMPY_DTYPES[params[k].dtype] if params[k].is_array else None,
-         params[k].dtype == F64)
-        for k in (range(len(params)) if which is None else which)
-    ]  # fmt: skip
+        (k, p.name, NUMPY_DTYPES[p.dtype] if p.is_array else None, p.dtype == F64)
+        for k, p in enumerate(kernel.params)
+        if names is None or p.name in names
+    ]
 
 
 def fill_slots(
