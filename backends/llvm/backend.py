@@ -66,14 +66,14 @@ class LlvmBound(Bound):
     arguments only: a compiled epoch's driver has a hundred, of which a run gives twenty."""
 
     def __init__(self, backend: LlvmBackend, compiled: CompiledKernel, args: Mapping[str, Any]):
+        if compiled.kernel.streams:
+            raise ValueError(f"run_blocks: kernel {compiled.kernel.name} has streams")
         super().__init__(backend, compiled, args)
         self.bound = slot_plan(compiled.kernel, self.args)
         self.given: dict[tuple[str, ...], tuple[list, bool]] = {}
 
     def run(self, args: Mapping[str, Any], cuts: list[int], fetch: tuple[str, ...] = ()) -> None:
         compiled = self.compiled
-        if compiled.kernel.streams:
-            raise ValueError(f"run_blocks: kernel {compiled.kernel.name} has streams")
         names = tuple(args)
         if names not in self.given:  # the run's parameters, and whether it overrides one
             which = slot_plan(compiled.kernel, args)

@@ -464,8 +464,9 @@ class IrEpoch:
         from call to call while the steps, the recorded nodes and the events' buffers are
         the same (a coupled model's epochs are all one step)."""
         plan = self.plan
-        key = (nsteps, plan.record_node, events, events.generation)
-        if self._kept is None or any(a is not b for a, b in zip(self._kept[0], key)):
+        key = (nsteps, events.generation, plan.record_node, events)  # values, then objects
+        kept = self._kept[0] if self._kept is not None else None
+        if kept is None or kept[:2] != key[:2] or kept[2] is not key[2] or kept[3] is not key[3]:
             nrec = len(plan.record_node)
             args = {"nrec": nrec, "rec.out": np.zeros(max(nsteps, 1) * nrec),
                     "rec.start": _int32(plan.record_start), "rec.node": plan.record_node,
