@@ -57,7 +57,10 @@ def _backend_class(name: str) -> type[Backend]:
             f"unknown backend {name!r}; registered backends: {', '.join(backend_names())}"
         )
     module, _, attribute = where.partition(":")
-    return getattr(importlib.import_module(module), attribute)
+    found = getattr(importlib.import_module(module), attribute, None)
+    if found is None:  # a package's entry point that names no class: a reason, as an import
+        raise ImportError(f"{module} has no {attribute!r}")
+    return found
 
 
 def backend_status(name: str) -> BackendStatus:

@@ -55,7 +55,8 @@ def test_wheel_contains_the_mapped_subpackages(tmp_path):
 
 def test_another_packages_backend_is_found_through_its_entry_point(tmp_path):
     """A backend outside portneuron registers itself in the `portneuron.backends` group; one
-    that names one of portneuron's own is ignored."""
+    that names one of portneuron's own is ignored; one that names no class is unavailable,
+    with the reason."""
     (tmp_path / "toy_backend.py").write_text(
         "from portneuron.backends.base import Backend\n"
         "class ToyBackend(Backend):\n"
@@ -69,21 +70,24 @@ def test_another_packages_backend_is_found_through_its_entry_point(tmp_path):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-backend\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(
         "[portneuron.backends]\ntoy = toy_backend:ToyBackend\nnumpy = toy_backend:ToyBackend\n"
+        "broken = toy_backend:Missing\n"
     )
     code = (
         "from portneuron.backends import backend_names, backend_status, load_backend\n"
         "print(backend_names())\n"
         "print(backend_status('toy').reason)\n"
         "print(type(load_backend('numpy')).__name__)\n"
+        "print(backend_status('broken').reason)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.splitlines() == [
-        "['cuda', 'llvm', 'numpy', 'opencl', 'toy']",
+        "['broken', 'cuda', 'llvm', 'numpy', 'opencl', 'toy']",
         "a toy: it runs nothing",
         "NumpyBackend",
+        "cannot import: toy_backend has no 'Missing'",
     ]
 
 
