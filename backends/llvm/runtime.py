@@ -24,6 +24,8 @@ import portneuron.ir
 from portneuron.ir import F64, Kernel
 from portneuron.ir.types import NUMPY_DTYPES
 
+from portneuron.interrupts import deferred
+
 from ..base import dumping
 
 
@@ -254,8 +256,11 @@ class Jit:
 
     def _from_engine(self, name: str) -> int:
         """Function `name`, added to the engine (an object or a module): compiled or
-        linked there."""
-        self.engine.finalize_object()
+        linked there. A stop waits for the end: compiling calls the object cache's writer,
+        Python called from C through ctypes, which prints and drops an exception raised in
+        it (a Ctrl-C or SIGTERM raised there was lost, and the run went on)."""
+        with deferred():
+            self.engine.finalize_object()
         self.addresses[name] = self.engine.get_function_address(name)
         return self.addresses[name]
 

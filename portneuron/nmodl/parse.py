@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import NmodlError
+from ..interrupts import deferred
 
 
 @cache
@@ -37,8 +38,9 @@ def nmodl_module() -> ModuleType:
     os.environ.setdefault("NMODLHOME", str(root / ".data" / "share" / "nrn"))
     loader = importlib.machinery.ExtensionFileLoader("_nmodl", str(so))
     spec = importlib.util.spec_from_file_location("_nmodl", so, loader=loader)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    loader.exec_module(module)
+    with deferred():  # pybind11 makes a stop raised in its start-up an ImportError
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        loader.exec_module(module)
     return module
 
 
