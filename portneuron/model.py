@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from portneuron.ir import Mechanism
+from portneuron.ir import Mechanism, Variable
+
+#: NEURON's capacitance as a mechanism: only cm is kept (i_cap is NEURON's output, unused).
+CAPACITANCE = Mechanism(
+    "capacitance",
+    "density",
+    (Variable("cm", "parameter", "uF/cm2", 1.0),),
+    layout=("cm", "i_cap"),
+)
 
 
 @dataclass

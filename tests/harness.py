@@ -16,7 +16,7 @@ from portneuron.ir import Mechanism, run_kernel
 from portneuron.build import Cell, Network
 from portneuron.library import MechanismLibrary
 from portneuron.nmodl import builtin_mod_files, compile_file
-from portneuron.nmodl.tables import bounds, grid
+from portneuron.nmodl.tabulated import bounds, grid
 
 EPOCH_MODS = Path(__file__).parent / "mods_epoch"
 

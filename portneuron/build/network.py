@@ -18,10 +18,10 @@ import numpy as np
 from portneuron import cost, scheduler
 from portneuron.arrays import distinct
 from portneuron.errors import PortneuronError
-from portneuron.io.dataset import CAPACITANCE
 from portneuron.library import MechanismLibrary
 from portneuron.memory import give_back
 from portneuron.model import (
+    CAPACITANCE,
     IonSet,
     MechanismSet,
     Model,

@@ -175,5 +175,5 @@ def build_ringtest(
         local = {int(g) for g in np.flatnonzero(here)}
     model = net.build(local=local)
     del net, templates
-    give_back(collect=True)  # the cells' descriptions
+    give_back()  # the cells' descriptions (freed as their references go: no cycles to collect)
     return model

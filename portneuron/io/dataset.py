@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from portneuron import scheduler
-from portneuron.ir import Mechanism, Variable
+from portneuron.ir import Mechanism
 from portneuron.library import MechanismLibrary
 from portneuron.memory import give_back
 from portneuron.model import (
+    CAPACITANCE,
     IonSet,
     MechanismSet,
     Model,
@@ -50,15 +51,6 @@ from .checks import (
     pdata_slots,
 )
 from .datfile import DatasetError, DatFile, Record
-
-#: NEURON's capacitance as a mechanism: only cm is kept (i_cap is NEURON's output, unused).
-CAPACITANCE = Mechanism(
-    "capacitance",
-    "density",
-    (Variable("cm", "parameter", "uF/cm2", 1.0),),
-    layout=("cm", "i_cap"),
-)
-
 
 UNSUPPORTED = {
     "extracellular": "the extracellular mechanism is not supported",

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from portneuron.model import Model
-from portneuron.nmodl.declarations import element
+from portneuron.nmodl.tabulated import element
 
 VERSION = "1.8"
 

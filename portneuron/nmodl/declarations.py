@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import NmodlError
 from . import verbatim
 from .parse import SourceMap, nmodl_module
+from .tabulated import element
 from .units import unit_factors
 
 KINDS = {
@@ -63,14 +64,6 @@ class Declared:
     unit: str = ""
     default: float = 0.0
     length: int = 0  # the element count of an array variable; 0 for a scalar
-
-
-def element(name: str) -> tuple[str, int] | None:
-    """(array, index) of an element name `x[3]`, which stands for one value of an array."""
-    if name.endswith("]") and "[" in name:
-        base, index = name[:-1].split("[", 1)
-        return base, int(index)
-    return None
 
 
 def base_name(name: str) -> str:

@@ -10,14 +10,13 @@ default 1); otherwise the procedure is evaluated directly.
 
 from __future__ import annotations
 
-import numpy as np
-
 from portneuron.ir import F64, I32, Const, Expr, Table, Var
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 
-from .declarations import Declarations, element, number, text
+from .declarations import Declarations, number, text
 from .lower import KernelLowering, to_f64
+from .tabulated import array_name, mfac
 
 
 def table_statement(block):
@@ -67,39 +66,6 @@ def _bound(decl: Declarations, node, where: tuple[str, str]) -> float | str:
         where,
         name,
     )
-
-
-def bounds(table: Table, args: dict) -> tuple[float, float]:
-    """The table's (lo, hi), its named bounds read from the kernel arguments' globals. As in
-    NEURON, FROM may exceed TO (the grid then runs downwards)."""
-    lo, hi = (
-        b if isinstance(b, float) else float(args[f"global.{b}"]) for b in (table.lo, table.hi)
-    )
-    return lo, hi
-
-
-def grid(table: Table, lo: float, hi: float) -> np.ndarray:
-    """The argument values of the table points from `lo` to `hi` (`bounds`), accumulated as
-    NEURON does."""
-    dx = (hi - lo) / (table.points - 1)
-    x = np.empty(table.points)
-    value = lo
-    for i in range(table.points):
-        x[i] = value
-        value += dx
-    return x
-
-
-def mfac(table: Table, lo: float, hi: float) -> float:
-    """NEURON's 1/dx, by which a lookup scales its argument."""
-    return 1.0 / ((hi - lo) / (table.points - 1))
-
-
-def array_name(table: Table, output: str) -> str:
-    """The kernel array of one output's table: `table.rates.minf`, `table.mhnp.inf.2` for
-    element 2 of an array output."""
-    found = element(output)
-    return f"table.{table.name}." + (f"{found[0]}.{found[1]}" if found else output)
 
 
 def install_lookup(lowering: KernelLowering, table: Table, block) -> None:

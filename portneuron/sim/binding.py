@@ -16,7 +16,7 @@ from portneuron.backends.base import Backend
 from portneuron.errors import PortneuronError
 from portneuron.ir import Kernel
 from portneuron.model import MechanismSet, Model, PointerTarget
-from portneuron.nmodl.tables import array_name, bounds, grid, mfac
+from portneuron.nmodl.tabulated import array_name, bounds, grid, mfac
 
 
 def place_array(model: Model, node_arrays: dict[str, np.ndarray], space: str) -> np.ndarray | None:
