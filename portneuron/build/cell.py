@@ -173,16 +173,9 @@ class Cell:
         for mech, parts in density.items():
             nodes = np.concatenate([n for n, _ in parts])
             keys = {k for _, values in parts for k in values}
+            lengths = [len(n) for n, _ in parts]
             # NaN: not set on that section, the mechanism's default applies
-            columns = {
-                k: np.concatenate(
-                    [
-                        np.broadcast_to(np.asarray(v.get(k, np.nan), float), (len(n),))
-                        for n, v in parts
-                    ]
-                )
-                for k in keys
-            }
+            columns = {k: _column([v.get(k, np.nan) for _, v in parts], lengths) for k in keys}
             order = np.argsort(nodes, kind="stable")  # instances in node order, as NEURON
             dense[mech] = (nodes[order].astype(np.int32), {k: c[order] for k, c in columns.items()})
         points = [
@@ -197,3 +190,13 @@ class Cell:
             layout.parent, layout.a, layout.b, layout.area, layout.diam, layout.cm,
             dense, points, detector, layout,
         )  # fmt: skip
+
+
+def _column(values: list, lengths: list[int]) -> np.ndarray:
+    """Each section's value of one variable, over its `lengths[i]` segments: a number for
+    the whole section, or one per segment."""
+    if all(isinstance(v, (int, float)) for v in values):
+        return np.repeat(np.array(values, dtype=float), lengths)
+    return np.concatenate(
+        [np.broadcast_to(np.asarray(v, float), (n,)) for v, n in zip(values, lengths)]
+    )

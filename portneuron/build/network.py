@@ -395,12 +395,19 @@ class _Builder:
                 all_nodes[lo:hi] += offset
             starts = starts[:-1]
             data = self._defaults(mech, len(all_nodes))
+            given: dict[str, list] = {}  # variable -> [(first instance, count, values)]
             for (_, _, _, values, _), pos, n in zip(entries, starts, sizes):
                 for name, value in values.items():
-                    self._check_variable(mech, name)
-                    value = np.asarray(value, dtype=np.float64)
-                    default = data[name][pos : pos + n]  # NaN: unset, the default stays
-                    data[name][pos : pos + n] = np.where(np.isnan(value), default, value)
+                    given.setdefault(name, []).append((pos, n, value))
+            for name, parts in given.items():
+                self._check_variable(mech, name)
+                column = data[name]
+                for pos, n, value in parts:
+                    if isinstance(value, float) and value == value:
+                        column[pos : pos + n] = value
+                    elif not isinstance(value, float):  # NaN: unset, the default stays
+                        value = np.asarray(value, dtype=np.float64)
+                        np.copyto(column[pos : pos + n], value, where=~np.isnan(value))
             # NEURON: instances by node; on one node the newest point process comes first
             inverse = order_idx = None
             if (np.diff(all_nodes) <= 0).any():  # not already so
