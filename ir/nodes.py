@@ -394,3 +394,17 @@ class Mechanism:
         own = self.stream[0] if self.stream is not None else None
         ids = [v.name[: -len(".id1")] for v in self.variables if v.name.endswith(".id1")]
         return [name for name in ids if name != own]
+
+
+def _reduce(node: object) -> tuple:
+    """A node pickled as its class and its fields' values, unpickled by its `__init__`
+    (a dataclass's own state goes through `fields()` for every node: loading a mechanism
+    from the front end's cache took twice as long)."""
+    cls = type(node)
+    return cls, tuple([getattr(node, name) for name in cls.__slots__])
+
+
+for _node in list(globals().values()):
+    if isinstance(_node, type) and "__dataclass_fields__" in vars(_node):
+        _node.__reduce__ = _reduce  # type: ignore[method-assign]
+del _node
