@@ -2,7 +2,8 @@
 
 The unit placed is a block: cells of one shape, as many as a compiled epoch runs as vector
 lanes together (place_blocks); splitting a shape's block between ranks would leave lanes
-idle on each.
+idle on each. Cells that must share a rank (gap junctions' components) are placed by
+component instead.
 
 A cell's cost is what one step of it runs, counted from the IR (portneuron.cost); a
 dataset's group, until its cells are read, the size of its files. Items are taken from the
@@ -67,25 +68,31 @@ def place_blocks(
     """The rank of each cell, placing whole blocks: cells of one shape, `width` at a time
     in index order (what a compiled epoch runs as one block of vector lanes: split over
     ranks, a shape's cells would leave lanes empty on each), by longest-first packing of
-    the blocks' summed costs. Each group of cells in `together` (cells coupled within a
-    step, as gap junctions couple them) lands on one rank: the blocks holding its cells
-    are placed as one item. `speeds`: as place's."""
+    the items' summed costs. Each group of cells in `together` (cells coupled within a
+    step, as gap junctions couple them) lands on one rank: the cells that groups join are
+    one item, placed by cell (a rank's layout fills its blocks with whatever cells it is
+    given), and the other cells go by blocks as before. (Joining the blocks that hold a
+    group's cells instead made random pairs join every block into one.) `speeds`: as
+    place's."""
     costs = np.asarray(costs, dtype=np.float64)
     shapes = np.asarray(shapes)
-    block_of = np.zeros(len(costs), dtype=np.int64)
-    nblocks = 0
-    for shape in np.unique(shapes):
-        cells = np.flatnonzero(shapes == shape)
+    groups = [np.asarray(g, dtype=np.int64) for g in together if len(g) > 1]
+    key = join(len(costs), groups)  # a coupled cell's key: its component's representative
+    coupled = np.zeros(len(costs), dtype=bool)
+    for group in groups:
+        coupled[group] = True
+    block = len(costs)  # the other cells' keys: their blocks', after every cell's number
+    for shape in np.unique(shapes[~coupled]):
+        cells = np.flatnonzero((shapes == shape) & ~coupled)
         for k in range(0, len(cells), width):
-            block_of[cells[k : k + width]] = nblocks
-            nblocks += 1
-    item = _joined(nblocks, [block_of[np.asarray(g, dtype=np.int64)] for g in together])
-    _, item_of_cell = np.unique(item[block_of], return_inverse=True)
+            key[cells[k : k + width]] = block
+            block += 1
+    _, item_of_cell = np.unique(key, return_inverse=True)
     where = place(np.bincount(item_of_cell, weights=costs), nranks, speeds)
     return where[item_of_cell].astype(np.int64)
 
 
-def _joined(n: int, groups: Sequence[np.ndarray]) -> np.ndarray:
+def join(n: int, groups: Sequence[np.ndarray]) -> np.ndarray:
     """Each of `n` elements' representative once every group's elements are joined
     (union-find): elements share a representative exactly when groups connect them."""
     parent = np.arange(n)

@@ -469,22 +469,17 @@ def test_blocks_of_one_shape_stay_together(cells, width, nranks):
 )
 def test_cells_kept_together_share_a_rank(cells, groups, width, nranks):
     """place_blocks with `together` (gap-junction components, say): each group's cells on
-    one rank, every block of one shape whole, every cell once; the load within list
-    scheduling's bound over the items placed (blocks joined by the groups)."""
+    one rank, every block of one shape of the cells no group holds whole, every cell once;
+    the load within list scheduling's bound over the items placed (the components the
+    groups make, and those blocks)."""
     costs, shapes = [c for c, _ in cells], [s for _, s in cells]
     groups = [sorted({i % len(cells) for i in g}) for g in groups]
     rank = scheduler.place_blocks(costs, shapes, width, nranks, groups)
     assert rank.shape == (len(cells),) and ((rank >= 0) & (rank < nranks)).all()
     for group in groups:
         assert len({int(rank[i]) for i in group}) == 1, group
-    for shape in set(shapes):
-        members = [i for i, s in enumerate(shapes) if s == shape]
-        for k in range(0, len(members), width):
-            assert len({int(rank[i]) for i in members[k : k + width]}) == 1
-    loads = scheduler.loads(costs, rank, nranks)
-    assert loads.sum() == sum(costs)
-    items = {}  # the joined items' costs, recomputed: cells linked by a block or a group
-    link = list(range(len(cells)))
+    coupled = {i for g in groups if len(g) > 1 for i in g}
+    link = list(range(len(cells)))  # the items, recomputed: cells linked by a block or a group
 
     def root(x):
         while link[x] != x:
@@ -492,17 +487,33 @@ def test_cells_kept_together_share_a_rank(cells, groups, width, nranks):
         return x
 
     for shape in set(shapes):
-        members = [i for i, s in enumerate(shapes) if s == shape]
+        members = [i for i, s in enumerate(shapes) if s == shape and i not in coupled]
         for k in range(0, len(members), width):
+            assert len({int(rank[i]) for i in members[k : k + width]}) == 1
             for i in members[k : k + width]:
                 link[root(i)] = root(members[k])
     for group in groups:
         for i in group:
             link[root(i)] = root(group[0])
+    loads = scheduler.loads(costs, rank, nranks)
+    assert loads.sum() == sum(costs)
+    items = {}
     for i, c in enumerate(costs):
         items[root(i)] = items.get(root(i), 0) + c
     largest_item = max(items.values())
     assert loads.max() <= sum(costs) / nranks + (1 - 1 / nranks) * largest_item + 1e-9
+
+
+def test_random_pairs_stay_apart_from_the_blocks():
+    """Random pairs of cells of one shape kept together: every pair on one rank, and the
+    ranks' loads even (before, the blocks holding a pair's cells were joined, random pairs
+    joined every block into one item and one rank took every cell)."""
+    rng = np.random.default_rng(3)
+    order = rng.permutation(1000)
+    pairs = [sorted(order[k : k + 2]) for k in range(0, 1000, 2)]
+    rank = scheduler.place_blocks([1.0] * 1000, [0] * 1000, 8, 2, pairs)
+    assert all(rank[a] == rank[b] for a, b in pairs)
+    assert list(np.bincount(rank)) == [500, 500]
 
 
 @settings(max_examples=200, deadline=None)
@@ -632,6 +643,41 @@ def test_a_network_keeps_gids_together():
         assert sorted(where) == list(range(129))
     with pytest.raises(PortneuronError, match="^placement: no cell with gid 500 to keep"):
         net.placement(2, together=[[3, 500]])
+
+
+def test_gap_junction_components_share_a_rank_where_that_balances():
+    """Network.placement's default: the cells gap junctions join (Network.joined) stay on
+    one rank each where the loads stay within JOINED_IMBALANCE of even (random pairs: every
+    pair together, 250 cells a rank); one component of nearly every cell (tests/gap_native's
+    100-cell network) is placed as if uncoupled, its junctions crossing ranks."""
+    import gap_native
+
+    from portneuron.build import Cell, Network, Place
+    from portneuron.build.network import JOINED_IMBALANCE
+    from portneuron.library import MechanismLibrary
+
+    library = MechanismLibrary([Path(__file__).parent / "mods"])
+    net = Network(library)
+    cell = Cell("cell")
+    soma = cell.section("soma", L=15, diam=15)
+    cell.insert(soma, "hh")
+    for gid in range(500):
+        net.add_cell(cell, gid)
+    order = np.random.default_rng(5).permutation(500)
+    pairs = [sorted(int(g) for g in order[k : k + 2]) for k in range(0, 500, 2)]
+    for a, b in pairs:
+        net.gap_junction(Place(a, soma), Place(b, soma), "HalfGap", g=0.01)
+    assert sorted(sorted(c) for c in net.joined()) == sorted(pairs)
+    where = net.placement(2)
+    assert all(where[a] == where[b] for a, b in pairs)
+    assert np.bincount(list(where.values())).tolist() == [250, 250]
+    split = net.placement(2, together=[])
+    assert sum(split[a] != split[b] for a, b in pairs) > 0  # what the default avoids
+
+    coupled, _ = gap_native.network(library)
+    largest = max(len(c) for c in coupled.joined())
+    assert largest > 100 * (1 + JOINED_IMBALANCE) / 2  # one rank would take too much
+    assert coupled.placement(2) == coupled.placement(2, together=[])
 
 
 def counted(kb, b, y) -> None:

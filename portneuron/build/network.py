@@ -73,6 +73,16 @@ def memb_order(library: MechanismLibrary, name: str) -> tuple:
     return mech.kind == "artificial_cell", group, rank
 
 
+#: How much more uneven (the largest load over the mean, less 1) `Network.placement` lets
+#: ranks' loads be, to keep each gap-junction component on one rank. Measured
+#: (perf/gap_placement.py, 1000 cells on 2 ranks, two runs): placed as if uncoupled, the
+#: junctions that cross ranks cost more than loads 0.2 uneven do (components of 2, even
+#: loads: kept 1.84 and 2.18 s, split 2.74 and 3.13; of 300, loads 0.2 uneven: kept 1.09 and
+#: 1.29 s, split 1.62 and 1.74), and about as much as loads 0.6 uneven (one of 800: kept
+#: 1.29 and 1.95 s, split 1.77 and 1.86).
+JOINED_IMBALANCE = 0.25
+
+
 @dataclass
 class _Stim:
     mechanism: str
@@ -224,16 +234,18 @@ class Network:
     def placement(
         self,
         nranks: int,
-        together: Sequence[Sequence[int]] = (),
+        together: Sequence[Sequence[int]] | None = None,
         speeds: Sequence[float] | None = None,
     ) -> dict[int, int]:
         """Each gid's rank, by the scheduler: blocks of up to 8 cells of one template (a
         compiled epoch's vector lanes), longest first by what one step of the template
         computes (portneuron.cost); an artificial cell with a gid where the first cell it
         drives is (one without a gid is built with every cell it drives). Each group of
-        gids in `together` lands on one rank (cells gap junctions join, say, whose values
-        otherwise cross between ranks every step); `speeds`: each rank's, where they
-        differ."""
+        gids in `together` lands on one rank; by default (None) the cells that transfers
+        (gap junctions) join (`joined`), where keeping each such component on one rank makes
+        the ranks' loads at most `JOINED_IMBALANCE` more uneven than placing them as if
+        uncoupled, and otherwise none, their values then crossing between ranks every
+        step. `speeds`: each rank's, where they differ."""
         templates = {id(cell): cell for cell, _ in self.cells}
         ops = {key: cost.cell_ops(cell.compile(), self.library) for key, cell in templates.items()}
         index = {key: k for k, key in enumerate(templates)}
@@ -241,11 +253,14 @@ class Network:
         costs = [ops[id(cell)] for cell, _ in self.cells]
         shapes = [index[id(cell)] for cell, _ in self.cells]
         position = {gid: k for k, gid in enumerate(gids)}
-        unknown = sorted({g for group in together for g in group} - set(position))
-        if unknown:
-            raise PortneuronError(f"placement: no cell with gid {unknown[0]} to keep together")
-        groups = [[position[g] for g in group] for group in together]
-        rank = scheduler.place_blocks(costs, shapes, BLOCK_WIDTH, nranks, groups, speeds)
+        if together is None:
+            rank = self._joined_placement(costs, shapes, position, nranks, speeds)
+        else:
+            unknown = sorted({g for group in together for g in group} - set(position))
+            if unknown:
+                raise PortneuronError(f"placement: no cell with gid {unknown[0]} to keep together")
+            groups = [[position[g] for g in group] for group in together]
+            rank = scheduler.place_blocks(costs, shapes, BLOCK_WIDTH, nranks, groups, speeds)
         where = {gid: int(r) for gid, r in zip(gids, rank)}
         # an artificial cell with a gid goes where the first cell it drives is (rank 0
         # where it drives none): it costs next to nothing, and its events stay local
@@ -257,6 +272,34 @@ class Network:
             if stim.gid >= 0:
                 where[stim.gid] = where.get(first_target.get(k, -1), 0)
         return where
+
+    def joined(self) -> list[list[int]]:
+        """The gids that transfers (gap junctions) join into components of two or more
+        cells: a component's cells exchange values every step."""
+        cells = sorted({g for pair in self.transfers for g in (pair[0].gid, pair[1].gid)})
+        index = {g: k for k, g in enumerate(cells)}
+        pairs = [np.array([index[a.gid], index[b.gid]]) for a, b in self.transfers]
+        root = scheduler.join(len(cells), pairs)
+        components: dict[int, list[int]] = {}
+        for gid, r in zip(cells, root):
+            components.setdefault(int(r), []).append(gid)
+        return [c for c in components.values() if len(c) > 1]
+
+    def _joined_placement(self, costs, shapes, position, nranks, speeds) -> np.ndarray:
+        """`placement`'s default: the transfers' components kept on one rank each where
+        that makes the loads at most JOINED_IMBALANCE more uneven than placing the cells
+        as if uncoupled does, else placed so."""
+        free = scheduler.place_blocks(costs, shapes, BLOCK_WIDTH, nranks, (), speeds)
+        groups = [[position[g] for g in c] for c in self.joined()]
+        if not groups:
+            return free
+        kept = scheduler.place_blocks(costs, shapes, BLOCK_WIDTH, nranks, groups, speeds)
+        rate = np.ones(nranks) if speeds is None else np.asarray(speeds, dtype=np.float64)
+        kept_by, free_by = (
+            scheduler.imbalance(scheduler.loads(costs, rank, nranks) / rate)
+            for rank in (kept, free)
+        )
+        return kept if kept_by <= free_by + JOINED_IMBALANCE else free
 
     # ------------------------------------------------------------------ building
     def build(self, local: set[int] | None = None, ranks: Ranks | None = None) -> Model:
