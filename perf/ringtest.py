@@ -243,7 +243,7 @@ def write_results_md() -> None:
     latest: dict[str, list[dict]] = {}
     kinds: dict[str, list[dict]] = {
         "gpu": [], "hnn": [], "mpi": [], "imbalance": [], "exchange": [], "startup": [],
-        "gap": [],
+        "gap": [], "gap-placement": [],
     }  # fmt: skip
     gpu, hnn, mpi = kinds["gpu"], kinds["hnn"], kinds["mpi"]  # their latest runs
     for line in (HERE / "results.jsonl").read_text().splitlines():
@@ -300,6 +300,8 @@ def write_results_md() -> None:
         parts.append(startup_section(kinds["startup"]))
     if kinds["gap"]:
         parts.append(gap_section(kinds["gap"]))
+    if kinds["gap-placement"]:
+        parts.append(gap_placement_section(kinds["gap-placement"]))
     if gpu:
         parts.append(gpu_section(gpu))
     (HERE / "RESULTS.md").write_text("".join(parts))
@@ -371,6 +373,33 @@ def gap_section(runs: list[dict]) -> str:
             f"| {r['engine']} | {r['ranks']} | {r['threads']} | {r['spikes']} | "
             f"{r['simulate_s']:.3f} | {r['ns_per_compartment_step']} | "
             f"{r.get('vs_neuron', '')} | {r.get('peak_rss_mib', '')} |\n"
+        )
+    return text
+
+
+def gap_placement_section(runs: list[dict]) -> str:
+    """The latest perf/gap_placement.py run as a table."""
+    r0 = runs[0]
+    text = (
+        f"\n## Gap-junction components on ranks: {r0['cells']} cells, {r0['tstop']:g} ms "
+        "(perf/gap_placement.py)\n\n"
+        f"{r0['when']}, commit {r0['commit']}, {r0['machine']}, {r0['runs']} rounds. Built "
+        "natively: hh soma and passive dendrite cells, coupled in components of the size "
+        "given (random members; cells left over uncoupled), a network each size. portneuron "
+        "llvm, one thread a rank, compiled epochs. kept: each component on one rank; split: "
+        "placed as if uncoupled, the junction halves that cross ranks exchanged every step. "
+        "Simulate time of the slower rank; each network's spikes the same in its every run "
+        "(same). default: whether Network.placement's default keeps the components.\n\n"
+        "| component size | placement | ranks | cells a rank | halves crossing ranks "
+        "| spikes | same | simulate s | each rank s | x 1 rank | default | peak RSS MiB |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    )
+    for r in runs:
+        text += (
+            f"| {r['size']} | {r['placement']} | {r['ranks']} | {r['cells_per_rank']} | "
+            f"{r['crossing']} | {r['spikes']} | {r['same_spikes']} | {r['simulate_s']:.3f} | "
+            f"{', '.join(f'{x:.3f}' for x in r['rank_s'])} | {r['vs_1_rank']} | "
+            f"{'kept' if r['default_keeps'] else 'split'} | {r['peak_rss_mib']} |\n"
         )
     return text
 
