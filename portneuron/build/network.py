@@ -75,11 +75,11 @@ def memb_order(library: MechanismLibrary, name: str) -> tuple:
 
 #: How much more uneven (the largest load over the mean, less 1) `Network.placement` lets
 #: ranks' loads be, to keep each gap-junction component on one rank. Measured
-#: (perf/gap_placement.py, 1000 cells on 2 ranks, two runs): placed as if uncoupled, the
+#: (perf/gap_placement.py, 1000 cells on 2 ranks, three runs): placed as if uncoupled, the
 #: junctions that cross ranks cost more than loads 0.2 uneven do (components of 2, even
-#: loads: kept 1.84 and 2.18 s, split 2.74 and 3.13; of 300, loads 0.2 uneven: kept 1.09 and
-#: 1.29 s, split 1.62 and 1.74), and about as much as loads 0.6 uneven (one of 800: kept
-#: 1.29 and 1.95 s, split 1.77 and 1.86).
+#: loads: kept 1.84, 2.18, 2.75 s, split 2.74, 3.13, 2.87; of 300, loads 0.2 uneven: kept
+#: 1.09, 1.29, 1.23 s, split 1.62, 1.74, 2.04); with loads 0.6 uneven (one of 800) the runs
+#: disagree (kept 1.29, 1.95, 1.18 s, split 1.77, 1.86, 1.50).
 JOINED_IMBALANCE = 0.25
 
 
