@@ -130,12 +130,12 @@ def test_built_natively_is_neurons(mods, tmp_path, model):
 
 @pytest.mark.parametrize("model", ["chain", "network"])
 def test_compiled_epochs_copy_between_steps_as_the_stepwise_loop(model):
-    """A coupled model's compiled epochs run a step a backend call, its junctions copied
-    between the calls on the host where the layout keeps the values (NEURON copies after the voltage
-    update; at the step's end the sources, node voltages, are the same, and only the
+    """A coupled model's compiled epochs run step-major, the driver copying its junctions
+    after every block's step where the layout keeps the values (NEURON copies after the
+    voltage update; at the step's end the sources, node voltages, are the same, and only the
     junctions' BREAKPOINT reads the targets): the stepwise loop's voltages to the bit and its
-    spikes, on llvm with 1 and 2 threads and through the IR driver on numpy's interpreter
-    (the chain's first 5 ms: it interprets 35 ms a step)."""
+    spikes, on llvm (1 thread, however many are asked for) and through the IR driver on
+    numpy's interpreter (the chain's first 5 ms: it interprets 35 ms a step)."""
     import gap_native
 
     library = MechanismLibrary([MOD.parent])
@@ -153,6 +153,8 @@ def test_compiled_epochs_copy_between_steps_as_the_stepwise_loop(model):
         sim = Simulation(built, load_backend(backend), threads=threads, compiled_epochs=epochs)
         runs[name] = sim.run(until, record=nodes)
         assert (sim.stepwise_reason == "") == bool(epochs), (name, sim.stepwise_reason)
+        if epochs:
+            assert sim.epoch_program().step_major and sim.threads_used == 1, name
     stepwise = runs.pop("stepwise")
     assert len(stepwise.spikes) >= {"chain": 5, "network": 20}[model]
     for name, run in runs.items():

@@ -1,5 +1,7 @@
 """The epoch driver written once, as an IR kernel: one lane a block of cells, taken through
-an epoch's steps in Simulation.step's order (design: shared/design/EPOCH-IR.md).
+an epoch's steps in Simulation.step's order (design: shared/design/EPOCH-IR.md); for a
+model with gap junctions, one lane that takes every block through a step, then copies the
+junctions' values, then goes on (step-major).
 
 For each step, at time t: the spike detectors (at t), the block's events due by t + dt/2,
 then at t + dt/2 the first half of the step (matrix, currents, capacitance, the Hines
@@ -24,6 +26,7 @@ a cell block, the model resident on the device)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -147,10 +150,46 @@ def epoch_driver(plan: EpochPlan) -> Kernel:
     return _build(plan, _ModelArrays(plan), queue_capacity(plan))
 
 
-def _build(plan: EpochPlan, arrays: _ModelArrays, cap: int) -> Kernel:
-    kb = KernelBuilder("epoch", "block", "a block of cells through an epoch's steps")
+def _transfer_kernel() -> Kernel:
+    """Gap junctions' copies: each lane's target takes its source's value."""
+    kb = KernelBuilder("transfer", "junction")
+    kb.array("into", F64, "model")
+    at, values, of = (
+        kb.array("at", I32, "junction"),
+        kb.array("values", F64, "model"),
+        kb.array("of", I32, "junction"),
+    )
+    kb.store("into", at[kb.lane], values[of[kb.lane]])
+    return kb.build()
+
+
+def _build(
+    plan: EpochPlan, arrays: _ModelArrays, cap: int, copies: list[tuple[str, str]] = ()
+) -> Kernel:
+    """The driver; with `copies` (a coupled model's junctions: each a target array's and a
+    source array's driver names, the places in `x<i>.at`, `x<i>.of`), step-major: one lane
+    takes every block through a step, then the copies, then the next step (NEURON copies
+    after the voltage update; a copy at the step's end gives the same values where the
+    sources are voltages and only the junctions' currents read the targets, which
+    portneuron.sim.epoch checks)."""
+    step_major = bool(copies)
+    kb = KernelBuilder(
+        "epoch", "epoch" if step_major else "block", "a block of cells through an epoch's steps"
+    )
     phases = plan.phases()
-    blk, nxt = kb.lane, b.add(kb.lane, 1)
+    blk = Var("blk", I32) if step_major else kb.lane
+    nxt = b.add(blk, 1)
+    nblocks = kb.scalar("nblocks", I32) if step_major else None
+
+    @contextlib.contextmanager
+    def every_block():
+        """The block's code, or in a step-major driver the code of each block in turn."""
+        if step_major:
+            with kb.loop("blk", 0, nblocks):
+                yield
+        else:
+            yield
+
     dt, t0, nsteps = kb.scalar("dt"), kb.scalar("t0"), kb.scalar("nsteps", I32)
     half = kb.assign("half", b.mul(0.5, dt))
     t = Var("t", F64)
@@ -311,7 +350,7 @@ def _build(plan: EpochPlan, arrays: _ModelArrays, cap: int) -> Kernel:
 
     kb.assign("t", t0)
     if plan.receive:
-        with kb.serial():
+        with every_block(), kb.serial():
             kb.assign("e", ev_start[blk])
             kb.assign("q.head", 0)
             kb.assign("q.end", 0)
@@ -326,7 +365,8 @@ def _build(plan: EpochPlan, arrays: _ModelArrays, cap: int) -> Kernel:
     kb.array("rec.out", F64, "out")
     kb.array("blowup", F64, "block")
     nrec, record = kb.scalar("nrec", I32), _record_kernel()
-    with kb.while_(b.and_(b.lt(step, nsteps), b.not_(bad))):
+
+    def one_step() -> None:
         k = 0
         if plan.threshold is not None:
             over_block(0, t)
@@ -350,9 +390,26 @@ def _build(plan: EpochPlan, arrays: _ModelArrays, cap: int) -> Kernel:
                 kb.assign("bad", True)
         with kb.if_(bad), kb.serial():
             kb.store("blowup", blk, t)
+
+    transfer = _transfer_kernel()
+    with kb.while_(b.and_(b.lt(step, nsteps), b.not_(bad))):
+        if step_major:
+            start = kb.assign("t.step", t)
+            with every_block():
+                kb.assign("t", start)  # each block's t as the block-major driver's
+                one_step()
+            for i, (into, values) in enumerate(copies):
+                kb.array(into, F64, "model")
+                kb.array(values, F64, "model")
+                kb.array(f"x{i}.at", I32, "junction")
+                kb.array(f"x{i}.of", I32, "junction")
+                kb.launch(transfer, 0, kb.scalar(f"x{i}.n", I32), into=View(into),
+                          at=View(f"x{i}.at"), values=View(values), of=View(f"x{i}.of"))  # fmt: skip
+        else:
+            one_step()
         kb.assign("step", b.add(step, 1))
     if any(sends):
-        with kb.serial():  # what is still pending, at the start of the block's region
+        with every_block(), kb.serial():  # what is pending, at the start of its region
             state(load=True)
             compact()
             kb.array("q.left", I32, "blocks")
@@ -419,19 +476,30 @@ class IrEpoch:
     backend keeps them in its memory then, and only the epoch's events go to it, and
     its spikes, records and pending self-events come back."""
 
-    def __init__(self, plan: EpochPlan, backend, threads: int | None = None) -> None:
+    def __init__(
+        self, plan: EpochPlan, backend, threads: int | None = None, copies: list[tuple] = ()
+    ) -> None:
         self.plan, self.backend = plan, backend
         arrays = _ModelArrays(plan)
         self.queue_capacity = queue_capacity(plan)
-        self.kernel = _build(plan, arrays, self.queue_capacity)
+        #: a coupled model's junctions, copied in the driver after each step (`copies`:
+        #: target array, places, source array, places, all in the layout): one lane, a
+        #: whole epoch a call
+        self.step_major = bool(copies)
+        named = [(arrays.name(into, "gap"), arrays.name(values, "gap.source"))
+                 for into, _, values, _ in copies]  # fmt: skip
+        self.kernel = _build(plan, arrays, self.queue_capacity, named)
         self.compiled = backend.compile(self.kernel)
         backend.ready(self.compiled)  # compiled now: a run then times only the simulation
         threads = (threads or default_threads()) if backend.threaded else 1
-        self.cuts = partition(plan, threads)
+        self.cuts = [0, 1] if self.step_major else partition(plan, threads)
         self.threads = len(self.cuts) - 1
         phases = plan.phases()
         self.first_receive = len(phases) - len(plan.receive)
         args: dict = {"dt": plan.dt, "slot.root": plan.layout.slot_root, **arrays.arrays}
+        args["nblocks"] = plan.nblocks
+        for i, (_, at, _, of) in enumerate(copies):
+            args[f"x{i}.at"], args[f"x{i}.of"], args[f"x{i}.n"] = _int32(at), _int32(of), len(at)
         for k, phase in enumerate(phases):
             args[f"k{k}.ranges"] = _int32(phase.ranges)
             for name, value in phase.args.items():

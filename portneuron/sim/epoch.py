@@ -129,9 +129,9 @@ NOT_STEPS = ("init",)
 
 
 def _check_transfers(model) -> None:
-    """A coupled model's compiled epochs run a step a backend call, its gap junctions copied
-    between the calls: at a step's end, where NEURON copies after the voltage update, before the SOLVE
-    blocks. The two give the same values where the sources are node voltages (which
+    """A coupled model's compiled epochs copy its gap junctions at each step's end (in the
+    driver, or between calls a step each where values cross ranks), where NEURON copies
+    after the voltage update, before the SOLVE blocks. The two give the same values where the sources are node voltages (which
     nothing changes after the update) and nothing that runs after the update reads a
     target (its mechanism's BREAKPOINT current reads it in the next step): Unsupported,
     with the reason, otherwise."""

@@ -364,7 +364,8 @@ class Simulation:
 
     def _lay_out_transfers(self, plan) -> None:
         """The copies of `_transfer` where `plan` puts their elements, for the compiled
-        epochs (a step a call, the copies between the calls: portneuron.sim.epoch)."""
+        epochs: the driver's own where every junction is on this rank, else made between
+        calls a step each, with the exchange (portneuron.sim.epoch)."""
 
         def places(array: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             laid, at = plan.places(array, index)
@@ -660,8 +661,8 @@ class Simulation:
         try:
             while done < nsteps:
                 n = min(epoch, nsteps - done)
-                if program is not None and self.coupled:
-                    for _ in range(n):  # a call a step, the junctions copied after each
+                if program is not None and self.coupled and not program.step_major:
+                    for _ in range(n):  # values cross ranks: a call a step, copies after
                         self._advance(program, 1, record, times, trace)
                         self._transfer(laid_out=True)
                 elif program is not None:
@@ -705,15 +706,18 @@ class Simulation:
                 return None
             from .driver import IrEpoch, Unsupported
 
+            copies = []
+            if self.coupled:
+                self._lay_out_transfers(plan)
+                if self._exchanged is None:  # every junction here: copied by the driver
+                    copies = self._laid_out_transfers[0]
             try:
-                self._program = IrEpoch(plan, self.backend, self.threads)
+                self._program = IrEpoch(plan, self.backend, self.threads, copies)
             except Unsupported as why:
                 self.stepwise_reason = f"the IR epoch driver: {why}"
                 self.compiled_epochs = False
                 return None
             self.threads_used = self._program.threads
-            if self.coupled:
-                self._lay_out_transfers(plan)
             give_back()  # the plan's and the compiler's temporaries
         if record is not None:
             self._program.plan.set_record(record)
