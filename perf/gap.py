@@ -4,11 +4,13 @@ NEURON builds tests/gap_models.py's network (`--cells` cells of an hh soma and a
 dendrite, `--junctions` random junctions of tests/mods/halfgap.mod, 3 NetCons from each cell,
 5 NetStims), runs it (pc.psolve, on 1 and 2 threads) and writes its dataset in 1 and in 2 cell
 groups; CoreNEURON (nrniv-core built with the junction by `nrnivmodl -coreneuron`) runs them on
-1 and 2 ranks, and portneuron (llvm) on 1 and 2 ranks, in compiled epochs a step a call, the
-copies between the calls (and on 1 rank step by step). What the coupling costs portneuron: the time
-of its copies each step, timed in the run; and the same network without junctions (another
-model: its cells fire more), step by step and in compiled epochs of the min-delay, which shows
-what the stepwise loop and one-step epochs cost. Each engine in its own process, rounds
+1 and 2 ranks, and portneuron (llvm) on 1 and 2 ranks in compiled epochs: on 1 rank step-major,
+the driver copying the junctions after every step, an epoch a call; on 2, whose junctions cross
+ranks, a step a call, the values copied and exchanged between the calls (and on 1 rank step by
+step). What the coupling costs portneuron: the host's copies each step, timed in the 1-rank run
+(none since the driver copies: its own copies are not timed apart); and the same network
+without junctions (another model: its cells fire more), step by step and in compiled epochs of
+the min-delay. Each engine in its own process, rounds
 interleaved, simulate-only medians; ns per compartment-step over NEURON's segments. Results:
 perf/results.jsonl (kind "gap"), RESULTS.md.
 
