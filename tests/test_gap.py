@@ -9,6 +9,7 @@ tests/gap_models.py builds the models in NEURON; tests/mods/halfgap.mod is the j
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -161,6 +162,50 @@ def test_compiled_epochs_copy_between_steps_as_the_stepwise_loop(model):
         steps = len(run.t)
         np.testing.assert_array_equal(run.v, stepwise.v[:steps], name)
         assert run.spikes == [s for s in stepwise.spikes if s[0] <= run.t[-1]], name
+
+
+def test_a_blow_up_in_step_major_epochs_names_the_cell():
+    """12 coupled cells in 2 blocks, gid 2's leak negative (backward Euler doubles its v - e
+    each step): the step-major driver stops and names the cell the stepwise loop names; the
+    block after the bad one in the step is not marked (it was, while one flag stood for
+    every block)."""
+    from portneuron.build import Cell, Network, Place
+    from portneuron.errors import SimulationError
+
+    messages, blowups = [], []
+    for epochs in (False, True):
+        net, somas = Network(MechanismLibrary([MOD.parent])), {}
+        for gid in range(12):
+            cell = Cell()
+            somas[gid] = cell.section("soma", L=20.0, diam=20.0)
+            cell.insert(somas[gid], "pas", g=-0.02 if gid == 2 else 1e-4, e=-70.0)
+            net.add_cell(cell, gid)
+        for a in range(11):
+            net.gap_junction(Place(a, somas[a]), Place(a + 1, somas[a + 1]), "HalfGap", g=1e-4)
+        sim = Simulation(
+            net.build(), load_backend("numpy"), compiled_epochs="ir" if epochs else False
+        )
+        if epochs:
+            program = sim.epoch_program()
+            assert program.step_major and program.plan.nblocks == 2
+            advance = program.advance
+
+            def advanced(*args, advance=advance):
+                result = advance(*args)
+                blowups.append(result.blowup)
+                return result
+
+            program.advance = advanced
+        with pytest.raises(SimulationError) as stop:
+            sim.run(50.0, v_init=-60.0)
+        messages.append(str(stop.value))
+    marked = [b for b in blowups if b is not None]
+    assert len(marked) == 1 and list(marked[0] < np.inf) == [True, False]
+    # the same cell; the time within a step of the stepwise loop's (which checks every
+    # node, the driver the roots; for a model without junctions the two differ by a step too)
+    times = [float(re.search(r"cell 2 \(no gid\): voltage is not finite at t = ([0-9.]+) ms", m)[1])
+             for m in messages]  # fmt: skip
+    assert abs(times[1] - times[0]) <= 0.025 + 1e-9, messages
 
 
 def test_a_source_that_is_no_voltage_is_neurons(mods, tmp_path):

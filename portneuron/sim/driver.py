@@ -384,16 +384,18 @@ def _build(
         kb.launch(record, rec_start[blk], rec_start[nxt], base=b.mul(step, nrec),
                   v=View(arrays.v), node=View("rec.node"), column=View("rec.column"),
                   out=View("rec.out"))  # fmt: skip
+        here = kb.assign("bad.here", False)  # this block's root voltages
         with kb.loop("cell", b.mul(blk, plan.width), b.mul(nxt, plan.width)) as c:
             root = kb.assign("root", v[slot_root[c]])
             with kb.if_(b.ne(b.sub(root, root), 0.0)):  # NaN or infinite
-                kb.assign("bad", True)
-        with kb.if_(bad), kb.serial():
+                kb.assign("bad.here", True)
+        with kb.if_(here), kb.serial():
             kb.store("blowup", blk, t)
+        kb.assign("bad", b.or_(bad, here))
 
-    transfer = _transfer_kernel()
     with kb.while_(b.and_(b.lt(step, nsteps), b.not_(bad))):
         if step_major:
+            transfer = _transfer_kernel()
             start = kb.assign("t.step", t)
             with every_block():
                 kb.assign("t", start)  # each block's t as the block-major driver's
