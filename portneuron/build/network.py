@@ -75,12 +75,12 @@ def memb_order(library: MechanismLibrary, name: str) -> tuple:
 
 #: How much more uneven (the largest load over the mean, less 1) `Network.placement` lets
 #: ranks' loads be, to keep each gap-junction component on one rank. Measured
-#: (perf/gap_placement.py, 1000 cells on 2 ranks, three runs): placed as if uncoupled, the
-#: junctions that cross ranks cost more than loads 0.2 uneven do (components of 2, even
-#: loads: kept 1.84, 2.18, 2.75 s, split 2.74, 3.13, 2.87; of 300, loads 0.2 uneven: kept
-#: 1.09, 1.29, 1.23 s, split 1.62, 1.74, 2.04); with loads 0.6 uneven (one of 800) the runs
-#: disagree (kept 1.29, 1.95, 1.18 s, split 1.77, 1.86, 1.50).
-JOINED_IMBALANCE = 0.25
+#: (perf/gap_placement.py, 1000 cells on 2 ranks): a rank whose junctions are all its own
+#: runs an epoch a call (the driver copies them), one whose junctions cross ranks a step a
+#: call, exchanging every step; kept against split, components of 2 (even loads) 0.667
+#: against 1.608 s, of 300 (loads 0.2 uneven) 0.563 against 1.180, one of 800 (0.6 uneven)
+#: 0.738 against 1.058 (1 rank: 0.9 to 1.1 s).
+JOINED_IMBALANCE = 0.75
 
 
 @dataclass
@@ -288,7 +288,7 @@ class Network:
     def _joined_placement(self, costs, shapes, position, nranks, speeds) -> np.ndarray:
         """`placement`'s default: the transfers' components kept on one rank each where
         that makes the loads at most JOINED_IMBALANCE more uneven than placing the cells
-        as if uncoupled does, else placed so."""
+        as if uncoupled does and leaves no rank without cells, else placed so."""
         free = scheduler.place_blocks(costs, shapes, BLOCK_WIDTH, nranks, (), speeds)
         groups = [[position[g] for g in c] for c in self.joined()]
         if not groups:
@@ -299,7 +299,8 @@ class Network:
             scheduler.imbalance(scheduler.loads(costs, rank, nranks) / rate)
             for rank in (kept, free)
         )
-        return kept if kept_by <= free_by + JOINED_IMBALANCE else free
+        every_rank = len(np.unique(kept)) == min(nranks, len(kept))  # none left without cells
+        return kept if every_rank and kept_by <= free_by + JOINED_IMBALANCE else free
 
     # ------------------------------------------------------------------ building
     def build(self, local: set[int] | None = None, ranks: Ranks | None = None) -> Model:
