@@ -1,16 +1,17 @@
 """Gap-junction components on ranks: each kept on one rank, or placed as if uncoupled.
 
 A network built natively (portneuron.build) of `--cells` cells, each an hh soma and a passive
-dendrite of 3 segments (tests/gap_native.py's cell), coupled in components of `--sizes` cells (a network each)
-(random members: a random permutation cut in pieces, each a chain of tests/mods/halfgap.mod's
-junctions; cells left over stay uncoupled), each cell exciting 3 random others, NetStims
-driving 5. portneuron (llvm, one thread a rank, compiled epochs) under mpiexec on 2 ranks:
-each component kept on one rank (`placement(together=net.joined())`), against the same cells
-placed as if uncoupled (`together=[]`), whose junctions then cross between ranks every step;
-and on 1 rank. The spikes must be the same. What this chooses: how much more uneven the
-ranks' loads may be before the components are split (network.JOINED_IMBALANCE); the results
-say whether `Network.placement`'s default keeps them. Each run its own processes, rounds
-interleaved, simulate-only medians (the slower rank's). Results: perf/results.jsonl (kind
+dendrite of 3 segments (tests/gap_native.py's network_cell), coupled in components of
+`--sizes` cells, a network each size (random members: a random permutation cut in pieces,
+each a chain of tests/mods/halfgap.mod's junctions; cells left over stay uncoupled), each
+cell exciting 3 random others, NetStims driving 5. portneuron (llvm, one thread a rank,
+compiled epochs) under mpiexec on 2 ranks: each component kept on one rank
+(`placement(together=net.joined())`), against the same cells placed as if uncoupled
+(`together=[]`), whose junctions then cross between ranks every step; and on 1 rank. The
+spikes must be the same. What this chooses: how much more uneven the ranks' loads may be
+before the components are split (network.JOINED_IMBALANCE); the results say whether
+`Network.placement`'s default keeps them. Each run its own processes, rounds interleaved,
+simulate-only medians (the slower rank's). Results: perf/results.jsonl (kind
 "gap-placement"), RESULTS.md.
 
     python perf/gap_placement.py          # 1000 cells in components of 2, 300, 800; 2 rounds
@@ -33,7 +34,8 @@ import json, sys, time
 from pathlib import Path
 import numpy as np
 from portneuron.backends import load_backend
-from portneuron.build import Cell, Network, Place
+import gap_native
+from portneuron.build import Network, Place
 from portneuron.library import MechanismLibrary
 from portneuron.parallel import world
 from portneuron.sim.simulation import Simulation
@@ -43,12 +45,7 @@ cells, size, tstop = int(cells), int(size), float(tstop)
 ranks = world()
 rng = np.random.default_rng(7)
 net = Network(MechanismLibrary([Path(mods)]))
-cell = Cell("cell")
-soma = cell.section("soma", L=15, diam=15)
-cell.insert(soma, "hh")
-dend = cell.section("dend", L=150, diam=1.5, nseg=3, parent=soma)
-cell.insert(dend, "pas", g=1e-4, e=-65)
-cell.spike_detector(soma, 0.5, 0.0)
+cell, soma, dend = gap_native.network_cell()
 for k in range(cells):
     net.add_cell(cell, k)
 order = rng.permutation(cells)

@@ -24,17 +24,24 @@ def chain(library: MechanismLibrary, n: int = 10) -> tuple[Network, list[Place]]
     return net, [Place(k, soma) for k in range(n)]
 
 
-def network(
-    library: MechanismLibrary, n: int = 100, couplings: int = 150
-) -> tuple[Network, list[Place]]:
-    rng = np.random.default_rng(19)
-    net = Network(library)
+def network_cell() -> tuple[Cell, object, object]:
+    """The network's cell, an hh soma and a passive dendrite of 3 segments: (cell, soma,
+    dendrite)."""
     cell = Cell("cell")
     soma = cell.section("soma", L=15, diam=15)
     cell.insert(soma, "hh")
     dend = cell.section("dend", L=150, diam=1.5, nseg=3, parent=soma)
     cell.insert(dend, "pas", g=1e-4, e=-65)
     cell.spike_detector(soma, 0.5, 0.0)
+    return cell, soma, dend
+
+
+def network(
+    library: MechanismLibrary, n: int = 100, couplings: int = 150
+) -> tuple[Network, list[Place]]:
+    rng = np.random.default_rng(19)
+    net = Network(library)
+    cell, soma, dend = network_cell()
     sections = (soma, dend)
     for k in range(n):
         net.add_cell(cell, k)
