@@ -60,14 +60,20 @@ class CompiledKernel:
         return self._function
 
 
+def _without_streams(compiled: CompiledKernel, caller: str) -> None:
+    """Blocks of lanes run on threads of their own write no stream (its records' count is
+    one for the whole call)."""
+    if compiled.kernel.streams:
+        raise ValueError(f"{caller}: kernel {compiled.kernel.name} has streams")
+
+
 class LlvmBound(Bound):
     """A kernel's bound arguments written into its slots once (again where another run of
     the kernel wrote them since, or a run gave one of them), so that a run writes its own
     arguments only: a compiled epoch's driver has a hundred, of which a run gives twenty."""
 
     def __init__(self, backend: LlvmBackend, compiled: CompiledKernel, args: Mapping[str, Any]):
-        if compiled.kernel.streams:
-            raise ValueError(f"run_blocks: kernel {compiled.kernel.name} has streams")
+        _without_streams(compiled, "bind")
         super().__init__(backend, compiled, args)
         self.bound = slot_plan(compiled.kernel, self.args)
         self.given: dict[tuple[str, ...], tuple[list, bool]] = {}
@@ -164,8 +170,7 @@ class LlvmBackend(Backend):
     ) -> None:
         """Each range of lanes on a thread of its own (this one takes the first); the
         kernel's arguments are shared, as its lanes write disjoint elements."""
-        if compiled.kernel.streams:
-            raise ValueError(f"run_blocks: kernel {compiled.kernel.name} has streams")
+        _without_streams(compiled, "run_blocks")
         fill_slots(compiled.kernel, args, compiled.slots, compiled.last, compiled.plan)
         compiled.owner = None
         self.call(compiled, cuts)

@@ -446,10 +446,11 @@ class _Builder:
             for name, parts in given.items():
                 self._check_variable(mech, name)
                 column = data[name]
-                for pos, n, value in parts:
-                    if isinstance(value, float) and value == value:
-                        column[pos : pos + n] = value
-                    elif not isinstance(value, float):  # NaN: unset, the default stays
+                for pos, n, value in parts:  # NaN: unset, the default stays
+                    if isinstance(value, float):
+                        if value == value:
+                            column[pos : pos + n] = value
+                    else:
                         value = np.asarray(value, dtype=np.float64)
                         np.copyto(column[pos : pos + n], value, where=~np.isnan(value))
             # NEURON: instances by node; on one node the newest point process comes first

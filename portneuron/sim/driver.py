@@ -532,7 +532,7 @@ class IrEpoch:
     def _args(self, t0: float, nsteps: int, events: EpochEvents) -> dict:
         """A call's own arguments: `nsteps` steps from `t0` with `events`; its arrays kept
         from call to call while the steps, the recorded nodes and the events' buffers are
-        the same (a coupled model's epochs are all one step)."""
+        the same (the epochs of a model whose junctions cross ranks are all one step)."""
         plan = self.plan
         key = (nsteps, events.generation, plan.record_node, events)  # values, then objects
         kept = self._kept[0] if self._kept is not None else None

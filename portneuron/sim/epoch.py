@@ -131,10 +131,10 @@ NOT_STEPS = ("init",)
 def _check_transfers(model) -> None:
     """A coupled model's compiled epochs copy its gap junctions at each step's end (in the
     driver, or between calls a step each where values cross ranks), where NEURON copies
-    after the voltage update, before the SOLVE blocks. The two give the same values where the sources are node voltages (which
-    nothing changes after the update) and nothing that runs after the update reads a
-    target (its mechanism's BREAKPOINT current reads it in the next step): Unsupported,
-    with the reason, otherwise."""
+    after the voltage update, before the SOLVE blocks. The two give the same values where
+    the sources are node voltages (which nothing changes after the update) and nothing that
+    runs after the update reads a target (its mechanism's BREAKPOINT current reads it in the
+    next step): Unsupported, with the reason, otherwise."""
     for _, source in model.transfers.sources:
         if source.space != "node.v":
             raise Unsupported(
@@ -209,8 +209,9 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
     check(model)
     if (model.transfers.sources or model.transfers.targets) and sim.backend.device_kind != "cpu":
         raise Unsupported(
-            f"gap junctions are copied between steps by the host, and the {sim.backend.name} "
-            f"backend keeps the model's arrays on its device: the stepwise loop copies them"
+            f"gap junctions run step by step on the {sim.backend.name} backend, which keeps "
+            f"the model's arrays on its device (compiled epochs copy them on the host where "
+            f"they cross ranks, and the step-major driver is not tried there)"
         )
     layout = sim.layout
     if layout is None or layout.width != width:
