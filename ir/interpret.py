@@ -392,6 +392,9 @@ class Program:
         self.body = _block(kernel.body)
 
     def run(self, args: Mapping[str, Any], lanes: int) -> dict[str, dict[str, np.ndarray]]:
+        for p in self.kernel.params:
+            if p.regions is not None:  # what the lanes' scratch holds is not theirs
+                args[p.name].fill(np.nan if p.dtype == DType.F64 else -1)
         run = _Run(self.kernel, args, lanes)
         with np.errstate(all="ignore"):  # IEEE results (inf, nan) are the semantics, not errors
             self.body(run, None)

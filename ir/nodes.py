@@ -242,7 +242,15 @@ Stmt = Assign | Store | AddTo | If | Loop | While | Serial | Launch | Emit
 @dataclass(frozen=True, slots=True)
 class Param:
     """A kernel argument. `space` says what an array is indexed by ("instance", "node",
-    "ion:na", "table", "event", "cell"); scalars have space "uniform"."""
+    "ion:na", "table", "event", "cell"); scalars have space "uniform".
+
+    An array of space "lane:<regions>" is each lane's scratch: lane k touches only its
+    elements regions[k] .. regions[k + 1] - 1 (`regions`, an i32 array parameter), writes
+    each before it reads it, and what it leaves there is not read after the call. A
+    backend may give every lane (or every thread, for the lanes it runs one after another)
+    storage of its own instead of the caller's array, which then keeps no values of the
+    call's: the interpreter fills it with NaN first, so a kernel that breaks the promise
+    shows it."""
 
     name: str
     dtype: DType = F64
@@ -251,6 +259,11 @@ class Param:
     @property
     def is_array(self) -> bool:
         return self.space != "uniform"
+
+    @property
+    def regions(self) -> str | None:
+        """Where this is a lane's scratch, the name of the array of its lanes' regions."""
+        return self.space[5:] if self.space.startswith("lane:") else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,12 @@ class _Verifier:
         self.parallel = 0  # parallel loops around the statement being checked
         if len(self.params) != len(kernel.params):
             self.fail("parameter names are not unique")
+        for param in kernel.params:
+            regions = self.params.get(param.regions) if param.regions is not None else None
+            if param.regions is not None and (
+                regions is None or not regions.is_array or regions.dtype != I32
+            ):
+                self.fail(f"{param.name}'s regions {param.regions!r} are not an i32 array")
 
     def fail(self, message: str) -> None:
         raise VerifyError(f"kernel {self.kernel.name!r}: {message}")

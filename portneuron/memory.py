@@ -4,13 +4,20 @@ glibc's malloc serves a block below its mmap threshold from the heap, and raises
 threshold to the size of each large block freed (up to 32 MiB), so after a model's build or
 a plan's setup the temporaries' pages stay with the process: it stays as large as its
 busiest moment. `give_back` returns the free pages (malloc_trim); elsewhere it does
-nothing."""
+nothing.
+
+A `scratch` array (the Hines matrix: each step clears it first) is a mapping of its own,
+whose pages `forget` hands back between uses: a compiled epoch that gives each block
+storage of its own then leaves the model-sized one untouched."""
 
 from __future__ import annotations
 
 import ctypes
 import functools
 import gc
+import mmap
+
+import numpy as np
 
 
 @functools.cache
@@ -32,3 +39,24 @@ def give_back(collect: bool = False) -> None:
     trim = _trim()
     if trim is not None:
         trim(0)
+
+
+def scratch(n: int) -> np.ndarray:
+    """`n` float64 zeros, in pages of their own that `forget` can hand back."""
+    if n == 0 or not hasattr(mmap, "MADV_DONTNEED"):
+        return np.zeros(n)
+    private = mmap.mmap(-1, 8 * n, flags=mmap.MAP_PRIVATE)  # shared pages would stay whole
+    return np.frombuffer(private, dtype=np.float64)
+
+
+def forget(array: np.ndarray) -> None:
+    """The pages of a `scratch` array (or a view of one) back to the operating system:
+    its values are dead (they read as zeros after, or as they were where the system keeps
+    them); elsewhere nothing."""
+    base = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):  # np.frombuffer's
+        base = base.obj
+    if isinstance(base, mmap.mmap):
+        base.madvise(mmap.MADV_DONTNEED)

@@ -5,6 +5,8 @@ bit (issue 18)."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from harness import slow_for, synapse_network
@@ -154,6 +156,23 @@ def test_the_state_is_laid_out_in_place():
     plan.restore()
     for item, array in zip(plan.permuted, kept):
         np.testing.assert_array_equal(item.array, array)
+
+
+@pytest.mark.skipif("llvm" not in BACKENDS, reason="llvm is not available")
+@pytest.mark.skipif(sys.platform != "linux", reason="pages handed back read as zeros on Linux")
+def test_the_matrix_is_each_blocks_scratch():
+    """The matrix (rhs, d) is each block's scratch in the driver ("lane:" arrays): llvm
+    runs each thread's blocks in storage of their own, and finitialize hands the
+    model-sized arrays' pages back (memory.forget), so after a run they hold nothing."""
+    model = build_ringtest(2, 8, (2, 3), (1, 2))
+    sim = Simulation(model, load_backend("llvm"), threads=2)
+    assert len(sim.run(10.0).spikes) > 0
+    kernel = sim.epoch_program().kernel
+    assert {p.name: p.regions for p in kernel.params if p.regions} == {
+        "m.node.rhs": "lane.nodes",
+        "m.node.d": "lane.nodes",
+    }
+    assert not sim.rhs.any() and not sim.d.any()
 
 
 def test_a_simulation_whose_model_was_laid_out_again_says_so():

@@ -252,3 +252,73 @@ def _serial_then_read(kb):
     with kb.serial():
         kb.assign("y", 1.0)
     kb.store("x", 0, Var("y", F64))
+
+
+def prefix_sums() -> Kernel:
+    """One lane a block first[b] .. first[b + 1] - 1 of x: out = x + the running sum of
+    the block's x before it, through `scratch` (each lane's own region of it): written,
+    then read, within the lane (a launched kernel reads it too)."""
+    kb = KernelBuilder("prefix", "block", "running sums through scratch")
+    first = kb.array("first", I32, "block")
+    x = kb.array("x", F64, "element")
+    kb.array("out", F64, "element")
+    kb.array("scratch", F64, "lane:first")
+    lo, hi = first[kb.lane], first[b.add(kb.lane, 1)]
+    kb.assign("sum", 0.0)
+    with kb.loop("i", lo, hi) as i:
+        kb.assign("sum", b.add(Var("sum", F64), x[i]))
+        kb.store("scratch", i, Var("sum", F64))
+    kb.launch(_add_scratch(), lo, hi, out=View("out"), x=View("x"), scratch=View("scratch"))
+    return kb.build()
+
+
+def _add_scratch() -> Kernel:
+    kb = KernelBuilder("add", "element")
+    x, scratch = kb.array("x", F64, "element"), kb.array("scratch", F64, "element")
+    kb.array("out", F64, "element")
+    kb.store("out", kb.lane, b.add(x[kb.lane], scratch[kb.lane]))
+    return kb.build()
+
+
+@pytest.mark.parametrize("name", ["numpy", "llvm"])
+def test_a_lanes_scratch_is_its_own(name):
+    """A "lane:<regions>" array is each lane's scratch: the results are the sequential
+    ones on every backend; the interpreter runs in the caller's array (filled with NaN
+    first), llvm in storage of each call's own, so the caller's array keeps its values."""
+    from portneuron.backends import load_backend
+
+    backend = load_backend(name)
+    sizes = [3, 0, 5, 1, 7]
+    first = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)
+    x = np.random.default_rng(4).uniform(-1, 1, int(first[-1]))
+    expected = np.concatenate([x[lo:hi] + np.cumsum(x[lo:hi]) for lo, hi in zip(first, first[1:])])
+    scratch = np.full(len(x), 7.0)
+    args = {"first": first, "x": x, "out": np.zeros(len(x)), "scratch": scratch}
+    backend.run(backend.compile(verify_kernel(prefix_sums())), args, len(sizes))
+    np.testing.assert_array_equal(args["out"], expected)
+    assert (scratch == 7.0).all() == (name == "llvm")
+
+
+def test_a_lane_that_reads_its_scratch_first_reads_nan():
+    """The interpreter fills scratch with NaN before the lanes run, so a kernel that reads
+    what it did not write (breaking the promise) shows it."""
+    kb = KernelBuilder("early", "block")
+    first = kb.array("first", I32, "block")
+    kb.array("out", F64, "block")
+    scratch = kb.array("scratch", F64, "lane:first")
+    kb.store("out", kb.lane, scratch[first[kb.lane]])
+    args = {"first": np.array([0, 2, 4], np.int32), "out": np.zeros(2), "scratch": np.zeros(4)}
+    run_kernel(verify_kernel(kb.build()), args, 2)
+    assert np.isnan(args["out"]).all()
+
+
+def test_a_lanes_scratch_needs_its_regions():
+    kb = KernelBuilder("bad", "block")
+    kb.array("first", F64, "block")
+    kb.array("scratch", F64, "lane:first")
+    with pytest.raises(VerifyError, match="scratch's regions 'first' are not an i32 array"):
+        verify_kernel(kb.build())
+    kb = KernelBuilder("bad", "block")
+    kb.array("scratch", F64, "lane:nowhere")
+    with pytest.raises(VerifyError, match="regions 'nowhere' are not an i32 array"):
+        verify_kernel(kb.build())

@@ -8,7 +8,9 @@ record count. The semantics are the interpreter's ("as if the lanes ran one afte
 another"): an `If` is a branch, a `Loop` a loop, `AddTo` a load, add and store in lane
 order. Where the lanes cannot see each other's writes they run as SIMD vectors, and a
 parallel loop's iterations likewise (simd.py), with the same arithmetic; streams are
-written lane-major.
+written lane-major. A lane's scratch (an array of space "lane:<regions>") is a buffer of
+the call's own (malloc), each lane's region from its start: the lanes of a call run one
+after another.
 
 Math follows NumPy (the reference): min/max propagate NaN, `!=` is true for NaN, casts to
 i32 truncate toward zero; transcendental functions are the C library's, except exp with
@@ -142,9 +144,11 @@ class _Lowering:
     def lower(self, vectorise: bool = True) -> None:
         b = self.b
         lo, hi = self.fn.args[0], self.fn.args[1]
+        scratch = [p for p in self.kernel.params if p.regions is not None]
+        self.scratch = {p.name: (p, self.scratch_buffer(p)) for p in scratch}
         counter = self.var("pn.lane", I32)
         b.store(b.trunc(lo, I32_T), counter)
-        analysis = simd.lane_analysis(self.kernel) if vectorise else None
+        analysis = simd.lane_analysis(self.kernel) if vectorise and not scratch else None
         if analysis is not None:  # whole vectors of lanes first
             width = ir.Constant(I32_T, simd.KERNEL_LANES)
             self.counted_loop(
@@ -161,11 +165,51 @@ class _Lowering:
             1,
             "lane",
         )
+        for _, buffer in self.scratch.values():
+            b.call(self.c_function("free", ir.VoidType(), [PTR]), [buffer])
         b.ret_void()
 
     def lane_body(self, lane: ir.Value) -> None:
         self.lane = lane
+        for name, (p, buffer) in self.scratch.items():  # the lane's region, at its start
+            start = self.b.load(self.address(p.regions, lane, I32), typ=I32_T)
+            offset = self.b.neg(self.b.sext(start, I64_T))
+            self.params[name] = self.b.gep(buffer, [offset], source_etype=TYPES[p.dtype])
         self.block(self.kernel.body)
+
+    def scratch_buffer(self, p) -> ir.Value:
+        """Storage of this call's own for lane scratch `p` (the caller's array keeps none
+        of the values): as long as the largest region of lanes lo .. hi - 1, which run one
+        after another here, each in it from its start (freed at the end)."""
+        b = self.b
+        largest = self.var(f"pn.{p.name}.largest", I32)
+        b.store(ir.Constant(I32_T, 0), largest)
+        counter = self.var(f"pn.{p.name}.lane", I32)
+        b.store(b.trunc(self.fn.args[0], I32_T), counter)
+
+        def size(lane: ir.Value) -> None:
+            region = [
+                self.address(p.regions, k, I32) for k in (lane, b.add(lane, ir.Constant(I32_T, 1)))
+            ]
+            lo, hi = (b.load(at, typ=I32_T) for at in region)
+            n = b.sub(hi, lo)
+            most = b.load(largest, typ=I32_T)
+            b.store(b.select(b.icmp_signed(">", n, most), n, most), largest)
+
+        def more(lane: ir.Value) -> ir.Value:
+            return b.icmp_signed("<", b.sext(lane, I64_T), self.fn.args[1])
+
+        self.counted_loop(counter, more, size, 1, f"{p.name}.size")
+        count = b.sext(b.load(largest, typ=I32_T), I64_T)
+        nbytes = b.mul(count, ir.Constant(I64_T, 8 if p.dtype == F64 else 4))
+        return b.call(self.c_function("malloc", PTR, [I64_T]), [nbytes])
+
+    def c_function(self, name: str, result: ir.Type, args: list[ir.Type]) -> ir.Function:
+        """The C library's function `name`, declared in this module once."""
+        fn = self.module.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(result, args), name)
+        return fn
 
     def counted_loop(self, counter, more, body, step: int, name: str) -> None:
         """while more(k): body(k); k += step, for the i32 k in the variable `counter`."""

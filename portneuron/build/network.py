@@ -330,6 +330,15 @@ class Network:
         return self._offsets[gid] + cell.compile().node_at(section, x)
 
 
+def _increasing(values: np.ndarray, chunk: int = 1 << 16) -> bool:
+    """Whether `values` strictly increase (in chunks: no temporary as long as they)."""
+    for lo in range(0, len(values) - 1, chunk):
+        part = values[lo : lo + chunk + 1]
+        if not (part[1:] > part[:-1]).all():
+            return False
+    return True
+
+
 class _Builder:
     def __init__(self, net: Network, local: set[int] | None = None) -> None:
         self.net = net
@@ -396,10 +405,7 @@ class _Builder:
             placed.setdefault(net.stims[k].mechanism, [])
         order = sorted(placed, key=lambda m: memb_order(library, m))
         sets, point_instance, stim_instance = [], {}, {}
-        cap_cm = self._concatenated("cm", first)
-        cap_nodes = np.flatnonzero(~np.isnan(cap_cm)).astype(np.int32)
-        if len(cap_nodes) < len(cap_cm):
-            cap_cm = cap_cm[cap_nodes]
+        cap_nodes, cap_cm = self._capacitance(first)
         sets.append(
             MechanismSet(
                 CAPACITANCE, 3, cap_nodes, {"cm": cap_cm}, count=len(cap_nodes),
@@ -455,7 +461,7 @@ class _Builder:
                         np.copyto(column[pos : pos + n], value, where=~np.isnan(value))
             # NEURON: instances by node; on one node the newest point process comes first
             inverse = order_idx = None
-            if (np.diff(all_nodes) <= 0).any():  # not already so
+            if not _increasing(all_nodes):  # not already so
                 order_idx = np.lexsort((-np.arange(len(all_nodes)), all_nodes))
                 inverse = np.empty(len(all_nodes), np.int64)
                 inverse[order_idx] = np.arange(len(all_nodes))
@@ -484,6 +490,24 @@ class _Builder:
             sections=self._sections(base, nodes.count) if diffusing else None,
             transfers=transfers,
         )  # fmt: skip
+
+    def _capacitance(self, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The nodes with a membrane (cm not NaN) and their cm, cell by cell, filled in
+        place (each cell's share found once for its template)."""
+        own = {}  # id(cell) -> its nodes with a membrane
+        for cell, _ in self.cells:
+            if id(cell) not in own:
+                own[id(cell)] = np.flatnonzero(~np.isnan(cell.cm)).astype(np.int32)
+        sizes = [len(own[id(cell)]) for cell, _ in self.cells]
+        nodes, cm = np.empty(sum(sizes), np.int32), np.empty(sum(sizes))
+        at = 0
+        for (cell, _), lo, n in zip(self.cells, first, sizes):
+            mine = own[id(cell)]
+            nodes[at : at + n] = mine
+            nodes[at : at + n] += lo
+            cm[at : at + n] = cell.cm[mine]
+            at += n
+        return nodes, cm
 
     def _concatenated(self, name: str, first: np.ndarray, dtype=np.float64) -> np.ndarray:
         """Per-node array `name` of every cell, one after another."""

@@ -59,6 +59,9 @@ class _ModelArrays:
                 if p.is_array and not p.name.startswith("event."):
                     self.of[k, p.name] = self.name(phase.args[p.name], p.name)
         self.v = self.name(plan.v, "v")
+        #: the blocks' scratch (EpochPlan.scratch), by driver name
+        self.scratch = {self.names[key] for key in map(memory_key, plan.scratch)
+                        if key in self.names}  # fmt: skip
 
     def name(self, array: np.ndarray, hint: str) -> str:
         key = memory_key(array)
@@ -72,9 +75,17 @@ class _ModelArrays:
         return self.names[key]
 
 
-def _phase_binds(kb: KernelBuilder, arrays: _ModelArrays, k: int, phase: Phase, t) -> dict:
+#: The driver's array of each lane's nodes (its block's: layout.base) where the lanes are
+#: blocks: the regions of their scratch.
+LANE_NODES = "lane.nodes"
+
+
+def _phase_binds(
+    kb: KernelBuilder, arrays: _ModelArrays, k: int, phase: Phase, t, lanes_are_blocks: bool
+) -> dict:
     """Phase k's kernel parameters: its arrays the driver's (one a distinct array; its
-    events' `k<k>.event.*`), `t` the driver's time, its other scalars `k<k>.<name>`."""
+    events' `k<k>.event.*`; the blocks' scratch each lane's own where the lanes are
+    blocks), `t` the driver's time, its other scalars `k<k>.<name>`."""
     bind = {}
     for p in phase.kernel.params:
         if p.is_array:
@@ -82,6 +93,8 @@ def _phase_binds(kb: KernelBuilder, arrays: _ModelArrays, k: int, phase: Phase, 
             if name is None:  # this epoch's events
                 name = f"k{k}.{p.name}"
                 kb.param(name, p.dtype, p.space)
+            elif name in arrays.scratch and lanes_are_blocks:
+                kb.param(name, p.dtype, f"lane:{kb.array(LANE_NODES, I32, 'blocks').name}")
             else:
                 kb.param(name, p.dtype, "model")
             bind[p.name] = View(name)
@@ -201,7 +214,7 @@ def _build(
 
     def launch(k: int, lo, hi, at, event: dict | None = None) -> None:
         phase = phases[k]
-        bind = _phase_binds(kb, arrays, k, phase, at)
+        bind = _phase_binds(kb, arrays, k, phase, at, not step_major)
         j = k - first_receive
         if j >= 0 and sends[j]:  # its self-events to the block's record region
             region = b.mul(blk, sends[j])
@@ -499,6 +512,7 @@ class IrEpoch:
         phases = plan.phases()
         self.first_receive = len(phases) - len(plan.receive)
         args: dict = {"dt": plan.dt, "slot.root": plan.layout.slot_root, **arrays.arrays}
+        args[LANE_NODES] = _int32(plan.layout.base)
         args["nblocks"] = plan.nblocks
         for i, (_, at, _, of) in enumerate(copies):
             args[f"x{i}.at"], args[f"x{i}.of"], args[f"x{i}.n"] = _int32(at), _int32(of), len(at)

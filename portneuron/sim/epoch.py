@@ -166,6 +166,10 @@ def layout(model, width: int = BLOCK_WIDTH) -> Interleaved:
     return Interleaved(cell_first, parent, cells, width)
 
 
+#: Node arrays that are the step's scratch (EpochPlan.scratch): the matrix, which each step
+#: clears first and whose last use is the voltage update's.
+SCRATCH = ("node.rhs", "node.d")
+
 #: The model's node arrays (portneuron.model.Nodes) and what their padding holds.
 NODE_ARRAYS = {"v": 0.0, "area": 0.0, "diam": 0.0, "a": 0.0, "b": 0.0, "parent_index": -1}
 
@@ -219,6 +223,7 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
     whole_blocks = np.arange(layout.nblocks + 1, dtype=np.int64)
     ir = sim.ir
     permuted: dict[tuple, Permuted] = {}
+    scratch: dict[tuple, np.ndarray] = {}
     spaces: dict[bytes, Sorted] = {}
 
     def space(node_index: np.ndarray) -> Sorted:
@@ -257,6 +262,9 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
                 buffer = storage(value, layout.size)
                 if buffer is None:
                     raise Unsupported(f"{p.name}: no room for the layout's padding")
+                if p.name in SCRATCH:
+                    out[p.name] = scratch.setdefault(memory_key(buffer), buffer)
+                    continue
                 points_to = layout.place if p.name == "node.parent" else None
                 out[p.name] = laid_out(p.name, buffer, layout.place, points_to)
                 continue
@@ -337,6 +345,7 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
         receive_sets=receive_sets,
         threshold_presyn=sim.voltage_presyn.astype(np.int64)[presyns.order],
         sends=any(phase.kernel.streams for phase in receive),
+        scratch=list(scratch.values()),
     )
     result.set_record(np.zeros(0, dtype=np.int64))
     return result

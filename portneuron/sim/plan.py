@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from portneuron.ir import Kernel
-from portneuron.memory import give_back
+from portneuron.memory import forget, give_back
 
 
 def memory_key(array: np.ndarray) -> tuple:
@@ -97,6 +97,27 @@ def depth(parent: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Nodes a layout works on at once (whole cells): its temporaries stay this small.
+CHUNK_NODES = 1 << 16
+
+
+def _chunks(cell_first: np.ndarray) -> list[tuple[int, int]]:
+    """The cells in runs of whole cells of about CHUNK_NODES nodes (at least one cell)."""
+    out, lo = [], 0
+    ncell = len(cell_first) - 1
+    while lo < ncell:
+        hi = int(np.searchsorted(cell_first, cell_first[lo] + CHUNK_NODES, side="right")) - 1
+        hi = min(max(hi, lo + 1), ncell)
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
+def _local(parent: np.ndarray, first: int) -> np.ndarray:
+    """Parents numbered from node `first` on (roots -1)."""
+    return np.where(parent >= 0, parent - first, -1)
+
+
 class Interleaved:
     """The nodes of each block of `width` cells stored interleaved, as CoreNEURON's
     cell_permute: row k of a block holds the k-th node of each of its cells, node
@@ -130,18 +151,19 @@ class Interleaved:
         self.rows = self.count.reshape(nblocks, width).max(axis=1, initial=0).astype(np.int32)
         self.base = np.zeros(nblocks + 1, dtype=np.int64)
         np.cumsum(self.rows.astype(np.int64) * width, out=self.base[1:])
-        cell = np.repeat(np.arange(ncell, dtype=np.int32), counts)
-        order = np.lexsort((depth(parent), cell))  # stable: a level's nodes in model order
-        row = np.empty(nnode, dtype=np.int32)
-        row[order] = np.arange(nnode, dtype=np.int32)
-        del order
-        row -= cell_first[cell].astype(np.int32)
+        # the place of each cell's row 0; node i of a cell goes to start + row(i) * width
+        start = self.base[slot // width] + slot % width
         self.place = np.empty(int(self.base[-1]), dtype=np.int32)
         self.perm = self.place[:nnode]
-        node_slot = slot[cell]
-        self.perm[:] = self.base[node_slot // width] + node_slot % width
-        del node_slot
-        self.perm += row * width
+        for lo_cell, hi_cell in _chunks(cell_first):  # bounded temporaries
+            lo, hi = int(cell_first[lo_cell]), int(cell_first[hi_cell])
+            local = _local(parent[lo:hi], lo)
+            cell = np.repeat(np.arange(lo_cell, hi_cell), counts[lo_cell:hi_cell])
+            order = np.lexsort((depth(local), cell))  # stable: a level's nodes in model order
+            row = np.empty(hi - lo, dtype=np.int64)
+            row[order] = np.arange(hi - lo)
+            row -= cell_first[cell] - lo
+            self.perm[lo:hi] = start[cell] + row * width
         padding = np.ones(len(self.place), dtype=bool)
         padding[self.perm] = False
         self.place[nnode:] = np.flatnonzero(padding)
@@ -154,19 +176,19 @@ class Interleaved:
         self.row0[1:] = np.cumsum(self.rows)[:-1]
         self.row_parent = np.full(int(self.rows.sum()), -1, dtype=np.int32)
         self.uniform = np.zeros(nblocks, dtype=np.int32)
-        parent_row = np.where(parent >= 0, row[np.maximum(parent, 0)], -1)
-        local_parent = parent - cell_first[cell].astype(np.int32)
-        local_parent[parent < 0] = -1
-        del cell
         for block in range(nblocks):
             members = [c for c in self.cells[block * width : (block + 1) * width] if c >= 0]
             if not members or len({counts[c] for c in members}) != 1:
                 continue
-            shapes = [local_parent[cell_first[c] : cell_first[c + 1]] for c in members]
-            if all((x == shapes[0]).all() for x in shapes):
-                nodes = slice(cell_first[members[0]], cell_first[members[0] + 1])
+            lo = [int(cell_first[c]) for c in members]
+            n = int(counts[members[0]])
+            shape = _local(parent[lo[0] : lo[0] + n], lo[0])
+            if all((_local(parent[x : x + n], x) == shape).all() for x in lo[1:]):
+                row = (self.perm[lo[0] : lo[0] + n] - start[members[0]]) // width
                 self.uniform[block] = 1
-                self.row_parent[self.row0[block] + row[nodes]] = parent_row[nodes]
+                self.row_parent[self.row0[block] + row] = np.where(
+                    shape >= 0, row[np.maximum(shape, 0)], -1
+                )
 
     def block_cells(self, block: int) -> list[int]:
         """The model cells of a block."""
@@ -305,6 +327,9 @@ class EpochPlan:
     record_node: np.ndarray = field(init=False)  # int32
     record_column: np.ndarray = field(init=False)  # int32
     laid_out: bool = False
+    #: node arrays each block's step writes before it reads them and nothing reads after
+    #: it (the matrix): not laid out, and a backend may give each block storage of its own
+    scratch: list[np.ndarray] = field(default_factory=list)
 
     def lay_out(self) -> None:
         """The model's arrays into the layout, in place: from here to `restore` the state
@@ -312,6 +337,8 @@ class EpochPlan:
         if not self.laid_out:
             for item in self.permuted:
                 item.lay_out()
+            for array in self.scratch:  # what a step before left there is dead
+                forget(array)
             self.laid_out = True
             give_back()  # each array's temporary copy
 

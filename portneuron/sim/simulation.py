@@ -33,7 +33,7 @@ from portneuron.arrays import distinct
 from portneuron.backends.base import Backend
 from portneuron.errors import PortneuronError, SimulationError
 from portneuron.ir import Kernel
-from portneuron.memory import give_back
+from portneuron.memory import forget, give_back, scratch
 from portneuron.model import Model
 from portneuron.parallel import Ranks
 
@@ -98,7 +98,7 @@ class Simulation:
         nodes = model.nodes
         n = nodes.count
         size = self.layout.size if self.layout is not None else n
-        self.rhs, self.d = np.zeros(size)[:n], np.zeros(size)[:n]
+        self.rhs, self.d = scratch(size)[:n], scratch(size)[:n]  # the matrix
         self.node_arrays = {
             "node.v": nodes.v,
             "node.area": nodes.area,
@@ -593,6 +593,8 @@ class Simulation:
         self.threshold_args["presyn.flag"][:] = 0.0
         self.deliver(self.t)
         self._currents()
+        forget(self.rhs)  # the matrix: the next step clears it first
+        forget(self.d)
         self._before_after("before_step")  # and at finitialize, after the currents
         self.exchange()
         self.epoch_program()  # compiled here, so that run() times only the simulation
