@@ -3,8 +3,8 @@
 glibc's malloc serves a block below its mmap threshold from the heap, and raises that
 threshold to the size of each large block freed (up to 32 MiB), so after a model's build or
 a plan's setup the temporaries' pages stay with the process: it stays as large as its
-busiest moment. `give_back` returns the free pages (malloc_trim); elsewhere it does
-nothing.
+busiest moment. Importing this module pins the threshold (MAPPED_BLOCK), and `give_back`
+returns the heap's free pages (malloc_trim); elsewhere both do nothing.
 
 A `scratch` array (the Hines matrix: each step clears it first) is a mapping of its own,
 whose pages `forget` hands back between uses: a compiled epoch that gives each block
@@ -18,6 +18,26 @@ import gc
 import mmap
 
 import numpy as np
+
+#: Blocks at least this large get mappings of their own (glibc's M_MMAP_THRESHOLD).
+MAPPED_BLOCK = 1 << 20
+
+
+def _map_large_blocks() -> None:
+    """Pin glibc's mmap threshold at MAPPED_BLOCK: a large temporary, once freed, goes back
+    to the system at once, where glibc would otherwise serve blocks up to the largest
+    freed yet (up to 32 MiB) from the heap, and the smaller ones it then carves there keep
+    the big ones' pages (a model's setup and a run's lay-out free one model-sized array
+    after another). Elsewhere nothing."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    mallopt(-3, MAPPED_BLOCK)  # M_MMAP_THRESHOLD
+
+
+_map_large_blocks()
 
 
 @functools.cache

@@ -18,7 +18,7 @@ from portneuron.errors import PortneuronError
 from . import geometry
 
 
-@dataclass
+@dataclass(slots=True)
 class Section:
     """One unbranched cable. `parent`/`parent_x`: where its 0 end connects (None: the root).
     `diam` and `cm` hold one value per segment; `pt3d`, when present, defines the shape."""
@@ -168,7 +168,7 @@ class Cell:
         density: dict[str, list] = {}
         for sec in layout.section_order:
             for mech, values in sec.mechanisms.items():
-                density.setdefault(mech, []).append((layout.segment_nodes[sec.index], values))
+                density.setdefault(mech, []).append((layout.segment_nodes(sec), values))
         dense = {}
         for mech, parts in density.items():
             nodes = np.concatenate([n for n, _ in parts])

@@ -166,8 +166,12 @@ class CellLayout:
     cm: np.ndarray  # NaN on nodes without membrane
     section_order: list
     first_node: dict[int, int]  # section index -> its first node
-    segment_nodes: dict[int, np.ndarray]  # section index -> its nseg segment nodes
     parent_node: dict[int, int]  # section index -> the node its 0 end hangs from
+
+    def segment_nodes(self, sec) -> np.ndarray:
+        """The nodes of a section's nseg segments."""
+        first = self.first_node[sec.index]
+        return np.arange(first, first + sec.nseg)
 
     def node_at(self, sec, x: float) -> int:
         """NEURON's node_exact: x <= 0 the parent node, x >= 1 the x = 1 node."""
@@ -195,12 +199,11 @@ def cell_nodes(sections: list) -> CellLayout:
     parent = np.full(n, -1, np.int64)
     area, rinv = np.full(n, 100.0), np.zeros(n)
     diam, cm = np.zeros(n), np.full(n, np.nan)
-    first_node, segment_nodes, parent_node = {}, {}, {}
+    first_node, parent_node = {}, {}
     rall = np.ones(n)
     node = 1
     for sec in order:
         first_node[sec.index] = node
-        segment_nodes[sec.index] = np.arange(node, node + sec.nseg)
         sec_area, sec_rinv, sec_diam = area_ri(sec.L, sec.Ra, sec.diam, sec.pt3d)
         area[node : node + sec.nseg + 1] = sec_area
         rinv[node : node + sec.nseg + 1] = sec_rinv
@@ -223,8 +226,7 @@ def cell_nodes(sections: list) -> CellLayout:
     a[1:] = -1.0e2 * rall[1:] * rinv[1:] / area[parent[1:]]
     b[1:] = -1.0e2 * rinv[1:] / area[1:]
     return CellLayout(
-        parent.astype(np.int32), a, b, area, diam, cm, order, first_node, segment_nodes,
-        parent_node,
+        parent.astype(np.int32), a, b, area, diam, cm, order, first_node, parent_node,
     )  # fmt: skip
 
 

@@ -534,7 +534,7 @@ class _Builder:
         for (c, _), offset in zip(self.cells, base):
             start = len(length)
             for sec in sorted(c.layout.section_order, key=lambda sec: sec.index):
-                node_section[c.layout.segment_nodes[sec.index] + offset] = start + sec.index
+                node_section[c.layout.segment_nodes(sec) + offset] = start + sec.index
                 length.append(sec.L)
                 nseg.append(sec.nseg)
                 rallbranch.append(sec.rallbranch)

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from portneuron.ir import F64, Kernel
+from portneuron.memory import give_back
 
 from . import cable
 from .plan import (  # noqa: F401 (re-exported)
@@ -72,13 +73,13 @@ BLOCK_WIDTH = 8
 
 
 def shape_order(cell_first: np.ndarray, parent: np.ndarray) -> np.ndarray:
-    """The cells grouped by shape (node count, then each node's parent), stably: cells of
-    one shape fill blocks together, which makes those blocks `uniform`."""
+    """The cells grouped by shape (node count, then a digest of each node's parent),
+    stably: cells of one shape fill blocks together, which makes those blocks `uniform`."""
     keys = []
     for c in range(len(cell_first) - 1):
         lo, hi = int(cell_first[c]), int(cell_first[c + 1])
         local = np.where(parent[lo:hi] >= 0, parent[lo:hi] - lo, -1).astype(np.int64)
-        keys.append((hi - lo, local.tobytes()))
+        keys.append((hi - lo, hashlib.blake2b(local).digest()))
     return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
 
 
@@ -232,6 +233,7 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
         key = node_index.dtype.str.encode() + hashlib.sha256(node_index).digest()
         if key not in spaces:
             spaces[key] = Sorted(layout.perm[node_index], layout)
+            give_back()  # its temporaries, before the next space's
         return spaces[key]
 
     ions = {ion.name: space(ion.node_index) for ion in model.ions}

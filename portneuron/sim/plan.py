@@ -287,23 +287,46 @@ class Permuted:
     parent: bool = False
 
     def lay_out(self) -> None:
+        """Into the layout: one whole copy of the array, the rest a chunk at a time."""
         values = self.array.copy()
-        if self.parent:
-            values = np.where(values >= 0, self.points_to[np.maximum(values, 0)], self.place)
-        elif self.points_to is not None:
-            values = self.points_to[values]
-        self.array[self.place] = values
+        for part in _parts(len(values)):
+            place, chunk = self.place[part], values[part]
+            if self.parent:
+                chunk = np.where(chunk >= 0, self.points_to[np.maximum(chunk, 0)], place)
+            elif self.points_to is not None:
+                chunk = self.points_to[chunk]
+            self.array[place] = chunk
 
     def restore(self, inverse: np.ndarray | None) -> None:
         """Back to the model's order; `inverse`: of `points_to`."""
-        values = self.array[self.place]
-        if self.parent:
-            root = values == self.place
-            values = inverse[values]
-            values[root] = -1
-        elif self.points_to is not None:
-            values = inverse[values]
+        values = np.empty_like(self.array)
+        for part in _parts(len(values)):
+            place = self.place[part]
+            chunk = self.array[place]
+            if self.parent:
+                root = chunk == place
+                chunk = inverse[chunk]
+                chunk[root] = -1
+            elif self.points_to is not None:
+                chunk = inverse[chunk]
+            values[part] = chunk
         self.array[:] = values
+
+
+def _parts(n: int) -> list[slice]:
+    """0 .. n - 1 in slices of CHUNK_NODES: what indexing with a slice's places makes (their
+    64-bit copy, the values taken) stays that small."""
+    return [slice(lo, lo + CHUNK_NODES) for lo in range(0, n, CHUNK_NODES)]
+
+
+def _inverse(places: np.ndarray) -> np.ndarray:
+    """The element at each place (a chunk at a time)."""
+    inverse = np.empty_like(places)
+    for part in _parts(len(places)):
+        inverse[places[part]] = np.arange(
+            part.start, part.start + len(places[part]), dtype=places.dtype
+        )
+    return inverse
 
 
 @dataclass
@@ -353,8 +376,7 @@ class EpochPlan:
         for items in by_space.values():
             inverse = None
             if items[0].points_to is not None:
-                inverse = np.empty_like(items[0].points_to)
-                inverse[items[0].points_to] = np.arange(len(inverse), dtype=inverse.dtype)
+                inverse = _inverse(items[0].points_to)
             for item in items:
                 item.restore(inverse)
             del inverse

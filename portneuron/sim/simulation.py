@@ -21,6 +21,7 @@ run a whole epoch without coming back to Python.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -592,12 +593,29 @@ class Simulation:
         self._init_netcons()
         self.threshold_args["presyn.flag"][:] = 0.0
         self.deliver(self.t)
-        self._currents()
+        with self._one_matrix_array():
+            self._currents()
         forget(self.rhs)  # the matrix: the next step clears it first
-        forget(self.d)
         self._before_after("before_step")  # and at finitialize, after the currents
         self.exchange()
         self.epoch_program()  # compiled here, so that run() times only the simulation
+
+    @contextlib.contextmanager
+    def _one_matrix_array(self):
+        """d as rhs's array: finitialize's currents add into both, and neither sum is read
+        (the first step clears them), so the model-sized matrix touches half the pages (on
+        the host: a device backend keeps its own copies, and refuses arrays that alias)."""
+        users = [self.cable_args, *(bound.args for bound in self.mechanisms), *self.capacitance]
+        users = [args for args in users if args.get("node.d") is self.d]
+        if self.backend.device_kind != "cpu":
+            users = []
+        for args in users:
+            args["node.d"] = self.rhs
+        try:
+            yield
+        finally:
+            for args in users:
+                args["node.d"] = self.d
 
     def _wrote_concentrations(self, bound: BoundMechanism) -> None:
         """After an INITIAL that wrote a concentration, NEURON recomputes erev (einit ions)."""
