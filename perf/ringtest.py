@@ -243,7 +243,7 @@ def write_results_md() -> None:
     latest: dict[str, list[dict]] = {}
     kinds: dict[str, list[dict]] = {
         "gpu": [], "hnn": [], "mpi": [], "imbalance": [], "exchange": [], "startup": [],
-        "gap": [], "gap-placement": [],
+        "gap": [], "gap-placement": [], "scale": [],
     }  # fmt: skip
     gpu, hnn, mpi = kinds["gpu"], kinds["hnn"], kinds["mpi"]  # their latest runs
     for line in (HERE / "results.jsonl").read_text().splitlines():
@@ -302,6 +302,8 @@ def write_results_md() -> None:
         parts.append(gap_section(kinds["gap"]))
     if kinds["gap-placement"]:
         parts.append(gap_placement_section(kinds["gap-placement"]))
+    if kinds["scale"]:
+        parts.append(scale_section(kinds["scale"]))
     if gpu:
         parts.append(gpu_section(gpu))
     (HERE / "RESULTS.md").write_text("".join(parts))
@@ -378,6 +380,26 @@ def gap_section(runs: list[dict]) -> str:
             f"{r.get('vs_neuron', '')} | {r.get('peak_rss_mib', '')} |\n"
         )
     return text
+
+
+def scale_section(runs: list[dict]) -> str:
+    """The latest perf/scale.py run: memory at a million compartments."""
+    r = runs[-1]
+    return (
+        f"\n## Memory: native ringtest {r['nring']} x {r['ncell']} cells, branches "
+        f"{r['branch']}, compartments {r['compart']}: {r['compartments']:,} compartments, "
+        f"{r['tstop']:g} ms (perf/scale.py)\n\n"
+        f"{r['when']}, commit {r['commit']}, {r['engine']}. Baseline: the "
+        "process with portneuron and the backend's libraries loaded, before the model. The "
+        "model's arrays: nodes, mechanism and ion data, spike sources and NetCons.\n\n"
+        "| model's arrays MiB | bytes/compartment | baseline MiB | peak after build MiB "
+        "| peak MiB | (peak - baseline) / model's arrays | build s | simulate s |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        f"| {r['model_arrays_mib']} | {r['model_bytes_per_compartment']} | "
+        f"{r['python_baseline_rss_mib']} | {r['peak_rss_mib_after_build']} | "
+        f"{r['peak_rss_mib']} | {r['peak_above_baseline_per_model_arrays']} | "
+        f"{r['build_s']} | {r['simulate_s']} |\n"
+    )
 
 
 def gap_placement_section(runs: list[dict]) -> str:
