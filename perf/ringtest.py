@@ -286,7 +286,7 @@ def write_results_md() -> None:
                 f"| {r['engine']} | {r['threads']} | {r['spikes']} | {r['simulate_s']:.3f} | "
                 f"{r['ns_per_compartment_step']} | {r.get('vs_neuron', '')} | "
                 f"{r.get('vs_coreneuron', '')} | {r.get('vs_arbor', '')} | "
-                f"{r.get('peak_rss_mib', '')} |\n"
+                f"{_mib(r.get('peak_rss_mib', ''))} |\n"
             )
     if hnn:
         parts.append(hnn_section(hnn))
@@ -308,6 +308,11 @@ def write_results_md() -> None:
         parts.append(gpu_section(gpu))
     (HERE / "RESULTS.md").write_text("".join(parts))
     print("".join(parts))
+
+
+def _mib(value) -> str:
+    """A MiB figure to 0.01 (medians of two runs are half-MiB sums in binary)."""
+    return f"{value:.2f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
 
 def hnn_section(runs: list[dict]) -> str:
