@@ -18,23 +18,12 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 
 
 def model_bytes(model) -> int:
     """Bytes held by the Model's arrays (nodes, mechanism data, ions, presyns, netcons)."""
-    arrays = [
-        getattr(model.nodes, k) for k in ("parent_index", "a", "b", "area", "v", "diam", "first")
-    ]
-    for m in model.mechanisms:
-        arrays += [m.node_index, *m.data.values(), *m.ion_index.values()]
-    for ion in model.ions:
-        arrays += [ion.node_index, ion.style, *ion.data.values()]
-    for part in (model.presyns, model.netcons):
-        arrays += [v for v in vars(part).values() if isinstance(v, np.ndarray)]
-    return sum(a.nbytes for a in arrays)
+    return sum(model.memory().values())
 
 
 def main() -> None:

@@ -121,7 +121,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         dt = args.dt if args.dt is not None else model.dt
         if ranks.rank == 0:
             check_min_delay(model, dt, progress)
-        sim = Simulation(model, backend, dt=dt, threads=args.threads, ranks=ranks)
+        stats = model_stats(model, ranks) if args.model_stats else None
+        if stats is not None and not args.json:
+            progress.clear()
+            print_model_stats(stats)
+        sim = Simulation(
+            model, backend, dt=dt, threads=args.threads, ranks=ranks, max_epoch=args.mindelay
+        )
         with progress.phase("compiling"):
             sim.epoch_program()  # JIT now, so that the simulation's bar measures simulating
         sim.finitialize(args.voltage)
@@ -139,7 +145,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 _RUN_RANKS[0] = ranks
                 with progress.phase(what + " again", unit="cells") as up:
                     model = build_model(args, library, up, ranks)
-                sim = run.sim = Simulation(model, backend, dt=dt, threads=args.threads, ranks=ranks)
+                sim = run.sim = Simulation(
+                    model, backend, dt=dt, threads=args.threads, ranks=ranks,
+                    max_epoch=args.mindelay,
+                )  # fmt: skip
                 sim.epoch_program()
                 sim.finitialize(args.voltage)
         with progress.phase("simulating", total=args.tstop, unit="ms") as up:
@@ -153,6 +162,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         run.written = True
         summary = run_summary(model, backend, sim, result, (setup_s, simulate_s, exchange_s), ranks)
         summary.update(rebalance)
+        if stats is not None:
+            summary["model_stats"] = stats
         if ranks.rank != 0:
             return 0
         if args.json:
@@ -204,6 +215,14 @@ def check_run_options(args: argparse.Namespace) -> None:
         raise PortneuronError(f"--dt must be positive, not {args.dt}")
     if args.threads is not None and args.threads < 1:
         raise PortneuronError(f"--threads must be >= 1, not {args.threads}")
+    if args.celsius is not None and not -273.15 < args.celsius <= 1000.0:
+        raise PortneuronError(
+            f"--celsius must be above -273.15 and at most 1000, not {args.celsius}"
+        )
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise PortneuronError(f"--seed must be from 0 to {MAX_SEED}, not {args.seed}")
+    if args.mindelay is not None and not (math.isfinite(args.mindelay) and args.mindelay > 0):
+        raise PortneuronError(f"--mindelay must be a positive number of ms, not {args.mindelay}")
     if args.backend is not None and "," in args.backend:
         names, size = backend_list(args.backend), world_size()
         if size < len(names):
@@ -230,6 +249,8 @@ def check_run_options(args: argparse.Namespace) -> None:
         )
 
 
+#: The largest --seed (CoreNEURON's range).
+MAX_SEED = 100_000_000
 #: Steps a run may have at most: far beyond any machine's patience, and still exact in a
 #: double, so that t advances.
 MAX_STEPS = 1e15
@@ -310,17 +331,61 @@ def writable_folder(outdir: Path) -> Path:
 
 
 def build_model(args: argparse.Namespace, library, progress: Callable[[float], None], ranks):
-    """The dataset's model, or the ringtest's (this rank's part of it)."""
+    """The dataset's model, or the ringtest's (this rank's part of it), at the temperature
+    and Random123 key the options give."""
     if args.datpath is not None:
         from .io.dataset import load_dataset
 
-        return load_dataset(args.datpath, library, ranks)
-    from .build.ringtest import build_ringtest
+        model = load_dataset(args.datpath, library, ranks)
+    else:
+        from .build.ringtest import build_ringtest
 
-    return build_ringtest(
-        args.nring, args.ncell, tuple(args.branch), tuple(args.compart), library,
-        progress=progress, ranks=ranks,
-    )  # fmt: skip
+        model = build_ringtest(
+            args.nring, args.ncell, tuple(args.branch), tuple(args.compart), library,
+            progress=progress, ranks=ranks,
+        )  # fmt: skip
+    celsius, seed = getattr(args, "celsius", None), getattr(args, "seed", None)  # run's
+    if celsius is not None:  # the command line over globals.dat, as CoreNEURON
+        model.celsius = celsius
+    if seed is not None:
+        model.random123_index = float(seed)
+    return model
+
+
+def model_stats(model, ranks) -> dict | None:
+    """Every rank's cells, compartments, nodes, instances of each mechanism and the
+    model's arrays by part [MiB], summed on rank 0 (None elsewhere)."""
+    mine = {
+        "cells": model.ncell, "compartments": model.compartments, "nodes": model.nodes.count,
+        "instances": {m.name: m.count for m in model.mechanisms},
+        "memory_mib": model.memory(),
+    }  # fmt: skip
+    parts = ranks.gather(mine)
+    if parts is None:
+        return None
+    out = {k: sum(p[k] for p in parts) for k in ("cells", "compartments", "nodes")}
+    for key in ("instances", "memory_mib"):
+        total: dict = {}
+        for p in parts:
+            for name, value in p[key].items():
+                total[name] = total.get(name, 0) + value
+        out[key] = total
+    out["memory_mib"] = {k: round(v / 2**20, 3) for k, v in out["memory_mib"].items()}
+    return out
+
+
+def print_model_stats(stats: dict) -> None:
+    print(
+        f"model: {stats['cells']} cells, {stats['compartments']} compartments, "
+        f"{stats['nodes']} nodes"
+    )
+    width = max(map(len, [*stats["instances"], *stats["memory_mib"]]))
+    print("instances of each mechanism:")
+    for name, count in stats["instances"].items():
+        print(f"  {name:<{width}} {count:>12}")
+    print(f"the model's arrays [MiB] ({sum(stats['memory_mib'].values()):.3f} in all):")
+    for name, mib in stats["memory_mib"].items():
+        print(f"  {name:<{width}} {mib:>12.3f}")
 
 
 #: Wall time [s] of the first epochs a run on several ranks measures (its slowest rank's)
@@ -434,6 +499,9 @@ def run_summary(model, backend, sim, result, times: tuple[float, float, float], 
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "backend": backend.name,
         "threads": sim.threads_used,
+        "epoch_ms": round(sim.epoch_steps() * sim.dt, 9),
+        "celsius": model.celsius,
+        "seed": int(model.random123_index),
         "jit_s": round(backend.jit_seconds(), 6) if hasattr(backend, "jit_seconds") else 0.0,
         "loop": "stepwise: " + sim.stepwise_reason if sim.stepwise_reason else "compiled epochs",
         **measured_load(simulate_s - exchange_s, ranks),
@@ -543,6 +611,35 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="DIR",
         help="folder of .mod files for mechanisms that are not NEURON built-ins",
+    )
+    p.add_argument(
+        "-l",
+        "--celsius",
+        type=float,
+        default=None,
+        help="temperature [degC] (default: the dataset's globals.dat; the ringtest's 6.3)",
+    )
+    p.add_argument(
+        "-s",
+        "--seed",
+        type=int,
+        default=None,
+        help="Random123's global index, the key of every random stream, 0 to 100000000 "
+        "(default: the dataset's Random123_globalindex, else 0)",
+    )
+    p.add_argument(
+        "--mindelay",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="longest interval [ms] between spike exchanges (an epoch): the smaller of this "
+        "and the smallest NetCon delay (default: the smallest NetCon delay)",
+    )
+    p.add_argument(
+        "--model-stats",
+        action="store_true",
+        help="print the model's cells, compartments, instances of each mechanism and its "
+        "arrays' memory by part before simulating",
     )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=cmd_run)

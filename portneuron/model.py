@@ -274,6 +274,23 @@ class Model:
             raise KeyError(f"no node {index} in cell group {group}")
         return int(hits[0])
 
+    def memory(self) -> dict[str, int]:
+        """Bytes of the model's arrays by part: its nodes, each mechanism set (by name), its
+        ions, its spike sources and its NetCons (the model's own; a run adds its layout
+        and queues)."""
+        nodes = self.nodes
+        parts = {
+            "nodes": [nodes.parent_index, nodes.a, nodes.b, nodes.area, nodes.v, nodes.diam,
+                      nodes.first],
+        }  # fmt: skip
+        for m in self.mechanisms:
+            parts[m.name] = [m.node_index, *m.data.values(), *m.ion_index.values()]
+        parts["ions"] = [a for ion in self.ions for a in (ion.node_index, ion.style,
+                                                          *ion.data.values())]  # fmt: skip
+        for name, part in (("spike sources", self.presyns), ("netcons", self.netcons)):
+            parts[name] = [v for v in vars(part).values() if isinstance(v, np.ndarray)]
+        return {name: sum(a.nbytes for a in arrays) for name, arrays in parts.items()}
+
     def min_delay(self) -> float:
         """The smallest NetCon delay: how far ahead every spike's effect is known [ms]."""
         active = self.netcons.delay[self.netcons.source >= 0]

@@ -70,16 +70,22 @@ class Simulation:
         threads: int | None = None,
         compiled_epochs: bool | str = True,
         ranks: Ranks | None = None,
+        max_epoch: float | None = None,
     ) -> None:
         """`ranks`: the run's ranks (portneuron.parallel), `model` being this rank's part.
         `compiled_epochs`: whole epochs in one backend call where the backend and the model
         allow it; "ir": through the epoch driver written in IR (portneuron.sim.driver), on
-        any backend (the numpy backend's interpreter included)."""
+        any backend (the numpy backend's interpreter included). `max_epoch` [ms]: the
+        longest epoch (between spike exchanges), where shorter than the min-delay
+        (CoreNEURON's --mindelay)."""
         if not dt > 0:
             raise PortneuronError(f"dt must be positive, not {dt}")
         if threads is not None and threads < 1:
             raise PortneuronError(f"threads must be at least 1, not {threads}")
+        if max_epoch is not None and not max_epoch > 0:
+            raise PortneuronError(f"max_epoch must be positive, not {max_epoch}")
         self.model, self.backend, self.dt = model, backend, dt
+        self.max_epoch = max_epoch
         self.ranks = ranks or Ranks()
         #: Seconds in the spike exchange (waiting for the other ranks, and the transfer):
         #: what is left of a run's time is this rank's own work.
@@ -807,8 +813,11 @@ class Simulation:
         events.pack(picked)
 
     def epoch_steps(self) -> int:
-        """Steps per epoch: as many as fit in the min-delay, at most MAX_EPOCH_STEPS."""
+        """Steps per epoch: as many as fit in the min-delay (and in `max_epoch`), at most
+        MAX_EPOCH_STEPS."""
         md = self.ranks.min(self.model.min_delay())  # every rank's epochs end together
+        if self.max_epoch is not None:
+            md = min(md, self.max_epoch)
         if math.isinf(md):
             return MAX_EPOCH_STEPS
         return min(MAX_EPOCH_STEPS, max(1, int(md / self.dt + 1e-9)))
