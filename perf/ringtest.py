@@ -243,7 +243,7 @@ def write_results_md() -> None:
     latest: dict[str, list[dict]] = {}
     kinds: dict[str, list[dict]] = {
         "gpu": [], "hnn": [], "mpi": [], "imbalance": [], "exchange": [], "startup": [],
-        "gap": [], "gap-placement": [], "scale": [],
+        "gap": [], "gap-placement": [], "scale": [], "report": [],
     }  # fmt: skip
     gpu, hnn, mpi = kinds["gpu"], kinds["hnn"], kinds["mpi"]  # their latest runs
     for line in (HERE / "results.jsonl").read_text().splitlines():
@@ -304,6 +304,8 @@ def write_results_md() -> None:
         parts.append(gap_placement_section(kinds["gap-placement"]))
     if kinds["scale"]:
         parts.append(scale_section(kinds["scale"]))
+    if kinds["report"]:
+        parts.append(report_section(kinds["report"][-1]))
     if gpu:
         parts.append(gpu_section(gpu))
     (HERE / "RESULTS.md").write_text("".join(parts))
@@ -404,6 +406,21 @@ def scale_section(runs: list[dict]) -> str:
         f"{r['python_baseline_rss_mib']} | {r['peak_rss_mib_after_build']} | "
         f"{r['peak_rss_mib']} | {r['peak_above_baseline_per_model_arrays']} | "
         f"{r['build_s']} | {r['simulate_s']} |\n"
+    )
+
+
+def report_section(r: dict) -> str:
+    """The latest perf/reports.py run: a report of every compartment, and its cost."""
+    return (
+        f"\n## Reports: every compartment of the native ringtest, {r['compartments']:,} "
+        f"compartments, every {r['dt_report']:g} ms of {r['tstop']:g} ms (perf/reports.py)"
+        f"\n\n{r['when']}, commit {r['commit']}, {r['backend']}, medians of {r['rounds']} "
+        "interleaved rounds, each a fresh `portneuron run`; the report is a SONATA "
+        "compartment report (float32), written as the run goes.\n\n"
+        "| simulate s | with the report s | ratio | peak RSS MiB | with the report MiB "
+        "| report MiB |\n| --- | --- | --- | --- | --- | --- |\n"
+        f"| {r['simulate_s']:.3f} | {r['simulate_reported_s']:.3f} | {r['ratio']} | "
+        f"{r['peak_rss_mib']} | {r['peak_rss_reported_mib']} | {r['report_mib']} |\n"
     )
 
 

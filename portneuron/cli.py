@@ -99,6 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .io.spikes import write_spikes
         from .library import MechanismLibrary
         from .progress import Progress
+        from .reports import Reports
         from .sim.simulation import Simulation
 
         check_run_options(args)  # every option, before any work
@@ -131,6 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with progress.phase("compiling"):
             sim.epoch_program()  # JIT now, so that the simulation's bar measures simulating
         sim.finitialize(args.voltage)
+        reports = run.reports = Reports(sim, args.reports, outdir, ranks)  # files opened
         setup_s = time.perf_counter() - start
         start = time.perf_counter()
         exchange_s = -sim.exchange_s  # the time in the spike exchange from here on
@@ -138,11 +140,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         rebalance: dict = {}
         if ranks.size > 1 and args.rebalance is not None:
             with progress.phase("measuring the first epochs"):
-                placed = rebalanced(args, library, sim, ranks)
+                placed = rebalanced(args, library, sim, ranks, reports.recording())
             if placed is not None:  # placed again by measured speed: start again from 0
                 ranks, rebalance = placed
                 exchange_s += sim.exchange_s
                 _RUN_RANKS[0] = ranks
+                reports.abort()
                 with progress.phase(what + " again", unit="cells") as up:
                     model = build_model(args, library, up, ranks)
                 sim = run.sim = Simulation(
@@ -151,14 +154,20 @@ def cmd_run(args: argparse.Namespace) -> int:
                 )  # fmt: skip
                 sim.epoch_program()
                 sim.finitialize(args.voltage)
+                reports = run.reports = Reports(sim, args.reports, outdir, ranks)
         with progress.phase("simulating", total=args.tstop, unit="ms") as up:
-            result = sim.run(args.tstop, initialize=False, progress=up)
+            result = sim.run(args.tstop, initialize=False, progress=up, **reports.recording())
         simulate_s = time.perf_counter() - start
         exchange_s += sim.exchange_s
         parts = ranks.gather(result.spikes)  # rank 0 writes every rank's spikes
         if parts is not None:
             result.spikes = sorted(spike for part in parts for spike in part)
             write_spikes(outdir / "out.dat", result.spikes)
+            if args.sonata:
+                from .io.sonata import write_spikes as write_sonata_spikes
+
+                write_sonata_spikes(outdir / "out.h5", result.spikes)
+        reports.close()
         run.written = True
         summary = run_summary(model, backend, sim, result, (setup_s, simulate_s, exchange_s), ranks)
         summary.update(rebalance)
@@ -184,6 +193,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.clear()
         return stopped(stop, run.where())
+    finally:
+        if run.reports is not None:
+            run.reports.abort()  # a run that stopped leaves no report that looks complete
 
 
 class RunState:
@@ -191,6 +203,7 @@ class RunState:
 
     def __init__(self, tstop: float) -> None:
         self.tstop, self.sim, self.written = tstop, None, False
+        self.reports = None  # the run's, to abort where it stops
 
     def where(self) -> str:
         if self.written:
@@ -223,6 +236,15 @@ def check_run_options(args: argparse.Namespace) -> None:
         raise PortneuronError(f"--seed must be from 0 to {MAX_SEED}, not {args.seed}")
     if args.mindelay is not None and not (math.isfinite(args.mindelay) and args.mindelay > 0):
         raise PortneuronError(f"--mindelay must be a positive number of ms, not {args.mindelay}")
+    from .reports import parse_report, read_report_conf
+
+    args.reports = [parse_report(text) for text in args.report]
+    if args.report_conf is not None:
+        args.reports += read_report_conf(args.report_conf)
+    names = [spec.name for spec in args.reports]
+    for name in names:
+        if names.count(name) > 1:
+            raise PortneuronError(f"two reports named {name!r}: each needs a file of its own")
     if args.backend is not None and "," in args.backend:
         names, size = backend_list(args.backend), world_size()
         if size < len(names):
@@ -393,7 +415,9 @@ def print_model_stats(stats: dict) -> None:
 PROBE_SECONDS = 0.1
 
 
-def rebalanced(args: argparse.Namespace, library, sim, ranks: Ranks) -> tuple[Ranks, dict] | None:
+def rebalanced(
+    args: argparse.Namespace, library, sim, ranks: Ranks, recording: dict
+) -> tuple[Ranks, dict] | None:
     """The first epochs, measured: epoch after epoch until the slowest rank has spent
     PROBE_SECONDS (a run too short for that, within a quarter of it, is left alone), each
     rank's work (its time less its time in the spike exchange) over the cost the scheduler
@@ -405,7 +429,7 @@ def rebalanced(args: argparse.Namespace, library, sim, ranks: Ranks) -> tuple[Ra
 
     from . import scheduler
 
-    busy = first_epochs(args, sim, ranks)
+    busy = first_epochs(args, sim, ranks, recording)
     if busy is None:
         return None
     before = scheduler.imbalance(busy)
@@ -423,17 +447,19 @@ def rebalanced(args: argparse.Namespace, library, sim, ranks: Ranks) -> tuple[Ra
     return dataclasses.replace(ranks, speeds=speeds), report
 
 
-def first_epochs(args: argparse.Namespace, sim, ranks: Ranks) -> list[float] | None:
+def first_epochs(
+    args: argparse.Namespace, sim, ranks: Ranks, recording: dict
+) -> list[float] | None:
     """Every rank's work in the first epochs (its time less its time in the exchange), run
-    until the slowest rank has spent PROBE_SECONDS; None where that takes more than a
-    quarter of the run."""
+    until the slowest rank has spent PROBE_SECONDS (the reports recording: `recording`,
+    Reports.recording's); None where that takes more than a quarter of the run."""
 
     epoch_ms = sim.epoch_steps() * sim.dt
     exchanged, start = sim.exchange_s, time.perf_counter()
     while True:
         if sim.t + epoch_ms > args.tstop / 4:
             return None
-        sim.run(sim.t + epoch_ms, initialize=False)
+        sim.run(sim.t + epoch_ms, initialize=False, **recording)
         elapsed = time.perf_counter() - start
         if -ranks.min(-elapsed) >= PROBE_SECONDS:  # every rank stops after the same epoch
             return ranks.allgather(elapsed - (sim.exchange_s - exchanged))
@@ -634,6 +660,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MS",
         help="longest interval [ms] between spike exchanges (an epoch): the smaller of this "
         "and the smallest NetCon delay (default: the smallest NetCon delay)",
+    )
+    p.add_argument(
+        "--report",
+        action="append",
+        default=[],
+        metavar="TARGET[@DT]",
+        help="a SONATA compartment report of every cell's voltage to OUTDIR/TARGET.h5: "
+        "TARGET soma (each cell's first compartment) or all (every compartment), every DT "
+        "ms (0.1); may be given again",
+    )
+    p.add_argument(
+        "--report-conf",
+        metavar="FILE",
+        default=None,
+        help='reports from a JSON file: {"reports": [{"name", "target", "cells", "dt", '
+        '"start", "end"}, ...]} (the README shows one)',
+    )
+    p.add_argument(
+        "--sonata",
+        action="store_true",
+        help="also write the spikes as a SONATA spike file, OUTDIR/out.h5",
     )
     p.add_argument(
         "--model-stats",

@@ -620,9 +620,9 @@ def test_host_epochs_without_netcons_are_bounded(host_backend, monkeypatch):
     calls = []
     advance = driver.IrEpoch.advance
 
-    def counted(self, t0, nsteps, events):
+    def counted(self, t0, nsteps, events, *recording):
         calls.append(nsteps)
-        return advance(self, t0, nsteps, events)
+        return advance(self, t0, nsteps, events, *recording)
 
     monkeypatch.setattr(driver.IrEpoch, "advance", counted)
     sim = Simulation(negative_leak_network(1e-4).build(), host_backend)

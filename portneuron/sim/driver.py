@@ -378,6 +378,9 @@ def _build(
     kb.array("rec.out", F64, "out")
     kb.array("blowup", F64, "block")
     nrec, record = kb.scalar("nrec", I32), _record_kernel()
+    # every `rec.every` steps a row of the recorded voltages, the first after `rec.first`
+    every, wait = kb.scalar("rec.every", I32), kb.assign("rec.wait", kb.scalar("rec.first", I32))
+    row, now = kb.assign("rec.row", 0), Var("rec.now", BOOL)
 
     def one_step() -> None:
         k = 0
@@ -394,9 +397,10 @@ def _build(
             over_block(k, t)
             k += 1
         deliver(t)
-        kb.launch(record, rec_start[blk], rec_start[nxt], base=b.mul(step, nrec),
-                  v=View(arrays.v), node=View("rec.node"), column=View("rec.column"),
-                  out=View("rec.out"))  # fmt: skip
+        with kb.if_(now):
+            kb.launch(record, rec_start[blk], rec_start[nxt], base=b.mul(row, nrec),
+                      v=View(arrays.v), node=View("rec.node"), column=View("rec.column"),
+                      out=View("rec.out"))  # fmt: skip
         here = kb.assign("bad.here", False)  # this block's root voltages
         with kb.loop("cell", b.mul(blk, plan.width), b.mul(nxt, plan.width)) as c:
             root = kb.assign("root", v[slot_root[c]])
@@ -407,6 +411,8 @@ def _build(
         kb.assign("bad", b.or_(bad, here))
 
     with kb.while_(b.and_(b.lt(step, nsteps), b.not_(bad))):
+        kb.assign("rec.wait", b.sub(wait, 1))
+        kb.assign("rec.now", b.eq(wait, 0))
         if step_major:
             transfer = _transfer_kernel()
             start = kb.assign("t.step", t)
@@ -422,6 +428,9 @@ def _build(
                           at=View(f"x{i}.at"), values=View(values), of=View(f"x{i}.of"))  # fmt: skip
         else:
             one_step()
+        with kb.if_(now):
+            kb.assign("rec.row", b.add(row, 1))
+            kb.assign("rec.wait", every)
         kb.assign("step", b.add(step, 1))
     if any(sends):
         with every_block(), kb.serial():  # what is pending, at the start of its region
@@ -543,16 +552,18 @@ class IrEpoch:
         if self.queue_capacity:
             self.outputs += ("q.full", "q.left")
 
-    def _args(self, t0: float, nsteps: int, events: EpochEvents) -> dict:
-        """A call's own arguments: `nsteps` steps from `t0` with `events`; its arrays kept
-        from call to call while the steps, the recorded nodes and the events' buffers are
-        the same (the epochs of a model whose junctions cross ranks are all one step)."""
+    def _args(self, t0: float, nsteps: int, events: EpochEvents, every: int) -> dict:
+        """A call's own arguments: `nsteps` steps from `t0` with `events`, recording
+        every `every` steps; its arrays kept from call to call while the steps, the
+        recorded nodes and the events' buffers are the same (the epochs of a model whose
+        junctions cross ranks are all one step)."""
         plan = self.plan
-        key = (nsteps, events.generation, plan.record_node, events)  # values, then objects
+        key = (nsteps, every, events.generation, plan.record_node, events)  # values, objects
         kept = self._kept[0] if self._kept is not None else None
-        if kept is None or kept[:2] != key[:2] or kept[2] is not key[2] or kept[3] is not key[3]:
+        if kept is None or kept[:3] != key[:3] or kept[3] is not key[3] or kept[4] is not key[4]:
             nrec = len(plan.record_node)
-            args = {"nrec": nrec, "rec.out": np.zeros(max(nsteps, 1) * nrec),
+            rows = nsteps // every + 1
+            args = {"nrec": nrec, "rec.out": np.zeros(rows * nrec),
                     "rec.start": _int32(plan.record_start), "rec.node": plan.record_node,
                     "rec.column": plan.record_column, "blowup": np.full(plan.nblocks, np.inf),
                     "ev.start": events.start}  # fmt: skip
@@ -576,17 +587,22 @@ class IrEpoch:
             args["spike.count"].fill(0)
         return args
 
-    def advance(self, t0: float, nsteps: int, events: EpochEvents) -> EpochResult:
-        """Every block through `nsteps` steps from `t0` with the epoch's `events` (the
+    def advance(
+        self, t0: float, nsteps: int, events: EpochEvents, first: int = 1, every: int = 1
+    ) -> EpochResult:
+        """Every block through `nsteps` steps from `t0` with the epoch's `events`,
+        recording after step `first` (1-based) and every `every` steps after it (the
         result's arrays are this call's until the next)."""
         plan = self.plan
-        args = self._args(t0, nsteps, events)
+        args = self._args(t0, nsteps, events, every)
+        args["rec.first"], args["rec.every"] = first, every
         self.bound.run(args, self.cuts, self.outputs)
         nrec = len(plan.record_node)
+        rows = (nsteps - first) // every + 1 if first <= nsteps else 0
         result = EpochResult(
             np.zeros(0, np.int32),
             np.zeros(0),
-            args["rec.out"][: nsteps * nrec].reshape(nsteps, nrec),
+            args["rec.out"][: rows * nrec].reshape(rows, nrec),
         )
         if plan.threshold is not None and args["spike.count"].any():  # each block's spikes
             at = _regions(args["spike.base"], args["spike.count"])

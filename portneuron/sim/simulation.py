@@ -150,6 +150,7 @@ class Simulation:
         self.queue = EventQueue()
         self.watches = Watches(self.mechanisms)
         self.t = 0.0
+        self.steps_done = 0  # steps since finitialize
         self.spikes: list[tuple[float, int]] = []
         self._outbox: list[tuple[float, int]] = []  # (t, presyn) of this epoch's spikes
         self._program = None  # the compiled epoch, made on first use
@@ -573,6 +574,7 @@ class Simulation:
     def finitialize(self, v_init: float | None = None) -> None:
         """NEURON's finitialize: t = 0, tables, v, INITIAL blocks, events due at 0, currents."""
         self.t = 0.0
+        self.steps_done = 0  # since this finitialize
         self.queue.clear()
         self.watches.reset()
         self.spikes.clear()
@@ -657,11 +659,17 @@ class Simulation:
         initialize: bool = True,
         progress: Callable[[float], None] | None = None,
         probes: Sequence[tuple[np.ndarray, int]] = (),
+        record_every: int = 1,
+        sink: Callable[[np.ndarray, np.ndarray], None] | None = None,
     ) -> Result:
-        """Simulate to `tstop` [ms], recording v at the model nodes `record` every step, and
+        """Simulate to `tstop` [ms], recording v at the model nodes `record` at t = 0 and
+        every `record_every` steps (at the steps since finitialize that it divides), and
         `probes` ((array, index): any value of the model, a mechanism's, an ion's), which
         runs step by step; `progress(t)` is called after every epoch with the time reached
-        [ms]."""
+        [ms]. With `sink`, the recorded rows go to sink(times, values) after every epoch
+        (bounded memory: the result keeps none of them)."""
+        if record_every < 1:
+            raise PortneuronError(f"record_every must be at least 1, not {record_every}")
         if self.node_arrays["node.v"] is not self.model.nodes.v:
             raise PortneuronError(
                 "the model's node arrays were replaced after this Simulation was made (by "
@@ -673,14 +681,25 @@ class Simulation:
         nsteps = max(0, int((tstop - self.t) / self.dt + 0.5))
         epoch = self.epoch_steps()
         program = self.epoch_program(record) if nsteps and not probes else None
-        times = [self.t]
-        trace = [self.model.nodes.v[record].copy()]
-        sampled = [[float(array[i]) for array, i in probes]]
-
-        def sample() -> None:
+        every = record_every
+        times, trace, sampled = [], [], []
+        if self.steps_done % every == 0:
+            times.append(self.t)
+            trace.append(self.model.nodes.v[record].copy())
             sampled.append([float(array[i]) for array, i in probes])
 
+        def sample() -> None:  # in the step, before its events (NEURON's Vector.record)
+            if (self.steps_done + 1) % every == 0:
+                sampled.append([float(array[i]) for array, i in probes])
+
+        def flush() -> None:  # on every rank alike: a sink may gather
+            if sink is not None:
+                sink(np.array(times), np.array(trace).reshape(len(times), len(record)))
+                times.clear()
+                trace.clear()
+
         self._record_hook = sample if probes else None
+        keep = bool(len(record) or probes or sink)  # the recorded times
         done = 0
         if program is not None:
             program.load()  # the state is the program's until it is stored
@@ -689,19 +708,21 @@ class Simulation:
                 n = min(epoch, nsteps - done)
                 if program is not None and self.coupled and not program.step_major:
                     for _ in range(n):  # values cross ranks: a call a step, copies after
-                        self._advance(program, 1, record, times, trace)
+                        self._advance(program, 1, record, times, trace, every, keep)
                         self._transfer(laid_out=True)
                 elif program is not None:
-                    self._advance(program, n, record, times, trace)
+                    self._advance(program, n, record, times, trace, every, keep)
                 else:
                     for _ in range(n):
                         self.step()
                         self._check_finite()
-                        if len(record) or probes:
+                        self.steps_done += 1
+                        if keep and self.steps_done % every == 0:
                             times.append(self.t)
                             trace.append(self.model.nodes.v[record].copy())
                 done += n
                 self.exchange()
+                flush()
                 if progress is not None:
                     progress(self.t)
         finally:
@@ -749,9 +770,19 @@ class Simulation:
             self._program.plan.set_record(record)
         return self._program
 
-    def _advance(self, program, nsteps: int, record: np.ndarray, times: list, trace: list) -> None:
+    def _advance(
+        self,
+        program,
+        nsteps: int,
+        record: np.ndarray,
+        times: list,
+        trace: list,
+        every: int = 1,
+        keep: bool = True,
+    ) -> None:
         """`nsteps` steps (an epoch, or a coupled model's one step of it) in one backend
-        call."""
+        call, recording at the steps since finitialize that `every` divides (`keep`: their
+        times too)."""
         from . import epoch
 
         if len(self._clock) < 2 * nsteps + 1:
@@ -762,8 +793,10 @@ class Simulation:
         if self._events is None or self._events.plan is not program.plan:
             self._events = epoch.EpochEvents(program.plan)
         self._collect_events(self._events, float(clock[-1]))
-        result = program.advance(self.t, nsteps, self._events)
+        first = every - self.steps_done % every  # the first recorded step, from 1
+        result = program.advance(self.t, nsteps, self._events, first, every)
         self.t = float(clock[-1])
+        self.steps_done += nsteps
         if result.overflow:
             raise SimulationError(
                 f"more than {program.queue_capacity} self-events (net_send) pending at once in one "
@@ -782,8 +815,8 @@ class Simulation:
             presyn = program.plan.threshold_presyn[lanes]
             for k in np.lexsort((presyn, t)):
                 self._spike(int(presyn[k]), float(t[k]))
-        if len(record):
-            times.extend(clock[2::2].tolist())
+        if keep:
+            times.extend(clock[2 * first :: 2 * every].tolist())
             trace.extend(result.record.copy())
 
     def _queue_pending(self, plan, t, flag, instance, row, phase) -> None:

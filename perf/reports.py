@@ -1,0 +1,73 @@
+"""Reports: what a SONATA report of every compartment costs a run of a million.
+
+Runs `portneuron run` on the native ringtest (1,026,000 compartments by default) without a
+report and with `--report all@DT`, interleaved, each a fresh process, and reports the
+simulate time (the report's writing included), its ratio to the run without, the peak RSS
+and the report's size; appends to perf/results.jsonl (kind "report").
+
+    python perf/reports.py [--nring 250] [--tstop 10] [--dt-report 0.1] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def one_run(args, report: bool, out: Path) -> dict:
+    command = [sys.executable, "-m", "portneuron", "run", "--nring", str(args.nring),
+               "--branch", "64", "64", "--compart", "8", "8", "-e", str(args.tstop),
+               "--backend", args.backend, "--json", "-o", str(out)]  # fmt: skip
+    if report:
+        command += ["--report", f"all@{args.dt_report}"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    size = (out / "all.h5").stat().st_size if report else 0
+    return {"simulate_s": summary["simulate_s"], "peak_rss_mib": summary["peak_rss_mib"],
+            "compartments": summary["compartments"], "report_mib": size / 2**20}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nring", type=int, default=250)
+    parser.add_argument("--tstop", type=float, default=10.0)
+    parser.add_argument("--dt-report", type=float, default=0.1)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--backend", default="llvm")
+    args = parser.parse_args()
+    runs: dict[bool, list[dict]] = {False: [], True: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        one_run(args, True, Path(tmp))  # kernels into the cache
+        for _ in range(args.rounds):
+            for report in (False, True):
+                runs[report].append(one_run(args, report, Path(tmp)))
+    plain = statistics.median(r["simulate_s"] for r in runs[False])
+    reported = statistics.median(r["simulate_s"] for r in runs[True])
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
+    ).stdout.strip()
+    out = {
+        "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit, "kind": "report", "backend": args.backend, "nring": args.nring,
+        "compartments": runs[True][0]["compartments"], "tstop": args.tstop,
+        "dt_report": args.dt_report, "rounds": args.rounds, "simulate_s": plain,
+        "simulate_reported_s": reported, "ratio": round(reported / plain, 3),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs[False]),
+        "peak_rss_reported_mib": max(r["peak_rss_mib"] for r in runs[True]),
+        "report_mib": round(runs[True][0]["report_mib"], 1),
+    }  # fmt: skip
+    with open(HERE / "results.jsonl", "a") as f:
+        f.write(json.dumps(out) + "\n")
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Reports: the voltages of chosen cells' compartments at a chosen interval and window,
+written as SONATA compartment reports (portneuron.io.sonata) while a run goes.
+
+A report names what it records (`target`: "soma", each cell's first compartment, its root
+section's first segment; "all", every compartment of the cell), of which cells (gids; all
+by default), every `dt` ms from `start` to `end`. An element is a compartment's number in
+its cell, in NEURON's node order (the segments with membrane; the zero-area nodes at
+section ends and the roots are not compartments). Reports come from the command line
+(`portneuron run --report soma@0.1`) or a report file (`--report-conf FILE`), JSON:
+
+    {"reports": [{"name": "soma", "target": "soma", "dt": 0.1},
+                 {"name": "trees", "target": "all", "cells": [0, 5], "dt": 1.0,
+                  "start": 10.0, "end": 50.0}]}
+
+Each goes to OUTDIR/<name>.h5, whole or not at all. Under MPI every rank records its own
+cells and rank 0 writes one file, each epoch's rows gathered (bounded memory)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from portneuron.errors import PortneuronError
+from portneuron.parallel import Ranks
+
+TARGETS = ("soma", "all")
+#: What a report may record (the compartments' membrane potential, for now).
+VARIABLES = ("v",)
+KEYS = {"name", "target", "variable", "cells", "dt", "start", "end"}
+
+
+@dataclass
+class ReportSpec:
+    name: str
+    target: str = "soma"
+    dt: float = 0.1  # [ms]
+    start: float = 0.0  # [ms]
+    end: float = math.inf  # [ms]
+    cells: list[int] | None = None  # gids; None: every cell
+    variable: str = "v"
+    where: str = field(default="", compare=False)  # the option or file entry it came from
+
+    def check(self) -> None:
+        where = self.where or f"report {self.name!r}"
+        if self.target not in TARGETS:
+            raise PortneuronError(
+                f"{where}: target {self.target!r} is not one of {', '.join(TARGETS)}"
+            )
+        if self.variable not in VARIABLES:
+            raise PortneuronError(
+                f"{where}: variable {self.variable!r} cannot be reported yet; give one of "
+                f"{', '.join(VARIABLES)}"
+            )
+        if not (math.isfinite(self.dt) and self.dt > 0):
+            raise PortneuronError(f"{where}: dt must be a positive number of ms, not {self.dt}")
+        if not (math.isfinite(self.start) and self.start >= 0 and self.end >= self.start):
+            raise PortneuronError(
+                f"{where}: the window needs 0 <= start <= end, not {self.start} to {self.end}"
+            )
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise PortneuronError(f"{where}: {self.name!r} cannot name a file; give a plain name")
+
+
+def parse_report(text: str) -> ReportSpec:
+    """`--report TARGET[@DT]`: every cell's `TARGET` every DT ms (0.1), to TARGET.h5."""
+    target, _, dt = text.partition("@")
+    try:
+        spec = ReportSpec(target, target, float(dt) if dt else 0.1, where=f"--report {text}")
+    except ValueError:
+        raise PortneuronError(
+            f"--report {text}: {dt!r} is no interval; give TARGET@DT, DT in ms"
+        ) from None
+    spec.check()
+    return spec
+
+
+def read_report_conf(path: str | Path) -> list[ReportSpec]:
+    """A report file's reports (JSON, this module's docstring); one line for what is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PortneuronError(f"{path}: cannot read the report file ({exc.strerror})") from None
+    try:
+        entries = json.loads(text)["reports"]
+    except json.JSONDecodeError as exc:
+        raise PortneuronError(f"{path}:{exc.lineno}:{exc.colno}: not JSON ({exc.msg})") from None
+    except (KeyError, TypeError):
+        raise PortneuronError(f'{path}: no "reports" list; give {{"reports": [...]}}') from None
+    if not isinstance(entries, list):
+        raise PortneuronError(f'{path}: "reports" is not a list')
+    specs = []
+    for k, entry in enumerate(entries):
+        where = f"{path}: report {k}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise PortneuronError(f'{where}: give an object with a "name"')
+        unknown = set(entry) - KEYS
+        if unknown:
+            raise PortneuronError(
+                f"{where}: unknown key {sorted(unknown)[0]!r}; the keys are {', '.join(sorted(KEYS))}"
+            )
+        try:
+            spec = ReportSpec(
+                entry["name"], str(entry.get("target", "soma")), float(entry.get("dt", 0.1)),
+                float(entry.get("start", 0.0)), float(entry.get("end", math.inf)),
+                None if entry.get("cells") is None else [int(g) for g in entry["cells"]],
+                str(entry.get("variable", "v")), where=f"{where} ({entry['name']})",
+            )  # fmt: skip
+        except (TypeError, ValueError) as exc:
+            raise PortneuronError(f"{where}: {exc}") from None
+        spec.check()
+        specs.append(spec)
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise PortneuronError(f"{path}: two reports named {names[0]!r}: give each its own name")
+    return specs
+
+
+class Reports:
+    """A run's reports: what it records (`record`, every `every` steps) and the sink that
+    writes them (`sink`, after every epoch); `close` completes the files, `abort` leaves
+    none. Every rank makes one (and calls `sink` alike); rank 0 writes."""
+
+    def __init__(self, sim, specs: list[ReportSpec], outdir: Path, ranks: Ranks | None = None):
+        self.specs, self.ranks = specs, ranks or Ranks()
+        self.writers: list = []
+        if not specs:
+            return
+        model, dt = sim.model, sim.dt
+        self.every = 0
+        for spec in specs:
+            steps = spec.dt / dt
+            if abs(steps - round(steps)) > 1e-9 * steps or round(steps) < 1:
+                raise PortneuronError(
+                    f"{spec.where or spec.name}: dt {spec.dt:g} ms is not a multiple of the "
+                    f"run's dt {dt:g} ms"
+                )
+            self.every = math.gcd(self.every, round(steps))
+        first = model.nodes.first
+        cap = model.mechanism_set("capacitance")
+        membrane = np.sort(cap.node_index) if cap is not None else np.arange(model.nodes.count)
+        cells = [c for c in range(model.ncell) if sim.cell_gid[c] >= 0]
+        nodes, self.columns, mapping = [], [], []
+        for spec in specs:
+            wanted = None if spec.cells is None else set(spec.cells)
+            gids, counts, elements, at = [], [], [], []
+            for c in cells:
+                gid = int(sim.cell_gid[c])
+                if wanted is not None and gid not in wanted:
+                    continue
+                lo, hi = np.searchsorted(membrane, [first[c], first[c + 1]])
+                mine = membrane[lo:hi] if spec.target == "all" else membrane[lo : min(lo + 1, hi)]
+                gids.append(gid)
+                counts.append(len(mine))
+                elements.append(np.arange(len(mine)))
+                at.append(mine)
+            at = np.concatenate(at) if at else np.zeros(0, np.int64)
+            self.columns.append(np.arange(len(nodes), len(nodes) + len(at)) if len(at) else at)
+            nodes.extend(at.tolist())
+            mapping.append((gids, counts, np.concatenate(elements) if elements else at))
+        self.record = np.array(nodes, dtype=np.int64)
+        everyone = self.ranks.gather(mapping)
+        if everyone is None:
+            return
+        from .io.sonata import CompartmentReport
+
+        try:
+            for k, spec in enumerate(specs):
+                parts = [m[k] for m in everyone]
+                self.writers.append(
+                    CompartmentReport(
+                        outdir / f"{spec.name}.h5",
+                        np.concatenate([np.array(p[0], dtype=np.int64) for p in parts]),
+                        np.concatenate([np.array(p[1], dtype=np.int64) for p in parts]),
+                        np.concatenate([p[2] for p in parts]),
+                        spec.start,
+                        spec.end,
+                        spec.dt,
+                    )  # fmt: skip
+                )
+        except BaseException:
+            self.abort()
+            raise
+
+    def recording(self) -> dict:
+        """What Simulation.run records for the reports, and where it goes."""
+        if not self.specs:
+            return {}
+        return {"record": self.record, "record_every": self.every, "sink": self.sink}
+
+    def sink(self, times: np.ndarray, values: np.ndarray) -> None:
+        """An epoch's recorded rows: each report's columns, every rank's in rank order."""
+        parts = self.ranks.gather([values[:, cols] for cols in self.columns])
+        if parts is None:
+            return
+        for k, writer in enumerate(self.writers):
+            writer.write(times, np.concatenate([p[k] for p in parts], axis=1))
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        self.writers = []
+
+    def abort(self) -> None:
+        for writer in self.writers:
+            writer.abort()
+        self.writers = []

@@ -1,0 +1,153 @@
+"""Reports (issue 20): SONATA compartment reports and spike files that libsonata reads,
+holding NEURON's voltages; whole or not at all; report files refused in one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("neuron")
+libsonata = pytest.importorskip("libsonata")
+
+import neuron_models  # noqa: E402
+from neuron import h  # noqa: E402
+from portneuron.backends import load_backend  # noqa: E402
+
+from portneuron import cli  # noqa: E402
+from portneuron.build.ringtest import build_ringtest  # noqa: E402
+from portneuron.errors import PortneuronError  # noqa: E402
+from portneuron.reports import Reports, ReportSpec, read_report_conf  # noqa: E402
+from portneuron.sim.simulation import Simulation  # noqa: E402
+
+pytestmark = pytest.mark.neuron
+
+STEPS = 4  # a report every 0.1 ms at dt 0.025
+
+
+def report(path) -> tuple[np.ndarray, list, np.ndarray, list]:
+    """(times, (gid, element) of each column, data, node ids) as libsonata reads them."""
+    population = libsonata.ElementReportReader(str(path))["All"]
+    frame = population.get()
+    ids = [tuple(x) for x in np.array(frame.ids).tolist()]
+    return np.array(frame.times), ids, np.array(frame.data), population.get_node_ids()
+
+
+def test_reports_are_neurons_voltages(tmp_path, capsys):
+    """`portneuron run --report soma@0.1 --report all@0.5 --sonata` on the 2 x 8 ringtest:
+    libsonata reads every cell's soma (its first compartment, soma(0.5)) every 0.1 ms,
+    NEURON's voltages to float32's last bit, every compartment of every cell every 0.5 ms
+    as the run recorded them, and the spikes as out.dat's."""
+    ring = neuron_models.build_ringtest(nring=2)
+    vecs = [h.Vector().record(cell.soma(0.5)._ref_v) for cell in ring.cells]
+    expected_spikes = neuron_models.run_neuron(ring, tstop=20.0)
+    expected = np.array([v.to_python() for v in vecs]).T[::STEPS]  # t = 0, 0.1, ...
+    del vecs
+    neuron_models.clear_neuron()
+    argv = ["run", "--nring", "2", "-e", "20", "-o", str(tmp_path), "--sonata"]
+    assert cli.main([*argv, "--report", "soma@0.1", "--report", "all@0.5"]) == 0
+    times, ids, data, gids = report(tmp_path / "soma.h5")
+    assert gids == list(range(16)) and ids == [(g, 0) for g in range(16)]
+    np.testing.assert_allclose(times, np.arange(201) * 0.1, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(data, expected.astype(np.float32))
+    # every compartment: the voltages a run records at those nodes, every 20 steps
+    model = build_ringtest(2, 8, (10, 20), (1, 1))
+    membrane = np.sort(model.mechanism_set("capacitance").node_index)
+    recorded = Simulation(model, load_backend("numpy")).run(20.0, record=membrane)
+    times, ids, data, _ = report(tmp_path / "all.h5")
+    assert len(ids) == len(membrane) == model.compartments
+    assert ids[:3] == [(0, 0), (0, 1), (0, 2)]
+    np.testing.assert_array_equal(data, recorded.v[::20].astype(np.float32))
+    spikes = libsonata.SpikeReader(str(tmp_path / "out.h5"))["All"].get()
+    assert sorted((t, g) for g, t in spikes) == expected_spikes
+
+
+def test_a_report_file_picks_cells_and_a_window(tmp_path):
+    """A report file: cells 3 and 9's every compartment from 5 to 10 ms every 1 ms."""
+    conf = tmp_path / "reports.json"
+    conf.write_text(json.dumps({"reports": [
+        {"name": "two", "target": "all", "cells": [9, 3], "dt": 1.0, "start": 5, "end": 10},
+    ]}))  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "portneuron", "run", "--nring", "2", "-e", "20",
+         "--report-conf", str(conf), "-o", str(tmp_path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    times, ids, data, gids = report(tmp_path / "two.h5")
+    assert gids == [3, 9] and {g for g, _ in ids} == {3, 9}
+    np.testing.assert_allclose(times, [5.0, 6.0, 7.0, 8.0, 9.0, 10.0], rtol=0, atol=1e-12)
+    assert data.shape == (6, len(ids)) and np.isfinite(data).all()
+
+
+def test_a_failed_run_leaves_no_report(tmp_path, monkeypatch):
+    """A run that stops after writing some rows leaves no report file (nor its part)."""
+    original = Simulation.run
+
+    def failing(self, *args, **kwargs):
+        original(self, *args, **kwargs)  # every row written
+        raise PortneuronError("stopped after the run wrote its rows")
+
+    monkeypatch.setattr(Simulation, "run", failing)
+    code = cli.main(["run", "--nring", "1", "-e", "2", "--report", "soma", "-o", str(tmp_path)])
+    assert code == 1
+    assert not list(tmp_path.glob("soma.h5*"))
+
+
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
+def test_ranks_write_one_report(tmp_path):
+    """On 2 ranks (each its own cells) rank 0 writes one report: every compartment's
+    column the one a single process writes."""
+    columns = []
+    for ranks in (0, 2):
+        out = tmp_path / str(ranks)
+        command = [sys.executable, "-m", "portneuron", "run", "--nring", "2", "-e", "10",
+                   "--report", "all@0.5", "--threads", "1", "-o", str(out)]  # fmt: skip
+        if ranks:
+            command = [MPIEXEC, "-n", str(ranks), *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        times, ids, data, _ = report(out / "all.h5")
+        columns.append((times, dict(zip(ids, data.T.tolist()))))
+    (t1, one), (t2, two) = columns
+    np.testing.assert_array_equal(t1, t2)
+    assert one == two and len(one) == 304
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("{", r"reports.json:1:2: not JSON"),
+        ('{"report": []}', r'no "reports" list'),
+        ('{"reports": [{"name": "a", "targets": "all"}]}', r"report 0: unknown key 'targets'"),
+        (
+            '{"reports": [{"name": "a", "target": "axon"}]}',
+            r"target 'axon' is not one of soma, all",
+        ),
+        ('{"reports": [{"name": "a", "variable": "ina"}]}', r"variable 'ina' cannot be reported"),
+        ('{"reports": [{"name": "a", "dt": 0}]}', r"dt must be a positive number of ms"),
+        ('{"reports": [{"name": "a", "start": 5, "end": 1}]}', r"needs 0 <= start <= end"),
+        ('{"reports": [{"name": "../a"}]}', r"cannot name a file"),
+        ('{"reports": [{"name": "a"}, {"name": "a"}]}', r"two reports named 'a'"),
+    ],
+)
+def test_a_bad_report_file_is_one_line(tmp_path, text, says):
+    conf = tmp_path / "reports.json"
+    conf.write_text(text)
+    with pytest.raises(PortneuronError, match=says):
+        read_report_conf(conf)
+
+
+def test_a_report_interval_must_be_steps(tmp_path):
+    model = build_ringtest(1, 8, (10, 20), (1, 1))
+    sim = Simulation(model, load_backend("numpy"))
+    with pytest.raises(PortneuronError, match=r"dt 0.03 ms is not a multiple of the run's dt"):
+        Reports(sim, [ReportSpec("x", dt=0.03)], tmp_path)
