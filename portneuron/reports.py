@@ -159,7 +159,7 @@ class Reports:
                 elements.append(np.arange(len(mine)))
                 at.append(mine)
             at = np.concatenate(at) if at else np.zeros(0, np.int64)
-            self.columns.append(np.arange(len(nodes), len(nodes) + len(at)) if len(at) else at)
+            self.columns.append(slice(len(nodes), len(nodes) + len(at)))  # views, not copies
             nodes.extend(at.tolist())
             mapping.append((gids, counts, np.concatenate(elements) if elements else at))
         self.record = np.array(nodes, dtype=np.int64)
@@ -198,7 +198,8 @@ class Reports:
         if parts is None:
             return
         for k, writer in enumerate(self.writers):
-            writer.write(times, np.concatenate([p[k] for p in parts], axis=1))
+            mine = [p[k] for p in parts]
+            writer.write(times, mine[0] if len(mine) == 1 else np.concatenate(mine, axis=1))
 
     def close(self) -> None:
         for writer in self.writers:

@@ -207,3 +207,36 @@ def test_a_sorted_space_is_the_stable_sort_of_its_places():
             np.testing.assert_array_equal(space.order, order)
             np.testing.assert_array_equal(space.ranges, np.searchsorted(nodes[order], base))
             assert space.perm.dtype == np.int32 and space.ranges.dtype == np.int64
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sink_takes_the_rows_a_bounded_call_at_a_time(backend, monkeypatch):
+    """With a sink, recorded rows every 3 steps go out after every call (the driver's
+    buffer: a sink copies what it keeps), and a call holds RECORD_BUFFER bytes of them at
+    most (here 2 rows: calls of 6 steps, within 1 ms epochs): the same times and voltages
+    as a run that keeps them all, the same spikes."""
+    from portneuron.sim import simulation
+
+    epochs = "ir" if backend == "numpy" else True  # the driver, on the interpreter too
+    model = build_ringtest(2, 8, (2, 3), (1, 2))
+    record = list(range(0, model.nodes.count, 7))
+    kept = Simulation(model, load_backend(backend), threads=1, compiled_epochs=epochs)
+    whole = kept.run(3.0, record=record, record_every=3)
+    monkeypatch.setattr(simulation, "RECORD_BUFFER", 2 * 8 * len(record))
+    calls, chunks = [], []
+    advance = simulation.Simulation._advance
+
+    def counted(self, program, nsteps, *args):
+        calls.append(nsteps)
+        return advance(self, program, nsteps, *args)
+
+    monkeypatch.setattr(simulation.Simulation, "_advance", counted)
+    model = build_ringtest(2, 8, (2, 3), (1, 2))
+    sim = Simulation(model, load_backend(backend), threads=1, compiled_epochs=epochs)
+    sunk = sim.run(
+        3.0, record=record, record_every=3, sink=lambda t, v: chunks.append((t, v.copy()))
+    )
+    assert set(calls) == {6, 4}  # 40-step epochs: 6 calls of 6, one of 4
+    assert sunk.v.shape == (0, len(record)) and sunk.spikes == whole.spikes
+    np.testing.assert_array_equal(np.concatenate([t for t, _ in chunks]), whole.t)
+    np.testing.assert_array_equal(np.concatenate([v for _, v in chunks]), whole.v)

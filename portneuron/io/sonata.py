@@ -106,11 +106,11 @@ class CompartmentReport:
             k >= self.rows
         )
         on &= np.asarray(times) <= self.stop + 1e-9 * max(1.0, self.dt)
-        rows = np.asarray(values)[on]
+        rows = np.asarray(values) if on.all() else np.asarray(values)[on]
         if not len(rows):
             return
         self.data.resize(self.rows + len(rows), axis=0)
-        self.data[self.rows :] = rows.astype(np.float32)
+        self.data[self.rows :] = rows.astype(np.float32)  # NumPy's cast is HDF5's, faster
         self.rows += len(rows)
 
     def close(self) -> None:

@@ -59,6 +59,18 @@ class Result:
     values: np.ndarray | None = None  # recorded probes, one column per probe
 
 
+#: The recorded rows one compiled epoch call holds at most, where they go to a sink after
+#: every call [bytes]: a report of a million compartments stays in this much memory
+#: however long an epoch is.
+RECORD_BUFFER = 16 * 2**20
+
+
+def record_steps(nrecord: int, every: int) -> int:
+    """Steps of a call whose rows (one every `every` steps, `nrecord` values each) fit in
+    RECORD_BUFFER."""
+    return max(1, RECORD_BUFFER // (8 * max(nrecord, 1))) * every
+
+
 class Simulation:
     """Runs a Model on a backend."""
 
@@ -666,8 +678,9 @@ class Simulation:
         every `record_every` steps (at the steps since finitialize that it divides), and
         `probes` ((array, index): any value of the model, a mechanism's, an ion's), which
         runs step by step; `progress(t)` is called after every epoch with the time reached
-        [ms]. With `sink`, the recorded rows go to sink(times, values) after every epoch
-        (bounded memory: the result keeps none of them)."""
+        [ms]. With `sink`, the recorded rows go to sink(times, values) after every epoch,
+        or more often where they would fill RECORD_BUFFER (bounded memory: the result keeps
+        none of them; `values` may be the compiled epoch's buffer, valid during the call)."""
         if record_every < 1:
             raise PortneuronError(f"record_every must be at least 1, not {record_every}")
         if self.node_arrays["node.v"] is not self.model.nodes.v:
@@ -682,24 +695,30 @@ class Simulation:
         epoch = self.epoch_steps()
         program = self.epoch_program(record) if nsteps and not probes else None
         every = record_every
-        times, trace, sampled = [], [], []
+        times, trace, sampled = [], [], []  # trace: blocks of rows (times x record)
         if self.steps_done % every == 0:
             times.append(self.t)
-            trace.append(self.model.nodes.v[record].copy())
+            trace.append(self.model.nodes.v[record][None, :])
             sampled.append([float(array[i]) for array, i in probes])
 
         def sample() -> None:  # in the step, before its events (NEURON's Vector.record)
             if (self.steps_done + 1) % every == 0:
                 sampled.append([float(array[i]) for array, i in probes])
 
+        def rows(blocks: list) -> np.ndarray:
+            if len(blocks) == 1:
+                return blocks[0]
+            return np.concatenate(blocks) if blocks else np.zeros((0, len(record)))
+
         def flush() -> None:  # on every rank alike: a sink may gather
             if sink is not None:
-                sink(np.array(times), np.array(trace).reshape(len(times), len(record)))
+                sink(np.array(times), rows(trace))
                 times.clear()
                 trace.clear()
 
         self._record_hook = sample if probes else None
         keep = bool(len(record) or probes or sink)  # the recorded times
+        flush()  # t = 0's row on its own: an epoch's rows then go as they are
         done = 0
         if program is not None:
             program.load()  # the state is the program's until it is stored
@@ -711,7 +730,14 @@ class Simulation:
                         self._advance(program, 1, record, times, trace, every, keep)
                         self._transfer(laid_out=True)
                 elif program is not None:
-                    self._advance(program, n, record, times, trace, every, keep)
+                    # with a sink, rows go to it after every call (taken before the next),
+                    # and a call holds RECORD_BUFFER bytes of them at most
+                    most = n if sink is None else record_steps(len(record), every)
+                    for at in range(0, n, most):
+                        if at:
+                            flush()
+                        step = min(most, n - at)
+                        self._advance(program, step, record, times, trace, every, keep, not sink)
                 else:
                     for _ in range(n):
                         self.step()
@@ -719,7 +745,7 @@ class Simulation:
                         self.steps_done += 1
                         if keep and self.steps_done % every == 0:
                             times.append(self.t)
-                            trace.append(self.model.nodes.v[record].copy())
+                            trace.append(self.model.nodes.v[record][None, :])
                 done += n
                 self.exchange()
                 flush()
@@ -733,7 +759,7 @@ class Simulation:
         spikes = sorted(self.spikes)
         t = np.array(times)
         values = np.array(sampled).reshape(len(t), len(probes)) if probes else None
-        return Result(spikes, t, np.array(trace).reshape(len(t), len(record)), nsteps, values)
+        return Result(spikes, t, rows(trace), nsteps, values)
 
     # ------------------------------------------------------------------ compiled epochs
     def epoch_program(self, record: np.ndarray | None = None):
@@ -779,10 +805,12 @@ class Simulation:
         trace: list,
         every: int = 1,
         keep: bool = True,
+        copy: bool = True,
     ) -> None:
         """`nsteps` steps (an epoch, or a coupled model's one step of it) in one backend
         call, recording at the steps since finitialize that `every` divides (`keep`: their
-        times too)."""
+        times too; `copy`: the rows copied out of the program's buffer, which its next call
+        fills again)."""
         from . import epoch
 
         if len(self._clock) < 2 * nsteps + 1:
@@ -817,7 +845,7 @@ class Simulation:
                 self._spike(int(presyn[k]), float(t[k]))
         if keep:
             times.extend(clock[2 * first :: 2 * every].tolist())
-            trace.extend(result.record.copy())
+            trace.append(result.record.copy() if copy else result.record)
 
     def _queue_pending(self, plan, t, flag, instance, row, phase) -> None:
         """Queue the self-events still pending at an epoch's end (given per block in time
