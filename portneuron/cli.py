@@ -75,6 +75,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The traces `portneuron plot` draws where no cells are named.
+TRACES = 5
+
+
 def cmd_backends(args: argparse.Namespace) -> int:
     from .backends import backend_names, backend_status
 
@@ -722,7 +726,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("backends", help="list backends and whether they can run here")
     p.set_defaults(func=cmd_backends)
+
+    p = sub.add_parser(
+        "plot",
+        help="draw a run's spike raster and report traces to a PNG",
+        description="Draw the spikes of a run (its out.dat) as a raster and, where the run "
+        "wrote a report (--report soma, or one given here), the voltage of some of its "
+        "cells below, to a PNG (1200 x 720).",
+    )
+    p.add_argument("run", help="a run's output folder (or its out.dat)")
+    p.add_argument(
+        "--report", default=None, help="a report to draw traces from (default: RUN/soma.h5)"
+    )
+    p.add_argument(
+        "--cells", type=int, nargs="+", default=None, metavar="GID",
+        help=f"the cells whose traces to draw (default: the report's first {TRACES})",
+    )  # fmt: skip
+    p.add_argument("-o", "--output", default=None, help="the PNG (default: RUN/plot.png)")
+    p.set_defaults(func=cmd_plot)
     return parser
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """`portneuron plot`: out.dat's raster, and a report's traces, to a PNG."""
+    from .plot import plot
+
+    where = Path(args.run)
+    out_dat = where / "out.dat" if where.is_dir() else where
+    folder = out_dat.parent
+    report = Path(args.report) if args.report else folder / "soma.h5"
+    if args.report is None and not report.exists():
+        report = None
+    elif not report.exists():
+        raise PortneuronError(f"{report}: no such report")
+    output = Path(args.output) if args.output else folder / "plot.png"
+    print(plot(out_dat, output, report, args.cells))
+    return 0
 
 
 def model_options(p: argparse.ArgumentParser) -> None:
