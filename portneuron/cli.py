@@ -100,6 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run, progress = RunState(args.tstop), None
     try:  # from the start: an interrupt in the imports says where it stopped as well
         from .backends import best_backend, load_backend
+        from .checkpoint import restore, save
         from .io.spikes import write_spikes
         from .library import MechanismLibrary
         from .progress import Progress
@@ -135,14 +136,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         with progress.phase("compiling"):
             sim.epoch_program()  # JIT now, so that the simulation's bar measures simulating
-        sim.finitialize(args.voltage)
+        if args.restore is None:
+            sim.finitialize(args.voltage)
+        elif restore(sim, args.restore) >= args.tstop:
+            raise PortneuronError(
+                f"--restore {args.restore}: the checkpoint is at t = {sim.t:g} ms, not before "
+                f"-e {args.tstop:g} ms; give a later stop time"
+            )
         reports = run.reports = Reports(sim, args.reports, outdir, ranks)  # files opened
         setup_s = time.perf_counter() - start
         start = time.perf_counter()
         exchange_s = -sim.exchange_s  # the time in the spike exchange from here on
         run.sim = sim
         rebalance: dict = {}
-        if ranks.size > 1 and args.rebalance is not None:
+        if ranks.size > 1 and args.rebalance is not None and not (args.checkpoint or args.restore):
             with progress.phase("measuring the first epochs"):
                 placed = rebalanced(args, library, sim, ranks, reports.recording())
             if placed is not None:  # placed again by measured speed: start again from 0
@@ -172,6 +179,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
                 write_sonata_spikes(outdir / "out.h5", result.spikes)
         reports.close()
+        if args.checkpoint is not None:
+            save(sim, args.checkpoint)
         run.written = True
         summary = run_summary(model, backend, sim, result, (setup_s, simulate_s, exchange_s), ranks)
         summary.update(rebalance)
@@ -680,6 +689,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help='reports from a JSON file: {"reports": [{"name", "target", "cells", "dt", '
         '"start", "end"}, ...]} (the README shows one)',
+    )
+    p.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        default=None,
+        help="at the end of the run, write its complete state to DIR (time, voltages, every "
+        "mechanism's variables, events in flight), from which --restore continues it",
+    )
+    p.add_argument(
+        "--restore",
+        metavar="DIR",
+        default=None,
+        help="continue from the checkpoint in DIR (the same model and options; -e is then "
+        "the time to stop at, after the checkpoint's)",
     )
     p.add_argument(
         "--sonata",
