@@ -81,11 +81,14 @@ def test_the_command_checkpoints_and_restores(tmp_path, ranks):
     assert halves == (tmp_path / "whole" / "out.dat").read_text() and halves
     import h5py
 
-    def rows(name: str) -> np.ndarray:
+    def rows(name: str) -> tuple[np.ndarray, np.ndarray]:
         with h5py.File(tmp_path / name / "soma.h5") as f:
-            return f["report/All/data"][:]
+            return f["report/All/data"][:], f["report/All/mapping/time"][:]
 
-    np.testing.assert_array_equal(np.concatenate([rows("a"), rows("b")[1:]]), rows("whole"))
+    (a, time_a), (b, time_b), (whole, time_whole) = rows("a"), rows("b"), rows("whole")
+    np.testing.assert_array_equal(np.concatenate([a, b[1:]]), whole)
+    np.testing.assert_allclose([time_a, time_b, time_whole],
+                               [[0, 20.5, 0.5], [20, 40.5, 0.5], [0, 40.5, 0.5]], atol=1e-9)  # fmt: skip
 
 
 def test_a_checkpoint_of_something_else_is_one_line(tmp_path, capsys):

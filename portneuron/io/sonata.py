@@ -82,6 +82,8 @@ class CompartmentReport:
         self.path, self.part = Path(path), _part(Path(path))
         self.start, self.stop, self.dt = float(start), float(stop), float(dt)
         self.rows = 0
+        self.first: float | None = None  # the times of the first and last rows written
+        self.last: float | None = None
         self.file = h5py.File(self.part, "w")
         group = self.file.create_group(f"report/{population}")
         mapping = group.create_group("mapping")
@@ -100,22 +102,29 @@ class CompartmentReport:
         self.data.attrs["units"] = units
 
     def write(self, times: np.ndarray, values: np.ndarray) -> None:
-        """Rows (values at `times`, one row a time) that fall on the report's times."""
-        k = np.rint((np.asarray(times) - self.start) / self.dt)
-        on = (np.abs(times - (self.start + k * self.dt)) <= 1e-9 * max(1.0, self.dt)) & (
-            k >= self.rows
-        )
-        on &= np.asarray(times) <= self.stop + 1e-9 * max(1.0, self.dt)
+        """Rows (values at `times`, one row a time) on the report's times (start + k dt,
+        up to stop) and after the rows written already."""
+        times = np.asarray(times, dtype=np.float64)
+        tolerance = 1e-9 * max(1.0, self.dt)
+        k = np.rint((times - self.start) / self.dt)
+        on = np.abs(times - (self.start + k * self.dt)) <= tolerance
+        on &= (times >= self.start - tolerance) & (times <= self.stop + tolerance)
+        if self.last is not None:
+            on &= times > self.last + tolerance
         rows = np.asarray(values) if on.all() else np.asarray(values)[on]
         if not len(rows):
             return
+        if self.first is None:  # a run restored from a checkpoint starts later
+            self.first = float(times[on][0])
+        self.last = float(times[on][-1])
         self.data.resize(self.rows + len(rows), axis=0)
         self.data[self.rows :] = rows.astype(np.float32)  # NumPy's cast is HDF5's, faster
         self.rows += len(rows)
 
     def close(self) -> None:
-        """The report complete: at `path`."""
-        self.time[1] = self.start + self.rows * self.dt
+        """The report complete: at `path`, its time the first row's to after its last."""
+        first = self.start if self.first is None else self.first
+        self.time[:2] = first, first + self.rows * self.dt
         self.file.close()
         os.replace(self.part, self.path)
 
