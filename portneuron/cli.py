@@ -75,7 +75,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
-#: The traces `portneuron plot` draws where no cells are named.
+#: The cells whose traces `portneuron plot` draws where none are named: the report's first.
 TRACES = 5
 
 
@@ -783,7 +783,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     elif not report.exists():
         raise PortneuronError(f"{report}: no such report")
     output = Path(args.output) if args.output else folder / "plot.png"
-    print(plot(out_dat, output, report, args.cells))
+    print(plot(out_dat, output, report, args.cells or TRACES))
     return 0
 
 

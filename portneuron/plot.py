@@ -12,8 +12,6 @@ from portneuron.errors import PortneuronError
 
 #: The figure's size [inches] and resolution: 1200 x 720 pixels.
 SIZE, DPI = (10.0, 6.0), 120
-#: Cells whose traces are drawn where none are named.
-TRACES = 5
 
 
 def read_out_dat(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -60,10 +58,10 @@ def read_report(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 
 
 def plot(
-    out_dat: Path, output: Path, report: Path | None = None, cells: list[int] | None = None
+    out_dat: Path, output: Path, report: Path | None = None, cells: list[int] | int = 5
 ) -> Path:
-    """The raster of `out_dat` and, with `report`, the traces of `cells` (gids; the first
-    TRACES of the report where None) to the PNG `output`, whole or not at all."""
+    """The raster of `out_dat` and, with `report`, the traces of `cells` (gids, or a count:
+    the report's first cells) to the PNG `output`, whole or not at all."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -83,7 +81,7 @@ def plot(
     raster.set_title(f"{len(t)} spikes of {len(np.unique(gid))} cells ({out_dat.name})")
     if traces is not None:
         times, gids, first, data = traces
-        chosen = list(gids[:TRACES]) if cells is None else cells
+        chosen = [int(g) for g in gids[:cells]] if isinstance(cells, int) else cells
         missing = sorted(set(chosen) - set(gids.tolist()))
         if missing:
             raise PortneuronError(f"{report}: no cell {missing[0]} in the report")
