@@ -456,8 +456,8 @@ def test_interrupt_stops_with_one_line(outdir, signum, code, after):
         stopped
         or line == f"portneuron: {name}: stopped before the simulation started; nothing was written"
     ), line
-    if stopped:
-        assert 0 < float(stopped.group(1)) < 1e6
+    if stopped:  # t = 0: the signal came as the simulation began (a warm kernel cache)
+        assert 0 <= float(stopped.group(1)) < 1e6
     assert (outdir / "out.dat").read_text() == SENTINEL
     assert sorted(p.name for p in outdir.iterdir()) == ["out.dat"]
 
