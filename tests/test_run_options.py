@@ -70,7 +70,7 @@ def test_seed_is_neurons_random123_global_index(capsys, tmp_path):
 def test_mindelay_shortens_epochs_not_spikes(capsys, tmp_path, backend):
     """--mindelay 0.3: epochs of 0.3 ms (12 steps), not the min-delay's 1 ms; the same
     spikes."""
-    args = ["--nring", "2", "-e", "30", "--backend", backend]
+    args = ["--nring", "2", "-e", "8" if backend == "numpy" else "30", "--backend", backend]
     whole = run(capsys, *args, "-o", str(tmp_path / "whole"))
     short = run(capsys, *args, "--mindelay", "0.3", "-o", str(tmp_path / "short"))
     assert whole["epoch_ms"] == 1.0 and short["epoch_ms"] == pytest.approx(0.3)
