@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 
 from portneuron import __version__
 from portneuron.errors import PortneuronError
+from portneuron.io.spikes import written_whole
 
 FORMAT = 1
 MANIFEST = "checkpoint.json"
@@ -77,17 +77,15 @@ def save(sim, folder: str | Path) -> None:
         "players": [(p.ubound, p.last, p.pending) for p in sim.players],
     }  # fmt: skip
     state["pickled"] = np.frombuffer(pickle.dumps(rest), dtype=np.uint8)
-    path = folder / f"state.{ranks.rank}.npz"
-    part = folder / f"state.{ranks.rank}.part.npz"
-    np.savez(part, **state)
-    os.replace(part, path)
+    with written_whole(folder / f"state.{ranks.rank}.npz") as part, open(part, "wb") as f:
+        np.savez(f, **state)
     prints = ranks.gather(fingerprint(sim))
     if prints is None:
         return
     manifest = {"format": FORMAT, "portneuron": __version__, "t": sim.t,
                 "ranks": ranks.size, "models": prints}  # fmt: skip
-    (folder / (MANIFEST + ".part")).write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(folder / (MANIFEST + ".part"), folder / MANIFEST)
+    with written_whole(folder / MANIFEST) as part:
+        part.write_text(json.dumps(manifest, indent=1) + "\n")
 
 
 def restore(sim, folder: str | Path) -> float:

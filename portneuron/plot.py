@@ -3,40 +3,15 @@ voltage traces of some of its cells, drawn to a PNG with matplotlib (no display 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from portneuron.errors import PortneuronError
+from portneuron.io.spikes import read_spikes, written_whole
 
 #: The figure's size [inches] and resolution: 1200 x 720 pixels.
 SIZE, DPI = (10.0, 6.0), 120
-
-
-def read_out_dat(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """out.dat's spike times [ms] and gids; one line naming the file and line where a line
-    is not `time<TAB>gid`."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise PortneuronError(f"{path}: cannot read the spikes ({exc.strerror})") from None
-    t, gid = [], []
-    for k, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        try:
-            if len(parts) != 2:
-                raise ValueError
-            t.append(float(parts[0]))
-            gid.append(int(parts[1]))
-        except ValueError:
-            raise PortneuronError(
-                f"{path}:{k}: {line.strip()[:40]!r} is not 'time<TAB>gid'; give the out.dat a "
-                f"run wrote"
-            ) from None
-    return np.array(t), np.array(gid, dtype=np.int64)
 
 
 def read_report(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -71,7 +46,9 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t, gid = read_out_dat(out_dat)
+    spikes = read_spikes(out_dat)
+    t = np.array([s[0] for s in spikes])
+    gid = np.array([s[1] for s in spikes], dtype=np.int64)
     traces = read_report(report) if report is not None else None
     rows = 2 if traces is not None else 1
     figure, axes = plt.subplots(rows, 1, figsize=SIZE, dpi=DPI, sharex=True, squeeze=False)
@@ -94,11 +71,9 @@ def plot(
         ax.legend(loc="upper right", fontsize="small")
     axes[-1, 0].set_xlabel("time (ms)")
     figure.tight_layout()
-    part = output.with_name(output.name + ".part")
     try:
-        figure.savefig(part, format="png")
-        os.replace(part, output)
+        with written_whole(output) as part:
+            figure.savefig(part, format="png")
     finally:
         plt.close(figure)
-        part.unlink(missing_ok=True)
     return output

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from portneuron.io.spikes import written_whole
+
 #: The population the cells of a portneuron run are in (CoreNEURON's default).
 POPULATION = "All"
 #: The SONATA "sorting" attribute of a spike population: an HDF5 enum.
@@ -34,28 +36,19 @@ def _h5py():
     return h5py
 
 
-def _part(path: Path) -> Path:
-    return path.with_name(path.name + ".part")
-
-
 def write_spikes(path: str | Path, spikes, population: str = POPULATION) -> None:
     """(time [ms], gid) pairs, as sorted by time, to a SONATA spike file at `path`."""
     h5py, path = _h5py(), Path(path)
     t = np.array([s[0] for s in spikes], dtype=np.float64)
     gid = np.array([s[1] for s in spikes], dtype=np.uint64)
     order = np.lexsort((gid, t))
-    part = _part(path)
-    try:
-        with h5py.File(part, "w") as f:
-            group = f.create_group(f"spikes/{population}")
-            sorting = h5py.enum_dtype(SORTING, basetype="u1")
-            group.attrs.create("sorting", SORTING["by_time"], dtype=sorting)
-            times = group.create_dataset("timestamps", data=t[order])
-            times.attrs["units"] = "ms"
-            group.create_dataset("node_ids", data=gid[order])
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
+    with written_whole(path) as part, h5py.File(part, "w") as f:
+        group = f.create_group(f"spikes/{population}")
+        sorting = h5py.enum_dtype(SORTING, basetype="u1")
+        group.attrs.create("sorting", SORTING["by_time"], dtype=sorting)
+        times = group.create_dataset("timestamps", data=t[order])
+        times.attrs["units"] = "ms"
+        group.create_dataset("node_ids", data=gid[order])
 
 
 class CompartmentReport:
@@ -79,7 +72,8 @@ class CompartmentReport:
         population: str = POPULATION,
     ) -> None:
         h5py = _h5py()
-        self.path, self.part = Path(path), _part(Path(path))
+        self.path = Path(path)
+        self.part = self.path.with_name(self.path.name + ".part")
         self.start, self.stop, self.dt = float(start), float(stop), float(dt)
         self.rows = 0
         self.first: float | None = None  # the times of the first and last rows written

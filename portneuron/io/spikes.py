@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+
+from portneuron.errors import PortneuronError
 
 
 def format_spikes(spikes: Iterable[tuple[float, int]]) -> str:
@@ -36,9 +39,35 @@ def _umask() -> int:
 
 
 def read_spikes(path: str | Path) -> list[tuple[float, int]]:
+    """out.dat's (time, gid) pairs; one line naming the file and line where a line is not
+    `time<TAB>gid`."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise PortneuronError(f"{path}: cannot read the spikes ({exc.strerror})") from None
     out = []
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
+    for k, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
             t, gid = line.split()
             out.append((float(t), int(gid)))
+        except ValueError:
+            raise PortneuronError(
+                f"{path}:{k}: {line.strip()[:40]!r} is not 'time<TAB>gid'; give the out.dat a "
+                f"run wrote"
+            ) from None
     return out
+
+
+@contextlib.contextmanager
+def written_whole(path: Path):
+    """A path beside `path` to write a file to, which becomes `path` when the block ends
+    and is removed where it raises: a reader sees the old file or the whole new one."""
+    part = path.with_name(path.name + ".part")
+    try:
+        yield part
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
