@@ -144,7 +144,7 @@ class Reports:
         cap = model.mechanism_set("capacitance")
         membrane = np.sort(cap.node_index) if cap is not None else np.arange(model.nodes.count)
         cells = [c for c in range(model.ncell) if sim.cell_gid[c] >= 0]
-        nodes, self.columns, mapping = [], [], []
+        nodes, self.columns, mapping, n = [], [], [], 0
         for spec in specs:
             wanted = None if spec.cells is None else set(spec.cells)
             gids, counts, elements, at = [], [], [], []
@@ -159,10 +159,11 @@ class Reports:
                 elements.append(np.arange(len(mine)))
                 at.append(mine)
             at = np.concatenate(at) if at else np.zeros(0, np.int64)
-            self.columns.append(slice(len(nodes), len(nodes) + len(at)))  # views, not copies
-            nodes.extend(at.tolist())
+            self.columns.append(slice(n, n + len(at)))  # its columns: views, not copies
+            n += len(at)
+            nodes.append(at)
             mapping.append((gids, counts, np.concatenate(elements) if elements else at))
-        self.record = np.array(nodes, dtype=np.int64)
+        self.record = np.concatenate(nodes).astype(np.int64)
         everyone = self.ranks.gather(mapping)
         if everyone is None:
             return
@@ -180,7 +181,7 @@ class Reports:
                         spec.start,
                         spec.end,
                         spec.dt,
-                    )  # fmt: skip
+                    )
                 )
         except BaseException:
             self.abort()
