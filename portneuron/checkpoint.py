@@ -88,9 +88,8 @@ def save(sim, folder: str | Path) -> None:
         part.write_text(json.dumps(manifest, indent=1) + "\n")
 
 
-def restore(sim, folder: str | Path) -> float:
-    """`sim` in the state `folder` holds (in place of finitialize); the time it was at."""
-    folder, ranks = Path(folder), sim.ranks
+def read_manifest(folder: Path) -> dict:
+    """The checkpoint's manifest, of a format this portneuron reads; one line otherwise."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
@@ -98,12 +97,20 @@ def restore(sim, folder: str | Path) -> float:
             f"{folder}: no checkpoint here ({MANIFEST} is missing or damaged: was the run "
             f"that wrote it stopped?)"
         ) from None
-    if manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        version = manifest.get("portneuron") if isinstance(manifest, dict) else None
         raise PortneuronError(
-            f"{folder}: a checkpoint of format {manifest.get('format')} (portneuron "
-            f"{manifest.get('portneuron')}); this portneuron {__version__} reads format "
-            f"{FORMAT}"
+            f"{folder}: a checkpoint of format {found} (portneuron {version}); this "
+            f"portneuron {__version__} reads format {FORMAT}"
         )
+    return manifest
+
+
+def restore(sim, folder: str | Path) -> float:
+    """`sim` in the state `folder` holds (in place of finitialize); the time it was at."""
+    folder, ranks = Path(folder), sim.ranks
+    manifest = read_manifest(folder)
     if manifest["ranks"] != ranks.size:
         raise PortneuronError(
             f"{folder}: written by {manifest['ranks']} rank(s); continue it on as many "

@@ -110,6 +110,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_run_options(args)  # every option, before any work
         ranks = _RUN_RANKS[0] = world()
         outdir = writable_folder(Path(args.outpath))
+        if args.checkpoint is not None:
+            writable_folder(Path(args.checkpoint), "--checkpoint")
         progress = Progress(enabled=not args.json and ranks.rank == 0)
         start = time.perf_counter()
         names = (args.backend or best_backend()).split(",")
@@ -249,6 +251,10 @@ def check_run_options(args: argparse.Namespace) -> None:
         raise PortneuronError(f"--seed must be from 0 to {MAX_SEED}, not {args.seed}")
     if args.mindelay is not None and not (math.isfinite(args.mindelay) and args.mindelay > 0):
         raise PortneuronError(f"--mindelay must be a positive number of ms, not {args.mindelay}")
+    if args.restore is not None:
+        from .checkpoint import read_manifest
+
+        read_manifest(Path(args.restore))  # there, and of a format this reads
     from .reports import parse_report, read_report_conf
 
     args.reports = [parse_report(text) for text in args.report]
@@ -341,26 +347,27 @@ def dataset_dt(datpath: Path) -> float:
     return dt
 
 
-def writable_folder(outdir: Path) -> Path:
-    """The -o folder, created if need be and tested for writing before any work."""
+def writable_folder(outdir: Path, option: str = "-o") -> Path:
+    """The folder `option` names (-o, --checkpoint), created if need be and tested for
+    writing before any work."""
     import tempfile
 
     try:
         if outdir.exists() and not outdir.is_dir():
-            raise PortneuronError(f"-o {outdir}: needs a folder, and this is a file")
+            raise PortneuronError(f"{option} {outdir}: needs a folder, and this is a file")
         if (outdir / "out.dat").is_dir():
             raise PortneuronError(
-                f"-o {outdir}: its out.dat is a folder; remove it or choose another"
+                f"{option} {outdir}: its out.dat is a folder; remove it or choose another"
             )
         outdir.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=outdir).close()
     except (FileExistsError, NotADirectoryError):
         raise PortneuronError(
-            f"-o {outdir}: a part of this path is a file, not a folder; choose another folder"
+            f"{option} {outdir}: a part of this path is a file, not a folder; choose another folder"
         ) from None
     except OSError as exc:
         raise PortneuronError(
-            f"-o {outdir}: cannot write there ({exc.strerror}); choose a writable folder"
+            f"{option} {outdir}: cannot write there ({exc.strerror}); choose a writable folder"
         ) from None
     return outdir
 

@@ -68,6 +68,8 @@ def no_work(monkeypatch):
         (["-s", "100000001"], r"--seed must be from 0 to 100000000"),
         (["--mindelay", "0"], r"--mindelay must be a positive number of ms, not 0.0"),
         (["--mindelay", "inf"], r"--mindelay must be a positive number of ms"),
+        (["--restore", "/nonexistent/ck"], r"/nonexistent/ck: no checkpoint here"),
+        (["--report-conf", "/nonexistent/r.json"], r"r.json: cannot read the report file"),
         (["--nring", "0"], r"--nring must be >= 1"),
         (["--ncell", "-3"], r"--ncell must be >= 1"),
         (["--branch", "5", "2"], r"--branch LO HI needs 1 <= LO <= HI"),
@@ -84,6 +86,13 @@ def test_impossible_options_are_refused_before_any_work(capsys, tmp_path, no_wor
     assert re.search(message, line), line
     assert line.startswith("portneuron: error: ")
     assert not out.exists()  # not even the output folder was made
+
+
+def test_a_checkpoint_folder_that_is_a_file_is_refused_before_any_work(capsys, tmp_path, no_work):
+    (tmp_path / "ck").write_text("")
+    line = refused(capsys, "run", "--checkpoint", str(tmp_path / "ck"), "-o", str(tmp_path))
+    assert re.search(r"--checkpoint .*ck: needs a folder, and this is a file", line), line
+    assert not (tmp_path / "out.dat").exists()
 
 
 def test_unknown_backend_is_one_line(capsys, outdir):
