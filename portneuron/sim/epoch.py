@@ -45,6 +45,7 @@ from .plan import (  # noqa: F401 (re-exported)
     Phase,
     Sorted,
     depth,
+    local_parents,
     memory_key,
 )
 
@@ -78,7 +79,7 @@ def shape_order(cell_first: np.ndarray, parent: np.ndarray) -> np.ndarray:
     keys = []
     for c in range(len(cell_first) - 1):
         lo, hi = int(cell_first[c]), int(cell_first[c + 1])
-        local = np.where(parent[lo:hi] >= 0, parent[lo:hi] - lo, -1).astype(np.int64)
+        local = local_parents(parent[lo:hi], lo).astype(np.int64)
         keys.append((hi - lo, hashlib.blake2b(local).digest()))
     return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
 

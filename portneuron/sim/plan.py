@@ -113,7 +113,7 @@ def _chunks(cell_first: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-def _local(parent: np.ndarray, first: int) -> np.ndarray:
+def local_parents(parent: np.ndarray, first: int) -> np.ndarray:
     """Parents numbered from node `first` on (roots -1)."""
     return np.where(parent >= 0, parent - first, -1)
 
@@ -157,7 +157,7 @@ class Interleaved:
         self.perm = self.place[:nnode]
         for lo_cell, hi_cell in _chunks(cell_first):  # bounded temporaries
             lo, hi = int(cell_first[lo_cell]), int(cell_first[hi_cell])
-            local = _local(parent[lo:hi], lo)
+            local = local_parents(parent[lo:hi], lo)
             cell = np.repeat(np.arange(lo_cell, hi_cell), counts[lo_cell:hi_cell])
             order = np.lexsort((depth(local), cell))  # stable: a level's nodes in model order
             row = np.empty(hi - lo, dtype=np.int64)
@@ -182,8 +182,8 @@ class Interleaved:
                 continue
             lo = [int(cell_first[c]) for c in members]
             n = int(counts[members[0]])
-            shape = _local(parent[lo[0] : lo[0] + n], lo[0])
-            if all((_local(parent[x : x + n], x) == shape).all() for x in lo[1:]):
+            shape = local_parents(parent[lo[0] : lo[0] + n], lo[0])
+            if all((local_parents(parent[x : x + n], x) == shape).all() for x in lo[1:]):
                 row = (self.perm[lo[0] : lo[0] + n] - start[members[0]]) // width
                 self.uniform[block] = 1
                 self.row_parent[self.row0[block] + row] = np.where(
