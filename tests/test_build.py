@@ -230,3 +230,40 @@ def test_gap_junctions_in_the_builder_refuse_in_one_line():
         net.transfer(Place(0, soma), Place(3, osoma))
     assert net.gap_junction(Place(0, soma), Place(3, osoma), "HalfGap", g=0.01) == (0, 0)
     assert net.point_process(0, soma, 0.5, "IClamp") == 1  # after the junction's half
+
+
+def test_a_compiled_template_builds_the_model_its_cell_builds():
+    """Network.add_cell takes a template's compile() as it takes the Cell (the ringtest
+    keeps compiled templates only, so the Cells' objects go as it builds): the same
+    arrays, nodes for recording and point processes added to one cell."""
+    from portneuron.errors import PortneuronError
+
+    models, nodes = [], []
+    for compiled in (False, True):
+        net = Network()
+        shapes = []
+        for gid in (0, 1):
+            cell, sections = ball_and_stick_native(Network(), gid)
+            net.add_cell(cell.compile() if compiled else cell, gid)
+            shapes.append(sections)
+        net.point_process(1, shapes[1][1], 0.3, "ExpSyn", tau=4.0)
+        net.connect(1, 1, 0.01, 1.0, source_gid=0)
+        models.append(net.build())
+        nodes.append([net.node(g, sec, 0.7) for g in (0, 1) for sec in shapes[g]])
+    cell, model = models
+    assert nodes[0] == nodes[1]
+    for name in ("parent_index", "a", "b", "area", "diam", "v", "first"):
+        np.testing.assert_array_equal(getattr(cell.nodes, name), getattr(model.nodes, name))
+    for ours, theirs in zip(cell.mechanisms, model.mechanisms, strict=True):
+        assert ours.name == theirs.name
+        np.testing.assert_array_equal(ours.node_index, theirs.node_index)
+        for key in ours.data:
+            np.testing.assert_array_equal(ours.data[key], theirs.data[key])
+    for name in ("source", "target_set", "target_instance", "delay", "weights"):
+        np.testing.assert_array_equal(getattr(cell.netcons, name), getattr(model.netcons, name))
+    other = Cell()
+    stranger = other.section("soma", nseg=3)
+    net = Network()
+    net.add_cell(ball_and_stick_native(Network(), 0)[0].compile(), 0)
+    with pytest.raises(PortneuronError, match="is not one of gid 0's cell"):
+        net.point_process(0, stranger, 0.5, "ExpSyn")

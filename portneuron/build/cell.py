@@ -47,7 +47,9 @@ class PointProcess:
 
 @dataclass
 class CompiledCell:
-    """One cell's arrays in NEURON's node order; node 0 is the root (soma(0))."""
+    """One cell's arrays in NEURON's node order; node 0 is the root (soma(0)). It holds
+    no Section: a Network stamps it out as it does its Cell (`Network.add_cell`), and a
+    builder of many templates can keep these and let the Cells go."""
 
     parent: np.ndarray  # int32, -1 for the root
     a: np.ndarray
@@ -62,6 +64,10 @@ class CompiledCell:
 
     def node_at(self, section: Section, x: float) -> int:
         return self.layout.node_at(section, x)
+
+    def compile(self) -> CompiledCell:
+        """Itself: a compiled template is used where its Cell would be."""
+        return self
 
     @property
     def count(self) -> int:
@@ -166,7 +172,8 @@ class Cell:
             raise PortneuronError(f"cell {self.name}: no sections")
         layout = geometry.cell_nodes(self.sections)
         density: dict[str, list] = {}
-        for sec in layout.section_order:
+        for index in layout.order:
+            sec = self.sections[index]
             for mech, values in sec.mechanisms.items():
                 density.setdefault(mech, []).append((layout.segment_nodes(sec), values))
         dense = {}

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from portneuron.model import Sections
+
 PI = math.pi  # NEURON's PI, 3.14159265358979323846
 
 
@@ -156,7 +158,8 @@ def _frusta(
 @dataclass
 class CellLayout:
     """One cell's nodes in NEURON's order: node 0 is the root node, then sections
-    breadth-first, each with its segments then its x = 1 node."""
+    breadth-first, each with its segments then its x = 1 node. It keeps no Section: what
+    it knows of them is arrays by section index, so a compiled template outlives its Cell."""
 
     parent: np.ndarray
     a: np.ndarray
@@ -164,22 +167,23 @@ class CellLayout:
     area: np.ndarray
     diam: np.ndarray
     cm: np.ndarray  # NaN on nodes without membrane
-    section_order: list
-    first_node: dict[int, int]  # section index -> its first node
-    parent_node: dict[int, int]  # section index -> the node its 0 end hangs from
+    order: np.ndarray  # int32: the section indices in node order
+    sections: Sections  # numbered within the cell, by section index
+    parent_node: np.ndarray  # int32, by section index: the node its 0 end hangs from
 
     def segment_nodes(self, sec) -> np.ndarray:
         """The nodes of a section's nseg segments."""
-        first = self.first_node[sec.index]
+        first = int(self.sections.first_node[sec.index])
         return np.arange(first, first + sec.nseg)
 
     def node_at(self, sec, x: float) -> int:
         """NEURON's node_exact: x <= 0 the parent node, x >= 1 the x = 1 node."""
         if x <= 0.0:
-            return self.parent_node[sec.index]
+            return int(self.parent_node[sec.index])
+        first = int(self.sections.first_node[sec.index])
         if x >= 1.0:
-            return self.first_node[sec.index] + sec.nseg
-        return self.first_node[sec.index] + node_index(sec.nseg, x)
+            return first + sec.nseg
+        return first + node_index(sec.nseg, x)
 
 
 def cell_nodes(sections: list) -> CellLayout:
@@ -225,8 +229,22 @@ def cell_nodes(sections: list) -> CellLayout:
     a, b = np.zeros(n), np.zeros(n)
     a[1:] = -1.0e2 * rall[1:] * rinv[1:] / area[parent[1:]]
     b[1:] = -1.0e2 * rinv[1:] / area[1:]
+    node_section = np.full(n, -1, np.int32)
+    for sec in sections:
+        start = first_node[sec.index]
+        node_section[start : start + sec.nseg] = sec.index
+    table = Sections(
+        node_section,
+        np.array([s.L for s in sections], dtype=np.float64),
+        np.array([s.nseg for s in sections], dtype=np.int32),
+        np.array([s.rallbranch for s in sections], dtype=np.float64),
+        np.array([-1 if s.parent is None else s.parent for s in sections], dtype=np.int32),
+        np.array([first_node[s.index] for s in sections], dtype=np.int32),
+    )
     return CellLayout(
-        parent.astype(np.int32), a, b, area, diam, cm, order, first_node, parent_node,
+        parent.astype(np.int32), a, b, area, diam, cm,
+        np.array([s.index for s in order], dtype=np.int32), table,
+        np.array([parent_node[s.index] for s in sections], dtype=np.int32),
     )  # fmt: skip
 
 

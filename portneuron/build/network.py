@@ -129,7 +129,7 @@ class Network:
         self.library = library or MechanismLibrary()
         self.celsius, self.dt, self.v_init, self.secondorder = celsius, dt, v_init, secondorder
         self.globals = dict(globals or {})  # NEURON names: usetable_hh, ...
-        self.cells: list[tuple[Cell, int]] = []
+        self.cells: list[tuple[Cell | CompiledCell, int]] = []
         self.stims: list[_Stim] = []
         self.connections: list[_Connection] = []
         self.pointers: list[tuple[Place, Place]] = []
@@ -140,7 +140,9 @@ class Network:
         self.transfers: list[tuple[Place, Place]] = []
         self._gids: set[int] = set()
 
-    def add_cell(self, cell: Cell, gid: int) -> None:
+    def add_cell(self, cell: Cell | CompiledCell, gid: int) -> None:
+        """Cell `gid`, a copy of template `cell`: a Cell, or its `compile()` where many
+        templates are built (a compiled one holds arrays only, so the Cells can go)."""
         if gid in self._gids:
             raise PortneuronError(f"gid {gid} is used twice")
         self._gids.add(gid)
@@ -191,10 +193,10 @@ class Network:
             raise PortneuronError(f"point_process: no cell with gid {gid}")
         if not 0.0 <= x <= 1.0:
             raise PortneuronError(f"{mechanism} at {section.name}({x}): x must be in [0, 1]")
-        if not any(sec is section for sec in cell.sections):
+        if not _holds(cell, section):
             raise PortneuronError(
                 f"point_process: section {getattr(section, 'name', section)!r} is not one "
-                f"of gid {gid}'s cell ({cell.name})"
+                f"of gid {gid}'s cell ({getattr(cell, 'name', 'a compiled template')})"
             )
         added = self.added.setdefault(gid, [])
         added.append((mechanism, section, float(x), dict(values)))
@@ -328,6 +330,21 @@ class Network:
         """The model node of section(x) of cell `gid` (after `build`), for recording."""
         cell = next(c for c, g in self.cells if g == gid)
         return self._offsets[gid] + cell.compile().node_at(section, x)
+
+
+def _holds(cell: Cell | CompiledCell, section) -> bool:
+    """Whether `section` is one of the template's (a compiled one knows its sections by
+    index and nseg only)."""
+    if isinstance(cell, Cell):
+        return any(sec is section for sec in cell.sections)
+    nseg = cell.layout.sections.nseg
+    index = getattr(section, "index", -1)
+    return 0 <= index < len(nseg) and nseg[index] == getattr(section, "nseg", -1)
+
+
+def _shifted(index: np.ndarray, by: int) -> np.ndarray:
+    """Cell-local numbers moved `by` on (-1, none, stays)."""
+    return np.where(index >= 0, index + by, -1).astype(np.int32)
 
 
 def _increasing(values: np.ndarray, chunk: int = 1 << 16) -> bool:
@@ -529,22 +546,22 @@ class _Builder:
 
     def _sections(self, base, nnode: int) -> Sections:
         """The cells' sections (for LONGITUDINAL_DIFFUSION), numbered cell by cell."""
+        tables = [c.layout.sections for c, _ in self.cells]
+        start = np.zeros(len(tables), dtype=np.int32)
+        np.cumsum([len(t.nseg) for t in tables[:-1]], out=start[1:])
         node_section = np.full(nnode, -1, dtype=np.int32)
-        length, nseg, rallbranch, parent, first = [], [], [], [], []
-        for (c, _), offset in zip(self.cells, base):
-            start = len(length)
-            for sec in sorted(c.layout.section_order, key=lambda sec: sec.index):
-                node_section[c.layout.segment_nodes(sec) + offset] = start + sec.index
-                length.append(sec.L)
-                nseg.append(sec.nseg)
-                rallbranch.append(sec.rallbranch)
-                parent.append(-1 if sec.parent is None else start + sec.parent)
-                first.append(c.layout.first_node[sec.index] + offset)
+        for t, offset, first in zip(tables, base, start):
+            node_section[offset : offset + len(t.node_section)] = _shifted(t.node_section, first)
         return Sections(
-            node_section, np.array(length, dtype=np.float64), np.array(nseg, dtype=np.int32),
-            np.array(rallbranch, dtype=np.float64), np.array(parent, dtype=np.int32),
-            np.array(first, dtype=np.int32),
-        )  # fmt: skip
+            node_section,
+            np.concatenate([t.length for t in tables]),
+            np.concatenate([t.nseg for t in tables]),
+            np.concatenate([t.rallbranch for t in tables]),
+            np.concatenate([_shifted(t.parent, first) for t, first in zip(tables, start)]),
+            np.concatenate([t.first_node + offset for t, offset in zip(tables, base)]).astype(
+                np.int32
+            ),
+        )
 
     def _defaults(self, mech, n: int) -> dict[str, np.ndarray]:
         return {

@@ -24,7 +24,7 @@ from portneuron.model import Model
 from portneuron.parallel import Ranks
 from portneuron.sim.epoch import BLOCK_WIDTH
 
-from .cell import Cell
+from .cell import Cell, CompiledCell
 from .network import Network
 
 NCELL_PER_TYPE = 8
@@ -154,11 +154,11 @@ def build_ringtest(
     )
     ncells = nring * ncell
     types = cell_types(ncells)
-    templates: dict[int, Cell] = {}
+    templates: dict[int, CompiledCell] = {}  # compiled: the Cells' objects go at once
     for gid in range(ncells):
         t = types[gid]
         if t not in templates:
-            templates[t] = ring_cell(*cell_shape(t, nbranch, ncompart))
+            templates[t] = ring_cell(*cell_shape(t, nbranch, ncompart)).compile()
         net.add_cell(templates[t], gid)
         if progress is not None and gid % 1024 == 1023:
             progress(gid + 1)
@@ -175,5 +175,5 @@ def build_ringtest(
         local = {int(g) for g in np.flatnonzero(here)}
     model = net.build(local=local)
     del net, templates
-    give_back()  # the cells' descriptions (freed as their references go: no cycles to collect)
+    give_back()  # the templates' arrays (freed as their references go: no cycles to collect)
     return model
