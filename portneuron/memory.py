@@ -8,7 +8,8 @@ returns the heap's free pages (malloc_trim); elsewhere both do nothing.
 
 A `scratch` array (the Hines matrix: each step clears it first) is a mapping of its own,
 whose pages `forget` hands back between uses: a compiled epoch that gives each block
-storage of its own then leaves the model-sized one untouched."""
+storage of its own then leaves the model-sized one untouched. `forget_rows` hands back the
+pages of part of any array whose values there are dead (a copy moving through it)."""
 
 from __future__ import annotations
 
@@ -61,12 +62,49 @@ def give_back(collect: bool = False) -> None:
         trim(0)
 
 
-def scratch(n: int) -> np.ndarray:
-    """`n` float64 zeros, in pages of their own that `forget` can hand back."""
-    if n == 0 or not hasattr(mmap, "MADV_DONTNEED"):
-        return np.zeros(n)
-    private = mmap.mmap(-1, 8 * n, flags=mmap.MAP_PRIVATE)  # shared pages would stay whole
-    return np.frombuffer(private, dtype=np.float64)
+def scratch(n: int, dtype=np.float64, shape: tuple[int, ...] = ()) -> np.ndarray:
+    """`n` zeros (rows of `shape`), in pages of their own that `forget` can hand back."""
+    dtype = np.dtype(dtype)
+    size = n * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size == 0 or not hasattr(mmap, "MADV_DONTNEED"):
+        return np.zeros((n, *shape), dtype=dtype)
+    private = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)  # shared pages would stay whole
+    return np.frombuffer(private, dtype=dtype).reshape(n, *shape)
+
+
+@functools.cache
+def _madvise():
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return None
+    try:
+        madvise = ctypes.CDLL(None).madvise
+    except (OSError, AttributeError):
+        return None
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madvise.restype = ctypes.c_int
+    return madvise
+
+
+def forget_rows(array: np.ndarray, lo: int, hi: int) -> None:
+    """The pages wholly inside rows lo:hi of C-contiguous `array` back to the operating
+    system: the values there are dead (they read as zeros after, or as they were where
+    the system keeps them). Only whole pages go, so nothing else's memory is touched;
+    where the system has no madvise, nothing."""
+    lo, hi = max(lo, 0), min(hi, len(array))
+    if hi > lo:
+        start = array.__array_interface__["data"][0]
+        row = array.strides[0] if array.ndim > 1 else array.itemsize
+        forget_bytes(start + lo * row, start + hi * row)
+
+
+def forget_bytes(start: int, end: int) -> None:
+    """The pages wholly inside addresses start:end back to the operating system (their
+    values dead, as `forget_rows`)."""
+    madvise = _madvise()
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+    end = end // mmap.PAGESIZE * mmap.PAGESIZE
+    if madvise is not None and end > first:
+        madvise(first, end - first, mmap.MADV_DONTNEED)
 
 
 def forget(array: np.ndarray) -> None:

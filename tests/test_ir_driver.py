@@ -209,6 +209,97 @@ def test_a_sorted_space_is_the_stable_sort_of_its_places():
             assert space.perm.dtype == np.int32 and space.ranges.dtype == np.int64
 
 
+def test_a_sorted_space_by_cells_is_the_sort_of_them_all(monkeypatch):
+    """Sorted.by_cells (a run of blocks at a time, where each cell's elements are one run)
+    gives the perm and ranges of sorting every element at once: the ringtest's spaces, and
+    random elements on its nodes, several to a node, over runs of a few blocks."""
+    from portneuron.sim import plan as plan_module
+    from portneuron.sim.plan import Sorted, cell_starts
+
+    monkeypatch.setattr(plan_module, "RUN_PLACES", 40)
+    model = build_ringtest(3, 8, (2, 5), (1, 3))
+    layout = epoch.layout(model)
+    rng = np.random.default_rng(7)
+    spaces = [m.node_index for m in model.mechanisms if len(m.node_index)]
+    spaces += [
+        np.sort(rng.integers(0, model.nodes.count, n)).astype(np.int32) for n in (1, 90, 900)
+    ]
+    for node_index in spaces:
+        starts = cell_starts(node_index, layout.cell_first)
+        ours, whole = (
+            Sorted.by_cells(node_index, layout, starts),
+            Sorted(layout.perm[node_index], layout),
+        )
+        np.testing.assert_array_equal(ours.perm, whole.perm)
+        np.testing.assert_array_equal(ours.ranges, whole.ranges)
+    assert cell_starts(np.array([3, 1], dtype=np.int32), layout.cell_first) is None
+
+
+def test_runs_of_blocks_lay_out_and_restore_as_whole_copies(monkeypatch):
+    """Arrays of RUN_ARRAYS elements or more are laid out and restored a run of blocks at a
+    time through scratch pages: laid out, every array equals what whole copies make of it
+    (padding included), and restored, the model's bit for bit; the small index arrays'
+    inverses are tables of the places they hold."""
+    from portneuron.sim import plan as plan_module
+
+    model = build_ringtest(3, 6, (2, 5), (1, 3))
+    sim = Simulation(model, load_backend("numpy"), compiled_epochs="ir")
+    sim.run(2.0)
+    plan = sim.epoch_program().plan
+    kept = [item.array.copy() for item in plan.permuted]
+    plan.lay_out()  # every array small: whole copies
+    whole = [item.array.copy() for item in plan.permuted]
+    plan.restore()
+    for item, array in zip(plan.permuted, kept):
+        np.testing.assert_array_equal(item.array, array)
+
+    moved = []
+    for name in ("lay_out_in_runs", "restore_in_runs"):
+        real = getattr(plan_module.Permuted, name)
+
+        def spy(item, *args, real=real, name=name):
+            moved.append((name, item.array.dtype.str))
+            return real(item, *args)
+
+        monkeypatch.setattr(plan_module.Permuted, name, spy)
+    monkeypatch.setattr(plan_module, "RUN_PLACES", 50)
+    monkeypatch.setattr(plan_module, "RUN_ARRAYS", 100)
+    plan.lay_out()
+    for item, array in zip(plan.permuted, whole):
+        np.testing.assert_array_equal(item.array, array)
+    plan.restore()
+    for item, array in zip(plan.permuted, kept):
+        np.testing.assert_array_equal(item.array, array)
+    large = sum(len(item.array) >= 100 for item in plan.permuted)
+    assert moved.count(("lay_out_in_runs", "<i4")) >= 2  # node.parent, node_index
+    assert len(moved) == 2 * large > 10
+
+
+def test_forgotten_rows_read_as_zeros_and_nothing_else_moves():
+    """memory.forget_rows hands back only the pages wholly inside the rows: the values
+    around them stay, and on Linux the pages inside read as zeros after."""
+    import mmap
+
+    from portneuron.memory import forget_rows
+
+    array = np.arange(5 * mmap.PAGESIZE // 8, dtype=np.float64) + 1.0
+    view = array[3:]  # not page-aligned
+    before = view.copy()
+    lo, hi = 100, 100 + 3 * mmap.PAGESIZE // 8
+    forget_rows(view, lo, hi)
+    start = view.__array_interface__["data"][0]
+    addresses = start + 8 * np.arange(len(view))
+    inside = (addresses >= -(-(start + 8 * lo) // mmap.PAGESIZE) * mmap.PAGESIZE) & (
+        addresses + 8 <= (start + 8 * hi) // mmap.PAGESIZE * mmap.PAGESIZE
+    )
+    assert inside.sum() >= mmap.PAGESIZE // 8  # one page at least went
+    np.testing.assert_array_equal(view[~inside], before[~inside])
+    if sys.platform == "linux":
+        assert not view[inside].any()
+    forget_rows(view, len(view) - 10, len(view) + 10**6)  # past the end: nothing beyond it
+    np.testing.assert_array_equal(array[:3], [1.0, 2.0, 3.0])
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_sink_takes_the_rows_a_bounded_call_at_a_time(backend, monkeypatch):
     """With a sink, recorded rows every 3 steps go out after every call (the driver's

@@ -44,6 +44,7 @@ from .plan import (  # noqa: F401 (re-exported)
     Permuted,
     Phase,
     Sorted,
+    cell_starts,
     depth,
     local_parents,
     memory_key,
@@ -233,7 +234,11 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
         node_index = np.ascontiguousarray(node_index)
         key = node_index.dtype.str.encode() + hashlib.sha256(node_index).digest()
         if key not in spaces:
-            spaces[key] = Sorted(layout.perm[node_index], layout)
+            starts = cell_starts(node_index, layout.cell_first)
+            if starts is None:
+                spaces[key] = Sorted(layout.perm[node_index], layout)
+            else:
+                spaces[key] = Sorted.by_cells(node_index, layout, starts)
             give_back()  # its temporaries, before the next space's
         return spaces[key]
 
@@ -349,6 +354,7 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
         threshold_presyn=sim.voltage_presyn.astype(np.int64)[presyns.order],
         sends=any(phase.kernel.streams for phase in receive),
         scratch=list(scratch.values()),
+        spaces=list(spaces.values()),
     )
     result.set_record(np.zeros(0, dtype=np.int64))
     return result
