@@ -583,26 +583,27 @@ def test_host_epochs_match_numpy_at_the_default_shape(host_backend):
 
 @needs_gxx
 @pytest.mark.slow  # 25 to 45 s: the stand-in starts a thread per CUDA thread a launch
-def test_host_runs_gap_junctions_step_by_step(host_backend):
-    """A coupled model on the cuda backend (its host stand-in): the junctions are copied by
-    the host, between steps it runs kernel by kernel, so the model runs step by step and
-    says why; numpy's voltages within 1e-9 mV, its spikes (tests/gap_native.py's chain of
-    10 hh cells, 6 ms: the first spikes down the chain)."""
+def test_host_runs_gap_junctions_in_compiled_epochs(host_backend):
+    """A coupled model on the cuda backend (its host stand-in), every junction its own: the
+    step-major IR driver runs whole epochs on the device, copying the junctions after each
+    step; numpy's voltages within 1e-9 mV, its spikes (tests/gap_native.py's chain of 10 hh
+    cells and its 100-cell network, 10 ms: the first spikes down the chain)."""
     import gap_native
 
     from portneuron.library import MechanismLibrary
 
     library = MechanismLibrary([Path(__file__).parent / "mods"])
-    runs = []
-    for backend in (load_backend("numpy"), host_backend):
-        net, places = gap_native.chain(library)
-        model = net.build()
-        nodes = [net.node(p.gid, p.section, p.x) for p in places]
-        sim = Simulation(model, backend)
-        runs.append(sim.run(6.0, record=nodes))
-    assert "keeps the model's arrays on its device" in sim.stepwise_reason
-    assert len(runs[0].spikes) >= 2 and runs[1].spikes == runs[0].spikes
-    assert np.abs(runs[1].v - runs[0].v).max() <= 1e-9
+    for build in (gap_native.chain, gap_native.network):
+        runs = []
+        for backend in (load_backend("numpy"), host_backend):
+            net, places = build(library)
+            model = net.build()
+            nodes = [net.node(p.gid, p.section, p.x) for p in places]
+            sim = Simulation(model, backend)
+            runs.append(sim.run(10.0, record=nodes))
+        assert sim.stepwise_reason == "" and sim.epoch_program().step_major
+        assert len(runs[0].spikes) >= 2 and runs[1].spikes == runs[0].spikes
+        assert np.abs(runs[1].v - runs[0].v).max() <= 1e-9
 
 
 @needs_gxx

@@ -21,8 +21,9 @@ many): the epoch's, in time order per block (`EpochEvents`), merged with the sel
 NEURON's order. The Serial keeps its place between steps in memory (`cursor`).
 
 `IrEpoch` runs it on any backend with the protocol the simulation runs epochs with: numpy's
-interpreter, llvm (a Launch is a call; the blocks split over threads), cuda (one CUDA block
-a cell block, the model resident on the device)."""
+interpreter, llvm (a Launch is a call; the blocks split over threads), cuda and opencl (one
+device block a cell block, the model resident on the device). The step-major driver is
+one lane: one thread on llvm, one device block on cuda and opencl."""
 
 from __future__ import annotations
 

@@ -68,6 +68,7 @@ class StepSource(Protocol):
     capacitance_sets: list
     capacitance: list
     threshold_args: dict
+    crosses_ranks: bool  # gap junction values cross ranks each step
 
 
 #: Cells per block: the Hines and axial walks of this many cells run interleaved.
@@ -214,11 +215,11 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
     """The epoch plan of a simulation's model, or Unsupported with the reason."""
     model = sim.model
     check(model)
-    if (model.transfers.sources or model.transfers.targets) and sim.backend.device_kind != "cpu":
+    if sim.crosses_ranks and sim.backend.device_kind != "cpu":
         raise Unsupported(
-            f"gap junctions run step by step on the {sim.backend.name} backend, which keeps "
-            f"the model's arrays on its device (compiled epochs copy them on the host where "
-            f"they cross ranks, and the step-major driver is not tried there)"
+            f"gap junctions whose values cross ranks run step by step on the "
+            f"{sim.backend.name} backend, which keeps the model's arrays on its device "
+            f"(compiled epochs copy them on the host between steps)"
         )
     layout = sim.layout
     if layout is None or layout.width != width:

@@ -155,6 +155,9 @@ class Simulation:
         #: Whether this rank copies gap junction values each step (its targets', or its
         #: sources' for another rank's).
         self.coupled = bool(self.transfers) or self._exchanged is not None
+        #: Whether junction values cross ranks each step (a compiled epoch is then a step
+        #: a call, the host copying between them).
+        self.crosses_ranks = self._exchanged is not None
         self._laid_out_transfers: tuple | None = None  # the copies, where a program runs
         self.players = [
             Player(p, model.mechanisms[p.target_set].data[p.variable]) for p in model.vecplay
