@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 from neuron import h
@@ -206,8 +207,6 @@ def main() -> None:
     indices = [int(seg.node_index()) for seg in segments]
     np.save(f"{folder}/neuron_v.npy", expected)  # for tests/gap_native.py's models
 
-    from portneuron.backends import load_backend
-
     from portneuron.io.dataset import load_dataset
     from portneuron.library import MechanismLibrary
     from portneuron.sim.simulation import Simulation
@@ -220,7 +219,7 @@ def main() -> None:
         if len(groups) > 1:  # which group holds which segment: only one group here
             raise SystemExit("portneuron's runs here take a dataset of one group")
         nodes = [model.node_of(groups[0], k) for k in indices]
-        sim = Simulation(model, load_backend(backend), dt=dt, threads=int(threads))
+        sim = Simulation(model, _backend(backend), dt=dt, threads=int(threads))
         result = sim.run(tstop, record=nodes)
         out["runs"][run] = {
             "max_dv": float(np.abs(result.v - expected).max()),
@@ -228,6 +227,20 @@ def main() -> None:
             "stepwise": sim.stepwise_reason,
         }
     print(json.dumps(out))
+
+
+def _backend(name: str):
+    """A backend by name; "cuda stand-in": cuda's, on its host stand-in (tests/cuda_host.py)."""
+    from portneuron.backends import load_backend
+
+    if name != "cuda stand-in":
+        return load_backend(name)
+    import tempfile
+
+    from cuda_host import HostRuntime
+    from portneuron.backends.cuda.backend import CudaBackend
+
+    return CudaBackend(HostRuntime(Path(tempfile.mkdtemp())), 8, 64)
 
 
 if __name__ == "__main__":

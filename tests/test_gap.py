@@ -19,6 +19,7 @@ import pytest
 
 pytest.importorskip("neuron")
 
+from cuda_host import GXX  # noqa: E402
 from harness import last_json, neuron_backends, nrnivmodl_folder  # noqa: E402
 from portneuron.backends import backend_names, backend_status, load_backend  # noqa: E402
 
@@ -38,7 +39,7 @@ OTHERS = [
     f"{b}:1"
     for b in backend_names()
     if b not in neuron_backends() and b != "cuda" and backend_status(b).available
-]
+] + (["cuda stand-in:1"] if GXX is not None else [])
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def portneuron_run(data: Path, out: Path) -> str:
 def test_gap_junctions_are_neurons(mods, tmp_path, model, runs):
     """Two passive cells; 10 hh cells in a chain, spikes running down it; 100 spiking cells
     with 150 random junctions and 300 NetCons. The other backends (opencl: PoCL compiles
-    every kernel, 45 s a model) are slow tests."""
+    every kernel, 45 s a model; cuda's host stand-in) are slow tests."""
     if not runs:
         pytest.skip("no other backend runs here")
     out = neuron_and_portneuron(mods, model, tmp_path / "data", runs)
