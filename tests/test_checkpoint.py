@@ -1,8 +1,9 @@
 """Checkpoint and restore (issue 20): a run to T/2, its state written, read by another
 simulation of a model built again and continued to T, is the run to T: the same spikes,
 the same voltages bit for bit (pending self-events, NetCon events in flight, random
-streams and weights included), on numpy and llvm, 1 and 2 ranks; a checkpoint of another
-model, format or rank count is one line."""
+streams and weights included), on numpy and llvm, 1 and 2 ranks, for one network with
+self-events and for random ones; a checkpoint of another model, format or rank count is
+one line."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from harness import synapse_network
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from portneuron.backends import backend_status, load_backend
+from test_backend_equivalence import networks
 
 from portneuron import cli
 from portneuron.build.ringtest import build_ringtest
@@ -55,7 +57,95 @@ def test_a_restored_run_is_the_run_that_never_stopped(tmp_path_factory, backend,
     np.testing.assert_array_equal(np.concatenate([a.v, b.v[1:]]), whole.v)
 
 
+@settings(max_examples=6, deadline=None)
+@given(net=networks(), backend=st.sampled_from(BACKENDS), part=st.floats(0.05, 0.95))
+def test_a_restored_random_network_is_the_run_that_never_stopped(
+    tmp_path_factory, net, backend, part
+):
+    """Random networks (tests/test_backend_equivalence.py's: random trees, hh and pas,
+    IClamps, noisy NetStims, NetCons with random delays) run to T, or to a random split,
+    checkpointed, restored into the model built again and run on to T: the same spikes,
+    the same voltages bit for bit."""
+    folder = tmp_path_factory.mktemp("random")
+    split = round(part * T / 0.025) * 0.025
+    model = net.build()
+    record = list(range(0, model.nodes.count, 2))
+    whole = Simulation(model, load_backend(backend)).run(T, record=record)
+    first = Simulation(net.build(), load_backend(backend))
+    a = first.run(split, record=record)
+    save(first, folder)
+    second = Simulation(net.build(), load_backend(backend))
+    restore(second, folder)
+    b = second.run(T, record=record, initialize=False)
+    assert a.spikes + b.spikes == whole.spikes
+    np.testing.assert_array_equal(np.concatenate([a.v, b.v[1:]]), whole.v)
+
+
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+
+ON_RANKS = """
+import json, pickle, sys
+import numpy as np
+from portneuron.backends import load_backend
+from portneuron.checkpoint import restore, save
+from portneuron.parallel import world
+from portneuron.sim.simulation import Simulation
+ranks = world()
+networks, backend, T, folder = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+out = []
+for k, (net, split) in enumerate(pickle.load(open(networks, "rb"))):
+    def sim():
+        return Simulation(net.build(ranks=ranks), load_backend(backend), ranks=ranks, threads=1)
+    whole = sim()
+    record = list(range(0, whole.model.nodes.count, 2))
+    w = whole.run(T, record=record)
+    first = sim()
+    a = first.run(split, record=record)
+    save(first, f"{folder}/{k}")
+    second = sim()
+    restore(second, f"{folder}/{k}")
+    b = second.run(T, record=record, initialize=False)
+    same_v = bool(np.array_equal(np.concatenate([a.v, b.v[1:]]), w.v))
+    parts = ranks.gather((w.spikes, a.spikes + b.spikes, same_v, whole.model.ncell))
+    if parts is not None:
+        out.append({"whole": sorted(s for p in parts for s in p[0]),
+                    "halves": sorted(s for p in parts for s in p[1]),
+                    "same_v": [p[2] for p in parts], "cells": [p[3] for p in parts]})
+if ranks.rank == 0:
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.mpi
+@settings(max_examples=2, deadline=None)
+@given(
+    nets=st.lists(networks(), min_size=3, max_size=3),
+    parts=st.lists(st.floats(0.05, 0.95), min_size=3, max_size=3),
+    backend=st.sampled_from(BACKENDS),
+)
+def test_a_restored_random_network_on_two_ranks_is_the_run_that_never_stopped(
+    tmp_path_factory, nets, parts, backend
+):
+    """The same on 2 ranks (mpiexec; the cells spread over both, NetCons crossing between
+    them): three random networks a process, each checkpointed at its own split."""
+    if MPIEXEC is None:
+        pytest.skip("no mpiexec (pip install mpich)")
+    import pickle
+
+    folder = tmp_path_factory.mktemp("ranks")
+    cases = [(net, round(p * T / 0.025) * 0.025) for net, p in zip(nets, parts)]
+    (folder / "nets.pickle").write_bytes(pickle.dumps(cases))
+    done = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, "-c", ON_RANKS, str(folder / "nets.pickle"),
+         backend, str(T), str(folder)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(out) == len(cases) and sum(len(case["whole"]) for case in out) > 0
+    for case in out:
+        assert case["halves"] == case["whole"] and case["same_v"] == [True, True]
+        assert min(case["cells"]) >= 1
 
 
 @pytest.mark.parametrize("ranks", [0, 2])
