@@ -45,10 +45,11 @@ def main() -> None:
     args = parser.parse_args()
     runs: dict[bool, list[dict]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as tmp:
-        one_run(args, True, Path(tmp))  # kernels into the cache
-        for _ in range(args.rounds):
-            for report in (False, True):
-                runs[report].append(one_run(args, report, Path(tmp)))
+        one_run(args, True, Path(tmp) / "warm")  # kernels into the cache
+        for k in range(args.rounds):
+            for report in (False, True):  # each into a folder of its own: replacing or
+                # removing the last run's 400 MB report times the system's freeing of it
+                runs[report].append(one_run(args, report, Path(tmp) / f"{k}{report}"))
     plain = statistics.median(r["simulate_s"] for r in runs[False])
     reported = statistics.median(r["simulate_s"] for r in runs[True])
     commit = subprocess.run(

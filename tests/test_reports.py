@@ -85,6 +85,27 @@ def test_a_report_file_picks_cells_and_a_window(tmp_path):
     assert data.shape == (6, len(ids)) and np.isfinite(data).all()
 
 
+def test_a_wide_report_is_written_in_chunks_the_cache_holds(tmp_path):
+    """More compartments than a 1 MiB chunk holds (300,000): the data in chunks of at
+    most sonata.CHUNK_BYTES, the rows given in blocks read back whole."""
+    import h5py
+
+    from portneuron.io import sonata
+
+    n = 300_000
+    rng = np.random.default_rng(3)
+    values = rng.normal(-65, 10, (7, n))
+    writer = sonata.CompartmentReport(tmp_path / "wide.h5", np.array([0]), np.array([n]),
+                                      np.arange(n), 0.0, 1.0, 0.1)  # fmt: skip
+    for lo, hi in ((0, 3), (3, 4), (4, 7)):
+        writer.write(0.1 * np.arange(lo, hi), values[lo:hi])
+    writer.close()
+    with h5py.File(tmp_path / "wide.h5") as f:
+        data = f["report/All/data"]
+        assert np.prod(data.chunks) * 4 <= sonata.CHUNK_BYTES and data.chunks[1] < n
+        np.testing.assert_array_equal(data[:], values.astype(np.float32))
+
+
 def test_a_failed_run_leaves_no_report(tmp_path, monkeypatch):
     """A run that stops after writing some rows leaves no report file (nor its part)."""
     original = Simulation.run
