@@ -695,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         default=None,
         help='reports from a JSON file: {"reports": [{"name", "target", "cells", "dt", '
-        '"start", "end"}, ...]} (the README shows one)',
+        '"start", "end", "variable"}, ...]} (the README shows one)',
     )
     p.add_argument(
         "--checkpoint",

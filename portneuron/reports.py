@@ -1,16 +1,21 @@
-"""Reports: the voltages of chosen cells' compartments at a chosen interval and window,
+"""Reports: a variable of chosen cells' compartments at a chosen interval and window,
 written as SONATA compartment reports (portneuron.io.sonata) while a run goes.
 
 A report names what it records (`target`: "soma", each cell's first compartment, its root
 section's first segment; "all", every compartment of the cell), of which cells (gids; all
-by default), every `dt` ms from `start` to `end`. An element is a compartment's number in
-its cell, in NEURON's node order (the segments with membrane; the zero-area nodes at
-section ends and the roots are not compartments). Reports come from the command line
-(`portneuron run --report soma@0.1`) or a report file (`--report-conf FILE`), JSON:
+by default), every `dt` ms from `start` to `end`, and which variable (`variable`: "v", the
+default; a density mechanism's by NEURON's name, as "m_hh"; an ion's, as "ina" or "nai":
+then of the compartments that have it). Voltages are recorded in compiled epochs; any
+other variable makes the run go step by step (the stepwise loop samples it). An element
+is a compartment's number in its cell, in NEURON's node order (the segments with
+membrane; the zero-area nodes at section ends and the roots are not compartments).
+Reports come from the command line (`portneuron run --report soma@0.1`) or a report file
+(`--report-conf FILE`), JSON:
 
     {"reports": [{"name": "soma", "target": "soma", "dt": 0.1},
                  {"name": "trees", "target": "all", "cells": [0, 5], "dt": 1.0,
-                  "start": 10.0, "end": 50.0}]}
+                  "start": 10.0, "end": 50.0},
+                 {"name": "sodium", "target": "soma", "variable": "ina", "dt": 0.1}]}
 
 Each goes to OUTDIR/<name>.h5, whole or not at all. Under MPI every rank records its own
 cells and rank 0 writes one file, each epoch's rows gathered (bounded memory)."""
@@ -28,9 +33,9 @@ from portneuron.errors import PortneuronError
 from portneuron.parallel import Ranks
 
 TARGETS = ("soma", "all")
-#: What a report may record (the compartments' membrane potential, for now).
-VARIABLES = ("v",)
 KEYS = {"name", "target", "variable", "cells", "dt", "start", "end"}
+#: The units of an ion's variables, by their names' shapes (NEURON's: ina, nai, nao, ena).
+ION_UNITS = {"i": "mA/cm2", "e": "mV", "in": "mM", "out": "mM"}
 
 
 @dataclass
@@ -50,10 +55,10 @@ class ReportSpec:
             raise PortneuronError(
                 f"{where}: target {self.target!r} is not one of {', '.join(TARGETS)}"
             )
-        if self.variable not in VARIABLES:
+        if not self.variable.isidentifier():
             raise PortneuronError(
-                f"{where}: variable {self.variable!r} cannot be reported yet; give one of "
-                f"{', '.join(VARIABLES)}"
+                f"{where}: variable {self.variable!r} is no NEURON name; give v, a "
+                f"mechanism's as m_hh, or an ion's as ina or nai"
             )
         if not (math.isfinite(self.dt) and self.dt > 0):
             raise PortneuronError(f"{where}: dt must be a positive number of ms, not {self.dt}")
@@ -120,6 +125,33 @@ def read_report_conf(path: str | Path) -> list[ReportSpec]:
     return specs
 
 
+def variable_source(model, spec: ReportSpec) -> tuple[np.ndarray | None, np.ndarray, str]:
+    """Where a report's variable is: (None, _, "mV") for v; else its array, the instance
+    of it at each node (-1: none there) and its units: a density mechanism's variable by
+    NEURON's name (m_hh: hh's m), an ion's (ina, nai, nao, ena)."""
+    name = spec.variable
+    if name == "v":
+        return None, np.zeros(0, np.int64), "mV"
+    instance = np.full(model.nodes.count, -1, dtype=np.int64)
+    for ion in model.ions:
+        if name in ion.data and ion.data[name].ndim == 1:
+            instance[ion.node_index] = np.arange(ion.count)
+            shape = "in" if name == f"{ion.name}i" else "out" if name == f"{ion.name}o" else name[0]
+            return ion.data[name], instance, ION_UNITS.get(shape, "")
+    variable, _, mechanism = name.rpartition("_")
+    for mset in model.mechanisms:
+        if mset.name != mechanism or mset.mechanism.kind != "density":
+            continue
+        declared = {v.name: v for v in mset.mechanism.variables if v.per_instance}
+        if variable in declared and not declared[variable].length:
+            instance[mset.node_index] = np.arange(mset.count)
+            return mset.data[variable], instance, declared[variable].unit
+    raise PortneuronError(
+        f"{spec.where or spec.name}: no variable {name!r} in this model; give v, a density "
+        f"mechanism's by NEURON's name (as m_hh) or an ion's (as ina, nai)"
+    )
+
+
 class Reports:
     """A run's reports: what it records (`record`, every `every` steps) and the sink that
     writes them (`sink`, after every epoch); `close` completes the files, `abort` leaves
@@ -144,8 +176,9 @@ class Reports:
         cap = model.mechanism_set("capacitance")
         membrane = np.sort(cap.node_index) if cap is not None else np.arange(model.nodes.count)
         cells = [c for c in range(model.ncell) if sim.cell_gid[c] >= 0]
-        nodes, self.columns, mapping, n = [], [], [], 0
-        for spec in specs:
+        sources = [variable_source(model, spec) for spec in specs]
+        nodes, self.probes, picked, mapping = [], [], [], []
+        for spec, (array, instance, _) in zip(specs, sources):
             wanted = None if spec.cells is None else set(spec.cells)
             gids, counts, elements, at = [], [], [], []
             for c in cells:
@@ -154,16 +187,31 @@ class Reports:
                     continue
                 lo, hi = np.searchsorted(membrane, [first[c], first[c + 1]])
                 mine = membrane[lo:hi] if spec.target == "all" else membrane[lo : min(lo + 1, hi)]
+                number = np.arange(len(mine))  # each compartment's in its cell
+                if array is not None:  # the compartments that have the variable
+                    number = number[instance[mine] >= 0]
+                    mine = mine[number]
                 gids.append(gid)
                 counts.append(len(mine))
-                elements.append(np.arange(len(mine)))
+                elements.append(number)
                 at.append(mine)
             at = np.concatenate(at) if at else np.zeros(0, np.int64)
-            self.columns.append(slice(n, n + len(at)))  # its columns: views, not copies
-            n += len(at)
-            nodes.append(at)
+            if array is None:
+                nodes.append(at)
+            else:
+                self.probes += [(array, int(i)) for i in instance[at]]
+            picked.append(len(at))
             mapping.append((gids, counts, np.concatenate(elements) if elements else at))
-        self.record = np.concatenate(nodes).astype(np.int64)
+        self.record = np.concatenate(nodes).astype(np.int64) if nodes else np.zeros(0, np.int64)
+        # each report's columns: the voltages first, then the probes (views, not copies)
+        n, m, self.columns = 0, len(self.record), []
+        for (array, _, _), count in zip(sources, picked):
+            if array is None:
+                self.columns.append(slice(n, n + count))
+                n += count
+            else:
+                self.columns.append(slice(m, m + count))
+                m += count
         everyone = self.ranks.gather(mapping)
         if everyone is None:
             return
@@ -181,6 +229,7 @@ class Reports:
                         spec.start,
                         spec.end,
                         spec.dt,
+                        sources[k][2],
                     )
                 )
         except BaseException:
@@ -191,7 +240,8 @@ class Reports:
         """What Simulation.run records for the reports, and where it goes."""
         if not self.specs:
             return {}
-        return {"record": self.record, "record_every": self.every, "sink": self.sink}
+        out = {"record": self.record, "record_every": self.every, "sink": self.sink}
+        return {**out, "probes": self.probes} if self.probes else out
 
     def sink(self, times: np.ndarray, values: np.ndarray) -> None:
         """An epoch's recorded rows: each report's columns, every rank's in rank order."""

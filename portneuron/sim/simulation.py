@@ -71,6 +71,30 @@ def record_steps(nrecord: int, every: int) -> int:
     return max(1, RECORD_BUFFER // (8 * max(nrecord, 1))) * every
 
 
+#: Why a run with probes goes step by step.
+PROBED = "values other than v are sampled step by step (probes, reports of them)"
+
+
+class _Probes:
+    """The values of `probes` ((array, index) pairs) as one row, an array at a time."""
+
+    def __init__(self, probes: Sequence[tuple[np.ndarray, int]]) -> None:
+        self.n = len(probes)
+        groups: dict[int, tuple[np.ndarray, list, list]] = {}
+        for column, (array, index) in enumerate(probes):
+            groups.setdefault(id(array), (array, [], []))
+            groups[id(array)][1].append(index)
+            groups[id(array)][2].append(column)
+        self.groups = [(a, np.array(i, dtype=np.int64), np.array(c, dtype=np.int64))
+                       for a, i, c in groups.values()]  # fmt: skip
+
+    def __call__(self) -> np.ndarray:
+        row = np.empty(self.n)
+        for array, index, columns in self.groups:
+            row[columns] = array[index]
+        return row
+
+
 class Simulation:
     """Runs a Model on a backend."""
 
@@ -696,17 +720,22 @@ class Simulation:
         record = np.asarray(record, dtype=np.int64)
         nsteps = max(0, int((tstop - self.t) / self.dt + 0.5))
         epoch = self.epoch_steps()
+        if probes and self.compiled_epochs and not self.stepwise_reason:
+            self.stepwise_reason = PROBED  # this run's: compiled epochs record v only
+        elif not probes and self.stepwise_reason == PROBED:
+            self.stepwise_reason = ""
         program = self.epoch_program(record) if nsteps and not probes else None
         every = record_every
         times, trace, sampled = [], [], []  # trace: blocks of rows (times x record)
+        probe = _Probes(probes)
         if self.steps_done % every == 0:
             times.append(self.t)
             trace.append(self.model.nodes.v[record][None, :])
-            sampled.append([float(array[i]) for array, i in probes])
+            sampled.append(probe())
 
         def sample() -> None:  # in the step, before its events (NEURON's Vector.record)
             if (self.steps_done + 1) % every == 0:
-                sampled.append([float(array[i]) for array, i in probes])
+                sampled.append(probe())
 
         def rows(blocks: list) -> np.ndarray:
             if len(blocks) == 1:
@@ -715,7 +744,11 @@ class Simulation:
 
         def flush() -> None:  # on every rank alike: a sink may gather
             if sink is not None:
-                sink(np.array(times), rows(trace))
+                values = rows(trace)
+                if probes:  # their columns after the voltages'
+                    values = np.hstack([values, np.reshape(sampled, (len(times), len(probes)))])
+                    sampled.clear()
+                sink(np.array(times), values)
                 times.clear()
                 trace.clear()
 
