@@ -5,8 +5,9 @@ A report names what it records (`target`: "soma", each cell's first compartment,
 section's first segment; "all", every compartment of the cell), of which cells (gids; all
 by default), every `dt` ms from `start` to `end`, and which variable (`variable`: "v", the
 default; a density mechanism's by NEURON's name, as "m_hh"; an ion's, as "ina" or "nai":
-then of the compartments that have it). Voltages are recorded in compiled epochs; any
-other variable makes the run go step by step (the stepwise loop samples it). An element
+then of the compartments that have it; a point process's, as "ExpSyn.g": then of its
+instances on those compartments, numbered in the cell). Voltages are recorded in compiled
+epochs; any other variable makes the run go step by step (the stepwise loop samples it). An element
 is a compartment's number in its cell, in NEURON's node order (the segments with
 membrane; the zero-area nodes at section ends and the roots are not compartments).
 Reports come from the command line (`portneuron run --report soma@0.1`) or a report file
@@ -22,6 +23,7 @@ cells and rank 0 writes one file, each epoch's rows gathered (bounded memory).""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -55,10 +57,11 @@ class ReportSpec:
             raise PortneuronError(
                 f"{where}: target {self.target!r} is not one of {', '.join(TARGETS)}"
             )
-        if not self.variable.isidentifier():
+        parts = self.variable.split(".")
+        if len(parts) > 2 or not all(part.isidentifier() for part in parts):
             raise PortneuronError(
                 f"{where}: variable {self.variable!r} is no NEURON name; give v, a "
-                f"mechanism's as m_hh, or an ion's as ina or nai"
+                f"mechanism's as m_hh, an ion's as ina or nai, a point process's as ExpSyn.g"
             )
         if not (math.isfinite(self.dt) and self.dt > 0):
             raise PortneuronError(f"{where}: dt must be a positive number of ms, not {self.dt}")
@@ -125,30 +128,60 @@ def read_report_conf(path: str | Path) -> list[ReportSpec]:
     return specs
 
 
-def variable_source(model, spec: ReportSpec) -> tuple[np.ndarray | None, np.ndarray, str]:
-    """Where a report's variable is: (None, _, "mV") for v; else its array, the instance
-    of it at each node (-1: none there) and its units: a density mechanism's variable by
-    NEURON's name (m_hh: hh's m), an ion's (ina, nai, nao, ena)."""
+@dataclass
+class Source:
+    """Where a report's variable is: `array` (None: v, recorded in compiled epochs), the
+    node of each of its elements (`nodes`, in their order), and `units`; `points`: of a
+    point process, whose elements are its instances (several on a node), not the
+    compartments."""
+
+    array: np.ndarray | None
+    nodes: np.ndarray
+    units: str
+    points: bool = False
+
+    def pick(self, compartments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The elements on `compartments` (a cell's, sorted) and their element ids: a
+        compartment's number in the cell, or a point process's among those picked."""
+        order = self.order
+        lo, hi = np.searchsorted(self.nodes[order], [compartments[0], compartments[-1] + 1])
+        mine = order[lo:hi][np.isin(self.nodes[order[lo:hi]], compartments)]
+        if self.points:
+            mine = np.sort(mine)  # the instances' own order
+            return mine, np.arange(len(mine))
+        return mine, np.searchsorted(compartments, self.nodes[mine])
+
+    @functools.cached_property
+    def order(self) -> np.ndarray:
+        return np.argsort(self.nodes, kind="stable")
+
+
+def variable_source(model, spec: ReportSpec) -> Source:
+    """A report's variable in the model: v; a density mechanism's by NEURON's name (m_hh:
+    hh's m); an ion's (ina, nai, nao, ena); a point process's as its mechanism.variable
+    (ExpSyn.g)."""
     name = spec.variable
     if name == "v":
-        return None, np.zeros(0, np.int64), "mV"
-    instance = np.full(model.nodes.count, -1, dtype=np.int64)
+        return Source(None, np.zeros(0, np.int64), "mV")
     for ion in model.ions:
         if name in ion.data and ion.data[name].ndim == 1:
-            instance[ion.node_index] = np.arange(ion.count)
             shape = "in" if name == f"{ion.name}i" else "out" if name == f"{ion.name}o" else name[0]
-            return ion.data[name], instance, ION_UNITS.get(shape, "")
-    variable, _, mechanism = name.rpartition("_")
+            return Source(ion.data[name], ion.node_index, ION_UNITS.get(shape, ""))
+    mechanism, point, variable = name.partition(".")
+    if not point:
+        variable, _, mechanism = name.rpartition("_")
+    kind = "point_process" if point else "density"
     for mset in model.mechanisms:
-        if mset.name != mechanism or mset.mechanism.kind != "density":
+        if mset.name != mechanism or mset.mechanism.kind != kind:
             continue
         declared = {v.name: v for v in mset.mechanism.variables if v.per_instance}
         if variable in declared and not declared[variable].length:
-            instance[mset.node_index] = np.arange(mset.count)
-            return mset.data[variable], instance, declared[variable].unit
+            unit = declared[variable].unit
+            return Source(mset.data[variable], mset.node_index, unit, bool(point))
     raise PortneuronError(
         f"{spec.where or spec.name}: no variable {name!r} in this model; give v, a density "
-        f"mechanism's by NEURON's name (as m_hh) or an ion's (as ina, nai)"
+        f"mechanism's by NEURON's name (as m_hh), an ion's (as ina, nai) or a point "
+        f"process's (as ExpSyn.g)"
     )
 
 
@@ -178,7 +211,7 @@ class Reports:
         cells = [c for c in range(model.ncell) if sim.cell_gid[c] >= 0]
         sources = [variable_source(model, spec) for spec in specs]
         nodes, self.probes, picked, mapping = [], [], [], []
-        for spec, (array, instance, _) in zip(specs, sources):
+        for spec, source in zip(specs, sources):
             wanted = None if spec.cells is None else set(spec.cells)
             gids, counts, elements, at = [], [], [], []
             for c in cells:
@@ -188,25 +221,24 @@ class Reports:
                 lo, hi = np.searchsorted(membrane, [first[c], first[c + 1]])
                 mine = membrane[lo:hi] if spec.target == "all" else membrane[lo : min(lo + 1, hi)]
                 number = np.arange(len(mine))  # each compartment's in its cell
-                if array is not None:  # the compartments that have the variable
-                    number = number[instance[mine] >= 0]
-                    mine = mine[number]
+                if source.array is not None and len(mine):  # the elements there
+                    mine, number = source.pick(mine)
                 gids.append(gid)
                 counts.append(len(mine))
                 elements.append(number)
                 at.append(mine)
             at = np.concatenate(at) if at else np.zeros(0, np.int64)
-            if array is None:
+            if source.array is None:
                 nodes.append(at)
             else:
-                self.probes += [(array, int(i)) for i in instance[at]]
+                self.probes += [(source.array, int(i)) for i in at]
             picked.append(len(at))
             mapping.append((gids, counts, np.concatenate(elements) if elements else at))
         self.record = np.concatenate(nodes).astype(np.int64) if nodes else np.zeros(0, np.int64)
         # each report's columns: the voltages first, then the probes (views, not copies)
         n, m, self.columns = 0, len(self.record), []
-        for (array, _, _), count in zip(sources, picked):
-            if array is None:
+        for source, count in zip(sources, picked):
+            if source.array is None:
                 self.columns.append(slice(n, n + count))
                 n += count
             else:
@@ -229,7 +261,7 @@ class Reports:
                         spec.start,
                         spec.end,
                         spec.dt,
-                        sources[k][2],
+                        sources[k].units,
                     )
                 )
         except BaseException:

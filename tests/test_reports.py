@@ -68,17 +68,20 @@ def test_reports_are_neurons_voltages(tmp_path, capsys):
 
 
 def test_reports_of_mechanism_and_ion_variables_are_neurons(tmp_path, capsys):
-    """A report file asking for hh's m and the sodium current at every soma, and pas's g of
-    every compartment of cell 1: libsonata reads NEURON's soma(0.5).m_hh and .ina (float32's
-    last bit), with units, and the model's g on the compartments that have pas (element
-    ids skip the soma); the run went step by step and says so."""
+    """A report file asking for hh's m and the sodium current at every soma, pas's g of
+    every compartment of cell 1 and every ExpSyn's g: libsonata reads NEURON's
+    soma(0.5).m_hh and .ina and the synapses' g (float32's last bit), with units, and the
+    model's g on the compartments that have pas (element ids skip the soma); the run went
+    step by step and says so."""
     import h5py
 
     ring = neuron_models.build_ringtest(nring=2)
     vecs = [[h.Vector().record(cell.soma(0.5)._ref_m_hh) for cell in ring.cells],
-            [h.Vector().record(cell.soma(0.5)._ref_ina) for cell in ring.cells]]  # fmt: skip
+            [h.Vector().record(cell.soma(0.5)._ref_ina) for cell in ring.cells],
+            [h.Vector().record(syn._ref_g) for cell in ring.cells
+             for syn in (cell.syn_inh, cell.syn)]]  # fmt: skip
     neuron_models.run_neuron(ring, tstop=10.0)
-    m, ina = (np.array([v.to_python() for v in kind]).T[::STEPS] for kind in vecs)
+    m, ina, g = (np.array([v.to_python() for v in kind]).T[::STEPS] for kind in vecs)
     del vecs
     neuron_models.clear_neuron()
     conf = tmp_path / "reports.json"
@@ -86,6 +89,7 @@ def test_reports_of_mechanism_and_ion_variables_are_neurons(tmp_path, capsys):
         {"name": "m", "target": "soma", "variable": "m_hh", "dt": 0.1},
         {"name": "ina", "target": "soma", "variable": "ina", "dt": 0.1},
         {"name": "g", "target": "all", "variable": "g_pas", "cells": [1], "dt": 5.0},
+        {"name": "syn", "target": "all", "variable": "ExpSyn.g", "dt": 0.1},
     ]}))  # fmt: skip
     argv = ["run", "--nring", "2", "-e", "10", "-o", str(tmp_path), "--report-conf", str(conf)]
     assert cli.main([*argv, "--json"]) == 0
@@ -97,6 +101,10 @@ def test_reports_of_mechanism_and_ion_variables_are_neurons(tmp_path, capsys):
         np.testing.assert_array_equal(data, expected.astype(np.float32))
         with h5py.File(tmp_path / f"{name}.h5") as f:
             assert f["report/All/data"].attrs["units"] == units
+    # each cell's two ExpSyns, on one node: NEURON's order there, the newer first
+    times, ids, data, _ = report(tmp_path / "syn.h5")
+    assert ids == [(gid, k) for gid in range(16) for k in (0, 1)] and g.max() > 0
+    np.testing.assert_array_equal(data, g.astype(np.float32))
     times, ids, data, gids = report(tmp_path / "g.h5")
     model = build_ringtest(2, 8, (10, 20), (1, 1))
     pas = model.mechanism_set("pas")
@@ -192,7 +200,7 @@ def test_ranks_write_one_report(tmp_path):
             '{"reports": [{"name": "a", "target": "axon"}]}',
             r"target 'axon' is not one of soma, all",
         ),
-        ('{"reports": [{"name": "a", "variable": "m.hh"}]}', r"variable 'm.hh' is no NEURON name"),
+        ('{"reports": [{"name": "a", "variable": "m-hh"}]}', r"variable 'm-hh' is no NEURON name"),
         ('{"reports": [{"name": "a", "dt": 0}]}', r"dt must be a positive number of ms"),
         ('{"reports": [{"name": "a", "start": 5, "end": 1}]}', r"needs 0 <= start <= end"),
         ('{"reports": [{"name": "../a"}]}', r"cannot name a file"),
@@ -213,9 +221,10 @@ def test_a_report_interval_must_be_steps(tmp_path):
         Reports(sim, [ReportSpec("x", dt=0.03)], tmp_path)
 
 
-@pytest.mark.parametrize("variable", ["q_hh", "m_pas", "ica", "m"])
+@pytest.mark.parametrize("variable", ["q_hh", "m_pas", "ica", "m", "ExpSyn.q", "hh.m", "g_ExpSyn"])
 def test_a_variable_the_model_lacks_is_one_line(tmp_path, variable):
-    """hh has no q, pas no m, the ringtest no calcium; a bare name names no mechanism."""
+    """hh has no q, pas no m, the ringtest no calcium; a bare name names no mechanism;
+    ExpSyn has no q; hh is no point process, ExpSyn no density mechanism."""
     sim = Simulation(build_ringtest(1, 8, (10, 20), (1, 1)), load_backend("numpy"))
     with pytest.raises(PortneuronError, match=rf"x: no variable '{variable}' in this model"):
         Reports(sim, [ReportSpec("x", variable=variable)], tmp_path)
