@@ -118,6 +118,8 @@ def run(
     mechanisms: Iterable[str | Path] = (),
     v_init: float | None = None,
     record_values: Sequence[Any] = (),
+    reports: Sequence[Any] = (),
+    outdir: str | Path = ".",
 ) -> DirectResult:
     """Run NEURON's current model in portneuron from t = 0 to `tstop` [ms].
 
@@ -132,6 +134,9 @@ def run(
     also be a NEURON pointer outside the model that POINTERs point at (hnn-core's
     `cell.dpl_ref`, a Vector's element, which portneuron keeps for the run);
     `result.trace(pointer)` gives it. Recording values runs step by step.
+    `reports` (portneuron.reports.ReportSpec: a variable of chosen cells' compartments
+    every dt ms) go to SONATA files in `outdir` as the run goes, whole or not at all, in
+    place of `record` and `record_values`.
 
     POINTERs may point at a node's v, at a mechanism's or an ion's variable, or outside
     the model at a double of NEURON's (a Vector's element): portneuron then keeps one value
@@ -199,8 +204,29 @@ def run(
             probes.append(locate(model, node_of(seg), m, var, seg))
         except KeyError as exc:
             raise PortneuronError(f"record_values: {exc.args[0]}") from None
+    recording: dict = {"record": nodes, "probes": probes}
+    if reports:
+        if nodes or probes:
+            raise PortneuronError(
+                "direct.run: give reports or record and record_values, not both (a report's "
+                "rows go to its file as the run goes)"
+            )
+        from portneuron.reports import Reports
+
+        for spec in reports:
+            spec.check()
+        Path(outdir).mkdir(parents=True, exist_ok=True)
+        written = Reports(sim, list(reports), Path(outdir), ranks)
+        recording = written.recording()
     start = time.perf_counter()
-    result = sim.run(tstop, record=nodes, probes=probes)
+    try:
+        result = sim.run(tstop, **recording)
+    except BaseException:
+        if reports:
+            written.abort()  # a run that stopped leaves no report
+        raise
+    if reports:
+        written.close()
     simulate_s = time.perf_counter() - start
     traces = [result.v[:, k].copy() for k in range(len(nodes))]
     values = [result.values[:, k].copy() for k in range(len(probes))]

@@ -114,6 +114,36 @@ def test_reports_of_mechanism_and_ion_variables_are_neurons(tmp_path, capsys):
     np.testing.assert_array_equal(data, np.tile(pas.data["g"][mine], (3, 1)).astype(np.float32))
 
 
+def test_direct_mode_writes_reports_of_neurons_model(tmp_path):
+    """portneuron.direct.run(..., reports=...) on the 2 x 8 ringtest built in NEURON: the
+    soma voltages and hh's m every 0.1 ms, as libsonata reads them, are NEURON's own
+    recordings to float32's last bit; reports and record together are refused in one line."""
+    import portneuron.direct
+
+    ring = neuron_models.build_ringtest(nring=2)
+    vecs = [[h.Vector().record(cell.soma(0.5)._ref_v) for cell in ring.cells],
+            [h.Vector().record(cell.soma(0.5)._ref_m_hh) for cell in ring.cells]]  # fmt: skip
+    neuron_models.run_neuron(ring, tstop=10.0)
+    v, m = (np.array([x.to_python() for x in kind]).T[::STEPS] for kind in vecs)
+    for vector in (x for kind in vecs for x in kind):
+        vector.play_remove()
+    specs = [ReportSpec("soma", "soma", 0.1), ReportSpec("m", "soma", 0.1, variable="m_hh")]
+    try:
+        result = portneuron.direct.run(10.0, v_init=-65.0, reports=specs, outdir=tmp_path)
+        with pytest.raises(PortneuronError, match="give reports or record and record_values"):
+            portneuron.direct.run(1.0, record=[ring.cells[0].soma(0.5)], reports=specs,
+                                  outdir=tmp_path / "not")  # fmt: skip
+    finally:
+        del vecs
+        neuron_models.clear_neuron()
+    assert len(result.spikes) > 0 and not (tmp_path / "not").exists()
+    for name, expected in (("soma", v), ("m", m)):
+        times, ids, data, gids = report(tmp_path / f"{name}.h5")
+        assert gids == list(range(16)) and ids == [(g, 0) for g in range(16)]
+        np.testing.assert_allclose(times, np.arange(101) * 0.1, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(data, expected.astype(np.float32))
+
+
 def test_a_report_file_picks_cells_and_a_window(tmp_path):
     """A report file: cells 3 and 9's every compartment from 5 to 10 ms every 1 ms."""
     conf = tmp_path / "reports.json"
