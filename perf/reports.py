@@ -1,9 +1,10 @@
 """Reports: what a SONATA report of every compartment costs a run of a million.
 
 Runs `portneuron run` on the native ringtest (1,026,000 compartments by default) without a
-report and with `--report all@DT`, interleaved, each a fresh process, and reports the
-simulate time (the report's writing included), its ratio to the run without, the peak RSS
-and the report's size; appends to perf/results.jsonl (kind "report").
+report and with `--report all@DT`, interleaved, each a fresh process into a folder of its
+own, and reports the simulate time (the report's writing included), its ratio to the run
+without, the peak RSS, the report's size and the time the file system takes to write as
+many bytes to a new file alone; appends to perf/results.jsonl (kind "report").
 
     python perf/reports.py [--nring 250] [--tstop 10] [--dt-report 0.1] [--rounds 2]
 """
@@ -17,7 +18,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 
@@ -31,8 +35,17 @@ def one_run(args, report: bool, out: Path) -> dict:
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     size = (out / "all.h5").stat().st_size if report else 0
+    write_s = 0.0
+    if report:  # the file system's share: as many bytes to a new file beside it, alone
+        block = np.zeros(2**20 // 4, dtype=np.float32)
+        start = time.perf_counter()
+        with open(out / "bytes", "wb") as f:
+            for _ in range(size // block.nbytes):
+                block.tofile(f)
+        write_s = time.perf_counter() - start
     return {"simulate_s": summary["simulate_s"], "peak_rss_mib": summary["peak_rss_mib"],
-            "compartments": summary["compartments"], "report_mib": size / 2**20}  # fmt: skip
+            "compartments": summary["compartments"], "report_mib": size / 2**20,
+            "write_s": write_s}  # fmt: skip
 
 
 def main() -> None:
@@ -64,6 +77,7 @@ def main() -> None:
         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs[False]),
         "peak_rss_reported_mib": max(r["peak_rss_mib"] for r in runs[True]),
         "report_mib": round(runs[True][0]["report_mib"], 1),
+        "bytes_written_alone_s": round(statistics.median(r["write_s"] for r in runs[True]), 3),
     }  # fmt: skip
     with open(HERE / "results.jsonl", "a") as f:
         f.write(json.dumps(out) + "\n")

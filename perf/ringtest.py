@@ -415,12 +415,14 @@ def report_section(r: dict) -> str:
         f"\n## Reports: every compartment of the native ringtest, {r['compartments']:,} "
         f"compartments, every {r['dt_report']:g} ms of {r['tstop']:g} ms (perf/reports.py)"
         f"\n\n{r['when']}, commit {r['commit']}, {r['backend']}, medians of {r['rounds']} "
-        "interleaved rounds, each a fresh `portneuron run`; the report is a SONATA "
-        "compartment report (float32), written as the run goes.\n\n"
-        "| simulate s | with the report s | ratio | peak RSS MiB | with the report MiB "
-        "| report MiB |\n| --- | --- | --- | --- | --- | --- |\n"
+        "interleaved rounds, each a fresh `portneuron run` into a folder of its own; the "
+        "report is a SONATA compartment report (float32), written as the run goes. Its "
+        "bytes alone: the file system writing as many to a new file beside it, after the run."
+        "\n\n| simulate s | with the report s | ratio | peak RSS MiB | with the report MiB "
+        "| report MiB | its bytes alone s |\n| --- | --- | --- | --- | --- | --- | --- |\n"
         f"| {r['simulate_s']:.3f} | {r['simulate_reported_s']:.3f} | {r['ratio']} | "
-        f"{r['peak_rss_mib']} | {r['peak_rss_reported_mib']} | {r['report_mib']} |\n"
+        f"{r['peak_rss_mib']} | {r['peak_rss_reported_mib']} | {r['report_mib']} | "
+        f"{r.get('bytes_written_alone_s', '')} |\n"
     )
 
 
