@@ -6,8 +6,9 @@ section's first segment; "all", every compartment of the cell), of which cells (
 by default), every `dt` ms from `start` to `end`, and which variable (`variable`: "v", the
 default; a density mechanism's by NEURON's name, as "m_hh"; an ion's, as "ina" or "nai":
 then of the compartments that have it; a point process's, as "ExpSyn.g": then of its
-instances on those compartments, numbered in the cell). Voltages are recorded in compiled
-epochs; any other variable makes the run go step by step (the stepwise loop samples it). An element
+instances on those compartments, numbered in the cell). Compiled epochs record them all
+(the epoch driver records v and each other array a Launch each), where NEURON's
+Vector.record samples them. An element
 is a compartment's number in its cell, in NEURON's node order (the segments with
 membrane; the zero-area nodes at section ends and the roots are not compartments).
 Reports come from the command line (`portneuron run --report soma@0.1`) or a report file

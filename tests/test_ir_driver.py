@@ -209,6 +209,44 @@ def test_a_sorted_space_is_the_stable_sort_of_its_places():
             assert space.perm.dtype == np.int32 and space.ranges.dtype == np.int64
 
 
+def probes_of(model) -> list:
+    """hh's m of every third soma, every ExpSyn's g (events change it), sodium currents, a
+    pas conductance and a node's v: each from the model's own arrays."""
+    hh, syn, pas = (model.mechanism_set(name) for name in ("hh", "ExpSyn", "pas"))
+    na = model.ion("na")
+    return ([(hh.data["m"], i) for i in range(0, hh.count, 3)]
+            + [(syn.data["g"], i) for i in range(syn.count)]
+            + [(na.data["ina"], i) for i in range(0, na.count, 5)]
+            + [(pas.data["g"], 7), (model.nodes.v, 5)])  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compiled_epochs_record_any_array_as_the_stepwise_loop_samples_it(backend):
+    """Probes of mechanism, ion and node arrays: the IR driver records them, a Launch an
+    array, where the stepwise loop samples them (NEURON's Vector.record: before the step's
+    last events), bit for bit, with the voltages; a run without them after goes back to the
+    driver that records v alone, and one with a probe of no laid-out array steps."""
+    tstop = 12.0 if backend == "llvm" else 3.0  # the interpreter: 3 ms, no spike yet
+    out = []
+    for epochs in (False, "ir"):
+        model = build_ringtest(2, 8, (2, 5), (1, 3))
+        sim = Simulation(model, load_backend(backend), threads=1, compiled_epochs=epochs)
+        record = list(range(0, model.nodes.count, 5))
+        out.append((sim, sim.run(tstop, record=record, probes=probes_of(model))))
+    (_, stepwise), (sim, compiled) = out
+    assert sim.stepwise_reason == "" and compiled.values.shape == stepwise.values.shape
+    assert compiled.spikes == stepwise.spikes and (len(stepwise.spikes) > 0 or tstop < 5)
+    assert stepwise.values[:, 6:38].max() > 0  # ExpSyns' g (columns 6 to 37): events came
+    np.testing.assert_array_equal(compiled.v, stepwise.v)
+    np.testing.assert_array_equal(compiled.values, stepwise.values)
+    assert len(sim._programs) == 2
+    plain = sim.run(2.0, record=[0, 3])
+    assert sim._program is sim._programs[()] and plain.values is None
+    elsewhere = np.zeros(4)
+    probed = sim.run(1.0, probes=[(elsewhere, 2)])
+    assert "sampled step by step" in sim.stepwise_reason and probed.values.shape[1] == 1
+
+
 def test_a_sorted_space_by_cells_is_the_sort_of_them_all(monkeypatch):
     """Sorted.by_cells (a run of blocks at a time, where each cell's elements are one run)
     gives the perm and ranges of sorting every element at once: the ringtest's spaces, and

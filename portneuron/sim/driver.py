@@ -178,14 +178,19 @@ def _transfer_kernel() -> Kernel:
 
 
 def _build(
-    plan: EpochPlan, arrays: _ModelArrays, cap: int, copies: list[tuple[str, str]] = ()
+    plan: EpochPlan,
+    arrays: _ModelArrays,
+    cap: int,
+    copies: list[tuple[str, str]] = (),
+    values: tuple[str, ...] = (),
 ) -> Kernel:
     """The driver; with `copies` (a coupled model's junctions: each a target array's and a
     source array's driver names, the places in `x<i>.at`, `x<i>.of`), step-major: one lane
     takes every block through a step, then the copies, then the next step (NEURON copies
     after the voltage update; a copy at the step's end gives the same values where the
     sources are voltages and only the junctions' currents read the targets, which
-    portneuron.sim.epoch checks)."""
+    portneuron.sim.epoch checks). `values`: the arrays other than v recorded too (driver
+    names; their places, blocks and columns in `val<i>.*`)."""
     step_major = bool(copies)
     kb = KernelBuilder(
         "epoch", "epoch" if step_major else "block", "a block of cells through an epoch's steps"
@@ -379,6 +384,11 @@ def _build(
     kb.array("rec.out", F64, "out")
     kb.array("blowup", F64, "block")
     nrec, record = kb.scalar("nrec", I32), _record_kernel()
+    val_start = [kb.array(f"val{i}.start", I32, "blocks") for i in range(len(values))]
+    for i, name in enumerate(values):
+        kb.array(name, F64, "model")
+        for field_name in ("node", "column"):
+            kb.array(f"val{i}.{field_name}", I32, "rec")
     # every `rec.every` steps a row of the recorded voltages, the first after `rec.first`
     every, wait = kb.scalar("rec.every", I32), kb.assign("rec.wait", kb.scalar("rec.first", I32))
     row, now = kb.assign("rec.row", 0), Var("rec.now", BOOL)
@@ -397,11 +407,15 @@ def _build(
         for _ in plan.second_half:
             over_block(k, t)
             k += 1
-        deliver(t)
-        with kb.if_(now):
+        with kb.if_(now):  # where NEURON's Vector.record samples: before the events
             kb.launch(record, rec_start[blk], rec_start[nxt], base=b.mul(row, nrec),
                       v=View(arrays.v), node=View("rec.node"), column=View("rec.column"),
                       out=View("rec.out"))  # fmt: skip
+            for i, name in enumerate(values):
+                kb.launch(record, val_start[i][blk], val_start[i][nxt], base=b.mul(row, nrec),
+                          v=View(name), node=View(f"val{i}.node"),
+                          column=View(f"val{i}.column"), out=View("rec.out"))  # fmt: skip
+        deliver(t)
         here = kb.assign("bad.here", False)  # this block's root voltages
         with kb.loop("cell", b.mul(blk, plan.width), b.mul(nxt, plan.width)) as c:
             root = kb.assign("root", v[slot_root[c]])
@@ -502,10 +516,22 @@ class IrEpoch:
     its spikes, records and pending self-events come back."""
 
     def __init__(
-        self, plan: EpochPlan, backend, threads: int | None = None, copies: list[tuple] = ()
+        self,
+        plan: EpochPlan,
+        backend,
+        threads: int | None = None,
+        copies: list[tuple] = (),
+        values: tuple[np.ndarray, ...] = (),
     ) -> None:
         self.plan, self.backend = plan, backend
         arrays = _ModelArrays(plan)
+        #: the arrays other than v it records (EpochPlan.values' arrays, in their order)
+        self.values = tuple(memory_key(a) for a in values)
+        recorded = []
+        for array in values:
+            if memory_key(array) not in arrays.names:
+                raise Unsupported("a recorded array that no phase of the step uses")
+            recorded.append(arrays.names[memory_key(array)])
         self.queue_capacity = queue_capacity(plan)
         #: a coupled model's junctions, copied in the driver after each step (`copies`:
         #: target array, places, source array, places, all in the layout): one lane, a
@@ -513,7 +539,7 @@ class IrEpoch:
         self.step_major = bool(copies)
         named = [(arrays.name(into, "gap"), arrays.name(values, "gap.source"))
                  for into, _, values, _ in copies]  # fmt: skip
-        self.kernel = _build(plan, arrays, self.queue_capacity, named)
+        self.kernel = _build(plan, arrays, self.queue_capacity, named, tuple(recorded))
         self.compiled = backend.compile(self.kernel)
         backend.ready(self.compiled)  # compiled now: a run then times only the simulation
         threads = (threads or default_threads()) if backend.threaded else 1
@@ -559,15 +585,22 @@ class IrEpoch:
         recorded nodes and the events' buffers are the same (the epochs of a model whose
         junctions cross ranks are all one step)."""
         plan = self.plan
-        key = (nsteps, every, events.generation, plan.record_node, events)  # values, objects
+        key = (nsteps, every, events.generation, plan.record_node, events, plan.values)
         kept = self._kept[0] if self._kept is not None else None
-        if kept is None or kept[:3] != key[:3] or kept[3] is not key[3] or kept[4] is not key[4]:
-            nrec = len(plan.record_node)
+        if (
+            kept is None
+            or kept[:3] != key[:3]
+            or any(a is not b for a, b in zip(kept[3:], key[3:]))
+        ):
+            nrec = self._columns()
             rows = nsteps // every + 1
             args = {"nrec": nrec, "rec.out": np.zeros(rows * nrec),
                     "rec.start": _int32(plan.record_start), "rec.node": plan.record_node,
                     "rec.column": plan.record_column, "blowup": np.full(plan.nblocks, np.inf),
                     "ev.start": events.start}  # fmt: skip
+            for i, values in enumerate(plan.values):
+                args[f"val{i}.start"] = _int32(values.start)
+                args[f"val{i}.node"], args[f"val{i}.column"] = values.places, values.column
             if plan.threshold is not None:  # a detector fires at most once a step
                 detectors = plan.threshold.ranges
                 args["spike.base"] = _int32(detectors[:-1] * nsteps)
@@ -598,7 +631,7 @@ class IrEpoch:
         args = self._args(t0, nsteps, events, every)
         args["rec.first"], args["rec.every"] = first, every
         self.bound.run(args, self.cuts, self.outputs)
-        nrec = len(plan.record_node)
+        nrec = self._columns()
         rows = (nsteps - first) // every + 1 if first <= nsteps else 0
         result = EpochResult(
             np.zeros(0, np.int32),
@@ -614,6 +647,10 @@ class IrEpoch:
             result.blowup = args["blowup"].copy()
             self.store()  # the model's state as it was when the block stopped
         return result
+
+    def _columns(self) -> int:
+        """A recorded row's columns: the voltages', then the other values'."""
+        return len(self.plan.record_node) + sum(len(v.places) for v in self.plan.values)
 
     def _pending(self, result: EpochResult) -> None:
         """The self-events sent in the epoch and due after it, block by block in delivery

@@ -553,6 +553,17 @@ def _inverse(places: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class Values:
+    """Recorded values of one laid-out array other than v: block b records places
+    places[start[b]:start[b + 1]] of `array` into columns column[...] of each row."""
+
+    array: np.ndarray  # the array as laid out (a node array's buffer with its padding)
+    start: np.ndarray  # int64, nblocks + 1
+    places: np.ndarray  # int32, by block
+    column: np.ndarray  # int32
+
+
+@dataclass
 class EpochPlan:
     width: int
     layout: Interleaved  # layout.cells: the model cells of each block's slots
@@ -578,6 +589,8 @@ class EpochPlan:
     scratch: list[np.ndarray] = field(default_factory=list)
     #: every sorted space (mechanism sets', ions', spike detectors')
     spaces: list[Sorted] = field(default_factory=list)
+    #: the recorded values of other arrays than v, their columns after the voltages'
+    values: list[Values] = field(default_factory=list)
 
     def lay_out(self) -> None:
         """The model's arrays into the layout, in place: from here to `restore` the state
@@ -660,9 +673,41 @@ class EpochPlan:
         head = [self.threshold] if self.threshold is not None else []
         return head + self.first_half + self.second_half + self.receive
 
-    def set_record(self, record: np.ndarray) -> None:
+    def set_record(self, record: np.ndarray, values: list[Values] = ()) -> None:
+        """Record v at model nodes `record` (columns 0, 1, ...) and `values`
+        (`recorded_values`) after them."""
         at = self.layout.perm[np.asarray(record, dtype=np.int64)]
         order = np.argsort(at, kind="stable")
         self.record_node = at[order]
         self.record_start = np.searchsorted(self.record_node, self.layout.base, side="left")
         self.record_column = order.astype(np.int32)
+        self.values = list(values)
+
+    def recorded_values(self, probes, first: int) -> list[Values]:
+        """Where `probes` ((model array, element) pairs) are from `lay_out` to `restore`,
+        an array at a time, into columns `first`, `first + 1`, ...; LookupError where
+        one is not an array of values the plan lays out."""
+        groups: dict[tuple, tuple[np.ndarray, list, list]] = {}
+        for k, (array, index) in enumerate(probes):
+            groups.setdefault(memory_key(array), (array, [], []))
+            groups[memory_key(array)][1].append(index)
+            groups[memory_key(array)][2].append(first + k)
+        out = []
+        for array, index, column in groups.values():
+            start = memory_key(array)[0]
+            item = next((i for i in self.permuted if memory_key(i.array)[0] == start
+                         and i.array.dtype == array.dtype), None)  # fmt: skip
+            if item is None or item.points_to is not None or item.array.dtype != np.float64:
+                raise LookupError("not an array of values the plan lays out")
+            if item.place is self.layout.place:
+                ranges = self.layout.base
+            else:
+                ranges = next(s.ranges for s in self.spaces if s.perm is item.place)
+            places = item.place[np.asarray(index, dtype=np.int64)]
+            order = np.argsort(places, kind="stable")
+            places = places[order]
+            out.append(Values(
+                item.array, np.searchsorted(places, ranges, side="left"),
+                places.astype(np.int32), np.asarray(column, dtype=np.int32)[order],
+            ))  # fmt: skip
+        return out

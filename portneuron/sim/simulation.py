@@ -71,8 +71,8 @@ def record_steps(nrecord: int, every: int) -> int:
     return max(1, RECORD_BUFFER // (8 * max(nrecord, 1))) * every
 
 
-#: Why a run with probes goes step by step.
-PROBED = "values other than v are sampled step by step (probes, reports of them)"
+#: Why a run with probes goes step by step where the model's compiled epochs do not.
+PROBED = "a probe is of no array the compiled epochs lay out: probes are sampled step by step"
 
 
 class _Probes:
@@ -193,6 +193,8 @@ class Simulation:
         self.spikes: list[tuple[float, int]] = []
         self._outbox: list[tuple[float, int]] = []  # (t, presyn) of this epoch's spikes
         self._program = None  # the compiled epoch, made on first use
+        self._programs: dict[tuple, object] = {}  # by the arrays they record besides v
+        self._program_copies: list = []
         self._record_hook: Callable[[], None] | None = None
         self._events = None  # its event buffers
         self._clock = np.zeros(0)
@@ -720,39 +722,47 @@ class Simulation:
         record = np.asarray(record, dtype=np.int64)
         nsteps = max(0, int((tstop - self.t) / self.dt + 0.5))
         epoch = self.epoch_steps()
-        if probes and self.compiled_epochs and not self.stepwise_reason:
-            self.stepwise_reason = PROBED  # this run's: compiled epochs record v only
-        elif not probes and self.stepwise_reason == PROBED:
+        program = self.epoch_program(record, probes) if nsteps else None
+        if probes and program is None and self.compiled_epochs and not self.stepwise_reason:
+            self.stepwise_reason = PROBED  # this run's
+        elif self.stepwise_reason == PROBED and (program is not None or not probes):
             self.stepwise_reason = ""
-        program = self.epoch_program(record) if nsteps and not probes else None
+        #: whether the probes are sampled here, step by step, or recorded by the program
+        #: after the voltages' columns
+        stepwise_probes = bool(probes) and program is None
         every = record_every
         times, trace, sampled = [], [], []  # trace: blocks of rows (times x record)
         probe = _Probes(probes)
         if self.steps_done % every == 0:
             times.append(self.t)
-            trace.append(self.model.nodes.v[record][None, :])
-            sampled.append(probe())
+            if stepwise_probes or not probes:
+                trace.append(self.model.nodes.v[record][None, :])
+                sampled.append(probe())
+            else:
+                trace.append(np.concatenate([self.model.nodes.v[record], probe()])[None, :])
 
         def sample() -> None:  # in the step, before its events (NEURON's Vector.record)
             if (self.steps_done + 1) % every == 0:
                 sampled.append(probe())
 
+        columns = len(record) + (0 if stepwise_probes else len(probes))
+
         def rows(blocks: list) -> np.ndarray:
             if len(blocks) == 1:
                 return blocks[0]
-            return np.concatenate(blocks) if blocks else np.zeros((0, len(record)))
+            return np.concatenate(blocks) if blocks else np.zeros((0, columns))
 
         def flush() -> None:  # on every rank alike: a sink may gather
             if sink is not None:
                 values = rows(trace)
-                if probes:  # their columns after the voltages'
+                if stepwise_probes:  # their columns after the voltages'
                     values = np.hstack([values, np.reshape(sampled, (len(times), len(probes)))])
                     sampled.clear()
                 sink(np.array(times), values)
                 times.clear()
                 trace.clear()
 
-        self._record_hook = sample if probes else None
+        self._record_hook = sample if stepwise_probes else None
         keep = bool(len(record) or probes or sink)  # the recorded times
         flush()  # t = 0's row on its own: an epoch's rows then go as they are
         done = 0
@@ -768,7 +778,7 @@ class Simulation:
                 elif program is not None:
                     # with a sink, rows go to it after every call (taken before the next),
                     # and a call holds RECORD_BUFFER bytes of them at most
-                    most = n if sink is None else record_steps(len(record), every)
+                    most = n if sink is None else record_steps(columns, every)
                     for at in range(0, n, most):
                         if at:
                             flush()
@@ -794,14 +804,20 @@ class Simulation:
                 program.plan.set_record(np.zeros(0, dtype=np.int64))
         spikes = sorted(self.spikes)
         t = np.array(times)
-        values = np.array(sampled).reshape(len(t), len(probes)) if probes else None
-        return Result(spikes, t, rows(trace), nsteps, values)
+        if not probes:
+            return Result(spikes, t, rows(trace), nsteps)
+        if stepwise_probes:
+            return Result(spikes, t, rows(trace), nsteps, np.reshape(sampled, (len(t), -1)))
+        recorded = rows(trace)
+        return Result(spikes, t, recorded[:, : len(record)], nsteps, recorded[:, len(record) :])
 
     # ------------------------------------------------------------------ compiled epochs
-    def epoch_program(self, record: np.ndarray | None = None):
+    def epoch_program(self, record: np.ndarray | None = None, probes=()):
         """The backend's compiled epoch for this model (compiled once, then kept), set to
-        record the nodes `record`; None where the model needs the stepwise loop
-        (`stepwise_reason` says why)."""
+        record v at the nodes `record` and `probes` ((array, element) pairs, after them:
+        another driver is compiled for each set of arrays); None where the model needs the
+        stepwise loop (`stepwise_reason` says why) or a probe is not of a laid-out array of
+        values (a run then samples them step by step)."""
         if not self.compiled_epochs:
             return None
         if self._program is None:
@@ -826,10 +842,32 @@ class Simulation:
                 self.stepwise_reason = f"the IR epoch driver: {why}"
                 self.compiled_epochs = False
                 return None
+            self._programs = {(): self._program}
+            self._program_copies = copies
             self.threads_used = self._program.threads
             give_back()  # the plan's and the compiler's temporaries
+        from .plan import memory_key
+
+        plan, values = self._program.plan, []
+        if len(probes):
+            try:
+                values = plan.recorded_values(probes, 0 if record is None else len(record))
+            except LookupError:
+                return None
+        key = tuple(memory_key(v.array) for v in values)
+        if key not in self._programs:  # a driver that records these arrays too
+            from .driver import IrEpoch, Unsupported
+
+            arrays = tuple(v.array for v in values)
+            try:
+                self._programs[key] = IrEpoch(
+                    plan, self.backend, self.threads, self._program_copies, arrays
+                )
+            except Unsupported:
+                return None
+        self._program = self._programs[key]
         if record is not None:
-            self._program.plan.set_record(record)
+            plan.set_record(record, values)
         return self._program
 
     def _advance(
