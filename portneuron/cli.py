@@ -146,6 +146,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"-e {args.tstop:g} ms; give a later stop time"
             )
         reports = run.reports = Reports(sim, args.reports, outdir, ranks)  # files opened
+        if reports.probes:  # the driver that records their arrays too: JIT now, in setup
+            sim.epoch_program(None, reports.probes)
         setup_s = time.perf_counter() - start
         start = time.perf_counter()
         exchange_s = -sim.exchange_s  # the time in the spike exchange from here on
@@ -168,6 +170,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 sim.epoch_program()
                 sim.finitialize(args.voltage)
                 reports = run.reports = Reports(sim, args.reports, outdir, ranks)
+                if reports.probes:
+                    sim.epoch_program(None, reports.probes)
         with progress.phase("simulating", total=args.tstop, unit="ms") as up:
             result = sim.run(args.tstop, initialize=False, progress=up, **reports.recording())
         simulate_s = time.perf_counter() - start

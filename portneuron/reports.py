@@ -194,6 +194,7 @@ class Reports:
     def __init__(self, sim, specs: list[ReportSpec], outdir: Path, ranks: Ranks | None = None):
         self.specs, self.ranks = specs, ranks or Ranks()
         self.writers: list = []
+        self.probes: list = []  # (array, element) of the variables other than v
         if not specs:
             return
         model, dt = sim.model, sim.dt
