@@ -203,21 +203,28 @@ MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
 @pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
 def test_ranks_write_one_report(tmp_path):
     """On 2 ranks (each its own cells) rank 0 writes one report: every compartment's
-    column the one a single process writes."""
+    column the one a single process writes, for v and for every ExpSyn's g."""
+    conf = tmp_path / "reports.json"
+    conf.write_text(json.dumps({"reports": [
+        {"name": "all", "target": "all", "dt": 0.5},
+        {"name": "syn", "target": "all", "variable": "ExpSyn.g", "dt": 0.5},
+    ]}))  # fmt: skip
     columns = []
     for ranks in (0, 2):
         out = tmp_path / str(ranks)
         command = [sys.executable, "-m", "portneuron", "run", "--nring", "2", "-e", "10",
-                   "--report", "all@0.5", "--threads", "1", "-o", str(out)]  # fmt: skip
+                   "--report-conf", str(conf), "--threads", "1", "-o", str(out)]  # fmt: skip
         if ranks:
             command = [MPIEXEC, "-n", str(ranks), *command]
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
-        times, ids, data, _ = report(out / "all.h5")
-        columns.append((times, dict(zip(ids, data.T.tolist()))))
-    (t1, one), (t2, two) = columns
-    np.testing.assert_array_equal(t1, t2)
+        for name in ("all", "syn"):
+            times, ids, data, _ = report(out / f"{name}.h5")
+            columns.append((times, dict(zip(ids, data.T.tolist()))))
+    (t1, one), (t2, syn), (t3, two), (t4, syn2) = columns
+    np.testing.assert_array_equal(t1, t3)
     assert one == two and len(one) == 304
+    assert syn == syn2 and len(syn) == 32 and max(max(c) for c in syn.values()) > 0
 
 
 @pytest.mark.parametrize(
