@@ -15,3 +15,13 @@ def distinct(values: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
     return ordered[keep]
+
+
+def increasing(values: np.ndarray, strict: bool = True, chunk: int = 1 << 16) -> bool:
+    """Whether `values` increase (`strict`) or never decrease, looked at `chunk` at a time
+    (no temporary as long as they)."""
+    for lo in range(0, len(values) - 1, chunk):
+        part = values[lo : lo + chunk + 1]
+        if not ((part[1:] > part[:-1]) if strict else (part[1:] >= part[:-1])).all():
+            return False
+    return True

@@ -205,6 +205,7 @@ def run(
         except KeyError as exc:
             raise PortneuronError(f"record_values: {exc.args[0]}") from None
     recording: dict = {"record": nodes, "probes": probes}
+    written = None
     if reports:
         if nodes or probes:
             raise PortneuronError(
@@ -222,10 +223,10 @@ def run(
     try:
         result = sim.run(tstop, **recording)
     except BaseException:
-        if reports:
+        if written is not None:
             written.abort()  # a run that stopped leaves no report
         raise
-    if reports:
+    if written is not None:
         written.close()
     simulate_s = time.perf_counter() - start
     traces = [result.v[:, k].copy() for k in range(len(nodes))]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from portneuron import cost, scheduler
-from portneuron.arrays import distinct
+from portneuron.arrays import distinct, increasing
 from portneuron.errors import PortneuronError
 from portneuron.library import MechanismLibrary
 from portneuron.memory import give_back
@@ -347,15 +347,6 @@ def _shifted(index: np.ndarray, by: int) -> np.ndarray:
     return np.where(index >= 0, index + by, -1).astype(np.int32)
 
 
-def _increasing(values: np.ndarray, chunk: int = 1 << 16) -> bool:
-    """Whether `values` strictly increase (in chunks: no temporary as long as they)."""
-    for lo in range(0, len(values) - 1, chunk):
-        part = values[lo : lo + chunk + 1]
-        if not (part[1:] > part[:-1]).all():
-            return False
-    return True
-
-
 class _Builder:
     def __init__(self, net: Network, local: set[int] | None = None) -> None:
         self.net = net
@@ -478,7 +469,7 @@ class _Builder:
                         np.copyto(column[pos : pos + n], value, where=~np.isnan(value))
             # NEURON: instances by node; on one node the newest point process comes first
             inverse = order_idx = None
-            if not _increasing(all_nodes):  # not already so
+            if not increasing(all_nodes):  # not already so
                 order_idx = np.lexsort((-np.arange(len(all_nodes)), all_nodes))
                 inverse = np.empty(len(all_nodes), np.int64)
                 inverse[order_idx] = np.arange(len(all_nodes))

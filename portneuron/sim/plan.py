@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from portneuron.arrays import distinct
+from portneuron.arrays import distinct, increasing
 from portneuron.ir import Kernel
 from portneuron.memory import (
     forget,
@@ -133,6 +133,18 @@ def _chunks(cell_first: np.ndarray, size: int = CHUNK_NODES) -> list[tuple[int, 
     return out
 
 
+def probe_groups(probes) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(array, element) pairs by array: each array once, with its elements and their
+    positions among `probes` (int64)."""
+    groups: dict[tuple, tuple[np.ndarray, list, list]] = {}
+    for k, (array, index) in enumerate(probes):
+        group = groups.setdefault(memory_key(array), (array, [], []))
+        group[1].append(index)
+        group[2].append(k)
+    return [(a, np.array(i, dtype=np.int64), np.array(c, dtype=np.int64))
+            for a, i, c in groups.values()]  # fmt: skip
+
+
 def local_parents(parent: np.ndarray, first: int) -> np.ndarray:
     """Parents numbered from node `first` on (roots -1)."""
     return np.where(parent >= 0, parent - first, -1)
@@ -148,10 +160,8 @@ def spans(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
 def cell_starts(node_index: np.ndarray, cell_first: np.ndarray) -> np.ndarray | None:
     """Where elements on nodes `node_index` are in node order (so each cell's are one run,
     cells in order), each cell's first element and the end (int64); otherwise None."""
-    for lo in range(0, len(node_index) - 1, CHUNK_NODES):  # no temporary as long as they
-        part = node_index[lo : lo + CHUNK_NODES + 1]
-        if (part[1:] < part[:-1]).any():
-            return None
+    if not increasing(node_index, strict=False):
+        return None
     return np.searchsorted(node_index, cell_first).astype(np.int64)
 
 
@@ -228,11 +238,15 @@ class Interleaved:
                     shape >= 0, row[np.maximum(shape, 0)], -1
                 )
 
+    def run_cells(self, b0: int, b1: int) -> np.ndarray:
+        """The model cells of blocks b0:b1."""
+        cells = self.cells[b0 * self.width : b1 * self.width]
+        return cells[cells >= 0]
+
     def elements(self, b0: int, b1: int) -> tuple[np.ndarray, int, int]:
         """The model nodes (padding after the model's, as `place` numbers it) whose
         places are those of blocks b0:b1, and those places' first and end."""
-        cells = self.cells[b0 * self.width : b1 * self.width]
-        cells = cells[cells >= 0]
+        cells = self.run_cells(b0, b1)
         nodes = spans(self.cell_first[cells], self.cell_first[cells + 1])
         lo, hi = int(self.base[b0]), int(self.base[b1])
         nnode = int(self.cell_first[-1])
@@ -346,8 +360,7 @@ class Sorted:
     def elements(self, layout: Interleaved, b0: int, b1: int) -> tuple[np.ndarray, int, int]:
         """The model elements whose places are those of blocks b0:b1 (`cell_start` known),
         and those places' first and end."""
-        cells = layout.cells[b0 * layout.width : b1 * layout.width]
-        cells = cells[cells >= 0]
+        cells = layout.run_cells(b0, b1)
         elements = spans(self.cell_start[cells], self.cell_start[cells + 1])
         return elements, int(self.ranges[b0]), int(self.ranges[b1])
 
@@ -373,27 +386,34 @@ class Permuted:
         """Into the layout: one whole copy of the array, the rest a chunk at a time."""
         values = self.array.copy()
         for part in _parts(len(values)):
-            place, chunk = self.place[part], values[part]
-            if self.parent:
-                chunk = np.where(chunk >= 0, self.points_to[np.maximum(chunk, 0)], place)
-            elif self.points_to is not None:
-                chunk = self.points_to[chunk]
-            self.array[place] = chunk
+            place = self.place[part]
+            self.array[place] = self._laid(values[part], place)
 
     def restore(self, inverse: _Inverse | None) -> None:
         """Back to the model's order; `inverse`: of `points_to`."""
         values = np.empty_like(self.array)
+        lookup = None if inverse is None else inverse.__getitem__
         for part in _parts(len(values)):
             place = self.place[part]
-            chunk = self.array[place]
-            if self.parent:
-                root = chunk == place
-                chunk = inverse[chunk]
-                chunk[root] = -1
-            elif self.points_to is not None:
-                chunk = inverse[chunk]
-            values[part] = chunk
+            values[part] = self._restored(self.array[place], place, lookup)
         self.array[:] = values
+
+    def _laid(self, chunk: np.ndarray, place: np.ndarray) -> np.ndarray:
+        """Model values of elements at `place` as the layout holds them (an index array's
+        as places, a root's parent as its own place)."""
+        if self.parent:
+            return np.where(chunk >= 0, self.points_to[np.maximum(chunk, 0)], place)
+        return chunk if self.points_to is None else self.points_to[chunk]
+
+    def _restored(self, chunk: np.ndarray, place: np.ndarray, lookup) -> np.ndarray:
+        """`_laid` undone; `lookup`: the element at each of `points_to`'s places."""
+        if self.points_to is None:
+            return chunk
+        root = chunk == place
+        chunk = lookup(chunk)
+        if self.parent:
+            chunk[root] = -1
+        return chunk
 
     def fits(self, runs: list[tuple[int, int]], own: Space, to: Space) -> bool:
         """Whether the values held in each run of blocks number elements that the same
@@ -415,12 +435,8 @@ class Permuted:
         read = _Reader(self.array, own.starts)
         for b0, b1 in runs:
             elements, _, _ = own.elements(b0, b1)
-            place, chunk = self.place[elements], self.array[elements]
-            if self.parent:
-                chunk = np.where(chunk >= 0, self.points_to[np.maximum(chunk, 0)], place)
-            elif self.points_to is not None:
-                chunk = self.points_to[chunk]
-            out[place] = chunk
+            place = self.place[elements]
+            out[place] = self._laid(self.array[elements], place)
             read.cells(own.cells(b0, b1))
         _take(self.array, out)
 
@@ -434,16 +450,13 @@ class Permuted:
         for b0, b1 in runs:
             elements, lo, hi = own.elements(b0, b1)
             place = self.place[elements]
-            chunk = self.array[place]
-            if to is not None:
+            lookup = None
+            if to is not None:  # the run's own inverse: its places are the run's
                 targets, t_lo, t_hi = to.elements(b0, b1)
                 inverse = np.empty(t_hi - t_lo, dtype=np.int64)
                 inverse[self.points_to[targets] - t_lo] = targets
-                root = chunk == place
-                chunk = inverse[chunk - t_lo]
-                if self.parent:
-                    chunk[root] = -1
-            out[elements] = chunk
+                lookup = lambda at, inverse=inverse, t_lo=t_lo: inverse[at - t_lo]  # noqa: E731
+            out[elements] = self._restored(self.array[place], place, lookup)
             forget_rows(self.array, lo, hi)
         _take(self.array, out)
 
@@ -612,16 +625,11 @@ class EpochPlan:
     def _spaces(self) -> dict[int, Space]:
         """The spaces whose cells' elements are known, by id of their `place` arrays."""
         layout = self.layout
-
-        def cells(b0: int, b1: int) -> np.ndarray:
-            cells = layout.cells[b0 * layout.width : b1 * layout.width]
-            return cells[cells >= 0]
-
-        spaces = {id(layout.place): Space(layout.elements, layout.cell_first, cells)}
+        spaces = {id(layout.place): Space(layout.elements, layout.cell_first, layout.run_cells)}
         for space in self.spaces:
             if space.cell_start is not None:
                 elements = functools.partial(space.elements, layout)
-                spaces[id(space.perm)] = Space(elements, space.cell_start, cells)
+                spaces[id(space.perm)] = Space(elements, space.cell_start, layout.run_cells)
         return spaces
 
     def restore(self) -> None:
@@ -661,11 +669,16 @@ class EpochPlan:
         """Where elements `index` of model array `array` are from `lay_out` to `restore`:
         the array they are in then (a node array's buffer, with the padding), and their
         places there (`array` and `index` themselves where the plan does not lay it out)."""
+        item = self._permuted(array)
+        return (array, index) if item is None else (item.array, item.place[index])
+
+    def _permuted(self, array: np.ndarray) -> Permuted | None:
+        """The item that lays out model array `array` (its buffer may be longer)."""
         start = memory_key(array)[0]
         for item in self.permuted:
             if memory_key(item.array)[0] == start and item.array.dtype == array.dtype:
-                return item.array, item.place[index]
-        return array, index
+                return item
+        return None
 
     def phases(self) -> list[Phase]:
         """Every phase, in the order backends number them: threshold (if any), first
@@ -687,27 +700,20 @@ class EpochPlan:
         """Where `probes` ((model array, element) pairs) are from `lay_out` to `restore`,
         an array at a time, into columns `first`, `first + 1`, ...; LookupError where
         one is not an array of values the plan lays out."""
-        groups: dict[tuple, tuple[np.ndarray, list, list]] = {}
-        for k, (array, index) in enumerate(probes):
-            groups.setdefault(memory_key(array), (array, [], []))
-            groups[memory_key(array)][1].append(index)
-            groups[memory_key(array)][2].append(first + k)
         out = []
-        for array, index, column in groups.values():
-            start = memory_key(array)[0]
-            item = next((i for i in self.permuted if memory_key(i.array)[0] == start
-                         and i.array.dtype == array.dtype), None)  # fmt: skip
+        for array, index, column in probe_groups(probes):
+            item = self._permuted(array)
             if item is None or item.points_to is not None or item.array.dtype != np.float64:
                 raise LookupError("not an array of values the plan lays out")
             if item.place is self.layout.place:
                 ranges = self.layout.base
             else:
                 ranges = next(s.ranges for s in self.spaces if s.perm is item.place)
-            places = item.place[np.asarray(index, dtype=np.int64)]
+            places = item.place[index]
             order = np.argsort(places, kind="stable")
             places = places[order]
             out.append(Values(
                 item.array, np.searchsorted(places, ranges, side="left"),
-                places.astype(np.int32), np.asarray(column, dtype=np.int32)[order],
+                places.astype(np.int32), (first + column).astype(np.int32)[order],
             ))  # fmt: skip
         return out

@@ -41,6 +41,7 @@ from portneuron.parallel import Ranks
 from . import cable, diffusion
 from .binding import BoundMechanism, place_array
 from .events import EventQueue
+from .plan import memory_key, probe_groups
 from .play import Player
 from .watch import Watches
 
@@ -79,14 +80,7 @@ class _Probes:
     """The values of `probes` ((array, index) pairs) as one row, an array at a time."""
 
     def __init__(self, probes: Sequence[tuple[np.ndarray, int]]) -> None:
-        self.n = len(probes)
-        groups: dict[int, tuple[np.ndarray, list, list]] = {}
-        for column, (array, index) in enumerate(probes):
-            groups.setdefault(id(array), (array, [], []))
-            groups[id(array)][1].append(index)
-            groups[id(array)][2].append(column)
-        self.groups = [(a, np.array(i, dtype=np.int64), np.array(c, dtype=np.int64))
-                       for a, i, c in groups.values()]  # fmt: skip
+        self.n, self.groups = len(probes), probe_groups(probes)
 
     def __call__(self) -> np.ndarray:
         row = np.empty(self.n)
@@ -820,6 +814,8 @@ class Simulation:
         values (a run then samples them step by step)."""
         if not self.compiled_epochs:
             return None
+        from .driver import IrEpoch, Unsupported
+
         if self._program is None:
             from . import epoch
 
@@ -829,8 +825,6 @@ class Simulation:
                 self.stepwise_reason = str(why)
                 self.compiled_epochs = False
                 return None
-            from .driver import IrEpoch, Unsupported
-
             copies = []
             if self.coupled:
                 self._lay_out_transfers(plan)
@@ -846,8 +840,6 @@ class Simulation:
             self._program_copies = copies
             self.threads_used = self._program.threads
             give_back()  # the plan's and the compiler's temporaries
-        from .plan import memory_key
-
         plan, values = self._program.plan, []
         if len(probes):
             try:
@@ -856,8 +848,6 @@ class Simulation:
                 return None
         key = tuple(memory_key(v.array) for v in values)
         if key not in self._programs:  # a driver that records these arrays too
-            from .driver import IrEpoch, Unsupported
-
             arrays = tuple(v.array for v in values)
             try:
                 self._programs[key] = IrEpoch(
