@@ -266,3 +266,13 @@ def test_a_variable_the_model_lacks_is_one_line(tmp_path, variable):
     with pytest.raises(PortneuronError, match=rf"x: no variable '{variable}' in this model"):
         Reports(sim, [ReportSpec("x", variable=variable)], tmp_path)
     assert not list(tmp_path.iterdir())
+    conf = tmp_path.parent / f"{variable}.json"  # from the command: one line, exit 1
+    conf.write_text(json.dumps({"reports": [{"name": "x", "variable": variable}]}))
+    done = subprocess.run(
+        [sys.executable, "-m", "portneuron", "run", "--nring", "1", "-e", "1",
+         "--report-conf", str(conf), "-o", str(tmp_path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"no variable '{variable}'" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "out.dat").exists()

@@ -525,9 +525,7 @@ class IrEpoch:
     ) -> None:
         self.plan, self.backend = plan, backend
         arrays = _ModelArrays(plan)
-        #: the arrays other than v it records (EpochPlan.values' arrays, in their order)
-        self.values = tuple(memory_key(a) for a in values)
-        recorded = []
+        recorded = []  # the arrays other than v it records, by driver name
         for array in values:
             if memory_key(array) not in arrays.names:
                 raise Unsupported("a recorded array that no phase of the step uses")

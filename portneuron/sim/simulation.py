@@ -729,11 +729,12 @@ class Simulation:
         probe = _Probes(probes)
         if self.steps_done % every == 0:
             times.append(self.t)
-            if stepwise_probes or not probes:
-                trace.append(self.model.nodes.v[record][None, :])
+            row = self.model.nodes.v[record]
+            if stepwise_probes:
                 sampled.append(probe())
-            else:
-                trace.append(np.concatenate([self.model.nodes.v[record], probe()])[None, :])
+            elif probes:  # as the program records them: after the voltages
+                row = np.concatenate([row, probe()])
+            trace.append(row[None, :])
 
         def sample() -> None:  # in the step, before its events (NEURON's Vector.record)
             if (self.steps_done + 1) % every == 0:
