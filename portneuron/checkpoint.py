@@ -32,6 +32,8 @@ MANIFEST = "checkpoint.json"
 #: The arguments of a bound mechanism a run changes: its variables, WATCH conditions and
 #: the NetCon weights its NET_RECEIVE reads (and may write).
 STATE_ARGS = ("mech.", "watch.", "netcon.")
+#: The membrane current's array: in a checkpoint of a run that computed it (fast_imem).
+MEMBRANE_CURRENT = "node.i_membrane_"
 
 
 def fingerprint(sim) -> str:
@@ -49,6 +51,8 @@ def _arrays(sim) -> dict[str, np.ndarray]:
     """The state's arrays, by a name of their own (assigned in place on restore)."""
     model = sim.model
     out = {"node.v": model.nodes.v, "presyn.flag": sim.threshold_args["presyn.flag"]}
+    if sim.fast_imem:  # the last step's, which a continued run's first report row holds
+        out[MEMBRANE_CURRENT] = sim.i_membrane
     if len(model.outside):
         out["outside"] = model.outside
     for bound in sim.mechanisms:
@@ -122,8 +126,15 @@ def restore(sim, folder: str | Path) -> float:
             f"of its cells); give the model and options it was written with"
         )
     with np.load(folder / f"state.{ranks.rank}.npz") as saved:
-        arrays = _arrays(sim)
-        if set(saved.files) - {"pickled"} != set(arrays):
+        arrays, names = _arrays(sim), set(saved.files) - {"pickled"}
+        if MEMBRANE_CURRENT not in arrays:
+            names.discard(MEMBRANE_CURRENT)  # a run that does not compute it
+        elif MEMBRANE_CURRENT not in names:
+            raise PortneuronError(
+                f"{folder}: the run that wrote it did not compute the membrane current, which "
+                f"a report of i_membrane_ starts from; continue it without that report"
+            )
+        if names != set(arrays):
             raise PortneuronError(f"{folder}: the state of rank {ranks.rank} is not this model's")
         for name, value in arrays.items():
             value[...] = saved[name]

@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .io.spikes import write_spikes
         from .library import MechanismLibrary
         from .progress import Progress
-        from .reports import Reports
+        from .reports import Reports, fast_imem
         from .sim.simulation import Simulation
 
         check_run_options(args)  # every option, before any work
@@ -133,9 +133,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if stats is not None and not args.json:
             progress.clear()
             print_model_stats(stats)
+        imem = fast_imem(args.reports)
         sim = Simulation(
-            model, backend, dt=dt, threads=args.threads, ranks=ranks, max_epoch=args.mindelay
-        )
+            model, backend, dt=dt, threads=args.threads, ranks=ranks, max_epoch=args.mindelay,
+            fast_imem=imem,
+        )  # fmt: skip
         with progress.phase("compiling"):
             sim.epoch_program()  # JIT now, so that the simulation's bar measures simulating
         if args.restore is None:
@@ -165,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     model = build_model(args, library, up, ranks)
                 sim = run.sim = Simulation(
                     model, backend, dt=dt, threads=args.threads, ranks=ranks,
-                    max_epoch=args.mindelay,
+                    max_epoch=args.mindelay, fast_imem=imem,
                 )  # fmt: skip
                 sim.epoch_program()
                 sim.finitialize(args.voltage)

@@ -31,6 +31,7 @@ from portneuron.errors import PortneuronError
 from portneuron.io.dataset import read_files_dat
 from portneuron.model import PointerTarget, Sections
 from portneuron.parallel import Ranks, world
+from portneuron.reports import MEMBRANE_CURRENT, fast_imem
 
 
 @dataclass
@@ -59,10 +60,10 @@ class DirectResult:
         array, index = locate(self.model, self.node_of(segment), mechanism, variable, segment)
         return float(array[index])
 
-    def trace(self, segment, mechanism: str = "", variable: str = "") -> np.ndarray:
+    def trace(self, segment, mechanism: str | None = "", variable: str = "") -> np.ndarray:
         """The trace of a variable given in `run(..., record_values=...)`, at `t`: by
         (segment, mechanism, variable), or by the NEURON pointer it was given as."""
-        want = _probe_key(segment if not mechanism else (segment, mechanism, variable))
+        want = _probe_key(segment if not variable else (segment, mechanism, variable))
         for key, trace in zip(self.probe_keys, self.probe_traces):
             if key == want:
                 return trace
@@ -130,7 +131,9 @@ def run(
     `record_values` lists (segment, mechanism, variable) to record as well: any STATE,
     ASSIGNED or PARAMETER of a mechanism or point process there (`(soma(0.5), "hh", "m")`,
     `(dend(0.3), "ExpSyn", "g")`), an ion's (`"ca_ion", "cai"`), an array's element
-    (`"ca[3]"`); `result.trace(segment, mechanism, variable)` gives each. An entry may
+    (`"ca[3]"`), the segment's membrane current (`(soma(0.5), None, "i_membrane_")`,
+    NEURON's i_membrane_ [nA], computed as with cvode.use_fast_imem(1), which NEURON's own
+    setting also turns on); `result.trace(segment, mechanism, variable)` gives each. An entry may
     also be a NEURON pointer outside the model that POINTERs point at (hnn-core's
     `cell.dpl_ref`, a Vector's element, which portneuron keeps for the run);
     `result.trace(pointer)` gives it. Recording values runs step by step.
@@ -187,12 +190,16 @@ def run(
     if any(m.mechanism.diffusion and m.count for m in model.mechanisms):
         model.sections = _sections(h, pc, model, groups)
     nodes = [node_of(seg) for seg in record]
-    sim = Simulation(
-        model, load_backend(backend or best_backend()), dt=h.dt if dt is None else dt, ranks=ranks
-    )
     keys = [_probe_key(entry) for entry in record_values]
+    membrane = [key[2:] in {(None, name) for name in MEMBRANE_CURRENT} for key in keys]
+    sim = Simulation(
+        model, load_backend(backend or best_backend()), dt=h.dt if dt is None else dt,
+        ranks=ranks, fast_imem=bool(h.CVode().use_fast_imem()) or any(membrane)
+        or fast_imem(list(reports)),
+    )  # fmt: skip
     place_index = {address: k for k, address in enumerate(places)}
     probes = []
+    membrane_keys = {key for key, is_it in zip(keys, membrane) if is_it}
     for key, entry in zip(keys, record_values):
         if key[0] == "outside":
             if key[1] not in place_index:
@@ -200,6 +207,9 @@ def run(
             probes.append((model.outside, place_index[key[1]]))
             continue
         seg, m, var = entry
+        if key in membrane_keys:
+            probes.append((sim.i_membrane, node_of(seg)))
+            continue
         try:
             probes.append(locate(model, node_of(seg), m, var, seg))
         except KeyError as exc:

@@ -4,9 +4,11 @@ written as SONATA compartment reports (portneuron.io.sonata) while a run goes.
 A report names what it records (`target`: "soma", each cell's first compartment, its root
 section's first segment; "all", every compartment of the cell), of which cells (gids; all
 by default), every `dt` ms from `start` to `end`, and which variable (`variable`: "v", the
-default; a density mechanism's by NEURON's name, as "m_hh"; an ion's, as "ina" or "nai":
-then of the compartments that have it; a point process's, as "ExpSyn.g": then of its
-instances on those compartments, numbered in the cell). Compiled epochs record them all
+default; "i_membrane" or "i_membrane_", the membrane current in nA as NEURON's
+cvode.use_fast_imem(1) gives it, which the simulation then computes; a density mechanism's
+by NEURON's name, as "m_hh"; an ion's, as "ina" or "nai": then of the compartments that
+have it; a point process's, as "ExpSyn.g": then of its instances on those compartments,
+numbered in the cell). Compiled epochs record them all
 (the epoch driver records v and each other array a Launch each), where NEURON's
 Vector.record samples them. An element
 is a compartment's number in its cell, in NEURON's node order (the segments with
@@ -37,6 +39,9 @@ from portneuron.parallel import Ranks
 
 TARGETS = ("soma", "all")
 KEYS = {"name", "target", "variable", "cells", "dt", "start", "end"}
+#: The names of each node's membrane current, NEURON's i_membrane_ [nA], also CoreNEURON's
+#: report type (not the extracellular mechanism's i_membrane [mA/cm2], which it is not).
+MEMBRANE_CURRENT = ("i_membrane_", "i_membrane")
 #: The units of an ion's variables, by their names' shapes (NEURON's: ina, nai, nao, ena).
 ION_UNITS = {"i": "mA/cm2", "e": "mV", "in": "mM", "out": "mM"}
 
@@ -157,13 +162,26 @@ class Source:
         return np.argsort(self.nodes, kind="stable")
 
 
-def variable_source(model, spec: ReportSpec) -> Source:
-    """A report's variable in the model: v; a density mechanism's by NEURON's name (m_hh:
-    hh's m); an ion's (ina, nai, nao, ena); a point process's as its mechanism.variable
-    (ExpSyn.g)."""
-    name = spec.variable
+def fast_imem(specs: list[ReportSpec]) -> bool:
+    """Whether the reports need the membrane current computed (Simulation's fast_imem)."""
+    return any(spec.variable in MEMBRANE_CURRENT for spec in specs)
+
+
+def variable_source(sim, spec: ReportSpec) -> Source:
+    """A report's variable in a simulation's model: v; i_membrane_ (or CoreNEURON's report
+    type i_membrane), where the simulation computes it; a density mechanism's by NEURON's
+    name (m_hh: hh's m); an ion's (ina, nai, nao, ena); a point process's as its
+    mechanism.variable (ExpSyn.g)."""
+    name, model = spec.variable, sim.model
     if name == "v":
         return Source(None, np.zeros(0, np.int64), "mV")
+    if name in MEMBRANE_CURRENT:
+        if not sim.fast_imem:
+            raise PortneuronError(
+                f"{spec.where or spec.name}: {name} is not computed in this simulation; "
+                f"make it with Simulation(..., fast_imem=True)"
+            )
+        return Source(sim.i_membrane, np.arange(model.nodes.count), "nA")
     for ion in model.ions:
         if name in ion.data and ion.data[name].ndim == 1:
             shape = "in" if name == f"{ion.name}i" else "out" if name == f"{ion.name}o" else name[0]
@@ -211,7 +229,7 @@ class Reports:
         cap = model.mechanism_set("capacitance")
         membrane = np.sort(cap.node_index) if cap is not None else np.arange(model.nodes.count)
         cells = [c for c in range(model.ncell) if sim.cell_gid[c] >= 0]
-        sources = [variable_source(model, spec) for spec in specs]
+        sources = [variable_source(sim, spec) for spec in specs]
         nodes, self.probes, picked, mapping = [], [], [], []
         for spec, source in zip(specs, sources):
             wanted = None if spec.cells is None else set(spec.cells)

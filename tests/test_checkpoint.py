@@ -44,18 +44,28 @@ def noisy_synapses():
 @settings(max_examples=4, deadline=None)
 @given(backend=st.sampled_from(BACKENDS), split=st.integers(1, int(T / 0.025) - 1))
 def test_a_restored_run_is_the_run_that_never_stopped(tmp_path_factory, backend, split):
+    """A run to T/2, saved, restored and continued: the run to T, its spikes, and its
+    voltages and membrane currents (i_membrane_) at the recorded nodes bit for bit."""
     folder = tmp_path_factory.mktemp("checkpoint")
     model = noisy_synapses()
     record = list(range(0, model.nodes.count, 7))
-    whole = Simulation(model, load_backend(backend)).run(T, record=record)
-    first = Simulation(noisy_synapses(), load_backend(backend))
-    a = first.run(split * 0.025, record=record)
+
+    def simulation(model) -> tuple[Simulation, list]:
+        sim = Simulation(model, load_backend(backend), fast_imem=True)
+        return sim, [(sim.i_membrane, i) for i in record]
+
+    sim, probes = simulation(model)
+    whole = sim.run(T, record=record, probes=probes)
+    first, probes = simulation(noisy_synapses())
+    a = first.run(split * 0.025, record=record, probes=probes)
     save(first, folder)
-    second = Simulation(noisy_synapses(), load_backend(backend))
+    second, probes = simulation(noisy_synapses())
     restore(second, folder)
-    b = second.run(T, record=record, initialize=False)
+    b = second.run(T, record=record, initialize=False, probes=probes)
     assert a.spikes + b.spikes == whole.spikes and len(whole.spikes) >= 5
     np.testing.assert_array_equal(np.concatenate([a.v, b.v[1:]]), whole.v)
+    np.testing.assert_array_equal(np.concatenate([a.values, b.values[1:]]), whole.values)
+    assert np.abs(whole.values).max() > 0
 
 
 @settings(max_examples=6, deadline=None)
@@ -237,6 +247,11 @@ def test_a_checkpoint_of_something_else_is_one_line(tmp_path, capsys):
     manifest.write_text(json.dumps({**written, "ranks": 3}))
     with pytest.raises(PortneuronError, match=r"written by 3 rank\(s\); continue it on as many"):
         restore(sim, tmp_path / "ck")
+    manifest.write_text(json.dumps(written))
+    computes = Simulation(build_ringtest(1, 8, (10, 20), (1, 1)), load_backend("numpy"),
+                          fast_imem=True)  # fmt: skip
+    with pytest.raises(PortneuronError, match=r"did not compute the membrane current"):
+        restore(computes, tmp_path / "ck")
     manifest.unlink()
     with pytest.raises(PortneuronError, match=r"no checkpoint here \(checkpoint.json"):
         restore(sim, tmp_path / "ck")

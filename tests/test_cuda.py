@@ -525,23 +525,27 @@ def test_host_epochs_with_gpu_math_match_numpy(gpu_math):
 
 def check_epochs(backend: CudaBackend, synapse: str) -> None:
     """Whole simulations in device-resident epochs against the numpy reference's stepwise
-    loop: the same spikes, voltages within 1e-9 mV, every mechanism variable within
-    1e-9 relative (several synapses on one node add atomically, in any order), and
-    PulseSyn's pulses all ended and counted; over two runs, the second continuing the
-    first (the model's state comes back from the device and goes up again)."""
+    loop: the same spikes, voltages within 1e-9 mV, membrane currents (i_membrane_)
+    within 1e-9 of their largest, every mechanism variable within 1e-9 relative (several
+    synapses on one node add atomically, in any order), and PulseSyn's pulses all ended
+    and counted; over two runs, the second continuing the first (the model's state comes
+    back from the device and goes up again)."""
     runs, models = [], []
     for device in (False, True):
         model = synapse_network(synapse).build()
-        sim = Simulation(model, backend if device else load_backend("numpy"))
+        sim = Simulation(model, backend if device else load_backend("numpy"), fast_imem=True)
         record = list(range(0, model.nodes.count, 2))
-        first = sim.run(15.0, record=record)
-        second = sim.run(25.0, record=record, initialize=False)
+        probes = [(sim.i_membrane, i) for i in record]
+        first = sim.run(15.0, record=record, probes=probes)
+        second = sim.run(25.0, record=record, initialize=False, probes=probes)
         runs.append((first, second))
         models.append(model)
         assert (sim.stepwise_reason == "") == device, sim.stepwise_reason
     (ref1, ref2), (dev1, dev2) = runs
     assert len(ref1.spikes) >= 10 and dev1.spikes == ref1.spikes and dev2.spikes == ref2.spikes
     assert np.abs(dev1.v - ref1.v).max() <= 1e-9 and np.abs(dev2.v - ref2.v).max() <= 1e-9
+    for dev, ref in ((dev1, ref1), (dev2, ref2)):
+        assert np.abs(dev.values - ref.values).max() <= 1e-9 * np.abs(ref.values).max()
     for reference, device in zip(*(m.mechanisms for m in models)):
         for name, values in reference.data.items():
             what = f"{reference.name}.{name}"

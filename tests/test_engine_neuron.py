@@ -113,6 +113,42 @@ def test_direct_mode_records_any_variable_as_neuron_does(backend):
     del built
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("drive", ["play", "expsyn"])
+def test_direct_mode_records_i_membrane_as_neuron_does(backend, drive):
+    """Every segment's membrane current, NEURON's i_membrane_ [nA] (cvode.use_fast_imem),
+    recorded every step from t = 0: NEURON's own recording, bit for bit, with an IClamp
+    whose amplitude a Vector plays (an electrode current, which is not membrane current)
+    and with an ExpSyn (which is); and the cell's membrane currents add up to the
+    electrode's current, the charge's conservation, within 1e-12 nA."""
+    from neuron import h
+
+    built = neuron_cells.ball_and_sticks(drive)
+    segments = [seg for sec in built.keep[:3] for seg in sec]
+    stim = next((k for k in built.keep if k.hname().startswith("IClamp")), None)
+    h.CVode().use_fast_imem(1)
+    vectors = [h.Vector().record(seg._ref_i_membrane_) for seg in segments]
+    injected = h.Vector().record(stim._ref_i) if stim is not None else None
+    try:
+        neuron_cells.run_neuron(built, 30.0)
+    finally:
+        h.CVode().use_fast_imem(0)
+        for vector in vectors:
+            vector.play_remove()  # before the sections go
+    expected = np.array([v.to_python() for v in vectors]).T
+    electrode = np.array(injected.to_python()) if injected is not None else 0.0
+    result = portneuron.direct.run(
+        30.0, v_init=-65.0, backend=backend,
+        record_values=[(seg, None, "i_membrane_") for seg in segments],
+    )  # fmt: skip
+    got = np.array([result.trace(seg, None, "i_membrane_") for seg in segments]).T
+    assert got.shape == expected.shape == (1201, len(segments))
+    assert np.abs(expected).max() > 0.1  # nA: the cell fires
+    np.testing.assert_array_equal(got, expected)
+    assert np.abs(got.sum(axis=1) - electrode).max() <= 1e-12
+    del built
+
+
 def test_rallpack1_matches_the_analytic_cable():
     """Relative RMS error (of the depolarisation) below 0.1 % at both ends of the cable."""
     built = neuron_cells.rallpack1(nseg=30)

@@ -114,6 +114,46 @@ def test_reports_of_mechanism_and_ion_variables_are_neurons(tmp_path, capsys):
     np.testing.assert_array_equal(data, np.tile(pas.data["g"][mine], (3, 1)).astype(np.float32))
 
 
+def test_reports_of_the_membrane_current_are_neurons(tmp_path, capsys):
+    """CoreNEURON's i_membrane report (NEURON's i_membrane_, nA): every soma's, NEURON's
+    own with cvode.use_fast_imem(1) to float32's last bit, and every compartment of cell
+    1, as the step-by-step loop on numpy computes it; recorded in compiled epochs."""
+    ring = neuron_models.build_ringtest(nring=2)
+    h.CVode().use_fast_imem(1)
+    vecs = [h.Vector().record(cell.soma(0.5)._ref_i_membrane_) for cell in ring.cells]
+    try:
+        neuron_models.run_neuron(ring, tstop=10.0)
+    finally:
+        h.CVode().use_fast_imem(0)
+    expected = np.array([v.to_python() for v in vecs]).T[::STEPS]
+    del vecs
+    neuron_models.clear_neuron()
+    conf = tmp_path / "reports.json"
+    conf.write_text(json.dumps({"reports": [
+        {"name": "soma", "target": "soma", "variable": "i_membrane", "dt": 0.1},
+        {"name": "one", "target": "all", "variable": "i_membrane_", "cells": [1], "dt": 0.1},
+    ]}))  # fmt: skip
+    argv = ["run", "--nring", "2", "-e", "10", "-o", str(tmp_path), "--report-conf", str(conf)]
+    assert cli.main([*argv, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["loop"] == "compiled epochs"
+    times, ids, data, gids = report(tmp_path / "soma.h5")
+    assert ids == [(g, 0) for g in range(16)] and np.abs(expected).max() > 0.1
+    np.testing.assert_array_equal(data, expected.astype(np.float32))
+    model = build_ringtest(2, 8, (10, 20), (1, 1))
+    sim = Simulation(model, load_backend("numpy"), fast_imem=True)
+    membrane = np.sort(model.mechanism_set("capacitance").node_index)
+    mine = membrane[(membrane >= model.nodes.first[1]) & (membrane < model.nodes.first[2])]
+    recorded = sim.run(10.0, probes=[(sim.i_membrane, int(i)) for i in mine])
+    times, ids, data, gids = report(tmp_path / "one.h5")
+    assert gids == [1] and ids == [(1, k) for k in range(len(mine))]
+    np.testing.assert_array_equal(data, recorded.values[::STEPS].astype(np.float32))
+    import h5py
+
+    with h5py.File(tmp_path / "one.h5") as f:
+        assert f["report/All/data"].attrs["units"] == "nA"
+
+
 def test_direct_mode_writes_reports_of_neurons_model(tmp_path):
     """portneuron.direct.run(..., reports=...) on the 2 x 8 ringtest built in NEURON: the
     soma voltages and hh's m every 0.1 ms, as libsonata reads them, are NEURON's own
@@ -276,3 +316,10 @@ def test_a_variable_the_model_lacks_is_one_line(tmp_path, variable):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"no variable '{variable}'" in done.stderr and len(done.stderr.splitlines()) == 1
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "out.dat").exists()
+
+
+def test_the_membrane_current_of_a_simulation_without_it_is_one_line(tmp_path):
+    sim = Simulation(build_ringtest(1, 8, (10, 20), (1, 1)), load_backend("numpy"))
+    with pytest.raises(PortneuronError, match=r"x: i_membrane_ is not computed in this "):
+        Reports(sim, [ReportSpec("x", variable="i_membrane_")], tmp_path)
+    assert not list(tmp_path.iterdir())

@@ -18,6 +18,8 @@ from portneuron.ir import Kernel
 from portneuron.model import MechanismSet, Model, PointerTarget
 from portneuron.nmodl.tabulated import array_name, bounds, grid, mfac
 
+from . import cable
+
 
 def place_array(model: Model, node_arrays: dict[str, np.ndarray], space: str) -> np.ndarray | None:
     """The array a `PointerTarget`'s space names (a node's v, a mechanism's or an ion's
@@ -93,7 +95,12 @@ class BoundMechanism:
             self.args["watch.above"] = np.zeros(mset.count * len(mech.watch_flags))
         self.weight_columns: dict[str, np.ndarray] = {}
         self.spare_row = 0
-        for kernel in mech.kernels:
+        #: The kernels it runs, as IR: the mechanism's, an ELECTRODE_CURRENT's current
+        #: kernel adding into the membrane current's sums where the model has them.
+        self.ir = {k.name: k for k in mech.kernels}
+        if mech.electrode_current and cable.FAST_IMEM[0] in node_arrays and "current" in self.ir:
+            self.ir["current"] = cable.electrode_sums(self.ir["current"])
+        for kernel in self.ir.values():
             self._check(kernel)
             hot = not (kernel.name == "init" or kernel.name.startswith("table_"))  # run once
             self.kernels[kernel.name] = backend.compile(kernel, hot)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 
-from portneuron.ir import F64, I32, Kernel, Var
+from portneuron.ir import F64, I32, AddTo, If, Kernel, Loop, Param, Var
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 
@@ -25,12 +26,76 @@ THRESHOLD_TEPS = 1e-10
 SPIKE_STREAM = (("presyn", I32), ("t", F64))
 
 
-def clear_matrix() -> Kernel:
+def clear_matrix(fast_imem: bool = False) -> Kernel:
+    """Zero the matrix (and, with `fast_imem`, the membrane current's two sums)."""
     kb = KernelBuilder("clear_matrix", "node", "zero the right-hand side and diagonal")
-    kb.array("node.rhs", F64, "node")
-    kb.array("node.d", F64, "node")
-    kb.store("node.rhs", kb.lane, 0.0)
-    kb.store("node.d", kb.lane, 0.0)
+    for name in ("node.rhs", "node.d") + (FAST_IMEM if fast_imem else ()):
+        kb.array(name, F64, "node")
+        kb.store(name, kb.lane, 0.0)
+    return kb.build()
+
+
+# ---------------------------------------------------------------- membrane current
+#
+# NEURON's i_membrane_ (cvode.use_fast_imem(1); CoreNEURON's i_membrane reports), each
+# node's membrane current in nA: its ionic and capacitive currents, electrodes excluded,
+# as the step's linearised equations give them at the new v. NEURON's arithmetic
+# (treeset.cpp nrn_rhs and nrn_lhs, fadvance.cpp nrn_calc_fast_imem):
+#
+#   clear:       sav_rhs = sav_d = 0
+#   currents:    an ELECTRODE_CURRENT mechanism adds its rhs and -g to sav_rhs and sav_d
+#                as well as to rhs and d (`electrode_sums`)
+#   before the axial terms (`membrane_sums`):
+#                sav_rhs = sav_rhs - rhs        (minus the ionic currents)
+#                sav_d = d - sav_d              (capacitance and ionic conductances)
+#   after the update (`update_voltage(fast_imem=True)`), rhs being the solved dv:
+#                sav_rhs = (sav_d * rhs + sav_rhs) * area * 0.01
+#
+# and at finitialize, after the axial terms (`membrane_current_init`):
+#                sav_rhs = (rhs + sav_rhs) * area * 0.01
+# sav_rhs then holds i_membrane_ until the next step clears it.
+
+#: The node arrays of the membrane current's sums: sav_rhs ends as i_membrane_ [nA].
+FAST_IMEM = ("node.sav_rhs", "node.sav_d")
+
+
+def electrode_sums(kernel: Kernel) -> Kernel:
+    """An ELECTRODE_CURRENT mechanism's current kernel that also adds what it adds to rhs
+    and d into sav_rhs and sav_d (NEURON's nrn_cur and nrn_jacob where fast_imem is on)."""
+
+    def twin(stmts):
+        out = []
+        for stmt in stmts:
+            if isinstance(stmt, If):
+                stmt = If(stmt.cond, twin(stmt.then), twin(stmt.otherwise))
+            elif isinstance(stmt, Loop):
+                stmt = replace(stmt, body=twin(stmt.body))
+            out.append(stmt)
+            if isinstance(stmt, AddTo) and stmt.array in ("node.rhs", "node.d"):
+                into = FAST_IMEM[stmt.array == "node.d"]
+                out.append(AddTo(into, stmt.index, stmt.value))
+        return tuple(out)
+
+    params = kernel.params + tuple(Param(name, F64, "node") for name in FAST_IMEM)
+    return replace(kernel, params=params, body=twin(kernel.body))
+
+
+def membrane_sums() -> Kernel:
+    """The ionic currents' share of the matrix, before the axial terms join it."""
+    kb = KernelBuilder("membrane_sums", "node", "keep the membrane's share of rhs and d")
+    rhs, d, sav_rhs, sav_d = _node_arrays(kb, "rhs", "d", "sav_rhs", "sav_d")
+    i = kb.lane
+    kb.store("node.sav_rhs", i, b.sub(sav_rhs[i], rhs[i]))
+    kb.store("node.sav_d", i, b.sub(d[i], sav_d[i]))
+    return kb.build()
+
+
+def membrane_current_init() -> Kernel:
+    """i_membrane_ at finitialize: the axial and electrode currents that reach the node."""
+    kb = KernelBuilder("membrane_current_init", "node", "i_membrane_ [nA] at finitialize")
+    rhs, sav_rhs, area = _node_arrays(kb, "rhs", "sav_rhs", "area")
+    i = kb.lane
+    kb.store("node.sav_rhs", i, b.mul(b.mul(b.add(rhs[i], sav_rhs[i]), area[i]), 0.01))
     return kb.build()
 
 
@@ -173,12 +238,18 @@ def hines_interleaved(width: int) -> Kernel:
     return kb.build()
 
 
-def update_voltage() -> Kernel:
-    """v += rhs (2 rhs for Crank-Nicolson: `factor` is 1 or 2)."""
+def update_voltage(fast_imem: bool = False) -> Kernel:
+    """v += rhs (2 rhs for Crank-Nicolson: `factor` is 1 or 2); with `fast_imem`, then
+    each node's i_membrane_ [nA] from its sums and the voltage change (NEURON's
+    nrn_calc_fast_imem)."""
     kb = KernelBuilder("update_voltage", "node", "apply the solved voltage change")
-    v = kb.array("node.v", F64, "node")
-    rhs = kb.array("node.rhs", F64, "node")
-    kb.store("node.v", kb.lane, b.add(v[kb.lane], b.mul(kb.scalar("factor"), rhs[kb.lane])))
+    v, rhs = _node_arrays(kb, "v", "rhs")
+    i = kb.lane
+    kb.store("node.v", i, b.add(v[i], b.mul(kb.scalar("factor"), rhs[i])))
+    if fast_imem:
+        sav_rhs, sav_d, area = _node_arrays(kb, "sav_rhs", "sav_d", "area")
+        current = b.add(b.mul(sav_d[i], rhs[i]), sav_rhs[i])
+        kb.store("node.sav_rhs", i, b.mul(b.mul(current, area[i]), 0.01))
     return kb.build()
 
 

@@ -69,6 +69,7 @@ class StepSource(Protocol):
     capacitance: list
     threshold_args: dict
     crosses_ranks: bool  # gap junction values cross ranks each step
+    fast_imem: bool  # each step computes i_membrane_ (cable.FAST_IMEM)
 
 
 #: Cells per block: the Hines and axial walks of this many cells run interleaved.
@@ -170,9 +171,10 @@ def layout(model, width: int = BLOCK_WIDTH) -> Interleaved:
     return Interleaved(cell_first, parent, cells, width)
 
 
-#: Node arrays that are the step's scratch (EpochPlan.scratch): the matrix, which each step
-#: clears first and whose last use is the voltage update's.
-SCRATCH = ("node.rhs", "node.d")
+#: Node arrays that are the step's scratch (EpochPlan.scratch): the matrix and the
+#: membrane conductance's sum, which each step clears first and whose last use is the
+#: voltage update's.
+SCRATCH = ("node.rhs", "node.d", "node.sav_d")
 
 #: The model's node arrays (portneuron.model.Nodes) and what their padding holds.
 NODE_ARRAYS = {"v": 0.0, "area": 0.0, "diam": 0.0, "a": 0.0, "b": 0.0, "parent_index": -1}
@@ -307,10 +309,12 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
         first.append(phase(kernel, args, ions[ion.name].ranges))
     for m in real:
         if m.has("current"):
-            kernel = m.set.mechanism.kernel("current")
+            kernel = m.ir["current"]
             first.append(phase(kernel, m.args, instances[m.index].ranges, m.index))
     for m, args in zip(sim.capacitance_sets, sim.capacitance):
         first.append(phase(ir["capacitance"], args, instances[m].ranges, m))
+    if sim.fast_imem:
+        first.append(phase(ir["membrane_sums"], sim.cable_args, node_ranges))
     block_args = {**sim.cable_args, **layout.block_args()}
     first.append(phase(cable.axial_interleaved(width), block_args, whole_blocks))
     first.append(phase(cable.hines_interleaved(width), block_args, whole_blocks))
@@ -320,14 +324,14 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
             first.append(phase(kernel, args, ions[ion.name].ranges))
     first.append(phase(ir["update_voltage"], sim.cable_args, node_ranges))
     second = [
-        phase(m.set.mechanism.kernel("state"), m.args, instances[m.index].ranges, m.index)
+        phase(m.ir["state"], m.args, instances[m.index].ranges, m.index)
         for m in real
         if m.has("state")
     ]
     receive, receive_sets = [], []
     for m in real:
         if m.has("net_receive"):
-            kernel = m.set.mechanism.kernel("net_receive")
+            kernel = m.ir["net_receive"]
             others = [s.name for s in kernel.streams if s.name != "net_send"]
             if others:
                 raise Unsupported(f"{m.set.name}: NET_RECEIVE calls {', '.join(others)}")

@@ -101,8 +101,11 @@ class Simulation:
         compiled_epochs: bool | str = True,
         ranks: Ranks | None = None,
         max_epoch: float | None = None,
+        fast_imem: bool = False,
     ) -> None:
         """`ranks`: the run's ranks (portneuron.parallel), `model` being this rank's part.
+        `fast_imem`: every step computes each node's membrane current, NEURON's
+        i_membrane_ [nA] (cvode.use_fast_imem(1)), into `i_membrane`.
         `compiled_epochs`: whole epochs in one backend call where the backend and the model
         allow it; "ir": through the epoch driver written in IR (portneuron.sim.driver), on
         any backend (the numpy backend's interpreter included). `max_epoch` [ms]: the
@@ -143,6 +146,13 @@ class Simulation:
             "node.rhs": self.rhs,
             "node.d": self.d,
         }
+        self.fast_imem = fast_imem
+        #: Each node's i_membrane_ [nA] after each step (with `fast_imem`; else empty).
+        self.i_membrane = np.zeros(0)
+        if fast_imem:  # its sums (portneuron.sim.cable): sav_rhs ends as i_membrane_
+            self.i_membrane = scratch(size)[:n]
+            sums = (self.i_membrane, scratch(size)[:n])
+            self.node_arrays.update(zip(cable.FAST_IMEM, sums))
         self.cable_args = {
             **self.node_arrays,
             "node.a": nodes.a,
@@ -153,10 +163,11 @@ class Simulation:
             "cj": (2.0 if model.secondorder == 2 else 1.0) / dt,
         }
         self.ir: dict[str, Kernel] = {}  # the engine's own kernels, by name, as IR
-        self.kernels = {
-            k.name: self._compile(k)
-            for k in (cable.clear_matrix(), cable.axial(), cable.hines(), cable.update_voltage())
-        }
+        step = [cable.clear_matrix(fast_imem), cable.axial(), cable.hines()]
+        step.append(cable.update_voltage(fast_imem))
+        if fast_imem:
+            step += [cable.membrane_sums(), cable.membrane_current_init()]
+        self.kernels = {k.name: self._compile(k) for k in step}
         self.mechanisms = [
             BoundMechanism(i, m, model, self.node_arrays, backend)
             for i, m in enumerate(model.mechanisms)
@@ -572,6 +583,8 @@ class Simulation:
                 bound.run("current", self.t, self.dt)
         for args in self.capacitance:
             run(self.kernels["capacitance"], args, len(args["node_index"]))
+        if self.fast_imem:
+            run(self.kernels["membrane_sums"], self.cable_args, n)
 
     def step(self) -> None:
         dt, run, ncell = self.dt, self.backend.run, self.model.ncell
@@ -638,6 +651,10 @@ class Simulation:
         self.deliver(self.t)
         with self._one_matrix_array():
             self._currents()
+        if self.fast_imem:  # the axial terms too (NEURON's setup_tree_matrix), then i_membrane_
+            self.backend.run(self.kernels["axial"], self.cable_args, self.model.ncell)
+            n = self.model.nodes.count
+            self.backend.run(self.kernels["membrane_current_init"], self.cable_args, n)
         forget(self.rhs)  # the matrix: the next step clears it first
         self._before_after("before_step")  # and at finitialize, after the currents
         self.exchange()
@@ -650,7 +667,7 @@ class Simulation:
         the host: a device backend keeps its own copies, and refuses arrays that alias)."""
         users = [self.cable_args, *(bound.args for bound in self.mechanisms), *self.capacitance]
         users = [args for args in users if args.get("node.d") is self.d]
-        if self.backend.device_kind != "cpu":
+        if self.backend.device_kind != "cpu" or self.fast_imem:  # fast_imem: d is read
             users = []
         for args in users:
             args["node.d"] = self.rhs
