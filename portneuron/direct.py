@@ -29,9 +29,9 @@ import numpy as np
 
 from portneuron.errors import PortneuronError
 from portneuron.io.dataset import read_files_dat
-from portneuron.model import PointerTarget, Sections
+from portneuron.model import PointerTarget, Sections, SectionTypes, section_type
 from portneuron.parallel import Ranks, world
-from portneuron.reports import MEMBRANE_CURRENT, fast_imem
+from portneuron.reports import MEMBRANE_CURRENT, TYPE_TARGETS, fast_imem
 
 
 @dataclass
@@ -189,6 +189,8 @@ def run(
         _point_outside(model, places, [node_of(seg) for seg in markers])
     if any(m.mechanism.diffusion and m.count for m in model.mechanisms):
         model.sections = _sections(h, pc, model, groups)
+    if any(spec.target in TYPE_TARGETS for spec in reports):
+        model.section_types = _section_types(h, pc, model, groups)
     nodes = [node_of(seg) for seg in record]
     keys = [_probe_key(entry) for entry in record_values]
     membrane = [key[2:] in {(None, name) for name in MEMBRANE_CURRENT} for key in keys]
@@ -489,22 +491,38 @@ def _check_streams(h, library) -> None:
                 )
 
 
-def _sections(h, pc, model, groups: list[int]) -> Sections:
-    """The sections of the model's cells, which NEURON's writer leaves out (only
-    LONGITUDINAL_DIFFUSION needs them): each one's nodes, length, nseg, rallbranch and
-    parent section."""
+def _section_nodes(h, pc, model, groups: list[int]) -> Iterator[tuple[Any, list[int]]]:
+    """Each section of the model's cells with the model nodes of its segments."""
     place = {
         (int(g), int(i)): k for k, (g, i) in enumerate(zip(model.source_group, model.source_node))
     }
-    node_section = np.full(model.nodes.count, -1, dtype=np.int32)
-    index: dict[Any, int] = {}
-    length, nseg, rallbranch, first = [], [], [], []
     for sec in h.allsec():
         thread = _group_of(pc, sec(0.5))
         group = groups[thread] if thread < len(groups) else -1
         nodes = [place.get((group, int(seg.node_index()))) for seg in sec]
-        if any(node is None for node in nodes):
-            continue  # a section of a cell that was not handed over
+        if all(node is not None for node in nodes):  # else of a cell not handed over
+            yield sec, nodes
+
+
+def _section_types(h, pc, model, groups: list[int]) -> SectionTypes:
+    """Each cell's nodes' section types, by the sections' names, which NEURON's writer
+    leaves out (reports of a section type need them)."""
+    node_type = np.zeros(model.nodes.count, dtype=np.int8)
+    for sec, nodes in _section_nodes(h, pc, model, groups):
+        node_type[nodes] = section_type(sec.name())
+    first = model.nodes.first
+    cells = [node_type[lo:hi] for lo, hi in zip(first, first[1:])]
+    return SectionTypes(cells, np.arange(len(cells), dtype=np.int32))
+
+
+def _sections(h, pc, model, groups: list[int]) -> Sections:
+    """The sections of the model's cells, which NEURON's writer leaves out (only
+    LONGITUDINAL_DIFFUSION needs them): each one's nodes, length, nseg, rallbranch and
+    parent section."""
+    node_section = np.full(model.nodes.count, -1, dtype=np.int32)
+    index: dict[Any, int] = {}
+    length, nseg, rallbranch, first = [], [], [], []
+    for sec, nodes in _section_nodes(h, pc, model, groups):
         index[sec] = len(length)
         node_section[nodes] = len(length)
         length.append(sec.L)

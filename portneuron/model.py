@@ -214,6 +214,31 @@ class Sections:
     first_node: np.ndarray  # int32
 
 
+#: NEURON's section types, as SWC numbers them (1 soma, 2 axon, 3 dend, 4 apic): the
+#: sections a CoreNEURON report may target. 0: a section of another name.
+SECTION_TYPES = ("soma", "axon", "dend", "apic")
+
+
+def section_type(name: str) -> int:
+    """A section's type by the start of its NEURON name, after any template's: "soma",
+    "Cell[2].dend[5]", "apical_trunk", "basal_2" (a dendrite) -> 1, 3, 4, 3; 0 for others."""
+    base = name.rpartition(".")[2].replace("basal", "dend", 1)
+    return next((k + 1 for k, kind in enumerate(SECTION_TYPES) if base.startswith(kind)), 0)
+
+
+@dataclass
+class SectionTypes:
+    """The section type (section_type) of each cell's nodes, where the source names its
+    sections (direct mode, the native builder): cell c's are `of_node[of_cell[c]]`, one
+    int8 array per template, shared by its cells (0 on a root node, which has none)."""
+
+    of_node: list[np.ndarray]
+    of_cell: np.ndarray  # int32, per cell
+
+    def of(self, cell: int) -> np.ndarray:
+        return self.of_node[int(self.of_cell[cell])]
+
+
 @dataclass
 class Model:
     """One cell group, ready to simulate."""
@@ -240,6 +265,8 @@ class Model:
     #: The sections, where the source gives them (direct mode, the native builder; a
     #: dataset does not): only LONGITUDINAL_DIFFUSION needs them.
     sections: Sections | None = None
+    #: Each node's section type, where the source names its sections: reports of a type.
+    section_types: SectionTypes | None = None
     #: Gap junctions and the other values NEURON transfers every step.
     transfers: Transfers = field(default_factory=Transfers)
 

@@ -2,7 +2,9 @@
 written as SONATA compartment reports (portneuron.io.sonata) while a run goes.
 
 A report names what it records (`target`: "soma", each cell's first compartment, its root
-section's first segment; "all", every compartment of the cell), of which cells (gids; all
+section's first segment; "all", every compartment of the cell; "axon", "dend" or "apic",
+every compartment of the sections of that type, by NEURON's names, where the model knows
+them: direct mode, the native builder, not a dataset), of which cells (gids; all
 by default), every `dt` ms from `start` to `end`, and which variable (`variable`: "v", the
 default; "i_membrane" or "i_membrane_", the membrane current in nA as NEURON's
 cvode.use_fast_imem(1) gives it, which the simulation then computes; a density mechanism's
@@ -35,9 +37,13 @@ from pathlib import Path
 import numpy as np
 
 from portneuron.errors import PortneuronError
+from portneuron.model import SECTION_TYPES
 from portneuron.parallel import Ranks
 
-TARGETS = ("soma", "all")
+#: The section types a report may target, every compartment of each such section
+#: (portneuron.model.SECTION_TYPES; "soma" is a cell's first compartment).
+TYPE_TARGETS = ("axon", "dend", "apic")
+TARGETS = ("soma", "all", *TYPE_TARGETS)
 KEYS = {"name", "target", "variable", "cells", "dt", "start", "end"}
 #: The names of each node's membrane current, NEURON's i_membrane_ [nA], also CoreNEURON's
 #: report type (not the extracellular mechanism's i_membrane [mA/cm2], which it is not).
@@ -225,6 +231,13 @@ class Reports:
                     f"run's dt {dt:g} ms"
                 )
             self.every = math.gcd(self.every, round(steps))
+        typed = next((spec for spec in specs if spec.target in TYPE_TARGETS), None)
+        if typed is not None and model.section_types is None:
+            raise PortneuronError(
+                f"{typed.where or typed.name}: target {typed.target!r} needs the sections' "
+                f"names, which a dataset does not carry; run the model in direct mode or "
+                f"build it with portneuron.build"
+            )
         first = model.nodes.first
         cap = model.mechanism_set("capacitance")
         membrane = np.sort(cap.node_index) if cap is not None else np.arange(model.nodes.count)
@@ -239,10 +252,16 @@ class Reports:
                 if wanted is not None and gid not in wanted:
                     continue
                 lo, hi = np.searchsorted(membrane, [first[c], first[c + 1]])
-                mine = membrane[lo:hi] if spec.target == "all" else membrane[lo : min(lo + 1, hi)]
-                number = np.arange(len(mine))  # each compartment's in its cell
+                number = np.arange(hi - lo)  # each compartment's in its cell
+                if spec.target == "soma":
+                    number = number[:1]
+                elif spec.target in TYPE_TARGETS:
+                    kind = model.section_types.of(c)[membrane[lo:hi] - first[c]]
+                    number = number[kind == SECTION_TYPES.index(spec.target) + 1]
+                mine = membrane[lo + number]
                 if source.array is not None and len(mine):  # the elements there
-                    mine, number = source.pick(mine)
+                    mine, k = source.pick(mine)
+                    number = k if source.points else number[k]
                 gids.append(gid)
                 counts.append(len(mine))
                 elements.append(number)

@@ -154,22 +154,62 @@ def test_reports_of_the_membrane_current_are_neurons(tmp_path, capsys):
         assert f["report/All/data"].attrs["units"] == "nA"
 
 
+def test_reports_of_a_section_type(tmp_path):
+    """`--report dend@0.5` on the native ringtest: every compartment of every cell's
+    dend[...] sections (all but the soma's, numbered as in "all"), the voltages a run
+    records there; a report file's "dend" target of g_pas gives the model's values on
+    them. A model that does not name its sections (a dataset's) refuses it in one line."""
+    conf = tmp_path / "reports.json"
+    conf.write_text(json.dumps({"reports": [
+        {"name": "g", "target": "dend", "variable": "g_pas", "cells": [3], "dt": 5.0},
+    ]}))  # fmt: skip
+    argv = ["run", "--nring", "1", "-e", "10", "-o", str(tmp_path), "--report", "dend@0.5"]
+    assert cli.main([*argv, "--report-conf", str(conf)]) == 0
+    model = build_ringtest(1, 8, (10, 20), (1, 1))
+    membrane = np.sort(model.mechanism_set("capacitance").node_index)
+    first = model.nodes.first
+    numbers = [np.arange(np.sum((membrane >= lo) & (membrane < hi)))[1:]
+               for lo, hi in zip(first, first[1:])]  # fmt: skip
+    soma = np.searchsorted(membrane, first[:-1])
+    dends = np.setdiff1d(np.arange(len(membrane)), soma)
+    recorded = Simulation(model, load_backend("numpy")).run(10.0, record=membrane[dends])
+    times, ids, data, gids = report(tmp_path / "dend.h5")
+    assert gids == list(range(8)) and len(ids) == len(dends) < len(membrane)
+    assert ids == [(gid, int(k)) for gid in range(8) for k in numbers[gid]]
+    np.testing.assert_array_equal(data, recorded.v[::20].astype(np.float32))
+    times, ids, data, gids = report(tmp_path / "g.h5")
+    pas = model.mechanism_set("pas")
+    mine = (pas.node_index >= first[3]) & (pas.node_index < first[4])
+    assert gids == [3] and ids == [(3, int(k)) for k in numbers[3]]
+    np.testing.assert_array_equal(data, np.tile(pas.data["g"][mine], (3, 1)).astype(np.float32))
+    model.section_types = None  # as a dataset's
+    sim = Simulation(model, load_backend("numpy"))
+    with pytest.raises(PortneuronError, match=r"^x: target 'apic' needs the sections' names"):
+        Reports(sim, [ReportSpec("x", "apic")], tmp_path / "not")
+    assert not (tmp_path / "not").exists()
+
+
 def test_direct_mode_writes_reports_of_neurons_model(tmp_path):
     """portneuron.direct.run(..., reports=...) on the 2 x 8 ringtest built in NEURON: the
-    soma voltages and hh's m every 0.1 ms, as libsonata reads them, are NEURON's own
-    recordings to float32's last bit; reports and record together are refused in one line."""
+    soma voltages and hh's m every 0.1 ms, and the voltages of cell 5's dend sections, as
+    libsonata reads them, are NEURON's own recordings to float32's last bit; reports and
+    record together are refused in one line."""
     import portneuron.direct
 
     ring = neuron_models.build_ringtest(nring=2)
+    dends = [seg for sec in ring.cells[5].dend for seg in sec]
     vecs = [[h.Vector().record(cell.soma(0.5)._ref_v) for cell in ring.cells],
-            [h.Vector().record(cell.soma(0.5)._ref_m_hh) for cell in ring.cells]]  # fmt: skip
+            [h.Vector().record(cell.soma(0.5)._ref_m_hh) for cell in ring.cells],
+            [h.Vector().record(seg._ref_v) for seg in dends]]  # fmt: skip
     neuron_models.run_neuron(ring, tstop=10.0)
-    v, m = (np.array([x.to_python() for x in kind]).T[::STEPS] for kind in vecs)
+    v, m, dend = (np.array([x.to_python() for x in kind]).T[::STEPS] for kind in vecs)
     for vector in (x for kind in vecs for x in kind):
         vector.play_remove()
-    specs = [ReportSpec("soma", "soma", 0.1), ReportSpec("m", "soma", 0.1, variable="m_hh")]
+    specs = [ReportSpec("soma", "soma", 0.1), ReportSpec("m", "soma", 0.1, variable="m_hh"),
+             ReportSpec("dend", "dend", 0.1, cells=[5])]  # fmt: skip
     try:
         result = portneuron.direct.run(10.0, v_init=-65.0, reports=specs, outdir=tmp_path)
+        nodes = [result.node_of(seg) for seg in dends]
         with pytest.raises(PortneuronError, match="give reports or record and record_values"):
             portneuron.direct.run(1.0, record=[ring.cells[0].soma(0.5)], reports=specs,
                                   outdir=tmp_path / "not")  # fmt: skip
@@ -182,6 +222,10 @@ def test_direct_mode_writes_reports_of_neurons_model(tmp_path):
         assert gids == list(range(16)) and ids == [(g, 0) for g in range(16)]
         np.testing.assert_allclose(times, np.arange(101) * 0.1, rtol=0, atol=1e-12)
         np.testing.assert_array_equal(data, expected.astype(np.float32))
+    times, ids, data, gids = report(tmp_path / "dend.h5")  # its sections named dend[...]
+    assert gids == [5] and ids == [(5, k) for k in range(1, len(dends) + 1)]
+    order = np.argsort(nodes)  # the segments as the cell's compartments follow one another
+    np.testing.assert_array_equal(data, dend[:, order].astype(np.float32))
 
 
 def test_a_report_file_picks_cells_and_a_window(tmp_path):
@@ -274,8 +318,8 @@ def test_ranks_write_one_report(tmp_path):
         ('{"report": []}', r'no "reports" list'),
         ('{"reports": [{"name": "a", "targets": "all"}]}', r"report 0: unknown key 'targets'"),
         (
-            '{"reports": [{"name": "a", "target": "axon"}]}',
-            r"target 'axon' is not one of soma, all",
+            '{"reports": [{"name": "a", "target": "node"}]}',
+            r"target 'node' is not one of soma, all, axon, dend, apic",
         ),
         ('{"reports": [{"name": "a", "variable": "m-hh"}]}', r"variable 'm-hh' is no NEURON name"),
         ('{"reports": [{"name": "a", "dt": 0}]}', r"dt must be a positive number of ms"),

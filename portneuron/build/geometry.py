@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from portneuron.model import Sections
+from portneuron.model import Sections, section_type
 
 PI = math.pi  # NEURON's PI, 3.14159265358979323846
 
@@ -170,6 +170,7 @@ class CellLayout:
     order: np.ndarray  # int32: the section indices in node order
     sections: Sections  # numbered within the cell, by section index
     parent_node: np.ndarray  # int32, by section index: the node its 0 end hangs from
+    node_type: np.ndarray  # int8: each node's section's type by its name (section_type)
 
     def segment_nodes(self, sec) -> np.ndarray:
         """The nodes of a section's nseg segments."""
@@ -241,10 +242,12 @@ def cell_nodes(sections: list) -> CellLayout:
         np.array([-1 if s.parent is None else s.parent for s in sections], dtype=np.int32),
         np.array([first_node[s.index] for s in sections], dtype=np.int32),
     )
+    types = np.array([0] + [section_type(s.name) for s in sections], dtype=np.int8)
     return CellLayout(
         parent.astype(np.int32), a, b, area, diam, cm,
         np.array([s.index for s in order], dtype=np.int32), table,
         np.array([parent_node[s.index] for s in sections], dtype=np.int32),
+        types[node_section + 1],
     )  # fmt: skip
 
 

@@ -30,6 +30,7 @@ from portneuron.model import (
     PointerTarget,
     Presyns,
     Sections,
+    SectionTypes,
     Transfers,
 )
 from portneuron.parallel import Ranks
@@ -496,8 +497,17 @@ class _Builder:
             nodes, sets, ions, presyns, netcons, celsius=net.celsius,
             secondorder=net.secondorder, dt=net.dt, source="native model",
             sections=self._sections(base, nodes.count) if diffusing else None,
-            transfers=transfers,
+            section_types=self._section_types(), transfers=transfers,
         )  # fmt: skip
+
+    def _section_types(self) -> SectionTypes:
+        """Each cell's nodes' section types: its template's."""
+        templates = list({id(cell): cell for cell, _ in self.cells}.values())
+        number = {id(cell): k for k, cell in enumerate(templates)}
+        return SectionTypes(
+            [cell.layout.node_type for cell in templates],
+            np.array([number[id(cell)] for cell, _ in self.cells], dtype=np.int32),
+        )
 
     def _capacitance(self, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The nodes with a membrane (cm not NaN) and their cm, cell by cell, filled in
