@@ -20,6 +20,7 @@ from portneuron.interrupts import deferred
 
 from ..base import Backend, Bound, dumping
 from .runtime import Jit, fill_slots, slot_count, slot_plan
+from .vmath import MATH, host_math
 
 
 def emits_per_lane(kernel: Kernel) -> dict[str, int]:
@@ -103,12 +104,14 @@ class LlvmBackend(Backend):
     stages: ClassVar[tuple[str, ...]] = ("llvm", "asm")
 
     def __init__(self, math: str | None = None) -> None:
-        """`math`: "libm" (the default) calls the C library's exp, which NumPy also uses
-        here, so kernels agree with the reference to the last bit; "vector" uses
-        vmath.exp, within 2 ulp of libm. PORTNEURON_MATH sets it."""
-        self.math = math or os.environ.get("PORTNEURON_MATH", "libm")
-        if self.math not in ("libm", "vector"):
-            raise ValueError(f"PORTNEURON_MATH must be libm or vector, not {self.math!r}")
+        """`math` (vmath.MATH), how kernels compute exp: by default the C library's bits,
+        as the reference's: where the host's exp is glibc's (vmath.host_math), its
+        algorithm written in vector IR ("libc-fused" or "libc-plain", the build the host
+        runs), else a call to it for each lane ("libm"); "vector" is vmath.exp, within 2
+        ulp. PORTNEURON_MATH sets it."""
+        self.math = math or os.environ.get("PORTNEURON_MATH") or host_math()
+        if self.math not in MATH:
+            raise ValueError(f"PORTNEURON_MATH must be one of {', '.join(MATH)}, not {self.math!r}")
         self.pool: ThreadPoolExecutor | None = None
         self.pool_threads = 0
 

@@ -404,8 +404,8 @@ class _Lowering:
         """A math intrinsic on scalars (exp with math="vector" also on vectors)."""
         if fn == "random123":
             return random123(self, values)
-        if fn == "exp" and self.math == "vector":
-            return vmath.exp(self.b, values[0])
+        if fn == "exp" and self.math != "libm":
+            return vmath.exp_of(self.math)(self.b, values[0])
         if fn not in _LIBM:
             raise LowerError(f"no lowering for {fn}")
         return self.b.call(self.libm(fn, len(values)), values)

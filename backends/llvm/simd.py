@@ -691,8 +691,8 @@ class _Vector:
                 parts = [self.expr(a) for a in args]
                 if all(k == UNIFORM for k, _ in parts):
                     return UNIFORM, lw.call(fn, [x for _, x in parts])
-                if fn == "exp" and lw.math == "vector":
-                    return VARYING, vmath.exp(b, self.widen(*parts[0]))
+                if fn == "exp" and lw.math != "libm":
+                    return VARYING, vmath.exp_of(lw.math)(b, self.widen(*parts[0]))
                 return VARYING, self.per_lane(parts, lambda *xs: lw.call(fn, list(xs)))
         raise NotVectorisable(f"expression {e!r}")
 

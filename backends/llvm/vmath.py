@@ -11,6 +11,9 @@ NaN stays NaN, e^-inf = 0, e^inf = inf.
 
 from __future__ import annotations
 
+import functools
+import math
+
 from llvmlite import ir
 
 from .llvm_types import F64_T, I64_T
@@ -29,7 +32,10 @@ LOWEST, HIGHEST = -746.0, 710.0  # beyond these e^x is 0 or inf in double precis
 
 
 def like(x: ir.Value, value: float | int, element: ir.Type = F64_T) -> ir.Constant:
-    """The constant `value` of type `element`, splat to a vector where `x` is one."""
+    """The constant `value` of type `element`, splat to a vector where `x` is one (an
+    integer's bits as LLVM writes them: 2^63 and above as negative numbers)."""
+    if isinstance(element, ir.IntType) and value >= 2 ** (element.width - 1):
+        value -= 2**element.width
     if isinstance(x.type, ir.VectorType):
         return ir.Constant(ir.VectorType(element, x.type.count), [value] * x.type.count)
     return ir.Constant(element, value)
@@ -79,3 +85,200 @@ def exp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     half = b.ashr(k, like(k, 1, I64_T))
     result = b.fmul(b.fmul(e, _power_of_two(b, half)), _power_of_two(b, b.sub(k, half)))
     return b.select(b.fcmp_unordered("uno", x, x), x, result)
+
+
+# ---------------------------------------------------------------- the C library's exp
+#
+# glibc's exp (since 2.28: sysdeps/ieee754/dbl-64/e_exp.c, from Arm's optimized-routines),
+# its algorithm and constants, written here as IR that takes vectors: the same operations
+# in the same order give the same bits in every lane as the C library gives one argument.
+#
+#   x = k ln2/N + r, N = 128: kd = x N/ln2 + 1.5 2^52 (rounds k into the low bits), ki its
+#   bits, kd -= 1.5 2^52; r = x - kd ln2hi/N - kd ln2lo/N
+#   2^(k/N) = scale (1 + tail): tail and scale's bits from a table of 2^(j/128), j = ki mod
+#   128, the exponent ki / 128 added to the bits
+#   e^x = scale + scale (tail + r + r^2 (C2 + r C3) + r^4 (C4 + r C5))
+#
+# with |x| < 2^-54 giving 1 + x, |x| >= 1024 the limits (0, inf, 1 + x for inf and NaN),
+# and 512 <= |x| < 1024 a rescaled scale (specialcase) that rounds subnormal results once.
+# glibc builds it twice on x86-64 and picks at run time: with fused multiply-add (-mfma
+# -mavx2, where the CPU has both: GCC fuses each a*b + c) and without (SSE2). `fused`
+# selects which of the two this writes; `libm_exp_variant` says which the host's C
+# library is.
+
+EXP_N = 128
+EXP_INV_LN2_N = float.fromhex("0x1.71547652b82fep0") * EXP_N
+EXP_NEG_LN2_HI_N = float.fromhex("-0x1.62e42fefa0000p-8")
+EXP_NEG_LN2_LO_N = float.fromhex("-0x1.cf79abc9e3b3ap-47")
+EXP_SHIFT = float.fromhex("0x1.8p52")
+EXP_C2, EXP_C3, EXP_C4, EXP_C5 = (
+    float.fromhex(c)
+    for c in ("0x1.ffffffffffdbdp-2", "0x1.555555555543cp-3", "0x1.55555cf172b91p-5",
+              "0x1.1111167a4d017p-7")
+)  # fmt: skip
+TOP12_TINY, TOP12_512, TOP12_1024, TOP12_INF = 0x3C9, 0x408, 0x409, 0x7FF
+
+
+def exp_table() -> list[int]:
+    """glibc's __exp_data.tab: for j < 128, 2^(j/128) = H (1 + T) with H the double
+    nearest 2^(j/128) and T the double nearest its remainder; entry 2j is T's bits, 2j + 1
+    H's bits less j 2^52 / 128 (the exponent the caller adds back)."""
+    import struct
+
+    import mpmath
+
+    def bits(value: float) -> int:
+        return struct.unpack("<Q", struct.pack("<d", value))[0]
+
+    table = []
+    with mpmath.workprec(200):
+        for j in range(EXP_N):
+            exact = mpmath.power(2, mpmath.mpf(j) / EXP_N)
+            high = float(exact)
+            table += [bits(float(exact / high - 1)), (bits(high) - (j << 52) // EXP_N) % 2**64]
+    return table
+
+
+def _table_global(module: ir.Module) -> ir.GlobalVariable:
+    name = "portneuron.exp_table"
+    if name not in module.globals:
+        array = ir.ArrayType(I64_T, 2 * EXP_N)
+        table = ir.GlobalVariable(module, array, name=name)
+        signed = [v - 2**64 if v >= 2**63 else v for v in _TABLE()]
+        table.initializer = ir.Constant(array, [ir.Constant(I64_T, v) for v in signed])
+        table.global_constant, table.linkage = True, "internal"
+    return module.globals[name]
+
+
+def _TABLE() -> list[int]:  # noqa: N802 (computed once, on first use)
+    if not _TABLE_CACHE:
+        _TABLE_CACHE.extend(exp_table())
+    return _TABLE_CACHE
+
+
+_TABLE_CACHE: list[int] = []
+
+
+def _lookup(b: ir.IRBuilder, index: ir.Value) -> ir.Value:
+    """The table's entries at `index` (i64, a scalar or a vector of them)."""
+    table = _table_global(b.module)
+    array = table.value_type
+
+    def one(i: ir.Value) -> ir.Value:
+        address = b.gep(table, [ir.Constant(I64_T, 0), i], inbounds=True, source_etype=array)
+        return b.load(address, typ=I64_T)
+
+    if not isinstance(index.type, ir.VectorType):
+        return one(index)
+    out = ir.Constant(index.type, ir.Undefined)
+    for lane in range(index.type.count):
+        at = ir.Constant(ir.IntType(32), lane)
+        out = b.insert_element(out, one(b.extract_element(index, at)), at)
+    return out
+
+
+def _fma(b: ir.IRBuilder, x: ir.Value, y: ir.Value, z: ir.Value) -> ir.Value:
+    """x y + z rounded once (llvm.fma)."""
+    suffix = f"v{x.type.count}f64" if isinstance(x.type, ir.VectorType) else "f64"
+    name = f"llvm.fma.{suffix}"
+    fn = b.module.globals.get(name) or ir.Function(
+        b.module, ir.FunctionType(x.type, [x.type] * 3), name
+    )
+    return b.call(fn, [x, y, z])
+
+
+def exp_libc(b: ir.IRBuilder, x: ir.Value, fused: bool) -> ir.Value:
+    """e**x as glibc's exp computes it, elementwise for a vector: its build with fused
+    multiply-add (`fused`) or without."""
+
+    def mul_add(p: ir.Value, q: ir.Value, c: ir.Value) -> ir.Value:  # p q + c, as GCC does
+        return _fma(b, p, q, c) if fused else b.fadd(b.fmul(p, q), c)
+
+    def c(value: float) -> ir.Value:
+        return like(x, value)
+
+    def i(value: int) -> ir.Value:
+        return like(x, value, I64_T)
+
+    i64 = type_like(x, I64_T)
+    abstop = b.and_(b.lshr(b.bitcast(x, i64), i(52)), i(0x7FF))
+    kd = mul_add(c(EXP_INV_LN2_N), x, c(EXP_SHIFT))
+    ki = b.bitcast(kd, i64)
+    kd = b.fsub(kd, c(EXP_SHIFT))
+    if fused:  # (x + kd hi) + kd lo
+        r = _fma(b, kd, c(EXP_NEG_LN2_LO_N), _fma(b, kd, c(EXP_NEG_LN2_HI_N), x))
+    else:
+        r = b.fadd(b.fadd(x, b.fmul(kd, c(EXP_NEG_LN2_HI_N))), b.fmul(kd, c(EXP_NEG_LN2_LO_N)))
+    index = b.shl(b.and_(ki, i(EXP_N - 1)), i(1))
+    tail = b.bitcast(_lookup(b, index), type_like(x, F64_T))
+    sbits = b.add(_lookup(b, b.or_(index, i(1))), b.shl(ki, i(45)))
+    r2 = b.fmul(r, r)
+    low = mul_add(r2, mul_add(r, c(EXP_C3), c(EXP_C2)), b.fadd(tail, r))
+    tmp = mul_add(b.fmul(r2, r2), mul_add(r, c(EXP_C5), c(EXP_C4)), low)
+    scale = b.bitcast(sbits, type_like(x, F64_T))
+    result = mul_add(scale, tmp, scale)
+    # 512 <= |x| < 1024: k > 0 may overflow the exponent, k < 0 rounds into subnormals once
+    up = b.bitcast(b.sub(sbits, i(1009 << 52)), type_like(x, F64_T))
+    over = b.fmul(c(2.0**1009), mul_add(up, tmp, up))
+    down = b.bitcast(b.add(sbits, i(1022 << 52)), type_like(x, F64_T))
+    product = b.fmul(down, tmp)  # one product for y and lo, not fused: GCC fuses a product
+    y = b.fadd(down, product)  # only where all its uses are in its block (lo's is not)
+    lo = b.fadd(b.fsub(down, y), product)
+    hi = b.fadd(c(1.0), y)
+    lo = b.fadd(b.fadd(b.fsub(c(1.0), hi), y), lo)
+    rounded = b.fsub(b.fadd(hi, lo), c(1.0))
+    rounded = b.select(b.fcmp_ordered("==", rounded, c(0.0)), c(0.0), rounded)  # not -0
+    under = b.fmul(c(2.0**-1022), b.select(b.fcmp_ordered("<", y, c(1.0)), rounded, y))
+    positive = b.icmp_unsigned("==", b.and_(ki, i(0x80000000)), i(0))
+    result = b.select(b.icmp_unsigned(">=", abstop, i(TOP12_512)),
+                      b.select(positive, over, under), result)  # fmt: skip
+    # |x| >= 1024: 0 below (-inf included), inf above, 1 + x for inf and NaN; tiny: 1 + x
+    negative = b.icmp_signed("<", b.bitcast(x, i64), i(0))
+    limit = b.select(negative, c(0.0), c(math.inf))
+    limit = b.select(b.icmp_unsigned(">=", abstop, i(TOP12_INF)), b.fadd(c(1.0), x), limit)
+    minus_inf = b.icmp_unsigned("==", b.bitcast(x, i64), i(0xFFF0000000000000))
+    limit = b.select(minus_inf, c(0.0), limit)
+    result = b.select(b.icmp_unsigned(">=", abstop, i(TOP12_1024)), limit, result)
+    return b.select(b.icmp_unsigned("<", abstop, i(TOP12_TINY)), b.fadd(c(1.0), x), result)
+
+
+#: The llvm backend's ways to compute exp: "libm" calls the C library, lane by lane;
+#: "vector" is `exp` (within 2 ulp of it); "libc-fused" and "libc-plain" are `exp_libc`,
+#: glibc's two builds.
+MATH = ("libm", "vector", "libc-fused", "libc-plain")
+
+#: Arguments whose exp glibc's two builds round apart: (x, fused, plain), as hex.
+BUILDS_DIFFER = (
+    ("-0x1.222bb1d1f2400p+0", "0x1.49a31de0502b7p-2", "0x1.49a31de0502b6p-2"),
+    ("0x1.662645ae06ca0p+5", "0x1.80b16513246cbp+64", "0x1.80b16513246cap+64"),
+    ("-0x1.4830673169e40p+6", "0x1.8c6658da4b031p-119", "0x1.8c6658da4b030p-119"),
+    ("-0x1.d76089ddb8ba0p+6", "0x1.fb487ef91a85fp-171", "0x1.fb487ef91a860p-171"),
+    ("0x1.44339b2847b08p+7", "0x1.d14c38ce50969p+233", "0x1.d14c38ce50968p+233"),
+    ("-0x1.9c04c2e152580p+7", "0x1.bb13129ceb437p-298", "0x1.bb13129ceb436p-298"),
+    ("-0x1.dd2027fec78c2p+7", "0x1.c606171f55285p-345", "0x1.c606171f55284p-345"),
+    ("-0x1.1b8870bbc63d6p+8", "0x1.ee01fee308219p-410", "0x1.ee01fee30821ap-410"),
+    ("0x1.793df9410f970p+8", "0x1.2f71904454245p+544", "0x1.2f71904454244p+544"),
+    ("0x1.c34933b1c8ee0p+8", "0x1.0c5ab04931959p+651", "0x1.0c5ab04931958p+651"),
+    ("-0x1.fb6ddd2fb53b4p+8", "0x1.e943dedca7437p-733", "0x1.e943dedca7438p-733"),
+    ("0x1.2c92a2795a77ap+9", "0x1.34a23bb4d7323p+867", "0x1.34a23bb4d7322p+867"),
+)
+
+
+@functools.cache
+def host_math() -> str:
+    """The exp that gives the host C library's bits: "libc-fused" or "libc-plain" where
+    its exp is glibc's of that build (it gives that build's results where the two differ),
+    "libm" (call it) where it is neither."""
+    got = [math.exp(float.fromhex(x)) for x, _, _ in BUILDS_DIFFER]
+    for mode, column in (("libc-fused", 1), ("libc-plain", 2)):
+        if got == [float.fromhex(case[column]) for case in BUILDS_DIFFER]:
+            return mode
+    return "libm"
+
+
+def exp_of(math_mode: str):
+    """The IR writer of exp for a backend's `math` other than "libm"."""
+    if math_mode == "vector":
+        return exp
+    fused = {"libc-fused": True, "libc-plain": False}[math_mode]
+    return lambda b, x: exp_libc(b, x, fused)
