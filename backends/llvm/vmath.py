@@ -1,7 +1,9 @@
 """Math written in LLVM IR, for a double or a vector of doubles alike.
 
 llvmlite lowers a vector `llvm.exp` to one libm call per element, and NVPTX has no libm at
-all, so the exponential is built here from plain arithmetic: Cody-Waite reduction
+all, so the exponential is built here from plain arithmetic, twice. `exp_libc` is glibc's
+own algorithm, which gives the C library's bits in every lane where the host's exp is
+glibc's (the llvm backend's default; below). `exp` is Cody-Waite reduction
 x = n ln2 + r with ln2 split in two, e^r from Cephes' rational form
 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2)), and 2^n applied in two halves so that results in the
 subnormal range are rounded once. Within 2 ulp of the C library's exp over the whole
@@ -121,21 +123,25 @@ TOP12_TINY, TOP12_512, TOP12_1024, TOP12_INF = 0x3C9, 0x408, 0x409, 0x7FF
 
 def exp_table() -> list[int]:
     """glibc's __exp_data.tab: for j < 128, 2^(j/128) = H (1 + T) with H the double
-    nearest 2^(j/128) and T the double nearest its remainder; entry 2j is T's bits, 2j + 1
-    H's bits less j 2^52 / 128 (the exponent the caller adds back)."""
+    nearest 2^(j/128) and T the double nearest its remainder (in 60 decimal digits, each
+    rounded once to a double); entry 2j is T's bits, 2j + 1 H's bits less j 2^52 / 128
+    (the exponent the caller adds back)."""
     import struct
-
-    import mpmath
+    from decimal import Decimal, localcontext
 
     def bits(value: float) -> int:
         return struct.unpack("<Q", struct.pack("<d", value))[0]
 
     table = []
-    with mpmath.workprec(200):
+    with localcontext() as context:
+        context.prec = 60
         for j in range(EXP_N):
-            exact = mpmath.power(2, mpmath.mpf(j) / EXP_N)
+            exact = Decimal(2) ** (Decimal(j) / EXP_N)
             high = float(exact)
-            table += [bits(float(exact / high - 1)), (bits(high) - (j << 52) // EXP_N) % 2**64]
+            table += [
+                bits(float(exact / Decimal(high) - 1)),
+                (bits(high) - (j << 52) // EXP_N) % 2**64,
+            ]
     return table
 
 
