@@ -45,6 +45,7 @@ class DirectResult:
     probe_keys: list = field(default_factory=list)  # record_values, in request order
     probe_traces: list = field(default_factory=list)  # their traces, at t
     simulate_s: float = 0.0  # the run itself, without NEURON's hand-over and the set-up
+    stepwise_reason: str = ""  # why the run went step by step ("": in compiled epochs)
 
     def v(self, segment) -> np.ndarray:
         """The voltage trace of a recorded segment."""
@@ -136,7 +137,8 @@ def run(
     setting also turns on); `result.trace(segment, mechanism, variable)` gives each. An entry may
     also be a NEURON pointer outside the model that POINTERs point at (hnn-core's
     `cell.dpl_ref`, a Vector's element, which portneuron keeps for the run);
-    `result.trace(pointer)` gives it. Recording values runs step by step.
+    `result.trace(pointer)` gives it. Compiled epochs record them all (a value
+    outside the model where one cell's POINTERs reach it).
     `reports` (portneuron.reports.ReportSpec: a variable of chosen cells' compartments
     every dt ms) go to SONATA files in `outdir` as the run goes, whole or not at all, in
     place of `record` and `record_values`.
@@ -245,8 +247,9 @@ def run(
     values = [result.values[:, k].copy() for k in range(len(probes))]
     spikes = sorted(s for part in ranks.allgather(result.spikes) for s in part)
     return DirectResult(
-        spikes, result.t, traces, list(record), model, node_of, keys, values, simulate_s
-    )
+        spikes, result.t, traces, list(record), model, node_of, keys, values, simulate_s,
+        sim.stepwise_reason,
+    )  # fmt: skip
 
 
 def _ranks(pc) -> Ranks:

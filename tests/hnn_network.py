@@ -107,6 +107,7 @@ def main() -> None:
             )  # fmt: skip
             simulate = result.simulate_s
             out[f"{engine}_total_s"] = time.perf_counter() - t0
+            out[f"{engine}_stepwise"] = result.stepwise_reason
             spikes = sorted((float(t), int(g)) for t, g in result.spikes)
             v = np.array(result.traces)
             dpl = np.array([result.trace(c.dpl_ref) for c in dipoles])

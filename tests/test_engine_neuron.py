@@ -657,6 +657,80 @@ def test_direct_mode_pointers_neuron_cannot_hand_over(compiled_mods):
     assert r["sum_rel"] <= 1e-9
 
 
+POINTER_EPOCHS_RUN = """
+import json, sys
+import neuron
+neuron.load_mechanisms(sys.argv[1])
+from neuron import h
+import numpy as np
+import portneuron.direct
+pc = h.ParallelContext()
+keep, record, sums = [], [], []
+for gid in range(3):  # three cells, each one's POINTERs into its own values
+    soma = h.Section(name=f"soma{gid}")
+    soma.L = soma.diam = 20
+    soma.insert("hh")
+    dend = h.Section(name=f"dend{gid}")
+    dend.L, dend.diam, dend.nseg = 200 + 50 * gid, 1, 5
+    dend.insert("pas")
+    dend.insert("bstep")  # BEFORE STEP: what the current reads
+    dend.insert("axcur")  # AFTER SOLVE, AFTER INITIAL: POINTERs to the parent's v and a sum
+    dend.connect(soma(1))
+    axsum = h.AxSum(soma(0.5))  # reads a far v through its own POINTER
+    h.setpointer(dend(0.9)._ref_v, "vremote", axsum)
+    previous = soma(1.0)
+    for seg in dend:
+        h.setpointer(previous._ref_v, "vparent", seg.axcur)
+        h.setpointer(axsum._ref_sum, "total", seg.axcur)
+        seg.axcur.len = 10 * seg.x
+        previous = seg
+    stim = h.IClamp(soma(0.5))
+    stim.delay, stim.dur, stim.amp = 1 + gid, 20, 0.3
+    pc.set_gid2node(gid, pc.id())
+    pc.cell(gid, h.NetCon(soma(0.5)._ref_v, None, sec=soma))
+    keep += [soma, dend, axsum, stim]
+    record += [soma(0.5), dend(0.1), dend(0.9)]
+    sums.append(axsum)
+if sys.argv[2] == "across":  # cell 1's AxSum reads cell 0's far v
+    h.setpointer(keep[1](0.9)._ref_v, "vremote", sums[1])
+result = portneuron.direct.run(30.0, v_init=-65.0, backend=sys.argv[3], record=record,
+                               mechanisms=[sys.argv[1]])
+ours = np.array(result.traces)
+end = [result.value(s.get_segment(), "AxSum", "sum") for s in sums]
+vectors = [h.Vector().record(seg._ref_v) for seg in record]
+spikes = h.Vector(); gids = h.Vector()
+pc.spike_record(-1, spikes, gids)
+h.finitialize(-65.0)
+while h.t < 30.0 - 1e-9:
+    h.fadvance()
+theirs = np.array([v.to_python() for v in vectors])
+print(json.dumps({"reason": result.stepwise_reason, "max_dv": float(np.abs(ours - theirs).max()),
+                  "same_spikes": result.spikes == sorted(zip(spikes.to_python(),
+                                                              map(int, gids.to_python()))),
+                  "spikes": len(result.spikes),
+                  "sums": [a == s.sum for a, s in zip(end, sums)]}))
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pointers_and_before_after_blocks_run_in_compiled_epochs(compiled_mods, backend):
+    """Three cells with POINTERs to their own values (a parent's v, a point process's sum,
+    a far v), AFTER SOLVE, AFTER INITIAL and BEFORE STEP blocks (tests/test_hnn.py: POINTERs
+    into NEURON Vectors, hnn-core's dipoles): in compiled epochs where the backend has them, NEURON's voltages bit for bit,
+    its spikes, its sums at the end; a POINTER that reaches another cell's v runs step by
+    step and says why, NEURON's bits too."""
+    for case in ("own", "across"):
+        r = last_json(in_neuron(POINTER_EPOCHS_RUN, str(compiled_mods), case, backend))
+        assert r["max_dv"] == 0.0 and r["same_spikes"] and r["spikes"] >= 3, r
+        assert r["sums"] == [True, True, True], r
+        if backend == "numpy":
+            assert r["reason"] == "the numpy backend runs step by step", r
+        elif case == "across":
+            assert "POINTER vremote reaches another cell's values" in r["reason"], r
+        else:
+            assert r["reason"] == "", r
+
+
 NATIVE_POINTER_RUN = """
 import json, sys
 import neuron

@@ -247,6 +247,61 @@ def test_compiled_epochs_record_any_array_as_the_stepwise_loop_samples_it(backen
     assert "sampled step by step" in sim.stepwise_reason and probed.values.shape[1] == 1
 
 
+def pointer_cells(ncell: int = 10):
+    """`ncell` cells of tests/mods' POINTER mechanisms, of two shapes (full and partial
+    blocks): each dendrite segment's axial current from its parent's v (axcur, AFTER
+    SOLVE and AFTER INITIAL) summed into the soma's AxSum, which reads the far end's v,
+    and a current from what a BEFORE STEP block sampled (bstep); an IClamp and a spike
+    detector each."""
+    from pathlib import Path
+
+    from portneuron.build import Cell, Network, Place
+    from portneuron.library import MechanismLibrary
+
+    net = Network(MechanismLibrary([Path(__file__).parent / "mods"]), v_init=-65.0)
+    for gid in range(ncell):
+        nseg = 3 + gid % 2
+        cell = Cell("axial")
+        s = cell.section("soma", L=20, diam=20)
+        cell.insert(s, "hh")
+        d = cell.section("dend", L=200 + 10 * gid, diam=1, nseg=nseg, parent=s, x=1.0)
+        cell.insert(d, "pas")
+        cell.insert(d, "axcur")
+        cell.insert(d, "bstep")
+        total = cell.point_process(s, 0.5, "AxSum")
+        cell.point_process(s, 0.5, "IClamp", **{"del": 1 + gid % 3, "dur": 19, "amp": 0.3})
+        cell.spike_detector(s, 0.5, -20.0)
+        net.add_cell(cell, gid)
+        where = [(s, 1.0)] + [(d, (k + 0.5) / nseg) for k in range(nseg)]
+        for (sec, x), (_, xd) in zip(where, where[1:]):
+            net.setpointer(Place(gid, d, xd, "axcur", "vparent"), Place(gid, sec, x))
+            net.setpointer(Place(gid, d, xd, "axcur", "total"),
+                           Place(gid, point=total, variable="sum"))  # fmt: skip
+        net.setpointer(Place(gid, point=total, variable="vremote"), Place(gid, d, 0.9))
+    return net.build()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pointers_and_before_after_blocks_in_compiled_epochs(backend):
+    """POINTERs to a node's v and to a point process's variable, AFTER SOLVE and BEFORE
+    STEP blocks (tests/test_engine_neuron.py: NEURON's bits): the IR driver gives the
+    stepwise loop's spikes, voltages, every variable and each AxSum's sum at every step,
+    bit for bit."""
+    tstop = 15.0 if backend == "llvm" else 3.0  # the interpreter: 3 ms
+    out = []
+    for epochs in (False, "ir"):
+        model = pointer_cells()
+        sim = Simulation(model, load_backend(backend), threads=1, compiled_epochs=epochs)
+        sums = model.mechanism_set("AxSum").data["sum"]
+        record = list(range(0, model.nodes.count, 2))
+        result = sim.run(tstop, record=record, probes=[(sums, i) for i in range(len(sums))])
+        out.append((sim, model, result))
+    assert_same(*out)
+    (_, _, stepwise), (_, _, driven) = out
+    np.testing.assert_array_equal(driven.values, stepwise.values)
+    assert np.ptp(stepwise.values) > 0 and (len(stepwise.spikes) >= 10 or tstop < 5)
+
+
 def test_a_sorted_space_by_cells_is_the_sort_of_them_all(monkeypatch):
     """Sorted.by_cells (a run of blocks at a time, where each cell's elements are one run)
     gives the perm and ranges of sorting every element at once: the ringtest's spaces, and

@@ -108,10 +108,15 @@ def check(model) -> None:
         _check_transfers(model)
     for mset in model.mechanisms:
         mech = mset.mechanism
-        if mech.pointers or any(k.name in BEFORE_AFTER for k in mech.kernels):
+        if mset.is_artificial and (
+            mech.pointers or any(k.name in BEFORE_AFTER for k in mech.kernels)
+        ):
             raise Unsupported(
-                f"{mset.name}: POINTERs and BEFORE/AFTER blocks need the stepwise loop"
+                f"{mset.name}: an artificial cell's POINTERs and BEFORE/AFTER blocks need the "
+                f"stepwise loop"
             )
+        if mech.pointers:
+            _check_pointers(model, mset)
         if mech.watch_flags:
             raise Unsupported(f"{mset.name}: WATCH conditions need the stepwise loop")
         if mech.diffusion:
@@ -125,6 +130,46 @@ def check(model) -> None:
         if arrays and not mset.is_artificial:
             raise Unsupported(
                 f"{mset.name}: array variables ({', '.join(arrays)}) need the stepwise loop"
+            )
+
+
+def _check_pointers(model, mset) -> None:
+    """A block takes its cells through a whole epoch before the next block starts, so an
+    instance's POINTER may reach only its own cell's values (a node's v, a mechanism's or
+    an ion's variable there), or a place outside the model that no other cell's
+    instances reach (hnn-core's dipole of the cell): Unsupported otherwise."""
+    first = model.nodes.first
+
+    def cell(nodes: np.ndarray) -> np.ndarray:
+        return np.searchsorted(first, nodes, side="right") - 1
+
+    mine = cell(mset.node_index)
+    for name, target in mset.pointers.items():
+        kind, _, rest = target.space.partition(":")
+        index = target.index.astype(np.int64)
+        if target.space == "node.v":
+            theirs = cell(index)
+        elif kind == "mech":
+            number, _, variable = rest.partition(":")
+            owner = model.mechanisms[int(number)]
+            length = max(next(v.length for v in owner.mechanism.variables if v.name == variable), 1)
+            theirs = cell(owner.node_index[index // length])
+        elif kind == "ion":
+            theirs = cell(model.ion(rest.partition(":")[0]).node_index[index])
+        else:  # outside: each place one cell's
+            order = np.lexsort((mine, index))
+            place, whose = index[order], mine[order]
+            shared = (place[1:] == place[:-1]) & (whose[1:] != whose[:-1])
+            if shared.any():
+                raise Unsupported(
+                    f"{mset.name}: POINTER {name} of two cells reaches one place outside the "
+                    f"model: the stepwise loop takes the cells a step at a time"
+                )
+            continue
+        if (theirs != mine).any():
+            raise Unsupported(
+                f"{mset.name}: POINTER {name} reaches another cell's values: the stepwise "
+                f"loop takes the cells a step at a time"
             )
 
 
@@ -279,6 +324,15 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
                 points_to = layout.place if p.name == "node.parent" else None
                 out[p.name] = laid_out(p.name, buffer, layout.place, points_to)
                 continue
+            if p.space.startswith("pointer:"):  # the target's array, where the plan has it
+                place = pointer_place(owner, p.space[8:])
+                if place is not None:
+                    buffer = storage(value, len(place))
+                    if buffer is None:
+                        raise Unsupported(f"{p.name}: not one value for each element it reaches")
+                    name = "node.v" if place is layout.place else p.name
+                    out[p.name] = laid_out(name, buffer, place)
+                continue
             if p.space == "instance" and owner in instances:
                 sorted_ = instances[owner]
             elif p.space.startswith("ion:"):
@@ -290,6 +344,8 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
             points_to = None
             if p.name in Interleaved.NODE_INDEX or p.name.endswith(".node_index"):
                 points_to = layout.place
+            elif p.name.startswith("pointer."):  # pointer.<name>.index: into its target
+                points_to = pointer_place(owner, p.name[8:].removesuffix(".index"))
             elif p.name.endswith(".index"):
                 points_to = ions[p.name.split(".")[1]].perm
             elif p.dtype != F64:
@@ -297,13 +353,42 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
             out[p.name] = laid_out(p.name, value, sorted_.perm, points_to)
         return out
 
+    def pointer_place(owner: int, name: str) -> np.ndarray | None:
+        """Where the plan puts the array a POINTER of set `owner` reaches (None: outside
+        the model, which stays as it is)."""
+        space = model.mechanisms[owner].pointers[name].space
+        kind, _, rest = space.partition(":")
+        if space == "node.v":
+            return layout.place
+        if kind == "ion":
+            return ions[rest.partition(":")[0]].perm
+        if kind == "mech":
+            number, _, variable = rest.partition(":")
+            if int(number) not in instances:
+                raise Unsupported(f"POINTER {name} reaches an artificial cell's {variable}")
+            variables = model.mechanisms[int(number)].mechanism.variables
+            if any(v.name == variable and v.length for v in variables):
+                raise Unsupported(f"POINTER {name} reaches an element of an array variable")
+            return instances[int(number)].perm
+        return None
+
     def phase(kernel: Kernel, args: dict, ranges: np.ndarray, owner: int = -1) -> Phase:
         if kernel.streams:
             raise Unsupported(f"kernel {kernel.name} emits events during the step")
         return Phase(kernel, sorted_args(kernel, args, owner), ranges)
 
     node_ranges = layout.base
+
+    def before_after(name: str) -> list[Phase]:
+        """The sets' BEFORE or AFTER blocks of one kind, set by set (NEURON's nrn_ba)."""
+        return [
+            phase(m.ir[name], m.args, instances[m.index].ranges, m.index)
+            for m in real
+            if m.has(name)
+        ]
+
     first: list[Phase] = [phase(ir["clear_matrix"], sim.cable_args, node_ranges)]
+    first += before_after("before_breakpoint")
     for ion, args, _, _ in sim.ion_kernels:
         kernel = ir[f"ion_reset_{ion.name}"]
         first.append(phase(kernel, args, ions[ion.name].ranges))
@@ -328,6 +413,7 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
         for m in real
         if m.has("state")
     ]
+    second += before_after("after_solve") + before_after("before_step")
     receive, receive_sets = [], []
     for m in real:
         if m.has("net_receive"):
@@ -361,5 +447,22 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
         scratch=list(scratch.values()),
         spaces=list(spaces.values()),
     )
+    if len(model.outside):
+        result.outside, result.outside_block = model.outside, outside_blocks(model, layout)
     result.set_record(np.zeros(0, dtype=np.int64))
     return result
+
+
+def outside_blocks(model, layout: Interleaved) -> np.ndarray:
+    """The block of the cell whose POINTERs reach each of the model's values outside the
+    cells (check: one cell each), -1 where none does."""
+    block_of_cell = np.full(model.ncell, -1, dtype=np.int64)
+    slots = np.flatnonzero(layout.cells >= 0)
+    block_of_cell[layout.cells[slots]] = slots // layout.width
+    out = np.full(len(model.outside), -1, dtype=np.int64)
+    for mset in model.mechanisms:
+        for target in mset.pointers.values():
+            if target.space == "outside" and mset.count:
+                cells = np.searchsorted(model.nodes.first, mset.node_index, side="right") - 1
+                out[target.index] = block_of_cell[cells]
+    return out

@@ -604,6 +604,10 @@ class EpochPlan:
     spaces: list[Sorted] = field(default_factory=list)
     #: the recorded values of other arrays than v, their columns after the voltages'
     values: list[Values] = field(default_factory=list)
+    #: the model's values outside the cells that POINTERs reach (Model.outside), which
+    #: stay in place, and the block of the cell whose POINTERs reach each (-1: none)
+    outside: np.ndarray | None = None
+    outside_block: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def lay_out(self) -> None:
         """The model's arrays into the layout, in place: from here to `restore` the state
@@ -696,12 +700,25 @@ class EpochPlan:
         self.record_column = order.astype(np.int32)
         self.values = list(values)
 
+    def _outside_values(self, index: np.ndarray, column: np.ndarray) -> Values:
+        """Values outside the cells, each recorded by the block whose cell's POINTERs
+        reach it (block 0 where none does: nothing changes it)."""
+        blocks = np.maximum(self.outside_block[index], 0)
+        order = np.argsort(blocks, kind="stable")
+        start = np.searchsorted(blocks[order], np.arange(self.layout.nblocks + 1))
+        return Values(
+            self.outside, start, index[order].astype(np.int32), column.astype(np.int32)[order]
+        )
+
     def recorded_values(self, probes, first: int) -> list[Values]:
         """Where `probes` ((model array, element) pairs) are from `lay_out` to `restore`,
         an array at a time, into columns `first`, `first + 1`, ...; LookupError where
         one is not an array of values the plan lays out."""
         out = []
         for array, index, column in probe_groups(probes):
+            if self.outside is not None and array is self.outside:
+                out.append(self._outside_values(index, first + column))
+                continue
             item = self._permuted(array)
             if item is None or item.points_to is not None or item.array.dtype != np.float64:
                 raise LookupError("not an array of values the plan lays out")
