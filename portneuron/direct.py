@@ -123,7 +123,8 @@ def run(
     reports: Sequence[Any] = (),
     outdir: str | Path = ".",
 ) -> DirectResult:
-    """Run NEURON's current model in portneuron from t = 0 to `tstop` [ms].
+    """Run NEURON's current model in portneuron from t = 0 to `tstop` [ms]: `load` it,
+    then `DirectModel.run` it once.
 
     The run starts from NEURON's node voltages, as after `h.finitialize(v_init)`; given
     `v_init`, this calls `h.finitialize(v_init)` first. `record` lists segments
@@ -147,6 +148,32 @@ def run(
     the model at a double of NEURON's (a Vector's element): portneuron then keeps one value
     per place, starting from NEURON's, and does not write it back.
     """
+    keys = [_probe_key(entry) for entry in record_values]
+    model = load(
+        backend, dt, mechanisms, v_init,
+        fast_imem=any(map(_is_membrane_current, keys)) or fast_imem(list(reports)),
+        section_types=any(spec.target in TYPE_TARGETS for spec in reports),
+    )  # fmt: skip
+    return model.run(tstop, record, record_values, reports, outdir)
+
+
+def _is_membrane_current(key: tuple) -> bool:
+    return key[2:] in {(None, name) for name in MEMBRANE_CURRENT}
+
+
+def load(
+    backend: str | None = None,
+    dt: float | None = None,
+    mechanisms: Iterable[str | Path] = (),
+    v_init: float | None = None,
+    fast_imem: bool = False,
+    section_types: bool = False,
+) -> DirectModel:
+    """NEURON's current model, handed over and compiled once, to run as many times as
+    wanted (`DirectModel.run`), its parameters changed between runs (`DirectModel.set`):
+    a fitting loop's thousands of short runs pay for NEURON's hand-over and the JIT once.
+    Arguments as `run`'s; `fast_imem`: the runs compute i_membrane_ (also where NEURON's
+    cvode.use_fast_imem is on); `section_types`: reports may target axon, dend, apic."""
     from neuron import h
 
     from portneuron.backends import best_backend, load_backend
@@ -191,65 +218,106 @@ def run(
         _point_outside(model, places, [node_of(seg) for seg in markers])
     if any(m.mechanism.diffusion and m.count for m in model.mechanisms):
         model.sections = _sections(h, pc, model, groups)
-    if any(spec.target in TYPE_TARGETS for spec in reports):
+    if section_types:
         model.section_types = _section_types(h, pc, model, groups)
-    nodes = [node_of(seg) for seg in record]
-    keys = [_probe_key(entry) for entry in record_values]
-    membrane = [key[2:] in {(None, name) for name in MEMBRANE_CURRENT} for key in keys]
     sim = Simulation(
         model, load_backend(backend or best_backend()), dt=h.dt if dt is None else dt,
-        ranks=ranks, fast_imem=bool(h.CVode().use_fast_imem()) or any(membrane)
-        or fast_imem(list(reports)),
+        ranks=ranks, fast_imem=fast_imem or bool(h.CVode().use_fast_imem()),
     )  # fmt: skip
-    place_index = {address: k for k, address in enumerate(places)}
-    probes = []
-    membrane_keys = {key for key, is_it in zip(keys, membrane) if is_it}
-    for key, entry in zip(keys, record_values):
-        if key[0] == "outside":
-            if key[1] not in place_index:
-                raise PortneuronError(f"record_values: no POINTER of the model points at {entry!r}")
-            probes.append((model.outside, place_index[key[1]]))
-            continue
-        seg, m, var = entry
-        if key in membrane_keys:
-            probes.append((sim.i_membrane, node_of(seg)))
-            continue
-        try:
-            probes.append(locate(model, node_of(seg), m, var, seg))
-        except KeyError as exc:
-            raise PortneuronError(f"record_values: {exc.args[0]}") from None
-    recording: dict = {"record": nodes, "probes": probes}
-    written = None
-    if reports:
-        if nodes or probes:
-            raise PortneuronError(
-                "direct.run: give reports or record and record_values, not both (a report's "
-                "rows go to its file as the run goes)"
-            )
-        from portneuron.reports import Reports
+    return DirectModel(sim, node_of, {address: k for k, address in enumerate(places)})
 
-        for spec in reports:
-            spec.check()
-        Path(outdir).mkdir(parents=True, exist_ok=True)
-        written = Reports(sim, list(reports), Path(outdir), ranks)
-        recording = written.recording()
-    start = time.perf_counter()
-    try:
-        result = sim.run(tstop, **recording)
-    except BaseException:
+
+class DirectModel:
+    """A model `load` handed over from NEURON and compiled: `run` it from t = 0 as often
+    as wanted, each run from NEURON's voltages at the hand-over (or `v_init`) through the
+    INITIAL blocks, as NEURON's finitialize; `set` a parameter between runs. Values
+    outside the model that POINTERs reach go on from where the last run left them, as
+    NEURON's Vector elements would."""
+
+    def __init__(self, sim, node_of, places: dict[int, int]) -> None:
+        self.sim, self.model, self.node_of, self.places = sim, sim.model, node_of, places
+        self.v0 = self.model.nodes.v.copy()  # NEURON's, at the hand-over
+
+    def set(self, segment, mechanism: str, variable: str, value: float) -> None:
+        """`variable` of `mechanism` (or of an ion, "ca_ion") at `segment` to `value`, for
+        the runs after this: a PARAMETER (`(soma(0.5), "hh", "gnabar", 0.1)`), a point
+        process's by its segment."""
+        try:
+            array, index = locate(self.model, self.node_of(segment), mechanism, variable, segment)
+        except KeyError as exc:
+            raise PortneuronError(f"DirectModel.set: {exc.args[0]}") from None
+        array[index] = value
+
+    def run(
+        self,
+        tstop: float,
+        record: Sequence[Any] = (),
+        record_values: Sequence[Any] = (),
+        reports: Sequence[Any] = (),
+        outdir: str | Path = ".",
+        v_init: float | None = None,
+    ) -> DirectResult:
+        """From t = 0 to `tstop` [ms], from `v_init` where given, else from NEURON's
+        voltages at the hand-over; `record`, `record_values`, `reports` and `outdir` as
+        portneuron.direct.run's."""
+        sim, model, node_of = self.sim, self.model, self.node_of
+        nodes = [node_of(seg) for seg in record]
+        keys = [_probe_key(entry) for entry in record_values]
+        probes = []
+        for key, entry in zip(keys, record_values):
+            if key[0] == "outside":
+                if key[1] not in self.places:
+                    raise PortneuronError(
+                        f"record_values: no POINTER of the model points at {entry!r}"
+                    )
+                probes.append((model.outside, self.places[key[1]]))
+                continue
+            seg, m, var = entry
+            if _is_membrane_current(key):
+                if not sim.fast_imem:
+                    raise PortneuronError(
+                        f"record_values: {var} is not computed in this model; load it with "
+                        f"fast_imem=True"
+                    )
+                probes.append((sim.i_membrane, node_of(seg)))
+                continue
+            try:
+                probes.append(locate(model, node_of(seg), m, var, seg))
+            except KeyError as exc:
+                raise PortneuronError(f"record_values: {exc.args[0]}") from None
+        recording: dict = {"record": nodes, "probes": probes}
+        written = None
+        if reports:
+            if nodes or probes:
+                raise PortneuronError(
+                    "direct.run: give reports or record and record_values, not both (a "
+                    "report's rows go to its file as the run goes)"
+                )
+            from portneuron.reports import Reports
+
+            for spec in reports:
+                spec.check()
+            Path(outdir).mkdir(parents=True, exist_ok=True)
+            written = Reports(sim, list(reports), Path(outdir), sim.ranks)
+            recording = written.recording()
+        model.nodes.v[...] = self.v0
+        start = time.perf_counter()
+        try:
+            result = sim.run(tstop, v_init=v_init, **recording)
+        except BaseException:
+            if written is not None:
+                written.abort()  # a run that stopped leaves no report
+            raise
         if written is not None:
-            written.abort()  # a run that stopped leaves no report
-        raise
-    if written is not None:
-        written.close()
-    simulate_s = time.perf_counter() - start
-    traces = [result.v[:, k].copy() for k in range(len(nodes))]
-    values = [result.values[:, k].copy() for k in range(len(probes))]
-    spikes = sorted(s for part in ranks.allgather(result.spikes) for s in part)
-    return DirectResult(
-        spikes, result.t, traces, list(record), model, node_of, keys, values, simulate_s,
-        sim.stepwise_reason,
-    )  # fmt: skip
+            written.close()
+        simulate_s = time.perf_counter() - start
+        traces = [result.v[:, k].copy() for k in range(len(nodes))]
+        values = [result.values[:, k].copy() for k in range(len(probes))]
+        spikes = sorted(s for part in sim.ranks.allgather(result.spikes) for s in part)
+        return DirectResult(
+            spikes, result.t, traces, list(record), model, node_of, keys, values, simulate_s,
+            sim.stepwise_reason,
+        )  # fmt: skip
 
 
 def _ranks(pc) -> Ranks:

@@ -224,6 +224,7 @@ def test_epoch_driver_compiles_to_ptx(synapse, tmp_path):
     queue (Serial)."""
     numpy = load_backend("numpy")
     numpy.epoch_width = 32  # cuda's blocks, planned without a device
+    numpy.device_kind = "gpu"  # as a device's: 32 cells a block, however few cells there are
     sim = Simulation(synapse_network(synapse).build(), numpy, compiled_epochs="ir")
     source = kernel_source(driver.epoch_driver(epoch.plan(sim, 32)), "pn_epoch", 256)
     ptx = entries(nvcc_ptx(source, tmp_path))

@@ -149,6 +149,35 @@ def test_direct_mode_records_i_membrane_as_neuron_does(backend, drive):
     del built
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_loaded_model_reruns_with_new_parameters_as_neuron(backend):
+    """The fitting loop: a cell handed over once (direct.load), run five times with hh's
+    sodium conductance set anew each time (DirectModel.set) and the IClamp's amplitude:
+    each run NEURON's run with those values, voltages and spikes bit for bit, on one
+    compiled program (nothing handed over or compiled again); a variable the model
+    lacks is one line."""
+
+    built = neuron_cells.ball_and_sticks("iclamp")
+    soma = built.segments[0]
+    stim = next(k for k in built.keep if k.hname().startswith("IClamp"))
+    loaded = portneuron.direct.load(backend=backend, v_init=-65.0)
+    runs = []
+    for k, gnabar in enumerate((0.12, 0.08, 0.2, 0.12, 0.15)):
+        soma.hh.gnabar, stim.amp = gnabar, 0.2 + 0.05 * k
+        expected = neuron_cells.run_neuron(built, 20.0)
+        loaded.set(soma, "hh", "gnabar", gnabar)
+        loaded.set(soma, "IClamp", "amp", 0.2 + 0.05 * k)
+        got = loaded.run(20.0, record=built.segments, v_init=-65.0)
+        np.testing.assert_array_equal(np.array(got.traces).T, expected)
+        runs.append((got.spikes, loaded.sim._program))
+    assert len({len(spikes) for spikes, _ in runs}) > 1  # the parameters changed the runs
+    if backend != "numpy":
+        assert all(program is runs[0][1] for _, program in runs)
+    with pytest.raises(portneuron.direct.PortneuronError, match="DirectModel.set: no hh q"):
+        loaded.set(soma, "hh", "q", 1.0)
+    del built
+
+
 def test_rallpack1_matches_the_analytic_cable():
     """Relative RMS error (of the depolarisation) below 0.1 % at both ends of the cable."""
     built = neuron_cells.rallpack1(nseg=30)

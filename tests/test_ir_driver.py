@@ -176,11 +176,11 @@ def test_the_matrix_is_each_blocks_scratch():
 
 
 def test_a_simulation_whose_model_was_laid_out_again_says_so():
-    model = build_ringtest(1, 8, (2, 3), (1, 1))
-    first = Simulation(model, load_backend("numpy"), compiled_epochs="ir")
-    wide = load_backend("numpy")
-    wide.epoch_width = 32
-    Simulation(model, wide, compiled_epochs="ir")  # other blocks: the node arrays move
+    model = build_ringtest(1, 5, (2, 6), (1, 3))  # 5 cells in a block of 8: padding
+    narrow = load_backend("numpy")
+    narrow.epoch_width = 1
+    first = Simulation(model, narrow, compiled_epochs="ir")
+    Simulation(model, load_backend("numpy"), compiled_epochs="ir")  # the node arrays move
     with pytest.raises(PortneuronError, match="node arrays were replaced"):
         first.run(1.0)
 
@@ -300,6 +300,21 @@ def test_pointers_and_before_after_blocks_in_compiled_epochs(backend):
     (_, _, stepwise), (_, _, driven) = out
     np.testing.assert_array_equal(driven.values, stepwise.values)
     assert np.ptp(stepwise.values) > 0 and (len(stepwise.spikes) >= 10 or tstop < 5)
+
+
+@pytest.mark.parametrize(("ncell", "width"), [(1, 1), (3, 4)])
+def test_fewer_cells_than_a_block_take_narrower_blocks(ncell, width):
+    """A lone cell is a block of one, three cells a block of four (no masked lanes for
+    slots no cell fills), and llvm's compiled epochs are the stepwise loop's bit for bit."""
+    if "llvm" not in BACKENDS:
+        pytest.skip("llvm cannot run here")
+    out = []
+    for epochs in (False, True):
+        model = pointer_cells(ncell)
+        sim = Simulation(model, load_backend("llvm"), threads=1, compiled_epochs=epochs)
+        out.append((sim, model, sim.run(20.0, record=list(range(model.nodes.count)))))
+    assert out[1][0].layout.width == width and len(out[0][2].spikes) >= ncell
+    assert_same(*out)
 
 
 def test_a_sorted_space_by_cells_is_the_sort_of_them_all(monkeypatch):

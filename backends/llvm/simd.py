@@ -1,7 +1,8 @@
 """SIMD lowering: a kernel's lanes, or a parallel loop's iterations, as vector elements.
 
 Two things run as vectors. A kernel whose lanes cannot see each other's writes
-(`independent_lanes`) runs `KERNEL_LANES` lanes at a time, the remainder one by one. An
+(`independent_lanes`) runs `KERNEL_LANES` lanes at a time, the remainder as one vector
+under a mask (`lower_tail`). An
 IR `Loop(parallel=True)`, which promises independent iterations, with a constant trip
 count of at most `MAX_LANES`, has its body lowered once with one element per iteration.
 LLVM splits the vectors into the host's registers (AVX2: 4 doubles, AVX-512: 8).
@@ -335,6 +336,18 @@ def lower_lanes(lowering: Lowering, analysis: _Analysis, lane: ir.Value) -> None
             _lower_body(lowering, analysis, lane)
 
 
+def lower_tail(lowering: Lowering, analysis: _Analysis, lane: ir.Value, left: ir.Value) -> None:
+    """The kernel's body for the `left` (1 .. KERNEL_LANES - 1) lanes from `lane` on, the
+    last of a call's: one vector under a mask of them (nothing read or written for the
+    elements past them), in place of as many lanes one by one."""
+    b, n = lowering.b, KERNEL_LANES
+    iota = ir.Constant(ir.VectorType(I32_T, n), list(range(n)))
+    vector = _Vector(lowering, analysis, n)
+    vector.lane = lane
+    with vector.masked(b.icmp_signed("<", iota, splat(b, left, n))):
+        vector.block(lowering.kernel.body)
+
+
 def splat(b: ir.IRBuilder, x: ir.Value, n: int) -> ir.Value:
     """A vector of n copies of the scalar x."""
     undef = ir.Constant(ir.VectorType(x.type, n), ir.Undefined)
@@ -619,8 +632,8 @@ class _Vector:
         if index_kind == AFFINE:
             address = lw.address(array, i, dtype)
             x = self.widen(value_kind, x)
-            if add:
-                old = b.load(address, typ=x.type, align=alignment(dtype))
+            if add:  # the elements under the mask only (those past a call's last lane too)
+                old = self.load(array, dtype, AFFINE, i)
                 x = b.fadd(old, x) if dtype == F64 else b.add(old, x)
             self.masked_store(x, address, dtype)
             return

@@ -264,7 +264,7 @@ def ion_reset(ion: str, nernst: bool = False) -> Kernel:
     if nernst:
         advance = kb.array(f"ion.{ion}.eadvance", F64, f"ion:{ion}")
         with kb.if_(b.ne(advance[kb.lane], 0.0)):
-            kb.store(f"ion.{ion}.e{ion}", kb.lane, nernst_potential(kb, ion))
+            store_nernst_potential(kb, ion)
     return kb.build()
 
 
@@ -282,21 +282,25 @@ def ion_init(ion: str, concentrations: bool = True) -> Kernel:
             kb.store(f"ion.{ion}.{ion}o", kb.lane, kb.scalar("conc_outside0"))
     einit = kb.array(f"ion.{ion}.einit", F64, f"ion:{ion}")
     with kb.if_(b.ne(einit[kb.lane], 0.0)):
-        kb.store(f"ion.{ion}.e{ion}", kb.lane, nernst_potential(kb, ion))
+        store_nernst_potential(kb, ion)
     return kb.build()
 
 
-def nernst_potential(kb: KernelBuilder, ion: str):
-    """NEURON's nrn_nernst: ktf/z * log(co/ci), with its guards for empty compartments.
-    `ktf_over_z` [mV] is 1000 R (celsius + 273.15) / F / z, 0 for an uncharged ion."""
+def store_nernst_potential(kb: KernelBuilder, ion: str) -> None:
+    """NEURON's nrn_nernst into e<ion>: ktf/z * log(co/ci), with its guards for empty
+    compartments, which a lane takes only where one holds (a select of a constant in
+    every lane costs more than the logarithm on some CPUs). `ktf_over_z` [mV] is 1000 R
+    (celsius + 273.15) / F / z, 0 for an uncharged ion."""
     ci = kb.array(f"ion.{ion}.{ion}i", F64, f"ion:{ion}")[kb.lane]
     co = kb.array(f"ion.{ion}.{ion}o", F64, f"ion:{ion}")[kb.lane]
     kb.array(f"ion.{ion}.e{ion}", F64, f"ion:{ion}")
     ktf_z = kb.scalar("ktf_over_z")
-    value = b.mul(ktf_z, b.call("log", b.div(co, ci)))
-    value = b.select(b.le(co, 0.0), -1e6, value)
-    value = b.select(b.le(ci, 0.0), 1e6, value)
-    return b.select(b.eq(ktf_z, 0.0), 0.0, value)
+    value = kb.assign("nernst", b.mul(ktf_z, b.call("log", b.div(co, ci))))
+    kb.store(f"ion.{ion}.e{ion}", kb.lane, value)
+    with kb.if_(b.or_(b.or_(b.le(co, 0.0), b.le(ci, 0.0)), b.eq(ktf_z, 0.0))):
+        guarded = b.select(b.le(co, 0.0), -1e6, value)
+        guarded = b.select(b.le(ci, 0.0), 1e6, guarded)
+        kb.store(f"ion.{ion}.e{ion}", kb.lane, b.select(b.eq(ktf_z, 0.0), 0.0, guarded))
 
 
 def second_order_current(ion: str) -> Kernel:

@@ -206,6 +206,16 @@ def _check_transfers(model) -> None:
                 )
 
 
+def block_width(model, backend) -> int:
+    """Cells a block: the backend's; on a CPU, for a model of fewer cells, the least power
+    of two that holds them (a lone cell: 1), so that the Hines and axial walks, which take
+    a block's cells as SIMD lanes, do not work masked lanes for cells that are not there."""
+    widest = backend.epoch_width
+    if backend.device_kind != "cpu" or model.ncell >= widest:
+        return widest
+    return 1 << max(model.ncell - 1, 0).bit_length()
+
+
 def layout(model, width: int = BLOCK_WIDTH) -> Interleaved:
     """The interleaved layout of the model's cells, `width` a block."""
     cell_first = model.nodes.first.astype(np.int64)

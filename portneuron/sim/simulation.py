@@ -217,7 +217,7 @@ class Simulation:
             epoch.check(self.model)
         except epoch.Unsupported:
             return None  # the plan says why
-        layout = epoch.layout(self.model, self.backend.epoch_width)
+        layout = epoch.layout(self.model, epoch.block_width(self.model, self.backend))
         epoch.pad_nodes(self.model, layout)
         give_back()  # the layout's temporaries and the node arrays before their padding
         return layout
@@ -838,7 +838,7 @@ class Simulation:
             from . import epoch
 
             try:
-                plan = epoch.plan(self, self.backend.epoch_width)
+                plan = epoch.plan(self, epoch.block_width(self.model, self.backend))
             except epoch.Unsupported as why:
                 self.stepwise_reason = str(why)
                 self.compiled_epochs = False
