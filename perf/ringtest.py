@@ -243,7 +243,7 @@ def write_results_md() -> None:
     latest: dict[str, list[dict]] = {}
     kinds: dict[str, list[dict]] = {
         "gpu": [], "hnn": [], "mpi": [], "imbalance": [], "exchange": [], "startup": [],
-        "gap": [], "gap-placement": [], "scale": [], "report": [],
+        "gap": [], "gap-placement": [], "scale": [], "report": [], "cells": [],
     }  # fmt: skip
     gpu, hnn, mpi = kinds["gpu"], kinds["hnn"], kinds["mpi"]  # their latest runs
     for line in (HERE / "results.jsonl").read_text().splitlines():
@@ -288,6 +288,8 @@ def write_results_md() -> None:
                 f"{r.get('vs_coreneuron', '')} | {r.get('vs_arbor', '')} | "
                 f"{_mib(r.get('peak_rss_mib', ''))} |\n"
             )
+    if kinds["cells"]:
+        parts.append(cells_section(kinds["cells"]))
     if hnn:
         parts.append(hnn_section(hnn))
     if mpi:
@@ -315,6 +317,32 @@ def write_results_md() -> None:
 def _mib(value) -> str:
     """A MiB figure to 0.01 (medians of two runs are half-MiB sums in binary)."""
     return f"{value:.2f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+
+
+def cells_section(runs: list[dict]) -> str:
+    """The latest perf/cells.py run as a table."""
+    r0 = runs[0]
+    text = (
+        "\n## Real cells: hnn-core's layer 5 pyramidal cell alone, IClamp 0.5 nA, dt 0.025 "
+        f"(perf/cells.py)\n\n{r0['when']}, commit {r0['commit']}, {r0['machine']}, "
+        f"{r0['runs']} rounds. Built by hnn-core in NEURON; portneuron's whole call hands it "
+        "over and compiles it (from the cache) in direct mode, once for all the runs of a "
+        "case (portneuron.direct.load). x NEURON: time over NEURON's (below 1: faster). "
+        "Same bits: the soma's voltage trace is NEURON's in every run. No CoreNEURON row: "
+        "NEURON's writer cannot hand it the dipole's POINTERs into a Vector.\n\n"
+        "| case | engine | compartments | runs x ms | spikes | same bits | simulate s "
+        "| whole call s | x NEURON (whole call) | x NEURON (simulate) | ns/compartment-step "
+        "| peak RSS MiB |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+        "| --- |\n"
+    )
+    for r in runs:
+        text += (
+            f"| {r['case']} | {r['engine']} | {r['compartments']:,} | {r['runs_per_call']} x "
+            f"{r['tstop']:g} | {r['spikes']} | {r['same_bits']} | {r['simulate_s']:.3f} | "
+            f"{r['total_s']:.3f} | {r['vs_neuron_total']} | {r['vs_neuron_simulate']} | "
+            f"{r['ns_per_compartment_step']} | {_mib(r['peak_rss_mib'])} |\n"
+        )
+    return text
 
 
 def hnn_section(runs: list[dict]) -> str:

@@ -1,0 +1,153 @@
+"""Real cells: hnn-core's layer 5 pyramidal cell alone, NEURON against portneuron, in one run.
+
+hnn-core (PyPI, tests/pypi.py) builds the cell in NEURON (its 9 channel mechanisms, its
+dipole's POINTERs, 55 compartments) with an IClamp of 0.5 nA at the soma from 10 ms:
+
+- `cell`: one run of 1 s;
+- `large`: the same cell with every section's nseg 21 times (1,155 compartments), 200 ms;
+- `fit`: the fitting loop, `--fit-runs` runs of 100 ms, the soma's sodium conductance
+  changed before each: NEURON finitializes and runs again; portneuron hands the cell over
+  and compiles it once (portneuron.direct.load) and runs it again (DirectModel.set, run).
+
+Each engine runs in a process of its own (peak RSS is its own), the rounds interleaved.
+portneuron's time is the whole call (NEURON's hand-over, the front end and the JIT from
+the cache included) and, apart, the simulation alone; NEURON's is its run. Every run
+checks that the soma's voltage trace is NEURON's, bit for bit (a digest of it). No
+CoreNEURON row: NEURON's writer cannot hand CoreNEURON the dipole's POINTERs into a
+Vector. Results go to perf/results.jsonl (kind "cells") and RESULTS.md.
+
+    python perf/cells.py                          # cell, large, fit (100 runs); 2 rounds
+    python perf/cells.py --cases cell --rounds 3 --fit-runs 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ringtest import ROOT, append_results, measured, median_of
+
+sys.path.insert(0, str(ROOT / "tests"))
+import hnn_network  # noqa: E402
+from pypi import download  # noqa: E402
+
+CASES = {"cell": (1000.0, 1), "large": (200.0, 21), "fit": (100.0, 1)}  # tstop, nseg x
+
+
+def worker(hnn: Path, case: str, engine: str, fit_runs: int) -> dict:
+    """One engine's run of one case, in this process (NEURON builds the cell here)."""
+    import numpy as np
+
+    sys.path.insert(0, str(hnn))
+    import neuron
+
+    mods = hnn / "hnn_core" / "mod"
+    neuron.load_mechanisms(str(mods))
+    from hnn_core.cells_default import pyramidal
+    from neuron import h
+
+    h.load_file("stdrun.hoc")
+    tstop, more = CASES[case]
+    cell = pyramidal(cell_name="L5_pyramidal", gid=0)
+    for section in cell.sections.values():  # before NEURON builds it (and sets POINTERs)
+        section.nseg *= more
+    cell.build(sec_name_apical="apical_trunk")
+    soma = cell._nrn_sections["soma"](0.5)
+    stim = h.IClamp(soma)
+    stim.delay, stim.dur, stim.amp = 10.0, 1e9, 0.5
+    pc = h.ParallelContext()
+    pc.set_gid2node(0, pc.id())
+    detector = h.NetCon(soma._ref_v, None, sec=soma.sec)
+    pc.cell(0, detector)
+    h.dt, h.celsius = 0.025, 37.0
+    gnabar = np.linspace(0.12, 0.3, fit_runs) if case == "fit" else [soma.hh2.gnabar]
+    digest, spikes, simulate = hashlib.sha256(), 0, 0.0
+    start = time.perf_counter()
+    if engine == "neuron":
+        v = h.Vector().record(soma._ref_v)
+        for g in gnabar:
+            soma.hh2.gnabar = g
+            h.finitialize(-65.0)
+            while h.t < tstop - h.dt / 2:
+                h.fadvance()
+            trace = np.array(v.to_python())
+            digest.update(trace.tobytes())
+            spikes += int((np.diff((trace > 0).astype(int)) == 1).sum())
+        simulate = time.perf_counter() - start
+    else:
+        import portneuron.direct
+
+        loaded = portneuron.direct.load(backend=engine, mechanisms=[mods], v_init=-65.0)
+        for g in gnabar:
+            loaded.set(soma, "hh2", "gnabar", g)
+            result = loaded.run(tstop, record=[soma], v_init=-65.0)
+            digest.update(result.traces[0].tobytes())
+            spikes += int((np.diff((result.traces[0] > 0).astype(int)) == 1).sum())
+            simulate += result.simulate_s
+    total = time.perf_counter() - start
+    return {"case": case, "engine": engine, "compartments": sum(s.nseg for s in h.allsec()),
+            "tstop": tstop, "runs_per_call": len(gnabar), "simulate_s": simulate,
+            "total_s": total, "spikes": spikes, "digest": digest.hexdigest()[:16]}  # fmt: skip
+
+
+def engine_run(hnn: Path, case: str, engine: str, fit_runs: int) -> dict:
+    stdout, rss = measured([sys.executable, __file__, "--worker", str(hnn), case, engine,
+                            str(fit_runs)])  # fmt: skip
+    return {**json.loads(stdout.strip().splitlines()[-1]), "peak_rss_mib": rss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--fit-runs", type=int, default=100)
+    parser.add_argument("--backend", default="llvm")
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        hnn, case, engine, runs = args.worker
+        print(json.dumps(worker(Path(hnn), case, engine, int(runs))))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = download("hnn-core", Path(tmp) / "sdist")
+        if isinstance(archive, str):
+            sys.exit(f"perf/cells.py: pip cannot download hnn-core: {archive}")
+        hnn = hnn_network.unpack(archive, Path(tmp) / "src")
+        if isinstance(hnn, str):
+            sys.exit(f"perf/cells.py: {hnn}")
+        engine_run(hnn, "cell", args.backend, 1)  # the kernels into the cache
+        rounds: dict[tuple[str, str], list[dict]] = {}
+        for k in range(args.rounds):  # interleaved: every engine once per round
+            for case in args.cases:
+                for engine in ("neuron", args.backend):
+                    got = engine_run(hnn, case, engine, args.fit_runs)
+                    rounds.setdefault((case, engine), []).append(got)
+                    print(f"round {k + 1}: {case} {engine} done", file=sys.stderr)
+    results = []
+    for case in args.cases:
+        neuron = median_of(rounds[case, "neuron"])
+        for engine in ("neuron", args.backend):
+            runs = rounds[case, engine]
+            r = median_of(runs)
+            r["total_s"] = sorted(x["total_s"] for x in runs)[len(runs) // 2]
+            r["same_bits"] = all(x["digest"] == runs[0]["digest"] for x in runs) and (
+                runs[0]["digest"] == rounds[case, "neuron"][0]["digest"]
+            )
+            steps = round(r["tstop"] / 0.025) * r["runs_per_call"]
+            r["ns_per_compartment_step"] = round(
+                r["simulate_s"] * 1e9 / (r["compartments"] * steps), 2
+            )
+            r["vs_neuron_total"] = round(r["total_s"] / neuron["simulate_s"], 3)
+            r["vs_neuron_simulate"] = round(r["simulate_s"] / neuron["simulate_s"], 3)
+            r["engine"] = engine if engine == "neuron" else f"portneuron {engine}"
+            results.append({"kind": "cells", **r})
+    append_results(results)
+
+
+if __name__ == "__main__":
+    main()
