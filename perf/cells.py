@@ -82,7 +82,7 @@ def worker(hnn: Path, case: str, engine: str, fit_runs: int) -> dict:
     else:
         import portneuron.direct
 
-        loaded = portneuron.direct.load(backend=engine, mechanisms=[mods], v_init=-65.0)
+        loaded = portneuron.direct.load(backend=engine, mechanisms=[mods], v_init=-65.0, threads=1)
         for g in gnabar:
             loaded.set(soma, "hh2", "gnabar", g)
             result = loaded.run(tstop, record=[soma], v_init=-65.0)

@@ -122,9 +122,10 @@ def run(
     record_values: Sequence[Any] = (),
     reports: Sequence[Any] = (),
     outdir: str | Path = ".",
+    threads: int | None = None,
 ) -> DirectResult:
     """Run NEURON's current model in portneuron from t = 0 to `tstop` [ms]: `load` it,
-    then `DirectModel.run` it once.
+    then `DirectModel.run` it once. `threads`: the compiled epochs' (default: a core each).
 
     The run starts from NEURON's node voltages, as after `h.finitialize(v_init)`; given
     `v_init`, this calls `h.finitialize(v_init)` first. `record` lists segments
@@ -152,7 +153,7 @@ def run(
     model = load(
         backend, dt, mechanisms, v_init,
         fast_imem=any(map(_is_membrane_current, keys)) or fast_imem(list(reports)),
-        section_types=any(spec.target in TYPE_TARGETS for spec in reports),
+        section_types=any(spec.target in TYPE_TARGETS for spec in reports), threads=threads,
     )  # fmt: skip
     return model.run(tstop, record, record_values, reports, outdir)
 
@@ -168,12 +169,14 @@ def load(
     v_init: float | None = None,
     fast_imem: bool = False,
     section_types: bool = False,
+    threads: int | None = None,
 ) -> DirectModel:
     """NEURON's current model, handed over and compiled once, to run as many times as
     wanted (`DirectModel.run`), its parameters changed between runs (`DirectModel.set`):
     a fitting loop's thousands of short runs pay for NEURON's hand-over and the JIT once.
     Arguments as `run`'s; `fast_imem`: the runs compute i_membrane_ (also where NEURON's
-    cvode.use_fast_imem is on); `section_types`: reports may target axon, dend, apic."""
+    cvode.use_fast_imem is on); `section_types`: reports may target axon, dend, apic;
+    `threads`: the compiled epochs' (default: a core each)."""
     from neuron import h
 
     from portneuron.backends import best_backend, load_backend
@@ -222,7 +225,7 @@ def load(
         model.section_types = _section_types(h, pc, model, groups)
     sim = Simulation(
         model, load_backend(backend or best_backend()), dt=h.dt if dt is None else dt,
-        ranks=ranks, fast_imem=fast_imem or bool(h.CVode().use_fast_imem()),
+        ranks=ranks, fast_imem=fast_imem or bool(h.CVode().use_fast_imem()), threads=threads,
     )  # fmt: skip
     return DirectModel(sim, node_of, {address: k for k, address in enumerate(places)})
 

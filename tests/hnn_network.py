@@ -103,7 +103,7 @@ def main() -> None:
             t0 = time.perf_counter()
             result = portneuron.direct.run(
                 tstop, record=somas, backend=engine, mechanisms=[root / "hnn_core" / "mod"],
-                record_values=[c.dpl_ref for c in dipoles],
+                record_values=[c.dpl_ref for c in dipoles], threads=1,  # as NEURON here
             )  # fmt: skip
             simulate = result.simulate_s
             out[f"{engine}_total_s"] = time.perf_counter() - t0
