@@ -34,7 +34,6 @@ from ringtest import ROOT, append_results, measured, median_of
 
 sys.path.insert(0, str(ROOT / "tests"))
 import hnn_network  # noqa: E402
-from pypi import download  # noqa: E402
 
 CASES = {"cell": (1000.0, 1), "large": (200.0, 21), "fit": (100.0, 1)}  # tstop, nseg x
 
@@ -114,10 +113,7 @@ def main() -> None:
         print(json.dumps(worker(Path(hnn), case, engine, int(runs))))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        archive = download("hnn-core", Path(tmp) / "sdist")
-        if isinstance(archive, str):
-            sys.exit(f"perf/cells.py: pip cannot download hnn-core: {archive}")
-        hnn = hnn_network.unpack(archive, Path(tmp) / "src")
+        hnn = hnn_network.prepare(Path(tmp))
         if isinstance(hnn, str):
             sys.exit(f"perf/cells.py: {hnn}")
         engine_run(hnn, "cell", args.backend, 1)  # the kernels into the cache

@@ -25,7 +25,6 @@ from ringtest import ROOT, append_results, measured, median_of
 
 sys.path.insert(0, str(ROOT / "tests"))
 import hnn_network  # noqa: E402
-from pypi import download  # noqa: E402
 
 
 def engine_run(hnn: Path, tstop: float, engine: str) -> dict:
@@ -50,10 +49,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["llvm"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        archive = download("hnn-core", Path(tmp) / "sdist")
-        if isinstance(archive, str):
-            sys.exit(f"perf/hnn.py: pip cannot download hnn-core: {archive}")
-        hnn = hnn_network.unpack(archive, Path(tmp) / "src")
+        hnn = hnn_network.prepare(Path(tmp))
         if isinstance(hnn, str):
             sys.exit(f"perf/hnn.py: {hnn}")
         for engine in args.backends:  # the kernels and the drivers into the cache

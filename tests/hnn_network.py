@@ -49,6 +49,17 @@ def unpack(archive: Path, into: Path) -> Path | str:
     return root
 
 
+def prepare(into: Path) -> Path | str:
+    """hnn-core's sdist from PyPI (tests/pypi.py), unpacked under `into` with its
+    mechanisms built: the folder holding the package, or why it cannot be used here."""
+    from pypi import download
+
+    archive = download("hnn-core", into / "sdist")
+    if isinstance(archive, str):
+        return f"pip cannot download hnn-core: {archive}"
+    return unpack(archive, into / "src")
+
+
 def build(root: Path, tstop: float):
     """hnn-core's default network in NEURON, initialised as hnn-core's simulate_dipole
     initialises it: (its NetworkBuilder, the ParallelContext)."""

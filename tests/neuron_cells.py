@@ -165,15 +165,7 @@ def custom_cell() -> Built:
     syn = h.FacSyn(dend(0.6))
     ns = h.NetStim()
     ns.start, ns.interval, ns.number = 2, 4, 10
-    dend.insert("axcur")  # POINTERs: each segment's parent v, and AxSum's sum
-    axsum = h.AxSum(soma(0.5))
-    h.setpointer(dend(0.9)._ref_v, "vremote", axsum)
-    previous = soma(1.0)
-    for seg in dend:
-        h.setpointer(previous._ref_v, "vparent", seg.axcur)
-        h.setpointer(axsum._ref_sum, "total", seg.axcur)
-        seg.axcur.len = 10 * seg.x
-        previous = seg
+    axsum = axial_sum(soma, dend)
     queue = h.ArrSyn(dend(0.2))
     replay = h.EvtVec()  # a VecStim of tests/mods: its Vector's times as events
     times = h.Vector([1.3, 4.7, 4.7, 9.0, 21.25])
@@ -194,6 +186,21 @@ def custom_cell() -> Built:
     pc.cell(1, h.NetCon(izh, None))
     keep = [soma, dend, syn, queue, axsum, ns, replay, times, izh, watcher, *ncs]
     return Built([soma(0.5), dend(0.3), dend(0.9)], keep)
+
+
+def axial_sum(soma, dend):
+    """tests/mods' axcur in `dend` (POINTERs: each segment's parent v, and the sum of an
+    AxSum at the soma, which reads dend(0.9)'s v through its own): the AxSum."""
+    dend.insert("axcur")
+    axsum = h.AxSum(soma(0.5))
+    h.setpointer(dend(0.9)._ref_v, "vremote", axsum)
+    previous = soma(1.0)
+    for seg in dend:
+        h.setpointer(previous._ref_v, "vparent", seg.axcur)
+        h.setpointer(axsum._ref_sum, "total", seg.axcur)
+        seg.axcur.len = 10 * seg.x
+        previous = seg
+    return axsum
 
 
 def fornetcon_cell() -> Built:

@@ -692,6 +692,7 @@ import neuron
 neuron.load_mechanisms(sys.argv[1])
 from neuron import h
 import numpy as np
+import neuron_cells
 import portneuron.direct
 pc = h.ParallelContext()
 keep, record, sums = [], [], []
@@ -703,16 +704,8 @@ for gid in range(3):  # three cells, each one's POINTERs into its own values
     dend.L, dend.diam, dend.nseg = 200 + 50 * gid, 1, 5
     dend.insert("pas")
     dend.insert("bstep")  # BEFORE STEP: what the current reads
-    dend.insert("axcur")  # AFTER SOLVE, AFTER INITIAL: POINTERs to the parent's v and a sum
     dend.connect(soma(1))
-    axsum = h.AxSum(soma(0.5))  # reads a far v through its own POINTER
-    h.setpointer(dend(0.9)._ref_v, "vremote", axsum)
-    previous = soma(1.0)
-    for seg in dend:
-        h.setpointer(previous._ref_v, "vparent", seg.axcur)
-        h.setpointer(axsum._ref_sum, "total", seg.axcur)
-        seg.axcur.len = 10 * seg.x
-        previous = seg
+    axsum = neuron_cells.axial_sum(soma, dend)  # AFTER SOLVE, AFTER INITIAL, POINTERs
     stim = h.IClamp(soma(0.5))
     stim.delay, stim.dur, stim.amp = 1 + gid, 20, 0.3
     pc.set_gid2node(gid, pc.id())

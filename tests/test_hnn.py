@@ -19,7 +19,6 @@ for needed in ("matplotlib", "scipy", "h5io"):  # what hnn-core imports
 
 import hnn_network  # noqa: E402
 from harness import last_json  # noqa: E402
-from pypi import download  # noqa: E402
 
 pytestmark = [pytest.mark.neuron, pytest.mark.slow]
 
@@ -32,10 +31,7 @@ NUMPY_TSTOP = 40.0  # ms: numpy runs the first proximal drive (it is ~60x slower
 @pytest.fixture(scope="module")
 def hnn(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("hnn")
-    archive = download("hnn-core", root / "sdist")
-    if isinstance(archive, str):
-        pytest.skip(f"pip cannot download hnn-core: {archive}")
-    unpacked = hnn_network.unpack(archive, root / "src")
+    unpacked = hnn_network.prepare(root)
     if isinstance(unpacked, str):
         pytest.skip(unpacked)
     return unpacked
