@@ -713,23 +713,36 @@ for gid in range(3):  # three cells, each one's POINTERs into its own values
     keep += [soma, dend, axsum, stim]
     record += [soma(0.5), dend(0.1), dend(0.9)]
     sums.append(axsum)
-if sys.argv[2] == "across":  # cell 1's AxSum reads cell 0's far v
+case = sys.argv[2]
+if case == "across":  # cell 1's AxSum reads cell 0's far v
     h.setpointer(keep[1](0.9)._ref_v, "vremote", sums[1])
+outside, places = h.Vector(3), []
+if case in ("outside", "shared"):  # each cell's sum into a Vector's element, or all into one
+    for gid in range(3):
+        place = outside._ref_x[gid if case == "outside" else 0]
+        for seg in keep[4 * gid + 1]:
+            h.setpointer(place, "total", seg.axcur)
+    places = [outside._ref_x[k] for k in range(3 if case == "outside" else 1)]
 result = portneuron.direct.run(30.0, v_init=-65.0, backend=sys.argv[3], record=record,
-                               mechanisms=[sys.argv[1]])
+                               mechanisms=[sys.argv[1]], record_values=places)
 ours = np.array(result.traces)
 end = [result.value(s.get_segment(), "AxSum", "sum") for s in sums]
-vectors = [h.Vector().record(seg._ref_v) for seg in record]
+added = [np.diff(result.trace(place)) for place in places]
+vectors = [h.Vector().record(ref) for ref in [seg._ref_v for seg in record] + places]
 spikes = h.Vector(); gids = h.Vector()
 pc.spike_record(-1, spikes, gids)
 h.finitialize(-65.0)
 while h.t < 30.0 - 1e-9:
     h.fadvance()
 theirs = np.array([v.to_python() for v in vectors])
-print(json.dumps({"reason": result.stepwise_reason, "max_dv": float(np.abs(ours - theirs).max()),
+# what each step adds outside (NEURON's AFTER INITIAL added once more before the hand-over)
+rel = [float(np.abs(a - np.diff(b)).max() / np.abs(np.diff(b)).max())
+       for a, b in zip(added, theirs[len(record):])]
+print(json.dumps({"reason": result.stepwise_reason,
+                  "max_dv": float(np.abs(ours - theirs[:len(record)]).max()),
                   "same_spikes": result.spikes == sorted(zip(spikes.to_python(),
                                                               map(int, gids.to_python()))),
-                  "spikes": len(result.spikes),
+                  "spikes": len(result.spikes), "outside_rel": max(rel, default=0.0),
                   "sums": [a == s.sum for a, s in zip(end, sums)]}))
 """
 
@@ -737,20 +750,22 @@ print(json.dumps({"reason": result.stepwise_reason, "max_dv": float(np.abs(ours 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_pointers_and_before_after_blocks_run_in_compiled_epochs(compiled_mods, backend):
     """Three cells with POINTERs to their own values (a parent's v, a point process's sum,
-    a far v), AFTER SOLVE, AFTER INITIAL and BEFORE STEP blocks (tests/test_hnn.py: POINTERs
-    into NEURON Vectors, hnn-core's dipoles): in compiled epochs where the backend has them, NEURON's voltages bit for bit,
-    its spikes, its sums at the end; a POINTER that reaches another cell's v runs step by
-    step and says why, NEURON's bits too."""
-    for case in ("own", "across"):
+    a far v) or to a NEURON Vector's element each (as hnn-core's dipoles), AFTER SOLVE,
+    AFTER INITIAL and BEFORE STEP blocks: in compiled epochs where the backend has them
+    (and recorded there), NEURON's voltages bit for bit, its spikes, its sums at the end,
+    what each step adds to the Vector within 1e-12 relative; a POINTER that reaches another
+    cell's v, or the cells' POINTERs into one element, run step by step and say why,
+    NEURON's bits too."""
+    shared = "POINTERs of two cells reach one place outside the model"
+    for case, why in (("own", ""), ("across", "POINTER vremote reaches another cell's values"),
+                      ("outside", ""), ("shared", shared)):  # fmt: skip
         r = last_json(in_neuron(POINTER_EPOCHS_RUN, str(compiled_mods), case, backend))
         assert r["max_dv"] == 0.0 and r["same_spikes"] and r["spikes"] >= 3, r
-        assert r["sums"] == [True, True, True], r
+        assert r["sums"] == [True, True, True] and r["outside_rel"] <= 1e-12, r
         if backend == "numpy":
             assert r["reason"] == "the numpy backend runs step by step", r
-        elif case == "across":
-            assert "POINTER vremote reaches another cell's values" in r["reason"], r
         else:
-            assert r["reason"] == "", r
+            assert (why in r["reason"]) if why else r["reason"] == "", r
 
 
 NATIVE_POINTER_RUN = """

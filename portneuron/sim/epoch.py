@@ -131,46 +131,56 @@ def check(model) -> None:
             raise Unsupported(
                 f"{mset.name}: array variables ({', '.join(arrays)}) need the stepwise loop"
             )
+    places, cells = _outside_owners(model)
+    order = np.lexsort((cells, places))
+    places, cells = places[order], cells[order]
+    if ((places[1:] == places[:-1]) & (cells[1:] != cells[:-1])).any():
+        raise Unsupported(
+            "POINTERs of two cells reach one place outside the model: the stepwise loop "
+            "takes the cells a step at a time"
+        )
 
 
 def _check_pointers(model, mset) -> None:
     """A block takes its cells through a whole epoch before the next block starts, so an
     instance's POINTER may reach only its own cell's values (a node's v, a mechanism's or
-    an ion's variable there), or a place outside the model that no other cell's
-    instances reach (hnn-core's dipole of the cell): Unsupported otherwise."""
-    first = model.nodes.first
-
-    def cell(nodes: np.ndarray) -> np.ndarray:
-        return np.searchsorted(first, nodes, side="right") - 1
-
-    mine = cell(mset.node_index)
+    an ion's variable there), or a place outside the model that no other cell's POINTERs
+    reach (hnn-core's dipole of the cell; `check`): Unsupported otherwise."""
+    mine = _cells_of(model, mset.node_index)
     for name, target in mset.pointers.items():
         kind, _, rest = target.space.partition(":")
         index = target.index.astype(np.int64)
         if target.space == "node.v":
-            theirs = cell(index)
+            theirs = _cells_of(model, index)
         elif kind == "mech":
             number, _, variable = rest.partition(":")
             owner = model.mechanisms[int(number)]
             length = max(next(v.length for v in owner.mechanism.variables if v.name == variable), 1)
-            theirs = cell(owner.node_index[index // length])
+            theirs = _cells_of(model, owner.node_index[index // length])
         elif kind == "ion":
-            theirs = cell(model.ion(rest.partition(":")[0]).node_index[index])
-        else:  # outside: each place one cell's
-            order = np.lexsort((mine, index))
-            place, whose = index[order], mine[order]
-            shared = (place[1:] == place[:-1]) & (whose[1:] != whose[:-1])
-            if shared.any():
-                raise Unsupported(
-                    f"{mset.name}: POINTER {name} of two cells reaches one place outside the "
-                    f"model: the stepwise loop takes the cells a step at a time"
-                )
-            continue
+            theirs = _cells_of(model, model.ion(rest.partition(":")[0]).node_index[index])
+        else:
+            continue  # outside the model
         if (theirs != mine).any():
             raise Unsupported(
                 f"{mset.name}: POINTER {name} reaches another cell's values: the stepwise "
                 f"loop takes the cells a step at a time"
             )
+
+
+def _cells_of(model, nodes: np.ndarray) -> np.ndarray:
+    return np.searchsorted(model.nodes.first, nodes, side="right") - 1
+
+
+def _outside_owners(model) -> tuple[np.ndarray, np.ndarray]:
+    """(place, cell) of each instance's POINTER into the model's values outside the cells."""
+    places, cells = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for mset in model.mechanisms:
+        for target in mset.pointers.values():
+            if target.space == "outside" and mset.count:
+                places.append(target.index.astype(np.int64))
+                cells.append(_cells_of(model, mset.node_index))
+    return np.concatenate(places), np.concatenate(cells)
 
 
 #: Of a mechanism's kernels, those a step does not run (a gap junction's target may be
@@ -465,14 +475,11 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
 
 def outside_blocks(model, layout: Interleaved) -> np.ndarray:
     """The block of the cell whose POINTERs reach each of the model's values outside the
-    cells (check: one cell each), -1 where none does."""
+    cells (`check`: one cell each), -1 where none does."""
     block_of_cell = np.full(model.ncell, -1, dtype=np.int64)
     slots = np.flatnonzero(layout.cells >= 0)
     block_of_cell[layout.cells[slots]] = slots // layout.width
     out = np.full(len(model.outside), -1, dtype=np.int64)
-    for mset in model.mechanisms:
-        for target in mset.pointers.values():
-            if target.space == "outside" and mset.count:
-                cells = np.searchsorted(model.nodes.first, mset.node_index, side="right") - 1
-                out[target.index] = block_of_cell[cells]
+    places, cells = _outside_owners(model)
+    out[places] = block_of_cell[cells]
     return out
