@@ -235,8 +235,8 @@ class Reports:
         if typed is not None and model.section_types is None:
             raise PortneuronError(
                 f"{typed.where or typed.name}: target {typed.target!r} needs the sections' "
-                f"names, which a dataset does not carry; run the model in direct mode or "
-                f"build it with portneuron.build"
+                f"names, which a dataset does not carry; run the model in direct mode "
+                f"(direct.load with section_types=True) or build it with portneuron.build"
             )
         first = model.nodes.first
         cap = model.mechanism_set("capacitance")
