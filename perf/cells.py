@@ -7,7 +7,9 @@ dipole's POINTERs, 55 compartments) with an IClamp of 0.5 nA at the soma from 10
 - `large`: the same cell with every section's nseg 21 times (1,155 compartments), 200 ms;
 - `fit`: the fitting loop, `--fit-runs` runs of 100 ms, the soma's sodium conductance
   changed before each: NEURON finitializes and runs again; portneuron hands the cell over
-  and compiles it once (portneuron.direct.load) and runs it again (DirectModel.set, run).
+  and compiles it once (portneuron.direct.load) and runs it again (DirectModel.set, run);
+- `network`: 100 such cells (IClamps of 0.5 down to 0.2 nA), each driving the next three
+  cells' basal AMPA synapse (0.002 uS, 2 to 4 ms), 200 ms; its spikes too are checked.
 
 Each engine runs in a process of its own (peak RSS is its own), the rounds interleaved.
 portneuron's time is the whole call (NEURON's hand-over, the front end and the JIT from
@@ -16,7 +18,7 @@ checks that the soma's voltage trace is NEURON's, bit for bit (a digest of it). 
 CoreNEURON row: NEURON's writer cannot hand CoreNEURON the dipole's POINTERs into a
 Vector. Results go to perf/results.jsonl (kind "cells") and RESULTS.md.
 
-    python perf/cells.py                          # cell, large, fit (100 runs); 2 rounds
+    python perf/cells.py                 # cell, large, fit (100 runs), network; 2 rounds
     python perf/cells.py --cases cell --rounds 3 --fit-runs 1000
 """
 
@@ -35,7 +37,8 @@ from ringtest import ROOT, append_results, measured, median_of
 sys.path.insert(0, str(ROOT / "tests"))
 import hnn_network  # noqa: E402
 
-CASES = {"cell": (1000.0, 1), "large": (200.0, 21), "fit": (100.0, 1)}  # tstop, nseg x
+CASES = {"cell": (1000.0, 1), "large": (200.0, 21), "fit": (100.0, 1), "network": (200.0, 1)}
+NETWORK = 100  # cells of the network case, each driving the next three's AMPA synapses
 
 
 def worker(hnn: Path, case: str, engine: str, fit_runs: int) -> dict:
@@ -52,17 +55,28 @@ def worker(hnn: Path, case: str, engine: str, fit_runs: int) -> dict:
 
     h.load_file("stdrun.hoc")
     tstop, more = CASES[case]
-    cell = pyramidal(cell_name="L5_pyramidal", gid=0)
-    for section in cell.sections.values():  # before NEURON builds it (and sets POINTERs)
-        section.nseg *= more
-    cell.build(sec_name_apical="apical_trunk")
-    soma = cell._nrn_sections["soma"](0.5)
-    stim = h.IClamp(soma)
-    stim.delay, stim.dur, stim.amp = 10.0, 1e9, 0.5
-    pc = h.ParallelContext()
-    pc.set_gid2node(0, pc.id())
-    detector = h.NetCon(soma._ref_v, None, sec=soma.sec)
-    pc.cell(0, detector)
+    pc, keep = h.ParallelContext(), []
+    for gid in range(NETWORK if case == "network" else 1):
+        cell = pyramidal(cell_name="L5_pyramidal", gid=gid)
+        for section in cell.sections.values():  # before NEURON builds it (and sets POINTERs)
+            section.nseg *= more
+        cell.build(sec_name_apical="apical_trunk")
+        seg = cell._nrn_sections["soma"](0.5)
+        stim = h.IClamp(seg)
+        stim.delay, stim.dur, stim.amp = 10.0, 1e9, 0.5 - 0.3 * gid / NETWORK
+        pc.set_gid2node(gid, pc.id())
+        pc.cell(gid, h.NetCon(seg._ref_v, None, sec=seg.sec))
+        keep += [cell, stim]
+    soma = keep[0]._nrn_sections["soma"](0.5)
+    if case == "network":
+        for gid in range(NETWORK):
+            for k in (1, 2, 3):
+                target = keep[2 * ((gid + k) % NETWORK)]._nrn_synapses["basal_2_ampa"]
+                nc = pc.gid_connect(gid, target)
+                nc.weight[0], nc.delay = 0.002, 1.0 + k
+                keep.append(nc)
+    spikes_t, spikes_gid = h.Vector(), h.Vector()
+    pc.spike_record(-1, spikes_t, spikes_gid)
     h.dt, h.celsius = 0.025, 37.0
     gnabar = np.linspace(0.12, 0.3, fit_runs) if case == "fit" else [soma.hh2.gnabar]
     digest, spikes, simulate = hashlib.sha256(), 0, 0.0
@@ -78,6 +92,7 @@ def worker(hnn: Path, case: str, engine: str, fit_runs: int) -> dict:
             digest.update(trace.tobytes())
             spikes += int((np.diff((trace > 0).astype(int)) == 1).sum())
         simulate = time.perf_counter() - start
+        fired = sorted(zip(spikes_t.to_python(), map(int, spikes_gid.to_python())))
     else:
         import portneuron.direct
 
@@ -88,7 +103,11 @@ def worker(hnn: Path, case: str, engine: str, fit_runs: int) -> dict:
             digest.update(result.traces[0].tobytes())
             spikes += int((np.diff((result.traces[0] > 0).astype(int)) == 1).sum())
             simulate += result.simulate_s
+        fired = result.spikes
     total = time.perf_counter() - start
+    if case == "network":  # the last run's spikes, every cell's, to the bit
+        digest.update(repr(fired).encode())
+        spikes = len(fired)
     return {"case": case, "engine": engine, "compartments": sum(s.nseg for s in h.allsec()),
             "tstop": tstop, "runs_per_call": len(gnabar), "simulate_s": simulate,
             "total_s": total, "spikes": spikes, "digest": digest.hexdigest()[:16]}  # fmt: skip
