@@ -12,8 +12,8 @@ dipole's POINTERs, 55 compartments) with an IClamp of 0.5 nA at the soma from 10
   cells' basal AMPA synapse (0.002 uS, 2 to 4 ms), 200 ms; its spikes too are checked.
 
 Each engine runs in a process of its own (peak RSS is its own), the rounds interleaved.
-portneuron's time is the whole call (NEURON's hand-over, the front end and the JIT from
-the cache included) and, apart, the simulation alone; NEURON's is its run. Every run
+portneuron's time is the whole call (NEURON's hand-over, the front end and the kernels
+and the epoch driver from the cache, which a first run of each case fills, included) and, apart, the simulation alone; NEURON's is its run. Every run
 checks that the soma's voltage trace is NEURON's, bit for bit (a digest of it). No
 CoreNEURON row: NEURON's writer cannot hand CoreNEURON the dipole's POINTERs into a
 Vector. Results go to perf/results.jsonl (kind "cells") and RESULTS.md.
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -135,7 +136,8 @@ def main() -> None:
         hnn = hnn_network.prepare(Path(tmp))
         if isinstance(hnn, str):
             sys.exit(f"perf/cells.py: {hnn}")
-        engine_run(hnn, "cell", args.backend, 1)  # the kernels into the cache
+        for case in args.cases:  # the kernels and each model's driver into the cache
+            engine_run(hnn, case, args.backend, 1)
         rounds: dict[tuple[str, str], list[dict]] = {}
         for k in range(args.rounds):  # interleaved: every engine once per round
             for case in args.cases:
@@ -149,7 +151,7 @@ def main() -> None:
         for engine in ("neuron", args.backend):
             runs = rounds[case, engine]
             r = median_of(runs)
-            r["total_s"] = sorted(x["total_s"] for x in runs)[len(runs) // 2]
+            r["total_s"] = statistics.median(x["total_s"] for x in runs)
             r["same_bits"] = all(x["digest"] == runs[0]["digest"] for x in runs) and (
                 runs[0]["digest"] == rounds[case, "neuron"][0]["digest"]
             )
