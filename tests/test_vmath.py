@@ -154,7 +154,7 @@ def glibc_exp(x: float, fused: bool) -> float:
     def mul_add(a: float, b: float, c: float) -> float:
         return float(Fraction(a) * Fraction(b) + Fraction(c)) if fused else a * b + c
 
-    table = vmath._TABLE()
+    table = vmath.exp_table()
     abstop = (bits(x) >> 52) & 0x7FF
     if (abstop - 0x3C9) % 2**32 >= 0x408 - 0x3C9:
         if (abstop - 0x3C9) % 2**32 >= 0x80000000:
