@@ -155,7 +155,7 @@ def test_a_loaded_model_reruns_with_new_parameters_as_neuron(backend):
     sodium conductance set anew each time (DirectModel.set) and the IClamp's amplitude:
     each run NEURON's run with those values, voltages and spikes bit for bit, on one
     compiled program (nothing handed over or compiled again); a variable the model
-    lacks is one line."""
+    lacks, and a membrane current the load did not ask for, are one line each."""
 
     built = neuron_cells.ball_and_sticks("iclamp")
     soma = built.segments[0]
@@ -175,6 +175,8 @@ def test_a_loaded_model_reruns_with_new_parameters_as_neuron(backend):
         assert all(program is runs[0][1] for _, program in runs)
     with pytest.raises(portneuron.direct.PortneuronError, match="DirectModel.set: no hh q"):
         loaded.set(soma, "hh", "q", 1.0)
+    with pytest.raises(portneuron.direct.PortneuronError, match="i_membrane_ is not computed"):
+        loaded.run(1.0, record_values=[(soma, None, "i_membrane_")])
     del built
 
 
