@@ -148,6 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"-e {args.tstop:g} ms; give a later stop time"
             )
         reports = run.reports = Reports(sim, args.reports, outdir, ranks)  # files opened
+        reports.expect(args.tstop)
         if reports.probes:  # the driver that records their arrays too: JIT now, in setup
             sim.epoch_program(None, reports.probes)
         setup_s = time.perf_counter() - start
@@ -172,6 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 sim.epoch_program()
                 sim.finitialize(args.voltage)
                 reports = run.reports = Reports(sim, args.reports, outdir, ranks)
+                reports.expect(args.tstop)
                 if reports.probes:
                     sim.epoch_program(None, reports.probes)
         with progress.phase("simulating", total=args.tstop, unit="ms") as up:

@@ -307,6 +307,8 @@ class DirectModel:
         sim.epoch_program(None, recording.get("probes", ()))  # the JIT here, untimed
         try:
             sim.finitialize(v_init)  # as NEURON's h.finitialize, before the run it times
+            if written is not None:
+                written.expect(tstop)
             start = time.perf_counter()
             result = sim.run(tstop, initialize=False, **recording)
         except BaseException:

@@ -216,7 +216,7 @@ class Reports:
     none. Every rank makes one (and calls `sink` alike); rank 0 writes."""
 
     def __init__(self, sim, specs: list[ReportSpec], outdir: Path, ranks: Ranks | None = None):
-        self.specs, self.ranks = specs, ranks or Ranks()
+        self.specs, self.ranks, self.sim = specs, ranks or Ranks(), sim
         self.writers: list = []
         self.probes: list = []  # (array, element) of the variables other than v
         if not specs:
@@ -306,6 +306,16 @@ class Reports:
         except BaseException:
             self.abort()
             raise
+
+    def expect(self, tstop: float) -> None:
+        """The run is to `tstop` from the simulation's state now: each report's rows laid
+        out whole before they come (CompartmentReport.expect)."""
+        counts = [0] * len(self.writers)
+        for times in self.sim.recorded_times(tstop, self.every) if self.writers else ():
+            for k, writer in enumerate(self.writers):
+                counts[k] += int(np.count_nonzero(writer.on(times)))
+        for writer, count in zip(self.writers, counts):
+            writer.expect(count)
 
     def recording(self) -> dict:
         """What Simulation.run records for the reports, and where it goes."""

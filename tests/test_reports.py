@@ -3,6 +3,7 @@ holding NEURON's voltages; whole or not at all; report files refused in one line
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import subprocess
@@ -265,6 +266,105 @@ def test_a_wide_report_is_written_in_chunks_the_cache_holds(tmp_path):
         data = f["report/All/data"]
         assert np.prod(data.chunks) * 4 <= sonata.CHUNK_BYTES and data.chunks[1] < n
         np.testing.assert_array_equal(data[:], values.astype(np.float32))
+
+
+def test_rows_laid_out_first_are_written_past_the_page_cache(tmp_path, monkeypatch):
+    """A report told its rows first (`expect`): one contiguous block of the file, the rows
+    given in blocks of a row or more written from buffers of 3 rows (each row 7,001 values,
+    a part block left over each time) read back whole; a row more than expected, or fewer,
+    is an error, not a report."""
+    import h5py
+
+    from portneuron.io import sonata
+
+    monkeypatch.setattr(sonata, "BUFFER_BYTES", 3 * 7001 * 4)
+    n, rng = 7001, np.random.default_rng(5)
+    values = rng.normal(-65, 10, (11, n))
+    writer = sonata.CompartmentReport(tmp_path / "rows.h5", np.array([0, 1]),
+                                      np.array([1, n - 1]), np.arange(n), 0.0, 1.0, 0.1)  # fmt: skip
+    writer.expect(11)
+    for lo, hi in ((0, 1), (1, 5), (5, 6), (6, 11)):
+        writer.write(0.1 * np.arange(lo, hi), values[lo:hi])
+    writer.write(np.array([0.75, 1.1]), values[:2])  # off the report's times, after stop
+    writer.close()
+    with h5py.File(tmp_path / "rows.h5") as f:
+        data = f["report/All/data"]
+        assert data.chunks is None and data.id.get_offset() % sonata.BLOCK == 0
+        np.testing.assert_array_equal(data[:], values.astype(np.float32))
+        np.testing.assert_allclose(f["report/All/mapping/time"][:], [0.0, 1.1, 0.1])
+    short = sonata.CompartmentReport(tmp_path / "short.h5", np.array([0]), np.array([n]),
+                                     np.arange(n), 0.0, 1.0, 0.1)  # fmt: skip
+    short.expect(11)
+    short.write(0.1 * np.arange(10), values[:10])
+    with pytest.raises(RuntimeError, match="10 rows, not 11 expected"):
+        short.close()
+    short.abort()
+    over = sonata.CompartmentReport(tmp_path / "over.h5", np.array([0]), np.array([n]),
+                                    np.arange(n), 0.0, 1.0, 0.1)  # fmt: skip
+    over.expect(10)
+    with pytest.raises(RuntimeError, match="more rows than the 10 expected"):
+        over.write(0.1 * np.arange(11), values)
+    over.abort()
+    assert not list(tmp_path.glob("short.h5*")) and not list(tmp_path.glob("over.h5*"))
+
+
+def test_rows_the_disk_refuses_past_its_cache_go_through_it(tmp_path, monkeypatch):
+    """Where a write past the page cache is refused (EINVAL: blocks the device does not
+    take), that write and the rest go through the cache: the report is whole."""
+    import fcntl
+
+    from portneuron.io import sonata
+
+    pwrite, refused = sonata.os.pwrite, []
+
+    def picky(fd, data, at):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(sonata.os, "O_DIRECT", 0):
+            refused.append(at)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return pwrite(fd, data, at)
+
+    monkeypatch.setattr(sonata.os, "pwrite", picky)
+    monkeypatch.setattr(sonata, "BUFFER_BYTES", 2 * 5000 * 4)
+    n, values = 5000, np.random.default_rng(6).normal(-65, 10, (9, 5000))
+    writer = sonata.CompartmentReport(tmp_path / "r.h5", np.array([0]), np.array([n]),
+                                      np.arange(n), 0.0, 0.8, 0.1)  # fmt: skip
+    writer.expect(9)
+    writer.write(0.1 * np.arange(9), values)
+    writer.close()
+    if hasattr(sonata.os, "O_DIRECT") and not refused:
+        pytest.skip("this file system refuses O_DIRECT at open: nothing to fall back from")
+    times, _, data, _ = report(tmp_path / "r.h5")
+    np.testing.assert_array_equal(data, values.astype(np.float32))
+    assert len(refused) <= 1  # refused once, then through the cache
+
+
+def test_a_report_the_disk_cannot_take_is_one_line(tmp_path, monkeypatch, capsys):
+    """A disk that fills while a report is written: the run stops with one line naming
+    the report, and leaves neither it nor its part."""
+    from portneuron.io import sonata
+
+    def full(fd, data, at):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sonata.os, "pwrite", full)
+    code = cli.main(["run", "--nring", "1", "-e", "5", "--report", "all@0.025",
+                     "-o", str(tmp_path)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "all.h5.part: cannot write the report (No space left on device)" in err
+    assert not list(tmp_path.glob("all.h5*"))
+
+
+def test_the_times_a_run_will_record_are_the_times_it_records():
+    """Simulation.recorded_times, which a report's rows are laid out by: the times a run
+    from here records, from t = 0 and from a state between recorded steps."""
+    sim = Simulation(build_ringtest(1, 8, (10, 20), (1, 1)), load_backend("numpy"))
+    sim.finitialize()
+    for tstop, every in ((0.35, 3), (1.0, 3), (1.3, 1)):
+        expected = np.concatenate(list(sim.recorded_times(tstop, every, block=4)))
+        recorded = sim.run(tstop, record=[0], initialize=False, record_every=every)
+        np.testing.assert_array_equal(expected, recorded.t)
+        assert len(recorded.t)
 
 
 def test_a_failed_run_leaves_no_report(tmp_path, monkeypatch):

@@ -571,6 +571,7 @@ class IrEpoch:
             self.compiled, {name: value for name, value in args.items() if name in self.names}
         )
         self._kept: tuple | None = None  # a call's arguments, and what they were made for
+        self._rows = np.zeros(0)  # the recorded rows' buffer, kept while large enough
         self.outputs = ("rec.out", "blowup")
         if plan.threshold is not None:
             self.outputs += ("spike.count", "spike.presyn", "spike.t")
@@ -592,7 +593,9 @@ class IrEpoch:
         ):
             nrec = self._columns()
             rows = nsteps // every + 1
-            args = {"nrec": nrec, "rec.out": np.zeros(rows * nrec),
+            if len(self._rows) < rows * nrec:  # new memory is faulted in page by page
+                self._rows = np.zeros(rows * nrec)
+            args = {"nrec": nrec, "rec.out": self._rows,
                     "rec.start": _int32(plan.record_start), "rec.node": plan.record_node,
                     "rec.column": plan.record_column, "blowup": np.full(plan.nblocks, np.inf),
                     "ev.start": events.start}  # fmt: skip

@@ -731,7 +731,7 @@ class Simulation:
         if initialize:
             self.finitialize(v_init)
         record = np.asarray(record, dtype=np.int64)
-        nsteps = max(0, int((tstop - self.t) / self.dt + 0.5))
+        nsteps = self.steps_to(tstop)
         epoch = self.epoch_steps()
         program = self.epoch_program(record, probes) if nsteps else None
         if probes and program is None and self.compiled_epochs and not self.stepwise_reason:
@@ -822,6 +822,24 @@ class Simulation:
             return Result(spikes, t, rows(trace), nsteps, np.reshape(sampled, (len(t), -1)))
         recorded = rows(trace)
         return Result(spikes, t, recorded[:, : len(record)], nsteps, recorded[:, len(record) :])
+
+    def steps_to(self, tstop: float) -> int:
+        """The steps `run(tstop)` takes from here."""
+        return max(0, int((tstop - self.t) / self.dt + 0.5))
+
+    def recorded_times(self, tstop: float, every: int = 1, block: int = 1 << 20):
+        """The times [ms] `run(tstop, record_every=every)` records from here, as its clock
+        has them (t += dt/2 twice a step), in arrays of at most `block` steps' own."""
+        t, done, left = self.t, self.steps_done, self.steps_to(tstop)
+        if done % every == 0:
+            yield np.array([t])
+        while left:
+            n = min(left, block)
+            clock = np.full(2 * n + 1, 0.5 * self.dt)
+            clock[0] = t
+            after = np.add.accumulate(clock)[2::2]  # after each step
+            yield after[(done + 1 + np.arange(n)) % every == 0]
+            t, done, left = float(after[-1]), done + n, left - n
 
     # ------------------------------------------------------------------ compiled epochs
     def epoch_program(self, record: np.ndarray | None = None, probes=()):
