@@ -3,6 +3,7 @@
 from .interpret import run_kernel
 from .nodes import (
     BOOL,
+    F32,
     F64,
     I32,
     AddTo,
@@ -42,7 +43,7 @@ from .types import dtype_of
 from .verify import VerifyError, verify_kernel, verify_mechanism
 
 __all__ = [
-    "BOOL", "F64", "I32", "AddTo", "Assign", "Binary", "Call", "Cast", "Const", "Diffusion", "DType",
+    "BOOL", "F32", "F64", "I32", "AddTo", "Assign", "Binary", "Call", "Cast", "Const", "Diffusion", "DType",
     "Emit", "Expr", "If", "Ion", "Kernel", "Lane", "Load", "Loop", "Mechanism", "Param",
     "Select", "Stmt", "Store", "Stream", "Table", "Unary", "Var", "Variable", "VerifyError", "View", "While", "Launch", "Records", "Serial",
     "dtype_of", "format_expr", "format_kernel", "format_mechanism", "run_kernel",

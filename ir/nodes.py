@@ -10,6 +10,8 @@ thread of it runs for all (`Serial`): what an epoch driver, one lane a block of 
 written in.
 
 Expressions are typed: `F64`, `I32` or `BOOL`; binary operands must agree (use `Cast`).
+An array may also be `F32`, a storage type only: stored to (an F64 value, rounded to the
+nearest float32), never read, as a compact record of results (a report's rows).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ class DType(Enum):
     F64 = "f64"
     I32 = "i32"
     BOOL = "bool"
+    F32 = "f32"  # arrays only, stored to only
 
 
-F64, I32, BOOL = DType.F64, DType.I32, DType.BOOL
+F64, I32, BOOL, F32 = DType.F64, DType.I32, DType.BOOL, DType.F32
 
 ARITHMETIC_OPS = frozenset({"add", "sub", "mul", "div", "pow", "min", "max"})
 COMPARISON_OPS = frozenset({"lt", "le", "gt", "ge", "eq", "ne"})

@@ -9,6 +9,7 @@ import numpy as np
 from .nodes import (
     BOOL,
     COMPARISON_OPS,
+    F32,
     F64,
     I32,
     LOGICAL_OPS,
@@ -49,4 +50,6 @@ def dtype_of(expr: Expr) -> DType:
 
 
 #: The NumPy type of each IR type.
-NUMPY_DTYPES: dict[DType, Any] = {F64: np.float64, I32: np.int32, BOOL: np.bool_}
+NUMPY_DTYPES: dict[DType, Any] = {
+    F64: np.float64, I32: np.int32, BOOL: np.bool_, F32: np.float32,
+}  # fmt: skip

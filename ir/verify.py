@@ -20,6 +20,7 @@ from .nodes import (
     ARITHMETIC_OPS,
     BOOL,
     COMPARISON_OPS,
+    F32,
     F64,
     I32,
     INTRINSICS,
@@ -73,6 +74,8 @@ class _Verifier:
                 regions is None or not regions.is_array or regions.dtype != I32
             ):
                 self.fail(f"{param.name}'s regions {param.regions!r} are not an i32 array")
+            if param.dtype == F32 and not param.is_array:
+                self.fail(f"scalar {param.name!r} is f32, a storage type of arrays only")
 
     def fail(self, message: str) -> None:
         raise VerifyError(f"kernel {self.kernel.name!r}: {message}")
@@ -81,7 +84,7 @@ class _Verifier:
     def expr(self, e: Expr, defined: frozenset[str]) -> DType:
         match e:
             case Const(value=value, dtype=dtype):
-                ok = {F64: (float, int), I32: (int,), BOOL: (bool,)}[dtype]
+                ok = {F64: (float, int), I32: (int,), BOOL: (bool,)}.get(dtype, ())
                 if not isinstance(value, ok) or (dtype != BOOL and isinstance(value, bool)):
                     self.fail(f"constant {value!r} is not a valid {dtype.value}")
                 return dtype
@@ -103,6 +106,8 @@ class _Verifier:
             case Lane():
                 return I32
             case Load(array=array, index=index, dtype=dtype):
+                if dtype == F32:
+                    self.fail(f"load from {array!r}, which is f32: stored to only")
                 self.array_param(array, dtype)
                 self.index(index, defined, f"load from {array!r}")
                 return dtype
@@ -151,6 +156,8 @@ class _Verifier:
                 t = self.expr(operand, defined)
                 if dtype == BOOL:
                     self.fail("cast to bool is not allowed; compare instead")
+                if dtype == F32:
+                    self.fail("cast to f32: only a store to an f32 array rounds to it")
                 return dtype
         self.fail(f"not an expression: {e!r}")
         raise AssertionError  # unreachable
@@ -191,6 +198,11 @@ class _Verifier:
                 | AddTo(array=array, index=index, value=value)
             ):
                 t = self.expr(value, defined)
+                param = self.params.get(array)
+                if param is not None and param.dtype == F32 and t == F64:
+                    if isinstance(s, AddTo):
+                        self.fail(f"add to {array!r}, which is f32: stored to only")
+                    t = F32  # rounded to the nearest as it is stored
                 self.array_param(array, t)
                 self.index(index, defined, f"store to {array!r}")
                 return defined

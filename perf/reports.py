@@ -6,7 +6,7 @@ own, and reports the simulate time (the report's writing included), its ratio to
 without, the peak RSS, the report's size and the time the file system takes to write as
 many bytes to a new file alone; appends to perf/results.jsonl (kind "report").
 
-    python perf/reports.py [--nring 250] [--tstop 10] [--dt-report 0.1] [--rounds 2]
+    python perf/reports.py [--nring 250] [--tstop 10] [--dt-report 0.1] [--rounds 2] [--threads N]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,8 @@ def one_run(args, report: bool, out: Path) -> dict:
     command = [sys.executable, "-m", "portneuron", "run", "--nring", str(args.nring),
                "--branch", "64", "64", "--compart", "8", "8", "-e", str(args.tstop),
                "--backend", args.backend, "--json", "-o", str(out)]  # fmt: skip
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
     if report:
         command += ["--report", f"all@{args.dt_report}"]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -45,6 +48,7 @@ def one_run(args, report: bool, out: Path) -> dict:
         write_s = time.perf_counter() - start
     return {"simulate_s": summary["simulate_s"], "peak_rss_mib": summary["peak_rss_mib"],
             "compartments": summary["compartments"], "report_mib": size / 2**20,
+            "threads": summary["threads"],
             "write_s": write_s}  # fmt: skip
 
 
@@ -55,6 +59,7 @@ def main() -> None:
     parser.add_argument("--dt-report", type=float, default=0.1)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--backend", default="llvm")
+    parser.add_argument("--threads", type=int, default=None, help="default: every core")
     args = parser.parse_args()
     runs: dict[bool, list[dict]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,6 +76,7 @@ def main() -> None:
     out = {
         "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit, "kind": "report", "backend": args.backend, "nring": args.nring,
+        "threads": runs[True][0]["threads"], "cores": os.cpu_count(),
         "compartments": runs[True][0]["compartments"], "tstop": args.tstop,
         "dt_report": args.dt_report, "rounds": args.rounds, "simulate_s": plain,
         "simulate_reported_s": reported, "ratio": round(reported / plain, 3),

@@ -307,7 +307,7 @@ def write_results_md() -> None:
     if kinds["scale"]:
         parts.append(scale_section(kinds["scale"]))
     if kinds["report"]:
-        parts.append(report_section(kinds["report"][-1]))
+        parts.append(report_section(kinds["report"]))
     if gpu:
         parts.append(gpu_section(gpu))
     (HERE / "RESULTS.md").write_text("".join(parts))
@@ -437,20 +437,29 @@ def scale_section(runs: list[dict]) -> str:
     )
 
 
-def report_section(r: dict) -> str:
-    """The latest perf/reports.py run: a report of every compartment, and its cost."""
+def report_section(runs: list[dict]) -> str:
+    """The latest perf/reports.py run of each thread count: a report of every compartment,
+    and its cost."""
+    latest = {r.get("threads"): r for r in runs}  # the last of each
+    r = runs[-1]
+    rows = "".join(
+        f"| {x['when']} | {x['commit']} | {x.get('threads', '?')} | {x['simulate_s']:.3f} | "
+        f"{x['simulate_reported_s']:.3f} | {x['ratio']} | {x['peak_rss_mib']} | "
+        f"{x['peak_rss_reported_mib']} | {x['report_mib']} | "
+        f"{x.get('bytes_written_alone_s', '')} |\n"
+        for x in sorted(latest.values(), key=lambda x: x["when"])
+    )
     return (
         f"\n## Reports: every compartment of the native ringtest, {r['compartments']:,} "
         f"compartments, every {r['dt_report']:g} ms of {r['tstop']:g} ms (perf/reports.py)"
-        f"\n\n{r['when']}, commit {r['commit']}, {r['backend']}, medians of {r['rounds']} "
-        "interleaved rounds, each a fresh `portneuron run` into a folder of its own; the "
-        "report is a SONATA compartment report (float32), written as the run goes. Its "
-        "bytes alone: the file system writing as many to a new file beside it, after the run."
-        "\n\n| simulate s | with the report s | ratio | peak RSS MiB | with the report MiB "
-        "| report MiB | its bytes alone s |\n| --- | --- | --- | --- | --- | --- | --- |\n"
-        f"| {r['simulate_s']:.3f} | {r['simulate_reported_s']:.3f} | {r['ratio']} | "
-        f"{r['peak_rss_mib']} | {r['peak_rss_reported_mib']} | {r['report_mib']} | "
-        f"{r.get('bytes_written_alone_s', '')} |\n"
+        f"\n\n{r['backend']}, this machine's {r.get('cores', '?')} cores, medians of "
+        f"{r['rounds']} interleaved rounds, each a fresh `portneuron run` into a folder of its "
+        "own; the report is a SONATA compartment report (float32), written as the run goes. "
+        "Its bytes alone: the file system writing as many to a new file beside it (through "
+        "the page cache), after the run."
+        "\n\n| when | commit | threads | simulate s | with the report s | ratio | peak RSS MiB "
+        "| with the report MiB | report MiB | its bytes alone s |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + rows
     )
 
 

@@ -138,8 +138,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             model, backend, dt=dt, threads=args.threads, ranks=ranks, max_epoch=args.mindelay,
             fast_imem=imem,
         )  # fmt: skip
-        with progress.phase("compiling"):
-            sim.epoch_program()  # JIT now, so that the simulation's bar measures simulating
+        reports = run.reports = Reports(sim, args.reports, outdir, ranks)  # files opened
+        with progress.phase("compiling"):  # JIT now, so that the simulation's bar measures
+            reports.compile()  # simulating: the driver that records what the reports do
         if args.restore is None:
             sim.finitialize(args.voltage)
         elif restore(sim, args.restore) >= args.tstop:
@@ -147,10 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"--restore {args.restore}: the checkpoint is at t = {sim.t:g} ms, not before "
                 f"-e {args.tstop:g} ms; give a later stop time"
             )
-        reports = run.reports = Reports(sim, args.reports, outdir, ranks)  # files opened
         reports.expect(args.tstop)
-        if reports.probes:  # the driver that records their arrays too: JIT now, in setup
-            sim.epoch_program(None, reports.probes)
         setup_s = time.perf_counter() - start
         start = time.perf_counter()
         exchange_s = -sim.exchange_s  # the time in the spike exchange from here on
@@ -170,12 +168,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                     model, backend, dt=dt, threads=args.threads, ranks=ranks,
                     max_epoch=args.mindelay, fast_imem=imem,
                 )  # fmt: skip
-                sim.epoch_program()
-                sim.finitialize(args.voltage)
                 reports = run.reports = Reports(sim, args.reports, outdir, ranks)
+                reports.compile()
+                sim.finitialize(args.voltage)
                 reports.expect(args.tstop)
-                if reports.probes:
-                    sim.epoch_program(None, reports.probes)
         with progress.phase("simulating", total=args.tstop, unit="ms") as up:
             result = sim.run(args.tstop, initialize=False, progress=up, **reports.recording())
         simulate_s = time.perf_counter() - start

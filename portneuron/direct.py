@@ -304,7 +304,10 @@ class DirectModel:
             written = Reports(sim, list(reports), Path(outdir), sim.ranks)
             recording = written.recording()
         model.nodes.v[...] = self.v0
-        sim.epoch_program(None, recording.get("probes", ()))  # the JIT here, untimed
+        if written is not None:
+            written.compile()  # the JIT here, untimed
+        else:
+            sim.epoch_program(None, probes)
         try:
             sim.finitialize(v_init)  # as NEURON's h.finitialize, before the run it times
             if written is not None:

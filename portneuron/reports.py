@@ -321,8 +321,16 @@ class Reports:
         """What Simulation.run records for the reports, and where it goes."""
         if not self.specs:
             return {}
-        out = {"record": self.record, "record_every": self.every, "sink": self.sink}
+        out = {"record": self.record, "record_every": self.every, "sink": self.sink,
+               "rows_dtype": np.float32}  # fmt: skip
         return {**out, "probes": self.probes} if self.probes else out
+
+    def compile(self) -> None:
+        """The simulation's epoch driver for a run with these reports, compiled now (one
+        that records float32 rows, and the probes' arrays)."""
+        recording = self.recording()
+        dtype = recording.get("rows_dtype", np.float64)
+        self.sim.epoch_program(recording.get("record"), self.probes, dtype)
 
     def sink(self, times: np.ndarray, values: np.ndarray) -> None:
         """An epoch's recorded rows: each report's columns, every rank's in rank order."""

@@ -28,7 +28,7 @@ from portneuron.backends.cuda.mapping import UnsupportedKernel, thread_mapping
 from portneuron.backends.cuda.names import Names, sanitize
 from portneuron.backends.cuda.render import kernel_source, module_source, signature
 from portneuron.backends.cuda.runtime import find_nvcc
-from portneuron.ir import BOOL, F64, I32, Kernel, Var
+from portneuron.ir import BOOL, F32, F64, I32, Kernel, Var
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 from portneuron.ir.passes import fold_constants
@@ -93,7 +93,8 @@ def every_construct() -> Kernel:
     x, n, flag = kb.array("in.x"), kb.array("in.n", I32), kb.array("in.flag", BOOL)
     for name, dtype, space in (("out.fn", F64, "out"), ("out.i", I32, "out"),
                                ("out.acc", F64, "node"), ("out.count", I32, "node"),
-                               ("out.own", F64, "instance"), ("out.par", F64, "out")):  # fmt: skip
+                               ("out.own", F64, "instance"), ("out.par", F64, "out"),
+                               ("out.f32", F32, "out")):  # fmt: skip
         kb.array(name, dtype, space)
     hi, m, on = kb.scalar("hi"), kb.scalar("m", I32), kb.scalar("on", BOOL)
     kb.stream("rec", (("lane", I32), ("value", F64)))
@@ -138,6 +139,8 @@ def every_construct() -> Kernel:
     with kb.loop("p", 0, k, parallel=True) as p:  # bounds that vary: runs in the thread
         kb.store("out.par", b.add(b.mul(me, 8), p), b.cast(F64, p))
     kb.add_to("out.own", me, total)
+    for j, value in enumerate((b.div(v, 3.0), b.mul(v, 1e39), b.mul(v, 1e-41))):
+        kb.store("out.f32", b.add(b.mul(me, 3), j), value)  # rounded; past float; subnormal
     kb.add_to("out.acc", k, b.add(b.call("fabs", v), 1.0))  # any order: no cancelling
     kb.add_to("out.count", k, 1)
     kb.emit("rec", me, v)
@@ -153,7 +156,8 @@ def every_construct_args(rng: np.random.Generator, lanes: int = 16) -> dict:
         "in.flag": rng.random(lanes) < 0.5, "out.fn": np.zeros(lanes * nf),
         "out.i": np.zeros(lanes * ni, np.int32), "out.acc": np.zeros(6),
         "out.count": np.zeros(6, np.int32), "out.own": rng.uniform(0, 1, lanes),
-        "out.par": np.zeros(lanes * 8), "hi": 0.75, "m": 2, "on": True,
+        "out.par": np.zeros(lanes * 8), "out.f32": np.zeros(lanes * 3, np.float32),
+        "hi": 0.75, "m": 2, "on": True,
     }  # fmt: skip
 
 

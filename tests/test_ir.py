@@ -10,10 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from portneuron.ir import (
     BOOL,
+    F32,
     F64,
     I32,
+    AddTo,
     Assign,
     Binary,
+    Cast,
     Const,
     If,
     Kernel,
@@ -50,6 +53,30 @@ def kernel(*body):
     ],
 )
 def test_verifier_rejects_malformed_kernels(bad, message):
+    with pytest.raises(VerifyError, match=message):
+        verify_kernel(bad)
+
+
+def f32_kernel(*body, scalar: bool = False) -> Kernel:
+    params = (Param("x"), Param("r", F32, "uniform" if scalar else "out"))
+    return Kernel("k", "instance", params, tuple(body))
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (f32_kernel(Assign("y", Load("r", Lane(), F32))), "load from 'r', which is f32"),
+        (f32_kernel(Store("x", Lane(), Load("r", Lane(), F64))), "array 'r' is f32"),
+        (f32_kernel(AddTo("r", Lane(), Const(1.0))), "add to 'r', which is f32"),
+        (f32_kernel(Store("r", Lane(), Const(1, I32))), "array 'r' is f32, accessed as i32"),
+        (f32_kernel(Assign("y", Cast(F32, Const(1.0)))), "cast to f32"),
+        (f32_kernel(Assign("y", Const(1.0, F32))), "not a valid f32"),
+        (f32_kernel(scalar=True), "scalar 'r' is f32"),
+    ],
+)
+def test_f32_is_a_storage_type_of_arrays_stored_to_only(bad, message):
+    """An f32 array is written (an f64 value, rounded as it is stored), never read."""
+    verify_kernel(f32_kernel(Store("r", Lane(), Load("x", Lane(), F64))))
     with pytest.raises(VerifyError, match=message):
         verify_kernel(bad)
 

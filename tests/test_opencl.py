@@ -50,6 +50,22 @@ def test_epochs_match_numpy_at_both_shapes(shape):
 
 
 @needs_device
+def test_a_report_on_opencl_is_numpys_to_the_bit(tmp_path):
+    """A report of every compartment, which the device's epochs record as float32 (an f32
+    array: C's rounding of each double stored), is the numpy run's float32 of its voltages."""
+    h5py = pytest.importorskip("h5py")
+    data = []
+    for name in ("numpy", "opencl"):
+        out = tmp_path / name
+        argv = ["run", "--nring", "2", "-e", "5", "--backend", name, "-o", str(out)]
+        assert main([*argv, "--report", "all@0.1"]) == 0
+        with h5py.File(out / "all.h5") as f:
+            data.append(f["report/All/data"][:])
+    assert data[0].shape == (51, 304) and data[0].dtype == np.float32
+    np.testing.assert_array_equal(data[1].view(np.int32), data[0].view(np.int32))
+
+
+@needs_device
 def test_a_network_on_opencl_spikes_as_on_numpy():
     runs = []
     for name in ("numpy", "opencl"):

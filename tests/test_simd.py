@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from portneuron.backends import backend_status, load_backend
-from portneuron.ir import F64, I32, Kernel, verify_kernel
+from portneuron.ir import F32, F64, I32, Kernel, verify_kernel
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 
@@ -55,6 +55,45 @@ def assert_same_bits(k: Kernel, args: dict, lanes: int) -> None:
         results.append(copy)
     for name in ("out", "acc", "total"):
         np.testing.assert_array_equal(results[1][name], results[0][name], err_msg=name)
+
+
+@settings(max_examples=30, deadline=None)
+@given(lanes=st.integers(1, 29), seed=st.integers(0, 2**31 - 1))
+def test_stores_to_f32_arrays_round_as_numpy_does(lanes, seed):
+    """An f64 value stored to an f32 array (the IR's storage type) on consecutive
+    elements under a mask, scattered, and to one element: NumPy's float32 of it, to the
+    bit, overflow to inf and subnormals included."""
+    kb = KernelBuilder("narrow", "instance", "stores to f32 arrays")
+    x = kb.assign("v", kb.array("x", F64, "instance")[kb.lane])
+    at = kb.array("at", I32, "instance")[kb.lane]
+    for name in ("near", "far", "one"):
+        kb.array(name, F32, "out")
+    with kb.if_(b.gt(x, 0.0)):
+        kb.store("near", kb.lane, b.mul(x, 1e-40))
+    with kb.else_():
+        kb.store("near", kb.lane, b.div(x, 3.0))
+    kb.store("far", at, b.mul(x, 1e38))
+    kb.store("one", 0, x)
+    k = verify_kernel(kb.build())
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-5, 5, lanes)
+    x[rng.random(lanes) < 0.2] = np.nan
+    args = {"x": x, "at": rng.permutation(lanes).astype(np.int32),
+            "near": np.zeros(lanes, np.float32), "far": np.zeros(lanes, np.float32),
+            "one": np.zeros(1, np.float32)}  # fmt: skip
+    results = []
+    for name in ("numpy", "llvm"):
+        backend = load_backend(name)
+        copy = {key: value.copy() for key, value in args.items()}
+        backend.run(backend.compile(k), copy, lanes)
+        results.append(copy)
+    near = np.where(x > 0, x * 1e-40, x / 3.0).astype(np.float32)
+    far = np.zeros(lanes, np.float32)
+    with np.errstate(over="ignore"):
+        far[args["at"]] = (x * 1e38).astype(np.float32)
+    for name, expected in (("near", near), ("far", far), ("one", x[-1:].astype(np.float32))):
+        for result in results:
+            np.testing.assert_array_equal(result[name].view(np.int32), expected.view(np.int32))
 
 
 def test_lanes_that_see_each_other_run_one_by_one():

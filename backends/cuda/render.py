@@ -59,6 +59,7 @@ from collections.abc import Iterable, Set
 
 from portneuron.ir import (
     BOOL,
+    F32,
     F64,
     I32,
     AddTo,
@@ -103,7 +104,8 @@ from .mapping import (
 )
 from .names import Names, sanitize
 
-C_TYPES = {F64: "double", I32: "int", BOOL: "bool"}
+#: (an f32 array's element: C rounds the double stored to it to the nearest float)
+C_TYPES = {F64: "double", I32: "int", BOOL: "bool", F32: "float"}
 _INFIX = {
     "add": "+", "sub": "-", "mul": "*", "div": "/", "lt": "<", "le": "<=", "gt": ">",
     "ge": ">=", "eq": "==", "ne": "!=", "and": "&&", "or": "||",

@@ -53,7 +53,7 @@ from portneuron.ir import (
 )
 
 from . import simd, vmath
-from .llvm_types import F64_T, I32_T, I64_T, PTR, TYPES
+from .llvm_types import F64_T, I32_T, I64_T, PTR, TYPES, stored
 from .philox import random123
 from .vmath import like, type_like
 
@@ -253,7 +253,7 @@ class _Lowering:
                 b.store(self.expr(value), self.var(name, dtype_of(value)))
             case Store(array=array, index=index, value=value):
                 dtype = self.array_dtype(array)
-                b.store(self.expr(value), self.element(array, index, dtype))
+                b.store(stored(b, self.expr(value), dtype), self.element(array, index, dtype))
             case AddTo(array=array, index=index, value=value):
                 dtype = self.array_dtype(array)
                 at = self.element(array, index, dtype)

@@ -30,6 +30,7 @@ from typing import Protocol
 
 from llvmlite import ir
 from portneuron.ir import (
+    F32,
     F64,
     I32,
     AddTo,
@@ -59,7 +60,7 @@ from portneuron.ir import (
 from portneuron.ir.walk import expressions, statements, written
 
 from . import vmath
-from .llvm_types import BOOL_T, I32_T, TYPES, alignment
+from .llvm_types import BOOL_T, I32_T, TYPES, alignment, stored
 
 
 class Lowering(Protocol):
@@ -482,7 +483,7 @@ class _Vector:
 
     def intrinsic(self, stem: str, dtype: DType, result: ir.Type, args: list[ir.Type]):
         """LLVM's masked memory intrinsic `stem` for vectors of `dtype`, declared once."""
-        name = f"llvm.{stem}.v{self.n}{'f64' if dtype == F64 else 'i32'}.p0"
+        name = f"llvm.{stem}.v{self.n}{ {F64: 'f64', F32: 'f32'}.get(dtype, 'i32') }.p0"
         fn = self.lw.module.globals.get(name)
         if fn is None:
             fn = ir.Function(self.lw.module, ir.FunctionType(result, args), name)
@@ -635,10 +636,10 @@ class _Vector:
             if add:  # the elements under the mask only (those past a call's last lane too)
                 old = self.load(array, dtype, AFFINE, i)
                 x = b.fadd(old, x) if dtype == F64 else b.add(old, x)
-            self.masked_store(x, address, dtype)
+            self.masked_store(stored(b, x, dtype), address, dtype)
             return
         if index_kind == UNIFORM and not add:  # every iteration stores the same value
-            b.store(x, lw.address(array, i, dtype))
+            b.store(stored(b, x, dtype), lw.address(array, i, dtype))
             return
 
         def one(lane: int) -> None:
@@ -647,7 +648,7 @@ class _Vector:
             if add:
                 old = b.load(address, typ=TYPES[dtype])
                 v = b.fadd(old, v) if dtype == F64 else b.add(old, v)
-            b.store(v, address)
+            b.store(stored(b, v, dtype), address)
 
         self.each_lane(self.mask, one)
 

@@ -13,8 +13,9 @@ complete and is removed when not (a report of a failed run never looks complete)
 is written as the run goes (`CompartmentReport.write` after each epoch), so memory stays
 bounded by one epoch's rows. Where the rows a run will give are known first
 (`CompartmentReport.expect`), the data are one contiguous block of the file, which a
-thread of its own writes past the page cache (`Rows`): the run's core only casts them to
-float32; else the data grow in chunks through HDF5."""
+thread of its own writes past the page cache (`Rows`): the run's core only copies them
+there (compiled epochs record a report's rows as float32); else the data grow in chunks
+through HDF5."""
 
 from __future__ import annotations
 
@@ -81,9 +82,10 @@ BUFFER_BYTES = 8 * 2**20
 
 
 class Rows:
-    """Rows of float32 to `path` from `offset`, as a run goes: cast into one of two buffers,
-    written by a thread of its own, in whole BLOCKs past the page cache (O_DIRECT) where
-    the system allows it (else through it), the last part block through it at `close`."""
+    """Rows of float32 to `path` from `offset`, as a run goes: copied (rounded, where given
+    as float64) into one of two buffers, written by a thread of its own, in whole BLOCKs
+    past the page cache (O_DIRECT) where the system allows it (else through it), the last
+    part block through it at `close`."""
 
     def __init__(self, path: Path, offset: int, row_bytes: int) -> None:
         self.path, self.at = path, offset

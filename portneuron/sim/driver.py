@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from portneuron.ir import BOOL, F64, I32, Kernel, Records, Var, View, walk
+from portneuron.ir import BOOL, F64, I32, DType, Kernel, Records, Var, View, walk
 from portneuron.ir import builder as b
 from portneuron.ir.builder import ArrayRef, KernelBuilder
 from portneuron.ir.types import NUMPY_DTYPES
@@ -146,12 +146,13 @@ def queue_capacity(plan: EpochPlan) -> int:
     return max(QUEUE_MIN, QUEUE_PER_SEND * int(np.max(per_block)))
 
 
-def _record_kernel() -> Kernel:
-    """One step's recorded voltages into their columns of the step's row, from `base`."""
+def _record_kernel(rows: DType = F64) -> Kernel:
+    """One step's recorded voltages into their columns of the step's row, from `base`
+    (rows of `rows`: F32 rounds them, for a report)."""
     kb = KernelBuilder("record", "recorded node")
     base, v = kb.scalar("base", I32), kb.array("v", F64, "node")
     node, column = kb.array("node", I32), kb.array("column", I32)
-    kb.array("out", F64, "out")
+    kb.array("out", rows, "out")
     kb.store("out", b.add(base, column[kb.lane]), v[node[kb.lane]])
     return kb.build()
 
@@ -183,6 +184,7 @@ def _build(
     cap: int,
     copies: list[tuple[str, str]] = (),
     values: tuple[str, ...] = (),
+    rows: DType = F64,
 ) -> Kernel:
     """The driver; with `copies` (a coupled model's junctions: each a target array's and a
     source array's driver names, the places in `x<i>.at`, `x<i>.of`), step-major: one lane
@@ -190,7 +192,8 @@ def _build(
     after the voltage update; a copy at the step's end gives the same values where the
     sources are voltages and only the junctions' currents read the targets, which
     portneuron.sim.epoch checks). `values`: the arrays other than v recorded too (driver
-    names; their places, blocks and columns in `val<i>.*`)."""
+    names; their places, blocks and columns in `val<i>.*`); `rows`: the recorded rows'
+    type."""
     step_major = bool(copies)
     kb = KernelBuilder(
         "epoch", "epoch" if step_major else "block", "a block of cells through an epoch's steps"
@@ -381,9 +384,9 @@ def _build(
     rec_start = kb.array("rec.start", I32, "blocks")
     for name in ("rec.node", "rec.column"):
         kb.array(name, I32, "rec")
-    kb.array("rec.out", F64, "out")
+    kb.array("rec.out", rows, "out")
     kb.array("blowup", F64, "block")
-    nrec, record = kb.scalar("nrec", I32), _record_kernel()
+    nrec, record = kb.scalar("nrec", I32), _record_kernel(rows)
     val_start = [kb.array(f"val{i}.start", I32, "blocks") for i in range(len(values))]
     for i, name in enumerate(values):
         kb.array(name, F64, "model")
@@ -513,7 +516,8 @@ class IrEpoch:
     the protocol the simulation runs epochs with (`load`, `advance`, `store`).
     From `load` to `store` the model's arrays are in the layout's order; a device
     backend keeps them in its memory then, and only the epoch's events go to it, and
-    its spikes, records and pending self-events come back."""
+    its spikes, records and pending self-events come back. `values`: arrays other than v
+    it records too; `rows`: the type of the recorded rows (F32 for a report's)."""
 
     def __init__(
         self,
@@ -522,6 +526,7 @@ class IrEpoch:
         threads: int | None = None,
         copies: list[tuple] = (),
         values: tuple[np.ndarray, ...] = (),
+        rows: DType = F64,
     ) -> None:
         self.plan, self.backend = plan, backend
         arrays = _ModelArrays(plan)
@@ -537,7 +542,7 @@ class IrEpoch:
         self.step_major = bool(copies)
         named = [(arrays.name(into, "gap"), arrays.name(values, "gap.source"))
                  for into, _, values, _ in copies]  # fmt: skip
-        self.kernel = _build(plan, arrays, self.queue_capacity, named, tuple(recorded))
+        self.kernel = _build(plan, arrays, self.queue_capacity, named, tuple(recorded), rows)
         self.compiled = backend.compile(self.kernel)
         backend.ready(self.compiled)  # compiled now: a run then times only the simulation
         threads = (threads or default_threads()) if backend.threaded else 1
@@ -571,7 +576,8 @@ class IrEpoch:
             self.compiled, {name: value for name, value in args.items() if name in self.names}
         )
         self._kept: tuple | None = None  # a call's arguments, and what they were made for
-        self._rows = np.zeros(0)  # the recorded rows' buffer, kept while large enough
+        #: the recorded rows' buffer, kept while large enough
+        self._rows = np.zeros(0, NUMPY_DTYPES[rows])
         self.outputs = ("rec.out", "blowup")
         if plan.threshold is not None:
             self.outputs += ("spike.count", "spike.presyn", "spike.t")
@@ -594,7 +600,7 @@ class IrEpoch:
             nrec = self._columns()
             rows = nsteps // every + 1
             if len(self._rows) < rows * nrec:  # new memory is faulted in page by page
-                self._rows = np.zeros(rows * nrec)
+                self._rows = np.zeros(rows * nrec, self._rows.dtype)
             args = {"nrec": nrec, "rec.out": self._rows,
                     "rec.start": _int32(plan.record_start), "rec.node": plan.record_node,
                     "rec.column": plan.record_column, "blowup": np.full(plan.nblocks, np.inf),

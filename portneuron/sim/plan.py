@@ -596,6 +596,7 @@ class EpochPlan:
     record_start: np.ndarray = field(init=False)  # int64 [nblocks + 1]
     record_node: np.ndarray = field(init=False)  # int32
     record_column: np.ndarray = field(init=False)  # int32
+    _record_kept: tuple | None = field(default=None, init=False, repr=False)
     laid_out: bool = False
     #: node arrays each block's step writes before it reads them and nothing reads after
     #: it (the matrix): not laid out, and a backend may give each block storage of its own
@@ -692,12 +693,19 @@ class EpochPlan:
 
     def set_record(self, record: np.ndarray, values: list[Values] = ()) -> None:
         """Record v at model nodes `record` (columns 0, 1, ...) and `values`
-        (`recorded_values`) after them."""
-        at = self.layout.perm[np.asarray(record, dtype=np.int64)]
-        order = np.argsort(at, kind="stable")
-        self.record_node = at[order]
-        self.record_start = np.searchsorted(self.record_node, self.layout.base, side="left")
-        self.record_column = order.astype(np.int32)
+        (`recorded_values`) after them. The last nodes given are kept in the layout's
+        order: the same array (unchanged) again costs nothing (a report's million nodes
+        are sorted in a run's setup, not in its simulation)."""
+        kept = self._record_kept
+        if kept is None or kept[0] is not record:
+            at = self.layout.perm[np.asarray(record, dtype=np.int64)]
+            order = np.argsort(at, kind="stable")
+            node = at[order]
+            start = np.searchsorted(node, self.layout.base, side="left")
+            kept = (record, node, start, order.astype(np.int32))
+            if len(record):
+                self._record_kept = kept
+        _, self.record_node, self.record_start, self.record_column = kept
         self.values = list(values)
 
     def _outside_values(self, index: np.ndarray, column: np.ndarray) -> Values:

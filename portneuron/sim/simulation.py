@@ -33,7 +33,7 @@ from portneuron import units
 from portneuron.arrays import distinct
 from portneuron.backends.base import Backend
 from portneuron.errors import PortneuronError, SimulationError
-from portneuron.ir import Kernel
+from portneuron.ir import F32, F64, Kernel
 from portneuron.memory import forget, give_back, scratch
 from portneuron.model import Model
 from portneuron.parallel import Ranks
@@ -66,10 +66,10 @@ class Result:
 RECORD_BUFFER = 16 * 2**20
 
 
-def record_steps(nrecord: int, every: int) -> int:
-    """Steps of a call whose rows (one every `every` steps, `nrecord` values each) fit in
-    RECORD_BUFFER."""
-    return max(1, RECORD_BUFFER // (8 * max(nrecord, 1))) * every
+def record_steps(nrecord: int, every: int, size: int = 8) -> int:
+    """Steps of a call whose rows (one every `every` steps, `nrecord` values of `size`
+    bytes each) fit in RECORD_BUFFER."""
+    return max(1, RECORD_BUFFER // (size * max(nrecord, 1))) * every
 
 
 #: Why a run with probes goes step by step where the model's compiled epochs do not.
@@ -713,6 +713,7 @@ class Simulation:
         probes: Sequence[tuple[np.ndarray, int]] = (),
         record_every: int = 1,
         sink: Callable[[np.ndarray, np.ndarray], None] | None = None,
+        rows_dtype=np.float64,
     ) -> Result:
         """Simulate to `tstop` [ms], recording v at the model nodes `record` at t = 0 and
         every `record_every` steps (at the steps since finitialize that it divides), and
@@ -720,7 +721,9 @@ class Simulation:
         runs step by step; `progress(t)` is called after every epoch with the time reached
         [ms]. With `sink`, the recorded rows go to sink(times, values) after every epoch,
         or more often where they would fill RECORD_BUFFER (bounded memory: the result keeps
-        none of them; `values` may be the compiled epoch's buffer, valid during the call)."""
+        none of them; `values` may be the compiled epoch's buffer, valid during the call);
+        `rows_dtype` np.float32: compiled epochs record them rounded to float32 (a SONATA
+        report's), twice the rows in that buffer."""
         if record_every < 1:
             raise PortneuronError(f"record_every must be at least 1, not {record_every}")
         if self.node_arrays["node.v"] is not self.model.nodes.v:
@@ -733,7 +736,7 @@ class Simulation:
         record = np.asarray(record, dtype=np.int64)
         nsteps = self.steps_to(tstop)
         epoch = self.epoch_steps()
-        program = self.epoch_program(record, probes) if nsteps else None
+        program = self.epoch_program(record, probes, rows_dtype) if nsteps else None
         if probes and program is None and self.compiled_epochs and not self.stepwise_reason:
             self.stepwise_reason = PROBED  # this run's
         elif self.stepwise_reason == PROBED and (program is not None or not probes):
@@ -790,7 +793,8 @@ class Simulation:
                 elif program is not None:
                     # with a sink, rows go to it after every call (taken before the next),
                     # and a call holds RECORD_BUFFER bytes of them at most
-                    most = n if sink is None else record_steps(columns, every)
+                    size = np.dtype(rows_dtype).itemsize
+                    most = n if sink is None else record_steps(columns, every, size)
                     for at in range(0, n, most):
                         if at:
                             flush()
@@ -842,10 +846,11 @@ class Simulation:
             t, done, left = float(after[-1]), done + n, left - n
 
     # ------------------------------------------------------------------ compiled epochs
-    def epoch_program(self, record: np.ndarray | None = None, probes=()):
+    def epoch_program(self, record: np.ndarray | None = None, probes=(), rows_dtype=np.float64):
         """The backend's compiled epoch for this model (compiled once, then kept), set to
         record v at the nodes `record` and `probes` ((array, element) pairs, after them:
-        another driver is compiled for each set of arrays); None where the model needs the
+        another driver is compiled for each set of arrays and for float32 rows,
+        `rows_dtype`); None where the model needs the
         stepwise loop (`stepwise_reason` says why) or a probe is not of a laid-out array of
         values (a run then samples them step by step)."""
         if not self.compiled_epochs:
@@ -882,13 +887,15 @@ class Simulation:
                 values = plan.recorded_values(probes, 0 if record is None else len(record))
             except LookupError:
                 return None
-        key = tuple(memory_key(v.array) for v in values)
+        single = np.dtype(rows_dtype) == np.float32
+        key = tuple(memory_key(v.array) for v in values) + (("float32",) if single else ())
         if key not in self._programs:  # a driver that records these arrays too
             arrays = tuple(v.array for v in values)
             try:
                 self._programs[key] = IrEpoch(
-                    plan, self.backend, self.threads, self._program_copies, arrays
-                )
+                    plan, self.backend, self.threads, self._program_copies, arrays,
+                    F32 if single else F64,
+                )  # fmt: skip
             except Unsupported:
                 return None
         self._program = self._programs[key]
