@@ -4,7 +4,8 @@ Runs `portneuron run` on the native ringtest (1,026,000 compartments by default)
 report and with `--report all@DT`, interleaved, each a fresh process into a folder of its
 own, and reports the simulate time (the report's writing included), its ratio to the run
 without, the peak RSS, the report's size and the time the file system takes to write as
-many bytes to a new file alone; appends to perf/results.jsonl (kind "report").
+many bytes to a new file alone, through the page cache to the disk (fsync); appends to
+perf/results.jsonl (kind "report").
 
     python perf/reports.py [--nring 250] [--tstop 10] [--dt-report 0.1] [--rounds 2] [--threads N]
 """
@@ -39,12 +40,15 @@ def one_run(args, report: bool, out: Path) -> dict:
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     size = (out / "all.h5").stat().st_size if report else 0
     write_s = 0.0
-    if report:  # the file system's share: as many bytes to a new file beside it, alone
+    if report:  # the file system's share: as many bytes to a new file beside it, alone,
+        # on the disk before the next run (its write-back would slow that run)
         block = np.zeros(2**20 // 4, dtype=np.float32)
         start = time.perf_counter()
         with open(out / "bytes", "wb") as f:
             for _ in range(size // block.nbytes):
                 block.tofile(f)
+            f.flush()
+            os.fsync(f.fileno())
         write_s = time.perf_counter() - start
     return {"simulate_s": summary["simulate_s"], "peak_rss_mib": summary["peak_rss_mib"],
             "compartments": summary["compartments"], "report_mib": size / 2**20,

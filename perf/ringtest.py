@@ -455,8 +455,9 @@ def report_section(runs: list[dict]) -> str:
         f"\n\n{r['backend']}, this machine's {r.get('cores', '?')} cores, medians of "
         f"{r['rounds']} interleaved rounds, each a fresh `portneuron run` into a folder of its "
         "own; the report is a SONATA compartment report (float32), written as the run goes. "
-        "Its bytes alone: the file system writing as many to a new file beside it (through "
-        "the page cache), after the run."
+        "Its bytes alone: the file system writing as many to a new file beside it, after "
+        "the run, through the page cache to the disk (fsync; runs before 5ea437e: without "
+        "the fsync)."
         "\n\n| when | commit | threads | simulate s | with the report s | ratio | peak RSS MiB "
         "| with the report MiB | report MiB | its bytes alone s |\n"
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + rows

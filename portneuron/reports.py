@@ -322,8 +322,17 @@ class Reports:
         if not self.specs:
             return {}
         out = {"record": self.record, "record_every": self.every, "sink": self.sink,
-               "rows_dtype": np.float32}  # fmt: skip
+               "rows_dtype": np.float32, "rows_into": self.rows_into}  # fmt: skip
         return {**out, "probes": self.probes} if self.probes else out
+
+    def rows_into(self, rows: int, columns: int) -> np.ndarray | None:
+        """Where a compiled epoch records its next rows: straight into the report's file
+        buffer where one report on one rank takes them whole (sonata.Rows.space)."""
+        if self.ranks.size > 1 or len(self.writers) != 1 or self.writers[0].rows_out is None:
+            return None
+        if self.columns[0] != slice(0, columns):
+            return None
+        return self.writers[0].rows_out.space(rows, columns)
 
     def compile(self) -> None:
         """The simulation's epoch driver for a run with these reports, compiled now (one

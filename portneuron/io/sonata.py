@@ -75,10 +75,12 @@ def _chunks(n: int) -> tuple[int, int]:
 #: The blocks rows go to the disk in, past the page cache (O_DIRECT), where the file system
 #: and the data's place in the file allow: file offsets, lengths and buffers all multiples.
 BLOCK = 4096
-#: The bytes of rows (float32) each of a report's two buffers holds (or one row, where more):
-#: one is filled while the other is written. 400 MB of rows to a new file on this project's
-#: machine: 1.0 s through the page cache, 0.15-0.2 s past it.
-BUFFER_BYTES = 8 * 2**20
+#: The bytes of rows (float32) each of a report's two buffers holds (or one row and a part
+#: block, where more): one is filled while the other is written; a compiled epoch call's
+#: rows (Simulation's RECORD_BUFFER) and a part block fit, which it can record in place
+#: (`Rows.space`). 400 MB of rows to a new file on this project's machine: 1.0 s through
+#: the page cache, 0.15-0.2 s past it.
+BUFFER_BYTES = 16 * 2**20 + BLOCK
 
 
 class Rows:
@@ -106,10 +108,27 @@ class Rows:
         self.thread = threading.Thread(target=self._drain, name=f"report {path.name}", daemon=True)
         self.thread.start()
 
+    def space(self, rows: int, columns: int) -> np.ndarray | None:
+        """Room for the next `rows` rows of `columns` float32 values, after those written:
+        a contiguous array in a buffer, which `write` then takes as it is; None where they
+        do not fit in one."""
+        nbytes = rows * columns * 4
+        if nbytes > len(self.buffer) - BLOCK:
+            return None
+        if nbytes > len(self.buffer) - self.fill:
+            self._hand_over()
+        return np.frombuffer(self.buffer, np.float32, rows * columns, self.fill)
+
     def write(self, rows: np.ndarray) -> None:
         """`rows` (2-D, of any float type) after those written, as float32."""
         self._check()
         width = rows.shape[1] * 4
+        room = len(self.buffer) - self.fill
+        if rows.dtype == np.float32 and rows.nbytes <= room and rows.flags.c_contiguous:
+            here = np.frombuffer(self.buffer, np.uint8, 1, self.fill)
+            if rows.ctypes.data == here.ctypes.data:  # recorded in place (`space`)
+                self.fill += rows.nbytes
+                return
         done = 0
         while done < len(rows):
             room = (len(self.buffer) - self.fill) // width

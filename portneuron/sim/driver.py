@@ -597,7 +597,7 @@ class IrEpoch:
             or kept[:3] != key[:3]
             or any(a is not b for a, b in zip(kept[3:], key[3:]))
         ):
-            nrec = self._columns()
+            nrec = self.columns()
             rows = nsteps // every + 1
             if len(self._rows) < rows * nrec:  # new memory is faulted in page by page
                 self._rows = np.zeros(rows * nrec, self._rows.dtype)
@@ -629,22 +629,37 @@ class IrEpoch:
         return args
 
     def advance(
-        self, t0: float, nsteps: int, events: EpochEvents, first: int = 1, every: int = 1
+        self,
+        t0: float,
+        nsteps: int,
+        events: EpochEvents,
+        first: int = 1,
+        every: int = 1,
+        out: np.ndarray | None = None,
     ) -> EpochResult:
         """Every block through `nsteps` steps from `t0` with the epoch's `events`,
         recording after step `first` (1-based) and every `every` steps after it (the
-        result's arrays are this call's until the next)."""
+        result's arrays are this call's until the next), into `out` where given (a
+        contiguous array of the rows' type, room for them: a host backend records
+        straight into it, a device's rows are copied there)."""
         plan = self.plan
         args = self._args(t0, nsteps, events, every)
         args["rec.first"], args["rec.every"] = first, every
-        self.bound.run(args, self.cuts, self.outputs)
-        nrec = self._columns()
+        nrec = self.columns()
         rows = (nsteps - first) // every + 1 if first <= nsteps else 0
-        result = EpochResult(
-            np.zeros(0, np.int32),
-            np.zeros(0),
-            args["rec.out"][: rows * nrec].reshape(rows, nrec),
-        )
+        buffer = args["rec.out"]
+        if out is not None and self.backend.device_kind == "cpu":
+            args["rec.out"] = out
+        try:
+            self.bound.run(args, self.cuts, self.outputs)
+        finally:
+            args["rec.out"] = buffer
+        recorded = buffer[: rows * nrec]
+        if out is not None:
+            if self.backend.device_kind != "cpu":
+                out[: rows * nrec] = recorded
+            recorded = out[: rows * nrec]
+        result = EpochResult(np.zeros(0, np.int32), np.zeros(0), recorded.reshape(rows, nrec))
         if plan.threshold is not None and args["spike.count"].any():  # each block's spikes
             at = _regions(args["spike.base"], args["spike.count"])
             result.spike_lanes, result.spike_t = args["spike.presyn"][at], args["spike.t"][at]
@@ -655,7 +670,7 @@ class IrEpoch:
             self.store()  # the model's state as it was when the block stopped
         return result
 
-    def _columns(self) -> int:
+    def columns(self) -> int:
         """A recorded row's columns: the voltages', then the other values'."""
         return len(self.plan.record_node) + sum(len(v.places) for v in self.plan.values)
 

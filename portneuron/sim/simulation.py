@@ -714,6 +714,7 @@ class Simulation:
         record_every: int = 1,
         sink: Callable[[np.ndarray, np.ndarray], None] | None = None,
         rows_dtype=np.float64,
+        rows_into: Callable[[int, int], np.ndarray | None] | None = None,
     ) -> Result:
         """Simulate to `tstop` [ms], recording v at the model nodes `record` at t = 0 and
         every `record_every` steps (at the steps since finitialize that it divides), and
@@ -723,7 +724,9 @@ class Simulation:
         or more often where they would fill RECORD_BUFFER (bounded memory: the result keeps
         none of them; `values` may be the compiled epoch's buffer, valid during the call);
         `rows_dtype` np.float32: compiled epochs record them rounded to float32 (a SONATA
-        report's), twice the rows in that buffer."""
+        report's), twice the rows in that buffer; `rows_into(rows, columns)`: where a
+        compiled epoch call records its rows instead of that buffer (the sink's own memory,
+        which it is then given), or None."""
         if record_every < 1:
             raise PortneuronError(f"record_every must be at least 1, not {record_every}")
         if self.node_arrays["node.v"] is not self.model.nodes.v:
@@ -799,7 +802,9 @@ class Simulation:
                         if at:
                             flush()
                         step = min(most, n - at)
-                        self._advance(program, step, record, times, trace, every, keep, not sink)
+                        self._advance(
+                            program, step, record, times, trace, every, keep, not sink, rows_into
+                        )
                 else:
                     for _ in range(n):
                         self.step()
@@ -913,6 +918,7 @@ class Simulation:
         every: int = 1,
         keep: bool = True,
         copy: bool = True,
+        rows_into: Callable[[int, int], np.ndarray | None] | None = None,
     ) -> None:
         """`nsteps` steps (an epoch, or a coupled model's one step of it) in one backend
         call, recording at the steps since finitialize that `every` divides (`keep`: their
@@ -929,7 +935,10 @@ class Simulation:
             self._events = epoch.EpochEvents(program.plan)
         self._collect_events(self._events, float(clock[-1]))
         first = every - self.steps_done % every  # the first recorded step, from 1
-        result = program.advance(self.t, nsteps, self._events, first, every)
+        out = None
+        if rows_into is not None and first <= nsteps:
+            out = rows_into((nsteps - first) // every + 1, program.columns())
+        result = program.advance(self.t, nsteps, self._events, first, every, out)
         self.t = float(clock[-1])
         self.steps_done += nsteps
         if result.overflow:
