@@ -443,7 +443,8 @@ def report_section(runs: list[dict]) -> str:
     latest = {r.get("threads"): r for r in runs}  # the last of each
     r = runs[-1]
     rows = "".join(
-        f"| {x['when']} | {x['commit']} | {x.get('threads', '?')} | {x['simulate_s']:.3f} | "
+        f"| {x['when']} | {x['commit']} | {x.get('threads', '?')} | {x['rounds']} | "
+        f"{x['simulate_s']:.3f} | "
         f"{x['simulate_reported_s']:.3f} | {x['ratio']} | {x['peak_rss_mib']} | "
         f"{x['peak_rss_reported_mib']} | {x['report_mib']} | "
         f"{x.get('bytes_written_alone_s', '')} |\n"
@@ -452,15 +453,14 @@ def report_section(runs: list[dict]) -> str:
     return (
         f"\n## Reports: every compartment of the native ringtest, {r['compartments']:,} "
         f"compartments, every {r['dt_report']:g} ms of {r['tstop']:g} ms (perf/reports.py)"
-        f"\n\n{r['backend']}, this machine's {r.get('cores', '?')} cores, medians of "
-        f"{r['rounds']} interleaved rounds, each a fresh `portneuron run` into a folder of its "
-        "own; the report is a SONATA compartment report (float32), written as the run goes. "
+        f"\n\n{r['backend']}, this machine's {r.get('cores', '?')} cores, medians of the "
+        "interleaved rounds, each a fresh `portneuron run` into a folder of its own; the report is a SONATA compartment report (float32), written as the run goes. "
         "Its bytes alone: the file system writing as many to a new file beside it, after "
         "the run, through the page cache to the disk (fsync; runs before 5ea437e: without "
         "the fsync)."
-        "\n\n| when | commit | threads | simulate s | with the report s | ratio | peak RSS MiB "
-        "| with the report MiB | report MiB | its bytes alone s |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + rows
+        "\n\n| when | commit | threads | rounds | simulate s | with the report s | ratio "
+        "| peak RSS MiB | with the report MiB | report MiB | its bytes alone s |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + rows
     )
 
 
