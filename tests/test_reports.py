@@ -296,13 +296,13 @@ def test_rows_laid_out_first_are_written_past_the_page_cache(tmp_path, monkeypat
                                      np.arange(n), 0.0, 1.0, 0.1)  # fmt: skip
     short.expect(11)
     short.write(0.1 * np.arange(10), values[:10])
-    with pytest.raises(RuntimeError, match="10 rows, not 11 expected"):
+    with pytest.raises(PortneuronError, match="gave 10 rows, not the 11 laid out"):
         short.close()
     short.abort()
     over = sonata.CompartmentReport(tmp_path / "over.h5", np.array([0]), np.array([n]),
                                     np.arange(n), 0.0, 1.0, 0.1)  # fmt: skip
     over.expect(10)
-    with pytest.raises(RuntimeError, match="more rows than the 10 expected"):
+    with pytest.raises(PortneuronError, match="gave more rows than the 10 laid out"):
         over.write(0.1 * np.arange(11), values)
     over.abort()
     assert not list(tmp_path.glob("short.h5*")) and not list(tmp_path.glob("over.h5*"))

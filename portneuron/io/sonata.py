@@ -285,7 +285,7 @@ class CompartmentReport:
         self.last = float(times[on][-1])
         if self.rows_out is not None:
             if self.rows + len(rows) > self.expected:
-                raise RuntimeError(f"{self.path}: more rows than the {self.expected} expected")
+                self._unexpected(f"more rows than the {self.expected}")
             self.rows_out.write(rows)
         else:
             self._chunked()
@@ -299,12 +299,18 @@ class CompartmentReport:
             self.rows_out.close()
             self.rows_out = None
             if self.rows != self.expected:
-                raise RuntimeError(f"{self.path}: {self.rows} rows, not {self.expected} expected")
+                self._unexpected(f"{self.rows} rows, not the {self.expected}")
         self._chunked()
         first = self.start if self.first is None else self.first
         self.time[:2] = first, first + self.rows * self.dt
         self.file.close()
         os.replace(self.part, self.path)
+
+    def _unexpected(self, what: str) -> None:
+        raise PortneuronError(
+            f"{self.path}: the run gave {what} laid out for it; lay a report out (Reports."
+            f"expect) from the state the run starts in (after finitialize), to its tstop"
+        )
 
     def _chunked(self) -> None:
         """The data, where not laid out whole: rows added in chunks."""
