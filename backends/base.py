@@ -20,6 +20,13 @@ def dumping(stage: str) -> bool:
     return stage in os.environ.get("PORTNEURON_DUMP", "").split(",")
 
 
+def profiling() -> bool:
+    """PORTNEURON_PROFILE=1: every launched kernel (an epoch driver's phases) stays a
+    function of its own, by its name, for a sampling profiler (perf/profile.py) to tell
+    apart; a kernel compiled so is cached apart."""
+    return os.environ.get("PORTNEURON_PROFILE", "") not in ("", "0")
+
+
 class BackendUnavailable(RuntimeError):
     """The backend cannot run here; the message says why."""
 

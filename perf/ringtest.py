@@ -243,7 +243,7 @@ def write_results_md() -> None:
     latest: dict[str, list[dict]] = {}
     kinds: dict[str, list[dict]] = {
         "gpu": [], "hnn": [], "mpi": [], "imbalance": [], "exchange": [], "startup": [],
-        "gap": [], "gap-placement": [], "scale": [], "report": [], "cells": [],
+        "gap": [], "gap-placement": [], "scale": [], "report": [], "cells": [], "profile": [],
     }  # fmt: skip
     gpu, hnn, mpi = kinds["gpu"], kinds["hnn"], kinds["mpi"]  # their latest runs
     for line in (HERE / "results.jsonl").read_text().splitlines():
@@ -308,6 +308,8 @@ def write_results_md() -> None:
         parts.append(scale_section(kinds["scale"]))
     if kinds["report"]:
         parts.append(report_section(kinds["report"]))
+    if kinds["profile"]:
+        parts.append(profile_section(kinds["profile"][-1]))
     if gpu:
         parts.append(gpu_section(gpu))
     (HERE / "RESULTS.md").write_text("".join(parts))
@@ -461,6 +463,25 @@ def report_section(runs: list[dict]) -> str:
         "\n\n| when | commit | threads | rounds | simulate s | with the report s | ratio "
         "| peak RSS MiB | with the report MiB | report MiB | its bytes alone s |\n"
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + rows
+    )
+
+
+def profile_section(r: dict) -> str:
+    """The latest perf/profile.py run: where the single cell's whole call goes."""
+    rows = "".join(
+        f"| {x['part']} | {x['share']} | {x['fraction']:.1%} | {x['ms']} |\n"
+        for x in r["rows"]
+        if x["fraction"] >= 0.002
+    )
+    return (
+        f"\n## Where a real cell's time goes: hnn-core's layer 5 pyramidal cell, "
+        f"{r['tstop']:g} ms (perf/profile.py)\n\n{r['when']}, commit {r['commit']}, "
+        f"{r['machine']}. Linux perf sampling the whole call ({r['whole_s']} s: load "
+        f"{r['load_s']} s, the hand-over and the kernels from the cache; then the run, "
+        f"simulate {r['simulate_s']} s), {r['samples']} samples, the driver's phases "
+        "compiled as functions of their own (PORTNEURON_PROFILE=1: not inlined, a little "
+        "slower). Shares of at least 0.2 %.\n\n| part | share | of the call | ms |\n"
+        "| --- | --- | --- | --- |\n" + rows
     )
 
 

@@ -96,6 +96,37 @@ def test_stores_to_f32_arrays_round_as_numpy_does(lanes, seed):
             np.testing.assert_array_equal(result[name].view(np.int32), expected.view(np.int32))
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    lanes=st.integers(1, 29),
+    exponent=st.sampled_from([1.0, 2.0, 0.5, -1.0, 1.0 + 2**-52, 3.7]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_powers_with_one_exponent_are_the_c_librarys(lanes, exponent, seed):
+    """x ** y with y the same in every lane (a GLOBAL, as kca.mod's cai^caix with caix =
+    1): the C library's pow, lane by lane, to the bit, where y is 1 without calling it;
+    NaN, the infinities, -0 and negative bases included."""
+    kb = KernelBuilder("power", "instance", "x ** y, y uniform")
+    x = kb.assign("v", kb.array("x", F64, "instance")[kb.lane])
+    kb.array("out", F64, "instance")
+    kb.store("out", kb.lane, b.pow_(x, kb.scalar("y")))
+    k = verify_kernel(kb.build())
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3, 3, lanes) * 10.0 ** rng.integers(-300, 300, lanes)
+    specials = [np.nan, np.inf, -np.inf, -0.0, 0.0, -2.0, 5e-324]
+    x[: min(lanes, len(specials))] = specials[: min(lanes, len(specials))]
+    results = []
+    for name in ("numpy", "llvm"):
+        backend = load_backend(name)
+        args = {"x": x.copy(), "out": np.zeros(lanes), "y": exponent}
+        with np.errstate(all="ignore"):
+            backend.run(backend.compile(k), args, lanes)
+        results.append(args["out"])
+    np.testing.assert_array_equal(results[1].view(np.int64), results[0].view(np.int64))
+    if exponent == 1.0:
+        np.testing.assert_array_equal(results[1].view(np.int64), x.view(np.int64))
+
+
 def test_lanes_that_see_each_other_run_one_by_one():
     from portneuron.backends.llvm import simd
 

@@ -18,7 +18,7 @@ from portneuron.ir.types import NUMPY_DTYPES
 
 from portneuron.interrupts import deferred
 
-from ..base import Backend, Bound, dumping
+from ..base import Backend, Bound, dumping, profiling
 from .runtime import Jit, fill_slots, slot_count, slot_plan
 from .vmath import MATH, host_math
 
@@ -133,7 +133,7 @@ class LlvmBackend(Backend):
         function is not in the cache (where it went verified), or never, where it never runs
         (PORTNEURON_DUMP=ir: verified and printed now)."""
         math = self.math
-        name = Jit.get().name(kernel, f"{math} {hot}")
+        name = Jit.get().name(kernel, f"{math} {hot}" + (" profiled" if profiling() else ""))
         if dumping("ir"):
             from portneuron.ir import format_kernel
 

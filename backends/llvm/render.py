@@ -52,6 +52,7 @@ from portneuron.ir import (
     dtype_of,
 )
 
+from ..base import profiling
 from . import simd, vmath
 from .llvm_types import F64_T, I32_T, I64_T, PTR, TYPES, stored
 from .philox import random123
@@ -372,6 +373,8 @@ class _Lowering:
             lower_kernel(self.module, dataclasses.replace(callee, name=name), self.math)
             function = self.module.globals[name]
             function.linkage = "internal"
+            if profiling():
+                function.attributes.add("noinline")
             cache[id(callee)] = (callee, function)
         return cache[id(callee)][1]
 

@@ -686,9 +686,7 @@ class _Vector:
                 if kind == AFFINE:
                     return AFFINE, b.add(x, y) if op == "add" else b.sub(x, y)
                 if op == "pow":
-                    return VARYING, self.per_lane(
-                        [(ka, x), (kb, y)], lambda a, c: lw.binary(op, dtype, a, c)
-                    )
+                    return VARYING, self.power((ka, x), (kb, y))
                 return VARYING, lw.binary(op, dtype, self.widen(ka, x), self.widen(kb, y))
             case Cast(dtype=dtype, operand=operand):
                 kind, x = self.expr(operand)
@@ -709,6 +707,28 @@ class _Vector:
                     return VARYING, vmath.exp_of(lw.math)(b, self.widen(*parts[0]))
                 return VARYING, self.per_lane(parts, lambda *xs: lw.call(fn, list(xs)))
         raise NotVectorisable(f"expression {e!r}")
+
+    def power(self, base: tuple[str, ir.Value], exponent: tuple[str, ir.Value]) -> ir.Value:
+        """base ** exponent, the C library's pow lane by lane; where the exponent is the
+        same in every lane and 1, the base itself (pow(x, 1) is x for every x, NaN, the
+        infinities and -0 included: C's Annex F and an error under an ulp), no calls."""
+        b, lw = self.b, self.lw
+
+        def calls() -> ir.Value:
+            return self.per_lane([base, exponent], lambda a, c: lw.binary("pow", F64, a, c))
+
+        if exponent[0] != UNIFORM:
+            return calls()
+        one = b.fcmp_ordered("==", exponent[1], ir.Constant(exponent[1].type, 1.0))
+        with b.if_else(one) as (then, otherwise):
+            with then:
+                same, same_block = self.widen(*base), b.block
+            with otherwise:
+                called, called_block = calls(), b.block
+        result = b.phi(same.type)
+        result.add_incoming(same, same_block)
+        result.add_incoming(called, called_block)
+        return result
 
     def per_lane(self, parts: list[tuple[str, ir.Value]], scalar) -> ir.Value:
         """A vector of scalar(*arguments of lane l) for each lane l."""

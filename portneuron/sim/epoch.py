@@ -28,11 +28,13 @@ epoch. `plan` reads a simulation through `StepSource`, so this module imports no
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Any, Protocol
 
 import numpy as np
 
+from portneuron.backends.base import profiling
 from portneuron.ir import F64, Kernel
 from portneuron.memory import give_back
 
@@ -395,6 +397,9 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
     def phase(kernel: Kernel, args: dict, ranges: np.ndarray, owner: int = -1) -> Phase:
         if kernel.streams:
             raise Unsupported(f"kernel {kernel.name} emits events during the step")
+        if owner >= 0 and profiling():  # a profiler's name: the mechanism's and the block's
+            name = f"{model.mechanisms[owner].name}_{kernel.name}"
+            kernel = dataclasses.replace(kernel, name=name)
         return Phase(kernel, sorted_args(kernel, args, owner), ranges)
 
     node_ranges = layout.base
