@@ -103,6 +103,7 @@ def main() -> None:
     if perf is None:
         sys.exit("perf/profile.py: needs Linux perf (linux-tools) on PATH")
     env = {**os.environ, "PORTNEURON_PROFILE": "1"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as a user's Python runs (ringtest.measured)
     with tempfile.TemporaryDirectory() as tmp:
         hnn = hnn_network.prepare(Path(tmp))
         if isinstance(hnn, str):
