@@ -42,10 +42,9 @@ CASES = {"cell": (1000.0, 1), "large": (200.0, 21), "fit": (100.0, 1), "network"
 NETWORK = 100  # cells of the network case, each driving the next three's AMPA synapses
 
 
-def worker(hnn: Path, case: str, engine: str, fit_runs: int) -> dict:
-    """One engine's run of one case, in this process (NEURON builds the cell here)."""
-    import numpy as np
-
+def build(hnn: Path, case: str):
+    """The case's cells in NEURON, in this process: (NEURON's h, the first cell's soma
+    segment, its mechanisms' folder, what must be kept alive)."""
     sys.path.insert(0, str(hnn))
     import neuron
 
@@ -55,7 +54,7 @@ def worker(hnn: Path, case: str, engine: str, fit_runs: int) -> dict:
     from neuron import h
 
     h.load_file("stdrun.hoc")
-    tstop, more = CASES[case]
+    more = CASES[case][1]
     pc, keep = h.ParallelContext(), []
     for gid in range(NETWORK if case == "network" else 1):
         cell = pyramidal(cell_name="L5_pyramidal", gid=gid)
@@ -76,9 +75,18 @@ def worker(hnn: Path, case: str, engine: str, fit_runs: int) -> dict:
                 nc = pc.gid_connect(gid, target)
                 nc.weight[0], nc.delay = 0.002, 1.0 + k
                 keep.append(nc)
+    h.dt, h.celsius = 0.025, 37.0
+    return h, soma, mods, keep
+
+
+def worker(hnn: Path, case: str, engine: str, fit_runs: int) -> dict:
+    """One engine's run of one case, in this process (NEURON builds the cell here)."""
+    import numpy as np
+
+    h, soma, mods, keep = build(hnn, case)
+    tstop, pc = CASES[case][0], h.ParallelContext()
     spikes_t, spikes_gid = h.Vector(), h.Vector()
     pc.spike_record(-1, spikes_t, spikes_gid)
-    h.dt, h.celsius = 0.025, 37.0
     gnabar = np.linspace(0.12, 0.3, fit_runs) if case == "fit" else [soma.hh2.gnabar]
     digest, spikes, simulate = hashlib.sha256(), 0, 0.0
     start = time.perf_counter()

@@ -1,7 +1,8 @@
-"""Where a real cell's time goes: hnn-core's layer 5 pyramidal cell (perf/cells.py's `cell`
-case: 55 compartments, IClamp 0.5 nA, 1 s) through direct mode on llvm, sampled by Linux
-`perf` over the whole call (the hand-over from NEURON and loading the compiled kernels,
-then the run).
+"""Where a real cell's time goes: one of perf/cells.py's cases (`cell`, hnn-core's layer 5
+pyramidal cell, 55 compartments, IClamp 0.5 nA, 1 s; `large`, the same with 21 times the
+segments; `network`, 100 of them) through direct mode on llvm, sampled by Linux `perf`
+over the whole call (the hand-over from NEURON and loading the compiled kernels, then the
+run).
 
 The kernels are compiled with PORTNEURON_PROFILE=1: each phase of the epoch driver stays
 a function of its own, named by its mechanism and kernel (cached apart from the kernels
@@ -12,7 +13,7 @@ the spike threshold), the driver's own code (event delivery, loops over the step
 blocks), the C library's math (pow, log, exp called per lane), Python (with NumPy: the
 hand-over, the per-epoch work), the kernel (system calls, page faults), other.
 
-    python perf/profile.py [--tstop 1000] [--frequency 4999]
+    python perf/profile.py [--case cell] [--tstop MS] [--frequency 4999]
 
 Prints a table and appends it to perf/results.jsonl (kind "profile"), which RESULTS.md
 shows. Needs `perf` (linux-tools) allowed to sample this process.
@@ -32,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from cells import CASES, build
 from ringtest import ROOT, append_results
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -44,26 +46,9 @@ DRIVER = re.compile(r"^pn_[0-9a-f]+$")
 MATH = {"pow", "log", "exp", "log10", "expm1", "sin", "cos", "tanh", "atan", "fmod"}
 
 
-def worker(hnn: Path, tstop: float) -> None:
-    """Build the cell in NEURON, then the timed call; prints the call's clock marks."""
-    sys.path.insert(0, str(hnn))
-    import neuron
-
-    mods = hnn / "hnn_core" / "mod"
-    neuron.load_mechanisms(str(mods))
-    from hnn_core.cells_default import pyramidal
-    from neuron import h
-
-    h.load_file("stdrun.hoc")
-    cell = pyramidal(cell_name="L5_pyramidal", gid=0)
-    cell.build(sec_name_apical="apical_trunk")
-    soma = cell._nrn_sections["soma"](0.5)
-    stim = h.IClamp(soma)
-    stim.delay, stim.dur, stim.amp = 10.0, 1e9, 0.5
-    pc = h.ParallelContext()
-    pc.set_gid2node(0, pc.id())
-    pc.cell(0, h.NetCon(soma._ref_v, None, sec=soma.sec))
-    h.dt, h.celsius = 0.025, 37.0
+def worker(hnn: Path, case: str, tstop: float) -> None:
+    """Build the case in NEURON, then the timed call; prints the call's clock marks."""
+    _, soma, mods, _keep = build(hnn, case)
     marks = [time.clock_gettime(time.CLOCK_MONOTONIC)]
     import portneuron.direct
 
@@ -92,13 +77,15 @@ def share(symbol: str, dso: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tstop", type=float, default=1000.0)
+    parser.add_argument("--case", default="cell", choices=[c for c in CASES if c != "fit"])
+    parser.add_argument("--tstop", type=float, default=None, help="default: the case's")
     parser.add_argument("--frequency", type=int, default=4999)
-    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(Path(args.worker[0]), float(args.worker[1]))
+        worker(Path(args.worker[0]), args.worker[1], float(args.worker[2]))
         return
+    tstop = args.tstop if args.tstop is not None else CASES[args.case][0]
     perf = shutil.which("perf")
     if perf is None:
         sys.exit("perf/profile.py: needs Linux perf (linux-tools) on PATH")
@@ -108,7 +95,7 @@ def main() -> None:
         hnn = hnn_network.prepare(Path(tmp))
         if isinstance(hnn, str):
             sys.exit(f"perf/profile.py: {hnn}")
-        command = [sys.executable, __file__, "--worker", str(hnn), str(args.tstop)]
+        command = [sys.executable, __file__, "--worker", str(hnn), args.case, str(tstop)]
         subprocess.run(command, env=env, check=True, capture_output=True)  # fills the cache
         data = Path(tmp) / "perf.data"
         done = subprocess.run(
@@ -140,7 +127,7 @@ def main() -> None:
             rows.append({"part": part, "share": name, "samples": n,
                          "fraction": round(n / total, 4), "ms": round(1e3 * whole * n / total, 1)})  # fmt: skip
     result = {
-        "kind": "profile", "case": "cell", "tstop": args.tstop,
+        "kind": "profile", "case": args.case, "tstop": tstop,
         "whole_s": round(whole, 4), "load_s": round(loaded - start, 4),
         "simulate_s": round(out["simulate_s"], 4), "samples": total, "rows": rows,
     }  # fmt: skip

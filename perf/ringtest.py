@@ -247,11 +247,15 @@ def write_results_md() -> None:
     latest: dict[str, list[dict]] = {}
     kinds: dict[str, list[dict]] = {
         "gpu": [], "hnn": [], "mpi": [], "imbalance": [], "exchange": [], "startup": [],
-        "gap": [], "gap-placement": [], "scale": [], "report": [], "cells": [], "profile": [],
+        "gap": [], "gap-placement": [], "scale": [], "report": [], "cells": [],
     }  # fmt: skip
+    profiles: dict[str, dict] = {}  # the latest perf/profile.py run of each case
     gpu, hnn, mpi = kinds["gpu"], kinds["hnn"], kinds["mpi"]  # their latest runs
     for line in (HERE / "results.jsonl").read_text().splitlines():
         r = json.loads(line)
+        if r.get("kind") == "profile":
+            profiles[r["case"]] = r
+            continue
         if r.get("kind") in kinds:
             runs = kinds[r["kind"]]
             if runs and runs[0]["when"] != r["when"]:
@@ -312,8 +316,7 @@ def write_results_md() -> None:
         parts.append(scale_section(kinds["scale"]))
     if kinds["report"]:
         parts.append(report_section(kinds["report"]))
-    if kinds["profile"]:
-        parts.append(profile_section(kinds["profile"][-1]))
+    parts.extend(profile_section(r) for r in profiles.values())
     if gpu:
         parts.append(gpu_section(gpu))
     (HERE / "RESULTS.md").write_text("".join(parts))
@@ -478,8 +481,9 @@ def profile_section(r: dict) -> str:
         if x["fraction"] >= 0.002
     )
     return (
-        f"\n## Where a real cell's time goes: hnn-core's layer 5 pyramidal cell, "
-        f"{r['tstop']:g} ms (perf/profile.py)\n\n{r['when']}, commit {r['commit']}, "
+        f"\n## Where a real cell's time goes: perf/cells.py's {r['case']} case (hnn-core's "
+        f"layer 5 pyramidal cell), {r['tstop']:g} ms (perf/profile.py)\n\n{r['when']}, "
+        f"commit {r['commit']}, "
         f"{r['machine']}. Linux perf sampling the whole call ({r['whole_s']} s: load "
         f"{r['load_s']} s, the hand-over and the kernels from the cache; then the run, "
         f"simulate {r['simulate_s']} s), {r['samples']} samples, the driver's phases "
