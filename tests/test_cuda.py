@@ -35,7 +35,7 @@ from portneuron.ir.passes import fold_constants
 
 from portneuron.build import Cell, Network
 from portneuron.cli import main
-from portneuron.sim import cable, driver, epoch
+from portneuron.sim import cable, driver, epoch, simulation
 from portneuron.sim.epoch import Interleaved
 from portneuron.sim.simulation import MAX_EPOCH_STEPS, Simulation, SimulationError
 
@@ -625,8 +625,9 @@ def test_host_epoch_blow_up_names_the_cell(host_backend):
 
 @needs_gxx
 def test_host_epochs_without_netcons_are_bounded(host_backend, monkeypatch):
-    """With no min-delay an epoch is MAX_EPOCH_STEPS long at most, so what the device
-    holds for one (spikes, recorded voltages) is bounded, not the whole run's."""
+    """With no min-delay an epoch is Simulation.longest_epoch long at most (for this small
+    model LONGEST_EPOCH, here 1500), so what the device holds for one (spikes, recorded
+    voltages) is bounded, not the whole run's."""
     calls = []
     advance = driver.IrEpoch.advance
 
@@ -635,10 +636,14 @@ def test_host_epochs_without_netcons_are_bounded(host_backend, monkeypatch):
         return advance(self, t0, nsteps, events, *recording)
 
     monkeypatch.setattr(driver.IrEpoch, "advance", counted)
+    monkeypatch.setattr(simulation, "LONGEST_EPOCH", 1500)
     sim = Simulation(negative_leak_network(1e-4).build(), host_backend)
-    steps = 2 * MAX_EPOCH_STEPS + 10
+    steps = 2 * 1500 + 10
     result = sim.run(steps * sim.dt, record=[0])
-    assert calls == [MAX_EPOCH_STEPS, MAX_EPOCH_STEPS, 10] and result.v.shape == (steps + 1, 1)
+    assert calls == [1500, 1500, 10] and result.v.shape == (steps + 1, 1)
+    many = Simulation(negative_leak_network(1e-4).build(), host_backend)
+    monkeypatch.setattr(simulation, "EPOCH_NODE_STEPS", many.model.nodes.count * 10)
+    assert many.longest_epoch == MAX_EPOCH_STEPS  # a larger model: the floor
 
 
 @needs_gxx
