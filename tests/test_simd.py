@@ -45,14 +45,21 @@ def kernel(read_shared: bool = False) -> Kernel:
     return verify_kernel(kb.build())
 
 
-def assert_same_bits(k: Kernel, args: dict, lanes: int) -> None:
-    """The kernel on numpy and llvm, from the same arguments: out, acc and total equal."""
+def on_both(k: Kernel, args: dict, lanes: int) -> list[dict]:
+    """The kernel on numpy and on llvm, each on a copy of `args`: the copies after."""
     results = []
     for name in ("numpy", "llvm"):
         backend = load_backend(name)
-        copy = {key: value.copy() for key, value in args.items()}
-        backend.run(backend.compile(k), copy, lanes)
+        copy = {key: (v.copy() if isinstance(v, np.ndarray) else v) for key, v in args.items()}
+        with np.errstate(all="ignore"):
+            backend.run(backend.compile(k), copy, lanes)
         results.append(copy)
+    return results
+
+
+def assert_same_bits(k: Kernel, args: dict, lanes: int) -> None:
+    """The kernel on numpy and llvm, from the same arguments: out, acc and total equal."""
+    results = on_both(k, args, lanes)
     for name in ("out", "acc", "total"):
         np.testing.assert_array_equal(results[1][name], results[0][name], err_msg=name)
 
@@ -81,12 +88,7 @@ def test_stores_to_f32_arrays_round_as_numpy_does(lanes, seed):
     args = {"x": x, "at": rng.permutation(lanes).astype(np.int32),
             "near": np.zeros(lanes, np.float32), "far": np.zeros(lanes, np.float32),
             "one": np.zeros(1, np.float32)}  # fmt: skip
-    results = []
-    for name in ("numpy", "llvm"):
-        backend = load_backend(name)
-        copy = {key: value.copy() for key, value in args.items()}
-        backend.run(backend.compile(k), copy, lanes)
-        results.append(copy)
+    results = on_both(k, args, lanes)
     near = np.where(x > 0, x * 1e-40, x / 3.0).astype(np.float32)
     far = np.zeros(lanes, np.float32)
     with np.errstate(over="ignore"):
@@ -115,16 +117,12 @@ def test_powers_with_one_exponent_are_the_c_librarys(lanes, exponent, seed):
     x = rng.uniform(-3, 3, lanes) * 10.0 ** rng.integers(-300, 300, lanes)
     specials = [np.nan, np.inf, -np.inf, -0.0, 0.0, -2.0, 5e-324]
     x[: min(lanes, len(specials))] = specials[: min(lanes, len(specials))]
-    results = []
-    for name in ("numpy", "llvm"):
-        backend = load_backend(name)
-        args = {"x": x.copy(), "out": np.zeros(lanes), "y": exponent}
-        with np.errstate(all="ignore"):
-            backend.run(backend.compile(k), args, lanes)
-        results.append(args["out"])
-    np.testing.assert_array_equal(results[1].view(np.int64), results[0].view(np.int64))
+    numpy, llvm = (
+        r["out"] for r in on_both(k, {"x": x, "out": np.zeros(lanes), "y": exponent}, lanes)
+    )
+    np.testing.assert_array_equal(llvm.view(np.int64), numpy.view(np.int64))
     if exponent == 1.0:
-        np.testing.assert_array_equal(results[1].view(np.int64), x.view(np.int64))
+        np.testing.assert_array_equal(llvm.view(np.int64), x.view(np.int64))
 
 
 def test_lanes_that_see_each_other_run_one_by_one():
