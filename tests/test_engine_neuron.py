@@ -208,6 +208,7 @@ def test_ringtest_dataset_spikes_identical_to_neuron(tmp_path, backend):
     assert set(summary) == {
         "cells", "compartments", "nodes", "ranks", "spikes", "setup_s", "simulate_s",
         "ns_per_compartment_step", "peak_rss_mib", "backend", "threads", "jit_s", "loop",
+        "seed", "celsius", "epoch_ms",
     }  # fmt: skip
     assert summary["ranks"] == 1
     assert summary["cells"] == 128 and summary["spikes"] == len(expected) == 592
