@@ -5,6 +5,8 @@ scatters, accumulations into shared elements and loops inside a lane."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -123,6 +125,33 @@ def test_powers_with_one_exponent_are_the_c_librarys(lanes, exponent, seed):
     np.testing.assert_array_equal(llvm.view(np.int64), numpy.view(np.int64))
     if exponent == 1.0:
         np.testing.assert_array_equal(llvm.view(np.int64), x.view(np.int64))
+
+
+@settings(max_examples=20, deadline=None)
+@given(lanes=st.integers(1, 29), seed=st.integers(0, 2**31 - 1))
+def test_calls_on_the_kernels_scalars_are_made_once(lanes, seed):
+    """tadj = q10^((celsius - temp)/10), as hh2.mod and kca.mod compute it in every lane
+    (q10 a local assigned a scalar once, temp a GLOBAL's element the kernel does not
+    write; and a log of them under a mask): one call each, in the kernel's entry block,
+    not one a vector of lanes; numpy's bits in every lane."""
+    kb = KernelBuilder("tadj", "instance", "a power of the kernel's scalars in every lane")
+    x = kb.assign("v", kb.array("x", F64, "instance")[kb.lane])
+    q10 = kb.assign("q", kb.scalar("q10"))  # a local, assigned once, as kca.mod's q10
+    celsius, temp = kb.scalar("celsius"), kb.array("temp", F64, "uniform1")[0]
+    kb.array("out", F64, "instance")
+    tadj = kb.assign("tadj", b.pow_(q10, b.div(b.sub(celsius, temp), 10.0)))
+    kb.store("out", kb.lane, b.mul(x, tadj))
+    with kb.if_(b.gt(x, 0.0)):
+        kb.store("out", kb.lane, b.add(x, b.call("log", q10)))
+    k = verify_kernel(kb.build())
+    rng = np.random.default_rng(seed)
+    args = {"x": rng.uniform(-3, 3, lanes), "out": np.zeros(lanes), "q10": 2.3,
+            "celsius": float(rng.uniform(6, 37)), "temp": np.array([23.0])}  # fmt: skip
+    numpy, llvm = (r["out"] for r in on_both(k, args, lanes))
+    np.testing.assert_array_equal(llvm.view(np.int64), numpy.view(np.int64))
+    text = load_backend("llvm").emit(k, "llvm")
+    for fn in ("pow", "log"):
+        assert len(re.findall(rf'call double @"?portneuron\.{fn}"?\(', text)) == 1, fn
 
 
 def test_lanes_that_see_each_other_run_one_by_one():

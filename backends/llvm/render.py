@@ -51,6 +51,7 @@ from portneuron.ir import (
     While,
     dtype_of,
 )
+from portneuron.ir.walk import statements, written
 
 from ..base import profiling
 from . import simd, vmath
@@ -95,6 +96,10 @@ class _Lowering:
         self.b = ir.IRBuilder(entry)
         self.vars: dict[str, ir.AllocaInstr] = {}
         self.params: dict[str, ir.Value] = {}
+        self._invariants: dict[int, bool] = {}  # by expression (`invariant`)
+        self._hoisted: dict[int, ir.Value] = {}  # calls made once, in the entry block
+        self._hoisting = False
+        self._names: tuple | None = None  # `_scope`
         self.streams: dict[str, tuple[list[ir.Value], ir.Value, tuple]] = {}
         slot = 0
         slots = self.fn.args[2]
@@ -378,9 +383,94 @@ class _Lowering:
             cache[id(callee)] = (callee, function)
         return cache[id(callee)][1]
 
+    # ------------------------------------------------------------------ hoisting
+    def _scope(self) -> tuple[set[str], set[str], dict[str, Expr]]:
+        """The kernel's scalars, the arrays it does not write, and the locals its body
+        assigns once, first thing, an invariant value (as kca.mod's q10 = global.q10)."""
+        if self._names is None:
+            kernel = self.kernel
+            scalars = {p.name for p in kernel.params if not p.is_array}
+            unwritten = {p.name for p in kernel.params if p.is_array} - written(kernel.body)
+            self._names = scalars, unwritten, {}
+            assigned = [s.name for s in statements(kernel.body) if isinstance(s, Assign)]
+            for s in kernel.body:  # in order: a local's value reads the locals before it
+                if isinstance(s, Assign) and assigned.count(s.name) == 1:
+                    if self.invariant(s.value):
+                        self._names[2][s.name] = s.value
+        return self._names
+
+    def invariant(self, e: Expr) -> bool:
+        """Whether `e` is the same all through the kernel's call: of its scalar parameters
+        (which it cannot assign), constants, elements of arrays it does not write (a
+        GLOBAL's, as celsius) and such locals, lowered without branches (no exp of the
+        vector math, no random123)."""
+        scalars, unwritten, defined = self._scope()
+        known = self._invariants.get(id(e))
+        if known is None:
+            match e:
+                case Const():
+                    known = True
+                case Var(name=name):
+                    known = name in scalars or name in defined
+                case Load(array=array, index=index):
+                    known = array in unwritten and self.invariant(index)
+                case Unary(operand=x) | Cast(operand=x):
+                    known = self.invariant(x)
+                case Binary(lhs=x, rhs=y):
+                    known = self.invariant(x) and self.invariant(y)
+                case Call(fn=fn, args=args):
+                    inline = fn == "random123" or (fn == "exp" and self.math != "libm")
+                    known = not inline and all(self.invariant(a) for a in args)
+                case Select(cond=c, then=x, otherwise=y):
+                    known = self.invariant(c) and self.invariant(x) and self.invariant(y)
+                case _:
+                    known = False
+            self._invariants[id(e)] = known
+        return known
+
+    def hoists(self, e: Expr) -> bool:
+        """Whether `e` is a call of the C library (pow, log, ...) on invariant values, as
+        NEURON's tadj = q10^((celsius - temp)/10): made once, in the entry block, not for
+        every lane (the same operations: the same bits)."""
+        call = isinstance(e, Call) or (isinstance(e, Binary) and e.op == "pow")
+        return call and not self._hoisting and self.invariant(e)
+
+    def once(self, e: Expr) -> ir.Value:
+        """`e`'s value, computed in the entry block (`hoists`)."""
+        if id(e) not in self._hoisted:
+            with self.b.goto_entry_block():
+                self._hoisting = True
+                try:
+                    self._hoisted[id(e)] = self.expr(self.expanded(e))
+                finally:
+                    self._hoisting = False
+        return self._hoisted[id(e)]
+
+    def expanded(self, e: Expr) -> Expr:
+        """`e` with the invariant locals it reads replaced by their values (which the entry
+        block, before any lane assigns them, computes again)."""
+        defined = self._scope()[2]
+        match e:
+            case Var(name=name) if name in defined:
+                return self.expanded(defined[name])
+            case Unary(operand=x) | Cast(operand=x):
+                return dataclasses.replace(e, operand=self.expanded(x))
+            case Binary(lhs=x, rhs=y):
+                return dataclasses.replace(e, lhs=self.expanded(x), rhs=self.expanded(y))
+            case Call(args=args):
+                return dataclasses.replace(e, args=tuple(self.expanded(a) for a in args))
+            case Select(cond=c, then=x, otherwise=y):
+                parts = (self.expanded(c), self.expanded(x), self.expanded(y))
+                return dataclasses.replace(e, cond=parts[0], then=parts[1], otherwise=parts[2])
+            case Load(index=index):
+                return dataclasses.replace(e, index=self.expanded(index))
+        return e
+
     # ------------------------------------------------------------------ expressions
     def expr(self, e: Expr) -> ir.Value:
         b = self.b
+        if self.hoists(e):
+            return self.once(e)
         match e:
             case Const(value=value, dtype=dtype):
                 if dtype == F64:

@@ -655,6 +655,8 @@ class _Vector:
     # ------------------------------------------------------------------ expressions
     def expr(self, e: Expr) -> tuple[str, ir.Value]:
         b, lw = self.b, self.lw
+        if lw.hoists(e):
+            return UNIFORM, lw.once(e)
         match e:
             case Var(name=name, dtype=dtype) if name in self.slots:
                 kind = self.analysis.kinds[name]
