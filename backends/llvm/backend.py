@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -40,8 +41,11 @@ class CompiledKernel:
     their own), or loaded from the cache. `kernel` is the kernel as given: its parameters
     and streams are the verified, folded kernel's."""
 
-    def __init__(self, kernel: Kernel, name: str, lower: Callable[[str], str]) -> None:
-        self.kernel, self.name, self.lower = kernel, name, lower
+    def __init__(
+        self, kernel: Kernel, name: str | Callable[[], str], lower: Callable[[str], str]
+    ) -> None:
+        self.kernel, self.lower = kernel, lower
+        self._name = name  # or the function that gives it: named when it first runs
         self.emits: dict[str, int] = emits_per_lane(kernel)
         self._function: Any = None
         self.slots = np.zeros(slot_count(kernel), dtype=np.int64)
@@ -50,6 +54,14 @@ class CompiledKernel:
         self.last: list[Any] = [None] * len(kernel.params)
         self.owner: Any = None  # the Bound whose arguments are in the slots
         self.plan = slot_plan(kernel)
+
+    @property
+    def name(self) -> str:
+        """The function's name, the hash of the kernel (Jit.name): computed once needed,
+        as most of a Simulation's kernels never run on their own."""
+        if callable(self._name):
+            self._name = self._name()
+        return self._name
 
     @property
     def function(self) -> Any:
@@ -133,7 +145,8 @@ class LlvmBackend(Backend):
         function is not in the cache (where it went verified), or never, where it never runs
         (PORTNEURON_DUMP=ir: verified and printed now)."""
         math = self.math
-        name = Jit.get().name(kernel, f"{math} {hot}" + (" profiled" if profiling() else ""))
+        options = f"{math} {hot}" + (" profiled" if profiling() else "")
+        name = functools.partial(Jit.get().name, kernel, options)
         if dumping("ir"):
             from portneuron.ir import format_kernel
 
