@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 
 from .nodes import (
     AddTo,
@@ -70,6 +71,24 @@ def subexpressions(e: Expr) -> Iterator[Expr]:
             pass
         case _:
             raise TypeError(f"not an IR expression: {e!r}")
+
+
+def rebuilt(e: Expr, f: Callable[[Expr], Expr]) -> Expr:
+    """`e` with each of its direct subexpressions x replaced by f(x)."""
+    match e:
+        case Load(index=x):
+            return dataclasses.replace(e, index=f(x))
+        case Unary(operand=x) | Cast(operand=x):
+            return dataclasses.replace(e, operand=f(x))
+        case Binary(lhs=x, rhs=y):
+            return dataclasses.replace(e, lhs=f(x), rhs=f(y))
+        case Select(cond=c, then=t, otherwise=o):
+            return dataclasses.replace(e, cond=f(c), then=f(t), otherwise=f(o))
+        case Call(args=args):
+            return dataclasses.replace(e, args=tuple(f(x) for x in args))
+        case Const() | Var() | Lane():
+            return e
+    raise TypeError(f"not an IR expression: {e!r}")
 
 
 def own_expressions(s: Stmt) -> tuple[Expr, ...]:

@@ -304,11 +304,11 @@ class DirectModel:
             written = Reports(sim, list(reports), Path(outdir), sim.ranks)
             recording = written.recording()
         model.nodes.v[...] = self.v0
-        if written is not None:
-            written.compile()  # the JIT here, untimed
-        else:
-            sim.epoch_program(None, probes)
         try:
+            if written is not None:  # the JIT here, untimed
+                written.compile()
+            else:
+                sim.epoch_program(None, probes)
             sim.finitialize(v_init)  # as NEURON's h.finitialize, before the run it times
             if written is not None:
                 written.expect(tstop)

@@ -310,8 +310,10 @@ class Reports:
     def expect(self, tstop: float) -> None:
         """The run is to `tstop` from the simulation's state now: each report's rows laid
         out whole before they come (CompartmentReport.expect)."""
+        if not self.writers:  # a rank that does not write
+            return
         counts = [0] * len(self.writers)
-        for times in self.sim.recorded_times(tstop, self.every) if self.writers else ():
+        for times in self.sim.recorded_times(tstop, self.every):
             for k, writer in enumerate(self.writers):
                 counts[k] += int(np.count_nonzero(writer.on(times)))
         for writer, count in zip(self.writers, counts):

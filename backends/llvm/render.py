@@ -20,6 +20,7 @@ math="vector" (vmath.py).
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 from llvmlite import ir
 from portneuron.ir import (
@@ -51,7 +52,7 @@ from portneuron.ir import (
     While,
     dtype_of,
 )
-from portneuron.ir.walk import statements, written
+from portneuron.ir.walk import rebuilt, statements, subexpressions, written
 
 from ..base import profiling
 from . import simd, vmath
@@ -96,7 +97,6 @@ class _Lowering:
         self.b = ir.IRBuilder(entry)
         self.vars: dict[str, ir.AllocaInstr] = {}
         self.params: dict[str, ir.Value] = {}
-        self._invariants: dict[int, bool] = {}  # by expression (`invariant`)
         self._hoisted: dict[int, ir.Value] = {}  # calls made once, in the entry block
         self._hoisting = False
         self._names: tuple | None = None  # `_scope`
@@ -391,12 +391,12 @@ class _Lowering:
             kernel = self.kernel
             scalars = {p.name for p in kernel.params if not p.is_array}
             unwritten = {p.name for p in kernel.params if p.is_array} - written(kernel.body)
-            self._names = scalars, unwritten, {}
-            assigned = [s.name for s in statements(kernel.body) if isinstance(s, Assign)]
+            defined: dict[str, Expr] = {}
+            self._names = scalars, unwritten, defined  # `invariant` reads it as it grows
+            assigned = Counter(s.name for s in statements(kernel.body) if isinstance(s, Assign))
             for s in kernel.body:  # in order: a local's value reads the locals before it
-                if isinstance(s, Assign) and assigned.count(s.name) == 1:
-                    if self.invariant(s.value):
-                        self._names[2][s.name] = s.value
+                if isinstance(s, Assign) and assigned[s.name] == 1 and self.invariant(s.value):
+                    defined[s.name] = s.value
         return self._names
 
     def invariant(self, e: Expr) -> bool:
@@ -405,28 +405,17 @@ class _Lowering:
         GLOBAL's, as celsius) and such locals, lowered without branches (no exp of the
         vector math, no random123)."""
         scalars, unwritten, defined = self._scope()
-        known = self._invariants.get(id(e))
-        if known is None:
-            match e:
-                case Const():
-                    known = True
-                case Var(name=name):
-                    known = name in scalars or name in defined
-                case Load(array=array, index=index):
-                    known = array in unwritten and self.invariant(index)
-                case Unary(operand=x) | Cast(operand=x):
-                    known = self.invariant(x)
-                case Binary(lhs=x, rhs=y):
-                    known = self.invariant(x) and self.invariant(y)
-                case Call(fn=fn, args=args):
-                    inline = fn == "random123" or (fn == "exp" and self.math != "libm")
-                    known = not inline and all(self.invariant(a) for a in args)
-                case Select(cond=c, then=x, otherwise=y):
-                    known = self.invariant(c) and self.invariant(x) and self.invariant(y)
-                case _:
-                    known = False
-            self._invariants[id(e)] = known
-        return known
+        for x in subexpressions(e):
+            match x:
+                case Var(name=name) if name not in scalars and name not in defined:
+                    return False
+                case Load(array=array) if array not in unwritten:
+                    return False
+                case Lane() | Call(fn="random123"):
+                    return False
+                case Call(fn="exp") if self.math != "libm":
+                    return False
+        return True
 
     def hoists(self, e: Expr) -> bool:
         """Whether `e` is a call of the C library (pow, log, ...) on invariant values, as
@@ -450,21 +439,9 @@ class _Lowering:
         """`e` with the invariant locals it reads replaced by their values (which the entry
         block, before any lane assigns them, computes again)."""
         defined = self._scope()[2]
-        match e:
-            case Var(name=name) if name in defined:
-                return self.expanded(defined[name])
-            case Unary(operand=x) | Cast(operand=x):
-                return dataclasses.replace(e, operand=self.expanded(x))
-            case Binary(lhs=x, rhs=y):
-                return dataclasses.replace(e, lhs=self.expanded(x), rhs=self.expanded(y))
-            case Call(args=args):
-                return dataclasses.replace(e, args=tuple(self.expanded(a) for a in args))
-            case Select(cond=c, then=x, otherwise=y):
-                parts = (self.expanded(c), self.expanded(x), self.expanded(y))
-                return dataclasses.replace(e, cond=parts[0], then=parts[1], otherwise=parts[2])
-            case Load(index=index):
-                return dataclasses.replace(e, index=self.expanded(index))
-        return e
+        if isinstance(e, Var) and e.name in defined:
+            return self.expanded(defined[e.name])
+        return rebuilt(e, self.expanded)
 
     # ------------------------------------------------------------------ expressions
     def expr(self, e: Expr) -> ir.Value:

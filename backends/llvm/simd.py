@@ -87,6 +87,10 @@ class Lowering(Protocol):
 
     def binary(self, op: str, dtype: DType, x: ir.Value, y: ir.Value) -> ir.Value: ...
 
+    def hoists(self, e: Expr) -> bool: ...
+
+    def once(self, e: Expr) -> ir.Value: ...
+
 
 #: The widest parallel loop lowered as one vector; wider ones run sequentially.
 MAX_LANES = 16

@@ -404,8 +404,9 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
 
     node_ranges = layout.base
 
-    def before_after(name: str) -> list[Phase]:
-        """The sets' BEFORE or AFTER blocks of one kind, set by set (NEURON's nrn_ba)."""
+    def each_set(name: str) -> list[Phase]:
+        """Kernel `name` of every set that has one, set by set (a current, a state, the
+        BEFORE or AFTER blocks of one kind, as NEURON's nrn_ba)."""
         return [
             phase(m.ir[name], m.args, instances[m.index].ranges, m.index)
             for m in real
@@ -413,14 +414,11 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
         ]
 
     first: list[Phase] = [phase(ir["clear_matrix"], sim.cable_args, node_ranges)]
-    first += before_after("before_breakpoint")
+    first += each_set("before_breakpoint")
     for ion, args, _, _ in sim.ion_kernels:
         kernel = ir[f"ion_reset_{ion.name}"]
         first.append(phase(kernel, args, ions[ion.name].ranges))
-    for m in real:
-        if m.has("current"):
-            kernel = m.ir["current"]
-            first.append(phase(kernel, m.args, instances[m.index].ranges, m.index))
+    first += each_set("current")
     for m, args in zip(sim.capacitance_sets, sim.capacitance):
         first.append(phase(ir["capacitance"], args, instances[m].ranges, m))
     if sim.fast_imem:
@@ -433,12 +431,7 @@ def plan(sim: StepSource, width: int = BLOCK_WIDTH) -> EpochPlan:
             kernel = ir[f"second_order_{ion.name}"]
             first.append(phase(kernel, args, ions[ion.name].ranges))
     first.append(phase(ir["update_voltage"], sim.cable_args, node_ranges))
-    second = [
-        phase(m.ir["state"], m.args, instances[m.index].ranges, m.index)
-        for m in real
-        if m.has("state")
-    ]
-    second += before_after("after_solve") + before_after("before_step")
+    second = each_set("state") + each_set("after_solve") + each_set("before_step")
     receive, receive_sets = [], []
     for m in real:
         if m.has("net_receive"):
