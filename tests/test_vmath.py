@@ -204,3 +204,21 @@ def test_both_builds_are_glibcs_algorithm(build):
                         rng.uniform(-760, -500, 1500), SPECIAL])  # fmt: skip
     expected = np.array([glibc_exp(float(v), build == "libc-fused") for v in x])
     assert same_bits(our_exp(x, build), expected).all()
+
+
+def test_an_unknown_math_setting_is_one_line(tmp_path):
+    """PORTNEURON_MATH set to no known way: `portneuron run` says so in one line, exit 1,
+    and writes nothing."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "portneuron", "run", "-e", "1", "--backend", "llvm", "-o", str(out)],
+        capture_output=True, text=True, env={**os.environ, "PORTNEURON_MATH": "fast"},
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "PORTNEURON_MATH must be one of libm, vector, libc-fused, libc-plain" in done.stderr
+    assert not (out / "out.dat").exists()

@@ -17,6 +17,7 @@ from portneuron.ir import Kernel, verify_kernel, walk
 from portneuron.ir.passes import fold_constants
 from portneuron.ir.types import NUMPY_DTYPES
 
+from portneuron.errors import PortneuronError
 from portneuron.interrupts import deferred
 
 from ..base import Backend, Bound, dumping, profiling
@@ -123,7 +124,10 @@ class LlvmBackend(Backend):
         ulp. PORTNEURON_MATH sets it."""
         self.math = math or os.environ.get("PORTNEURON_MATH") or host_math()
         if self.math not in MATH:
-            raise ValueError(f"PORTNEURON_MATH must be one of {', '.join(MATH)}, not {self.math!r}")
+            raise PortneuronError(
+                f"PORTNEURON_MATH must be one of {', '.join(MATH)}, not {self.math!r}; unset it "
+                f"for the C library's bits"
+            )
         self.pool: ThreadPoolExecutor | None = None
         self.pool_threads = 0
 
