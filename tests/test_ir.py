@@ -319,7 +319,7 @@ def test_every_walker_and_pass_refuses_a_node_it_does_not_know():
 
         # verified, folded and lowered where it first runs (compile defers them)
         on_body["llvm"] = lambda k: load_backend("llvm").compile(k).function
-        on_body["llvm independent_lanes"] = simd.independent_lanes
+        on_body["llvm independent_lanes"] = lambda k: simd.independent_lanes(k.body)
         on_body["llvm lane_analysis"] = simd.lane_analysis
     # walkers of statements only: the unknown statement is enough
     statements_only = {"walk.statements", "walk.emits_per_lane", "walk.written",

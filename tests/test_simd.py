@@ -5,7 +5,9 @@ scatters, accumulations into shared elements and loops inside a lane."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -47,16 +49,21 @@ def kernel(read_shared: bool = False) -> Kernel:
     return verify_kernel(kb.build())
 
 
-def on_both(k: Kernel, args: dict, lanes: int) -> list[dict]:
-    """The kernel on numpy and on llvm, each on a copy of `args`: the copies after."""
+def run_on(*names: str, k: Kernel, args: dict, lanes: int) -> list[dict]:
+    """The kernel on each backend named, each on a copy of `args`: the copies after."""
     results = []
-    for name in ("numpy", "llvm"):
+    for name in names:
         backend = load_backend(name)
         copy = {key: (v.copy() if isinstance(v, np.ndarray) else v) for key, v in args.items()}
         with np.errstate(all="ignore"):
             backend.run(backend.compile(k), copy, lanes)
         results.append(copy)
     return results
+
+
+def on_both(k: Kernel, args: dict, lanes: int) -> list[dict]:
+    """The kernel on numpy and on llvm, each on a copy of `args`: the copies after."""
+    return run_on("numpy", "llvm", k=k, args=args, lanes=lanes)
 
 
 def assert_same_bits(k: Kernel, args: dict, lanes: int) -> None:
@@ -155,10 +162,17 @@ def test_calls_on_the_kernels_scalars_are_made_once(lanes, seed):
 
 
 def test_lanes_that_see_each_other_run_one_by_one():
+    """Lanes that read the elements they accumulate into at an index variable run as
+    vectors only where the vector's indices are consecutive (each lane its own element);
+    lanes that read an element at one index and write it at another never do."""
     from portneuron.backends.llvm import simd
 
-    assert simd.lane_analysis(kernel(read_shared=True)) is None
-    assert simd.lane_analysis(kernel()) is not None
+    assert simd.lane_analysis(kernel()).consecutive_only is False
+    assert simd.lane_analysis(kernel(read_shared=True)).consecutive_only is True
+    kb = KernelBuilder("shifted", "instance", "reads at the node, writes at the lane")
+    node = kb.assign("node", kb.array("node_index", I32, "instance")[kb.lane])
+    kb.store("acc", kb.lane, b.mul(kb.array("acc", F64, "node")[node], 2.0))
+    assert simd.lane_analysis(verify_kernel(kb.build())) is None
 
 
 @settings(max_examples=40, deadline=None)
@@ -208,17 +222,22 @@ def test_masked_off_lanes_read_nothing(lanes, seed):
 
 @settings(max_examples=30, deadline=None)
 @given(
-    runs=st.lists(st.tuples(st.integers(0, 40), st.integers(1, 20)), min_size=1, max_size=6),
+    runs=st.lists(st.tuples(st.integers(0, 10), st.integers(1, 20)), min_size=1, max_size=6),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_consecutive_indices_take_the_vector_path_with_the_same_bits(runs, seed):
+@pytest.mark.parametrize("read_shared", [False, True])
+def test_consecutive_indices_take_the_vector_path_with_the_same_bits(runs, seed, read_shared):
     """A mechanism's node_index[lane] is checked per vector: where a vector's lanes have
     consecutive nodes, loads and accumulations at them go as whole vectors; elsewhere
-    (runs that break inside a vector, repeated nodes) element by element. Either way the
-    results are the interpreter's. Indices are runs (start, length) of consecutive nodes."""
+    (runs that break inside a vector, repeated nodes) element by element, or with
+    `read_shared` (lanes read what others accumulate) lane by lane. Either way the
+    results are the interpreter's; with `read_shared` and repeated nodes, where the lanes
+    see each other, those of the kernel's lanes one after another (as NEURON runs a
+    mechanism's instances), which the interpreter, a vector of every lane, does not give.
+    Indices are runs (start, length) of consecutive nodes."""
     from portneuron.backends.llvm import simd
 
-    k = kernel()
+    k = kernel(read_shared)
     assert [array for _, array in simd.lane_analysis(k).gathers] == ["node_index"]
     rng = np.random.default_rng(seed)
     node_index = np.concatenate([np.arange(s, s + n) for s, n in runs]).astype(np.int32)
@@ -231,7 +250,15 @@ def test_consecutive_indices_take_the_vector_path_with_the_same_bits(runs, seed)
         "acc": rng.uniform(-1, 1, nodes),
         "total": np.zeros(1),
     }
-    assert_same_bits(k, args, lanes)
+    if not read_shared:
+        assert_same_bits(k, args, lanes)
+        return
+    sequential = dataclasses.replace(k, name="branchy_lane_by_lane")
+    with mock.patch.object(simd, "lane_analysis", lambda kernel: None):
+        (expected,) = run_on("llvm", k=sequential, args=args, lanes=lanes)
+    (vectors,) = run_on("llvm", k=k, args=args, lanes=lanes)
+    for name in ("out", "acc", "total"):
+        np.testing.assert_array_equal(vectors[name], expected[name], err_msg=name)
 
 
 @settings(max_examples=20, deadline=None)

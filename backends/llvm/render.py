@@ -166,9 +166,10 @@ class _Lowering:
             )
             lane = b.load(counter, typ=I32_T)  # the rest, fewer than a vector: one masked
             left = b.trunc(b.sub(hi, b.sext(lane, I64_T)), I32_T)
-            with b.if_then(b.icmp_signed(">", left, ir.Constant(I32_T, 0))):
-                simd.lower_tail(self, analysis, lane, left)
-                b.store(b.trunc(hi, I32_T), counter)
+            if not analysis.consecutive_only:  # (else the lane loop below)
+                with b.if_then(b.icmp_signed(">", left, ir.Constant(I32_T, 0))):
+                    simd.lower_tail(self, analysis, lane, left)
+                    b.store(b.trunc(hi, I32_T), counter)
         self.counted_loop(
             counter,
             lambda lane: b.icmp_signed("<", b.sext(lane, I64_T), hi),

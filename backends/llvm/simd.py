@@ -25,6 +25,7 @@ operation, so the results are the same bits.
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 from typing import Protocol
 
@@ -56,11 +57,12 @@ from portneuron.ir import (
     Var,
     While,
     dtype_of,
+    walk,
 )
 from portneuron.ir.walk import expressions, statements, written
 
 from . import vmath
-from .llvm_types import BOOL_T, I32_T, TYPES, alignment, stored
+from .llvm_types import BOOL_T, I32_T, TYPES, alignment, gather, stored
 
 
 class Lowering(Protocol):
@@ -88,6 +90,10 @@ class Lowering(Protocol):
     def binary(self, op: str, dtype: DType, x: ir.Value, y: ir.Value) -> ir.Value: ...
 
     def hoists(self, e: Expr) -> bool: ...
+
+    def var(self, name: str, dtype: DType) -> ir.AllocaInstr: ...
+
+    def lane_body(self, lane: ir.Value) -> None: ...
 
     def once(self, e: Expr) -> ir.Value: ...
 
@@ -130,9 +136,11 @@ class _Analysis:
         affine_loads: frozenset[str] = frozenset(),
     ) -> None:
         self.var = var
+        self.body = body
         self.affine_loads = affine_loads
         self.contiguous: _Analysis | None = None  # the analysis with `gathers` affine
         self.gathers: list[tuple[str, str]] = []
+        self.consecutive_only = False  # lanes run as vectors only where `gathers` are
         self.kinds: dict[str, str] = {} if var is None else {var: AFFINE}
         self.dtypes: dict[str, DType] = {} if var is None else {var: I32}
         self.assigned: dict[str, set[Scope]] = {} if var is None else {var: {()}}
@@ -264,43 +272,103 @@ def lower_parallel(lowering: Lowering, loop: Loop) -> bool:
 
 
 def lane_analysis(kernel: Kernel) -> _Analysis | None:
-    """How to run the kernel's lanes as vectors, or None where they must run one by one."""
-    if not independent_lanes(kernel):
+    """How the kernel's lanes run as vectors, or None where they cannot. Lanes that touch
+    one element of an array they read and write only through an index variable (cad's
+    `ion.ca.cai[pn.at.ion.ca.index]`: one ion element a density mechanism's instance, but
+    repeats are allowed) run as vectors only where that index is consecutive across the
+    vector, and otherwise one by one (`consecutive_only`)."""
+    body = _named_indices(kernel.body)
+    consecutive_only = not independent_lanes(body)
+    if consecutive_only and not independent_lanes(body, consecutive=True):
         return None
     params = {p.name for p in kernel.params}
     try:
-        analysis = _Analysis(kernel.body, params, None)
+        analysis = _Analysis(body, params, None)
     except NotVectorisable:
         return None
-    gathers = _gathers(kernel, analysis)
-    if gathers and sum(1 for _ in expressions(kernel.body)) <= MAX_VERSIONED:
+    analysis.consecutive_only = consecutive_only
+    gathers = _gathers(body, analysis)
+    if gathers and (consecutive_only or sum(1 for _ in expressions(body)) <= MAX_VERSIONED):
         try:
             names = frozenset(name for name, _ in gathers)
-            analysis.contiguous = _Analysis(kernel.body, params, None, names)
+            analysis.contiguous = _Analysis(body, params, None, names)
             analysis.gathers = gathers
         except NotVectorisable:
             pass
+    if consecutive_only and analysis.contiguous is None:
+        return None
     return analysis
 
 
-def _gathers(kernel: Kernel, analysis: _Analysis) -> list[tuple[str, str]]:
+def _named_indices(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
+    """`body` with each index read at the lane's own element of an array it does not
+    write (a mechanism's `ion.ca.index[pn.instance]`) read once, into a variable assigned
+    at the top level before its first use, as `pn.node` is: an index variable
+    (`_gathers`), so that where the lanes' indices are consecutive what it indexes is
+    loaded and stored as whole vectors. The same loads and values, so the same bits."""
+    stores = written(body)
+    own = {s.name for s in body if isinstance(s, Assign) and isinstance(s.value, Lane)}
+    if not own or any(
+        not isinstance(s, (Assign, Store, AddTo, If, Loop)) for s in statements(body)
+    ):
+        return body
+    taken = {s.name for s in statements(body) if isinstance(s, Assign)}
+    names: dict[Load, str] = {}
+    for e in expressions(body):
+        match e:
+            case Load(index=Load(array=array, index=Var(name=at), dtype=dtype) as index) if (
+                dtype == I32 and at in own and array not in stores and index not in names
+            ):
+                names[index] = f"pn.at.{array}"
+    if not names or taken & set(names.values()):
+        return body
+
+    def expr(e: Expr) -> Expr:
+        if isinstance(e, Load) and e in names:
+            return Var(names[e], I32)
+        return walk.rebuilt(e, expr)
+
+    def stmt(s: Stmt) -> Stmt:
+        match s:
+            case Assign(value=value):
+                return dataclasses.replace(s, value=expr(value))
+            case Store(index=index, value=value) | AddTo(index=index, value=value):
+                return dataclasses.replace(s, index=expr(index), value=expr(value))
+            case If(cond=cond, then=then, otherwise=otherwise):
+                return If(expr(cond), tuple(map(stmt, then)), tuple(map(stmt, otherwise)))
+            case Loop(start=start, stop=stop, body=inner):
+                inner = tuple(map(stmt, inner))
+                return dataclasses.replace(s, start=expr(start), stop=expr(stop), body=inner)
+        raise TypeError(f"not a statement here: {s!r}")
+
+    out: list[Stmt] = []
+    left = dict(names)
+    for s in body:
+        reads = {e for e in walk.expressions((s,)) if isinstance(e, Load)}
+        for load in [load for load in left if load in reads]:
+            out.append(Assign(left.pop(load), load))
+        out.append(stmt(s))
+    return tuple(out)
+
+
+def _gathers(body: tuple[Stmt, ...], analysis: _Analysis) -> list[tuple[str, str]]:
     """(variable, array) of the kernel's index variables: i32s assigned once, at the top,
     from an array the kernel does not write, at the lane's own element, and used as
     indices (a mechanism's `node_index[lane]`). Where a vector's lanes have consecutive
     indices (checked at run time), such a variable is affine, and what it indexes is
     loaded and stored as whole vectors."""
-    stores = written(kernel.body)
+    stores = written(body)
     used = set()
-    for s in statements(kernel.body):
+    for s in statements(body):
         match s:
             case Store(index=Var(name=name)) | AddTo(index=Var(name=name)):
                 used.add(name)
-    for e in expressions(kernel.body):
+    for e in expressions(body):
         if isinstance(e, Load) and isinstance(e.index, Var):
             used.add(e.index.name)
     own: set[str] = set()
     out = []
-    for s in kernel.body:
+    for s in body:
         if not isinstance(s, Assign) or analysis.assigned.get(s.name) != {()}:
             continue
         match s.value:
@@ -338,7 +406,14 @@ def lower_lanes(lowering: Lowering, analysis: _Analysis, lane: ir.Value) -> None
         with yes:
             _lower_body(lowering, analysis.contiguous, lane)
         with no:
-            _lower_body(lowering, analysis, lane)
+            if not analysis.consecutive_only:
+                _lower_body(lowering, analysis, lane)
+            else:  # the vector's lanes one by one, as the lanes after the last vector
+                counter = lowering.var("pn.vector.lane", I32)
+                b.store(lane, counter)
+                last = b.add(lane, ir.Constant(I32_T, n))
+                more = lambda now: b.icmp_signed("<", now, last)  # noqa: E731
+                lowering.counted_loop(counter, more, lowering.lane_body, 1, "vector.lane")
 
 
 def lower_tail(lowering: Lowering, analysis: _Analysis, lane: ir.Value, left: ir.Value) -> None:
@@ -350,7 +425,7 @@ def lower_tail(lowering: Lowering, analysis: _Analysis, lane: ir.Value, left: ir
     vector = _Vector(lowering, analysis, n)
     vector.lane = lane
     with vector.masked(b.icmp_signed("<", iota, splat(b, left, n))):
-        vector.block(lowering.kernel.body)
+        vector.block(analysis.body)
 
 
 def splat(b: ir.IRBuilder, x: ir.Value, n: int) -> ir.Value:
@@ -363,25 +438,34 @@ def splat(b: ir.IRBuilder, x: ir.Value, n: int) -> ir.Value:
 def _lower_body(lowering: Lowering, analysis: _Analysis, lane: ir.Value) -> None:
     vector = _Vector(lowering, analysis, KERNEL_LANES)
     vector.lane = lane
-    vector.block(lowering.kernel.body)
+    vector.block(analysis.body)
 
 
-def independent_lanes(kernel: Kernel) -> bool:
+def independent_lanes(body: tuple[Stmt, ...], consecutive: bool = False) -> bool:
     """Whether the lanes can run at once: no lane reads an element another lane writes,
     and elements several lanes write are written in one way only (accumulated with
     AddTo, or stored, which element by element in lane order gives the last lane's value
     as running the lanes one after another does). An array a kernel both reads and writes
-    must be touched only at the lane's own element (`lane`, or a variable set to it)."""
+    must be touched only at the lane's own element (`lane`, or a variable set to it), or
+    with `consecutive` (lanes whose index variables are consecutive) only at the element
+    of one index variable (`_gathers`: assigned once at the top from an i32 array the
+    kernel does not write, at the lane's own element)."""
     own: set[str] = set()
-    accesses: dict[str, set[tuple[str, bool]]] = {}  # array -> {(how, at own element)}
+    indices: set[str] = set()
+    stores = written(body)
+    accesses: dict[str, set[tuple[str, str | None]]] = {}  # array -> {(how, which element)}
 
-    def at_own(index: Expr) -> bool:
-        return isinstance(index, Lane) or (isinstance(index, Var) and index.name in own)
+    def at(index: Expr) -> str | None:
+        if isinstance(index, Lane) or (isinstance(index, Var) and index.name in own):
+            return "lane"
+        if isinstance(index, Var) and index.name in indices:
+            return index.name
+        return None
 
     def expr(e: Expr) -> None:
         match e:
             case Load(array=array, index=index):
-                accesses.setdefault(array, set()).add(("load", at_own(index)))
+                accesses.setdefault(array, set()).add(("load", at(index)))
                 expr(index)
             case Unary(operand=x) | Cast(operand=x):
                 expr(x)
@@ -405,16 +489,25 @@ def independent_lanes(kernel: Kernel) -> bool:
                 case Assign(name=name, value=value):
                     expr(value)
                     assigned[name] = assigned.get(name, 0) + 1
-                    if top and at_own(value) and assigned[name] == 1:
+                    own.discard(name), indices.discard(name)
+                    if top and assigned[name] == 1 and at(value) == "lane":
                         own.add(name)
-                    else:
-                        own.discard(name)
+                    match value:
+                        case Load(array=array, index=index, dtype=dtype) if (
+                            top
+                            and consecutive
+                            and assigned[name] == 1
+                            and dtype == I32
+                            and array not in stores
+                            and at(index) == "lane"
+                        ):
+                            indices.add(name)
                 case (
                     Store(array=array, index=index, value=value)
                     | AddTo(array=array, index=index, value=value)
                 ):
                     how = "store" if isinstance(s, Store) else "add"
-                    accesses.setdefault(array, set()).add((how, at_own(index)))
+                    accesses.setdefault(array, set()).add((how, at(index)))
                     expr(index), expr(value)
                 case If(cond=cond, then=then, otherwise=otherwise):
                     expr(cond)
@@ -431,12 +524,12 @@ def independent_lanes(kernel: Kernel) -> bool:
                     raise TypeError(f"not an IR statement: {s!r}")
 
     try:
-        block(kernel.body, True)
+        block(body, True)
     except NotVectorisable:
         return False
     for uses in accesses.values():
-        hows = {how for how, _ in uses}
-        if hows == {"load"} or all(at for _, at in uses):
+        hows, elements = {how for how, _ in uses}, {element for _, element in uses}
+        if hows == {"load"} or (len(elements) == 1 and None not in elements):
             continue
         if hows in ({"add"}, {"store"}):
             continue
@@ -504,9 +597,10 @@ class _Vector:
         self.b.call(fn, [value, address, align, self.mask])
 
     def load(self, array: str, dtype: DType, kind: str, i: ir.Value) -> ir.Value:
-        """array[i] for an affine or varying index: a vector load, or element by element.
-        Under a mask, masked-off elements are not read (their index may be out of range,
-        as the sequential code, which skips them, allows); they come back as 0."""
+        """array[i] for an affine or varying index: a vector load, or element by element,
+        under a mask one gather. Under a mask, masked-off elements are not read (their
+        index may be out of range, as the sequential code, which skips them, allows); they
+        come back as 0."""
         b, lw = self.b, self.lw
         typ, vector = TYPES[dtype], self.vector(TYPES[dtype])
         if kind == AFFINE:
@@ -523,17 +617,7 @@ class _Vector:
                 x = b.load(lw.address(array, self.element(kind, i, lane), dtype), typ=typ)
                 gathered = b.insert_element(gathered, x, ir.Constant(I32_T, lane))
             return gathered
-        with b.goto_entry_block():
-            slot = b.alloca(vector)
-        b.store(ir.Constant(vector, [0] * self.n), slot)
-
-        def one(lane: int) -> None:
-            x = b.load(lw.address(array, self.element(kind, i, lane), dtype), typ=typ)
-            at = ir.Constant(I32_T, lane)
-            b.store(b.insert_element(b.load(slot, typ=vector), x, at), slot)
-
-        self.each_lane(self.mask, one)
-        return b.load(slot, typ=vector)
+        return gather(b, lw.address(array, ir.Constant(I32_T, 0), dtype), i, typ, self.mask)
 
     @contextmanager
     def masked(self, mask: ir.Value | None):
