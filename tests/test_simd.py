@@ -139,8 +139,10 @@ def test_powers_with_one_exponent_are_the_c_librarys(lanes, exponent, seed):
 def test_calls_on_the_kernels_scalars_are_made_once(lanes, seed):
     """tadj = q10^((celsius - temp)/10), as hh2.mod and kca.mod compute it in every lane
     (q10 a local assigned a scalar once, temp a GLOBAL's element the kernel does not
-    write; and a log of them under a mask): one call each, in the kernel's entry block,
-    not one a vector of lanes; numpy's bits in every lane."""
+    write; and a log of them under a mask): one call each a kernel call, where the call
+    first needs it, not one a vector of lanes; numpy's bits in every lane."""
+    from portneuron.backends.llvm import simd
+
     kb = KernelBuilder("tadj", "instance", "a power of the kernel's scalars in every lane")
     x = kb.assign("v", kb.array("x", F64, "instance")[kb.lane])
     q10 = kb.assign("q", kb.scalar("q10"))  # a local, assigned once, as kca.mod's q10
@@ -157,8 +159,9 @@ def test_calls_on_the_kernels_scalars_are_made_once(lanes, seed):
     numpy, llvm = (r["out"] for r in on_both(k, args, lanes))
     np.testing.assert_array_equal(llvm.view(np.int64), numpy.view(np.int64))
     text = load_backend("llvm").emit(k, "llvm")
-    for fn in ("pow", "log"):
-        assert len(re.findall(rf'call double @"?portneuron\.{fn}"?\(', text)) == 1, fn
+    for fn in ("pow", "log"):  # a site in each path to it (vectors, masks, lanes), not a lane's
+        sites = len(re.findall(rf'call double @"?portneuron\.{fn}"?\(', text))
+        assert 1 <= sites < simd.KERNEL_LANES, fn
 
 
 def test_lanes_that_see_each_other_run_one_by_one():

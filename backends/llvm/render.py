@@ -56,7 +56,7 @@ from portneuron.ir.walk import rebuilt, statements, subexpressions, written
 
 from ..base import profiling
 from . import simd, vmath
-from .llvm_types import F64_T, I32_T, I64_T, PTR, TYPES, stored
+from .llvm_types import BOOL_T, F64_T, I32_T, I64_T, PTR, TYPES, stored
 from .philox import random123
 from .vmath import like, type_like
 
@@ -97,7 +97,7 @@ class _Lowering:
         self.b = ir.IRBuilder(entry)
         self.vars: dict[str, ir.AllocaInstr] = {}
         self.params: dict[str, ir.Value] = {}
-        self._hoisted: dict[int, ir.Value] = {}  # calls made once, in the entry block
+        self._hoisted: dict[int, tuple] = {}  # calls made once a call: (value, made)
         self._hoisting = False
         self._names: tuple | None = None  # `_scope`
         self.streams: dict[str, tuple[list[ir.Value], ir.Value, tuple]] = {}
@@ -420,21 +420,31 @@ class _Lowering:
 
     def hoists(self, e: Expr) -> bool:
         """Whether `e` is a call of the C library (pow, log, ...) on invariant values, as
-        NEURON's tadj = q10^((celsius - temp)/10): made once, in the entry block, not for
-        every lane (the same operations: the same bits)."""
+        NEURON's tadj = q10^((celsius - temp)/10): made once a call, where the kernel
+        first needs it, not for every lane (the same operations: the same bits)."""
         call = isinstance(e, Call) or (isinstance(e, Binary) and e.op == "pow")
         return call and not self._hoisting and self.invariant(e)
 
     def once(self, e: Expr) -> ir.Value:
-        """`e`'s value, computed in the entry block (`hoists`)."""
+        """`e`'s value (`hoists`): computed where the call first reaches it, kept for the
+        rest of the call. Not in the entry block: under a branch the call does not take
+        (hh2.mod's rates, which a TABLE replaces) it is never computed."""
+        b = self.b
         if id(e) not in self._hoisted:
-            with self.b.goto_entry_block():
-                self._hoisting = True
-                try:
-                    self._hoisted[id(e)] = self.expr(self.expanded(e))
-                finally:
-                    self._hoisting = False
-        return self._hoisted[id(e)]
+            with b.goto_entry_block():
+                slot = b.alloca(TYPES[dtype_of(e)])
+                done = b.alloca(BOOL_T)
+                b.store(ir.Constant(BOOL_T, 0), done)
+            self._hoisted[id(e)] = (slot, done)
+        slot, done = self._hoisted[id(e)]
+        with b.if_then(b.not_(b.load(done, typ=BOOL_T)), likely=False):
+            self._hoisting = True
+            try:
+                b.store(self.expr(self.expanded(e)), slot)
+            finally:
+                self._hoisting = False
+            b.store(ir.Constant(BOOL_T, 1), done)
+        return b.load(slot, typ=slot.allocated_type)
 
     def expanded(self, e: Expr) -> Expr:
         """`e` with the invariant locals it reads replaced by their values (which the entry

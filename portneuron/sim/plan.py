@@ -385,14 +385,20 @@ class Permuted:
     def lay_out(self) -> None:
         """Into the layout: one whole copy of the array, the rest a chunk at a time."""
         values = self.array.copy()
+        if len(values) <= CHUNK_NODES:  # one chunk (a small model's arrays: few calls)
+            self.array[self.place] = self._laid(values, self.place)
+            return
         for part in _parts(len(values)):
             place = self.place[part]
             self.array[place] = self._laid(values[part], place)
 
     def restore(self, inverse: _Inverse | None) -> None:
         """Back to the model's order; `inverse`: of `points_to`."""
-        values = np.empty_like(self.array)
         lookup = None if inverse is None else inverse.__getitem__
+        if len(self.array) <= CHUNK_NODES:
+            self.array[:] = self._restored(self.array[self.place], self.place, lookup)
+            return
+        values = np.empty_like(self.array)
         for part in _parts(len(values)):
             place = self.place[part]
             values[part] = self._restored(self.array[place], place, lookup)
