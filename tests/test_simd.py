@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from portneuron.backends import backend_status, load_backend
-from portneuron.ir import F32, F64, I32, Kernel, verify_kernel
+from portneuron.ir import F32, F64, I32, Kernel, Var, verify_kernel
 from portneuron.ir import builder as b
 from portneuron.ir.builder import KernelBuilder
 
@@ -221,6 +221,48 @@ def test_masked_off_lanes_read_nothing(lanes, seed):
     out = np.zeros(lanes)
     backend.run(backend.compile(kernel), {"at": at, "table": table, "n": 5, "out": out}, lanes)
     np.testing.assert_array_equal(out, np.where(at < 5, table[np.minimum(at, 4)], -1.0))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    lanes=st.integers(1, 29),
+    outside=st.sampled_from([0.0, 0.2, 1.0]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_table_lookups_take_the_unmasked_path_with_the_same_bits(lanes, outside, seed):
+    """A TABLE's lookup, as the front end writes it: three nested branches (NaN, below,
+    above the table) around an interpolation that assigns locals only. Vectors whose lanes
+    all interpolate load element by element without a mask; the others gather under it,
+    and a lane outside the table (its index negative or huge) reads nothing there. The
+    interpreter's bits either way; `outside`: the share of lanes outside."""
+    kb = KernelBuilder("lookup", "instance", "a TABLE's linear interpolation")
+    x = kb.array("x", F64, "instance")[kb.lane]
+    table = kb.array("table", F64, "table")
+    kb.array("out", F64, "instance")
+    xi = kb.assign("xi", b.mul(4.0, b.sub(x, -10.0)))
+    value = Var("value", F64)
+    with kb.if_(b.ne(xi, xi)):
+        kb.assign("value", xi)
+    with kb.else_():
+        with kb.if_(b.le(xi, 0.0)):
+            kb.assign("value", table[0])
+        with kb.else_():
+            with kb.if_(b.ge(xi, 80.0)):
+                kb.assign("value", table[80])
+            with kb.else_():
+                i = kb.assign("i", b.cast(I32, xi))
+                theta = kb.assign("theta", b.sub(xi, b.cast(F64, i)))
+                step = b.sub(table[b.add(i, 1)], table[i])
+                kb.assign("value", b.add(table[i], b.mul(theta, step)))
+    kb.store("out", kb.lane, value)
+    kernel = verify_kernel(kb.build())
+    rng = np.random.default_rng(seed)
+    inside = rng.uniform(-10, 10, lanes)
+    far = rng.choice([np.nan, -1e300, 1e300, -10.5, 10.5], lanes)
+    args = {"x": np.where(rng.random(lanes) < outside, far, inside),
+            "table": rng.uniform(-1, 1, 81), "out": np.zeros(lanes)}  # fmt: skip
+    numpy, llvm = (r["out"] for r in on_both(kernel, args, lanes))
+    np.testing.assert_array_equal(llvm.view(np.int64), numpy.view(np.int64))
 
 
 @settings(max_examples=30, deadline=None)

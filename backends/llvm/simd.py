@@ -59,7 +59,7 @@ from portneuron.ir import (
     dtype_of,
     walk,
 )
-from portneuron.ir.walk import expressions, statements, written
+from portneuron.ir.walk import expressions, statements, subexpressions, written
 
 from . import vmath
 from .llvm_types import BOOL_T, I32_T, TYPES, alignment, gather, stored
@@ -106,9 +106,10 @@ KERNEL_LANES = 8
 #: variables are consecutive (`_gathers`); in longer ones arithmetic dominates, and the
 #: code would double (which costs JIT time).
 MAX_VERSIONED = 200
-#: Branches on a varying condition that write memory get an unmasked fast path (for when
-#: every lane or none takes them) down to this depth; others compute both sides and blend.
-FAST_PATH_DEPTH = 2
+#: Branches on a varying condition that write memory or gather (a TABLE's lookup, three
+#: deep) get an unmasked fast path (for when every lane or none takes them) down to this
+#: depth; others compute both sides and blend.
+FAST_PATH_DEPTH = 3
 
 UNIFORM, AFFINE, VARYING = "uniform", "affine", "varying"
 
@@ -683,7 +684,9 @@ class _Vector:
         on = c if self.mask is None else b.and_(self.mask, c)
         off = b.not_(c) if self.mask is None else b.and_(self.mask, b.not_(c))
         fast = (
-            self.mask is None and self.depth < FAST_PATH_DEPTH and bool(written(then + otherwise))
+            self.mask is None
+            and self.depth < FAST_PATH_DEPTH
+            and (bool(written(then + otherwise)) or self.gathers(then + otherwise))
         )
         if not fast:
             with self.masked(on):
@@ -712,6 +715,19 @@ class _Vector:
             self.block(otherwise)
         b.branch(after)
         b.position_at_end(after)
+
+    def gathers(self, body: tuple[Stmt, ...]) -> bool:
+        """Whether `body` loads at an index that is not the same in every lane (under a
+        mask: a gather, which an unmasked vector does element by element, faster)."""
+        kinds = self.analysis.kinds
+        for e in expressions(body):
+            if isinstance(e, Load):
+                for x in subexpressions(e.index):
+                    if isinstance(x, Lane | Load) or (
+                        isinstance(x, Var) and kinds.get(x.name, UNIFORM) != UNIFORM
+                    ):
+                        return True
+        return False
 
     def store(self, array: str, index: Expr, value: Expr, add: bool) -> None:
         b, lw = self.b, self.lw
