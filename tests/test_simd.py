@@ -223,6 +223,33 @@ def test_masked_off_lanes_read_nothing(lanes, seed):
     np.testing.assert_array_equal(out, np.where(at < 5, table[np.minimum(at, 4)], -1.0))
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    elements=st.lists(st.integers(0, 5), min_size=1, max_size=40),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_accumulations_at_repeated_elements_sum_in_lane_order(elements, seed):
+    """Lanes that add into elements others add into too (a point process's POINTER sums,
+    runs of one element, repeats after other elements, one element for every lane): the
+    interpreter's sums, to the bit, in lane order."""
+    kb = KernelBuilder("sums", "instance", "accumulations at repeated elements")
+    x = kb.assign("value", kb.array("x", F64, "instance")[kb.lane])
+    at = kb.assign("element", kb.array("at", I32, "instance")[kb.lane])
+    kb.array("acc", F64, "element")
+    kb.array("total", F64, "uniform1")
+    kb.add_to("acc", at, b.mul(x, 3.0))
+    kb.add_to("total", 0, x)
+    kernel = verify_kernel(kb.build())
+    rng = np.random.default_rng(seed)
+    lanes = len(elements)
+    args = {"x": rng.uniform(-1, 1, lanes) * 10.0 ** rng.integers(-8, 8, lanes),
+            "at": np.array(elements, dtype=np.int32), "acc": rng.uniform(-1, 1, 6),
+            "total": rng.uniform(-1, 1, 1)}  # fmt: skip
+    numpy, llvm = on_both(kernel, args, lanes)
+    for name in ("acc", "total"):
+        np.testing.assert_array_equal(llvm[name].view(np.int64), numpy[name].view(np.int64))
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     lanes=st.integers(1, 29),

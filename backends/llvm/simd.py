@@ -745,6 +745,9 @@ class _Vector:
         if index_kind == UNIFORM and not add:  # every iteration stores the same value
             b.store(stored(b, x, dtype), lw.address(array, i, dtype))
             return
+        if add and self.mask is None:
+            self.add_in_runs(array, dtype, (index_kind, i), (value_kind, x))
+            return
 
         def one(lane: int) -> None:
             address = lw.address(array, self.element(index_kind, i, lane), dtype)
@@ -755,6 +758,32 @@ class _Vector:
             b.store(stored(b, v, dtype), address)
 
         self.each_lane(self.mask, one)
+
+    def add_in_runs(self, array: str, dtype: DType, index, value) -> None:
+        """array[index] += value lane by lane, in lane order, each run of lanes at one
+        element (a point process's sums into a section's dipole, every lane of a uniform
+        index) summed in a register and stored once: the same additions in the same order,
+        the same bits, without a chain of stores and loads through memory."""
+        b, lw, typ = self.b, self.lw, TYPES[dtype]
+        add = b.fadd if dtype == F64 else b.add
+        at = [self.element(*index, lane) for lane in range(self.n)]
+        values = [self.element(*value, lane) for lane in range(self.n)]
+        with b.goto_entry_block():
+            total = b.alloca(typ)
+        b.store(add(b.load(lw.address(array, at[0], dtype), typ=typ), values[0]), total)
+        for lane in range(1, self.n):
+            if index[0] == UNIFORM:
+                b.store(add(b.load(total, typ=typ), values[lane]), total)
+                continue
+            same = b.icmp_signed("==", at[lane], at[lane - 1])
+            with b.if_else(same) as (run, new):
+                with run:
+                    b.store(add(b.load(total, typ=typ), values[lane]), total)
+                with new:
+                    b.store(b.load(total, typ=typ), lw.address(array, at[lane - 1], dtype))
+                    old = b.load(lw.address(array, at[lane], dtype), typ=typ)
+                    b.store(add(old, values[lane]), total)
+        b.store(b.load(total, typ=typ), lw.address(array, at[-1], dtype))
 
     # ------------------------------------------------------------------ expressions
     def expr(self, e: Expr) -> tuple[str, ir.Value]:
