@@ -223,6 +223,42 @@ def test_masked_off_lanes_read_nothing(lanes, seed):
     np.testing.assert_array_equal(out, np.where(at < 5, table[np.minimum(at, 4)], -1.0))
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    nodes=st.lists(st.tuples(st.integers(0, 10), st.integers(1, 20)), min_size=1, max_size=6),
+    ions=st.lists(st.tuples(st.integers(0, 10), st.integers(1, 20)), min_size=1, max_size=6),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_two_index_variables_each_consecutive_or_not(nodes, ions, seed):
+    """A current kernel's two index variables (its node's, its ion's): where a vector's
+    lanes are consecutive in one and not in the other, loads and accumulations at the one
+    go as whole vectors, at the other element by element; the interpreter's bits. Indices
+    are runs (start, length), cut to the shorter list."""
+    kb = KernelBuilder("two", "instance", "loads and sums at two index variables")
+    node = kb.assign("node", kb.array("node_index", I32, "instance")[kb.lane])
+    ion = kb.assign("ion", kb.array("ion_index", I32, "instance")[kb.lane])
+    x = kb.array("x", F64, "instance")[kb.lane]
+    v, c = kb.array("g", F64, "node")[node], kb.array("conc", F64, "ion")[ion]
+    kb.array("out", F64, "instance")
+    kb.array("acc", F64, "node")
+    kb.array("current", F64, "ion")
+    kb.store("out", kb.lane, b.mul(v, c))
+    kb.add_to("acc", node, b.add(v, x))
+    kb.add_to("current", ion, b.mul(c, x))
+    kernel = verify_kernel(kb.build())
+    node_index = np.concatenate([np.arange(s, s + n) for s, n in nodes])
+    ion_index = np.concatenate([np.arange(s, s + n) for s, n in ions])
+    lanes = min(len(node_index), len(ion_index))
+    rng = np.random.default_rng(seed)
+    args = {"node_index": node_index[:lanes].astype(np.int32),
+            "ion_index": ion_index[:lanes].astype(np.int32), "x": rng.uniform(-1, 1, lanes),
+            "g": rng.uniform(-1, 1, 31), "conc": rng.uniform(0, 1, 31), "out": np.zeros(lanes),
+            "acc": rng.uniform(-1, 1, 31), "current": rng.uniform(-1, 1, 31)}  # fmt: skip
+    numpy, llvm = on_both(kernel, args, lanes)
+    for name in ("out", "acc", "current"):
+        np.testing.assert_array_equal(llvm[name].view(np.int64), numpy[name].view(np.int64))
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     elements=st.lists(st.integers(0, 5), min_size=1, max_size=40),

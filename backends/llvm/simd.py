@@ -26,6 +26,7 @@ operation, so the results are the same bits.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from contextlib import contextmanager
 from typing import Protocol
 
@@ -308,12 +309,15 @@ def _named_indices(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
     (`_gathers`), so that where the lanes' indices are consecutive what it indexes is
     loaded and stored as whole vectors. The same loads and values, so the same bits."""
     stores = written(body)
-    own = {s.name for s in body if isinstance(s, Assign) and isinstance(s.value, Lane)}
-    if not own or any(
-        not isinstance(s, (Assign, Store, AddTo, If, Loop)) for s in statements(body)
-    ):
+    if any(not isinstance(s, (Assign, Store, AddTo, If, Loop)) for s in statements(body)):
         return body
-    taken = {s.name for s in statements(body) if isinstance(s, Assign)}
+    assigned = Counter(s.name for s in statements(body) if isinstance(s, Assign))
+    own = {
+        s.name
+        for s in body
+        if isinstance(s, Assign) and isinstance(s.value, Lane) and assigned[s.name] == 1
+    }
+    taken = set(assigned)
     names: dict[Load, str] = {}
     for e in expressions(body):
         match e:
@@ -321,7 +325,7 @@ def _named_indices(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
                 dtype == I32 and at in own and array not in stores and index not in names
             ):
                 names[index] = f"pn.at.{array}"
-    if not names or taken & set(names.values()):
+    if not own or not names or taken & set(names.values()):
         return body
 
     def expr(e: Expr) -> Expr:
@@ -395,20 +399,23 @@ def lower_lanes(lowering: Lowering, analysis: _Analysis, lane: ir.Value) -> None
     b = lowering.b
     n = KERNEL_LANES
     iota = ir.Constant(ir.VectorType(I32_T, n), list(range(n)))
-    consecutive = None
+    consecutive, each = None, {}
     for array in dict.fromkeys(array for _, array in analysis.gathers):
         address = lowering.address(array, lane, I32)
         index = b.load(address, typ=ir.VectorType(I32_T, n), align=alignment(I32))
         first = b.extract_element(index, ir.Constant(I32_T, 0))
         bits = b.bitcast(b.icmp_signed("==", index, b.add(splat(b, first, n), iota)), ir.IntType(n))
-        same = b.icmp_unsigned("==", bits, ir.Constant(ir.IntType(n), (1 << n) - 1))
-        consecutive = same if consecutive is None else b.and_(consecutive, same)
+        each[array] = b.icmp_unsigned("==", bits, ir.Constant(ir.IntType(n), (1 << n) - 1))
+        consecutive = each[array] if consecutive is None else b.and_(consecutive, each[array])
     with b.if_else(consecutive) as (yes, no):
         with yes:
             _lower_body(lowering, analysis.contiguous, lane)
         with no:
-            if not analysis.consecutive_only:
-                _lower_body(lowering, analysis, lane)
+            if not analysis.consecutive_only:  # some may be: each is checked where used
+                flags = (
+                    {var: each[array] for var, array in analysis.gathers} if len(each) > 1 else {}
+                )
+                _lower_body(lowering, analysis, lane, flags)
             else:  # the vector's lanes one by one, as the lanes after the last vector
                 counter = lowering.var("pn.vector.lane", I32)
                 b.store(lane, counter)
@@ -436,9 +443,11 @@ def splat(b: ir.IRBuilder, x: ir.Value, n: int) -> ir.Value:
     return b.shuffle_vector(one, undef, ir.Constant(ir.VectorType(I32_T, n), [0] * n))
 
 
-def _lower_body(lowering: Lowering, analysis: _Analysis, lane: ir.Value) -> None:
+def _lower_body(
+    lowering: Lowering, analysis: _Analysis, lane: ir.Value, flags: dict | None = None
+) -> None:
     vector = _Vector(lowering, analysis, KERNEL_LANES)
-    vector.lane = lane
+    vector.lane, vector.consecutive = lane, flags or {}
     vector.block(analysis.body)
 
 
@@ -546,6 +555,9 @@ class _Vector:
         self.lane: ir.Value | None = None  # the first lane's index, where lanes are elements
         self.mask: ir.Value | None = None
         self.depth = 0
+        # index variables (`_gathers`) with whether the vector's lanes are consecutive in
+        # each, where some are and others not: each load and store at one takes a branch
+        self.consecutive: dict[str, ir.Value] = {}
         self.slots: dict[str, ir.AllocaInstr] = {}
         with self.b.goto_entry_block():
             for name, kind in analysis.kinds.items():
@@ -729,11 +741,41 @@ class _Vector:
                         return True
         return False
 
+    def either(self, name: str, i: ir.Value, access) -> ir.Value | None:
+        """access(kind, index) at index variable `name` (a vector `i`): as AFFINE from
+        its first element where the vector's lanes are consecutive in it, else VARYING."""
+        b = self.b
+        with b.if_else(self.consecutive[name]) as (yes, no):
+            with yes:
+                first = access(AFFINE, b.extract_element(i, ir.Constant(I32_T, 0)))
+                first_block = b.block
+            with no:
+                other = access(VARYING, i)
+                other_block = b.block
+        if first is None:
+            return None
+        result = b.phi(first.type)
+        result.add_incoming(first, first_block)
+        result.add_incoming(other, other_block)
+        return result
+
     def store(self, array: str, index: Expr, value: Expr, add: bool) -> None:
+        if isinstance(index, Var) and index.name in self.consecutive:
+            _, i = self.expr(index)
+            value_kind, x = self.expr(value)
+            self.either(
+                index.name, i, lambda kind, at: self.put(array, (kind, at), (value_kind, x), add)
+            )
+            return
+        self.put(array, self.expr(index), self.expr(value), add)
+
+    def put(
+        self, array: str, index: tuple[str, ir.Value], value: tuple[str, ir.Value], add: bool
+    ) -> None:
         b, lw = self.b, self.lw
         dtype = lw.array_dtype(array)
-        index_kind, i = self.expr(index)
-        value_kind, x = self.expr(value)
+        index_kind, i = index
+        value_kind, x = value
         if index_kind == AFFINE:
             address = lw.address(array, i, dtype)
             x = self.widen(value_kind, x)
@@ -801,6 +843,15 @@ class _Vector:
                 return AFFINE, self.lane
             case Const() | Var() | Lane():
                 return UNIFORM, lw.expr(e)
+            case Load(array=array, index=Var(name=name) as index, dtype=dtype) if (
+                name in self.consecutive
+            ):
+                _, i = self.expr(index)
+
+                def load(kind: str, at: ir.Value) -> ir.Value:
+                    return self.load(array, dtype, kind, at)
+
+                return VARYING, self.either(name, i, load)
             case Load(array=array, index=index, dtype=dtype):
                 kind, i = self.expr(index)
                 if kind == UNIFORM:
