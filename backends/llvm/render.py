@@ -168,7 +168,13 @@ class _Lowering:
             left = b.trunc(b.sub(hi, b.sext(lane, I64_T)), I32_T)
             if not analysis.consecutive_only:  # (else the lane loop below)
                 with b.if_then(b.icmp_signed(">", left, ir.Constant(I32_T, 0))):
-                    simd.lower_tail(self, analysis, lane, left)
+                    whole = b.icmp_signed(">=", b.sub(hi, lo), ir.Constant(I64_T, width.constant))
+                    with b.if_else(whole) as (after_vectors, alone):
+                        with after_vectors:
+                            start = b.trunc(b.sub(hi, ir.Constant(I64_T, width.constant)), I32_T)
+                            simd.lower_overlapped_tail(self, analysis, start, left)
+                        with alone:
+                            simd.lower_tail(self, analysis, lane, left)
                     b.store(b.trunc(hi, I32_T), counter)
         self.counted_loop(
             counter,
