@@ -58,9 +58,8 @@ from portneuron.ir import (
     Var,
     While,
     dtype_of,
-    walk,
 )
-from portneuron.ir.walk import expressions, statements, subexpressions, written
+from portneuron.ir.walk import expressions, rebuilt, statements, subexpressions, written
 
 from . import vmath
 from .llvm_types import BOOL_T, I32_T, TYPES, alignment, gather, stored
@@ -331,7 +330,7 @@ def _named_indices(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
     def expr(e: Expr) -> Expr:
         if isinstance(e, Load) and e in names:
             return Var(names[e], I32)
-        return walk.rebuilt(e, expr)
+        return rebuilt(e, expr)
 
     def stmt(s: Stmt) -> Stmt:
         match s:
@@ -349,7 +348,7 @@ def _named_indices(body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
     out: list[Stmt] = []
     left = dict(names)
     for s in body:
-        reads = {e for e in walk.expressions((s,)) if isinstance(e, Load)}
+        reads = {e for e in expressions((s,)) if isinstance(e, Load)}
         for load in [load for load in left if load in reads]:
             out.append(Assign(left.pop(load), load))
         out.append(stmt(s))
@@ -725,7 +724,7 @@ class _Vector:
         fast = (
             self.mask is None
             and self.depth < FAST_PATH_DEPTH
-            and (bool(written(then + otherwise)) or self.gathers(then + otherwise))
+            and (bool(written(then + otherwise)) or self.loads_varying(then + otherwise))
         )
         if not fast:
             with self.masked(on):
@@ -755,7 +754,7 @@ class _Vector:
         b.branch(after)
         b.position_at_end(after)
 
-    def gathers(self, body: tuple[Stmt, ...]) -> bool:
+    def loads_varying(self, body: tuple[Stmt, ...]) -> bool:
         """Whether `body` loads at an index that is not the same in every lane (under a
         mask: a gather, which an unmasked vector does element by element, faster)."""
         kinds = self.analysis.kinds
